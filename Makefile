@@ -1,0 +1,40 @@
+# Chorus: the commands a newcomer needs. Each target installs missing Debian packages first
+# (scripts/install-deps.sh: idempotent, silent when nothing is missing), then builds what it runs.
+JOBS ?= $(shell nproc)
+SEEDS ?= 1..20
+
+.PHONY: all deps debug release run test bench clean
+
+all: release
+
+deps:
+	@bash scripts/install-deps.sh
+
+# Debug build with AddressSanitizer and UBSan: what the tests run on.
+debug: deps
+	@test -f build/debug/build.ninja || cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+# Release build: what `run` and `bench` use.
+release: deps
+	@test -f build/release/build.ninja || cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target chorusd chorus-sim
+
+# Until the production node serves the API, the main job is the simulator: a 5-node cluster under
+# random faults for 20 seeds, each checked for healing and replayed once to prove determinism.
+run: release
+	@./build/release/chorus-sim run --seeds $(SEEDS) --nodes 5 --check-determinism
+
+test: debug
+	@ctest --preset debug -j 2
+
+bench: deps
+	@test -f build/release/build.ninja || cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target chorus_bench
+	@mkdir -p reports
+	@./build/release/bench/chorus_bench --benchmark_out=reports/bench.json --benchmark_out_format=json
+	@./build/release/bench/chorus_bench_report reports/bench.json > reports/bench.md
+	@echo "wrote reports/bench.json and reports/bench.md"
+
+clean:
+	rm -rf build
