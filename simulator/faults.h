@@ -1,0 +1,13 @@
+// Applies a fault schedule (fault/schedule.h) to a simulated cluster: each fault becomes a kernel
+// action at its time. Node numbers in the schedule are kernel node indices. Only simulator/ and tests.
+#pragma once
+
+#include "fault/schedule.h"
+#include "simulator/kernel.h"
+
+namespace chorus::sim {
+
+void apply_fault(Kernel& kernel, const fault::Fault& fault);
+void schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule);
+
+}  // namespace chorus::sim
