@@ -1,0 +1,376 @@
+#include "server/config/config.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <variant>
+
+#include <fmt/format.h>
+
+namespace chorus::config {
+
+namespace json = boost::json;
+
+namespace {
+
+using Value = std::variant<bool, int64_t, std::string, StringList>;
+
+enum class Kind { boolean, integer, string, string_list };
+template <typename T> constexpr Kind kind_of();
+template <> constexpr Kind kind_of<bool>() { return Kind::boolean; }
+template <> constexpr Kind kind_of<int64_t>() { return Kind::integer; }
+template <> constexpr Kind kind_of<std::string>() { return Kind::string; }
+template <> constexpr Kind kind_of<StringList>() { return Kind::string_list; }
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::boolean: return "a boolean (true or false)";
+    case Kind::integer: return "an integer";
+    case Kind::string: return "a string";
+    case Kind::string_list: return "a list of strings";
+  }
+  return "?";
+}
+
+struct Check {
+  enum Type { any, range, one_of, nonempty, listen_address, log_level, clock_time } type = any;
+  int64_t lo = 0, hi = 0;
+  std::vector<std::string> choices;
+};
+Check any() { return {}; }
+Check range(int64_t lo, int64_t hi) { return Check{Check::range, lo, hi, {}}; }
+Check one_of(std::initializer_list<const char*> c) { return Check{Check::one_of, 0, 0, {c.begin(), c.end()}}; }
+Check nonempty() { return Check{Check::nonempty, 0, 0, {}}; }
+Check listen_address() { return Check{Check::listen_address, 0, 0, {}}; }
+Check log_level() { return Check{Check::log_level, 0, 0, {}}; }
+Check clock_time() { return Check{Check::clock_time, 0, 0, {}}; }
+
+struct Spec {
+  const char* section;
+  const char* name;
+  Kind kind;
+  Check check;
+  Value (*get)(const Config&);
+  void (*set)(Config&, const Value&);
+  std::string path() const { return std::string(section) + "." + name; }
+};
+
+const std::vector<Spec>& specs() {
+#define CHORUS_SPEC(SECTION, TYPE, NAME, DEF, CHECK)                                   \
+  Spec{#SECTION, #NAME, kind_of<TYPE>(), CHECK,                                        \
+       [](const Config& c) -> Value { return c.SECTION.NAME; },                        \
+       [](Config& c, const Value& v) { c.SECTION.NAME = std::get<TYPE>(v); }},
+  static const std::vector<Spec> all = {CHORUS_ALL_SETTINGS(CHORUS_SPEC)};
+#undef CHORUS_SPEC
+  return all;
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::toupper(c); });
+  return out;
+}
+
+// Returns an error message, or "" when the value passes the setting's check.
+std::string check_value(const Spec& spec, const Value& v) {
+  const Check& c = spec.check;
+  switch (c.type) {
+    case Check::any: return "";
+    case Check::range: {
+      const int64_t n = std::get<int64_t>(v);
+      if (n < c.lo || n > c.hi) return fmt::format("{} is out of range: expected {} to {}", n, c.lo, c.hi);
+      return "";
+    }
+    case Check::one_of: {
+      const auto& s = std::get<std::string>(v);
+      if (std::find(c.choices.begin(), c.choices.end(), s) != c.choices.end()) return "";
+      std::vector<std::string> quoted;
+      for (const auto& ch : c.choices) quoted.push_back("\"" + ch + "\"");
+      return fmt::format("\"{}\" is not supported: expected one of {}", s, fmt::join(quoted, ", "));
+    }
+    case Check::nonempty:
+      return std::get<std::string>(v).empty() ? "must not be empty" : "";
+    case Check::listen_address: {
+      const auto& s = std::get<std::string>(v);
+      const auto colon = s.rfind(':');
+      if (colon == std::string::npos) return fmt::format("\"{}\" is not an address: expected \"host:port\" or \":port\"", s);
+      const std::string port = s.substr(colon + 1);
+      int p = -1;
+      auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+      if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535)
+        return fmt::format("\"{}\" has no valid port: expected \"host:port\" with a port from 0 to 65535", s);
+      return "";
+    }
+    case Check::log_level: {
+      const std::string u = upper(std::get<std::string>(v));
+      if (u == "DEBUG" || u == "INFO" || u == "WARN" || u == "ERROR") return "";
+      return fmt::format("\"{}\" is not a log level: expected one of DEBUG, INFO, WARN, ERROR", std::get<std::string>(v));
+    }
+    case Check::clock_time: {
+      const auto& s = std::get<std::string>(v);
+      int h = -1, m = -1;
+      if (s.size() == 5 && s[2] == ':' && std::isdigit(s[0]) && std::isdigit(s[1]) && std::isdigit(s[3]) && std::isdigit(s[4])) {
+        h = (s[0] - '0') * 10 + (s[1] - '0');
+        m = (s[3] - '0') * 10 + (s[4] - '0');
+      }
+      if (h < 0 || h > 23 || m < 0 || m > 59) return fmt::format("\"{}\" is not a time of day: expected \"HH:MM\"", s);
+      return "";
+    }
+  }
+  return "";
+}
+
+std::string describe_json(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return v.get_bool() ? "true" : "false";
+    case json::kind::int64:
+    case json::kind::uint64: return "the number " + json::serialize(v);
+    case json::kind::double_: return fmt::format("the number {}", v.get_double());
+    case json::kind::string: return "the string " + json::serialize(v);
+    case json::kind::array: return "a list";
+    case json::kind::object: return "an object";
+  }
+  return "?";
+}
+
+// Converts a JSON value to the setting's type. Empty optional with `error` set when it cannot.
+std::optional<Value> from_json(const Spec& spec, const json::value& v, std::string& error) {
+  switch (spec.kind) {
+    case Kind::boolean:
+      if (v.is_bool()) return Value{v.get_bool()};
+      break;
+    case Kind::integer:
+      if (v.is_int64()) return Value{v.get_int64()};
+      if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return Value{static_cast<int64_t>(v.get_uint64())};
+      break;
+    case Kind::string:
+      if (v.is_string()) return Value{std::string(v.get_string())};
+      break;
+    case Kind::string_list:
+      if (v.is_array()) {
+        StringList list;
+        for (const auto& item : v.get_array()) {
+          if (!item.is_string()) {
+            error = fmt::format("expected {}, got a list holding {}", kind_name(spec.kind), describe_json(item));
+            return std::nullopt;
+          }
+          list.emplace_back(item.get_string());
+        }
+        return Value{std::move(list)};
+      }
+      break;
+  }
+  error = fmt::format("expected {}, got {}", kind_name(spec.kind), describe_json(v));
+  return std::nullopt;
+}
+
+// Mattermost's environment rules: booleans as Go's strconv.ParseBool, integers in base 10, lists split
+// on spaces. Unlike Mattermost, a value that does not parse is an error, not silently ignored.
+std::optional<Value> from_env(const Spec& spec, const std::string& text, std::string& error) {
+  switch (spec.kind) {
+    case Kind::boolean: {
+      static const char* truthy[] = {"1", "t", "T", "TRUE", "true", "True"};
+      static const char* falsy[] = {"0", "f", "F", "FALSE", "false", "False"};
+      for (const char* t : truthy)
+        if (text == t) return Value{true};
+      for (const char* f : falsy)
+        if (text == f) return Value{false};
+      error = fmt::format("expected a boolean (true or false), got \"{}\"", text);
+      return std::nullopt;
+    }
+    case Kind::integer: {
+      int64_t n = 0;
+      const char* begin = text.data();
+      if (!text.empty() && text[0] == '+') ++begin;
+      auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), n);
+      if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
+        error = fmt::format("expected an integer, got \"{}\"", text);
+        return std::nullopt;
+      }
+      return Value{n};
+    }
+    case Kind::string: return Value{text};
+    case Kind::string_list: {
+      StringList list;
+      std::istringstream in(text);
+      std::string item;
+      while (in >> item) list.push_back(item);
+      return Value{std::move(list)};
+    }
+  }
+  return std::nullopt;
+}
+
+json::value to_json_value(const Value& v) {
+  return std::visit([](const auto& x) -> json::value {
+    using T = std::decay_t<decltype(x)>;
+    if constexpr (std::is_same_v<T, StringList>) {
+      json::array a;
+      for (const auto& s : x) a.emplace_back(json::string_view(s));
+      return a;
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      return json::value(json::string_view(x));
+    } else {
+      return json::value(x);
+    }
+  }, v);
+}
+
+std::pair<int, int> line_col(const std::string& text, size_t offset) {
+  int line = 1, col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {line, col};
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  if (setting.empty()) return fmt::format("{}: {}", source, message);
+  return fmt::format("{}: {}: {}", source, setting, message);
+}
+
+std::string LoadResult::error_text() const {
+  std::string s;
+  for (const auto& e : errors) s += e.to_string() + "\n";
+  return s;
+}
+
+LoadResult load_config_text(const std::string& text, const std::string& source_name, const Environment& environment) {
+  LoadResult result;
+  LoadedConfig loaded;
+
+  // 1. Parse, with the position of a syntax error.
+  json::value root;
+  {
+    json::stream_parser parser;
+    boost::system::error_code ec;
+    size_t consumed = parser.write_some(text.data(), text.size(), ec);
+    if (!ec) parser.finish(ec);
+    if (ec) {
+      auto [line, col] = line_col(text, consumed);
+      result.errors.push_back(ConfigError{"", fmt::format("{}:{}:{}", source_name, line, col),
+                                          fmt::format("not valid JSON: {}", ec.message())});
+      return result;
+    }
+    root = parser.release();
+  }
+  if (!root.is_object()) {
+    result.errors.push_back(ConfigError{"", source_name, fmt::format("expected a JSON object at the top, got {}", describe_json(root))});
+    return result;
+  }
+
+  // 2. File values over defaults.
+  const auto& all = specs();
+  for (const auto& [section_key, section_value] : root.get_object()) {
+    const std::string section(section_key);
+    const bool known_section = std::any_of(all.begin(), all.end(), [&](const Spec& s) { return section == s.section; });
+    if (!known_section) {
+      loaded.warnings.push_back(fmt::format("{}: section {} is not used by Chorus (ignored)", source_name, section));
+      continue;
+    }
+    if (section_value.is_null()) continue;
+    if (!section_value.is_object()) {
+      result.errors.push_back(ConfigError{section, source_name, fmt::format("expected an object, got {}", describe_json(section_value))});
+      continue;
+    }
+    for (const auto& [name_key, value] : section_value.get_object()) {
+      const std::string name(name_key);
+      auto spec = std::find_if(all.begin(), all.end(), [&](const Spec& s) { return section == s.section && name == s.name; });
+      if (spec == all.end()) {
+        loaded.warnings.push_back(fmt::format("{}: setting {}.{} is not used by Chorus (ignored)", source_name, section, name));
+        continue;
+      }
+      if (value.is_null()) continue;  // as in Go: null keeps the default
+      std::string error;
+      auto v = from_json(*spec, value, error);
+      if (v && (error = check_value(*spec, *v)).empty()) {
+        spec->set(loaded.file_config, *v);
+      } else {
+        result.errors.push_back(ConfigError{spec->path(), source_name, error});
+      }
+    }
+  }
+
+  // 3. Environment over file: MM_<SECTION>_<SETTING>, case-insensitive.
+  loaded.config = loaded.file_config;
+  for (const auto& [key, text_value] : environment) {
+    const std::string name = upper(key);
+    if (name.rfind("MM_", 0) != 0) continue;
+    const std::string rest = name.substr(3);
+    const auto underscore = rest.find('_');
+    const std::string section = rest.substr(0, underscore);
+    const std::string setting = underscore == std::string::npos ? "" : rest.substr(underscore + 1);
+    auto spec = std::find_if(all.begin(), all.end(), [&](const Spec& s) { return upper(s.section) == section && upper(s.name) == setting; });
+    if (spec == all.end()) {
+      const bool known_section = std::any_of(all.begin(), all.end(), [&](const Spec& s) { return upper(s.section) == section; });
+      if (known_section) loaded.warnings.push_back(fmt::format("environment {}: names no setting Chorus uses (ignored)", key));
+      continue;
+    }
+    std::string error;
+    auto v = from_env(*spec, text_value, error);
+    if (v && (error = check_value(*spec, *v)).empty()) {
+      spec->set(loaded.config, *v);
+      loaded.overridden.push_back(spec->path());
+    } else {
+      result.errors.push_back(ConfigError{spec->path(), "environment " + key, error});
+    }
+  }
+
+  if (!result.errors.empty()) return result;
+  loaded.hash = config_hash(loaded.file_config);
+  result.loaded = std::move(loaded);
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path, const Environment& environment) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult r;
+    r.errors.push_back(ConfigError{"", path, "cannot open the config file (missing or unreadable)"});
+    return r;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return load_config_text(buf.str(), path, environment);
+}
+
+std::string to_json(const Config& config, bool include_cluster_settings) {
+  // Sorted sections and settings: a canonical form, so equal configs serialise to equal bytes.
+  std::map<std::string, std::map<std::string, const Spec*>> sorted;
+  for (const auto& s : specs()) {
+    if (!include_cluster_settings && std::string_view(s.section) == "ClusterSettings") continue;
+    sorted[s.section][s.name] = &s;
+  }
+  json::object root;
+  for (const auto& [section, settings] : sorted) {
+    json::object obj;
+    for (const auto& [name, spec] : settings) obj[name] = to_json_value(spec->get(config));
+    root[section] = std::move(obj);
+  }
+  return json::serialize(root);
+}
+
+std::string config_hash(const Config& config) {
+  const std::string canonical = to_json(config, /*include_cluster_settings=*/false);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(canonical.data(), canonical.size(), digest, &size, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+}  // namespace chorus::config
