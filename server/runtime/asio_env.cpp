@@ -1,0 +1,88 @@
+#include "server/runtime/asio_env.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <random>
+
+namespace chorus::runtime {
+
+namespace asio = boost::asio;
+
+uint64_t os_random_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+// Live timers by id. Shared with pending handlers so a handler that runs after the env is gone sees
+// `alive == false` and does nothing.
+struct AsioEnv::Timers {
+  bool alive = true;
+  TimerId next_id = 1;
+  std::map<TimerId, std::unique_ptr<asio::steady_timer>> live;
+  std::map<TimerId, Task> tasks;
+};
+
+AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, LogLevel level,
+                 TcpTransportOptions transport_options)
+    : io_(io),
+      name_(std::move(node_name)),
+      logger_(name_, *this, sink, level),
+      random_(os_random_seed()),
+      timers_(std::make_shared<Timers>()) {
+  transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
+}
+
+AsioEnv::~AsioEnv() {
+  transport_.reset();
+  timers_->alive = false;
+  for (auto& [id, timer] : timers_->live) timer->cancel();
+  timers_->live.clear();
+  timers_->tasks.clear();
+}
+
+MonoTime AsioEnv::now() const {
+  return MonoTime{std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()};
+}
+
+WallTime AsioEnv::wall_now() const {
+  return WallTime{std::chrono::duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
+}
+
+TimerId AsioEnv::set_timer(Duration delay, Task fn) {
+  const TimerId id = timers_->next_id++;
+  auto timer = std::make_unique<asio::steady_timer>(io_, std::max(delay, Duration{0}));
+  timer->async_wait([timers = timers_, id](const boost::system::error_code& ec) {
+    if (!timers->alive || ec) return;
+    auto it = timers->tasks.find(id);
+    if (it == timers->tasks.end()) return;  // cancelled
+    Task task = std::move(it->second);
+    timers->tasks.erase(it);
+    timers->live.erase(id);  // destroys the timer object; safe: its handler is this one, already dequeued
+    task();
+  });
+  timers_->live.emplace(id, std::move(timer));
+  timers_->tasks.emplace(id, std::move(fn));
+  return id;
+}
+
+bool AsioEnv::cancel_timer(TimerId id) {
+  auto it = timers_->tasks.find(id);
+  if (it == timers_->tasks.end()) return false;
+  timers_->tasks.erase(it);
+  auto t = timers_->live.find(id);
+  if (t != timers_->live.end()) {
+    t->second->cancel();
+    timers_->live.erase(t);
+  }
+  return true;
+}
+
+void AsioEnv::post(Task fn) {
+  asio::post(io_, [timers = timers_, fn = std::move(fn)] {
+    if (timers->alive) fn();
+  });
+}
+
+}  // namespace chorus::runtime

@@ -1,0 +1,46 @@
+// The production side of the seam for one node: real clocks, Asio timers on the node's io_context, a
+// PRNG seeded from the OS, and the TCP transport. All callbacks run on the thread that runs the
+// io_context (the node's loop). Only server/runtime and its tests include this header.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "server/core/env.h"
+#include "server/runtime/tcp_transport.h"
+
+namespace chorus::runtime {
+
+class AsioEnv final : public Env {
+ public:
+  AsioEnv(boost::asio::io_context& io, std::string node_name, LogSink& sink, LogLevel level,
+          TcpTransportOptions transport_options);
+  ~AsioEnv() override;
+
+  MonoTime now() const override;
+  WallTime wall_now() const override;
+  TimerId set_timer(Duration delay, Task fn) override;
+  bool cancel_timer(TimerId id) override;
+  void post(Task fn) override;
+  Random& random() override { return random_; }
+  Logger& log() override { return logger_; }
+  Transport& transport() override { return *transport_; }
+  const std::string& node_name() const override { return name_; }
+
+  TcpTransport& tcp() { return *transport_; }
+
+ private:
+  struct Timers;
+  boost::asio::io_context& io_;
+  std::string name_;
+  Logger logger_;
+  Xoshiro256 random_;
+  std::shared_ptr<Timers> timers_;
+  std::unique_ptr<TcpTransport> transport_;
+};
+
+// Seeds from the OS (std::random_device). For production envs only.
+uint64_t os_random_seed();
+
+}  // namespace chorus::runtime

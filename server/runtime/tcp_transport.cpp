@@ -1,0 +1,429 @@
+#include "server/runtime/tcp_transport.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+#include <deque>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "server/core/backoff.h"
+#include "server/core/frame.h"
+
+namespace chorus::runtime {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+bool split_host_port(const std::string& address, std::string& host, uint16_t& port) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string p = address.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc() || ptr != p.data() + p.size() || value == 0 || value > 65535) return false;
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+namespace {
+std::string endpoint_text(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "(unknown)";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+struct Inbound {
+  explicit Inbound(asio::io_context& io, uint32_t hello_max) : socket(io), deadline(io), decoder(hello_max) {}
+  tcp::socket socket;
+  asio::steady_timer deadline;
+  FrameDecoder decoder;
+  std::array<uint8_t, 64 * 1024> buffer;
+  std::string remote;
+  std::string peer;  // advertised address from the Hello; empty until it arrives
+  bool deadline_armed = false;
+  bool closed = false;
+};
+
+struct Outbound {
+  explicit Outbound(asio::io_context& io, std::string addr, Backoff b)
+      : address(std::move(addr)), socket(io), resolver(io), timer(io), backoff(b) {}
+  enum class State { connecting, up, waiting } state = State::connecting;
+  std::string address;
+  tcp::socket socket;
+  tcp::resolver resolver;
+  asio::steady_timer timer;  // connect timeout, then reconnect delay
+  Backoff backoff;
+  uint64_t generation = 0;   // bumps on every (re)connect: stale handlers compare and bail
+  std::deque<Bytes> queue;   // encoded frames (header + payload) waiting to be written
+  size_t queued_bytes = 0;
+  bool writing = false;
+  std::array<uint8_t, 512> sink;  // peers never send on our outbound connection; read only to see EOF
+  bool removed = false;
+};
+
+struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
+  Impl(asio::io_context& io, Env& env, TcpTransportOptions options)
+      : io(io), env(env), options(std::move(options)), acceptor(io) {}
+
+  asio::io_context& io;
+  Env& env;
+  TcpTransportOptions options;
+  tcp::acceptor acceptor;
+  TransportHandler* handler = nullptr;
+  bool stopped = false;
+  std::set<std::shared_ptr<Inbound>> inbound;
+  std::map<std::string, std::shared_ptr<Outbound>> outbound;
+  TransportStats stats;
+  Bytes hello_frame;
+
+  Logger& log() { return env.log(); }
+
+  // --- listening
+
+  void listen() {
+    error_code ec;
+    const auto address = asio::ip::make_address(options.bind_host, ec);
+    if (ec) throw std::runtime_error("gossip bind address \"" + options.bind_host + "\" is not an IP address");
+    tcp::endpoint ep(address, options.port);
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw std::runtime_error("cannot listen on gossip address " + options.bind_host + ":" +
+                               std::to_string(options.port) + ": " + ec.message());
+  }
+
+  void accept() {
+    if (stopped) return;
+    acceptor.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
+      if (self->stopped) return;
+      if (ec) {
+        if (ec != asio::error::operation_aborted) self->log().warn("gossip: accept failed: {}", ec.message());
+      } else {
+        self->on_accepted(std::move(socket));
+      }
+      self->accept();
+    });
+  }
+
+  void on_accepted(tcp::socket socket) {
+    if (inbound.size() >= options.inbound_connections_max) {
+      ++stats.connections_refused;
+      log().warn("gossip: refused connection from {}: {} inbound connections already open", endpoint_text(socket), inbound.size());
+      error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    auto in = std::make_shared<Inbound>(io, kHelloSizeMax);
+    in->socket = std::move(socket);
+    in->remote = endpoint_text(in->socket);
+    error_code ignored;
+    in->socket.set_option(tcp::no_delay(true), ignored);
+    inbound.insert(in);
+    arm_deadline(in, options.handshake_timeout, "no handshake");
+    read_inbound(in);
+  }
+
+  void arm_deadline(const std::shared_ptr<Inbound>& in, Duration after, const char* what) {
+    in->deadline_armed = true;
+    in->deadline.expires_after(after);
+    in->deadline.async_wait([self = shared_from_this(), in, what, after](const error_code& ec) {
+      if (ec || self->stopped || in->closed) return;
+      ++self->stats.connections_refused;
+      self->log().warn("gossip: closed connection from {} ({}): {} within {} ms", in->remote,
+                       in->peer.empty() ? "before handshake" : in->peer, what, to_ms(after));
+      self->close_inbound(in);
+    });
+  }
+
+  void disarm_deadline(const std::shared_ptr<Inbound>& in) {
+    if (!in->deadline_armed) return;
+    in->deadline_armed = false;
+    in->deadline.cancel();
+  }
+
+  void close_inbound(const std::shared_ptr<Inbound>& in) {
+    if (in->closed) return;
+    in->closed = true;
+    error_code ignored;
+    in->socket.close(ignored);
+    in->deadline.cancel();
+    inbound.erase(in);
+  }
+
+  void read_inbound(const std::shared_ptr<Inbound>& in) {
+    in->socket.async_read_some(asio::buffer(in->buffer), [self = shared_from_this(), in](const error_code& ec, size_t n) {
+      if (self->stopped || in->closed) return;
+      if (ec) {
+        if (ec != asio::error::eof && ec != asio::error::connection_reset)
+          self->log().debug("gossip: connection from {} failed: {}", in->remote, ec.message());
+        self->close_inbound(in);
+        return;
+      }
+      if (!self->on_inbound_bytes(in, std::span<const uint8_t>(in->buffer.data(), n))) return;
+      self->read_inbound(in);
+    });
+  }
+
+  // False when the connection was closed.
+  bool on_inbound_bytes(const std::shared_ptr<Inbound>& in, std::span<const uint8_t> bytes) {
+    bool bad = false;
+    const auto err = in->decoder.feed(bytes, [&](std::span<const uint8_t> frame) {
+      if (bad || stopped || in->closed) return;
+      if (in->peer.empty()) {
+        auto hello = decode_hello_payload(frame);
+        if (!hello) {
+          log().warn("gossip: refused connection from {}: not a Chorus gossip handshake", in->remote);
+          bad = true;
+          return;
+        }
+        if (hello->wire_version != kWireVersion) {
+          log().warn("gossip: refused connection from {} ({}): wire version {}, this node speaks {}", in->remote,
+                     hello->address, hello->wire_version, kWireVersion);
+          bad = true;
+          return;
+        }
+        in->peer = hello->address;
+        in->decoder.set_frame_size_max(options.frame_size_max);
+        disarm_deadline(in);  // the handshake deadline is met
+        log().debug("gossip: inbound connection from {} ({})", in->peer, in->remote);
+        return;
+      }
+      ++stats.frames_received;
+      if (handler) handler->on_frame(in->peer, frame);
+    });
+    if (stopped || in->closed) return false;
+    if (err != FrameDecoder::Error::none) {
+      log().warn("gossip: closed connection from {} ({}): frame of {} bytes exceeds the limit of {}", in->remote,
+                 in->peer.empty() ? "before handshake" : in->peer, in->decoder.last_bad_length(),
+                 in->peer.empty() ? kHelloSizeMax : options.frame_size_max);
+      bad = true;
+    }
+    if (bad) {
+      ++stats.connections_refused;
+      close_inbound(in);
+      return false;
+    }
+    if (!in->peer.empty()) {
+      if (in->decoder.partial()) {
+        if (!in->deadline_armed) arm_deadline(in, options.partial_frame_timeout, "frame not completed");
+      } else {
+        disarm_deadline(in);
+      }
+    }
+    return true;
+  }
+
+  // --- outbound
+
+  void connect(const std::shared_ptr<Outbound>& out) {
+    if (stopped || out->removed) return;
+    out->state = Outbound::State::connecting;
+    const uint64_t gen = ++out->generation;
+    std::string host;
+    uint16_t port = 0;
+    if (!split_host_port(out->address, host, port)) {
+      log().error("gossip: peer address \"{}\" is not host:port; not connecting", out->address);
+      return;
+    }
+    out->timer.expires_after(options.connect_timeout);
+    out->timer.async_wait([self = shared_from_this(), out, gen](const error_code& ec) {
+      if (ec || self->stopped || out->generation != gen || out->state != Outbound::State::connecting) return;
+      self->log().debug("gossip: connecting to {} timed out", out->address);
+      self->connection_lost(out, gen, "connect timeout");
+    });
+    out->resolver.async_resolve(host, std::to_string(port),
+      [self = shared_from_this(), out, gen](const error_code& ec, tcp::resolver::results_type results) {
+        if (self->stopped || out->generation != gen) return;
+        if (ec) {
+          self->connection_lost(out, gen, "cannot resolve: " + ec.message());
+          return;
+        }
+        asio::async_connect(out->socket, results, [self, out, gen](const error_code& ec2, const tcp::endpoint&) {
+          if (self->stopped || out->generation != gen) return;
+          if (ec2) {
+            self->connection_lost(out, gen, ec2.message());
+            return;
+          }
+          self->on_connected(out, gen);
+        });
+      });
+  }
+
+  void on_connected(const std::shared_ptr<Outbound>& out, uint64_t gen) {
+    out->timer.cancel();
+    error_code ignored;
+    out->socket.set_option(tcp::no_delay(true), ignored);
+    out->state = Outbound::State::up;
+    out->writing = false;
+    out->backoff.reset();
+    out->queue.clear();
+    out->queued_bytes = 0;
+    out->queue.push_back(hello_frame);
+    out->queued_bytes += hello_frame.size();
+    start_write(out);
+    // Read only to notice the peer closing (EOF) or dying (reset).
+    watch(out, gen);
+    log().debug("gossip: connected to {}", out->address);
+    if (handler) handler->on_peer_up(out->address);
+  }
+
+  void watch(const std::shared_ptr<Outbound>& out, uint64_t gen) {
+    out->socket.async_read_some(asio::buffer(out->sink), [self = shared_from_this(), out, gen](const error_code& ec, size_t) {
+      if (self->stopped || out->generation != gen) return;
+      if (ec) {
+        self->connection_lost(out, gen, ec == asio::error::eof ? "closed by peer" : ec.message());
+        return;
+      }
+      self->watch(out, gen);
+    });
+  }
+
+  void start_write(const std::shared_ptr<Outbound>& out) {
+    if (out->writing || out->queue.empty() || out->state != Outbound::State::up) return;
+    out->writing = true;
+    // The batch lives until the write's handler runs, even if the connection is replaced meanwhile.
+    auto batch = std::make_shared<std::vector<Bytes>>();
+    while (!out->queue.empty() && batch->size() < 64) {
+      batch->push_back(std::move(out->queue.front()));
+      out->queue.pop_front();
+    }
+    std::vector<asio::const_buffer> buffers;
+    for (const auto& b : *batch) buffers.emplace_back(asio::buffer(b));
+    const uint64_t gen = out->generation;
+    asio::async_write(out->socket, buffers, [self = shared_from_this(), out, gen, batch](const error_code& ec, size_t) {
+      if (self->stopped || out->generation != gen) return;  // a stale connection's write
+      out->writing = false;
+      for (const auto& b : *batch) out->queued_bytes -= b.size();
+      if (ec) {
+        self->stats.frames_dropped += batch->size();
+        self->connection_lost(out, gen, ec.message());
+        return;
+      }
+      self->start_write(out);
+    });
+  }
+
+  void connection_lost(const std::shared_ptr<Outbound>& out, uint64_t gen, const std::string& why) {
+    if (out->generation != gen || out->removed) return;
+    const bool was_up = out->state == Outbound::State::up;
+    ++out->generation;  // every handler of the old connection is now stale
+    error_code ignored;
+    out->socket.close(ignored);
+    out->resolver.cancel();
+    stats.frames_dropped += out->queue.size();
+    out->queue.clear();
+    out->queued_bytes = 0;
+    out->state = Outbound::State::waiting;
+    const Duration delay = out->backoff.next(env.random());
+    if (was_up) log().info("gossip: connection to {} lost ({}); reconnecting in {} ms", out->address, why, to_ms(delay));
+    else log().debug("gossip: cannot connect to {} ({}); retrying in {} ms", out->address, why, to_ms(delay));
+    const uint64_t wait_gen = out->generation;
+    out->timer.expires_after(delay);
+    out->timer.async_wait([self = shared_from_this(), out, wait_gen](const error_code& ec) {
+      if (ec || self->stopped || out->generation != wait_gen || out->removed) return;
+      out->socket = tcp::socket(self->io);
+      self->connect(out);
+    });
+    if (was_up && handler) handler->on_peer_down(out->address);
+  }
+
+  void close_outbound(const std::shared_ptr<Outbound>& out) {
+    out->removed = true;
+    ++out->generation;
+    error_code ignored;
+    out->socket.close(ignored);
+    out->resolver.cancel();
+    out->timer.cancel();
+  }
+
+  void shutdown() {
+    if (stopped) return;
+    stopped = true;
+    handler = nullptr;
+    error_code ignored;
+    acceptor.close(ignored);
+    for (auto& in : std::vector<std::shared_ptr<Inbound>>(inbound.begin(), inbound.end())) close_inbound(in);
+    for (auto& [addr, out] : outbound) close_outbound(out);
+    outbound.clear();
+  }
+};
+
+TcpTransport::TcpTransport(asio::io_context& io, Env& env, TcpTransportOptions options)
+    : impl_(std::make_shared<Impl>(io, env, std::move(options))) {
+  impl_->hello_frame = encode_frame(encode_hello_payload(Hello{kWireVersion, impl_->options.advertise_address}));
+  impl_->listen();
+}
+
+TcpTransport::~TcpTransport() { impl_->shutdown(); }
+
+void TcpTransport::start(TransportHandler& handler) {
+  impl_->handler = &handler;
+  impl_->accept();
+}
+
+void TcpTransport::stop() { impl_->shutdown(); }
+
+void TcpTransport::add_peer(const std::string& address) {
+  if (impl_->stopped || impl_->outbound.contains(address)) return;
+  auto out = std::make_shared<Outbound>(impl_->io, address, Backoff(impl_->options.reconnect_base, impl_->options.reconnect_cap));
+  impl_->outbound.emplace(address, out);
+  impl_->connect(out);
+}
+
+void TcpTransport::remove_peer(const std::string& address) {
+  auto it = impl_->outbound.find(address);
+  if (it == impl_->outbound.end()) return;
+  impl_->close_outbound(it->second);
+  impl_->outbound.erase(it);
+}
+
+SendStatus TcpTransport::send(const std::string& peer, std::span<const uint8_t> payload) {
+  auto& s = impl_->stats;
+  auto it = impl_->outbound.find(peer);
+  if (impl_->stopped || it == impl_->outbound.end() || it->second->state != Outbound::State::up) {
+    ++s.frames_dropped;
+    return SendStatus::not_connected;
+  }
+  if (payload.size() > impl_->options.frame_size_max) {
+    ++s.frames_dropped;
+    return SendStatus::too_large;
+  }
+  Outbound& out = *it->second;
+  const size_t size = kFrameHeaderSize + payload.size();
+  if (out.queue.size() >= impl_->options.send_queue_frames_max || out.queued_bytes + size > impl_->options.send_queue_bytes_max) {
+    ++s.frames_dropped;
+    return SendStatus::queue_full;
+  }
+  out.queue.push_back(encode_frame(payload));
+  out.queued_bytes += size;
+  ++s.frames_sent;
+  impl_->start_write(it->second);
+  return SendStatus::queued;
+}
+
+bool TcpTransport::connected(const std::string& peer) const {
+  auto it = impl_->outbound.find(peer);
+  return it != impl_->outbound.end() && it->second->state == Outbound::State::up;
+}
+
+TransportStats TcpTransport::stats() const { return impl_->stats; }
+
+uint16_t TcpTransport::local_port() const {
+  error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+}  // namespace chorus::runtime
