@@ -1,0 +1,180 @@
+// server/config: defaults, file values, MM_ environment overrides, every class of error, the hash.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "server/config/config.h"
+
+using namespace chorus::config;
+
+namespace {
+LoadResult load(const std::string& text, const Environment& env = {}) { return load_config_text(text, "config.json", env); }
+
+// True when some error names `setting` and its message contains `fragment`.
+bool has_error(const LoadResult& r, const std::string& setting, const std::string& fragment) {
+  for (const auto& e : r.errors)
+    if (e.setting == setting && e.to_string().find(fragment) != std::string::npos) return true;
+  return false;
+}
+}  // namespace
+
+TEST(Config, EmptyObjectGivesMattermostDefaults) {
+  auto r = load("{}");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  const Config& c = r.loaded->config;
+  EXPECT_EQ(c.ServiceSettings.ListenAddress, ":8065");
+  EXPECT_EQ(c.ClusterSettings.GossipPort, 8074);
+  EXPECT_TRUE(c.ClusterSettings.ReadOnlyConfig);
+  EXPECT_TRUE(c.ClusterSettings.UseIpAddress);
+  EXPECT_EQ(c.SqlSettings.DriverName, "sqlite3");  // Chorus's embedded default
+  EXPECT_EQ(c.SqlSettings.MaxIdleConns, 20);
+  EXPECT_EQ(c.SqlSettings.MaxOpenConns, 300);
+  EXPECT_EQ(c.SqlSettings.ConnMaxLifetimeMilliseconds, 3600000);
+  EXPECT_EQ(c.SqlSettings.ConnMaxIdleTimeMilliseconds, 300000);
+  EXPECT_EQ(c.SqlSettings.QueryTimeout, 30);
+  EXPECT_EQ(c.SqlSettings.ReplicaMonitorIntervalSeconds, 5);
+  EXPECT_TRUE(c.JobSettings.RunScheduler);
+  EXPECT_TRUE(c.JobSettings.RunJobs);
+  EXPECT_EQ(c.DataRetentionSettings.MessageRetentionDays, 365);
+  EXPECT_EQ(c.FileSettings.Directory, "./data/");
+  EXPECT_TRUE(r.loaded->warnings.empty());
+}
+
+TEST(Config, ReadsTheGuidesClusterAndSqlBlocks) {
+  auto r = load(R"({
+    "ClusterSettings": {"Enable": true, "ClusterName": "production", "OverrideHostname": "",
+                        "UseIpAddress": true, "ReadOnlyConfig": true, "GossipPort": 8074},
+    "SqlSettings": {"DriverName": "postgres",
+                    "DataSource": "postgres://mmuser:pw@db:5432/mattermost?sslmode=disable&connect_timeout=10",
+                    "DataSourceReplicas": ["postgres://r1/mm", "postgres://r2/mm"],
+                    "DataSourceSearchReplicas": [], "MaxIdleConns": 20, "MaxOpenConns": 300,
+                    "Trace": false, "AtRestEncryptKey": "", "QueryTimeout": 30}
+  })");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_TRUE(r.loaded->config.ClusterSettings.Enable);
+  EXPECT_EQ(r.loaded->config.ClusterSettings.ClusterName, "production");
+  EXPECT_EQ(r.loaded->config.SqlSettings.DataSourceReplicas.size(), 2u);
+}
+
+TEST(Config, UnknownSectionsAndSettingsAreWarningsNotErrors) {
+  auto r = load(R"({"PluginSettings": {"Enable": true}, "SqlSettings": {"MaxOpenConn": 5}})");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  ASSERT_EQ(r.loaded->warnings.size(), 2u);
+  EXPECT_NE(r.loaded->warnings[0].find("PluginSettings"), std::string::npos);
+  EXPECT_NE(r.loaded->warnings[1].find("SqlSettings.MaxOpenConn"), std::string::npos);
+}
+
+TEST(Config, WrongTypesNameTheSetting) {
+  auto r = load(R"({"SqlSettings": {"MaxOpenConns": "lots", "Trace": 1, "DataSourceReplicas": "a"},
+                    "ClusterSettings": {"GossipPort": 80.5, "Enable": "yes"}, "LogSettings": 3})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "SqlSettings.MaxOpenConns", "expected an integer, got the string \"lots\""));
+  EXPECT_TRUE(has_error(r, "SqlSettings.Trace", "expected a boolean"));
+  EXPECT_TRUE(has_error(r, "SqlSettings.DataSourceReplicas", "expected a list of strings"));
+  EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "expected an integer, got the number 80.5"));
+  EXPECT_TRUE(has_error(r, "ClusterSettings.Enable", "expected a boolean"));
+  EXPECT_TRUE(has_error(r, "LogSettings", "expected an object"));
+  EXPECT_EQ(r.errors.size(), 6u) << r.error_text();  // every error at once, not just the first
+}
+
+TEST(Config, OutOfRangeNamesTheSettingAndTheRange) {
+  auto r = load(R"({"ClusterSettings": {"GossipPort": 70000}, "SqlSettings": {"MaxOpenConns": 0},
+                    "ServiceSettings": {"ListenAddress": "8065"}, "LogSettings": {"ConsoleLevel": "LOUD"},
+                    "DataRetentionSettings": {"DeletionJobStartTime": "25:00"}})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "70000 is out of range: expected 1 to 65535"));
+  EXPECT_TRUE(has_error(r, "SqlSettings.MaxOpenConns", "0 is out of range"));
+  EXPECT_TRUE(has_error(r, "ServiceSettings.ListenAddress", "expected \"host:port\""));
+  EXPECT_TRUE(has_error(r, "LogSettings.ConsoleLevel", "not a log level"));
+  EXPECT_TRUE(has_error(r, "DataRetentionSettings.DeletionJobStartTime", "HH:MM"));
+}
+
+TEST(Config, UnknownDriverIsNamed) {
+  auto r = load(R"({"SqlSettings": {"DriverName": "mysql"}, "FileSettings": {"DriverName": "amazons3"}})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "SqlSettings.DriverName", "\"mysql\" is not supported: expected one of \"sqlite3\", \"postgres\""));
+  EXPECT_TRUE(has_error(r, "FileSettings.DriverName", "\"amazons3\" is not supported"));
+}
+
+TEST(Config, SyntaxErrorsGiveLineAndColumn) {
+  auto r = load("{\n  \"SqlSettings\": {\n    \"MaxOpenConns\": 300,\n  }\n}");
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].to_string().find("config.json:4:"), std::string::npos) << r.errors[0].to_string();
+  EXPECT_NE(r.errors[0].to_string().find("not valid JSON"), std::string::npos);
+  auto top = load("[1, 2]");
+  ASSERT_FALSE(top.ok());
+  EXPECT_NE(top.error_text().find("expected a JSON object"), std::string::npos);
+  auto empty = load("");
+  EXPECT_FALSE(empty.ok());
+}
+
+TEST(Config, MissingFileIsNamed) {
+  auto r = load_config_file("/nonexistent/chorus/config.json", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error_text().find("/nonexistent/chorus/config.json"), std::string::npos);
+}
+
+TEST(Config, EnvironmentOverridesFollowMattermostRules) {
+  Environment env = {
+      {"MM_SQLSETTINGS_DATASOURCE", "postgres://env/db"},
+      {"mm_clustersettings_gossipport", "9000"},                    // any case
+      {"MM_ClusterSettings_Enable", "T"},                            // Go's ParseBool forms
+      {"MM_SQLSETTINGS_DATASOURCEREPLICAS", "postgres://a postgres://b"},  // lists split on spaces
+      {"PATH", "/usr/bin"},                                          // not ours
+      {"MM_SERVICEENVIRONMENT", "production"},                       // not a setting Chorus has: ignored
+  };
+  auto r = load(R"({"SqlSettings": {"DataSource": "postgres://file/db"}})", env);
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  const Config& c = r.loaded->config;
+  EXPECT_EQ(c.SqlSettings.DataSource, "postgres://env/db");
+  EXPECT_EQ(c.ClusterSettings.GossipPort, 9000);
+  EXPECT_TRUE(c.ClusterSettings.Enable);
+  ASSERT_EQ(c.SqlSettings.DataSourceReplicas.size(), 2u);
+  EXPECT_EQ(c.SqlSettings.DataSourceReplicas[1], "postgres://b");
+  // The file view keeps the file's values.
+  EXPECT_EQ(r.loaded->file_config.SqlSettings.DataSource, "postgres://file/db");
+  EXPECT_EQ(r.loaded->overridden.size(), 4u);
+}
+
+TEST(Config, BadEnvironmentValuesNameTheVariable) {
+  auto r = load("{}", {{"MM_CLUSTERSETTINGS_GOSSIPPORT", "eighty"}, {"MM_SQLSETTINGS_TRACE", "maybe"},
+                       {"MM_SQLSETTINGS_DRIVERNAME", "oracle"}, {"MM_SQLSETTINGS_MAXOPENCONNS", "-3"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "environment MM_CLUSTERSETTINGS_GOSSIPPORT"));
+  EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "expected an integer, got \"eighty\""));
+  EXPECT_TRUE(has_error(r, "SqlSettings.Trace", "expected a boolean"));
+  EXPECT_TRUE(has_error(r, "SqlSettings.DriverName", "\"oracle\" is not supported"));
+  EXPECT_TRUE(has_error(r, "SqlSettings.MaxOpenConns", "out of range"));
+}
+
+TEST(ConfigHash, LeavesOutClusterSettingsAndTheEnvironment) {
+  auto a = load(R"({"ClusterSettings": {"GossipPort": 8074, "OverrideHostname": "a"}})");
+  auto b = load(R"({"ClusterSettings": {"GossipPort": 9999, "OverrideHostname": "b", "Enable": true}})",
+                {{"MM_SQLSETTINGS_MAXOPENCONNS", "7"}});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a.loaded->hash, b.loaded->hash);
+  EXPECT_EQ(a.loaded->hash.size(), 64u);
+}
+
+TEST(ConfigHash, ExplicitDefaultsHashLikeOmittedOnesAndAnyChangeShows) {
+  auto omitted = load("{}");
+  auto explicit_defaults = load(R"({"SqlSettings": {"MaxOpenConns": 300}, "TeamSettings": {"SiteName": "Chorus"}})");
+  auto changed = load(R"({"SqlSettings": {"MaxOpenConns": 301}})");
+  auto changed_list = load(R"({"SqlSettings": {"DataSourceReplicas": ["x"]}})");
+  ASSERT_TRUE(omitted.ok() && explicit_defaults.ok() && changed.ok() && changed_list.ok());
+  EXPECT_EQ(omitted.loaded->hash, explicit_defaults.loaded->hash);
+  EXPECT_NE(omitted.loaded->hash, changed.loaded->hash);
+  EXPECT_NE(omitted.loaded->hash, changed_list.loaded->hash);
+}
+
+TEST(ConfigJson, RoundTripsThroughTheLoader) {
+  auto r = load(R"({"SqlSettings": {"DataSourceReplicas": ["a", "b \"quoted\""]}, "JobSettings": {"RunJobs": false}})");
+  ASSERT_TRUE(r.ok());
+  const std::string json = to_json(r.loaded->config);
+  auto again = load(json);
+  ASSERT_TRUE(again.ok()) << again.error_text();
+  EXPECT_EQ(to_json(again.loaded->config), json);
+  EXPECT_EQ(again.loaded->hash, r.loaded->hash);
+}

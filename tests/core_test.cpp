@@ -1,0 +1,201 @@
+// Pure pieces of server/core: the codec, the frame decoder, the Hello, backoff and the PRNG draws.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include "server/core/backoff.h"
+#include "server/core/codec.h"
+#include "server/core/frame.h"
+#include "server/core/env.h"
+#include "server/core/log.h"
+#include "server/core/random.h"
+
+using namespace chorus;
+
+TEST(Codec, RoundTripsEveryType) {
+  ByteWriter w;
+  w.u8(7);
+  w.u16(0xbeef);
+  w.u32(0xdeadbeef);
+  w.u64(0x0123456789abcdefULL);
+  w.i64(-42);
+  w.varint(300);
+  w.varint(UINT64_MAX);
+  w.str("hello");
+  auto bytes = w.take();
+  ByteReader r(bytes);
+  EXPECT_EQ(r.u8(), 7);
+  EXPECT_EQ(r.u16(), 0xbeef);
+  EXPECT_EQ(r.u32(), 0xdeadbeefu);
+  EXPECT_EQ(r.u64(), 0x0123456789abcdefULL);
+  EXPECT_EQ(r.i64(), -42);
+  EXPECT_EQ(r.varint(), 300u);
+  EXPECT_EQ(r.varint(), UINT64_MAX);
+  EXPECT_EQ(r.str(), "hello");
+  EXPECT_TRUE(r.done());
+}
+
+TEST(Codec, TruncatedInputFailsAndStaysFailed) {
+  std::vector<uint8_t> bytes = {1, 2, 3};
+  ByteReader r(bytes);
+  EXPECT_EQ(r.u64(), 0u);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.u8(), 0u);  // no read succeeds after a failure
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Codec, OverlongVarintAndOversizedStringFail) {
+  std::vector<uint8_t> overlong(11, 0xff);
+  ByteReader r1(overlong);
+  r1.varint();
+  EXPECT_FALSE(r1.ok());
+  ByteWriter w;
+  w.str(std::string(100, 'x'));
+  auto bytes = w.take();
+  ByteReader r2(bytes);
+  r2.str(10);
+  EXPECT_FALSE(r2.ok());
+}
+
+RC_GTEST_PROP(Codec, ReaderNeverReadsPastRandomInput, (std::vector<uint8_t> bytes)) {
+  ByteReader r(bytes);
+  while (r.ok() && r.remaining() > 0) {
+    r.varint();
+    r.str(64);
+    r.u32();
+  }
+  RC_ASSERT(r.remaining() <= bytes.size());
+}
+
+TEST(Frame, EncodesBigEndianLength) {
+  std::vector<uint8_t> payload = {9, 8, 7};
+  auto f = encode_frame(payload);
+  ASSERT_EQ(f.size(), 7u);
+  EXPECT_EQ(f[0], 0);
+  EXPECT_EQ(f[3], 3);
+  EXPECT_EQ(f[4], 9);
+}
+
+// Any split of a stream of frames into chunks yields the same frames in order.
+RC_GTEST_PROP(Frame, DecoderIsIndependentOfChunking, (std::vector<std::vector<uint8_t>> payloads, std::vector<uint8_t> cuts)) {
+  std::vector<uint8_t> stream;
+  for (const auto& p : payloads) encode_frame(p, stream);
+  FrameDecoder d(1 << 20);
+  std::vector<std::vector<uint8_t>> got;
+  size_t pos = 0;
+  size_t cut_index = 0;
+  while (pos < stream.size()) {
+    size_t n = cuts.empty() ? stream.size() : 1 + cuts[cut_index++ % cuts.size()] % 17;
+    n = std::min(n, stream.size() - pos);
+    auto err = d.feed(std::span<const uint8_t>(stream.data() + pos, n), [&](std::span<const uint8_t> f) { got.emplace_back(f.begin(), f.end()); });
+    RC_ASSERT(err == FrameDecoder::Error::none);
+    pos += n;
+  }
+  RC_ASSERT(got == payloads);
+  RC_ASSERT(!d.partial());
+}
+
+TEST(Frame, OversizedLengthIsRefusedBeforeBuffering) {
+  FrameDecoder d(1024);
+  std::vector<uint8_t> header = {0x7f, 0xff, 0xff, 0xff};
+  int frames = 0;
+  EXPECT_EQ(d.feed(header, [&](auto) { ++frames; }), FrameDecoder::Error::oversized);
+  EXPECT_EQ(d.last_bad_length(), 0x7fffffffu);
+  EXPECT_EQ(frames, 0);
+  // The decoder stays failed.
+  std::vector<uint8_t> more = {0, 0, 0, 0};
+  EXPECT_EQ(d.feed(more, [&](auto) { ++frames; }), FrameDecoder::Error::oversized);
+}
+
+TEST(Frame, HalfAFrameIsPartial) {
+  FrameDecoder d(1024);
+  auto f = encode_frame(std::vector<uint8_t>(100, 1));
+  int frames = 0;
+  EXPECT_EQ(d.feed(std::span<const uint8_t>(f.data(), 50), [&](auto) { ++frames; }), FrameDecoder::Error::none);
+  EXPECT_TRUE(d.partial());
+  EXPECT_EQ(frames, 0);
+  EXPECT_EQ(d.feed(std::span<const uint8_t>(f.data() + 50, f.size() - 50), [&](auto) { ++frames; }), FrameDecoder::Error::none);
+  EXPECT_EQ(frames, 1);
+  EXPECT_FALSE(d.partial());
+}
+
+TEST(Frame, ZeroLengthFrames) {
+  FrameDecoder d(16);
+  std::vector<uint8_t> stream;
+  encode_frame({}, stream);
+  encode_frame({}, stream);
+  int frames = 0;
+  EXPECT_EQ(d.feed(stream, [&](auto f) { EXPECT_TRUE(f.empty()); ++frames; }), FrameDecoder::Error::none);
+  EXPECT_EQ(frames, 2);
+}
+
+TEST(Hello, RoundTripAndRejections) {
+  auto payload = encode_hello_payload(Hello{kWireVersion, "10.0.0.1:8074"});
+  auto h = decode_hello_payload(payload);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->address, "10.0.0.1:8074");
+  EXPECT_EQ(h->wire_version, kWireVersion);
+  auto bad_magic = payload;
+  bad_magic[0] = 'X';
+  EXPECT_FALSE(decode_hello_payload(bad_magic));
+  auto trailing = payload;
+  trailing.push_back(0);
+  EXPECT_FALSE(decode_hello_payload(trailing));
+  EXPECT_FALSE(decode_hello_payload(std::span<const uint8_t>(payload.data(), 5)));
+  std::vector<uint8_t> http = {'G', 'E', 'T', ' ', '/'};
+  EXPECT_FALSE(decode_hello_payload(http));
+}
+
+TEST(Backoff, GrowsToTheCapWithJitterAndResets) {
+  Xoshiro256 rng(1);
+  Backoff b(Duration{100'000}, Duration{1'000'000});
+  int64_t ceiling = 100'000;
+  for (int i = 0; i < 12; ++i) {
+    const Duration d = b.next(rng);
+    EXPECT_GE(d.count(), ceiling / 2);
+    EXPECT_LE(d.count(), ceiling);
+    ceiling = std::min<int64_t>(ceiling * 2, 1'000'000);
+  }
+  b.reset();
+  EXPECT_LE(b.next(rng).count(), 100'000);
+}
+
+TEST(Random, SameSeedSameSequenceAndUniformBounds) {
+  Xoshiro256 a(42), b(42), c(43);
+  bool differs = false;
+  for (int i = 0; i < 100; ++i) {
+    const uint64_t x = a.next_u64();
+    EXPECT_EQ(x, b.next_u64());
+    differs |= x != c.next_u64();
+  }
+  EXPECT_TRUE(differs);
+  std::vector<int> counts(10, 0);
+  for (int i = 0; i < 100000; ++i) counts[a.uniform(10)]++;
+  for (int c10 : counts) EXPECT_NEAR(c10, 10000, 600);
+  for (int i = 0; i < 1000; ++i) {
+    const auto v = a.uniform_range(-5, 5);
+    EXPECT_GE(v, -5);
+    EXPECT_LE(v, 5);
+  }
+  EXPECT_FALSE(a.chance(0));
+  EXPECT_TRUE(a.chance(1));
+}
+
+TEST(Log, LinesCarryNodeAndSeamTime) {
+  struct FixedClock : Clock {
+    MonoTime now() const override { return MonoTime{1'500'000}; }
+    WallTime wall_now() const override { return WallTime{1'767'225'600'123'000}; }
+  } clock;
+  struct Capture : LogSink {
+    std::vector<std::string> lines;
+    void write(const LogRecord& r) override { lines.push_back(format_log_line(r)); }
+  } sink;
+  Logger log("node7", clock, sink, LogLevel::info);
+  log.debug("hidden {}", 1);
+  log.warn("peer {} down", "x:1");
+  ASSERT_EQ(sink.lines.size(), 1u);
+  EXPECT_EQ(sink.lines[0], "2026-01-01T00:00:00.123Z      1.500 WARN  [node7] peer x:1 down");
+  LogLevel l;
+  EXPECT_TRUE(parse_log_level("debug", l));
+  EXPECT_EQ(l, LogLevel::debug);
+  EXPECT_FALSE(parse_log_level("verbose", l));
+}

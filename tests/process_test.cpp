@@ -1,0 +1,234 @@
+// Real chorusd processes on loopback: three nodes find each other over TCP; SIGKILL one and the others
+// see its connection drop within 1 s; restart it and they reconnect; SIGTERM stops each cleanly. Also
+// chorusd's answer to a bad config. Waits are bounded and short.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A child process whose stdout and stderr we read line by line.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::vector<std::string>& extra_env) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e)
+      if (std::string(*e).rfind("MM_", 0) != 0) env_strings.emplace_back(*e);
+    for (const auto& e : extra_env) env_strings.push_back(e);
+    std::vector<char*> argv, envp;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    fd_ = fds[0];
+    ::fcntl(fd_, F_SETFL, O_NONBLOCK);
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Reads whatever output is available now.
+  void pump() {
+    char buf[4096];
+    while (true) {
+      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      partial_.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = partial_.find('\n')) != std::string::npos) {
+        lines_.push_back(partial_.substr(0, nl));
+        partial_.erase(0, nl + 1);
+      }
+    }
+  }
+  // Index of the first line at or after `from` containing s, or -1.
+  int find(const std::string& s, size_t from = 0) {
+    pump();
+    for (size_t i = from; i < lines_.size(); ++i)
+      if (lines_[i].find(s) != std::string::npos) return static_cast<int>(i);
+    return -1;
+  }
+  size_t line_count() {
+    pump();
+    return lines_.size();
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  // Waits for exit at most `ms`; returns the exit status (or -1 on timeout).
+  int wait_exit(int ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        pump();
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      ::usleep(5000);
+    }
+    return -1;
+  }
+  std::string output() {
+    pump();
+    std::string s;
+    for (const auto& l : lines_) s += l + "\n";
+    return s + partial_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  bool exited_ = false;
+  std::vector<std::string> lines_;
+  std::string partial_;
+};
+
+// Polls until pred holds or ms pass. Returns the time it took, or -1 on timeout.
+int64_t wait_ms(const std::function<bool()>& pred, int ms) {
+  const auto start = Clock::now();
+  while (true) {
+    if (pred()) return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    if (Clock::now() - start > std::chrono::milliseconds(ms)) return -1;
+    ::usleep(2000);
+  }
+}
+
+class ChorusdCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("chorus-process-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    config_ = (dir_ / "config.json").string();
+    // One config.json for all nodes, as the HA guide asks; what differs per node comes from MM_ variables.
+    std::ofstream(config_) << R"({
+      "ClusterSettings": {"Enable": true, "ClusterName": "test", "OverrideHostname": "127.0.0.1",
+                          "BindAddress": "127.0.0.1", "GossipPort": 8074},
+      "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
+    })";
+    for (int i = 0; i < 3; ++i) ports_.push_back(free_port());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string address(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
+
+  std::unique_ptr<Child> spawn(int i) {
+    std::vector<std::string> args = {CHORUSD_PATH, "--config", config_};
+    for (int j = 0; j < 3; ++j)
+      if (j != i) {
+        args.push_back("--peer");
+        args.push_back(address(j));
+      }
+    return std::make_unique<Child>(args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])});
+  }
+
+  std::filesystem::path dir_;
+  std::string config_;
+  std::vector<uint16_t> ports_;
+};
+
+}  // namespace
+
+TEST_F(ChorusdCluster, ThreeNodesSeeEachOtherLoseAKilledOneWithinASecondAndReconnect) {
+  std::vector<std::unique_ptr<Child>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(spawn(i));
+  auto sees = [&](int i, int j, const char* state, size_t from = 0) {
+    return nodes[i]->find("ping: peer " + address(j) + " " + state, from) >= 0;
+  };
+  ASSERT_GE(wait_ms([&] {
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j)
+        if (i != j && !sees(i, j, "up")) return false;
+    return true;
+  }, 5000), 0) << "nodes did not connect:\n" << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+
+  // The per-node port came from the environment, and the config hash is the same on every node.
+  const int hash_line = nodes[0]->find("config hash ");
+  ASSERT_GE(hash_line, 0);
+  const std::string out0 = nodes[0]->output();
+  const std::string hash = out0.substr(out0.find("config hash ") + 12, 64);
+  for (int i = 1; i < 3; ++i) EXPECT_GE(nodes[i]->find("config hash " + hash), 0) << "config hashes differ across nodes";
+  EXPECT_GE(nodes[1]->find("ClusterSettings.GossipPort set from the environment"), 0);
+
+  // SIGKILL node 2: both others see its connection drop within 1 s.
+  const size_t mark0 = nodes[0]->line_count(), mark1 = nodes[1]->line_count();
+  nodes[2]->signal(SIGKILL);
+  const int64_t took = wait_ms([&] { return sees(0, 2, "down", mark0) && sees(1, 2, "down", mark1); }, 1000);
+  ASSERT_GE(took, 0) << "a killed node's connection was not seen to drop within 1 s:\n" << nodes[0]->output();
+  std::printf("killed node seen down by both peers after %lld ms\n", static_cast<long long>(took));
+  EXPECT_EQ(nodes[2]->wait_exit(1000), 128 + SIGKILL);
+
+  // Back on the same port: the others reconnect (backoff capped at 1 s), and it reaches them.
+  nodes[2] = spawn(2);
+  const int64_t back = wait_ms([&] { return sees(0, 2, "up", mark0) && sees(1, 2, "up", mark1) && sees(2, 0, "up") && sees(2, 1, "up"); }, 4000);
+  ASSERT_GE(back, 0) << "no reconnect:\n" << nodes[0]->output() << nodes[2]->output();
+  std::printf("restarted node reconnected in %lld ms\n", static_cast<long long>(back));
+
+  // SIGTERM stops every node cleanly.
+  for (auto& n : nodes) n->signal(SIGTERM);
+  for (auto& n : nodes) {
+    EXPECT_EQ(n->wait_exit(3000), 0) << n->output();
+    EXPECT_GE(n->find("chorusd: stopped"), 0);
+  }
+}
+
+TEST_F(ChorusdCluster, BadConfigIsRefusedWithTheSettingNamed) {
+  std::ofstream(config_) << R"({"SqlSettings": {"DriverName": "mysql", "MaxOpenConns": "many"}})";
+  Child c({CHORUSD_PATH, "--config", config_}, {"MM_CLUSTERSETTINGS_GOSSIPPORT=99999"});
+  EXPECT_EQ(c.wait_exit(3000), 2);
+  const std::string out = c.output();
+  EXPECT_NE(out.find("SqlSettings.DriverName: \"mysql\" is not supported"), std::string::npos) << out;
+  EXPECT_NE(out.find("SqlSettings.MaxOpenConns: expected an integer"), std::string::npos) << out;
+  EXPECT_NE(out.find("environment MM_CLUSTERSETTINGS_GOSSIPPORT: ClusterSettings.GossipPort: 99999 is out of range"), std::string::npos) << out;
+
+  Child missing({CHORUSD_PATH, "--config", (dir_ / "nope.json").string()}, {});
+  EXPECT_EQ(missing.wait_exit(3000), 2);
+  EXPECT_NE(missing.output().find("cannot open the config file"), std::string::npos);
+}
+
+TEST_F(ChorusdCluster, PortInUseIsAClearFatalError) {
+  auto first = spawn(0);
+  ASSERT_GE(wait_ms([&] { return first->find("ping: started") >= 0; }, 3000), 0) << first->output();
+  auto second = spawn(0);
+  EXPECT_EQ(second->wait_exit(3000), 1);
+  EXPECT_NE(second->output().find("cannot listen on gossip address 127.0.0.1:" + std::to_string(ports_[0])), std::string::npos) << second->output();
+}

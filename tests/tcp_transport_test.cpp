@@ -1,0 +1,297 @@
+// The TCP transport on loopback: frames both ways, limits, and bad input on the gossip port (random
+// bytes, an oversized length, half a frame, a peer that never speaks, a wrong wire version, an HTTP
+// request). Each is logged and dropped, and the node keeps serving good peers.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+
+#include "server/core/codec.h"
+#include "server/core/frame.h"
+#include "server/runtime/asio_env.h"
+
+using namespace chorus;
+using namespace chorus::runtime;
+
+namespace {
+
+struct CaptureSink : LogSink {
+  std::vector<std::string> lines;
+  void write(const LogRecord& r) override { lines.emplace_back(r.message); }
+  bool contains(const std::string& s) const {
+    for (const auto& l : lines)
+      if (l.find(s) != std::string::npos) return true;
+    return false;
+  }
+};
+
+struct Recorder : TransportHandler {
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> frames;
+  std::vector<std::string> ups, downs;
+  void on_frame(const std::string& from, std::span<const uint8_t> p) override { frames.emplace_back(from, std::vector<uint8_t>(p.begin(), p.end())); }
+  void on_peer_up(const std::string& peer) override { ups.push_back(peer); }
+  void on_peer_down(const std::string& peer) override { downs.push_back(peer); }
+};
+
+class TransportTest : public ::testing::Test {
+ protected:
+  TcpTransportOptions options(const std::string& name) {
+    TcpTransportOptions o;
+    o.bind_host = "127.0.0.1";
+    o.port = 0;
+    o.advertise_address = name;
+    o.handshake_timeout = Duration{300'000};
+    o.partial_frame_timeout = Duration{300'000};
+    o.frame_size_max = 1024;
+    o.reconnect_base = Duration{20'000};
+    o.reconnect_cap = Duration{100'000};
+    return o;
+  }
+  // Runs the loop until pred holds, at most `ms` of wall time.
+  bool run_until(const std::function<bool()>& pred, int ms = 2000) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() >= deadline) return pred();
+      io.run_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+  // A raw client socket connected to the port.
+  int raw_connect(uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    return fd;
+  }
+  void raw_send(int fd, const std::vector<uint8_t>& bytes) { ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+  // True once the server has closed the raw connection (EOF or reset), running the loop meanwhile.
+  bool closed_by_server(int fd, int ms = 2000) {
+    return run_until([&] {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) return false;
+      uint8_t b[256];
+      const ssize_t n = ::recv(fd, b, sizeof b, MSG_DONTWAIT);
+      return n == 0 || (n < 0 && errno != EAGAIN);
+    }, ms);
+  }
+  std::vector<uint8_t> hello(const std::string& addr, uint16_t version = kWireVersion) {
+    return encode_frame(encode_hello_payload(Hello{version, addr}));
+  }
+
+  boost::asio::io_context io;
+  CaptureSink sink;
+};
+
+}  // namespace
+
+TEST_F(TransportTest, FramesFlowBetweenTwoNodes) {
+  AsioEnv a(io, "a", sink, LogLevel::debug, options("a"));
+  AsioEnv b(io, "b", sink, LogLevel::debug, options("b"));
+  Recorder ra, rb;
+  a.transport().start(ra);
+  b.transport().start(rb);
+  const std::string b_addr = "127.0.0.1:" + std::to_string(b.tcp().local_port());
+  a.transport().add_peer(b_addr);
+  ASSERT_TRUE(run_until([&] { return !ra.ups.empty(); }));
+  for (uint8_t i = 0; i < 50; ++i) EXPECT_EQ(a.transport().send(b_addr, std::vector<uint8_t>(i, i)), SendStatus::queued);
+  ASSERT_TRUE(run_until([&] { return rb.frames.size() == 50; }));
+  for (uint8_t i = 0; i < 50; ++i) {
+    EXPECT_EQ(rb.frames[i].first, "a");  // the sender's advertised address
+    EXPECT_EQ(rb.frames[i].second, std::vector<uint8_t>(i, i));  // in order over one connection
+  }
+  EXPECT_EQ(a.transport().send(b_addr, std::vector<uint8_t>(2000, 1)), SendStatus::too_large);
+  EXPECT_EQ(a.transport().send("127.0.0.1:1", std::vector<uint8_t>(1, 1)), SendStatus::not_connected);
+}
+
+TEST_F(TransportTest, SendQueueIsBounded) {
+  auto o = options("a");
+  o.send_queue_frames_max = 10;
+  o.frame_size_max = 1 << 20;
+  AsioEnv a(io, "a", sink, LogLevel::info, o);
+  Recorder ra;
+  a.transport().start(ra);
+  // A listener that accepts (kernel backlog) but never reads: the queue must not grow without bound.
+  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(ls, 4), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string peer = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  a.transport().add_peer(peer);
+  ASSERT_TRUE(run_until([&] { return !ra.ups.empty(); }));
+  int queued = 0, full = 0;
+  const std::vector<uint8_t> big(512 * 1024, 7);
+  for (int i = 0; i < 200; ++i) {
+    const auto s = a.transport().send(peer, big);
+    queued += s == SendStatus::queued;
+    full += s == SendStatus::queue_full;
+    io.poll();
+  }
+  EXPECT_GT(full, 0);
+  EXPECT_LE(queued, 10 + 64 + 16);  // the queue, one write batch, and what the socket buffers took
+  ::close(ls);
+}
+
+TEST_F(TransportTest, GarbageOnThePortIsLoggedAndDroppedAndTheNodeKeepsServing) {
+  AsioEnv node(io, "node", sink, LogLevel::debug, options("node"));
+  Recorder r;
+  node.transport().start(r);
+  const uint16_t port = node.tcp().local_port();
+
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> bytes;
+    const char* logged;
+  };
+  std::vector<uint8_t> random_bytes(300);
+  uint64_t x = 12345;
+  for (auto& b : random_bytes) b = static_cast<uint8_t>((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56);
+  random_bytes[0] = 0;  // a small length, so the garbage is read as a (bad) Hello, not an oversized frame
+  random_bytes[1] = 0;
+  random_bytes[2] = 0;
+  random_bytes[3] = 40;
+  std::vector<uint8_t> after_hello_oversized = hello("evil:1");
+  for (uint8_t b : {0x00, 0x10, 0x00, 0x00}) after_hello_oversized.push_back(b);  // 1 MiB > 1024
+  const std::string http = "GET /api/v4/system/ping HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<Case> cases = {
+      {"random bytes", random_bytes, "not a Chorus gossip handshake"},
+      {"oversized first length", {0xff, 0xff, 0xff, 0xff, 1, 2, 3}, "exceeds the limit"},
+      {"oversized length after hello", after_hello_oversized, "exceeds the limit"},
+      {"wrong wire version", hello("future:1", 99), "wire version 99"},
+      {"an HTTP request", std::vector<uint8_t>(http.begin(), http.end()), "exceeds the limit"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    sink.lines.clear();
+    int fd = raw_connect(port);
+    raw_send(fd, c.bytes);
+    EXPECT_TRUE(closed_by_server(fd)) << "the connection was not closed";
+    EXPECT_TRUE(sink.contains(c.logged)) << "not logged as expected";
+    ::close(fd);
+  }
+
+  // Half a frame after a good Hello, then silence: closed after partial_frame_timeout.
+  {
+    sink.lines.clear();
+    int fd = raw_connect(port);
+    auto bytes = hello("half:1");
+    auto frame = encode_frame(std::vector<uint8_t>(100, 1));
+    bytes.insert(bytes.end(), frame.begin(), frame.begin() + 50);
+    raw_send(fd, bytes);
+    EXPECT_TRUE(closed_by_server(fd));
+    EXPECT_TRUE(sink.contains("frame not completed within 300 ms"));
+    ::close(fd);
+  }
+  // Connects and never speaks: closed after handshake_timeout.
+  {
+    sink.lines.clear();
+    int fd = raw_connect(port);
+    EXPECT_TRUE(closed_by_server(fd));
+    EXPECT_TRUE(sink.contains("no handshake within 300 ms"));
+    ::close(fd);
+  }
+  // A peer that vanishes mid-frame (closes with half a frame sent): dropped quietly.
+  {
+    int fd = raw_connect(port);
+    auto bytes = hello("gone:1");
+    bytes.push_back(0);
+    bytes.push_back(0);
+    raw_send(fd, bytes);
+    ::close(fd);
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(node.transport().stats().connections_refused, 7u);
+  EXPECT_TRUE(r.frames.empty()) << "no garbage reached the node";
+
+  // After all that, a good peer still gets through.
+  AsioEnv good(io, "good", sink, LogLevel::info, options("good:1"));
+  Recorder rg;
+  good.transport().start(rg);
+  const std::string node_addr = "127.0.0.1:" + std::to_string(port);
+  good.transport().add_peer(node_addr);
+  ASSERT_TRUE(run_until([&] { return !rg.ups.empty(); }));
+  good.transport().send(node_addr, std::vector<uint8_t>{1, 2, 3});
+  ASSERT_TRUE(run_until([&] { return r.frames.size() == 1; }));
+  EXPECT_EQ(r.frames[0].first, "good:1");
+}
+
+TEST_F(TransportTest, RandomGarbageFuzzNeverStopsTheNode) {
+  AsioEnv node(io, "node", sink, LogLevel::error, options("node"));
+  Recorder r;
+  node.transport().start(r);
+  const uint16_t port = node.tcp().local_port();
+  uint64_t x = 99;
+  for (int round = 0; round < 40; ++round) {
+    int fd = raw_connect(port);
+    std::vector<uint8_t> bytes(1 + (round * 37) % 2000);
+    for (auto& b : bytes) b = static_cast<uint8_t>((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56);
+    if (round % 3 == 0) {  // sometimes a valid Hello first, so garbage hits the frame path
+      auto h = hello("fuzz:1");
+      bytes.insert(bytes.begin(), h.begin(), h.end());
+    }
+    raw_send(fd, bytes);
+    io.run_for(std::chrono::milliseconds(5));
+    ::close(fd);
+  }
+  io.run_for(std::chrono::milliseconds(50));
+  // Still accepting and serving.
+  int fd = raw_connect(port);
+  auto bytes = hello("after:1");
+  auto f = encode_frame(std::vector<uint8_t>{42});
+  bytes.insert(bytes.end(), f.begin(), f.end());
+  const size_t before = r.frames.size();
+  raw_send(fd, bytes);
+  ASSERT_TRUE(run_until([&] { return r.frames.size() > before; }));
+  EXPECT_EQ(r.frames.back().first, "after:1");
+  ::close(fd);
+}
+
+TEST_F(TransportTest, ReconnectsWithBackoffWhenThePeerComesBack) {
+  AsioEnv a(io, "a", sink, LogLevel::info, options("a"));
+  Recorder ra;
+  a.transport().start(ra);
+  auto ob = options("b");
+  auto b = std::make_unique<AsioEnv>(io, "b", sink, LogLevel::info, ob);
+  const uint16_t b_port = b->tcp().local_port();
+  Recorder rb;
+  b->transport().start(rb);
+  const std::string b_addr = "127.0.0.1:" + std::to_string(b_port);
+  a.transport().add_peer(b_addr);
+  ASSERT_TRUE(run_until([&] { return ra.ups.size() == 1; }));
+  b.reset();  // b dies
+  ASSERT_TRUE(run_until([&] { return ra.downs.size() == 1; }, 1000));
+  EXPECT_FALSE(a.transport().connected(b_addr));
+  run_until([] { return false; }, 200);  // a few refused attempts
+  ob.port = b_port;
+  b = std::make_unique<AsioEnv>(io, "b", sink, LogLevel::info, ob);
+  Recorder rb2;
+  b->transport().start(rb2);
+  ASSERT_TRUE(run_until([&] { return ra.ups.size() == 2; }, 2000));
+  EXPECT_TRUE(sink.contains("connection to " + b_addr + " lost"));
+}
+
+TEST_F(TransportTest, BindFailureIsAClearError) {
+  AsioEnv a(io, "a", sink, LogLevel::info, options("a"));
+  auto o = options("b");
+  o.port = a.tcp().local_port();
+  try {
+    AsioEnv b(io, "b", sink, LogLevel::info, o);
+    // SO_REUSEADDR does not allow two listeners on one port.
+    FAIL() << "binding a port in use should fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen on gossip address 127.0.0.1:"), std::string::npos) << e.what();
+  }
+  o.bind_host = "not-an-ip";
+  EXPECT_THROW(AsioEnv(io, "c", sink, LogLevel::info, o), std::runtime_error);
+}
