@@ -30,7 +30,7 @@ test: debug
 
 bench: deps
 	@test -f build/release/build.ninja || cmake --preset release >/dev/null
-	@cmake --build --preset release -j $(JOBS) --target chorus_bench
+	@cmake --build --preset release -j $(JOBS) --target chorus_bench chorus_bench_report
 	@mkdir -p reports
 	@./build/release/bench/chorus_bench --benchmark_out=reports/bench.json --benchmark_out_format=json
 	@./build/release/bench/chorus_bench_report reports/bench.json > reports/bench.md

@@ -184,7 +184,8 @@ class Kernel {
   Duration sample_latency(NodeIndex from, NodeIndex to);
   int64_t local_mono_us(NodeIndex i) const;
   int64_t virtual_due(NodeIndex i, Duration local_delay) const;
-  uint32_t alloc_message(Message m);
+  uint32_t alloc_message(NodeIndex from, NodeIndex to, uint32_t to_incarnation, std::span<const uint8_t> payload);
+  void free_message(uint32_t slot);
   void notify_resets_for(NodeIndex dead);
   void teardown(NodeIndex i);  // the node loses its incarnation: memory, held events, connections
 

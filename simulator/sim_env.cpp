@@ -214,7 +214,7 @@ SendStatus SimEnv::send(const std::string& peer, std::span<const uint8_t> payloa
   const int copies = (link.duplicate > 0 && kernel_.random().chance(link.duplicate)) ? 2 : 1;
   for (int c = 0; c < copies; ++c) {
     if (c == 1) kernel_.record(TraceKind::duplicate, self_, to, fnv1a64(payload));
-    const uint32_t slot = kernel_.alloc_message(Kernel::Message{self_, to, conn.target_incarnation, Bytes(payload.begin(), payload.end())});
+    const uint32_t slot = kernel_.alloc_message(self_, to, conn.target_incarnation, payload);
     kernel_.push(kernel_.now_us() + kernel_.sample_latency(self_, to).count(), Kernel::EventKind::deliver, to, slot);
   }
   return SendStatus::queued;
