@@ -7,7 +7,9 @@
 // trace record where the two runs part.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <fmt/format.h>
 
 #include "simulator/ping_cluster.h"
@@ -70,12 +72,16 @@ int main(int argc, char** argv) {
 
   const auto wall_start = std::chrono::steady_clock::now();
   uint64_t failures = 0, events = 0, faults = 0;
+  std::map<std::string, uint64_t> faults_by_kind;
+  std::vector<double> heal_ms;
   std::vector<std::string> failed_lines;
   for (uint64_t s = first; s <= last; ++s) {
     chorus::sim::PingCluster cluster(s, spec);
-    cluster.run();
+    const auto heal = cluster.run_measuring_heal();
+    if (heal) heal_ms.push_back(static_cast<double>(heal->count()) / 1000.0);
     events += cluster.kernel().events_processed();
     faults += cluster.schedule().faults.size();
+    for (const auto& f : cluster.schedule().faults) faults_by_kind[chorus::fault::to_string(f.kind)]++;
     std::string problem;
     if (!cluster.fully_connected()) problem = "cluster did not heal after the faults stopped:\n" + cluster.describe_connectivity();
     if (problem.empty() && determinism) {
@@ -112,6 +118,15 @@ int main(int argc, char** argv) {
               nodes, duration_s, static_cast<unsigned long long>(faults));
   std::printf("  passed %llu, failed %llu%s\n", static_cast<unsigned long long>(count - failures), static_cast<unsigned long long>(failures),
               determinism ? " (each seed run twice, traces compared)" : "");
+  std::string kinds;
+  for (const auto& [kind, n] : faults_by_kind) kinds += fmt::format("{}{} {}", kinds.empty() ? "" : ", ", n, kind);
+  std::printf("  faults: %s\n", kinds.c_str());
+  if (!heal_ms.empty()) {
+    std::sort(heal_ms.begin(), heal_ms.end());
+    auto pct = [&](double p) { return heal_ms[std::min(heal_ms.size() - 1, static_cast<size_t>(p * static_cast<double>(heal_ms.size())))]; };
+    std::printf("  after the last repair every node was connected to every other again within: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+                pct(0.5), pct(0.99), heal_ms.back());
+  }
   std::printf("  %llu events in %.2f s wall: %.0fx real time\n", static_cast<unsigned long long>(events), wall_s,
               wall_s > 0 ? simulated_s / wall_s : 0.0);
   return failures == 0 ? 0 : 1;

@@ -29,6 +29,15 @@ PingCluster::PingCluster(uint64_t seed, const PingClusterSpec& spec) : spec_(spe
   }
 }
 
+std::optional<Duration> PingCluster::run_measuring_heal() {
+  const Duration repaired = spec_.random_faults ? schedule_.repaired_at : Duration{0};
+  kernel_->run_until(repaired);
+  std::optional<Duration> heal;
+  if (kernel_->run_until([this] { return fully_connected(); }, spec_.duration)) heal = kernel_->now() - repaired;
+  kernel_->run_until(spec_.duration);
+  return heal;
+}
+
 bool PingCluster::fully_connected() {
   for (NodeIndex i = 0; i < kernel_->node_count(); ++i) {
     if (kernel_->state(i) != NodeState::up) return false;

@@ -33,6 +33,9 @@ class PingCluster {
   const fault::FaultSchedule& schedule() const { return schedule_; }
   PingNode* node(NodeIndex i) { return dynamic_cast<PingNode*>(kernel_->process(i)); }
   void run() { kernel_->run_until(spec_.duration); }
+  // Runs to the end like run(), and returns how long after the last fault was repaired the cluster
+  // became fully connected again (nullopt if it never did). The trace is the same as run()'s.
+  std::optional<Duration> run_measuring_heal();
   // After the quiet tail: every live node is connected to every other live node.
   bool fully_connected();
   std::string describe_connectivity();
