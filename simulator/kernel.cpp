@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "server/core/codec.h"
+#include "simulator/sim_database.h"
 #include "simulator/sim_env.h"
 
 namespace chorus::sim {
@@ -31,16 +32,19 @@ const char* to_string(TraceKind kind) {
     case TraceKind::clock_drift: return "clock drift";
     case TraceKind::link_change: return "link change";
     case TraceKind::action: return "action";
+    case TraceKind::db: return "database";
   }
   return "?";
 }
 
-Kernel::Kernel(Options options) : options_(options), random_(options.seed) {}
+Kernel::Kernel(Options options)
+    : options_(options), random_(options.seed), databases_(std::make_unique<SimDatabases>(*this)) {}
 
 Kernel::~Kernel() {
   // Destroy processes before their envs (a process may cancel timers or stop its transport on the way out).
   for (auto& n : nodes_) n.process.reset();
   for (auto& n : nodes_) n.env.reset();
+  databases_.reset();
 }
 
 Kernel::Node& Kernel::node(NodeIndex i) {
@@ -62,6 +66,7 @@ NodeIndex Kernel::add_node(std::string address, ProcessFactory factory) {
   // monotonic times across nodes shows up as a bug.
   n.anchor_local_us = static_cast<double>(random_.uniform(1'000'000'000'000ULL));
   n.anchor_virtual_us = now_us_;
+  n.anchor_wall_us = static_cast<double>(options_.wall_epoch_us + now_us_);
   nodes_.push_back(std::move(n));
   by_address_[address] = index;
   // Grow the link matrix, keeping existing links.
@@ -92,6 +97,11 @@ int64_t Kernel::local_mono_us(NodeIndex i) const {
   return static_cast<int64_t>(n.anchor_local_us + static_cast<double>(now_us_ - n.anchor_virtual_us) * n.rate);
 }
 
+int64_t Kernel::local_wall_us(NodeIndex i) const {
+  const Node& n = node(i);
+  return static_cast<int64_t>(n.anchor_wall_us + static_cast<double>(now_us_ - n.anchor_virtual_us) * n.rate) + n.skew_us;
+}
+
 int64_t Kernel::virtual_due(NodeIndex i, Duration local_delay) const {
   const double rate = node(i).rate;
   const int64_t d = local_delay.count() <= 0 ? 0 : static_cast<int64_t>(std::ceil(static_cast<double>(local_delay.count()) / rate));
@@ -107,6 +117,7 @@ void Kernel::set_clock_drift_ppm(NodeIndex i, double ppm) {
   assert(ppm > -100'000 && ppm < 100'000);
   Node& n = node(i);
   n.anchor_local_us = static_cast<double>(local_mono_us(i));
+  n.anchor_wall_us = static_cast<double>(local_wall_us(i) - n.skew_us);
   n.anchor_virtual_us = now_us_;
   n.rate = 1.0 + ppm / 1e6;
   record(TraceKind::clock_drift, i, kNoNode, static_cast<uint64_t>(static_cast<int64_t>(ppm * 1000)));
@@ -195,6 +206,9 @@ void Kernel::crash(NodeIndex i) {
 
 void Kernel::teardown(NodeIndex i) {
   Node& n = node(i);
+  // Destroy first: whatever the destructors schedule belongs to the old incarnation and goes stale.
+  n.process.reset();
+  n.env.reset();
   ++n.incarnation;  // every event scheduled for the old incarnation is now stale
   n.state = NodeState::down;
   for (const Event& e : n.held) {
@@ -204,8 +218,6 @@ void Kernel::teardown(NodeIndex i) {
     free_message(static_cast<uint32_t>(e.id));
   }
   n.held.clear();
-  n.process.reset();
-  n.env.reset();
 }
 
 void Kernel::stop(NodeIndex i) {
@@ -254,8 +266,22 @@ void Kernel::push(int64_t time_us, EventKind kind, NodeIndex node_index, uint64_
 }
 
 void Kernel::at(Duration t, Task fn) {
-  actions_.push_back(std::move(fn));
-  push(std::max(t.count(), now_us_), EventKind::action, kNoNode, actions_.size() - 1);
+  uint64_t slot;
+  if (!free_actions_.empty()) {
+    slot = free_actions_.back();
+    free_actions_.pop_back();
+    actions_[slot] = std::move(fn);
+  } else {
+    slot = actions_.size();
+    actions_.push_back(std::move(fn));
+  }
+  push(std::max(t.count(), now_us_), EventKind::action, kNoNode, slot);
+}
+
+void Kernel::call_on_node(NodeIndex i, uint32_t incarnation, int64_t time_us, Task fn) {
+  Node& n = node(i);
+  if (n.incarnation != incarnation || n.state == NodeState::down) return;
+  n.env->set_timer_virtual(std::max(time_us, now_us_), std::move(fn));
 }
 
 uint32_t Kernel::alloc_message(NodeIndex from, NodeIndex to, uint32_t to_incarnation, std::span<const uint8_t> payload) {
@@ -295,6 +321,7 @@ void Kernel::dispatch(const Event& e) {
   if (e.kind == EventKind::action) {
     Task fn = std::move(actions_[e.id]);
     actions_[e.id] = nullptr;
+    free_actions_.push_back(e.id);
     record(TraceKind::action, kNoNode, kNoNode, e.id);
     fn();
     return;

@@ -52,7 +52,7 @@ struct LinkConfig {
 enum class TraceKind : uint8_t {
   deliver, drop_loss, drop_blocked, drop_down, duplicate,
   timer, connect_up, connect_refused, connect_timeout, reset,
-  crash, stop, restart, pause, resume, clock_skew, clock_drift, link_change, action,
+  crash, stop, restart, pause, resume, clock_skew, clock_drift, link_change, action, db,
 };
 const char* to_string(TraceKind kind);
 
@@ -67,6 +67,7 @@ struct TraceRecord {
 enum class NodeState { down, up, paused };
 
 class SimEnv;
+class SimDatabases;
 
 class Kernel {
  public:
@@ -75,7 +76,7 @@ class Kernel {
   struct Options {
     uint64_t seed = 1;
     bool keep_trace = true;           // keep records (for divergence reports); the hash is always kept
-    size_t trace_records_max = 20'000'000;
+    size_t trace_records_max = 4'000'000;  // about 160 MB; the hash covers everything past it
     Duration connect_timeout{1'000'000};
     Duration reconnect_base{100'000};
     Duration reconnect_cap{1'000'000};
@@ -125,6 +126,11 @@ class Kernel {
   Duration now() const { return Duration{now_us_}; }
   // Runs kernel-level code (a fault, a check) at virtual time t (absolute), in order with node events.
   void at(Duration t, Task fn);
+  // Runs fn on a node's loop at virtual time t (absolute), unless that incarnation is gone by then;
+  // held while the node is paused. For answers from simulated servers.
+  void call_on_node(NodeIndex i, uint32_t incarnation, int64_t time_us, Task fn);
+  // The simulated database servers of this run.
+  SimDatabases& databases() { return *databases_; }
   bool step();                      // runs one event; false when the queue is empty
   void run_until(Duration t);       // runs every event up to and including t, then sets now to t
   void run_for(Duration d) { run_until(now() + d); }
@@ -170,9 +176,11 @@ class Kernel {
     std::unique_ptr<SimEnv> env;
     std::unique_ptr<Process> process;
     std::vector<Event> held;  // events that came due while paused
-    // Clock: local = anchor_local + (virtual - anchor_virtual) * rate.
+    // Clocks: mono = anchor_local + (virtual - anchor_virtual) * rate, and the wall clock likewise from
+    // anchor_wall, plus skew. A drift change re-anchors both, so neither jumps.
     int64_t anchor_virtual_us = 0;
     double anchor_local_us = 0;
+    double anchor_wall_us = 0;
     double rate = 1.0;
     int64_t skew_us = 0;
   };
@@ -183,6 +191,7 @@ class Kernel {
   const Node& node(NodeIndex i) const;
   Duration sample_latency(NodeIndex from, NodeIndex to);
   int64_t local_mono_us(NodeIndex i) const;
+  int64_t local_wall_us(NodeIndex i) const;
   int64_t virtual_due(NodeIndex i, Duration local_delay) const;
   uint32_t alloc_message(NodeIndex from, NodeIndex to, uint32_t to_incarnation, std::span<const uint8_t> payload);
   void free_message(uint32_t slot);
@@ -201,11 +210,13 @@ class Kernel {
   std::vector<Message> messages_;
   std::vector<uint32_t> free_messages_;
   std::vector<Task> actions_;
+  std::vector<uint64_t> free_actions_;
   std::vector<TraceRecord> trace_;
   std::vector<uint64_t> trace_hashes_;
   uint64_t trace_hash_ = 0;
   uint64_t trace_count_ = 0;
   NullLogSink null_sink_;
+  std::unique_ptr<SimDatabases> databases_;
 };
 
 }  // namespace chorus::sim

@@ -3,22 +3,31 @@
 #include <cassert>
 
 #include "server/core/codec.h"
+#include "simulator/sim_database.h"
 
 namespace chorus::sim {
 
 SimEnv::SimEnv(Kernel& kernel, NodeIndex self, LogSink& sink, LogLevel level)
-    : kernel_(kernel), self_(self), name_(kernel.address(self)), logger_(name_, *this, sink, level) {}
+    : kernel_(kernel), self_(self), name_(kernel.address(self)), logger_(name_, *this, sink, level) {
+  database_ = kernel.databases().connector_for(self, *this);
+}
 
-SimEnv::~SimEnv() = default;
+SimEnv::~SimEnv() {
+  // Pending callbacks can own objects whose destructors call back into this env (cancel a timer):
+  // retire every slot first, then destroy the callbacks against a consistent env.
+  std::vector<Task> doomed;
+  for (auto& t : timers_) {
+    if (t.fn) doomed.push_back(std::move(t.fn));
+    t.fn = nullptr;
+    t.live = false;
+  }
+  doomed.clear();
+}
 
 MonoTime SimEnv::now() const { return MonoTime{kernel_.local_mono_us(self_)}; }
 
 WallTime SimEnv::wall_now() const {
-  const auto& n = kernel_.node(self_);
-  // The wall clock runs at the node's (drifting) rate from the epoch, plus its skew.
-  const int64_t local_since_boot = kernel_.local_mono_us(self_) - static_cast<int64_t>(n.anchor_local_us) +
-                                   (n.anchor_virtual_us);
-  return WallTime{kernel_.options().wall_epoch_us + local_since_boot + n.skew_us};
+  return WallTime{kernel_.local_wall_us(self_)};
 }
 
 Random& SimEnv::random() { return kernel_.random(); }
@@ -26,6 +35,18 @@ Random& SimEnv::random() { return kernel_.random(); }
 // --- timers: a slab of slots; an id is (slot << 32 | generation), never 0.
 
 TimerId SimEnv::set_timer(Duration delay, Task fn) {
+  const TimerId id = add_timer(std::move(fn));
+  kernel_.push(kernel_.virtual_due(self_, delay), Kernel::EventKind::timer, self_, id);
+  return id;
+}
+
+TimerId SimEnv::set_timer_virtual(int64_t due_us, Task fn) {
+  const TimerId id = add_timer(std::move(fn));
+  kernel_.push(due_us, Kernel::EventKind::timer, self_, id);
+  return id;
+}
+
+TimerId SimEnv::add_timer(Task fn) {
   uint32_t slot;
   if (!free_timers_.empty()) {
     slot = free_timers_.back();
@@ -38,9 +59,7 @@ TimerId SimEnv::set_timer(Duration delay, Task fn) {
   assert(!t.live);
   t.fn = std::move(fn);
   t.live = true;
-  const TimerId id = (static_cast<uint64_t>(slot) << 32) | t.generation;
-  kernel_.push(kernel_.virtual_due(self_, delay), Kernel::EventKind::timer, self_, id);
-  return id;
+  return (static_cast<uint64_t>(slot) << 32) | t.generation;
 }
 
 bool SimEnv::cancel_timer(TimerId id) {
@@ -51,7 +70,7 @@ bool SimEnv::cancel_timer(TimerId id) {
   if (!t.live || t.generation != gen) return false;
   t.fn = nullptr;
   t.live = false;
-  ++t.generation;
+  if (++t.generation == 0) t.generation = 1;  // 0 would make a timer id of 0 possible
   free_timers_.push_back(slot);
   return true;
 }
@@ -65,7 +84,7 @@ void SimEnv::fire_timer(TimerId id) {
   Task fn = std::move(t.fn);
   t.fn = nullptr;
   t.live = false;
-  ++t.generation;
+  if (++t.generation == 0) t.generation = 1;  // 0 would make a timer id of 0 possible
   free_timers_.push_back(slot);
   kernel_.record(TraceKind::timer, self_, kNoNode, id);
   fn();
@@ -152,7 +171,7 @@ void SimEnv::on_connect_result(uint64_t token) {
     conn.target_incarnation = p.target_incarnation;
     conn.backoff.reset();
     kernel_.record(TraceKind::connect_up, self_, p.target, token);
-    if (handler_) handler_->on_peer_up(p.peer);
+    if (handler_) handler_->on_peer_up(p.peer);  // p is a local copy
     return;
   }
   kernel_.record(p.outcome == Outcome::timeout ? TraceKind::connect_timeout : TraceKind::connect_refused, self_, p.target, token);
@@ -174,7 +193,8 @@ void SimEnv::on_reset(uint64_t token) {
     if (conn.state != ConnState::up) return;
     kernel_.record(TraceKind::reset, self_, conn.target, token);
     connect_failed(peer, conn);
-    if (handler_) handler_->on_peer_down(peer);
+    const std::string name = peer;  // the handler may remove_peer(name): do not hand it the map's key
+    if (handler_) handler_->on_peer_down(name);
     return;
   }
 }

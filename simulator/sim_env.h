@@ -30,6 +30,7 @@ class SimEnv final : public Env, public Transport {
   Random& random() override;
   Logger& log() override { return logger_; }
   Transport& transport() override { return *this; }
+  db::Connector& database() override { return *database_; }
   const std::string& node_name() const override { return name_; }
 
   // Transport
@@ -43,6 +44,9 @@ class SimEnv final : public Env, public Transport {
 
  private:
   friend class Kernel;
+  // A timer due at an absolute virtual time (answers from simulated servers).
+  TimerId set_timer_virtual(int64_t due_us, Task fn);
+  TimerId add_timer(Task fn);
 
   enum class ConnState { connecting, up, waiting };
   enum class Outcome { up, refused, timeout };
@@ -89,6 +93,7 @@ class SimEnv final : public Env, public Transport {
   std::map<uint64_t, Pending> pending_;
   uint64_t next_token_ = 1;
   TransportStats stats_;
+  std::unique_ptr<db::Connector> database_;
 };
 
 }  // namespace chorus::sim

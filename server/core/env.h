@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 
+#include "server/core/database.h"
 #include "server/core/log.h"
 #include "server/core/random.h"
 #include "server/core/time.h"
@@ -46,6 +47,8 @@ class Env : public Clock {
   virtual Random& random() = 0;
   virtual Logger& log() = 0;
   virtual Transport& transport() = 0;
+  // Database servers (SQLite files, PostgreSQL; simulated servers in the simulator).
+  virtual db::Connector& database() = 0;
 
   // The node's name in logs and traces (its advertised gossip address in production).
   virtual const std::string& node_name() const = 0;

@@ -25,21 +25,26 @@ struct AsioEnv::Timers {
 };
 
 AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, LogLevel level,
-                 TcpTransportOptions transport_options)
+                 TcpTransportOptions transport_options, size_t database_threads)
     : io_(io),
       name_(std::move(node_name)),
       logger_(name_, *this, sink, level),
       random_(os_random_seed()),
       timers_(std::make_shared<Timers>()) {
   transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
+  database_ = std::make_unique<DbConnector>(io, logger_, database_threads);
 }
 
 AsioEnv::~AsioEnv() {
+  database_.reset();  // joins its worker threads: nothing is posted after this
   transport_.reset();
   timers_->alive = false;
   for (auto& [id, timer] : timers_->live) timer->cancel();
-  timers_->live.clear();
+  // Callbacks can own objects whose destructors cancel timers: take them out, then destroy them.
+  auto doomed = std::move(timers_->tasks);
   timers_->tasks.clear();
+  doomed.clear();
+  timers_->live.clear();
 }
 
 MonoTime AsioEnv::now() const {

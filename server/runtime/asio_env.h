@@ -8,6 +8,7 @@
 #include <string>
 
 #include "server/core/env.h"
+#include "server/runtime/db_connector.h"
 #include "server/runtime/tcp_transport.h"
 
 namespace chorus::runtime {
@@ -15,7 +16,7 @@ namespace chorus::runtime {
 class AsioEnv final : public Env {
  public:
   AsioEnv(boost::asio::io_context& io, std::string node_name, LogSink& sink, LogLevel level,
-          TcpTransportOptions transport_options);
+          TcpTransportOptions transport_options, size_t database_threads = 8);
   ~AsioEnv() override;
 
   MonoTime now() const override;
@@ -26,6 +27,7 @@ class AsioEnv final : public Env {
   Random& random() override { return random_; }
   Logger& log() override { return logger_; }
   Transport& transport() override { return *transport_; }
+  db::Connector& database() override { return *database_; }
   const std::string& node_name() const override { return name_; }
 
   TcpTransport& tcp() { return *transport_; }
@@ -38,6 +40,7 @@ class AsioEnv final : public Env {
   Xoshiro256 random_;
   std::shared_ptr<Timers> timers_;
   std::unique_ptr<TcpTransport> transport_;
+  std::unique_ptr<DbConnector> database_;
 };
 
 // Seeds from the OS (std::random_device). For production envs only.

@@ -1,0 +1,98 @@
+// Database servers, as the seam gives them: open a connection to a server named by a data source, run
+// statements on it, and be called back on the node's loop.
+//
+// Production (server/runtime): SQLite files and PostgreSQL through libpq, each call run on a worker
+// thread and its completion posted back to the node's loop. Simulation (simulator/): servers that are
+// SQLite databases in memory, which the simulator can stop, cut off, slow down, lag and promote. The
+// store (server/store: pools, routing, migrations) sits above this interface and runs on both.
+//
+// SQL is written once for both dialects with $1, $2, ... placeholders. Values are NULL, 64-bit integers,
+// doubles or text (booleans are stored as 0/1 integers, so both dialects agree).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "server/core/time.h"
+
+namespace chorus::db {
+
+struct Null {
+  bool operator==(const Null&) const = default;
+};
+using Value = std::variant<Null, int64_t, double, std::string>;
+std::string to_string(const Value& v);
+
+struct Statement {
+  std::string sql;
+  std::vector<Value> params;
+  // In a transaction: if set and the statement changes a different number of rows, the transaction
+  // rolls back and fails with Status::conflict (an optimistic check, e.g. "claimed when exactly one row").
+  int64_t expect_rows = -1;
+};
+
+struct ResultSet {
+  std::vector<std::string> columns;
+  std::vector<std::vector<Value>> rows;
+  int64_t affected = 0;  // rows changed by INSERT/UPDATE/DELETE
+};
+
+enum class Status {
+  ok,
+  unavailable,  // cannot connect, or the connection was lost: try another server or later
+  timeout,      // cancelled after the query timeout
+  conflict,     // unique/constraint violation, or an expect_rows check failed
+  read_only,    // a write reached a read-only server (a replica)
+  auth_failed,  // the server refused our credentials
+  bad_request,  // the SQL or its parameters are wrong (a bug, or bad input that got this far)
+};
+const char* to_string(Status s);
+
+struct Error {
+  Status status = Status::ok;
+  std::string message;
+};
+
+struct Outcome {
+  Error error;                   // status ok when it worked
+  std::vector<ResultSet> results;  // one per statement
+  bool ok() const { return error.status == Status::ok; }
+  const ResultSet& result() const { return results.at(0); }
+};
+
+using Done = std::function<void(Outcome)>;
+
+// One open connection to one server. Used by one operation at a time (the pool sees to that).
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Runs the statements one after another; with `transaction`, as one transaction (all or nothing).
+  // Calls done once, on the node's loop. After `timeout`, the running statement is cancelled.
+  virtual void run(std::vector<Statement> statements, bool transaction, Duration timeout, Done done) = 0;
+  // False once the connection is known to be unusable (lost, closed); the pool then drops it.
+  virtual bool usable() const = 0;
+  // The server this connection reaches, as given to connect (for logs and routing).
+  virtual const std::string& server() const = 0;
+};
+
+enum class Dialect { sqlite, postgres };
+
+struct ConnectOutcome {
+  Error error;
+  std::unique_ptr<Connection> connection;
+};
+
+// Opens connections. `driver` is SqlSettings.DriverName ("sqlite3" or "postgres"); `data_source` is the
+// setting's string; `application_name` tags the session on the server (pg_stat_activity).
+class Connector {
+ public:
+  virtual ~Connector() = default;
+  virtual void connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
+                       Duration timeout, std::function<void(ConnectOutcome)> done) = 0;
+};
+
+}  // namespace chorus::db

@@ -1,0 +1,36 @@
+// The production database drivers behind db::Connector: SQLite files and PostgreSQL (libpq).
+//
+// Calls block, so they run on a small pool of worker threads; each completion is posted back to the
+// node's io_context, where the store lives. One connection runs one operation at a time. QueryTimeout:
+// SQLite interrupts the statement from a progress handler at the deadline; PostgreSQL sends PQcancel
+// from the node's loop when the timer fires. Only server/runtime and its tests include this header.
+#pragma once
+
+#include <memory>
+
+#include "server/core/database.h"
+#include "server/core/log.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace chorus::runtime {
+
+class DbWorkers;
+
+class DbConnector final : public db::Connector {
+ public:
+  DbConnector(boost::asio::io_context& io, Logger& log, size_t worker_threads);
+  ~DbConnector() override;
+  void connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
+               Duration timeout, std::function<void(db::ConnectOutcome)> done) override;
+
+  struct Shared;
+
+ private:
+  std::unique_ptr<DbWorkers> workers_;
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace chorus::runtime

@@ -1,0 +1,42 @@
+// Runs statements on an open SQLite handle: placeholders, binding, rows, transactions, expect_rows,
+// a deadline (progress handler), and SQLite's errors mapped to db::Status. Blocking; no threads of its
+// own. Shared by the production driver (on worker threads) and the simulator's database servers.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "server/core/database.h"
+
+namespace chorus::runtime {
+
+// Rewrites $1, $2, ... as ?1, ?2, ... outside string literals and quoted identifiers.
+std::string sqlite_placeholders(const std::string& sql);
+
+// A statement cache per handle: preparing once per distinct SQL text.
+class SqliteSession {
+ public:
+  explicit SqliteSession(sqlite3* db) : db_(db) {}
+  ~SqliteSession();
+  SqliteSession(const SqliteSession&) = delete;
+  SqliteSession& operator=(const SqliteSession&) = delete;
+
+  // Runs the statements; with `transaction`, inside BEGIN IMMEDIATE ... COMMIT (rolled back on any
+  // error). deadline_ns is a steady-clock time in nanoseconds after which the running statement is
+  // interrupted (0: none).
+  db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns);
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3_stmt* prepare(const std::string& sql, db::Error& error);
+  db::Error exec_simple(const char* sql);
+  sqlite3* db_;
+  std::map<std::string, sqlite3_stmt*> cache_;
+};
+
+db::Status sqlite_status(int code);
+
+}  // namespace chorus::runtime
