@@ -108,6 +108,9 @@ TEST(Config, SyntaxErrorsGiveLineAndColumn) {
   EXPECT_NE(top.error_text().find("expected a JSON object"), std::string::npos);
   auto empty = load("");
   EXPECT_FALSE(empty.ok());
+  auto trailing = load("{\"SqlSettings\": {}} {\"SqlSettings\": {\"DriverName\": \"x\"}}");
+  ASSERT_FALSE(trailing.ok()) << "text after the JSON object must not be ignored";
+  EXPECT_NE(trailing.error_text().find("config.json:1:"), std::string::npos) << trailing.error_text();
 }
 
 TEST(Config, MissingFileIsNamed) {

@@ -157,6 +157,9 @@ TEST(Backoff, GrowsToTheCapWithJitterAndResets) {
   }
   b.reset();
   EXPECT_LE(b.next(rng).count(), 100'000);
+  // A huge base does not overflow on doubling.
+  Backoff huge(Duration{int64_t{1} << 40}, Duration{int64_t{1} << 50});
+  for (int i = 0; i < 100; ++i) EXPECT_LE(huge.next(rng).count(), int64_t{1} << 50);
 }
 
 TEST(Random, SameSeedSameSequenceAndUniformBounds) {
@@ -175,6 +178,12 @@ TEST(Random, SameSeedSameSequenceAndUniformBounds) {
     const auto v = a.uniform_range(-5, 5);
     EXPECT_GE(v, -5);
     EXPECT_LE(v, 5);
+  }
+  // Extreme ranges do not overflow.
+  for (int i = 0; i < 100; ++i) {
+    a.uniform_range(INT64_MIN, INT64_MAX);
+    const auto v = a.uniform_range(INT64_MIN, INT64_MIN + 1);
+    EXPECT_LE(v, INT64_MIN + 1);
   }
   EXPECT_FALSE(a.chance(0));
   EXPECT_TRUE(a.chance(1));

@@ -226,6 +226,46 @@ TEST_F(TransportTest, GarbageOnThePortIsLoggedAndDroppedAndTheNodeKeepsServing) 
   EXPECT_EQ(r.frames[0].first, "good:1");
 }
 
+TEST_F(TransportTest, ABusyStreamWhoseReadsEndMidFrameIsNotMistakenForAStalledFrame) {
+  AsioEnv node(io, "node", sink, LogLevel::info, options("node"));  // partial_frame_timeout 300 ms
+  Recorder r;
+  node.transport().start(r);
+  int fd = raw_connect(node.tcp().local_port());
+  raw_send(fd, hello("busy:1"));
+  // 1.5 frames every 5 ms for 800 ms: nearly every read ends inside a frame, yet each frame completes fast.
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < 240; ++i) encode_frame(std::vector<uint8_t>(500, static_cast<uint8_t>(i)), stream);
+  const size_t chunk = 756;
+  size_t sent = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (sent < stream.size()) {
+    const size_t n = std::min(chunk, stream.size() - sent);
+    raw_send(fd, std::vector<uint8_t>(stream.begin() + sent, stream.begin() + sent + n));
+    sent += n;
+    run_until([] { return false; }, 5);
+  }
+  ASSERT_TRUE(run_until([&] { return r.frames.size() == 240; }, 2000));
+  EXPECT_GT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(600));
+  EXPECT_FALSE(sink.contains("frame not completed"));
+  EXPECT_FALSE(closed_by_server(fd, 10));
+  ::close(fd);
+}
+
+TEST_F(TransportTest, ANewConnectionFromTheSameAddressReplacesTheOld) {
+  AsioEnv node(io, "node", sink, LogLevel::debug, options("node"));
+  Recorder r;
+  node.transport().start(r);
+  int first = raw_connect(node.tcp().local_port());
+  raw_send(first, hello("peer:1"));
+  run_until([] { return false; }, 30);
+  int second = raw_connect(node.tcp().local_port());
+  raw_send(second, hello("peer:1"));
+  EXPECT_TRUE(closed_by_server(first));
+  EXPECT_FALSE(closed_by_server(second, 50));
+  ::close(first);
+  ::close(second);
+}
+
 TEST_F(TransportTest, RandomGarbageFuzzNeverStopsTheNode) {
   AsioEnv node(io, "node", sink, LogLevel::error, options("node"));
   Recorder r;

@@ -76,12 +76,17 @@ void PingNode::on_frame(const std::string& from, std::span<const uint8_t> payloa
     return;
   }
   auto it = peers_.find(from);
-  if (it == peers_.end()) return;
+  if (it == peers_.end()) {
+    // The peer advertises another address than the one we were given for it: say so once.
+    if (unknown_senders_.insert(from).second)
+      env_.log().warn("ping: pong from {}, which is not a configured peer (does its advertised address differ from --peer?)", from);
+    return;
+  }
   PeerRtt& p = it->second;
   const int64_t rtt = env_.now().us - sent_us;
-  if (rtt < 0) {
+  if (rtt < 0 || rtt > 60'000'000) {
     ++malformed_;
-    return;  // not our send time
+    return;  // not a send time of ours
   }
   ++p.pongs_received;
   p.last_rtt_us = rtt;

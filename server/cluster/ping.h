@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ class PingNode final : public Process, public TransportHandler {
   TimerId tick_timer_ = 0;
   uint64_t next_seq_ = 1;
   uint64_t malformed_ = 0;
+  std::set<std::string> unknown_senders_;
   bool running_ = false;
 };
 

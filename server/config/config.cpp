@@ -257,7 +257,8 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
   {
     json::stream_parser parser;
     boost::system::error_code ec;
-    size_t consumed = parser.write_some(text.data(), text.size(), ec);
+    // write() (not write_some) also refuses anything after the first JSON value.
+    size_t consumed = parser.write(text.data(), text.size(), ec);
     if (!ec) parser.finish(ec);
     if (ec) {
       auto [line, col] = line_col(text, consumed);

@@ -18,9 +18,10 @@ class Backoff {
   Backoff(Duration base, Duration cap) : base_(base), cap_(cap) { assert(base.count() > 0 && cap >= base); }
 
   Duration next(Random& random) {
-    const int shift = std::min(attempts_, 30);
-    const int64_t ceiling = std::min<int64_t>(cap_.count(), base_.count() << shift);
-    ++attempts_;
+    int64_t ceiling = base_.count();
+    for (int i = 0; i < attempts_ && ceiling < cap_.count(); ++i) ceiling *= 2;  // at most 63 doublings
+    ceiling = std::min(ceiling, cap_.count());
+    if (attempts_ < 64) ++attempts_;
     return Duration{random.uniform_range(ceiling / 2, ceiling)};
   }
   void reset() { attempts_ = 0; }

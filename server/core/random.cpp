@@ -50,9 +50,9 @@ uint64_t Random::uniform(uint64_t n) {
 
 int64_t Random::uniform_range(int64_t lo, int64_t hi) {
   assert(lo <= hi);
-  const uint64_t span = static_cast<uint64_t>(hi - lo) + 1;
+  const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) + 1;  // no signed overflow
   if (span == 0) return static_cast<int64_t>(next_u64());  // the full 64-bit range
-  return lo + static_cast<int64_t>(uniform(span));
+  return static_cast<int64_t>(static_cast<uint64_t>(lo) + uniform(span));
 }
 
 double Random::unit() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }

@@ -26,7 +26,7 @@ class TransportHandler {
   virtual ~TransportHandler() = default;
   // A frame from the peer that advertised itself as `from`.
   virtual void on_frame(const std::string& from, std::span<const uint8_t> payload) = 0;
-  // The outbound connection to a peer given to add_peer is up (handshake done) or has dropped.
+  // The outbound connection to a peer given to add_peer is up (connected, our Hello sent) or has dropped.
   virtual void on_peer_up(const std::string& peer) = 0;
   virtual void on_peer_down(const std::string& peer) = 0;
 };

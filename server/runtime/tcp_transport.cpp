@@ -5,6 +5,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <charconv>
 #include <deque>
 #include <map>
@@ -34,6 +37,21 @@ bool split_host_port(const std::string& address, std::string& host, uint16_t& po
 }
 
 namespace {
+// Dead peers must be noticed even when the path goes silent (a host that lost power, a blackhole):
+// keepalive probes after 5 s idle, every 2 s, 3 misses; unacknowledged data fails after 10 s.
+void tune_socket(tcp::socket& s) {
+  error_code ignored;
+  s.set_option(tcp::no_delay(true), ignored);
+  s.set_option(asio::socket_base::keep_alive(true), ignored);
+  const int fd = s.native_handle();
+  int idle = 5, interval = 2, count = 3;
+  unsigned user_timeout_ms = 10'000;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+}
+
 std::string endpoint_text(const tcp::socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -51,6 +69,8 @@ struct Inbound {
   std::string remote;
   std::string peer;  // advertised address from the Hello; empty until it arrives
   bool deadline_armed = false;
+  uint64_t deadline_generation = 0;  // a handler from an earlier arming must not act
+  uint64_t frames = 0;               // frames completed
   bool closed = false;
 };
 
@@ -59,6 +79,7 @@ struct Outbound {
       : address(std::move(addr)), socket(io), resolver(io), timer(io), backoff(b) {}
   enum class State { connecting, up, waiting } state = State::connecting;
   std::string address;
+  MonoTime up_since;
   tcp::socket socket;
   tcp::resolver resolver;
   asio::steady_timer timer;  // connect timeout, then reconnect delay
@@ -85,6 +106,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   std::map<std::string, std::shared_ptr<Outbound>> outbound;
   TransportStats stats;
   Bytes hello_frame;
+  std::unique_ptr<asio::steady_timer> accept_retry;
 
   Logger& log() { return env.log(); }
 
@@ -108,12 +130,19 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     if (stopped) return;
     acceptor.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
       if (self->stopped) return;
-      if (ec) {
-        if (ec != asio::error::operation_aborted) self->log().warn("gossip: accept failed: {}", ec.message());
-      } else {
+      if (!ec) {
         self->on_accepted(std::move(socket));
+        self->accept();
+        return;
       }
-      self->accept();
+      if (ec == asio::error::operation_aborted) return;
+      // Out of descriptors and the like: do not spin; try again shortly.
+      self->log().warn("gossip: accept failed: {}; retrying in 100 ms", ec.message());
+      if (!self->accept_retry) self->accept_retry = std::make_unique<asio::steady_timer>(self->io);
+      self->accept_retry->expires_after(std::chrono::milliseconds(100));
+      self->accept_retry->async_wait([self](const error_code& e) {
+        if (!e && !self->stopped) self->accept();
+      });
     });
   }
 
@@ -128,8 +157,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     auto in = std::make_shared<Inbound>(io, kHelloSizeMax);
     in->socket = std::move(socket);
     in->remote = endpoint_text(in->socket);
-    error_code ignored;
-    in->socket.set_option(tcp::no_delay(true), ignored);
+    tune_socket(in->socket);
     inbound.insert(in);
     arm_deadline(in, options.handshake_timeout, "no handshake");
     read_inbound(in);
@@ -137,9 +165,12 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
 
   void arm_deadline(const std::shared_ptr<Inbound>& in, Duration after, const char* what) {
     in->deadline_armed = true;
+    const uint64_t gen = ++in->deadline_generation;
     in->deadline.expires_after(after);
-    in->deadline.async_wait([self = shared_from_this(), in, what, after](const error_code& ec) {
-      if (ec || self->stopped || in->closed) return;
+    in->deadline.async_wait([self = shared_from_this(), in, what, after, gen](const error_code& ec) {
+      // A handler that had already fired when the deadline was moved would run with success: the
+      // generation tells it apart.
+      if (ec || self->stopped || in->closed || gen != in->deadline_generation) return;
       ++self->stats.connections_refused;
       self->log().warn("gossip: closed connection from {} ({}): {} within {} ms", in->remote,
                        in->peer.empty() ? "before handshake" : in->peer, what, to_ms(after));
@@ -150,6 +181,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   void disarm_deadline(const std::shared_ptr<Inbound>& in) {
     if (!in->deadline_armed) return;
     in->deadline_armed = false;
+    ++in->deadline_generation;
     in->deadline.cancel();
   }
 
@@ -179,6 +211,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   // False when the connection was closed.
   bool on_inbound_bytes(const std::shared_ptr<Inbound>& in, std::span<const uint8_t> bytes) {
     bool bad = false;
+    const uint64_t frames_before = in->frames;
     const auto err = in->decoder.feed(bytes, [&](std::span<const uint8_t> frame) {
       if (bad || stopped || in->closed) return;
       if (in->peer.empty()) {
@@ -197,10 +230,18 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
         in->peer = hello->address;
         in->decoder.set_frame_size_max(options.frame_size_max);
         disarm_deadline(in);  // the handshake deadline is met
+        // A peer has one inbound connection: a new one from the same address replaces the old (the
+        // old one is from before the peer restarted, or is half-dead).
+        for (const auto& other : std::vector<std::shared_ptr<Inbound>>(inbound.begin(), inbound.end()))
+          if (other != in && other->peer == in->peer) {
+            log().debug("gossip: replacing the older inbound connection from {}", in->peer);
+            close_inbound(other);
+          }
         log().debug("gossip: inbound connection from {} ({})", in->peer, in->remote);
         return;
       }
       ++stats.frames_received;
+      ++in->frames;
       if (handler) handler->on_frame(in->peer, frame);
     });
     if (stopped || in->closed) return false;
@@ -216,8 +257,10 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
       return false;
     }
     if (!in->peer.empty()) {
+      // Each frame gets partial_frame_timeout from its first byte: a new frame started after one
+      // completed restarts the clock; a busy stream never trips it.
       if (in->decoder.partial()) {
-        if (!in->deadline_armed) arm_deadline(in, options.partial_frame_timeout, "frame not completed");
+        if (!in->deadline_armed || in->frames != frames_before) arm_deadline(in, options.partial_frame_timeout, "frame not completed");
       } else {
         disarm_deadline(in);
       }
@@ -263,11 +306,10 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
 
   void on_connected(const std::shared_ptr<Outbound>& out, uint64_t gen) {
     out->timer.cancel();
-    error_code ignored;
-    out->socket.set_option(tcp::no_delay(true), ignored);
+    tune_socket(out->socket);
     out->state = Outbound::State::up;
+    out->up_since = env.now();
     out->writing = false;
-    out->backoff.reset();
     out->queue.clear();
     out->queued_bytes = 0;
     out->queue.push_back(hello_frame);
@@ -326,6 +368,9 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     out->queue.clear();
     out->queued_bytes = 0;
     out->state = Outbound::State::waiting;
+    // Backoff starts over only after a connection that lasted: a peer that accepts and at once drops
+    // us (refusing our Hello, out of slots) must not make us reconnect at full speed forever.
+    if (was_up && env.now() - out->up_since >= options.reconnect_cap) out->backoff.reset();
     const Duration delay = out->backoff.next(env.random());
     if (was_up) log().info("gossip: connection to {} lost ({}); reconnecting in {} ms", out->address, why, to_ms(delay));
     else log().debug("gossip: cannot connect to {} ({}); retrying in {} ms", out->address, why, to_ms(delay));
@@ -357,6 +402,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     for (auto& in : std::vector<std::shared_ptr<Inbound>>(inbound.begin(), inbound.end())) close_inbound(in);
     for (auto& [addr, out] : outbound) close_outbound(out);
     outbound.clear();
+    if (accept_retry) accept_retry->cancel();
   }
 };
 
