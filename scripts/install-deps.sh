@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev libpq-dev libssl-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
+  postgresql-15 postgresql-client-15
 )
 
 missing=()
