@@ -143,6 +143,7 @@ class ChorusdCluster : public ::testing::Test {
     std::ofstream(config_) << R"({
       "ClusterSettings": {"Enable": true, "ClusterName": "test", "OverrideHostname": "127.0.0.1",
                           "BindAddress": "127.0.0.1", "GossipPort": 8074},
+      "SqlSettings": {"DriverName": "sqlite3", "DataSource": ")" << (dir_ / "data" / "chorus.db").string() << R"("},
       "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
     })";
     for (int i = 0; i < 3; ++i) ports_.push_back(free_port());
@@ -209,6 +210,41 @@ TEST_F(ChorusdCluster, ThreeNodesSeeEachOtherLoseAKilledOneWithinASecondAndRecon
     EXPECT_EQ(n->wait_exit(3000), 0) << n->output();
     EXPECT_GE(n->find("chorusd: stopped"), 0);
   }
+}
+
+TEST_F(ChorusdCluster, ThreeNodesStartingAtOnceOnOneSqliteFileMigrateItOnce) {
+  std::vector<std::unique_ptr<Child>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(spawn(i));
+  ASSERT_GE(wait_ms([&] {
+    for (auto& n : nodes)
+      if (n->find("database ready, schema 2 (release 0.1)") < 0) return false;
+    return true;
+  }, 15000), 0) << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+  int applied = 0, migrators = 0;
+  for (auto& n : nodes) {
+    int here = 0;
+    for (int line = n->find("applied migration"); line >= 0; line = n->find("applied migration", static_cast<size_t>(line) + 1)) ++here;
+    applied += here;
+    migrators += here > 0;
+  }
+  EXPECT_EQ(applied, 2);  // migrations 1 and 2, once each, in the whole cluster
+  EXPECT_EQ(migrators, 1);
+  for (auto& n : nodes) n->signal(SIGTERM);
+  for (auto& n : nodes) EXPECT_EQ(n->wait_exit(3000), 0);
+}
+
+TEST_F(ChorusdCluster, AnUnreachableMasterOrABadDataSourceStopsTheNodeWithTheReason) {
+  Child bad_source({CHORUSD_PATH, "--config", config_}, {"MM_SQLSETTINGS_DATASOURCE=postgres://x@db/chorus"});
+  EXPECT_EQ(bad_source.wait_exit(3000), 2);
+  EXPECT_NE(bad_source.output().find("SqlSettings.DataSource: this looks like a URL, but DriverName is sqlite3"), std::string::npos) << bad_source.output();
+
+  Child unreachable({CHORUSD_PATH, "--config", config_},
+                    {"MM_SQLSETTINGS_DRIVERNAME=postgres", "MM_SQLSETTINGS_DATASOURCE=postgres://chorus:secret@127.0.0.1:1/chorus?connect_timeout=2",
+                     "MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[0])});
+  EXPECT_EQ(unreachable.wait_exit(10000), 1);
+  const std::string out = unreachable.output();
+  EXPECT_NE(out.find("cannot reach the master database (SqlSettings.DataSource postgres://chorus:****@127.0.0.1:1/chorus"), std::string::npos) << out;
+  EXPECT_EQ(out.find("secret"), std::string::npos) << "the password must not be logged";
 }
 
 TEST_F(ChorusdCluster, BadConfigIsRefusedWithTheSettingNamed) {

@@ -1,9 +1,11 @@
 // chorusd: a production Chorus node.
 //
-// At this stage (the foundation) a node loads and validates config.json with its MM_ environment
-// overrides, listens on ClusterSettings.GossipPort, keeps connections to the peers given with --peer,
-// and pings them (server/cluster/ping.h). Discovery through the ClusterDiscovery table replaces --peer
-// when the cluster layer lands; the HTTP API comes with the production node.
+// Today a node loads and validates config.json with its MM_ environment overrides, opens the database
+// (SqlSettings: the master must answer; replicas may start offline) and brings the schema up to date
+// under the cluster-wide migration lock, then listens on ClusterSettings.GossipPort, keeps connections
+// to the peers given with --peer and pings them (server/cluster/ping.h). Discovery through the
+// ClusterDiscovery table replaces --peer when the cluster layer lands; the HTTP API comes with the
+// production node.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 #include "server/config/config.h"
 #include "server/runtime/asio_env.h"
 #include "server/runtime/spdlog_sink.h"
+#include "server/store/store.h"
 
 extern char** environ;
 
@@ -62,6 +65,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto& cfg = loaded.loaded->config;
+  if (auto errors = chorus::store::check_data_sources(cfg.SqlSettings); !errors.empty()) {
+    std::fprintf(stderr, "chorusd: invalid configuration:\n");
+    for (const auto& e : errors) std::fprintf(stderr, "%s: %s\n", config_path.c_str(), e.c_str());
+    return 2;
+  }
   if (check_only) {
     for (const auto& w : loaded.loaded->warnings) std::printf("warning: %s\n", w.c_str());
     std::printf("config ok, hash %s\n", loaded.loaded->hash.c_str());
@@ -97,16 +105,34 @@ int main(int argc, char** argv) {
   for (const auto& w : loaded.loaded->warnings) log.warn("config: {}", w);
   for (const auto& o : loaded.loaded->overridden) log.info("config: {} set from the environment", o);
 
+  int exit_code = 0;
+  auto store = std::make_unique<chorus::store::Store>(*env, cfg.SqlSettings, chorus::store::StoreOptions{advertise, CHORUS_VERSION, {}});
   chorus::PingNode node(*env, peers, chorus::PingNode::Options{});
-  node.start();
+  bool node_started = false;
+  store->start([&](chorus::db::Error error) {
+    if (error.status != chorus::db::Status::ok) {
+      log.error("chorusd: cannot start: {}", error.message);
+      exit_code = 1;
+      io.stop();
+      return;
+    }
+    log.info("chorusd: database ready, schema {}", store->schema_version());
+    node.start();
+    node_started = true;
+  });
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     log.info("chorusd: signal {} received, stopping", signo);
+    if (!node_started) {
+      io.stop();
+      return;
+    }
     node.stop([&] { io.stop(); });
   });
   io.run();
+  store.reset();
   log.info("chorusd: stopped");
-  return 0;
+  return exit_code;
 }
