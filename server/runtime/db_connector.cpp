@@ -144,8 +144,10 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
     return out;
   }
   h->session = std::make_unique<SqliteSession>(h->db);
-  // WAL: readers never block the writer; busy_timeout: several local processes can share the file.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+  // The busy timeout comes first: several local processes may be opening (and switching to WAL) the
+  // same new file at once. WAL: readers never block the writer.
+  sqlite3_busy_timeout(h->db, 5000);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     char* msg = nullptr;
     if (sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg) != SQLITE_OK) {
       out.error = db::Error{db::Status::unavailable, fmt::format("cannot set up SQLite database {} ({}): {}", ds.path, pragma, msg ? msg : "")};
