@@ -364,3 +364,28 @@ TEST(StoreSim, ManualFailoverLosesNoAcknowledgedWrite) {
     EXPECT_GT(failed, 0) << "writes in flight to the cut-off master fail (the brief window the guide describes)";
   }
 }
+
+TEST(StoreSim, ConnectionsAreReplacedAfterTheirLifetimeAndClosedAfterIdling) {
+  auto sql = settings();
+  sql.ConnMaxLifetimeMilliseconds = 3'000;
+  sql.ConnMaxIdleTimeMilliseconds = 2'000;
+  Cluster c(15, 1, sql, primary_and({}));
+  c.k->start(0);
+  ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{10'000'000}));
+  auto& s = *c.node(0).store;
+  auto pool = [&] { return s.router().status()[0].pool; };
+  // Busy for 10 s with one request at a time: one connection, replaced about every 3 s.
+  const auto opened_before = pool().opened;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(c.call(0, [](store::Store& st, db::Done d) { st.write({{"SELECT 1", {}}}, false, d); }).ok());
+    c.k->run_for(Duration{100'000});
+  }
+  const auto replaced = pool().opened - opened_before;
+  EXPECT_GE(replaced, 3u);
+  EXPECT_LE(replaced, 5u);
+  // Idle: closed within the idle time plus one sweep.
+  EXPECT_GE(pool().idle, 1);
+  c.k->run_for(Duration{3'100'000});
+  EXPECT_EQ(pool().idle, 0);
+  EXPECT_EQ(pool().open, 0);
+}

@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cassert>
 #include <chrono>
@@ -106,14 +107,31 @@ struct SqliteHandle {
   }
 };
 
+constexpr Duration kInlineBudget{2'000};  // µs the loop may spend in one SQLite call
+
 class SqliteConnection final : public db::Connection {
  public:
   SqliteConnection(std::shared_ptr<DbConnector::Shared> shared, std::shared_ptr<SqliteHandle> h, std::string server)
       : shared_(std::move(shared)), handle_(std::move(h)), server_(std::move(server)) {}
+  // The fast path runs on the loop itself, within a small budget (kInlineBudget): it never waits for
+  // another connection's lock and is interrupted at the budget. Only batches that leave no trace when
+  // stopped (one statement, or a transaction) take it. When it cannot finish - a lock, the budget - the
+  // call goes to a worker thread with the busy timeout and the remaining QueryTimeout, as every other
+  // call does. So the loop is held for at most the budget, and a point query costs no thread hand-off.
   void run(std::vector<db::Statement> statements, bool transaction, Duration timeout, db::Done done) override {
     auto h = handle_;
     const int64_t deadline = timeout.count() > 0 ? steady_ns() + timeout.count() * 1000 : 0;
     auto usable = usable_;
+    if (transaction || statements.size() == 1) {
+      const int64_t budget = steady_ns() + kInlineBudget.count() * 1000;
+      bool would_wait = false;
+      db::Outcome o = h->session->run(statements, transaction, deadline ? std::min(deadline, budget) : budget, &would_wait);
+      if (!would_wait || (deadline && steady_ns() >= deadline)) {
+        if (o.error.status == db::Status::unavailable) *usable = false;
+        asio::post(shared_->io, [done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
+        return;
+      }
+    }
     shared_->offload<db::Outcome>(
         [h, statements = std::move(statements), transaction, deadline] { return h->session->run(statements, transaction, deadline); },
         [usable, done = std::move(done)](db::Outcome o) {
@@ -146,7 +164,7 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
   h->session = std::make_unique<SqliteSession>(h->db);
   // The busy timeout comes first: several local processes may be opening (and switching to WAL) the
   // same new file at once. WAL: readers never block the writer.
-  sqlite3_busy_timeout(h->db, 5000);
+  sqlite3_busy_timeout(h->db, SqliteSession::kBusyTimeoutMs);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     char* msg = nullptr;
     if (sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg) != SQLITE_OK) {
@@ -173,16 +191,6 @@ db::Status pg_status(const char* sqlstate, bool connection_bad) {
   return db::Status::bad_request;
 }
 
-struct PgHandle {
-  PGconn* conn = nullptr;
-  PGcancel* cancel = nullptr;
-  std::mutex cancel_mu;
-  ~PgHandle() {
-    if (cancel) PQfreeCancel(cancel);
-    if (conn) PQfinish(conn);
-  }
-};
-
 db::Value pg_value(const PGresult* r, int row, int col) {
   if (PQgetisnull(r, row, col)) return db::Null{};
   const char* v = PQgetvalue(r, row, col);
@@ -194,111 +202,258 @@ db::Value pg_value(const PGresult* r, int row, int col) {
   }
 }
 
-db::Outcome pg_run(PgHandle& h, const std::vector<db::Statement>& statements, bool transaction) {
-  db::Outcome out;
-  auto fail_from = [&](PGresult* r) {
-    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-    const bool bad = PQstatus(h.conn) == CONNECTION_BAD;
-    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(h.conn);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    out.error = db::Error{pg_status(state, bad), msg};
-  };
-  auto simple = [&](const char* sql) {
-    PGresult* r = PQexec(h.conn, sql);
-    const bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok && out.ok()) fail_from(r);
-    PQclear(r);
-    return ok;
-  };
-  if (transaction && !simple("BEGIN")) return out;
-  for (const auto& st : statements) {
-    std::vector<std::string> texts(st.params.size());
-    std::vector<const char*> values(st.params.size(), nullptr);
-    for (size_t i = 0; i < st.params.size(); ++i) {
-      const auto& p = st.params[i];
+// PostgreSQL runs on the node's loop through libpq's asynchronous API: no thread hand-off per query.
+// The connection's socket is watched with a stream_descriptor (which never owns the fd: libpq does).
+struct PgState : std::enable_shared_from_this<PgState> {
+  PgState(std::shared_ptr<DbConnector::Shared> shared, PGconn* conn)
+      : shared(std::move(shared)), conn(conn), socket(this->shared->io), timer(this->shared->io) {}
+  ~PgState() { close(); }
+
+  void close() {
+    if (!conn) return;
+    error_code_ignore();
+    if (socket.is_open()) socket.release();
+    if (cancel) PQfreeCancel(cancel);
+    cancel = nullptr;
+    PQfinish(conn);
+    conn = nullptr;
+  }
+  void error_code_ignore() {
+    boost::system::error_code ec;
+    timer.cancel();
+    if (socket.is_open()) socket.cancel(ec);
+  }
+  // (Re)binds the descriptor to libpq's current socket (it can change while connecting).
+  bool bind_socket() {
+    const int fd = PQsocket(conn);
+    if (fd < 0) return false;
+    if (socket.is_open() && socket.native_handle() == fd) return true;
+    if (socket.is_open()) socket.release();
+    boost::system::error_code ec;
+    socket.assign(fd, ec);
+    return !ec;
+  }
+  void wait(asio::posix::stream_descriptor::wait_type type, std::function<void(bool)> then) {
+    socket.async_wait(type, [self = shared_from_this(), then = std::move(then)](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted && !self->conn) return;
+      then(!ec);
+    });
+  }
+
+  std::shared_ptr<DbConnector::Shared> shared;
+  PGconn* conn;
+  PGcancel* cancel = nullptr;
+  asio::posix::stream_descriptor socket;
+  asio::steady_timer timer;
+  bool busy = false;
+  bool broken = false;
+  uint64_t operation = 0;  // bumps per run(): a late timer of an earlier run does nothing
+};
+
+struct PgOperation {
+  std::vector<db::Statement> statements;
+  bool transaction = false;
+  size_t next = 0;            // next statement to send
+  enum class Phase { begin, statements, commit, rollback, done } phase = Phase::statements;
+  db::Outcome outcome;
+  db::Done done;
+  bool finished = false;
+};
+
+class PgConnection final : public db::Connection {
+ public:
+  PgConnection(std::shared_ptr<PgState> state, std::string server) : state_(std::move(state)), server_(std::move(server)) {}
+  ~PgConnection() override {
+    // A query still in flight keeps the state alive until its callbacks run; they see `broken`.
+    state_->broken = true;
+    if (!state_->busy) state_->close();
+  }
+
+  void run(std::vector<db::Statement> statements, bool transaction, Duration timeout, db::Done done) override {
+    auto st = state_;
+    assert(!st->busy);
+    auto op = std::make_shared<PgOperation>();
+    op->statements = std::move(statements);
+    op->transaction = transaction;
+    op->phase = transaction ? PgOperation::Phase::begin : PgOperation::Phase::statements;
+    op->done = std::move(done);
+    if (st->broken || !st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+      op->outcome.error = db::Error{db::Status::unavailable, "the connection is closed"};
+      asio::post(st->shared->io, [op] { op->done(std::move(op->outcome)); });
+      return;
+    }
+    st->busy = true;
+    const uint64_t id = ++st->operation;
+    if (timeout.count() > 0) {
+      st->timer.expires_after(timeout);
+      st->timer.async_wait([st, id](const boost::system::error_code& ec) {
+        if (ec || st->operation != id || !st->busy || !st->shared->alive) return;
+        // QueryTimeout: ask the server to cancel. PQcancel blocks for a round trip: on a worker.
+        PGcancel* c = st->cancel;
+        if (c) st->shared->workers->submit([st, c] {
+          char err[256];
+          PQcancel(c, err, sizeof err);
+        });
+      });
+    }
+    step(st, op);
+  }
+  bool usable() const override { return !state_->broken && state_->conn && PQstatus(state_->conn) == CONNECTION_OK; }
+  const std::string& server() const override { return server_; }
+
+ private:
+  static void finish(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    if (op->finished) return;
+    op->finished = true;
+    st->busy = false;
+    st->timer.cancel();
+    if (!op->outcome.ok()) op->outcome.results.clear();
+    if (PQstatus(st->conn) != CONNECTION_OK) st->broken = true;
+    auto done = std::move(op->done);
+    const bool orphaned = st->broken && !st->conn;
+    (void)orphaned;
+    done(std::move(op->outcome));
+  }
+
+  static void fail(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, db::Error error) {
+    if (op->outcome.ok()) op->outcome.error = std::move(error);
+    if (op->transaction && op->phase != PgOperation::Phase::rollback && op->phase != PgOperation::Phase::begin &&
+        PQstatus(st->conn) == CONNECTION_OK) {
+      op->phase = PgOperation::Phase::rollback;
+      send(st, op, "ROLLBACK", {});
+      return;
+    }
+    finish(st, op);
+  }
+
+  // Sends the next command of the operation, or finishes it.
+  static void step(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    using Phase = PgOperation::Phase;
+    switch (op->phase) {
+      case Phase::begin: return send(st, op, "BEGIN", {});
+      case Phase::statements:
+        if (op->next < op->statements.size()) {
+          const auto& s = op->statements[op->next];
+          return send(st, op, s.sql, s.params);
+        }
+        if (op->transaction) {
+          op->phase = Phase::commit;
+          return send(st, op, "COMMIT", {});
+        }
+        return finish(st, op);
+      case Phase::commit:
+      case Phase::rollback:
+      case Phase::done: return finish(st, op);
+    }
+  }
+
+  static void send(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, const std::string& sql,
+                   const std::vector<db::Value>& params) {
+    std::vector<std::string> texts(params.size());
+    std::vector<const char*> values(params.size(), nullptr);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& p = params[i];
       if (std::holds_alternative<db::Null>(p)) continue;
       if (auto* n = std::get_if<int64_t>(&p)) texts[i] = std::to_string(*n);
       else if (auto* d = std::get_if<double>(&p)) texts[i] = fmt::format("{}", *d);
       else texts[i] = std::get<std::string>(p);
       values[i] = texts[i].c_str();
     }
-    PGresult* r = PQexecParams(h.conn, st.sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
-    const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      fail_from(r);
-      PQclear(r);
-      break;
+    if (!PQsendQueryParams(st->conn, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0)) {
+      st->broken = true;
+      return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
     }
+    flush(st, op);
+  }
+
+  static void flush(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    const int f = PQflush(st->conn);
+    if (f < 0) {
+      st->broken = true;
+      return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
+    }
+    if (f == 1) {
+      st->wait(asio::posix::stream_descriptor::wait_write, [st, op](bool ok) {
+        if (!ok) return lost(st, op);
+        flush(st, op);
+      });
+      return;
+    }
+    read(st, op);
+  }
+
+  static void read(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    if (!PQconsumeInput(st->conn)) {
+      st->broken = true;
+      return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
+    }
+    if (PQisBusy(st->conn)) {
+      st->wait(asio::posix::stream_descriptor::wait_read, [st, op](bool ok) {
+        if (!ok) return lost(st, op);
+        read(st, op);
+      });
+      return;
+    }
+    // The command's results are all here: take them (one result, then null).
+    PGresult* first = nullptr;
+    while (PGresult* r = PQgetResult(st->conn)) {
+      if (!first) first = r;
+      else PQclear(r);
+    }
+    handle(st, op, first);
+    PQclear(first);
+  }
+
+  static void lost(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    st->broken = true;
+    fail(st, op, db::Error{db::Status::unavailable, "the connection to the server was lost"});
+  }
+
+  static void handle(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, PGresult* r) {
+    using Phase = PgOperation::Phase;
+    const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    const bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+    if (op->phase == Phase::rollback) return finish(st, op);
+    if (!ok) {
+      const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+      const bool bad = PQstatus(st->conn) == CONNECTION_BAD;
+      if (bad) st->broken = true;
+      return fail(st, op, db::Error{pg_status(state, bad), trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(st->conn))});
+    }
+    if (op->phase == Phase::begin) {
+      op->phase = Phase::statements;
+      return step(st, op);
+    }
+    if (op->phase == Phase::commit) return finish(st, op);
+    // A statement's result.
     db::ResultSet rs;
     const int ncols = PQnfields(r), nrows = PQntuples(r);
     for (int c = 0; c < ncols; ++c) rs.columns.emplace_back(PQfname(r, c));
     rs.rows.reserve(static_cast<size_t>(nrows));
     for (int row = 0; row < nrows; ++row) {
-      std::vector<db::Value> values_row;
-      values_row.reserve(static_cast<size_t>(ncols));
-      for (int c = 0; c < ncols; ++c) values_row.push_back(pg_value(r, row, c));
-      rs.rows.push_back(std::move(values_row));
+      std::vector<db::Value> values;
+      values.reserve(static_cast<size_t>(ncols));
+      for (int c = 0; c < ncols; ++c) values.push_back(pg_value(r, row, c));
+      rs.rows.push_back(std::move(values));
     }
     // Changed rows, as SQLite counts them: none for a SELECT, the command's count otherwise.
     const char* tuples = PQcmdTuples(r);
     const bool is_select = std::string_view(PQcmdStatus(r)).starts_with("SELECT");
     rs.affected = (is_select || !tuples || !*tuples) ? 0 : std::strtoll(tuples, nullptr, 10);
-    PQclear(r);
-    if (st.expect_rows >= 0 && rs.affected != st.expect_rows) {
-      out.error = db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", st.expect_rows, rs.affected)};
-      break;
-    }
-    out.results.push_back(std::move(rs));
+    const auto& stmt = op->statements[op->next];
+    if (stmt.expect_rows >= 0 && rs.affected != stmt.expect_rows)
+      return fail(st, op, db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", stmt.expect_rows, rs.affected)});
+    op->outcome.results.push_back(std::move(rs));
+    ++op->next;
+    step(st, op);
   }
-  if (transaction && PQstatus(h.conn) == CONNECTION_OK) {
-    if (out.ok()) simple("COMMIT");
-    else {
-      PGresult* r = PQexec(h.conn, "ROLLBACK");
-      PQclear(r);
-    }
-  }
-  if (!out.ok()) out.results.clear();
-  return out;
-}
 
-class PgConnection final : public db::Connection {
- public:
-  PgConnection(std::shared_ptr<DbConnector::Shared> shared, std::shared_ptr<PgHandle> h, std::string server)
-      : shared_(std::move(shared)), handle_(std::move(h)), server_(std::move(server)) {}
-  void run(std::vector<db::Statement> statements, bool transaction, Duration timeout, db::Done done) override {
-    auto h = handle_;
-    auto usable = usable_;
-    // QueryTimeout: the loop sends a cancel request if the call is still running at the deadline.
-    auto timer = std::make_shared<asio::steady_timer>(shared_->io, timeout);
-    auto finished = std::make_shared<bool>(false);
-    if (timeout.count() > 0) {
-      timer->async_wait([h, finished, shared = shared_](const boost::system::error_code& ec) {
-        if (ec || *finished || !shared->alive) return;
-        // PQcancel blocks for a round trip to the server: do it on a worker.
-        shared->workers->submit([h] {
-          std::lock_guard lock(h->cancel_mu);
-          char err[256];
-          if (h->cancel) PQcancel(h->cancel, err, sizeof err);
-        });
-      });
-    }
-    shared_->offload<db::Outcome>(
-        [h, statements = std::move(statements), transaction] { return pg_run(*h, statements, transaction); },
-        [usable, timer, finished, h, done = std::move(done)](db::Outcome o) {
-          *finished = true;
-          timer->cancel();
-          if (PQstatus(h->conn) != CONNECTION_OK) *usable = false;
-          done(std::move(o));
-        },
-        shared_);
+  static std::string trimmed(std::string msg) {
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    return msg;
   }
-  bool usable() const override { return *usable_; }
-  const std::string& server() const override { return server_; }
 
- private:
-  std::shared_ptr<DbConnector::Shared> shared_;
-  std::shared_ptr<PgHandle> handle_;
-  std::shared_ptr<bool> usable_ = std::make_shared<bool>(true);
+  std::shared_ptr<PgState> state_;
   std::string server_;
 };
 
@@ -312,19 +467,56 @@ bool libpq_option(const std::string& key) {
   return false;
 }
 
-db::ConnectOutcome open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout, const std::shared_ptr<DbConnector::Shared>& shared) {
+struct PgConnect {
+  std::shared_ptr<PgState> state;
+  std::function<void(db::ConnectOutcome)> done;
+  std::string server;
+  bool finished = false;
+};
+
+void pg_connect_finish(const std::shared_ptr<PgConnect>& c, db::Error error) {
+  if (c->finished) return;
+  c->finished = true;
+  c->state->timer.cancel();
   db::ConnectOutcome out;
+  if (error.status == db::Status::ok) {
+    PQsetnonblocking(c->state->conn, 1);
+    c->state->cancel = PQgetCancel(c->state->conn);
+    out.connection = std::make_unique<PgConnection>(c->state, c->server);
+  } else {
+    out.error = std::move(error);
+    c->state->close();
+  }
+  c->done(std::move(out));
+}
+
+void pg_connect_poll(const std::shared_ptr<PgConnect>& c) {
+  if (c->finished) return;
+  auto& st = *c->state;
+  const auto poll = PQconnectPoll(st.conn);
+  auto failure = [&] {
+    std::string msg = PQerrorMessage(st.conn);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    const bool auth = msg.find("authentication failed") != std::string::npos || msg.find("no password supplied") != std::string::npos;
+    pg_connect_finish(c, db::Error{auth ? db::Status::auth_failed : db::Status::unavailable,
+                                   fmt::format("cannot connect to PostgreSQL at {}: {}", c->server, msg)});
+  };
+  if (poll == PGRES_POLLING_OK) return pg_connect_finish(c, db::Error{});
+  if (poll == PGRES_POLLING_FAILED || !st.bind_socket()) return failure();
+  const auto type = poll == PGRES_POLLING_WRITING ? asio::posix::stream_descriptor::wait_write : asio::posix::stream_descriptor::wait_read;
+  st.wait(type, [c](bool) { pg_connect_poll(c); });
+}
+
+void open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout, const std::shared_ptr<DbConnector::Shared>& shared,
+             std::function<void(db::ConnectOutcome)> done) {
   std::vector<std::pair<std::string, std::string>> kv = {
       {"host", ds.host}, {"port", std::to_string(ds.port)}, {"dbname", ds.database}, {"application_name", app_name}};
   if (!ds.user.empty()) kv.emplace_back("user", ds.user);
   if (!ds.password.empty()) kv.emplace_back("password", ds.password);
-  bool has_timeout = false;
-  for (const auto& [k, v] : ds.options) {
-    if (!libpq_option(k)) continue;  // lib/pq-only options (binary_parameters, ...) mean nothing to libpq
-    kv.emplace_back(k, v);
-    has_timeout |= k == "connect_timeout";
-  }
-  if (!has_timeout) kv.emplace_back("connect_timeout", std::to_string(std::max<int64_t>(1, to_ms(timeout) / 1000)));
+  for (const auto& [k, v] : ds.options)
+    if (libpq_option(k) && k != "connect_timeout") kv.emplace_back(k, v);  // lib/pq-only options mean nothing to libpq
+  Duration limit = timeout;
+  if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) limit = Duration{std::stoll(it->second) * 1'000'000};
   std::vector<const char*> keys, values;
   for (const auto& [k, v] : kv) {
     keys.push_back(k.c_str());
@@ -332,20 +524,29 @@ db::ConnectOutcome open_pg(const db::DataSource& ds, const std::string& app_name
   }
   keys.push_back(nullptr);
   values.push_back(nullptr);
-  auto h = std::make_shared<PgHandle>();
-  h->conn = PQconnectdbParams(keys.data(), values.data(), 0);
-  if (!h->conn || PQstatus(h->conn) != CONNECTION_OK) {
-    std::string msg = h->conn ? PQerrorMessage(h->conn) : "out of memory";
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    const bool auth = msg.find("password authentication failed") != std::string::npos || msg.find("no password supplied") != std::string::npos ||
-                      msg.find("authentication failed") != std::string::npos;
-    out.error = db::Error{auth ? db::Status::auth_failed : db::Status::unavailable,
-                          fmt::format("cannot connect to PostgreSQL at {}: {}", ds.server_name(), msg)};
-    return out;
+  auto c = std::make_shared<PgConnect>();
+  c->state = std::make_shared<PgState>(shared, PQconnectStartParams(keys.data(), values.data(), 0));
+  c->done = std::move(done);
+  c->server = ds.server_name();
+  if (!c->state->conn || PQstatus(c->state->conn) == CONNECTION_BAD) {
+    std::string msg = c->state->conn ? PQerrorMessage(c->state->conn) : "out of memory";
+    asio::post(shared->io, [c, msg] { pg_connect_finish(c, db::Error{db::Status::unavailable, "cannot connect to PostgreSQL at " + c->server + ": " + msg}); });
+    return;
   }
-  h->cancel = PQgetCancel(h->conn);
-  out.connection = std::make_unique<PgConnection>(shared, h, ds.server_name());
-  return out;
+  if (limit.count() > 0) {
+    c->state->timer.expires_after(limit);
+    c->state->timer.async_wait([c, limit](const boost::system::error_code& ec) {
+      if (ec) return;
+      pg_connect_finish(c, db::Error{db::Status::unavailable,
+                                     fmt::format("cannot connect to PostgreSQL at {}: no answer within {} ms", c->server, to_ms(limit))});
+    });
+  }
+  if (!c->state->bind_socket()) {
+    asio::post(shared->io, [c] { pg_connect_poll(c); });
+    return;
+  }
+  // libpq's first step after PQconnectStart is to wait until the socket is writable.
+  c->state->wait(asio::posix::stream_descriptor::wait_write, [c](bool) { pg_connect_poll(c); });
 }
 
 }  // namespace
@@ -369,15 +570,15 @@ void DbConnector::connect(const std::string& driver, const std::string& data_sou
     });
     return;
   }
+  if (parsed.source->dialect == db::Dialect::postgres) {
+    open_pg(*parsed.source, application_name, timeout, shared_, std::move(done));
+    return;
+  }
   auto shared = shared_;
   // ConnectOutcome holds a unique_ptr: carry it through a shared_ptr across threads.
   using Holder = std::shared_ptr<db::ConnectOutcome>;
-  shared_->offload<Holder>(
-      [ds = *parsed.source, application_name, timeout, shared]() -> Holder {
-        return std::make_shared<db::ConnectOutcome>(ds.dialect == db::Dialect::sqlite ? open_sqlite(ds, shared)
-                                                                                       : open_pg(ds, application_name, timeout, shared));
-      },
-      [done = std::move(done)](Holder h) { done(std::move(*h)); }, shared_);
+  shared_->offload<Holder>([ds = *parsed.source, shared]() -> Holder { return std::make_shared<db::ConnectOutcome>(open_sqlite(ds, shared)); },
+                           [done = std::move(done)](Holder h) { done(std::move(*h)); }, shared_);
 }
 
 }  // namespace chorus::runtime

@@ -1,9 +1,11 @@
 // The production database drivers behind db::Connector: SQLite files and PostgreSQL (libpq).
 //
-// Calls block, so they run on a small pool of worker threads; each completion is posted back to the
-// node's io_context, where the store lives. One connection runs one operation at a time. QueryTimeout:
-// SQLite interrupts the statement from a progress handler at the deadline; PostgreSQL sends PQcancel
-// from the node's loop when the timer fires. Only server/runtime and its tests include this header.
+// PostgreSQL runs on the node's io_context through libpq's asynchronous API (PQconnectStart/Poll,
+// PQsendQueryParams, the socket watched by Asio): no thread hand-off per query. SQLite calls block, so
+// they run on a small pool of worker threads and their completions are posted back to the loop. One
+// connection runs one operation at a time. QueryTimeout: SQLite interrupts the statement from a progress
+// handler at the deadline; PostgreSQL sends PQcancel (from a worker: it blocks for a round trip) when
+// the loop's timer fires. Only server/runtime and its tests include this header.
 #pragma once
 
 #include <memory>

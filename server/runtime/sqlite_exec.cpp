@@ -73,6 +73,7 @@ sqlite3_stmt* SqliteSession::prepare(const std::string& sql, db::Error& error) {
   const int rc = sqlite3_prepare_v2(db_, translated.c_str(), static_cast<int>(translated.size()), &stmt, nullptr);
   if (rc != SQLITE_OK) {
     error = db::Error{sqlite_status(rc), fmt::format("{} (in: {})", sqlite3_errmsg(db_), sql.substr(0, 200))};
+    last_code_ = rc & 0xff;
     return nullptr;
   }
   if (cache_.size() >= 128) {  // bounded: drop everything rather than track recency
@@ -87,13 +88,30 @@ db::Error SqliteSession::exec_simple(const char* sql) {
   char* msg = nullptr;
   const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
   db::Error e;
-  if (rc != SQLITE_OK) e = db::Error{sqlite_status(rc), msg ? msg : sqlite3_errmsg(db_)};
+  if (rc != SQLITE_OK) {
+    e = db::Error{sqlite_status(rc), msg ? msg : sqlite3_errmsg(db_)};
+    if (last_code_ == SQLITE_OK) last_code_ = rc & 0xff;
+  }
   sqlite3_free(msg);
   return e;
 }
 
-db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns) {
+db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait) {
+  if (would_wait) {
+    *would_wait = false;
+    sqlite3_busy_timeout(db_, 0);  // fail at once on a lock instead of waiting
+  }
+  db::Outcome out = run_once(statements, transaction, deadline_ns);
+  if (would_wait) {
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    *would_wait = last_code_ == SQLITE_BUSY || last_code_ == SQLITE_LOCKED || last_code_ == SQLITE_INTERRUPT;
+  }
+  return out;
+}
+
+db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns) {
   db::Outcome out;
+  last_code_ = SQLITE_OK;
   int64_t deadline = deadline_ns;
   sqlite3_progress_handler(db_, deadline ? 1000 : 0, deadline ? progress : nullptr, &deadline);
   if (transaction) {
@@ -145,6 +163,7 @@ db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, boo
     }
     if (rc != SQLITE_DONE) {
       out.error = db::Error{sqlite_status(rc), sqlite3_errmsg(db_)};
+      last_code_ = rc & 0xff;
       sqlite3_reset(stmt);
       break;
     }

@@ -26,15 +26,20 @@ class SqliteSession {
 
   // Runs the statements; with `transaction`, inside BEGIN IMMEDIATE ... COMMIT (rolled back on any
   // error). deadline_ns is a steady-clock time in nanoseconds after which the running statement is
-  // interrupted (0: none).
-  db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns);
+  // interrupted (0: none). If `would_wait` is given, the call does not wait for a lock held by another
+  // connection, and *would_wait says whether it failed for that reason or by reaching the deadline -
+  // in which case nothing it did took effect (only for one statement, or a transaction).
+  db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait = nullptr);
   sqlite3* handle() const { return db_; }
+  static constexpr int kBusyTimeoutMs = 5000;
 
  private:
+  db::Outcome run_once(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns);
   sqlite3_stmt* prepare(const std::string& sql, db::Error& error);
   db::Error exec_simple(const char* sql);
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*> cache_;
+  int last_code_ = 0;  // primary result code of the failure, if any
 };
 
 db::Status sqlite_status(int code);

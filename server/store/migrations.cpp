@@ -79,8 +79,12 @@ void Migrator::bootstrap() {
                  stmt("CREATE TABLE IF NOT EXISTS db_lock (Id VARCHAR(64) PRIMARY KEY, Holder TEXT NOT NULL, ExpireAt BIGINT NOT NULL)")},
                 false, [this, alive](db::Outcome o) {
                   if (!*alive) return;
-                  // Two nodes creating the same table at the same instant can collide (PostgreSQL): retry.
-                  if (o.error.status == db::Status::conflict) return retry_later(&Migrator::bootstrap);
+                  // Nodes creating the same table at the same instant can collide (PostgreSQL reports a
+                  // duplicate key in its catalog, or a duplicate table): retry a few times.
+                  if (!o.ok() && o.error.status != db::Status::unavailable && ++bootstrap_attempts_ < 5) {
+                    env_.log().info("store: creating the migration tables collided ({}); retrying", o.error.message);
+                    return retry_later(&Migrator::bootstrap);
+                  }
                   if (!o.ok()) return finish(db::Error{o.error.status, "cannot create the migration tables: " + o.error.message});
                   read_applied();
                 });

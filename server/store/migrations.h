@@ -68,6 +68,7 @@ class Migrator {
   MonoTime started_;
   bool holding_ = false;
   bool logged_waiting_ = false;
+  int bootstrap_attempts_ = 0;
   TimerId timer_ = 0;
   TimerId lease_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
