@@ -1,4 +1,5 @@
 #include "tests/pg_fixture.h"
+#include "tests/free_port.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,17 +22,6 @@ namespace {
 
 const char* kBin = "/usr/lib/postgresql/15/bin";
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Runs a shell command; returns (exit status, combined output).
 std::pair<int, std::string> shell(const std::string& command) {

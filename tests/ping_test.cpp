@@ -14,6 +14,7 @@
 #include "server/cluster/ping.h"
 #include "server/runtime/asio_env.h"
 #include "simulator/kernel.h"
+#include "tests/free_port.h"
 
 using namespace chorus;
 
@@ -103,24 +104,12 @@ class SimHarness final : public Harness {
 
 // --- real side: three nodes on loopback TCP in this process, one io_context.
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class TcpHarness final : public Harness {
  public:
   explicit TcpHarness(size_t n) {
     for (size_t i = 0; i < n; ++i) {
-      ports_.push_back(free_port());
+      ports_.push_back(chorus::testing::free_port());
       addresses_.push_back("127.0.0.1:" + std::to_string(ports_.back()));
     }
     envs_.resize(n);

@@ -17,23 +17,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/free_port.h"
+
 extern char** environ;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using chorus::testing::free_port;
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // A child process whose stdout and stderr we read line by line.
 class Child {

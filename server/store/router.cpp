@@ -169,8 +169,9 @@ void Router::read_from(std::vector<std::shared_ptr<Server>> candidates, size_t i
   auto server = candidates[index];
   ++server->reads;
   auto alive = alive_;
-  // Keep a copy: a failed attempt is retried elsewhere with the same statements.
-  auto retry_statements = statements;
+  // A failed attempt is retried on the next candidate with the same statements: keep a copy if there is one.
+  std::vector<db::Statement> retry_statements;
+  if (index + 1 < candidates.size()) retry_statements = statements;
   server->pool->run(std::move(statements), false, query_timeout(),
     [this, alive, candidates = std::move(candidates), index, server, retry_statements = std::move(retry_statements),
      done = std::move(done)](db::Outcome o) mutable {
