@@ -239,6 +239,26 @@ TEST_F(ChorusdCluster, AnUnreachableMasterOrABadDataSourceStopsTheNodeWithTheRea
   EXPECT_EQ(out.find("secret"), std::string::npos) << "the password must not be logged";
 }
 
+TEST_F(ChorusdCluster, NodesFindEachOtherThroughClusterDiscoveryWithoutPeerFlags) {
+  std::vector<std::unique_ptr<Child>> nodes;
+  for (int i = 0; i < 3; ++i)
+    nodes.push_back(std::make_unique<Child>(std::vector<std::string>{CHORUSD_PATH, "--config", config_},
+                                            std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
+  auto sees = [&](int i, int j, const char* state) { return nodes[i]->find("ping: peer " + address(j) + " " + state) >= 0; };
+  ASSERT_GE(wait_ms([&] {
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j)
+        if (i != j && !sees(i, j, "up")) return false;
+    return true;
+  }, 10000), 0) << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+  // A clean stop removes the node's row; the others drop it from their peers.
+  nodes[2]->signal(SIGTERM);
+  EXPECT_EQ(nodes[2]->wait_exit(3000), 0);
+  ASSERT_GE(wait_ms([&] { return nodes[0]->find("ping: peer " + address(2) + " removed") >= 0; }, 5000), 0) << nodes[0]->output();
+  for (int i = 0; i < 2; ++i) nodes[i]->signal(SIGTERM);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(nodes[i]->wait_exit(3000), 0);
+}
+
 TEST_F(ChorusdCluster, BadConfigIsRefusedWithTheSettingNamed) {
   std::ofstream(config_) << R"({"SqlSettings": {"DriverName": "mysql", "MaxOpenConns": "many"}})";
   Child c({CHORUSD_PATH, "--config", config_}, {"MM_CLUSTERSETTINGS_GOSSIPPORT=99999"});

@@ -119,6 +119,27 @@ void PingNode::on_peer_down(const std::string& peer) {
   if (listener_) listener_(PingEvent{PingEvent::Kind::peer_down, peer, env_.now()});
 }
 
+void PingNode::set_peers(const std::vector<std::string>& peers) {
+  std::set<std::string> wanted;
+  for (const auto& p : peers)
+    if (p != env_.node_name()) wanted.insert(p);
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (wanted.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    env_.log().info("ping: peer {} removed", it->first);
+    if (running_) env_.transport().remove_peer(it->first);
+    it = peers_.erase(it);
+  }
+  for (const auto& p : wanted) {
+    if (peers_.contains(p)) continue;
+    env_.log().info("ping: peer {} added", p);
+    peers_.emplace(p, PeerRtt{});
+    if (running_) env_.transport().add_peer(p);
+  }
+}
+
 size_t PingNode::connected_count() const {
   size_t n = 0;
   for (const auto& [_, p] : peers_) n += p.connected ? 1 : 0;

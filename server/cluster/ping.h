@@ -56,6 +56,8 @@ class PingNode final : public Process, public TransportHandler {
   void on_peer_up(const std::string& peer) override;
   void on_peer_down(const std::string& peer) override;
 
+  // Peers can change while running (discovery): added ones are connected, removed ones dropped.
+  void set_peers(const std::vector<std::string>& peers);
   const std::map<std::string, PeerRtt>& peers() const { return peers_; }
   size_t connected_count() const;
   uint64_t malformed_frames() const { return malformed_; }

@@ -2,10 +2,14 @@
 //
 // Today a node loads and validates config.json with its MM_ environment overrides, opens the database
 // (SqlSettings: the master must answer; replicas may start offline) and brings the schema up to date
-// under the cluster-wide migration lock, then listens on ClusterSettings.GossipPort, keeps connections
-// to the peers given with --peer and pings them (server/cluster/ping.h). Discovery through the
-// ClusterDiscovery table replaces --peer when the cluster layer lands; the HTTP API comes with the
-// production node.
+// under the cluster-wide migration lock, then listens on ClusterSettings.GossipPort. With
+// ClusterSettings.Enable it registers in the ClusterDiscovery table and finds the peers of its
+// ClusterName there (and --peer adds fixed ones); it keeps connections to its peers and pings them
+// (server/cluster/ping.h). Membership, election and the HTTP API come with the cluster and production
+// node work.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +18,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "server/cluster/discovery.h"
 #include "server/cluster/ping.h"
 #include "server/config/config.h"
 #include "server/runtime/asio_env.h"
@@ -38,6 +43,34 @@ std::string os_hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
   return buf;
+}
+
+// The first IPv4 address that is not loopback or link-local (169.254/16), as Mattermost's UseIpAddress.
+std::string first_ipv4() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string found;
+  for (ifaddrs* a = list; a && found.empty(); a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    const uint32_t ip = ntohl(in->sin_addr.s_addr);
+    if ((ip >> 24) == 127 || (ip >> 16) == 0xa9fe) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    found = text;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+// ClusterSettings: OverrideHostname, else (UseIpAddress) the first non-local IPv4, else the OS hostname.
+std::string cluster_hostname(const chorus::config::ClusterSettings& cs) {
+  if (!cs.OverrideHostname.empty()) return cs.OverrideHostname;
+  if (cs.UseIpAddress) {
+    const std::string ip = first_ipv4();
+    if (!ip.empty()) return ip;
+  }
+  return os_hostname();
 }
 
 }  // namespace
@@ -83,7 +116,7 @@ int main(int argc, char** argv) {
   chorus::LogSink& log_sink = cfg.LogSettings.EnableConsole ? static_cast<chorus::LogSink&>(sink) : null_sink;
 
   const auto& cs = cfg.ClusterSettings;
-  const std::string host = !cs.OverrideHostname.empty() ? cs.OverrideHostname : os_hostname();
+  const std::string host = cluster_hostname(cs);
   const std::string advertise = !cs.AdvertiseAddress.empty() ? cs.AdvertiseAddress : host + ":" + std::to_string(cs.GossipPort);
 
   chorus::runtime::TcpTransportOptions topts;
@@ -109,16 +142,33 @@ int main(int argc, char** argv) {
   auto store = std::make_unique<chorus::store::Store>(*env, cfg.SqlSettings, chorus::store::StoreOptions{advertise, CHORUS_VERSION, {}});
   chorus::PingNode node(*env, peers, chorus::PingNode::Options{});
   bool node_started = false;
+  // With ClusterSettings.Enable, peers come from the ClusterDiscovery table (plus any --peer).
+  std::unique_ptr<chorus::cluster::Discovery> discovery;
+  if (cs.Enable) {
+    chorus::cluster::DiscoveryOptions d;
+    d.cluster_name = cs.ClusterName;
+    d.hostname = host;
+    d.gossip_port = cs.GossipPort;
+    discovery = std::make_unique<chorus::cluster::Discovery>(*env, *store, d, [&](const std::vector<chorus::cluster::DiscoveredNode>& found) {
+      std::vector<std::string> all = peers;
+      for (const auto& n : found) all.push_back(n.address());
+      log.info("discovery: {} peers in cluster \"{}\"", found.size(), cs.ClusterName);
+      node.set_peers(all);
+    });
+  }
+  auto fail = [&](const std::string& why) {
+    log.error("chorusd: cannot start: {}", why);
+    exit_code = 1;
+    io.stop();
+  };
   store->start([&](chorus::db::Error error) {
-    if (error.status != chorus::db::Status::ok) {
-      log.error("chorusd: cannot start: {}", error.message);
-      exit_code = 1;
-      io.stop();
-      return;
-    }
+    if (error.status != chorus::db::Status::ok) return fail(error.message);
     log.info("chorusd: database ready, schema {}", store->schema_version());
     node.start();
     node_started = true;
+    if (discovery) discovery->start([&](chorus::db::Error e) {
+      if (e.status != chorus::db::Status::ok) fail(e.message);
+    });
   });
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -129,9 +179,13 @@ int main(int argc, char** argv) {
       io.stop();
       return;
     }
-    node.stop([&] { io.stop(); });
+    node.stop([&] {
+      if (!discovery) return io.stop();
+      discovery->stop([&] { io.stop(); });  // removes our ClusterDiscovery row
+    });
   });
   io.run();
+  discovery.reset();
   store.reset();
   log.info("chorusd: stopped");
   return exit_code;
