@@ -99,24 +99,17 @@ void PingNode::on_frame(const std::string& from, std::span<const uint8_t> payloa
   }
 }
 
-void PingNode::on_peer_up(const std::string& peer) {
-  auto it = peers_.find(peer);
-  if (it == peers_.end()) return;
-  it->second.connected = true;
-  ++it->second.ups;
-  it->second.last_change = env_.now();
-  env_.log().info("ping: peer {} up", peer);
-  if (listener_) listener_(PingEvent{PingEvent::Kind::peer_up, peer, env_.now()});
-}
+void PingNode::on_peer_up(const std::string& peer) { connection_changed(peer, true); }
+void PingNode::on_peer_down(const std::string& peer) { connection_changed(peer, false); }
 
-void PingNode::on_peer_down(const std::string& peer) {
+void PingNode::connection_changed(const std::string& peer, bool up) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
-  it->second.connected = false;
-  ++it->second.downs;
+  it->second.connected = up;
+  ++(up ? it->second.ups : it->second.downs);
   it->second.last_change = env_.now();
-  env_.log().info("ping: peer {} down", peer);
-  if (listener_) listener_(PingEvent{PingEvent::Kind::peer_down, peer, env_.now()});
+  env_.log().info("ping: peer {} {}", peer, up ? "up" : "down");
+  if (listener_) listener_(PingEvent{up ? PingEvent::Kind::peer_up : PingEvent::Kind::peer_down, peer, env_.now()});
 }
 
 void PingNode::set_peers(const std::vector<std::string>& peers) {

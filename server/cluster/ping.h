@@ -66,6 +66,7 @@ class PingNode final : public Process, public TransportHandler {
 
  private:
   void tick();
+  void connection_changed(const std::string& peer, bool up);
 
   Env& env_;
   Options options_;
