@@ -87,18 +87,40 @@ db::Outcome SimDbServer::execute(const std::vector<db::Statement>& statements, b
   const bool writes = has_write(statements);
   if (writes && read_only())
     return failure(db::Status::read_only, "cannot execute a write in a read-only transaction (this server is a replica)");
-  db::Outcome o = session_->run(statements, transaction, 0);
-  if (o.ok() && writes && !replicas_.empty()) {
-    log_.push_back(LogEntry{kernel_.now_us(), statements, transaction});
-    for (SimDbServer* r : replicas_) r->schedule_apply();
+  if (!writes || replicas_.empty()) return session_->run(statements, transaction, 0);
+  if (transaction) {
+    db::Outcome o = session_->run(statements, true, 0);
+    if (o.ok()) ship(statements, true);
+    return o;
   }
-  return o;
+  // Outside a transaction each statement commits on its own: ship exactly those that did, so a batch
+  // that fails half-way leaves the replicas as it leaves the primary.
+  db::Outcome all;
+  for (const auto& st : statements) {
+    db::Outcome one = session_->run({st}, false, 0);
+    if (!one.ok()) {
+      all.error = one.error;
+      all.results.clear();
+      return all;
+    }
+    if (is_write(st.sql)) ship({st}, false);
+    all.results.push_back(std::move(one.results.at(0)));
+  }
+  return all;
+}
+
+void SimDbServer::ship(std::vector<db::Statement> statements, bool transaction) {
+  log_.push_back(LogEntry{kernel_.now_us(), std::move(statements), transaction});
+  for (SimDbServer* r : replicas_) r->schedule_apply();
 }
 
 void SimDbServer::schedule_apply() {
-  if (!primary_ || applied_ >= primary_->log_.size()) return;
+  // One pending apply at a time, due when the oldest unapplied entry is: no event chains pile up.
+  if (apply_pending_ || !primary_ || applied_ >= primary_->log_.size()) return;
+  apply_pending_ = true;
   const int64_t due = std::max(kernel_.now_us(), primary_->log_[applied_].commit_us + options_.replication_lag.count());
   kernel_.at(Duration{due}, [this] {
+    apply_pending_ = false;
     if (primary_ && up_) replicate_from(*primary_);
   });
 }
@@ -108,7 +130,7 @@ void SimDbServer::replicate_from(SimDbServer& primary) {
   while (applied_ < primary.log_.size() && primary.log_[applied_].commit_us + options_.replication_lag.count() <= now) {
     const auto& e = primary.log_[applied_++];
     session_->run(e.statements, e.transaction, 0);
-    if (!replicas_.empty()) log_.push_back(LogEntry{now, e.statements, e.transaction});  // cascading replicas
+    if (!replicas_.empty()) ship(e.statements, e.transaction);  // cascading replicas
   }
   schedule_apply();
 }

@@ -64,6 +64,7 @@ class SimDbServer {
   };
   void replicate_from(SimDbServer& primary);  // applies what is due
   void schedule_apply();
+  void ship(std::vector<db::Statement> statements, bool transaction);  // to the replicas' log
 
   Kernel& kernel_;
   DbServerOptions options_;
@@ -75,6 +76,7 @@ class SimDbServer {
   uint64_t statements_run_ = 0;
   std::vector<LogEntry> log_;     // committed write batches (a primary's WAL, for its replicas)
   size_t applied_ = 0;            // replica: entries of the primary's log applied
+  bool apply_pending_ = false;
   std::vector<SimDbServer*> replicas_;
   SimDbServer* primary_ = nullptr;
 };

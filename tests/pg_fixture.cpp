@@ -136,6 +136,17 @@ void PgCluster::restart(int server) { start_server(server); }
 
 void PgCluster::promote(int server) { run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + " -w -t 30 promote"); }
 
+void PgCluster::freeze(int server) {
+  const std::string pidfile = servers_.at(server).dir + "/postmaster.pid";
+  auto [rc, out] = shell("P=$(head -1 " + quote(pidfile) + ") && kill -STOP $P $(pgrep -P $P)");
+  if (rc != 0) throw std::runtime_error("cannot freeze server " + std::to_string(server) + ": " + out);
+}
+
+void PgCluster::thaw(int server) {
+  const std::string pidfile = servers_.at(server).dir + "/postmaster.pid";
+  shell("P=$(head -1 " + quote(pidfile) + ") && kill -CONT $P $(pgrep -P $P)");
+}
+
 std::string PgCluster::psql(int server, const std::string& sql, const std::string& database) const {
   std::string out = run_as_pg("/usr/bin/psql -X -q -A -t -v ON_ERROR_STOP=1 -h " + quote(socket_dir_) + " -p " +
                               std::to_string(servers_.at(server).port) + " -U postgres -d " + database + " -c " + quote(sql));

@@ -28,6 +28,8 @@ class PgCluster {
   void stop(int server);     // immediate shutdown (as a crash)
   void restart(int server);  // start again after stop
   void promote(int server);  // a standby becomes a primary
+  void freeze(int server);   // SIGSTOP the server and all its processes (a hung machine)
+  void thaw(int server);     // SIGCONT
   // Runs SQL on a server as the superuser; returns the output (unaligned, tuples only). Throws on error.
   std::string psql(int server, const std::string& sql, const std::string& database = "chorus") const;
   // Waits until a replica has replayed everything the primary has written (bounded).

@@ -203,6 +203,27 @@ TEST_F(PgStoreTest, QueryTimeoutCancelsALongQuery) {
   EXPECT_TRUE(call([&](db::Done d) { n.store->write({{"SELECT 1", {}}}, false, d); }).ok());
 }
 
+TEST_F(PgStoreTest, AServerThatStopsAnsweringCannotHangARequest) {
+  PgCluster own;  // its own server: frozen below
+  own.start(0);
+  config::SqlSettings sql;
+  sql.DriverName = "postgres";
+  sql.DataSource = own.data_source(0);
+  sql.QueryTimeout = 1;
+  Node n(io, "frozen", sql, sink);
+  ASSERT_EQ(start(n).status, db::Status::ok);
+  std::optional<db::Outcome> out;
+  n.store->write({{"SELECT pg_sleep(30)", {}}}, false, [&](db::Outcome o) { out = std::move(o); });
+  run_until([] { return false; }, 200);
+  own.freeze(0);  // the cancel request cannot be served either
+  const auto t0 = SteadyClock::now();
+  const bool answered = run_until([&] { return out.has_value(); }, 6000);
+  own.thaw(0);
+  ASSERT_TRUE(answered) << "the request hung";
+  EXPECT_EQ(out->error.status, db::Status::timeout) << out->error.message;
+  EXPECT_LT(SteadyClock::now() - t0, std::chrono::milliseconds(4000)) << "QueryTimeout plus the 2 s grace";
+}
+
 TEST_F(PgStoreTest, BadDataSourcesAreClearErrorsNamingTheSetting) {
   auto& pg = *pg_;
   {

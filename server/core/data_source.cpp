@@ -11,6 +11,7 @@ const char* to_string(Status s) {
   switch (s) {
     case Status::ok: return "ok";
     case Status::unavailable: return "unavailable";
+    case Status::overloaded: return "overloaded";
     case Status::timeout: return "timeout";
     case Status::conflict: return "conflict";
     case Status::read_only: return "read_only";
@@ -66,19 +67,20 @@ ParsedDataSource parse_postgres(const std::string& text) {
     query = rest.substr(q + 1);
     rest = rest.substr(0, q);
   }
-  // Authority and path.
-  std::string authority = rest, path;
-  if (auto slash = rest.find('/'); slash != std::string::npos) {
-    authority = rest.substr(0, slash);
-    path = rest.substr(slash + 1);
-  }
-  if (auto at = authority.rfind('@'); at != std::string::npos) {
-    const std::string userinfo = authority.substr(0, at);
-    authority = authority.substr(at + 1);
+  // user:password@ ends at the last '@' (a password may hold '@' or '/'); then host:port/database.
+  // Nothing from the user information is ever quoted in an error.
+  if (auto at = rest.rfind('@'); at != std::string::npos) {
+    const std::string userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
     const auto colon = userinfo.find(':');
     if (!percent_decode(userinfo.substr(0, colon), ds.user) ||
         (colon != std::string::npos && !percent_decode(userinfo.substr(colon + 1), ds.password)))
       return fail("the user name or password has a bad percent-encoding");
+  }
+  std::string authority = rest, path;
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    authority = rest.substr(0, slash);
+    path = rest.substr(slash + 1);
   }
   std::string host = authority;
   std::optional<std::string> port;
@@ -111,9 +113,10 @@ ParsedDataSource parse_postgres(const std::string& text) {
     pos = amp == std::string::npos ? query.size() : amp + 1;
     if (pair.empty()) continue;
     const auto eq = pair.find('=');
-    if (eq == std::string::npos || eq == 0) return fail(fmt::format("the option \"{}\" is not key=value", pair));
+    // Option values may be secrets (sslpassword): errors name the key only.
+    if (eq == std::string::npos || eq == 0) return fail("an option after '?' is not key=value");
     std::string value;
-    if (!percent_decode(pair.substr(eq + 1), value)) return fail(fmt::format("the option \"{}\" has a bad percent-encoding", pair));
+    if (!percent_decode(pair.substr(eq + 1), value)) return fail(fmt::format("the option {} has a bad percent-encoding", pair.substr(0, eq)));
     ds.options[pair.substr(0, eq)] = value;
   }
   if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) {
@@ -158,12 +161,18 @@ ParsedDataSource parse_data_source(const std::string& driver, const std::string&
 }
 
 std::string DataSource::redacted() const {
-  if (dialect != Dialect::postgres || password.empty()) return text;
-  const auto scheme_end = text.find("://") + 3;
-  const auto at = text.find('@', scheme_end);
-  const auto colon = text.find(':', scheme_end);
-  if (at == std::string::npos || colon == std::string::npos || colon > at) return text;
-  return text.substr(0, colon + 1) + "****" + text.substr(at);
+  if (dialect != Dialect::postgres) return text;
+  // Rebuilt from the parsed parts, so no secret survives whatever the original looked like.
+  std::string out = "postgres://";
+  if (!user.empty() || !password.empty()) out += user + (password.empty() ? "" : ":****") + "@";
+  out += (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/" + database;
+  char sep = '?';
+  for (const auto& [k, v] : options) {
+    const bool secret = k.find("password") != std::string::npos;
+    out += sep + k + "=" + (secret ? "****" : v);
+    sep = '&';
+  }
+  return out;
 }
 
 std::string DataSource::server_name() const {

@@ -44,6 +44,7 @@ struct ResultSet {
 enum class Status {
   ok,
   unavailable,  // cannot connect, or the connection was lost: try another server or later
+  overloaded,   // this node's pool refused the request (queue full, pool closed): the server is fine
   timeout,      // cancelled after the query timeout
   conflict,     // unique/constraint violation, or an expect_rows check failed
   read_only,    // a write reached a read-only server (a replica)

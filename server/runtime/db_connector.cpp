@@ -1,6 +1,9 @@
 #include "server/runtime/db_connector.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sqlite3.h>
 
 #include <boost/asio/io_context.hpp>
@@ -203,48 +206,52 @@ db::Value pg_value(const PGresult* r, int row, int col) {
 }
 
 // PostgreSQL runs on the node's loop through libpq's asynchronous API: no thread hand-off per query.
-// The connection's socket is watched with a stream_descriptor (which never owns the fd: libpq does).
+// The connection's socket is watched with a stream_descriptor, which never owns the fd (libpq does).
+// Everything here runs on the loop except PQcancel and host name resolution, which block and go to a
+// worker with their own data (never the PgState).
 struct PgState : std::enable_shared_from_this<PgState> {
   PgState(std::shared_ptr<DbConnector::Shared> shared, PGconn* conn)
-      : shared(std::move(shared)), conn(conn), socket(this->shared->io), timer(this->shared->io) {}
+      : shared(std::move(shared)), conn(conn), socket(this->shared->io), timer(this->shared->io), grace(this->shared->io) {}
   ~PgState() { close(); }
 
   void close() {
-    if (!conn) return;
-    error_code_ignore();
-    if (socket.is_open()) socket.release();
-    if (cancel) PQfreeCancel(cancel);
-    cancel = nullptr;
-    PQfinish(conn);
-    conn = nullptr;
-  }
-  void error_code_ignore() {
     boost::system::error_code ec;
     timer.cancel();
-    if (socket.is_open()) socket.cancel(ec);
+    grace.cancel();
+    if (socket.is_open()) {
+      socket.cancel(ec);
+      socket.release();
+    }
+    if (conn) PQfinish(conn);
+    conn = nullptr;
   }
-  // (Re)binds the descriptor to libpq's current socket (it can change while connecting).
-  bool bind_socket() {
+  // Binds the descriptor to libpq's current socket. While connecting libpq may close its socket and
+  // open another that gets the same number, so `force` re-registers it before every wait.
+  bool bind_socket(bool force) {
     const int fd = PQsocket(conn);
     if (fd < 0) return false;
-    if (socket.is_open() && socket.native_handle() == fd) return true;
-    if (socket.is_open()) socket.release();
+    if (socket.is_open() && socket.native_handle() == fd && !force) return true;
+    if (socket.is_open()) {
+      boost::system::error_code ec;
+      socket.cancel(ec);
+      socket.release();
+    }
     boost::system::error_code ec;
     socket.assign(fd, ec);
     return !ec;
   }
   void wait(asio::posix::stream_descriptor::wait_type type, std::function<void(bool)> then) {
     socket.async_wait(type, [self = shared_from_this(), then = std::move(then)](const boost::system::error_code& ec) {
-      if (ec == asio::error::operation_aborted && !self->conn) return;
+      if (!self->conn) return;  // closed meanwhile
       then(!ec);
     });
   }
 
   std::shared_ptr<DbConnector::Shared> shared;
   PGconn* conn;
-  PGcancel* cancel = nullptr;
   asio::posix::stream_descriptor socket;
-  asio::steady_timer timer;
+  asio::steady_timer timer;  // connect timeout, then each operation's QueryTimeout
+  asio::steady_timer grace;  // after a cancel request: the hard deadline
   bool busy = false;
   bool broken = false;
   uint64_t operation = 0;  // bumps per run(): a late timer of an earlier run does nothing
@@ -254,17 +261,32 @@ struct PgOperation {
   std::vector<db::Statement> statements;
   bool transaction = false;
   size_t next = 0;            // next statement to send
-  enum class Phase { begin, statements, commit, rollback, done } phase = Phase::statements;
+  enum class Phase { begin, statements, commit, rollback } phase = Phase::statements;
+  PGresult* first = nullptr;  // the current command's result, while waiting for the rest of it
   db::Outcome outcome;
   db::Done done;
   bool finished = false;
+  ~PgOperation() {
+    if (first) PQclear(first);
+  }
 };
+
+// A cancel request needs its own PGcancel: the connection may be closed while the worker sends it.
+void send_cancel(const std::shared_ptr<DbConnector::Shared>& shared, PGconn* conn) {
+  PGcancel* c = PQgetCancel(conn);
+  if (!c) return;
+  shared->workers->submit([c] {
+    char err[256];
+    PQcancel(c, err, sizeof err);
+    PQfreeCancel(c);
+  });
+}
 
 class PgConnection final : public db::Connection {
  public:
   PgConnection(std::shared_ptr<PgState> state, std::string server) : state_(std::move(state)), server_(std::move(server)) {}
   ~PgConnection() override {
-    // A query still in flight keeps the state alive until its callbacks run; they see `broken`.
+    // A query in flight keeps the state alive until its callbacks run; they see `broken`.
     state_->broken = true;
     if (!state_->busy) state_->close();
   }
@@ -277,28 +299,41 @@ class PgConnection final : public db::Connection {
     op->transaction = transaction;
     op->phase = transaction ? PgOperation::Phase::begin : PgOperation::Phase::statements;
     op->done = std::move(done);
-    if (st->broken || !st->conn || PQstatus(st->conn) != CONNECTION_OK) {
-      op->outcome.error = db::Error{db::Status::unavailable, "the connection is closed"};
-      asio::post(st->shared->io, [op] { op->done(std::move(op->outcome)); });
-      return;
-    }
     st->busy = true;
     const uint64_t id = ++st->operation;
     if (timeout.count() > 0) {
       st->timer.expires_after(timeout);
-      st->timer.async_wait([st, id](const boost::system::error_code& ec) {
-        if (ec || st->operation != id || !st->busy || !st->shared->alive) return;
-        // QueryTimeout: ask the server to cancel. PQcancel blocks for a round trip: on a worker.
-        PGcancel* c = st->cancel;
-        if (c) st->shared->workers->submit([st, c] {
-          char err[256];
-          PQcancel(c, err, sizeof err);
+      st->timer.async_wait([st, op, id](const boost::system::error_code& ec) {
+        if (ec || st->operation != id || op->finished || !st->conn || !st->shared->alive) return;
+        // QueryTimeout: ask the server to cancel; if no answer comes within the grace period (the path
+        // to the server is gone), give up on the connection: the caller hears `timeout` either way.
+        send_cancel(st->shared, st->conn);
+        st->grace.expires_after(std::chrono::seconds(2));
+        st->grace.async_wait([st, op, id](const boost::system::error_code& e) {
+          if (e || st->operation != id || op->finished) return;
+          st->broken = true;
+          op->outcome.error = db::Error{db::Status::timeout, "the query timed out and the server did not answer the cancel request"};
+          finish(st, op);
+          st->close();
         });
       });
     }
-    step(st, op);
+    // Always asynchronous: the caller never hears back from inside run().
+    asio::post(st->shared->io, [st, op] {
+      if (st->broken || !st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+        op->outcome.error = db::Error{db::Status::unavailable, "the connection is closed"};
+        return finish(st, op);
+      }
+      step(st, op);
+    });
   }
-  bool usable() const override { return !state_->broken && state_->conn && PQstatus(state_->conn) == CONNECTION_OK; }
+  // An idle connection whose server went away is noticed here, before a request is sent on it.
+  bool usable() const override {
+    auto& st = *state_;
+    if (st.broken || !st.conn) return false;
+    if (!st.busy && (!PQconsumeInput(st.conn) || PQstatus(st.conn) != CONNECTION_OK)) st.broken = true;
+    return !st.broken;
+  }
   const std::string& server() const override { return server_; }
 
  private:
@@ -307,17 +342,16 @@ class PgConnection final : public db::Connection {
     op->finished = true;
     st->busy = false;
     st->timer.cancel();
+    st->grace.cancel();
     if (!op->outcome.ok()) op->outcome.results.clear();
-    if (PQstatus(st->conn) != CONNECTION_OK) st->broken = true;
+    if (st->conn && PQstatus(st->conn) != CONNECTION_OK) st->broken = true;
     auto done = std::move(op->done);
-    const bool orphaned = st->broken && !st->conn;
-    (void)orphaned;
     done(std::move(op->outcome));
   }
 
   static void fail(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, db::Error error) {
     if (op->outcome.ok()) op->outcome.error = std::move(error);
-    if (op->transaction && op->phase != PgOperation::Phase::rollback && op->phase != PgOperation::Phase::begin &&
+    if (op->transaction && op->phase != PgOperation::Phase::rollback && op->phase != PgOperation::Phase::begin && !st->broken &&
         PQstatus(st->conn) == CONNECTION_OK) {
       op->phase = PgOperation::Phase::rollback;
       send(st, op, "ROLLBACK", {});
@@ -342,13 +376,13 @@ class PgConnection final : public db::Connection {
         }
         return finish(st, op);
       case Phase::commit:
-      case Phase::rollback:
-      case Phase::done: return finish(st, op);
+      case Phase::rollback: return finish(st, op);
     }
   }
 
   static void send(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, const std::string& sql,
                    const std::vector<db::Value>& params) {
+    if (op->finished) return;
     std::vector<std::string> texts(params.size());
     std::vector<const char*> values(params.size(), nullptr);
     for (size_t i = 0; i < params.size(); ++i) {
@@ -367,41 +401,48 @@ class PgConnection final : public db::Connection {
   }
 
   static void flush(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    if (op->finished) return;
     const int f = PQflush(st->conn);
     if (f < 0) {
       st->broken = true;
       return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
     }
     if (f == 1) {
+      // More to send. The server may be waiting for us to read: take in what it sent, then flush again.
       st->wait(asio::posix::stream_descriptor::wait_write, [st, op](bool ok) {
         if (!ok) return lost(st, op);
+        PQconsumeInput(st->conn);
         flush(st, op);
       });
       return;
     }
-    read(st, op);
+    collect(st, op);
   }
 
-  static void read(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+  // Takes the command's results without ever blocking: PQgetResult only when PQisBusy says it would
+  // not; otherwise wait for the socket and read more.
+  static void collect(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
+    if (op->finished) return;
     if (!PQconsumeInput(st->conn)) {
       st->broken = true;
       return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
     }
-    if (PQisBusy(st->conn)) {
-      st->wait(asio::posix::stream_descriptor::wait_read, [st, op](bool ok) {
-        if (!ok) return lost(st, op);
-        read(st, op);
-      });
-      return;
-    }
-    // The command's results are all here: take them (one result, then null).
-    PGresult* first = nullptr;
-    while (PGresult* r = PQgetResult(st->conn)) {
-      if (!first) first = r;
+    while (!PQisBusy(st->conn)) {
+      PGresult* r = PQgetResult(st->conn);
+      if (!r) {  // the command is complete
+        PGresult* first = op->first;
+        op->first = nullptr;
+        handle(st, op, first);
+        PQclear(first);
+        return;
+      }
+      if (!op->first) op->first = r;
       else PQclear(r);
     }
-    handle(st, op, first);
-    PQclear(first);
+    st->wait(asio::posix::stream_descriptor::wait_read, [st, op](bool ok) {
+      if (!ok) return lost(st, op);
+      collect(st, op);
+    });
   }
 
   static void lost(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
@@ -411,6 +452,7 @@ class PgConnection final : public db::Connection {
 
   static void handle(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, PGresult* r) {
     using Phase = PgOperation::Phase;
+    if (op->finished) return;
     const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
     if (op->phase == Phase::rollback) return finish(st, op);
@@ -481,7 +523,6 @@ void pg_connect_finish(const std::shared_ptr<PgConnect>& c, db::Error error) {
   db::ConnectOutcome out;
   if (error.status == db::Status::ok) {
     PQsetnonblocking(c->state->conn, 1);
-    c->state->cancel = PQgetCancel(c->state->conn);
     out.connection = std::make_unique<PgConnection>(c->state, c->server);
   } else {
     out.error = std::move(error);
@@ -491,32 +532,39 @@ void pg_connect_finish(const std::shared_ptr<PgConnect>& c, db::Error error) {
 }
 
 void pg_connect_poll(const std::shared_ptr<PgConnect>& c) {
-  if (c->finished) return;
+  if (c->finished || !c->state->conn) return;
   auto& st = *c->state;
   const auto poll = PQconnectPoll(st.conn);
-  auto failure = [&] {
+  if (poll == PGRES_POLLING_OK) return pg_connect_finish(c, db::Error{});
+  if (poll == PGRES_POLLING_FAILED || !st.bind_socket(/*force=*/true)) {
     std::string msg = PQerrorMessage(st.conn);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     const bool auth = msg.find("authentication failed") != std::string::npos || msg.find("no password supplied") != std::string::npos;
-    pg_connect_finish(c, db::Error{auth ? db::Status::auth_failed : db::Status::unavailable,
-                                   fmt::format("cannot connect to PostgreSQL at {}: {}", c->server, msg)});
-  };
-  if (poll == PGRES_POLLING_OK) return pg_connect_finish(c, db::Error{});
-  if (poll == PGRES_POLLING_FAILED || !st.bind_socket()) return failure();
+    return pg_connect_finish(c, db::Error{auth ? db::Status::auth_failed : db::Status::unavailable,
+                                          fmt::format("cannot connect to PostgreSQL at {}: {}", c->server, msg)});
+  }
   const auto type = poll == PGRES_POLLING_WRITING ? asio::posix::stream_descriptor::wait_write : asio::posix::stream_descriptor::wait_read;
   st.wait(type, [c](bool) { pg_connect_poll(c); });
 }
 
-void open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout, const std::shared_ptr<DbConnector::Shared>& shared,
-             std::function<void(db::ConnectOutcome)> done) {
-  std::vector<std::pair<std::string, std::string>> kv = {
-      {"host", ds.host}, {"port", std::to_string(ds.port)}, {"dbname", ds.database}, {"application_name", app_name}};
+bool is_ip_literal(const std::string& host) {
+  in6_addr a6{};
+  in_addr a4{};
+  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+// Starts the non-blocking connect once the host's address is known (hostaddr: libpq does no lookup).
+void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, const std::string& app_name, Duration limit,
+                      const std::shared_ptr<DbConnector::Shared>& shared, std::function<void(db::ConnectOutcome)> done) {
+  std::vector<std::pair<std::string, std::string>> kv = {{"host", ds.host},
+                                                         {"port", std::to_string(ds.port)},
+                                                         {"dbname", ds.database},
+                                                         {"application_name", app_name}};
+  if (!hostaddr.empty()) kv.emplace_back("hostaddr", hostaddr);
   if (!ds.user.empty()) kv.emplace_back("user", ds.user);
   if (!ds.password.empty()) kv.emplace_back("password", ds.password);
   for (const auto& [k, v] : ds.options)
     if (libpq_option(k) && k != "connect_timeout") kv.emplace_back(k, v);  // lib/pq-only options mean nothing to libpq
-  Duration limit = timeout;
-  if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) limit = Duration{std::stoll(it->second) * 1'000'000};
   std::vector<const char*> keys, values;
   for (const auto& [k, v] : kv) {
     keys.push_back(k.c_str());
@@ -533,20 +581,56 @@ void open_pg(const db::DataSource& ds, const std::string& app_name, Duration tim
     asio::post(shared->io, [c, msg] { pg_connect_finish(c, db::Error{db::Status::unavailable, "cannot connect to PostgreSQL at " + c->server + ": " + msg}); });
     return;
   }
-  if (limit.count() > 0) {
-    c->state->timer.expires_after(limit);
-    c->state->timer.async_wait([c, limit](const boost::system::error_code& ec) {
-      if (ec) return;
-      pg_connect_finish(c, db::Error{db::Status::unavailable,
-                                     fmt::format("cannot connect to PostgreSQL at {}: no answer within {} ms", c->server, to_ms(limit))});
-    });
-  }
-  if (!c->state->bind_socket()) {
+  c->state->timer.expires_after(limit);
+  c->state->timer.async_wait([c, limit](const boost::system::error_code& ec) {
+    if (ec) return;
+    pg_connect_finish(c, db::Error{db::Status::unavailable, fmt::format("cannot connect to PostgreSQL at {}: no answer within {} ms", c->server, to_ms(limit))});
+  });
+  if (!c->state->bind_socket(true)) {
     asio::post(shared->io, [c] { pg_connect_poll(c); });
     return;
   }
   // libpq's first step after PQconnectStart is to wait until the socket is writable.
   c->state->wait(asio::posix::stream_descriptor::wait_write, [c](bool) { pg_connect_poll(c); });
+}
+
+void open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout, const std::shared_ptr<DbConnector::Shared>& shared,
+             std::function<void(db::ConnectOutcome)> done) {
+  // The connect's limit: the caller's, or the data source's connect_timeout if smaller (0 means none there).
+  Duration limit = timeout.count() > 0 ? timeout : Duration{10'000'000};
+  if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) {
+    const Duration own{std::stoll(it->second) * 1'000'000};
+    if (own.count() > 0) limit = std::min(limit, own);
+  }
+  if (ds.host.empty() || ds.host[0] == '/' || is_ip_literal(ds.host)) {
+    pg_connect_start(ds, "", app_name, limit, shared, std::move(done));
+    return;
+  }
+  // A host name: resolve it on a worker (getaddrinfo blocks), then connect on the loop.
+  shared->offload<std::string>(
+      [host = ds.host]() -> std::string {
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        std::string addr;
+        if (getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0 && res) {
+          char text[INET6_ADDRSTRLEN] = {};
+          const void* src = res->ai_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr)
+                                                      : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr);
+          if (inet_ntop(res->ai_family, src, text, sizeof text)) addr = text;
+          freeaddrinfo(res);
+        }
+        return addr;
+      },
+      [ds, app_name, limit, shared, done = std::move(done)](std::string addr) mutable {
+        if (addr.empty()) {
+          db::ConnectOutcome out;
+          out.error = db::Error{db::Status::unavailable, fmt::format("cannot connect to PostgreSQL at {}: cannot resolve host \"{}\"", ds.server_name(), ds.host)};
+          return done(std::move(out));
+        }
+        pg_connect_start(ds, addr, app_name, limit, shared, std::move(done));
+      },
+      shared);
 }
 
 }  // namespace

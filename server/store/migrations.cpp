@@ -170,12 +170,16 @@ void Migrator::apply_next(size_t index) {
   auto alive = alive_;
   router_.write(std::move(statements), true, [this, alive, index, &m](db::Outcome o) {
     if (!*alive) return;
-    if (o.error.status == db::Status::conflict) {
-      // Someone recorded it first (we must have lost the lease): nothing was applied twice. Re-read.
-      env_.log().warn("store: migration {} was applied by another node meanwhile", m.version);
+    if (!o.ok()) {
+      // Either another node recorded it first (we lost the lease: nothing was applied twice), or the
+      // migration itself failed. Re-read: if it is still unrecorded, it failed, and so do we.
+      if (failed_version_ == m.version) {
+        return release_and_finish(db::Error{o.error.status, fmt::format("migration {} ({}) failed: {}", m.version, m.name, o.error.message)});
+      }
+      failed_version_ = m.version;
+      env_.log().warn("store: migration {} did not apply ({}); checking whether another node applied it", m.version, o.error.message);
       return read_applied();
     }
-    if (!o.ok()) return release_and_finish(db::Error{o.error.status, fmt::format("migration {} ({}) failed: {}", m.version, m.name, o.error.message)});
     ++result_.applied_here;
     result_.schema_version = std::max(result_.schema_version, m.version);
     result_.schema_release = m.introduced_in;

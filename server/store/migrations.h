@@ -69,6 +69,7 @@ class Migrator {
   bool holding_ = false;
   bool logged_waiting_ = false;
   int bootstrap_attempts_ = 0;
+  int failed_version_ = 0;  // the migration whose last attempt failed (retried once after a re-read)
   TimerId timer_ = 0;
   TimerId lease_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

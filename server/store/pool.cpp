@@ -34,7 +34,7 @@ PoolStats Pool::stats() const {
 void Pool::run(std::vector<db::Statement> statements, bool transaction, Duration query_timeout, db::Done done) {
   ++counters_.requests;
   if (closed_) {
-    env_.post([done = std::move(done)] { done(failure(db::Status::unavailable, "the connection pool is closed")); });
+    env_.post([done = std::move(done)] { done(failure(db::Status::overloaded, "the connection pool is closed")); });
     return;
   }
   dispatch(Request{std::move(statements), transaction, query_timeout, std::move(done), env_.now()});
@@ -62,7 +62,7 @@ void Pool::dispatch(Request request) {
   if (waiters_.size() >= options_.waiters_max) {
     ++counters_.rejected;
     env_.post([done = std::move(request.done), n = waiters_.size()] {
-      done(failure(db::Status::unavailable, "all database connections are busy and " + std::to_string(n) + " requests are already waiting"));
+      done(failure(db::Status::overloaded, "all database connections are busy and " + std::to_string(n) + " requests are already waiting"));
     });
     return;
   }
@@ -185,7 +185,7 @@ void Pool::close() {
   waiters_.clear();
   for (auto& w : waiters) {
     ++counters_.rejected;
-    w.done(failure(db::Status::unavailable, "the connection pool is closed"));
+    w.done(failure(db::Status::overloaded, "the connection pool is closed"));
   }
 }
 

@@ -177,6 +177,11 @@ void Router::read_from(std::vector<std::shared_ptr<Server>> candidates, size_t i
      done = std::move(done)](db::Outcome o) mutable {
       if (!*alive) return;
       const bool last = index + 1 >= candidates.size();
+      // This node's pool refused (queue full, pool retired by a reload): the server is fine, try the next.
+      if (o.error.status == db::Status::overloaded && !last) {
+        read_from(std::move(candidates), index + 1, std::move(retry_statements), std::move(done));
+        return;
+      }
       if (o.error.status == db::Status::unavailable && server->role != Role::master) {
         ++server->failures;
         if (server->online) {
