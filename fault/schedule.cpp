@@ -39,6 +39,27 @@ std::string to_string(const FaultSchedule& schedule) {
   return s;
 }
 
+std::vector<std::string> check_schedule(const FaultSchedule& schedule, uint32_t node_count) {
+  std::vector<std::string> errors;
+  Duration previous{0};
+  for (size_t i = 0; i < schedule.faults.size(); ++i) {
+    const Fault& f = schedule.faults[i];
+    auto problem = [&](const std::string& what) { errors.push_back(fmt::format("fault {} ({}): {}", i + 1, to_string(f), what)); };
+    if (f.at < previous) problem(fmt::format("at {} ms, before the fault ahead of it ({} ms)", to_ms(f.at), to_ms(previous)));
+    previous = std::max(previous, f.at);
+    for (uint32_t n : f.nodes)
+      if (n >= node_count) problem(fmt::format("node {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
+    for (uint32_t n : f.peers)
+      if (n >= node_count) problem(fmt::format("peer {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
+    const bool needs_node = f.kind != FaultKind::heal && f.kind != FaultKind::loss;
+    if (needs_node && f.nodes.empty()) problem("names no node");
+    if ((f.kind == FaultKind::block || f.kind == FaultKind::isolate) && f.peers.empty()) problem("names no peer");
+    if (f.kind == FaultKind::loss && (f.value < 0 || f.value > 1)) problem("loss must be from 0 to 1");
+    if (f.kind == FaultKind::clock_drift && (f.value <= -100'000 || f.value >= 100'000)) problem("drift must be within +-100000 ppm");
+  }
+  return errors;
+}
+
 namespace {
 enum Family { kCrash, kPause, kPartition, kIsolate, kBlock, kLoss, kSkew, kDrift, kFamilies };
 

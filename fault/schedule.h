@@ -57,6 +57,10 @@ struct SwarmOptions {
   bool allow_clock = true;
 };
 
+// Problems with a schedule for `node_count` nodes: node numbers out of range, faults out of time order,
+// a fault missing the nodes or peers it needs, values out of range. Empty when it can be applied.
+std::vector<std::string> check_schedule(const FaultSchedule& schedule, uint32_t node_count);
+
 // A random schedule for `node_count` nodes: each seed enables each allowed family with probability 1/2
 // (at least one), weights them at random, and places faults as a Poisson process. Every crash is
 // followed by a restart and every pause by a resume; partitions and loss are healed; skew stays.

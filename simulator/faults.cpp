@@ -34,8 +34,11 @@ void apply_fault(Kernel& k, const fault::Fault& f) {
   }
 }
 
-void schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule) {
+std::vector<std::string> schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule) {
+  auto errors = fault::check_schedule(schedule, static_cast<uint32_t>(kernel.node_count()));
+  if (!errors.empty()) return errors;
   for (const auto& f : schedule.faults) kernel.at(f.at, [&kernel, f] { apply_fault(kernel, f); });
+  return {};
 }
 
 }  // namespace chorus::sim

@@ -8,6 +8,8 @@
 namespace chorus::sim {
 
 void apply_fault(Kernel& kernel, const fault::Fault& fault);
-void schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule);
+// Schedules every fault; a schedule that check_schedule() refuses is not applied and its problems are
+// returned instead.
+std::vector<std::string> schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule);
 
 }  // namespace chorus::sim

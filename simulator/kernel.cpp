@@ -197,6 +197,7 @@ void Kernel::notify_resets_for(NodeIndex dead) {
 }
 
 void Kernel::crash(NodeIndex i) {
+  assert(running_node_ != i && "a node cannot crash itself from its own callback: use Kernel::at");
   Node& n = node(i);
   if (n.state == NodeState::down) return;
   record(TraceKind::crash, i, kNoNode, n.incarnation);
@@ -341,6 +342,11 @@ void Kernel::dispatch(const Event& e) {
     return;
   }
   SimEnv& env = *n.env;
+  running_node_ = e.node;
+  struct Clear {
+    NodeIndex& r;
+    ~Clear() { r = kNoNode; }
+  } clear{running_node_};
   switch (e.kind) {
     case EventKind::timer:
       env.fire_timer(e.id);

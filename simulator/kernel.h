@@ -203,6 +203,7 @@ class Kernel {
   int64_t now_us_ = 0;
   uint64_t seq_ = 0;
   uint64_t events_processed_ = 0;
+  NodeIndex running_node_ = kNoNode;  // whose callback is on the stack
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
   std::vector<Node> nodes_;
   std::map<std::string, NodeIndex> by_address_;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cassert>
+
 #include "simulator/faults.h"
 
 namespace chorus::sim {
@@ -25,7 +27,9 @@ PingCluster::PingCluster(uint64_t seed, const PingClusterSpec& spec) : spec_(spe
     // The schedule has its own generator, derived from the seed, so it is data independent of the run.
     Xoshiro256 schedule_random(seed ^ 0x5eed5eed5eed5eedULL);
     schedule_ = fault::random_schedule(schedule_random, spec.nodes, spec.swarm);
-    schedule_faults(*kernel_, schedule_);
+    const auto errors = schedule_faults(*kernel_, schedule_);
+    assert(errors.empty() && "random_schedule made a schedule check_schedule refuses");
+    (void)errors;
   }
 }
 

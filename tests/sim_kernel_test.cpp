@@ -310,3 +310,34 @@ TEST(SimKernel, TraceHashIsAFunctionOfTheSeed) {
   EXPECT_EQ(run(77), run(77));
   EXPECT_NE(run(77), run(78));
 }
+
+#include "simulator/faults.h"
+
+TEST(FaultSchedule, BadSchedulesAreRefusedWithTheFaultNamed) {
+  Kernel::Options o;
+  Kernel k(o);
+  k.add_node("a:1", [](Env& env) { return std::make_unique<Probe>(env, std::vector<std::string>{}); });
+  k.add_node("b:1", [](Env& env) { return std::make_unique<Probe>(env, std::vector<std::string>{}); });
+  fault::FaultSchedule s;
+  s.faults.push_back(fault::Fault{Duration{2'000'000}, fault::FaultKind::crash, {5}, {}, 0, Duration{0}});
+  s.faults.push_back(fault::Fault{Duration{1'000'000}, fault::FaultKind::block, {0}, {}, 0, Duration{0}});
+  s.faults.push_back(fault::Fault{Duration{3'000'000}, fault::FaultKind::loss, {}, {}, 1.5, Duration{0}});
+  const auto errors = schedule_faults(k, s);
+  ASSERT_EQ(errors.size(), 4u);
+  EXPECT_NE(errors[0].find("fault 1 (    2.000s crash nodes=5): node 5 does not exist (the cluster has nodes 0 to 1)"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("before the fault ahead of it"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("names no peer"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("loss must be from 0 to 1"), std::string::npos) << errors[3];
+  k.run_for(Duration{5'000'000});
+  EXPECT_EQ(k.state(0), NodeState::down) << "nothing of a refused schedule is applied (nodes were never started)";
+}
+
+TEST(FaultSchedule, RandomSchedulesAlwaysPassTheCheck) {
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    Xoshiro256 r(seed);
+    fault::SwarmOptions o;
+    o.mean_faults_per_second = 3;
+    const auto s = fault::random_schedule(r, 2 + static_cast<uint32_t>(seed % 9), o);
+    EXPECT_TRUE(fault::check_schedule(s, 2 + static_cast<uint32_t>(seed % 9)).empty()) << "seed " << seed;
+  }
+}

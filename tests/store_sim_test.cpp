@@ -389,3 +389,22 @@ TEST(StoreSim, ConnectionsAreReplacedAfterTheirLifetimeAndClosedAfterIdling) {
   EXPECT_EQ(pool().idle, 0);
   EXPECT_EQ(pool().open, 0);
 }
+
+TEST(StoreSim, RaisingMaxOpenConnsServesWaitingRequestsAtOnce) {
+  auto sql = settings();
+  sql.MaxOpenConns = 1;
+  Cluster c(16, 1, sql, primary_and({}));
+  c.k->start(0);
+  ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{10'000'000}));
+  c.db("db1").set_slow_factor(5'000);  // 1 s per statement
+  auto& s = *c.node(0).store;
+  int done = 0;
+  for (int i = 0; i < 5; ++i) s.write({{"SELECT 1", {}}}, false, [&](db::Outcome o) { done += o.ok(); });
+  c.k->run_for(Duration{100'000});
+  EXPECT_EQ(s.router().status()[0].pool.waiting, 4);
+  sql.MaxOpenConns = 5;
+  ASSERT_TRUE(s.reload(sql).empty());
+  EXPECT_EQ(s.router().status()[0].pool.waiting, 0);
+  // One after another they would take 5 s; in parallel about 1 s.
+  ASSERT_TRUE(c.k->run_until([&] { return done == 5; }, c.k->now() + Duration{3'000'000}));
+}

@@ -174,6 +174,12 @@ void Pool::set_limits(const PoolOptions& options) {
     drop(std::move(idle_.front().conn));
     idle_.erase(idle_.begin());
   }
+  // A higher MaxOpenConns serves waiting requests at once.
+  while (!closed_ && !waiters_.empty() && open_ < options_.max_open) {
+    Request next = std::move(waiters_.front());
+    waiters_.pop_front();
+    open_for(std::move(next));
+  }
 }
 
 void Pool::close() {
