@@ -280,3 +280,50 @@ TEST_F(ChorusdCluster, PortInUseIsAClearFatalError) {
   EXPECT_EQ(second->wait_exit(3000), 1);
   EXPECT_NE(second->output().find("cannot listen on gossip address 127.0.0.1:" + std::to_string(ports_[0])), std::string::npos) << second->output();
 }
+
+namespace {
+// The leader a node last announced ("membership: ... leader is now X"), or "".
+std::string last_leader(Child& c) {
+  std::string leader;
+  for (int line = c.find("leader is now "); line >= 0; line = c.find("leader is now ", static_cast<size_t>(line) + 1)) {
+    const std::string out = c.output();
+    size_t pos = 0;
+    for (int i = 0; i < line; ++i) pos = out.find('\n', pos) + 1;
+    const std::string text = out.substr(pos, out.find('\n', pos) - pos);
+    leader = text.substr(text.find("leader is now ") + 14);
+  }
+  return leader;
+}
+}  // namespace
+
+TEST_F(ChorusdCluster, KillingTheLeaderMovesLeadershipWithinThreeSecondsAndAStoppedNodeIsDeclaredDeadThenBack) {
+  std::vector<std::unique_ptr<Child>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(spawn(i));
+  std::vector<int> order = {0, 1, 2};
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return address(a) < address(b); });
+  const int first = order[0], second = order[1], third = order[2];
+  ASSERT_GE(wait_ms([&] {
+    for (auto& n : nodes)
+      if (last_leader(*n) != address(first)) return false;
+    return true;
+  }, 8000), 0) << "no agreement on the first leader:\n" << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+
+  // SIGKILL the leader: the other two agree on the next lowest within 3 s.
+  nodes[first]->signal(SIGKILL);
+  const int64_t moved = wait_ms([&] { return last_leader(*nodes[second]) == address(second) && last_leader(*nodes[third]) == address(second); }, 3000);
+  ASSERT_GE(moved, 0) << "leadership did not move within 3 s:\n" << nodes[second]->output() << nodes[third]->output();
+  std::printf("leader killed: both survivors named the new leader after %lld ms\n", static_cast<long long>(moved));
+
+  // SIGSTOP a node: declared dead within 3 s; SIGCONT: alive again.
+  const size_t mark = nodes[second]->line_count();
+  nodes[third]->signal(SIGSTOP);
+  const int64_t dead = wait_ms([&] { return nodes[second]->find(address(third) + " is dead", mark) >= 0; }, 3000);
+  nodes[third]->signal(SIGCONT);
+  ASSERT_GE(dead, 0) << "a stopped node was not declared dead within 3 s:\n" << nodes[second]->output();
+  std::printf("stopped node declared dead after %lld ms\n", static_cast<long long>(dead));
+  const int64_t back = wait_ms([&] { return nodes[second]->find(address(third) + " is alive", mark) >= 0; }, 5000);
+  ASSERT_GE(back, 0) << "the continued node did not come back:\n" << nodes[second]->output() << nodes[third]->output();
+  std::printf("continued node alive again after %lld ms\n", static_cast<long long>(back));
+  for (int i : {second, third}) nodes[i]->signal(SIGTERM);
+  for (int i : {second, third}) EXPECT_EQ(nodes[i]->wait_exit(3000), 0);
+}

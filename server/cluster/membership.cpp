@@ -35,6 +35,7 @@ Membership::~Membership() { stop(); }
 
 void Membership::start() {
   running_ = true;
+  env_.log().info("membership: started as {} (generation {}); leader is now {}", self_, generation_, leader_);
   tick_timer_ = env_.set_timer(options_.probe_interval, [this] { tick(); });
 }
 

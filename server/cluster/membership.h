@@ -44,8 +44,8 @@ struct MembershipOptions {
   Duration probe_interval{200'000};
   Duration probe_timeout{100'000};
   int indirect_probes = 3;
-  Duration suspicion_min{500'000};
-  Duration suspicion_max{2'000'000};
+  Duration suspicion_min{400'000};
+  Duration suspicion_max{1'500'000};
   int suspicion_confirmations = 3;  // Lifeguard's K
   int gossip_repeat = 4;            // each update rides on this many messages after its broadcast
   size_t piggyback_max = 8;

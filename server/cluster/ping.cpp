@@ -33,7 +33,7 @@ PingNode::~PingNode() {
 void PingNode::start() {
   assert(!running_);
   running_ = true;
-  env_.transport().start(*this);
+  if (options_.start_transport) env_.transport().start(*this);
   for (auto& [peer, _] : peers_) env_.transport().add_peer(peer);
   env_.log().info("ping: started with {} peers, interval {} ms", peers_.size(), to_ms(options_.interval));
   tick_timer_ = env_.set_timer(options_.interval, [this] { tick(); });
@@ -43,7 +43,7 @@ void PingNode::stop(Task done) {
   running_ = false;
   if (tick_timer_) env_.cancel_timer(tick_timer_);
   tick_timer_ = 0;
-  env_.transport().stop();
+  if (options_.start_transport) env_.transport().stop();
   env_.log().info("ping: stopped");
   done();
 }
@@ -129,7 +129,10 @@ void PingNode::set_peers(const std::vector<std::string>& peers) {
     if (peers_.contains(p)) continue;
     env_.log().info("ping: peer {} added", p);
     peers_.emplace(p, PeerRtt{});
-    if (running_) env_.transport().add_peer(p);
+    if (!running_) continue;
+    env_.transport().add_peer(p);
+    // Another component may have connected to it already: its up event has passed.
+    if (env_.transport().connected(p)) connection_changed(p, true);
   }
 }
 

@@ -42,6 +42,8 @@ class PingNode final : public Process, public TransportHandler {
  public:
   struct Options {
     Duration interval{200'000};
+    // False when another component owns the transport's handler and forwards this node's events.
+    bool start_transport = true;
   };
 
   PingNode(Env& env, std::vector<std::string> peers, Options options);

@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "server/cluster/discovery.h"
+#include "server/cluster/membership.h"
 #include "server/cluster/ping.h"
 #include "server/config/config.h"
 #include "server/runtime/asio_env.h"
@@ -72,6 +73,25 @@ std::string cluster_hostname(const chorus::config::ClusterSettings& cs) {
   }
   return os_hostname();
 }
+
+// One transport handler for the node: membership frames to the membership, the rest to ping; both see
+// connections go up and down.
+class FrameRouter final : public chorus::TransportHandler {
+ public:
+  FrameRouter(chorus::cluster::Membership& membership, chorus::PingNode& ping) : membership_(membership), ping_(ping) {}
+  void on_frame(const std::string& from, std::span<const uint8_t> payload) override {
+    if (!membership_.handle_frame(from, payload)) ping_.on_frame(from, payload);
+  }
+  void on_peer_up(const std::string& peer) override { ping_.on_peer_up(peer); }
+  void on_peer_down(const std::string& peer) override {
+    ping_.on_peer_down(peer);
+    membership_.on_connection_lost(peer);
+  }
+
+ private:
+  chorus::cluster::Membership& membership_;
+  chorus::PingNode& ping_;
+};
 
 }  // namespace
 
@@ -140,7 +160,11 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   auto store = std::make_unique<chorus::store::Store>(*env, cfg.SqlSettings, chorus::store::StoreOptions{advertise, CHORUS_VERSION, {}});
-  chorus::PingNode node(*env, peers, chorus::PingNode::Options{});
+  chorus::PingNode::Options ping_options;
+  ping_options.start_transport = false;
+  chorus::PingNode node(*env, peers, ping_options);
+  chorus::cluster::Membership membership(*env, advertise, static_cast<uint64_t>(env->wall_now().us), chorus::cluster::MembershipOptions{});
+  FrameRouter frames(membership, node);
   bool node_started = false;
   // With ClusterSettings.Enable, peers come from the ClusterDiscovery table (plus any --peer).
   std::unique_ptr<chorus::cluster::Discovery> discovery;
@@ -154,6 +178,7 @@ int main(int argc, char** argv) {
       for (const auto& n : found) all.push_back(n.address());
       log.info("discovery: {} peers in cluster \"{}\"", found.size(), cs.ClusterName);
       node.set_peers(all);
+      for (const auto& n : found) membership.add_seed(n.address());
     });
   }
   auto fail = [&](const std::string& why) {
@@ -164,7 +189,10 @@ int main(int argc, char** argv) {
   store->start([&](chorus::db::Error error) {
     if (error.status != chorus::db::Status::ok) return fail(error.message);
     log.info("chorusd: database ready, schema {}", store->schema_version());
+    env->transport().start(frames);
     node.start();
+    for (const auto& p : peers) membership.add_seed(p);
+    membership.start();
     node_started = true;
     if (discovery) discovery->start([&](chorus::db::Error e) {
       if (e.status != chorus::db::Status::ok) fail(e.message);
@@ -179,7 +207,9 @@ int main(int argc, char** argv) {
       io.stop();
       return;
     }
+    membership.stop();
     node.stop([&] {
+      env->transport().stop();
       if (!discovery) return io.stop();
       discovery->stop([&] { io.stop(); });  // removes our ClusterDiscovery row
     });
