@@ -34,7 +34,9 @@ bench: deps
 	@mkdir -p reports
 	@./build/release/bench/chorus_bench --benchmark_out=reports/bench.json --benchmark_out_format=json
 	@./build/release/bench/chorus_bench_report reports/bench.json > reports/bench.md
-	@echo "wrote reports/bench.json and reports/bench.md"
+	@cmake --build --preset release -j $(JOBS) --target chorus-sim
+	@./build/release/chorus-sim membership --nodes 3,5,9,25 --seeds 1..50 --report reports/membership.md >/dev/null
+	@echo "wrote reports/bench.json, reports/bench.md and reports/membership.md"
 
 clean:
 	rm -rf build

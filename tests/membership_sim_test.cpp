@@ -10,6 +10,7 @@
 
 #include "server/cluster/membership.h"
 #include "simulator/kernel.h"
+#include "simulator/membership_cluster.h"
 
 using namespace chorus;
 using namespace chorus::sim;
@@ -17,69 +18,13 @@ using cluster::MemberState;
 
 namespace {
 
-class MemberNode final : public Process, public TransportHandler {
- public:
-  MemberNode(Env& env, std::vector<std::string> all, int* deaths) : env_(env), all_(std::move(all)), deaths_(deaths) {}
-  void start() override {
-    env_.transport().start(*this);
-    m = std::make_unique<cluster::Membership>(env_, env_.node_name(), static_cast<uint64_t>(env_.wall_now().us), cluster::MembershipOptions{},
-                                              [this](const cluster::Member& mem) {
-                                                if (mem.state == MemberState::dead && deaths_) ++*deaths_;
-                                              });
-    for (const auto& a : all_) m->add_seed(a);
-    m->start();
+// The simulator's membership cluster, with short names for the tests.
+struct Cluster : MemberCluster {
+  Cluster(uint64_t seed, int n, double loss = 0) : MemberCluster(seed, n, loss), k(&kernel()) {
+    for (int i = 0; i < n; ++i) addrs.push_back(address(i));
   }
-  void stop(Task done) override {
-    m->stop();
-    done();
-  }
-  void on_frame(const std::string& from, std::span<const uint8_t> p) override { m->handle_frame(from, p); }
-  void on_peer_up(const std::string&) override {}
-  void on_peer_down(const std::string& peer) override { m->on_connection_lost(peer); }
-  MemberState state_of(const std::string& a) const {
-    auto it = m->members().find(a);
-    return it == m->members().end() ? MemberState::dead : it->second.state;
-  }
-  Env& env_;
-  std::vector<std::string> all_;
-  int* deaths_;
-  std::unique_ptr<cluster::Membership> m;
-};
-
-struct Cluster {
-  Cluster(uint64_t seed, int n, double loss = 0) {
-    Kernel::Options o;
-    o.seed = seed;
-    o.default_link.loss = loss;
-    k = std::make_unique<Kernel>(o);
-    for (int i = 0; i < n; ++i) addrs.push_back(fmt::format("10.0.0.{}:8074", i + 1));
-    for (int i = 0; i < n; ++i) k->add_node(addrs[i], [this](Env& env) { return std::make_unique<MemberNode>(env, addrs, &deaths); });
-    for (int i = 0; i < n; ++i) k->start(i);
-  }
-  MemberNode* node(int i) { return dynamic_cast<MemberNode*>(k->process(i)); }
-  bool live(int i) { return k->state(i) == NodeState::up; }
-  // Every live node sees `target` in state s.
-  bool all_see(int target, MemberState s) {
-    for (int i = 0; i < static_cast<int>(addrs.size()); ++i)
-      if (i != target && live(i) && node(i)->state_of(addrs[target]) != s) return false;
-    return true;
-  }
-  bool all_alive() {
-    for (int t = 0; t < static_cast<int>(addrs.size()); ++t)
-      if (!all_see(t, MemberState::alive)) return false;
-    return true;
-  }
-  // Every live node in `group` names the lowest address of the group as leader.
-  bool one_leader(const std::vector<int>& group) {
-    std::string lowest = addrs[group[0]];
-    for (int i : group) lowest = std::min(lowest, addrs[i]);
-    for (int i : group)
-      if (live(i) && node(i)->m->leader() != lowest) return false;
-    return true;
-  }
-  std::unique_ptr<Kernel> k;
+  Kernel* k;
   std::vector<std::string> addrs;
-  int deaths = 0;
 };
 
 std::vector<int> range(int n) {
@@ -107,7 +52,7 @@ TEST(Membership, ACrashedNodeIsDeclaredDeadByEveryPeerWithinThreeSeconds) {
       const auto t0 = c.k->now();
       ASSERT_TRUE(c.k->run_until([&] { return c.all_see(victim, MemberState::dead); }, t0 + Duration{10'000'000})) << "n=" << n << " seed " << seed;
       seconds.push_back(static_cast<double>((c.k->now() - t0).count()) / 1e6);
-      EXPECT_EQ(c.deaths, n - 1) << "only the victim dies, once per peer (n=" << n << " seed " << seed << ")";
+      EXPECT_EQ(c.deaths(), n - 1) << "only the victim dies, once per peer (n=" << n << " seed " << seed << ")";
     }
     std::printf("n=%d: crash declared dead by all peers in p50 %.2f s, p99 %.2f s, max %.2f s\n", n, percentile(seconds, 0.5),
                 percentile(seconds, 0.99), percentile(seconds, 1.0));
@@ -119,7 +64,7 @@ TEST(Membership, FivePercentLossOrASlowLinkNeverGetsAHealthyNodeDeclaredDead) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     Cluster lossy(seed, 5, 0.05);
     lossy.k->run_for(Duration{60'000'000});
-    EXPECT_EQ(lossy.deaths, 0) << "5% loss, seed " << seed;
+    EXPECT_EQ(lossy.deaths(), 0) << "5% loss, seed " << seed;
     EXPECT_TRUE(lossy.all_alive());
 
     Cluster slow(seed, 5);
@@ -128,7 +73,7 @@ TEST(Membership, FivePercentLossOrASlowLinkNeverGetsAHealthyNodeDeclaredDead) {
       l.latency = LatencyModel{Duration{150'000}, Duration{20'000}, Duration{400'000}};
     }
     slow.k->run_for(Duration{60'000'000});
-    EXPECT_EQ(slow.deaths, 0) << "slow link, seed " << seed;
+    EXPECT_EQ(slow.deaths(), 0) << "slow link, seed " << seed;
   }
 }
 
@@ -156,18 +101,18 @@ TEST(Election, EveryConnectedGroupHasExactlyOneLeaderItsLowestAddress) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     Cluster c(seed, 5);
     ASSERT_TRUE(c.k->run_until([&] { return c.one_leader(range(5)); }, Duration{5'000'000}));
-    EXPECT_EQ(c.node(3)->m->leader(), "10.0.0.1:8074");
+    EXPECT_EQ(c.node(3)->membership->leader(), "10.0.0.1:8074");
     // Halves: each side elects its own lowest.
     c.k->partition({0, 1});
     ASSERT_TRUE(c.k->run_until([&] { return c.one_leader({0, 1}) && c.one_leader({2, 3, 4}); }, c.k->now() + Duration{10'000'000})) << "seed " << seed;
-    EXPECT_EQ(c.node(4)->m->leader(), "10.0.0.3:8074");
+    EXPECT_EQ(c.node(4)->membership->leader(), "10.0.0.3:8074");
     // Healed: one leader again.
     c.k->heal();
     ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{15'000'000})) << "seed " << seed;
     // The leader dies: the next lowest takes over; back (a new generation), it takes the lead again.
     c.k->crash(0);
     ASSERT_TRUE(c.k->run_until([&] { return c.one_leader({1, 2, 3, 4}); }, c.k->now() + Duration{5'000'000}));
-    EXPECT_EQ(c.node(2)->m->leader(), "10.0.0.2:8074");
+    EXPECT_EQ(c.node(2)->membership->leader(), "10.0.0.2:8074");
     c.k->run_for(Duration{1'000'000});
     c.k->start(0);
     ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{10'000'000})) << "seed " << seed;
@@ -178,9 +123,9 @@ TEST(Membership, MalformedMessagesAreDroppedAndCounted) {
   Cluster c(1, 3);
   c.k->run_for(Duration{2'000'000});
   for (const std::vector<uint8_t>& junk : std::vector<std::vector<uint8_t>>{{0x10}, {0x11, 1}, {0x12, 0xff, 0xff}, {0x13, 0, 0, 0, 0, 0, 0, 9}}) {
-    EXPECT_TRUE(c.node(0)->m->handle_frame("10.0.0.2:8074", junk));
+    EXPECT_TRUE(c.node(0)->membership->handle_frame("10.0.0.2:8074", junk));
   }
-  EXPECT_FALSE(c.node(0)->m->handle_frame("10.0.0.2:8074", std::vector<uint8_t>{0x01, 2}));  // not a membership message
+  EXPECT_FALSE(c.node(0)->membership->handle_frame("10.0.0.2:8074", std::vector<uint8_t>{0x01, 2}));  // not a membership message
   c.k->run_for(Duration{2'000'000});
   EXPECT_TRUE(c.all_alive());
 }
@@ -208,10 +153,10 @@ RC_GTEST_PROP(ElectionProperty, AfterFaultsStopAllLiveNodesAgreeOnTheLowest, ())
   if (!settled) {
     std::string view;
     for (int i = 0; i < n; ++i) {
-      view += fmt::format("node {} ({}): leader {}, inc {}; sees", i, static_cast<int>(c.k->state(i)), c.node(i) ? c.node(i)->m->leader() : "-",
-                          c.node(i) ? c.node(i)->m->incarnation() : 0);
+      view += fmt::format("node {} ({}): leader {}, inc {}; sees", i, static_cast<int>(c.k->state(i)), c.node(i) ? c.node(i)->membership->leader() : "-",
+                          c.node(i) ? c.node(i)->membership->incarnation() : 0);
       if (c.node(i))
-        for (const auto& [a, m] : c.node(i)->m->members()) view += fmt::format(" {}={}/g{}/i{}", a, cluster::to_string(m.state), m.generation % 100000, m.incarnation);
+        for (const auto& [a, m] : c.node(i)->membership->members()) view += fmt::format(" {}={}/g{}/i{}", a, cluster::to_string(m.state), m.generation % 100000, m.incarnation);
       view += "\n";
     }
     RC_LOG() << "seed " << seed << " n " << n << "\n" << fault::to_string(schedule) << view;

@@ -71,15 +71,16 @@ void put(ByteWriter& w, const std::string& address, uint64_t generation, uint64_
 }
 }  // namespace
 
-void Membership::send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target) {
+void Membership::send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target, const Update* extra) {
   ByteWriter w;
   w.u8(type);
   w.varint(seq);
   w.str(target);
   put(w, self_, generation_, incarnation_, MemberState::alive);
-  // Piggyback: the most recent updates that still have repeats left.
+  // `extra` always goes; then the piggyback: the most recent updates that still have repeats left.
   const size_t n = std::min(options_.piggyback_max, gossip_.size());
-  w.varint(n);
+  w.varint(n + (extra ? 1 : 0));
+  if (extra) put(w, extra->address, extra->generation, extra->incarnation, extra->state);
   for (size_t i = 0; i < n; ++i) {
     Queued& q = gossip_[gossip_.size() - 1 - i];
     put(w, q.update.address, q.update.generation, q.update.incarnation, q.update.state);
@@ -110,8 +111,8 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
   // It talks, yet we hold it dead (it was paused, or cut off): tell it, so it refutes and rejoins.
   if (auto it = members_.find(sender.address); it != members_.end() && it->second.state != MemberState::alive &&
                                                it->second.generation >= sender.generation) {
-    gossip_.push_back(Queued{update_of(it->second), 1});
-    send(sender.address, kGossip, 0);
+    const Update record = update_of(it->second);
+    send(sender.address, kGossip, 0, "", &record);
   }
   for (const auto& u : updates) apply(u, sender.address);
   switch (type) {
@@ -122,8 +123,7 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
         local_health_ = std::max(0, local_health_ - 1);
       } else if (auto f = forwards_.find(seq); f != forwards_.end()) {
         // An ack for a ping we sent on someone's behalf: pass it on, carrying the target's news.
-        gossip_.push_back(Queued{sender, 1});
-        send(f->second.first, kAck, f->second.second);
+        send(f->second.first, kAck, f->second.second, "", &sender);
         forwards_.erase(f);
       } else {
         // A late ack to one of our own earlier probes, or to an indirect probe: the target is alive.
@@ -160,6 +160,7 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
       generation_ = u.generation + 1;
       incarnation_ = 0;
       env_.log().info("membership: a previous run of this node had a later generation; now generation {}", generation_);
+      gossip_.push_back(Queued{self_update(), options_.gossip_repeat});
       disseminate(self_update());
       return false;
     }
@@ -169,6 +170,7 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
       incarnation_ = u.incarnation + 1;
       local_health_ = std::min(options_.local_health_max, local_health_ + 1);
       env_.log().info("membership: refuting a {} report about us with incarnation {}", to_string(u.state), incarnation_);
+      gossip_.push_back(Queued{self_update(), options_.gossip_repeat});
       disseminate(self_update());
     }
     return false;
@@ -252,11 +254,11 @@ void Membership::suspicion_expired(const std::string& address, uint64_t generati
 }
 
 void Membership::disseminate(const Update& u) {
-  // Suspicions, deaths and refutations go to every member at once (the clusters are small); the queue
-  // repeats them on later messages for whoever missed them.
-  gossip_.push_back(Queued{u, options_.gossip_repeat});
+  // Suspicions, deaths and refutations go to every member at once (the clusters are small), each
+  // message carrying the update itself; the piggyback queue (filled by apply) repeats it on later
+  // messages for whoever missed these.
   for (const auto& [addr, m] : members_)
-    if (m.state != MemberState::dead || addr == u.address) send(addr, kGossip, 0);
+    if (m.state != MemberState::dead || addr == u.address) send(addr, kGossip, 0, "", &u);
 }
 
 void Membership::recompute_leader() {

@@ -93,7 +93,7 @@ class Membership {
   void start_suspicion(Member& m, const std::string& reporter);
   void suspicion_expired(const std::string& address, uint64_t generation, uint64_t incarnation);
   void disseminate(const Update& u);
-  void send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target = "");
+  void send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target = "", const Update* extra = nullptr);
   Update self_update() const { return Update{self_, generation_, incarnation_, MemberState::alive}; }
   Update update_of(const Member& m) const { return Update{m.address, m.generation, m.incarnation, m.state}; }
   void recompute_leader();
