@@ -6,20 +6,25 @@
 
 namespace chorus::sim {
 
-MemberNode::MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, int* deaths)
-    : env_(env), seeds_(std::move(seeds)), options_(options), deaths_(deaths) {}
+MemberNode::MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, cluster::NodeInfo info, int* deaths)
+    : env_(env), seeds_(std::move(seeds)), options_(options), info_(std::move(info)), deaths_(deaths) {}
 
 void MemberNode::start() {
   env_.transport().start(*this);
   membership = std::make_unique<cluster::Membership>(env_, env_.node_name(), static_cast<uint64_t>(env_.wall_now().us), options_,
                                                      [this](const cluster::Member& m) {
-                                                       if (m.state == cluster::MemberState::dead && deaths_) ++*deaths_;
+                                                       if (m.state == cluster::MemberState::dead && deaths_) ++*deaths_;  // (a member first heard of as dead counts too)
+                                                       if (status) status->on_member_change(m);
                                                      });
+  info_.address = env_.node_name();
+  status = std::make_unique<cluster::ClusterStatus>(env_, info_, *membership);
   for (const auto& a : seeds_) membership->add_seed(a);
   membership->start();
+  status->start();
 }
 
 void MemberNode::stop(Task done) {
+  status->stop();
   membership->stop();
   env_.transport().stop();
   done();
@@ -30,15 +35,20 @@ cluster::MemberState MemberNode::state_of(const std::string& address) const {
   return it == membership->members().end() ? cluster::MemberState::dead : it->second.state;
 }
 
-MemberCluster::MemberCluster(uint64_t seed, int nodes, double loss, cluster::MembershipOptions options) {
+MemberCluster::MemberCluster(uint64_t seed, int nodes, double loss, cluster::MembershipOptions options,
+                             std::function<cluster::NodeInfo(int)> info) {
   Kernel::Options o;
   o.seed = seed;
   o.keep_trace = false;
   o.default_link.loss = loss;
   k_ = std::make_unique<Kernel>(o);
   for (int i = 0; i < nodes; ++i) addresses_.push_back(fmt::format("10.0.{}.{}:8074", i / 200, i % 200 + 1));
-  for (int i = 0; i < nodes; ++i)
-    k_->add_node(addresses_[i], [this, options](Env& env) { return std::make_unique<MemberNode>(env, addresses_, options, &deaths_); });
+  for (int i = 0; i < nodes; ++i) {
+    cluster::NodeInfo node_info = info ? info(i) : cluster::NodeInfo{"", "0.1.0", "2 (release 0.1)", "same-config", "host"};
+    k_->add_node(addresses_[i], [this, options, node_info](Env& env) {
+      return std::make_unique<MemberNode>(env, addresses_, options, node_info, &deaths_);
+    });
+  }
   for (int i = 0; i < nodes; ++i) k_->start(static_cast<NodeIndex>(i));
 }
 

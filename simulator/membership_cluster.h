@@ -8,32 +8,39 @@
 #include <vector>
 
 #include "server/cluster/membership.h"
+#include "server/cluster/status.h"
 #include "simulator/kernel.h"
 
 namespace chorus::sim {
 
 class MemberNode final : public Process, public TransportHandler {
  public:
-  MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, int* deaths);
+  MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, cluster::NodeInfo info, int* deaths);
   void start() override;
   void stop(Task done) override;
-  void on_frame(const std::string& from, std::span<const uint8_t> p) override { membership->handle_frame(from, p); }
+  void on_frame(const std::string& from, std::span<const uint8_t> p) override {
+    if (!membership->handle_frame(from, p)) status->handle_frame(from, p);
+  }
   void on_peer_up(const std::string&) override {}
   void on_peer_down(const std::string& peer) override { membership->on_connection_lost(peer); }
   cluster::MemberState state_of(const std::string& address) const;
 
   std::unique_ptr<cluster::Membership> membership;
+  std::unique_ptr<cluster::ClusterStatus> status;
 
  private:
   Env& env_;
   std::vector<std::string> seeds_;
   cluster::MembershipOptions options_;
+  cluster::NodeInfo info_;
   int* deaths_;
 };
 
 class MemberCluster {
  public:
-  MemberCluster(uint64_t seed, int nodes, double loss = 0, cluster::MembershipOptions options = {});
+  // info(i) gives node i's version, schema version and config hash (default: all alike).
+  MemberCluster(uint64_t seed, int nodes, double loss = 0, cluster::MembershipOptions options = {},
+                std::function<cluster::NodeInfo(int)> info = {});
   Kernel& kernel() { return *k_; }
   MemberNode* node(int i) { return dynamic_cast<MemberNode*>(k_->process(static_cast<NodeIndex>(i))); }
   const std::string& address(int i) const { return addresses_[static_cast<size_t>(i)]; }

@@ -163,3 +163,44 @@ RC_GTEST_PROP(ElectionProperty, AfterFaultsStopAllLiveNodesAgreeOnTheLowest, ())
   }
   RC_ASSERT(settled);
 }
+
+TEST(PeerStatus, GreenWhenAlikeRedWithTheReasonWhenVersionConfigOrLifeDiffer) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    // Node 3 runs another config; node 4 the next minor version; node 2 a version two minors ahead.
+    MemberCluster mc(seed, 5, 0, {}, [](int i) {
+      cluster::NodeInfo n{"", "0.1.0", "2 (release 0.1)", "hash-a", fmt::format("host{}", i)};
+      if (i == 3) n.config_hash = "hash-b";
+      if (i == 4) n.version = "0.2.0";
+      if (i == 2) n.version = "0.3.1";
+      return n;
+    });
+    auto& k = mc.kernel();
+    k.run_for(Duration{3'000'000});
+    auto seen = [&](int observer, int peer) {
+      for (const auto& p : mc.node(observer)->status->peers())
+        if (p.info.address == mc.address(peer)) return p.green ? std::string("green") : p.reason;
+      return std::string("missing");
+    };
+    EXPECT_EQ(seen(0, 1), "green") << "seed " << seed;
+    EXPECT_EQ(seen(0, 3), "config hash differs from ours");
+    EXPECT_EQ(seen(0, 4), "version 0.2.0 differs from ours (0.1.0)");
+    EXPECT_EQ(seen(0, 2), "version 0.3.1 is incompatible with ours (0.1.0): more than one minor version apart");
+    EXPECT_EQ(seen(3, 0), "config hash differs from ours") << "red is symmetric";
+    // The status carries what the peer announced.
+    for (const auto& p : mc.node(0)->status->peers())
+      if (p.info.address == mc.address(1)) {
+        EXPECT_EQ(p.info.hostname, "host1");
+        EXPECT_EQ(p.info.schema_version, "2 (release 0.1)");
+      }
+    // Down is red; back is green again.
+    k.crash(1);
+    ASSERT_TRUE(k.run_until([&] { return seen(0, 1) == "down"; }, k.now() + Duration{3'000'000}));
+    k.start(1);
+    ASSERT_TRUE(k.run_until([&] { return seen(0, 1) == "green"; }, k.now() + Duration{3'000'000})) << seen(0, 1);
+  }
+  EXPECT_TRUE(cluster::versions_compatible("5.27.1", "5.27.2"));
+  EXPECT_TRUE(cluster::versions_compatible("5.26.4", "5.27.1"));
+  EXPECT_FALSE(cluster::versions_compatible("5.25.5", "5.27.0"));  // the guide's examples
+  EXPECT_FALSE(cluster::versions_compatible("6.0.0", "5.9.0"));
+  EXPECT_FALSE(cluster::versions_compatible("garbage", "5.9.0"));
+}

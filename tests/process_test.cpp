@@ -259,6 +259,28 @@ TEST_F(ChorusdCluster, NodesFindEachOtherThroughClusterDiscoveryWithoutPeerFlags
   for (int i = 0; i < 2; ++i) EXPECT_EQ(nodes[i]->wait_exit(3000), 0);
 }
 
+TEST_F(ChorusdCluster, ANodeWithAnotherConfigIsRedWithTheReason) {
+  // Node 2 reads a config.json that differs in one setting outside ClusterSettings.
+  const std::string other = (dir_ / "other.json").string();
+  {
+    std::ifstream in(config_);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text.insert(text.rfind('}'), R"(, "TeamSettings": {"SiteName": "Elsewhere"})");
+    std::ofstream(other) << text;
+  }
+  std::vector<std::unique_ptr<Child>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> args = {CHORUSD_PATH, "--config", i == 2 ? other : config_};
+    nodes.push_back(std::make_unique<Child>(args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
+  }
+  ASSERT_GE(wait_ms([&] {
+    return nodes[0]->find(address(2) + " is red: config hash differs from ours") >= 0 &&
+           nodes[2]->find(address(0) + " is red: config hash differs from ours") >= 0 && nodes[0]->find(address(1) + " is green") >= 0;
+  }, 8000), 0) << nodes[0]->output() << nodes[2]->output();
+  for (auto& n : nodes) n->signal(SIGTERM);
+  for (auto& n : nodes) EXPECT_EQ(n->wait_exit(3000), 0);
+}
+
 TEST_F(ChorusdCluster, BadConfigIsRefusedWithTheSettingNamed) {
   std::ofstream(config_) << R"({"SqlSettings": {"DriverName": "mysql", "MaxOpenConns": "many"}})";
   Child c({CHORUSD_PATH, "--config", config_}, {"MM_CLUSTERSETTINGS_GOSSIPPORT=99999"});

@@ -217,10 +217,9 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   gossip_.push_back(Queued{u, options_.gossip_repeat});
   if (before != m.state || !was_heard) {
     m.since = env_.now();
-    if (before != m.state) {
+    if (before != m.state)
       env_.log().info("membership: {} is {} (generation {}, incarnation {})", m.address, to_string(m.state), m.generation, m.incarnation);
-      if (on_change_) on_change_(m);
-    }
+    if (on_change_) on_change_(m);  // a state change, or a member heard from for the first time
     recompute_leader();
   }
   return true;

@@ -20,6 +20,7 @@
 
 #include "server/cluster/discovery.h"
 #include "server/cluster/membership.h"
+#include "server/cluster/status.h"
 #include "server/cluster/ping.h"
 #include "server/config/config.h"
 #include "server/runtime/asio_env.h"
@@ -78,9 +79,10 @@ std::string cluster_hostname(const chorus::config::ClusterSettings& cs) {
 // connections go up and down.
 class FrameRouter final : public chorus::TransportHandler {
  public:
-  FrameRouter(chorus::cluster::Membership& membership, chorus::PingNode& ping) : membership_(membership), ping_(ping) {}
+  FrameRouter(chorus::cluster::Membership& membership, chorus::cluster::ClusterStatus& status, chorus::PingNode& ping)
+      : membership_(membership), status_(status), ping_(ping) {}
   void on_frame(const std::string& from, std::span<const uint8_t> payload) override {
-    if (!membership_.handle_frame(from, payload)) ping_.on_frame(from, payload);
+    if (!membership_.handle_frame(from, payload) && !status_.handle_frame(from, payload)) ping_.on_frame(from, payload);
   }
   void on_peer_up(const std::string& peer) override { ping_.on_peer_up(peer); }
   void on_peer_down(const std::string& peer) override {
@@ -90,6 +92,7 @@ class FrameRouter final : public chorus::TransportHandler {
 
  private:
   chorus::cluster::Membership& membership_;
+  chorus::cluster::ClusterStatus& status_;
   chorus::PingNode& ping_;
 };
 
@@ -163,8 +166,14 @@ int main(int argc, char** argv) {
   chorus::PingNode::Options ping_options;
   ping_options.start_transport = false;
   chorus::PingNode node(*env, peers, ping_options);
-  chorus::cluster::Membership membership(*env, advertise, static_cast<uint64_t>(env->wall_now().us), chorus::cluster::MembershipOptions{});
-  FrameRouter frames(membership, node);
+  std::unique_ptr<chorus::cluster::ClusterStatus> status;
+  chorus::cluster::Membership membership(*env, advertise, static_cast<uint64_t>(env->wall_now().us), chorus::cluster::MembershipOptions{},
+                                         [&](const chorus::cluster::Member& m) {
+                                           if (status) status->on_member_change(m);
+                                         });
+  status = std::make_unique<chorus::cluster::ClusterStatus>(
+      *env, chorus::cluster::NodeInfo{advertise, CHORUS_VERSION, "", loaded.loaded->hash, host}, membership);
+  FrameRouter frames(membership, *status, node);
   bool node_started = false;
   // With ClusterSettings.Enable, peers come from the ClusterDiscovery table (plus any --peer).
   std::unique_ptr<chorus::cluster::Discovery> discovery;
@@ -193,6 +202,10 @@ int main(int argc, char** argv) {
     node.start();
     for (const auto& p : peers) membership.add_seed(p);
     membership.start();
+    auto info = status->self();
+    info.schema_version = store->schema_version();
+    status->set_self(info);
+    status->start();
     node_started = true;
     if (discovery) discovery->start([&](chorus::db::Error e) {
       if (e.status != chorus::db::Status::ok) fail(e.message);
@@ -207,6 +220,7 @@ int main(int argc, char** argv) {
       io.stop();
       return;
     }
+    status->stop();
     membership.stop();
     node.stop([&] {
       env->transport().stop();
