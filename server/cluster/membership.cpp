@@ -31,7 +31,10 @@ Membership::Membership(Env& env, std::string self, uint64_t generation, Membersh
   assert(options_.suspicion_min <= options_.suspicion_max);
 }
 
-Membership::~Membership() { stop(); }
+Membership::~Membership() {
+  *alive_ = false;
+  stop();
+}
 
 void Membership::start() {
   running_ = true;
@@ -135,7 +138,9 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
       const uint64_t s = next_seq_++;
       forwards_[s] = {sender.address, seq};
       send(target, kPing, s);
-      env_.set_timer(options_.probe_interval, [this, s] { forwards_.erase(s); });
+      env_.set_timer(options_.probe_interval, [this, alive = alive_, s] {
+        if (*alive) forwards_.erase(s);
+      });
       break;
     }
     case kGossip: break;
@@ -177,6 +182,10 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   }
   auto it = members_.find(u.address);
   if (it == members_.end()) {
+    if (members_.size() >= options_.members_max) {
+      env_.log().warn("membership: ignoring {}: already {} members (members_max)", u.address, members_.size());
+      return false;
+    }
     add_seed(u.address);
     it = members_.find(u.address);
   }

@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
@@ -50,6 +51,7 @@ struct MembershipOptions {
   int gossip_repeat = 4;            // each update rides on this many messages after its broadcast
   size_t piggyback_max = 8;
   int local_health_max = 8;
+  size_t members_max = 1024;  // a bound on what messages can make us remember
 };
 
 class Membership {
@@ -130,6 +132,7 @@ class Membership {
   int local_health_ = 0;
   uint64_t messages_sent_ = 0;
   bool running_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace chorus::cluster
