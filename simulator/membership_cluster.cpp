@@ -15,15 +15,19 @@ void MemberNode::start() {
                                                      [this](const cluster::Member& m) {
                                                        if (m.state == cluster::MemberState::dead && deaths_) ++*deaths_;  // (a member first heard of as dead counts too)
                                                        if (status) status->on_member_change(m);
+                                                       if (messenger) messenger->on_member_change(m);
                                                      });
   info_.address = env_.node_name();
   status = std::make_unique<cluster::ClusterStatus>(env_, info_, *membership);
+  messenger = std::make_unique<cluster::Messenger>(env_, *membership);
+  messenger->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) { received.emplace_back(from, m.data); });
   for (const auto& a : seeds_) membership->add_seed(a);
   membership->start();
   status->start();
 }
 
 void MemberNode::stop(Task done) {
+  messenger.reset();
   status->stop();
   membership->stop();
   env_.transport().stop();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "server/cluster/membership.h"
+#include "server/cluster/messages.h"
 #include "server/cluster/status.h"
 #include "simulator/kernel.h"
 
@@ -19,7 +20,7 @@ class MemberNode final : public Process, public TransportHandler {
   void start() override;
   void stop(Task done) override;
   void on_frame(const std::string& from, std::span<const uint8_t> p) override {
-    if (!membership->handle_frame(from, p)) status->handle_frame(from, p);
+    if (!membership->handle_frame(from, p) && !status->handle_frame(from, p)) messenger->handle_frame(from, p);
   }
   void on_peer_up(const std::string&) override {}
   void on_peer_down(const std::string& peer) override { membership->on_connection_lost(peer); }
@@ -27,6 +28,8 @@ class MemberNode final : public Process, public TransportHandler {
 
   std::unique_ptr<cluster::Membership> membership;
   std::unique_ptr<cluster::ClusterStatus> status;
+  std::unique_ptr<cluster::Messenger> messenger;
+  std::vector<std::pair<std::string, std::string>> received;  // (from, data) of every message delivered
 
  private:
   Env& env_;

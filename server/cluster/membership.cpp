@@ -210,6 +210,7 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   if (!accept) return false;
   const MemberState before = m.state;
   const bool was_heard = m.heard;
+  const uint64_t generation_before = m.generation;
   m.generation = u.generation;
   m.incarnation = u.incarnation;
   m.state = u.state;
@@ -224,11 +225,11 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
     suspicions_.erase(s);
   }
   gossip_.push_back(Queued{u, options_.gossip_repeat});
-  if (before != m.state || !was_heard) {
+  if (before != m.state || !was_heard || generation_before != m.generation) {
     m.since = env_.now();
     if (before != m.state)
       env_.log().info("membership: {} is {} (generation {}, incarnation {})", m.address, to_string(m.state), m.generation, m.incarnation);
-    if (on_change_) on_change_(m);  // a state change, or a member heard from for the first time
+    if (on_change_) on_change_(m);  // a state change, a member first heard from, or a restart
     recompute_leader();
   }
   return true;

@@ -56,8 +56,8 @@ struct MembershipOptions {
 
 class Membership {
  public:
-  // on_change(member) for every state change and when a member is first heard from; on_leader(address)
-  // when the leader changes.
+  // on_change(member) for every state change, when a member is first heard from, and when it restarts
+  // (a new generation); on_leader(address) when the leader changes.
   Membership(Env& env, std::string self, uint64_t generation, MembershipOptions options,
              std::function<void(const Member&)> on_change = {}, std::function<void(const std::string&)> on_leader = {});
   ~Membership();

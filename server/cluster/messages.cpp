@@ -1,0 +1,201 @@
+#include "server/cluster/messages.h"
+
+#include "server/core/codec.h"
+#include "server/core/transport.h"
+
+namespace chorus::cluster {
+
+namespace {
+constexpr uint8_t kData = 0x30, kAck = 0x31;
+constexpr uint8_t kReliable = 1;
+
+std::vector<uint8_t> encode(uint64_t stream, uint64_t seq, bool reliable, const ClusterMessage& m) {
+  ByteWriter w;
+  w.u8(kData);
+  w.u64(stream);
+  w.varint(seq);
+  w.u8(reliable ? kReliable : 0);
+  w.str(m.event);
+  w.str(m.data);
+  w.varint(m.props.size());
+  for (const auto& [k, v] : m.props) {
+    w.str(k);
+    w.str(v);
+  }
+  return w.take();
+}
+}  // namespace
+
+Messenger::Messenger(Env& env, Membership& membership, MessengerOptions options)
+    : env_(env), membership_(membership), options_(options) {
+  timer_ = env_.set_timer(options_.retry_interval, [this] { retransmit(); });
+}
+
+Messenger::~Messenger() {
+  if (timer_) env_.cancel_timer(timer_);
+}
+
+void Messenger::subscribe(const std::string& event, Handler handler) { handlers_.emplace(event, std::move(handler)); }
+
+void Messenger::settle(const std::shared_ptr<Waiter>& w) {
+  if (w && w->remaining > 0 && --w->remaining == 0 && w->done) {
+    auto done = std::move(w->done);
+    w->done = nullptr;
+    done();
+  }
+}
+
+bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter) {
+  if (message.data.size() > options_.data_size_max) {
+    env_.log().warn("messages: refused a {} message of {} bytes (limit {})", message.event, message.data.size(), options_.data_size_max);
+    return false;
+  }
+  ++stats_.sent;
+  if (delivery == Delivery::best_effort) {
+    env_.transport().send(peer, encode(0, 0, false, message));
+    return true;
+  }
+  Out& out = out_[peer];
+  if (out.unacked.size() >= options_.queue_max) {
+    ++stats_.refused_full;
+    env_.log().warn("messages: the queue to {} is full ({} unacknowledged): refused a {} message", peer, out.unacked.size(), message.event);
+    return false;
+  }
+  if (out.stream == 0) out.stream = env_.random().next_u64() | 1;
+  const uint64_t seq = out.next_seq++;
+  Outgoing o{seq, encode(out.stream, seq, true, message), {}};
+  if (waiter) o.waiters.push_back(waiter);
+  env_.transport().send(peer, o.frame);
+  out.unacked.push_back(std::move(o));
+  return true;
+}
+
+size_t Messenger::send_to_all(const ClusterMessage& message, Delivery delivery, std::function<void()> all_done) {
+  std::vector<std::string> peers;
+  for (const auto& [addr, m] : membership_.members())
+    if (m.state != MemberState::dead) peers.push_back(addr);
+  // (best effort frames carry stream 0: they are not numbered)
+  std::shared_ptr<Waiter> waiter;
+  if (all_done && delivery == Delivery::reliable) waiter = std::make_shared<Waiter>(Waiter{peers.size() + 1, std::move(all_done)});
+  size_t queued = 0;
+  for (const auto& p : peers) {
+    if (enqueue(p, message, delivery, waiter)) ++queued;
+    else settle(waiter);  // refused for this peer: it will never acknowledge
+  }
+  settle(waiter);  // the +1: every peer has been given its share
+  return queued;
+}
+
+bool Messenger::send_to(const std::string& peer, const ClusterMessage& message, Delivery delivery) {
+  return enqueue(peer, message, delivery, nullptr);
+}
+
+size_t Messenger::queued(const std::string& peer) const {
+  auto it = out_.find(peer);
+  return it == out_.end() ? 0 : it->second.unacked.size();
+}
+
+void Messenger::retransmit() {
+  timer_ = env_.set_timer(options_.retry_interval, [this] { retransmit(); });
+  for (auto& [peer, out] : out_) {
+    // The oldest few unacknowledged: enough to fill a gap; the ack then moves the window.
+    size_t n = 0;
+    for (auto& o : out.unacked) {
+      if (++n > 64) break;
+      env_.transport().send(peer, o.frame);
+      ++stats_.retransmitted;
+    }
+  }
+}
+
+void Messenger::on_member_change(const Member& member) {
+  // A peer declared dead, or restarted (a new generation: its memory of our stream is gone), gets a
+  // fresh stream; what it had not acknowledged is lost for it, and its waiters are told.
+  uint64_t& known = generations_[member.address];
+  const bool restarted = known != 0 && member.generation != known;
+  known = member.generation;
+  if (member.state != MemberState::dead && !restarted) return;
+  auto it = out_.find(member.address);
+  if (it == out_.end()) return;
+  for (auto& o : it->second.unacked) {
+    ++stats_.dropped_peer_dead;
+    for (auto& w : o.waiters) settle(w);
+  }
+  out_.erase(it);
+}
+
+void Messenger::deliver(const std::string& from, const ClusterMessage& message) {
+  ++stats_.delivered;
+  auto range = handlers_.equal_range(message.event);
+  for (auto it = range.first; it != range.second; ++it) it->second(from, message);
+  if (!message.event.empty()) {
+    auto all = handlers_.equal_range("");
+    for (auto it = all.first; it != all.second; ++it) it->second(from, message);
+  }
+}
+
+bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> payload) {
+  if (payload.empty() || (payload[0] != kData && payload[0] != kAck)) return false;
+  ByteReader r(payload);
+  const uint8_t type = r.u8();
+  if (type == kAck) {
+    const uint64_t stream = r.u64();
+    const uint64_t upto = r.varint();
+    if (!r.done()) {
+      env_.log().warn("messages: dropped a malformed ack from {}", from);
+      return true;
+    }
+    auto it = out_.find(from);
+    if (it == out_.end() || stream != it->second.stream) return true;  // for a stream we have reset
+    auto& q = it->second.unacked;
+    while (!q.empty() && q.front().seq <= upto) {
+      for (auto& w : q.front().waiters) settle(w);
+      q.pop_front();
+    }
+    return true;
+  }
+  const uint64_t stream = r.u64();
+  const uint64_t seq = r.varint();
+  const uint8_t flags = r.u8();
+  ClusterMessage m;
+  m.event = r.str(255);
+  m.data = r.str(options_.data_size_max);
+  const uint64_t nprops = r.varint();
+  for (uint64_t i = 0; i < nprops && i < 256 && r.ok(); ++i) {
+    std::string k = r.str(255);
+    m.props[k] = r.str(64 * 1024);
+  }
+  if (!r.done() || nprops > 256) {
+    env_.log().warn("messages: dropped a malformed message of {} bytes from {}", payload.size(), from);
+    return true;
+  }
+  if (!(flags & kReliable)) {
+    deliver(from, m);
+    return true;
+  }
+  In& in = in_[from];
+  if (in.stream != stream) {  // the sender restarted (or this is the first we hear): a new stream
+    in = In{};
+    in.stream = stream;
+  }
+  if (seq <= in.delivered) {
+    ++stats_.duplicates;
+  } else if (seq == in.delivered + 1) {
+    deliver(from, m);
+    in.delivered = seq;
+    for (auto e = in.early.begin(); e != in.early.end() && e->first == in.delivered + 1; e = in.early.erase(e)) {
+      deliver(from, e->second);
+      in.delivered = e->first;
+    }
+  } else if (seq - in.delivered <= options_.receive_window) {
+    if (!in.early.emplace(seq, std::move(m)).second) ++stats_.duplicates;
+  }  // beyond the window: dropped; the sender retransmits it later
+  ByteWriter w;
+  w.u8(kAck);
+  w.u64(stream);
+  w.varint(in.delivered);
+  env_.transport().send(from, w.bytes());
+  return true;
+}
+
+}  // namespace chorus::cluster

@@ -1,0 +1,104 @@
+// Cluster messages between nodes: best effort, or reliable (ordered per peer, retried until
+// acknowledged or the peer is declared dead), with bounded queues and an option to learn when every
+// peer has the message. As in Mattermost, a message is an event name, data and string properties;
+// receivers never send a received message on. Events (publish, update_status, inv_*, config_changed,
+// ...) are the callers' business: this layer only carries them.
+//
+// Reliable delivery: each sender numbers its messages per receiver within a stream (a random id, drawn
+// anew when either side restarts, so numbering never mixes two lives). The receiver delivers in sequence, holds a bounded
+// window of early arrivals, drops duplicates, and acknowledges cumulatively. The sender retransmits what
+// is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is dropped
+// and the waiters are told. Frames: 0x30 data, 0x31 ack.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "server/cluster/membership.h"
+#include "server/core/env.h"
+
+namespace chorus::cluster {
+
+struct ClusterMessage {
+  std::string event;
+  std::string data;
+  std::map<std::string, std::string> props;
+};
+
+enum class Delivery { best_effort, reliable };
+
+struct MessengerOptions {
+  Duration retry_interval{200'000};
+  size_t queue_max = 10'000;         // unacknowledged reliable messages per peer
+  size_t receive_window = 1'024;     // early arrivals held per sender
+  size_t data_size_max = 1u << 20;   // bytes of data in one message
+};
+
+struct MessengerStats {
+  uint64_t sent = 0, retransmitted = 0, delivered = 0, duplicates = 0, refused_full = 0, dropped_peer_dead = 0;
+};
+
+class Messenger {
+ public:
+  using Handler = std::function<void(const std::string& from, const ClusterMessage& message)>;
+
+  Messenger(Env& env, Membership& membership, MessengerOptions options = {});
+  ~Messenger();
+
+  // Handlers per event name; "" receives every event.
+  void subscribe(const std::string& event, Handler handler);
+  // To every member not declared dead. With `all_done`, called once every one of them has acknowledged
+  // it or has been declared dead (reliable only). Returns the number of peers it was queued for.
+  size_t send_to_all(const ClusterMessage& message, Delivery delivery, std::function<void()> all_done = {});
+  bool send_to(const std::string& peer, const ClusterMessage& message, Delivery delivery);
+
+  // Frames 0x30/0x31; false for anything else.
+  bool handle_frame(const std::string& from, std::span<const uint8_t> payload);
+  // Forward membership changes here (a dead peer's queue is dropped).
+  void on_member_change(const Member& member);
+
+  const MessengerStats& stats() const { return stats_; }
+  size_t queued(const std::string& peer) const;
+
+ private:
+  struct Waiter {
+    size_t remaining;
+    std::function<void()> done;
+  };
+  struct Outgoing {
+    uint64_t seq;
+    std::vector<uint8_t> frame;
+    std::vector<std::shared_ptr<Waiter>> waiters;
+  };
+  struct Out {
+    uint64_t stream = 0;  // random per peer and per reset: a receiver tells streams apart
+    uint64_t next_seq = 1;
+    std::deque<Outgoing> unacked;
+  };
+  struct In {
+    uint64_t stream = 0;
+    uint64_t delivered = 0;  // highest seq delivered in order
+    std::map<uint64_t, ClusterMessage> early;
+  };
+  bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter);
+  void retransmit();
+  void deliver(const std::string& from, const ClusterMessage& message);
+  static void settle(const std::shared_ptr<Waiter>& w);
+
+  Env& env_;
+  Membership& membership_;
+  MessengerOptions options_;
+  std::map<std::string, uint64_t> generations_;  // last known generation per peer
+  std::map<std::string, Out> out_;
+  std::map<std::string, In> in_;
+  std::multimap<std::string, Handler> handlers_;
+  TimerId timer_ = 0;
+  MessengerStats stats_;
+};
+
+}  // namespace chorus::cluster
