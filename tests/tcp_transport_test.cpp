@@ -335,3 +335,65 @@ TEST_F(TransportTest, BindFailureIsAClearError) {
   o.bind_host = "not-an-ip";
   EXPECT_THROW(AsioEnv(io, "c", sink, LogLevel::info, o), std::runtime_error);
 }
+
+TEST_F(TransportTest, OnlyPeersOfTheSameClusterHoldingItsKeyGetThrough) {
+  auto keyed = [&](const std::string& name, const std::string& cluster, const std::string& key) {
+    auto o = options(name);
+    o.cluster_name = cluster;
+    o.cluster_key = key;
+    return o;
+  };
+  AsioEnv node(io, "node", sink, LogLevel::debug, keyed("node:1", "production", "k3y-of-production-cluster-0123456789"));
+  Recorder r;
+  node.transport().start(r);
+  const std::string node_addr = "127.0.0.1:" + std::to_string(node.tcp().local_port());
+
+  // The same cluster and key: frames arrive, authenticated.
+  AsioEnv good(io, "good", sink, LogLevel::info, keyed("good:1", "production", "k3y-of-production-cluster-0123456789"));
+  Recorder rg;
+  good.transport().start(rg);
+  good.transport().add_peer(node_addr);
+  ASSERT_TRUE(run_until([&] { return !rg.ups.empty(); }));
+  for (uint8_t i = 0; i < 20; ++i) good.transport().send(node_addr, std::vector<uint8_t>{i, i});
+  ASSERT_TRUE(run_until([&] { return r.frames.size() == 20; }));
+  EXPECT_EQ(r.frames[19].second, (std::vector<uint8_t>{19, 19}));
+
+  // A process without the key, or of another cluster, is refused and logged.
+  struct Case {
+    const char* name;
+    std::string cluster, key, logged;
+  };
+  for (const auto& c : std::vector<Case>{{"wrong key", "production", "some-other-key-0000000000000000000", "does not hold the cluster key"},
+                                         {"no key", "production", "", "does not hold the cluster key"},
+                                         {"other cluster", "staging", "k3y-of-production-cluster-0123456789", "belongs to cluster \"staging\""}}) {
+    SCOPED_TRACE(c.name);
+    sink.lines.clear();
+    const size_t before = r.frames.size();
+    AsioEnv intruder(io, "intruder", sink, LogLevel::info, keyed("intruder:1", c.cluster, c.key));
+    Recorder ri;
+    intruder.transport().start(ri);
+    intruder.transport().add_peer(node_addr);
+    ASSERT_TRUE(run_until([&] { return !ri.ups.empty(); }));
+    intruder.transport().send(node_addr, std::vector<uint8_t>{1});
+    ASSERT_TRUE(run_until([&] { return sink.contains(c.logged); })) << "not refused as expected";
+    run_until([] { return false; }, 50);
+    EXPECT_EQ(r.frames.size(), before) << "nothing from the intruder reached the node";
+  }
+
+  // A frame whose tag does not verify (forged, replayed, or altered) closes the connection.
+  sink.lines.clear();
+  int fd = raw_connect(node.tcp().local_port());
+  raw_send(fd, encode_frame(encode_hello_payload(Hello{kWireVersion, "forger:1", "production",
+                                                       hello_proof("k3y-of-production-cluster-0123456789", "forger:1", "production")})));
+  const std::vector<uint8_t> body = {42};
+  const std::string tag = frame_tag("k3y-of-production-cluster-0123456789", 0, body);
+  std::vector<uint8_t> ok_frame(tag.begin(), tag.end());
+  ok_frame.push_back(42);
+  raw_send(fd, encode_frame(ok_frame));  // frame 0: valid
+  raw_send(fd, encode_frame(ok_frame));  // frame 1 with frame 0's tag: a replay
+  EXPECT_TRUE(closed_by_server(fd));
+  EXPECT_TRUE(sink.contains("frame 1 failed authentication"));
+  EXPECT_EQ(r.frames.back().first, "forger:1");
+  EXPECT_EQ(r.frames.back().second, body) << "the valid frame arrived, the replay did not";
+  ::close(fd);
+}

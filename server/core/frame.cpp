@@ -43,6 +43,8 @@ std::vector<uint8_t> encode_hello_payload(const Hello& hello) {
   w.raw(kMagic);
   w.u16(hello.wire_version);
   w.str(hello.address);
+  w.str(hello.cluster_name);
+  w.str(hello.proof);
   return w.take();
 }
 
@@ -52,7 +54,10 @@ std::optional<Hello> decode_hello_payload(std::span<const uint8_t> payload) {
   if (!r.ok() || std::memcmp(magic.data(), kMagic, sizeof kMagic) != 0) return std::nullopt;
   Hello hello;
   hello.wire_version = r.u16();
+  if (r.ok() && hello.wire_version != kWireVersion) return hello;  // another version: the caller says so
   hello.address = r.str(255);
+  hello.cluster_name = r.str(64);
+  hello.proof = r.str(64);
   if (!r.done() || hello.address.empty()) return std::nullopt;
   return hello;
 }

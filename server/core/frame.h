@@ -1,9 +1,11 @@
 // The gossip port's wire format: length-prefixed frames, and the handshake that opens a connection.
 //
 // A frame is a 4-byte big-endian payload length followed by the payload. The first frame on every
-// connection is a Hello: magic "CHRS", wire version, and the sender's advertised address. A receiver
-// that sees anything else first, a length above its maximum, or a Hello of another wire version, closes
-// the connection. The FrameDecoder takes bytes in chunks of any size (as they come off a socket) and
+// connection is a Hello: magic "CHRS", wire version, the sender's advertised address, its cluster name,
+// and a proof that it holds the cluster key (HMAC-SHA256; empty when the cluster has no key). A receiver
+// that sees anything else first, a length above its maximum, a Hello of another wire version or cluster,
+// or a proof that does not verify, closes the connection. With a key, every later frame starts with a
+// 16-byte tag: HMAC-SHA256 over the frame's number on its connection and its body (server/runtime). The FrameDecoder takes bytes in chunks of any size (as they come off a socket) and
 // yields whole frames; it never buffers more than one maximum frame. Used by server/runtime; kept here,
 // with no I/O, so it can be tested and benchmarked alone.
 #pragma once
@@ -18,7 +20,8 @@
 namespace chorus {
 
 inline constexpr uint32_t kFrameHeaderSize = 4;
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;
+inline constexpr size_t kFrameTagSize = 16;
 inline constexpr uint32_t kHelloSizeMax = 512;
 
 // Appends header + payload to out.
@@ -27,10 +30,13 @@ std::vector<uint8_t> encode_frame(std::span<const uint8_t> payload);
 
 struct Hello {
   uint16_t wire_version = kWireVersion;
-  std::string address;  // the sender's advertised gossip address, "host:port"
+  std::string address;       // the sender's advertised gossip address, "host:port"
+  std::string cluster_name;  // ClusterSettings.ClusterName
+  std::string proof;         // HMAC-SHA256(key, "chorus-hello|" address "|" cluster_name), or empty
 };
 std::vector<uint8_t> encode_hello_payload(const Hello& hello);
-// Nullopt when the payload is not a well-formed Hello (bad magic, truncated, trailing bytes).
+// Nullopt when the payload is not a well-formed Hello (bad magic, truncated, trailing bytes). A Hello of
+// another wire version comes back with only wire_version set: its layout is not ours to read.
 std::optional<Hello> decode_hello_payload(std::span<const uint8_t> payload);
 
 class FrameDecoder {

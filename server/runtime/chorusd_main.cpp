@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "server/cluster/cluster_key.h"
 #include "server/cluster/discovery.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/status.h"
@@ -198,17 +199,22 @@ int main(int argc, char** argv) {
   store->start([&](chorus::db::Error error) {
     if (error.status != chorus::db::Status::ok) return fail(error.message);
     log.info("chorusd: database ready, schema {}", store->schema_version());
-    env->transport().start(frames);
-    node.start();
-    for (const auto& p : peers) membership.add_seed(p);
-    membership.start();
-    auto info = status->self();
-    info.schema_version = store->schema_version();
-    status->set_self(info);
-    status->start();
-    node_started = true;
-    if (discovery) discovery->start([&](chorus::db::Error e) {
-      if (e.status != chorus::db::Status::ok) fail(e.message);
+    chorus::cluster::load_cluster_key(*env, *store, [&](std::string key, chorus::db::Error e) {
+      if (e.status != chorus::db::Status::ok) return fail(e.message);
+      // Only processes holding the cluster's key (from its database) and its ClusterName may gossip.
+      env->tcp().set_cluster(cs.ClusterName, key);
+      env->transport().start(frames);
+      node.start();
+      for (const auto& p : peers) membership.add_seed(p);
+      membership.start();
+      auto info = status->self();
+      info.schema_version = store->schema_version();
+      status->set_self(info);
+      status->start();
+      node_started = true;
+      if (discovery) discovery->start([&](chorus::db::Error e2) {
+        if (e2.status != chorus::db::Status::ok) fail(e2.message);
+      });
     });
   });
 

@@ -6,6 +6,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <charconv>
@@ -52,6 +55,31 @@ void tune_socket(tcp::socket& s) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
+}  // namespace
+
+// HMAC-SHA256 of data under key.
+std::string hmac(const std::string& key, std::span<const uint8_t> data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out, &len);
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+std::string hello_proof(const std::string& key, const std::string& address, const std::string& cluster) {
+  const std::string text = "chorus-hello|" + address + "|" + cluster;
+  return hmac(key, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+// The tag of the n-th frame of a connection: HMAC over its number (big-endian) and its body.
+std::string frame_tag(const std::string& key, uint64_t n, std::span<const uint8_t> body) {
+  std::vector<uint8_t> data(8 + body.size());
+  for (int i = 0; i < 8; ++i) data[i] = static_cast<uint8_t>(n >> (56 - 8 * i));
+  std::copy(body.begin(), body.end(), data.begin() + 8);
+  return hmac(key, data).substr(0, kFrameTagSize);
+}
+
+namespace {
+
 std::string endpoint_text(const tcp::socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -86,6 +114,7 @@ struct Outbound {
   Backoff backoff;
   uint64_t generation = 0;   // bumps on every (re)connect: stale handlers compare and bail
   std::deque<Bytes> queue;   // encoded frames (header + payload) waiting to be written
+  uint64_t frames_out = 0;   // frames queued on this connection (numbers them for their tags)
   size_t queued_bytes = 0;
   bool writing = false;
   std::array<uint8_t, 512> sink;  // peers never send on our outbound connection; read only to see EOF
@@ -222,10 +251,24 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
           return;
         }
         if (hello->wire_version != kWireVersion) {
-          log().warn("gossip: refused connection from {} ({}): wire version {}, this node speaks {}", in->remote,
-                     hello->address, hello->wire_version, kWireVersion);
+          log().warn("gossip: refused connection from {}: wire version {}, this node speaks {}", in->remote, hello->wire_version,
+                     kWireVersion);
           bad = true;
           return;
+        }
+        if (hello->cluster_name != options.cluster_name) {
+          log().warn("gossip: refused connection from {} ({}): it belongs to cluster \"{}\", this node to \"{}\"", in->remote,
+                     hello->address, hello->cluster_name, options.cluster_name);
+          bad = true;
+          return;
+        }
+        if (!options.cluster_key.empty()) {
+          const std::string expected = hello_proof(options.cluster_key, hello->address, hello->cluster_name);
+          if (hello->proof.size() != expected.size() || CRYPTO_memcmp(hello->proof.data(), expected.data(), expected.size()) != 0) {
+            log().warn("gossip: refused connection from {} ({}): it does not hold the cluster key", in->remote, hello->address);
+            bad = true;
+            return;
+          }
         }
         in->peer = hello->address;
         in->decoder.set_frame_size_max(options.frame_size_max);
@@ -240,9 +283,19 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
         log().debug("gossip: inbound connection from {} ({})", in->peer, in->remote);
         return;
       }
+      std::span<const uint8_t> body = frame;
+      if (!options.cluster_key.empty()) {
+        const std::string expected = frame.size() >= kFrameTagSize ? frame_tag(options.cluster_key, in->frames, frame.subspan(kFrameTagSize)) : "";
+        if (expected.empty() || CRYPTO_memcmp(frame.data(), expected.data(), kFrameTagSize) != 0) {
+          log().warn("gossip: closed connection from {} ({}): frame {} failed authentication", in->remote, in->peer, in->frames);
+          bad = true;
+          return;
+        }
+        body = frame.subspan(kFrameTagSize);
+      }
       ++stats.frames_received;
       ++in->frames;
-      if (handler) handler->on_frame(in->peer, frame);
+      if (handler) handler->on_frame(in->peer, body);
     });
     if (stopped || in->closed) return false;
     if (err != FrameDecoder::Error::none) {
@@ -312,6 +365,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     out->writing = false;
     out->queue.clear();
     out->queued_bytes = 0;
+    out->frames_out = 0;
     out->queue.push_back(hello_frame);
     out->queued_bytes += hello_frame.size();
     start_write(out);
@@ -408,13 +462,20 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
 
 TcpTransport::TcpTransport(asio::io_context& io, Env& env, TcpTransportOptions options)
     : impl_(std::make_shared<Impl>(io, env, std::move(options))) {
-  impl_->hello_frame = encode_frame(encode_hello_payload(Hello{kWireVersion, impl_->options.advertise_address}));
   impl_->listen();
 }
 
 TcpTransport::~TcpTransport() { impl_->shutdown(); }
 
+void TcpTransport::set_cluster(const std::string& name, const std::string& key) {
+  impl_->options.cluster_name = name;
+  impl_->options.cluster_key = key;
+}
+
 void TcpTransport::start(TransportHandler& handler) {
+  const auto& o = impl_->options;
+  impl_->hello_frame = encode_frame(encode_hello_payload(
+      Hello{kWireVersion, o.advertise_address, o.cluster_name, o.cluster_key.empty() ? "" : hello_proof(o.cluster_key, o.advertise_address, o.cluster_name)}));
   impl_->handler = &handler;
   impl_->accept();
 }
@@ -442,17 +503,27 @@ SendStatus TcpTransport::send(const std::string& peer, std::span<const uint8_t> 
     ++s.frames_dropped;
     return SendStatus::not_connected;
   }
-  if (payload.size() > impl_->options.frame_size_max) {
+  const std::string& key = impl_->options.cluster_key;
+  if (payload.size() + (key.empty() ? 0 : kFrameTagSize) > impl_->options.frame_size_max) {
     ++s.frames_dropped;
     return SendStatus::too_large;
   }
   Outbound& out = *it->second;
-  const size_t size = kFrameHeaderSize + payload.size();
+  const size_t size = kFrameHeaderSize + payload.size() + (key.empty() ? 0 : kFrameTagSize);
   if (out.queue.size() >= impl_->options.send_queue_frames_max || out.queued_bytes + size > impl_->options.send_queue_bytes_max) {
     ++s.frames_dropped;
     return SendStatus::queue_full;
   }
-  out.queue.push_back(encode_frame(payload));
+  if (key.empty()) {
+    out.queue.push_back(encode_frame(payload));
+  } else {
+    // Tagged with its number on this connection: the receiver counts the same way.
+    const std::string tag = frame_tag(key, out.frames_out, payload);
+    Bytes body(tag.begin(), tag.end());
+    body.insert(body.end(), payload.begin(), payload.end());
+    out.queue.push_back(encode_frame(body));
+  }
+  ++out.frames_out;
   out.queued_bytes += size;
   ++s.frames_sent;
   impl_->start_write(it->second);

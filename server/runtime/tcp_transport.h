@@ -34,6 +34,8 @@ struct TcpTransportOptions {
   Duration reconnect_base{100'000};
   Duration reconnect_cap{1'000'000};
   size_t inbound_connections_max = 1024;
+  std::string cluster_name;  // peers of another ClusterName are refused
+  std::string cluster_key;   // the shared key (empty: frames are not authenticated)
 };
 
 class TcpTransport final : public Transport {
@@ -42,6 +44,8 @@ class TcpTransport final : public Transport {
   TcpTransport(boost::asio::io_context& io, Env& env, TcpTransportOptions options);
   ~TcpTransport() override;
 
+  // The cluster this node belongs to, and its key (from the database): before start().
+  void set_cluster(const std::string& name, const std::string& key);
   void start(TransportHandler& handler) override;
   void stop() override;
   void add_peer(const std::string& address) override;
@@ -57,6 +61,11 @@ class TcpTransport final : public Transport {
  private:
   std::shared_ptr<Impl> impl_;
 };
+
+// The cluster key's uses on the wire (exposed for tests): the Hello's proof, and a frame's tag.
+std::string hmac(const std::string& key, std::span<const uint8_t> data);
+std::string hello_proof(const std::string& key, const std::string& address, const std::string& cluster);
+std::string frame_tag(const std::string& key, uint64_t frame_number, std::span<const uint8_t> body);
 
 // Splits "host:port". False when there is no port or it is not 1-65535.
 bool split_host_port(const std::string& address, std::string& host, uint16_t& port);
