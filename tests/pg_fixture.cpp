@@ -127,8 +127,8 @@ std::string PgCluster::data_source(int server, const std::string& database, cons
          "?sslmode=disable&connect_timeout=5";
 }
 
-void PgCluster::stop(int server) {
-  run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + " -m immediate -w -t 30 stop");
+void PgCluster::stop(int server, bool crash) {
+  run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + (crash ? " -m immediate" : " -m fast") + " -w -t 30 stop");
   servers_.at(server).running = false;
 }
 

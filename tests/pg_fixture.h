@@ -25,7 +25,9 @@ class PgCluster {
   int port(int server) const { return servers_.at(server).port; }
   size_t size() const { return servers_.size(); }
 
-  void stop(int server);     // immediate shutdown (as a crash)
+  // crash: immediate shutdown (as a crash); otherwise a clean (fast) shutdown, which first sends every
+  // committed change to the standbys.
+  void stop(int server, bool crash = true);
   void restart(int server);  // start again after stop
   void promote(int server);  // a standby becomes a primary
   void freeze(int server);   // SIGSTOP the server and all its processes (a hung machine)
