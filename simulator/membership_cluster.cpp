@@ -29,7 +29,7 @@ void MemberNode::start() {
 void MemberNode::stop(Task done) {
   messenger.reset();
   status->stop();
-  membership->stop();
+  membership->leave();
   env_.transport().stop();
   done();
 }
@@ -47,10 +47,10 @@ MemberCluster::MemberCluster(uint64_t seed, int nodes, double loss, cluster::Mem
   o.default_link.loss = loss;
   k_ = std::make_unique<Kernel>(o);
   for (int i = 0; i < nodes; ++i) addresses_.push_back(fmt::format("10.0.{}.{}:8074", i / 200, i % 200 + 1));
+  for (int i = 0; i < nodes; ++i) infos_.push_back(info ? info(i) : cluster::NodeInfo{"", "0.1.0", "2 (release 0.1)", "same-config", "host"});
   for (int i = 0; i < nodes; ++i) {
-    cluster::NodeInfo node_info = info ? info(i) : cluster::NodeInfo{"", "0.1.0", "2 (release 0.1)", "same-config", "host"};
-    k_->add_node(addresses_[i], [this, options, node_info](Env& env) {
-      return std::make_unique<MemberNode>(env, addresses_, options, node_info, &deaths_);
+    k_->add_node(addresses_[i], [this, options, i](Env& env) {
+      return std::make_unique<MemberNode>(env, addresses_, options, infos_[static_cast<size_t>(i)], &deaths_);
     });
   }
   for (int i = 0; i < nodes; ++i) k_->start(static_cast<NodeIndex>(i));

@@ -55,10 +55,13 @@ class MemberCluster {
   // Every live node of the group names the group's lowest live address as leader.
   bool one_leader(const std::vector<int>& group);
   int deaths() const { return deaths_; }  // dead declarations, summed over nodes
+  // What node i announces from its next start on (an upgrade is a stop, this, and a start).
+  void set_info(int i, cluster::NodeInfo info) { infos_[static_cast<size_t>(i)] = std::move(info); }
 
  private:
   std::unique_ptr<Kernel> k_;
   std::vector<std::string> addresses_;
+  std::vector<cluster::NodeInfo> infos_;
   int deaths_ = 0;
 };
 

@@ -53,6 +53,14 @@ void Membership::stop() {
   suspicions_.clear();
 }
 
+void Membership::leave() {
+  if (running_) {
+    env_.log().info("membership: leaving the cluster");
+    disseminate(Update{self_, generation_, incarnation_, MemberState::dead});
+  }
+  stop();
+}
+
 void Membership::add_seed(const std::string& address) {
   if (address == self_ || members_.contains(address)) return;
   Member m;

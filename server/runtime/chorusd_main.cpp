@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
       return;
     }
     status->stop();
-    membership.stop();
+    membership.leave();  // the others move the leadership at once
     node.stop([&] {
       env->transport().stop();
       if (!discovery) return io.stop();
