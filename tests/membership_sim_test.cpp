@@ -265,3 +265,23 @@ RC_GTEST_PROP(RollingUpgradeProperty, OneNodeAtATimeKeepsALeaderAndEndsGreen, ()
   RC_ASSERT(green);
   RC_ASSERT(flagged == too_far);
 }
+
+// Detection accuracy and completeness: in a network that loses up to 5% of frames but is otherwise
+// stable, no live, reachable node is ever declared dead; and a node that then crashes (its connections
+// reset) or hangs (silence only) is declared dead by every peer within 3 s.
+RC_GTEST_PROP(DetectionProperty, NoFalseDeathsUnderLossAndEveryCrashFoundWithinThreeSeconds, ()) {
+  const uint64_t seed = *rc::gen::arbitrary<uint64_t>();
+  const int n = *rc::gen::inRange(3, 10);
+  const double loss = *rc::gen::inRange(0, 51) / 1000.0;
+  const bool hang = *rc::gen::arbitrary<bool>();
+  MemberCluster c(seed, n, loss);
+  auto& k = c.kernel();
+  k.run_for(Duration{20'000'000});
+  RC_ASSERT(c.deaths() == 0);
+  const int victim = static_cast<int>(k.random().uniform(static_cast<uint64_t>(n)));
+  if (hang) k.pause(static_cast<NodeIndex>(victim));
+  else k.crash(static_cast<NodeIndex>(victim));
+  const auto t0 = k.now();
+  RC_ASSERT(k.run_until([&] { return c.all_see(victim, cluster::MemberState::dead); }, t0 + Duration{3'000'000}));
+  RC_ASSERT(c.deaths() == n - 1);
+}
