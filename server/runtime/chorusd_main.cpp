@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <iostream>
 
@@ -219,6 +220,7 @@ int main(int argc, char** argv) {
   });
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(io);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     log.info("chorusd: signal {} received, stopping", signo);
@@ -228,10 +230,14 @@ int main(int argc, char** argv) {
     }
     status->stop();
     membership.leave();  // the others move the leadership at once
-    node.stop([&] {
-      env->transport().stop();
-      if (!discovery) return io.stop();
-      discovery->stop([&] { io.stop(); });  // removes our ClusterDiscovery row
+    // Let the leave notices reach the wire before the sockets close (bounded: 200 ms).
+    drain.expires_after(std::chrono::milliseconds(200));
+    drain.async_wait([&](const boost::system::error_code&) {
+      node.stop([&] {
+        env->transport().stop();
+        if (!discovery) return io.stop();
+        discovery->stop([&] { io.stop(); });  // removes our ClusterDiscovery row
+      });
     });
   });
   io.run();
