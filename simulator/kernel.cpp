@@ -170,9 +170,9 @@ void Kernel::heal() {
 
 Duration Kernel::sample_latency(NodeIndex from, NodeIndex to) {
   const LinkConfig& l = link(from, to);
-  int64_t us = l.latency.min.count() + static_cast<int64_t>(random_.exponential(static_cast<double>(l.latency.mean_extra.count())));
+  int64_t us = l.latency.draw_us(random_);
   if (l.reorder > 0 && random_.chance(l.reorder)) us += l.reorder_delay.count();
-  return Duration{std::min<int64_t>(us, std::max(l.latency.max.count(), l.latency.min.count()))};
+  return l.latency.capped(us);
 }
 
 // --- lifecycle

@@ -17,6 +17,7 @@
 // hash identifies the run. Only simulator/ and tests use this header.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,13 @@ struct LatencyModel {
   Duration min{100};         // propagation floor
   Duration mean_extra{400};  // exponential tail on top of min
   Duration max{100'000};     // cap
+
+  // min plus an exponential draw (not yet capped: a caller may add to it first).
+  int64_t draw_us(Random& random) const {
+    return min.count() + static_cast<int64_t>(random.exponential(static_cast<double>(mean_extra.count())));
+  }
+  Duration capped(int64_t us) const { return Duration{std::min<int64_t>(us, std::max(max.count(), min.count()))}; }
+  Duration sample(Random& random) const { return capped(draw_us(random)); }
 };
 
 struct LinkConfig {

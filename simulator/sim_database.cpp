@@ -215,7 +215,7 @@ class SimDbConnection final : public db::Connection {
       if (dbs->is_cut(node, server->name())) return;  // lost on the way: the timeout answers
       k.record(TraceKind::db, node, kNoNode, sql_hash(statements));
       db::Outcome o;
-      int64_t reply = k.now_us() + LatencyModelSample(k, server->options().latency);
+      int64_t reply = k.now_us() + server->options().latency.sample(k.random()).count();
       if (!server->up() || server->epoch() != epoch) {
         o = failure(db::Status::unavailable, fmt::format("server {} closed the connection", server->name()));
         *usable = false;
@@ -229,19 +229,12 @@ class SimDbConnection final : public db::Connection {
         (*shared_done)(std::move(o));
       });
     });
-    // A timer firing after the answer is harmless; cancel it when the answer lands.
-    (void)state;
   }
   bool usable() const override { return *usable_ && server_.epoch() == epoch_; }
   const std::string& server() const override { return name_; }
 
-  static int64_t LatencyModelSample(Kernel& k, const LatencyModel& m) {
-    const int64_t us = m.min.count() + static_cast<int64_t>(k.random().exponential(static_cast<double>(m.mean_extra.count())));
-    return std::min<int64_t>(us, std::max(m.max.count(), m.min.count()));
-  }
-
  private:
-  int64_t sample(Kernel& k) const { return LatencyModelSample(k, server_.options().latency); }
+  int64_t sample(Kernel& k) const { return server_.options().latency.sample(k.random()).count(); }
   SimDatabases& dbs_;
   SimEnv& env_;
   NodeIndex node_;
@@ -277,7 +270,7 @@ class SimDbConnector final : public db::Connector {
       state->answered = true;
       (*shared_done)(db::ConnectOutcome{db::Error{db::Status::unavailable, fmt::format("timeout connecting to {}", name)}, nullptr});
     });
-    const int64_t arrive = k.now_us() + SimDbConnection::LatencyModelSample(k, server->options().latency);
+    const int64_t arrive = k.now_us() + server->options().latency.sample(k.random()).count();
     const uint32_t incarnation = k.incarnation(node_);
     SimDatabases* dbs = &dbs_;
     SimEnv* env = &env_;
@@ -285,7 +278,7 @@ class SimDbConnector final : public db::Connector {
     k.at(Duration{arrive}, [dbs, env, server, node, incarnation, state, shared_done]() {
       Kernel& k = dbs->kernel();
       if (dbs->is_cut(node, server->name()) || k.incarnation(node) != incarnation) return;
-      const int64_t reply = k.now_us() + SimDbConnection::LatencyModelSample(k, server->options().latency);
+      const int64_t reply = k.now_us() + server->options().latency.sample(k.random()).count();
       const bool up = server->up();
       // env is alive while the incarnation is (checked again when the answer lands).
       k.call_on_node(node, incarnation, reply, [dbs, env, server, node, up, state, shared_done]() {

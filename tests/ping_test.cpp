@@ -15,6 +15,7 @@
 #include "server/runtime/asio_env.h"
 #include "simulator/kernel.h"
 #include "tests/free_port.h"
+#include "tests/run_io.h"
 
 using namespace chorus;
 
@@ -124,12 +125,7 @@ class TcpHarness final : public Harness {
   PingNode* node(size_t i) override { return nodes_[i].get(); }
   std::string address(size_t i) override { return addresses_[i]; }
   bool run_until(const std::function<bool()>& pred, Duration timeout) override {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return pred();
-      io_.run_for(std::chrono::milliseconds(2));
-    }
-    return true;
+    return chorus::testing::run_io_until(io_, pred, std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
   }
   void kill(size_t i) override {
     nodes_[i].reset();

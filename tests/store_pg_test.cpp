@@ -14,6 +14,7 @@
 #include "server/runtime/asio_env.h"
 #include "server/store/store.h"
 #include "tests/pg_fixture.h"
+#include "tests/run_io.h"
 
 using namespace chorus;
 using chorus::testing::PgCluster;
@@ -42,14 +43,7 @@ struct Node {
 
 class PgStoreTest : public ::testing::Test {
  protected:
-  bool run_until(const std::function<bool()>& pred, int ms) {
-    const auto deadline = SteadyClock::now() + std::chrono::milliseconds(ms);
-    while (!pred()) {
-      if (SteadyClock::now() >= deadline) return pred();
-      io.run_for(std::chrono::milliseconds(2));
-    }
-    return true;
-  }
+  bool run_until(const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms)); }
   db::Error start(Node& n, int ms = 20'000) {
     std::optional<db::Error> e;
     n.store->start([&](db::Error err) { e = err; });
@@ -279,11 +273,7 @@ TEST(PgFailover, PromoteSwitchReloadRecycleLosesNoAcknowledgedWrite) {
   sql.ReplicaMonitorIntervalSeconds = 1;
   sql.QueryTimeout = 3;
   Node n(io, "writer", sql, sink);
-  auto run_until = [&](const std::function<bool()>& pred, int ms) {
-    const auto deadline = SteadyClock::now() + std::chrono::milliseconds(ms);
-    while (!pred() && SteadyClock::now() < deadline) io.run_for(std::chrono::milliseconds(2));
-    return pred();
-  };
+  auto run_until = [&](const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms)); };
   std::optional<db::Error> started;
   n.store->start([&](db::Error e) { started = e; });
   ASSERT_TRUE(run_until([&] { return started.has_value(); }, 20'000));

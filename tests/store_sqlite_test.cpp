@@ -11,6 +11,7 @@
 
 #include "server/runtime/asio_env.h"
 #include "server/store/store.h"
+#include "tests/run_io.h"
 
 using namespace chorus;
 
@@ -30,14 +31,7 @@ class SqliteStoreTest : public ::testing::Test {
     env_.reset();
     std::filesystem::remove_all(dir_);
   }
-  bool run_until(const std::function<bool()>& pred, int ms) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return pred();
-      io_.run_for(std::chrono::milliseconds(2));
-    }
-    return true;
-  }
+  bool run_until(const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io_, pred, std::chrono::milliseconds(ms)); }
   void start() {
     runtime::TcpTransportOptions t;
     t.bind_host = "127.0.0.1";

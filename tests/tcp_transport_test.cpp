@@ -14,6 +14,7 @@
 #include "server/core/codec.h"
 #include "server/core/frame.h"
 #include "server/runtime/asio_env.h"
+#include "tests/run_io.h"
 
 using namespace chorus;
 using namespace chorus::runtime;
@@ -54,12 +55,7 @@ class TransportTest : public ::testing::Test {
   }
   // Runs the loop until pred holds, at most `ms` of wall time.
   bool run_until(const std::function<bool()>& pred, int ms = 2000) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return pred();
-      io.run_for(std::chrono::milliseconds(2));
-    }
-    return true;
+    return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms));
   }
   // A raw client socket connected to the port.
   int raw_connect(uint16_t port) {

@@ -294,7 +294,6 @@ void Membership::tick() {
   tick_timer_ = 0;
   if (!running_) return;
   tick_timer_ = env_.set_timer(scaled(options_.probe_interval), [this] { tick(); });
-  static_assert(kDeadGossipEvery > 0);
   // Now and then, a word to one member declared dead: if it is back (paused, partitioned), it learns
   // that and rejoins.
   if (next_seq_ % kDeadGossipEvery == 0) {

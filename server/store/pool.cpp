@@ -84,11 +84,7 @@ void Pool::open_for(Request request) {
         ++counters_.connect_failures;
         request.done(db::Outcome{outcome.error, {}});
         // Capacity freed: let a waiter try (it opens its own connection and reports its own failure).
-        if (*alive && !waiters_.empty() && open_ < options_.max_open && !closed_) {
-          Request next = std::move(waiters_.front());
-          waiters_.pop_front();
-          open_for(std::move(next));
-        }
+        if (*alive) open_for_waiters();
         return;
       }
       execute(std::move(outcome.connection), env_.now(), generation_, std::move(request));
@@ -113,11 +109,7 @@ void Pool::release(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uin
   const bool too_old = options_.max_lifetime.count() > 0 && now - opened_at >= options_.max_lifetime;
   if (closed_ || generation != generation_ || !conn->usable() || too_old || open_ > options_.max_open) {
     drop(std::move(conn));
-    if (!closed_ && !waiters_.empty() && open_ < options_.max_open) {
-      Request next = std::move(waiters_.front());
-      waiters_.pop_front();
-      open_for(std::move(next));
-    }
+    open_for_waiters();
     return;
   }
   if (!waiters_.empty()) {
@@ -174,7 +166,10 @@ void Pool::set_limits(const PoolOptions& options) {
     drop(std::move(idle_.front().conn));
     idle_.erase(idle_.begin());
   }
-  // A higher MaxOpenConns serves waiting requests at once.
+  open_for_waiters();  // a higher MaxOpenConns serves waiting requests at once
+}
+
+void Pool::open_for_waiters() {
   while (!closed_ && !waiters_.empty() && open_ < options_.max_open) {
     Request next = std::move(waiters_.front());
     waiters_.pop_front();

@@ -80,6 +80,7 @@ class Pool {
   };
   void dispatch(Request request);
   void open_for(Request request);
+  void open_for_waiters();  // while there is room, waiting requests get new connections
   void execute(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uint64_t generation, Request request);
   void release(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uint64_t generation);
   void drop(std::unique_ptr<db::Connection> conn);
