@@ -198,7 +198,7 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
     it = members_.find(u.address);
   }
   Member& m = it->second;
-  bool accept;
+  bool accept = false;
   if (!m.heard || u.generation != m.generation) {
     accept = !m.heard || u.generation > m.generation;
   } else {
