@@ -134,6 +134,15 @@ TEST(Hello, RoundTripAndRejections) {
   ASSERT_TRUE(h.has_value());
   EXPECT_EQ(h->address, "10.0.0.1:8074");
   EXPECT_EQ(h->wire_version, kWireVersion);
+  EXPECT_FALSE(h->encrypted);
+  Hello sealed{kWireVersion, "a:1", "prod", "proof", std::string("\0\1nonce", 7), true};
+  auto back = decode_hello_payload(encode_hello_payload(sealed));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->nonce, sealed.nonce);
+  EXPECT_TRUE(back->encrypted);
+  auto bad_flags = encode_hello_payload(sealed);
+  bad_flags.back() = 7;
+  EXPECT_FALSE(decode_hello_payload(bad_flags));
   auto bad_magic = payload;
   bad_magic[0] = 'X';
   EXPECT_FALSE(decode_hello_payload(bad_magic));

@@ -379,17 +379,99 @@ TEST_F(TransportTest, OnlyPeersOfTheSameClusterHoldingItsKeyGetThrough) {
   // A frame whose tag does not verify (forged, replayed, or altered) closes the connection.
   sink.lines.clear();
   int fd = raw_connect(node.tcp().local_port());
-  raw_send(fd, encode_frame(encode_hello_payload(Hello{kWireVersion, "forger:1", "production",
-                                                       hello_proof("k3y-of-production-cluster-0123456789", "forger:1", "production")})));
+  Hello forged{kWireVersion, "forger:1", "production"};
+  forged.nonce = "0123456789abcdef";
+  forged.proof = hello_proof("k3y-of-production-cluster-0123456789", forged);
+  raw_send(fd, encode_frame(encode_hello_payload(forged)));
+  const std::string ckey = connection_key("k3y-of-production-cluster-0123456789", forged.nonce);
   const std::vector<uint8_t> body = {42};
-  const std::string tag = frame_tag("k3y-of-production-cluster-0123456789", 0, body);
-  std::vector<uint8_t> ok_frame(tag.begin(), tag.end());
-  ok_frame.push_back(42);
+  const auto ok_frame = seal_frame(ckey, false, 0, body);
   raw_send(fd, encode_frame(ok_frame));  // frame 0: valid
   raw_send(fd, encode_frame(ok_frame));  // frame 1 with frame 0's tag: a replay
   EXPECT_TRUE(closed_by_server(fd));
   EXPECT_TRUE(sink.contains("frame 1 failed authentication"));
   EXPECT_EQ(r.frames.back().first, "forger:1");
   EXPECT_EQ(r.frames.back().second, body) << "the valid frame arrived, the replay did not";
+  ::close(fd);
+}
+
+// With EnableExperimentalGossipEncryption the bytes on the wire do not show the payload; a node holding
+// the key reads them; a flipped bit anywhere in a sealed frame closes the connection; and each
+// connection gets its own key, so the same payload never looks the same twice.
+TEST_F(TransportTest, EncryptedFramesAreUnreadableOnTheWireAndTamperingIsRefused) {
+  const std::string key = "k3y-of-production-cluster-0123456789";
+  // A raw listener stands in for the peer and records what the sender puts on the wire.
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in la{};
+  la.sin_family = AF_INET;
+  la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof la;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&la), &len);
+  const std::string wiretap = "127.0.0.1:" + std::to_string(ntohs(la.sin_port));
+
+  auto o = options("sender:1");
+  o.cluster_name = "production";
+  o.cluster_key = key;
+  o.encrypt = true;
+  AsioEnv sender(io, "sender", sink, LogLevel::debug, o);
+  Recorder rs;
+  sender.transport().start(rs);
+  const std::string secret = "the-payload-nobody-may-read";
+  auto capture = [&] {
+    sender.transport().add_peer(wiretap);
+    EXPECT_TRUE(run_until([&] { return !rs.ups.empty(); }));
+    rs.ups.clear();
+    for (int i = 0; i < 3; ++i) sender.transport().send(wiretap, std::vector<uint8_t>(secret.begin(), secret.end()));
+    int conn = -1;
+    EXPECT_TRUE(run_until([&] {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) conn = ::accept(listener, nullptr, nullptr);
+      return conn >= 0;
+    }));
+    std::vector<uint8_t> wire;
+    run_until([&] {
+      uint8_t b[4096];
+      const ssize_t n = ::recv(conn, b, sizeof b, MSG_DONTWAIT);
+      if (n > 0) wire.insert(wire.end(), b, b + n);
+      return false;
+    }, 150);
+    ::close(conn);
+    sender.transport().remove_peer(wiretap);
+    return wire;
+  };
+  const auto wire = capture();
+  ASSERT_GT(wire.size(), 3 * secret.size());
+  const std::string text(wire.begin(), wire.end());
+  EXPECT_EQ(text.find(secret), std::string::npos) << "the payload is not visible on the wire";
+  EXPECT_EQ(text.find("the-payload"), std::string::npos);
+  const auto again = capture();
+  EXPECT_NE(std::vector<uint8_t>(again.begin() + 100, again.end()), std::vector<uint8_t>(wire.begin() + 100, wire.end()))
+      << "a new connection seals the same frames differently";
+  ::close(listener);
+
+  // Replayed to a node of the cluster, the recorded connection decrypts to the payloads.
+  auto ro = options("receiver:1");
+  ro.cluster_name = "production";
+  ro.cluster_key = key;
+  AsioEnv receiver(io, "receiver", sink, LogLevel::debug, ro);
+  Recorder rr;
+  receiver.transport().start(rr);
+  int fd = raw_connect(receiver.tcp().local_port());
+  raw_send(fd, wire);
+  ASSERT_TRUE(run_until([&] { return rr.frames.size() == 3; }));
+  EXPECT_EQ(rr.frames[2].first, "sender:1");
+  EXPECT_EQ(std::string(rr.frames[2].second.begin(), rr.frames[2].second.end()), secret);
+  ::close(fd);
+
+  // One flipped bit in the ciphertext of the second frame: the first arrives, the connection closes.
+  sink.lines.clear();
+  auto tampered = wire;
+  tampered[tampered.size() - 3] ^= 0x01;  // inside the last frame
+  fd = raw_connect(receiver.tcp().local_port());
+  raw_send(fd, tampered);
+  EXPECT_TRUE(closed_by_server(fd));
+  EXPECT_TRUE(sink.contains("frame 2 failed authentication"));
   ::close(fd);
 }

@@ -45,6 +45,8 @@ std::vector<uint8_t> encode_hello_payload(const Hello& hello) {
   w.str(hello.address);
   w.str(hello.cluster_name);
   w.str(hello.proof);
+  w.str(hello.nonce);
+  w.u8(hello.encrypted ? 1 : 0);
   return w.take();
 }
 
@@ -58,6 +60,10 @@ std::optional<Hello> decode_hello_payload(std::span<const uint8_t> payload) {
   hello.address = r.str(255);
   hello.cluster_name = r.str(64);
   hello.proof = r.str(64);
+  hello.nonce = r.str(64);
+  const uint8_t flags = r.u8();
+  if (flags > 1) return std::nullopt;
+  hello.encrypted = flags == 1;
   if (!r.done() || hello.address.empty()) return std::nullopt;
   return hello;
 }

@@ -20,7 +20,7 @@
 namespace chorus {
 
 inline constexpr uint32_t kFrameHeaderSize = 4;
-inline constexpr uint16_t kWireVersion = 2;
+inline constexpr uint16_t kWireVersion = 3;
 inline constexpr size_t kFrameTagSize = 16;
 inline constexpr uint32_t kHelloSizeMax = 512;
 
@@ -32,7 +32,9 @@ struct Hello {
   uint16_t wire_version = kWireVersion;
   std::string address;       // the sender's advertised gossip address, "host:port"
   std::string cluster_name;  // ClusterSettings.ClusterName
-  std::string proof;         // HMAC-SHA256(key, "chorus-hello|" address "|" cluster_name), or empty
+  std::string proof;         // HMAC-SHA256 under the cluster key (runtime/gossip_crypto.h), or empty
+  std::string nonce;         // random per connection: the connection's own key is derived from it
+  bool encrypted = false;    // the frames that follow are AES-256-GCM sealed, not only tagged
 };
 std::vector<uint8_t> encode_hello_payload(const Hello& hello);
 // Nullopt when the payload is not a well-formed Hello (bad magic, truncated, trailing bytes). A Hello of

@@ -203,7 +203,8 @@ int main(int argc, char** argv) {
     chorus::cluster::load_cluster_key(*env, *store, [&](std::string key, chorus::db::Error e) {
       if (e.status != chorus::db::Status::ok) return fail(e.message);
       // Only processes holding the cluster's key (from its database) and its ClusterName may gossip.
-      env->tcp().set_cluster(cs.ClusterName, key);
+      env->tcp().set_cluster(cs.ClusterName, key, cs.EnableExperimentalGossipEncryption);
+      if (cs.EnableExperimentalGossipEncryption) log.info("gossip: frames sealed with AES-256-GCM under the cluster key");
       env->transport().start(frames);
       node.start();
       for (const auto& p : peers) membership.add_seed(p);

@@ -8,7 +8,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <charconv>
@@ -57,26 +57,6 @@ void tune_socket(tcp::socket& s) {
 
 }  // namespace
 
-// HMAC-SHA256 of data under key.
-std::string hmac(const std::string& key, std::span<const uint8_t> data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out, &len);
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
-std::string hello_proof(const std::string& key, const std::string& address, const std::string& cluster) {
-  const std::string text = "chorus-hello|" + address + "|" + cluster;
-  return hmac(key, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
-}
-
-// The tag of the n-th frame of a connection: HMAC over its number (big-endian) and its body.
-std::string frame_tag(const std::string& key, uint64_t n, std::span<const uint8_t> body) {
-  std::vector<uint8_t> data(8 + body.size());
-  for (int i = 0; i < 8; ++i) data[i] = static_cast<uint8_t>(n >> (56 - 8 * i));
-  std::copy(body.begin(), body.end(), data.begin() + 8);
-  return hmac(key, data).substr(0, kFrameTagSize);
-}
 
 namespace {
 
@@ -99,6 +79,9 @@ struct Inbound {
   bool deadline_armed = false;
   uint64_t deadline_generation = 0;  // a handler from an earlier arming must not act
   uint64_t frames = 0;               // frames completed
+  std::string key;                   // this connection's key (from the cluster key and the Hello's nonce)
+  bool encrypted = false;
+  std::vector<uint8_t> plain;        // the current frame's payload, authenticated (and decrypted)
   bool closed = false;
 };
 
@@ -115,6 +98,7 @@ struct Outbound {
   uint64_t generation = 0;   // bumps on every (re)connect: stale handlers compare and bail
   std::deque<Bytes> queue;   // encoded frames (header + payload) waiting to be written
   uint64_t frames_out = 0;   // frames queued on this connection (numbers them for their tags)
+  std::string key;           // this connection's key, drawn anew on every connect
   size_t queued_bytes = 0;
   bool writing = false;
   std::array<uint8_t, 512> sink;  // peers never send on our outbound connection; read only to see EOF
@@ -134,7 +118,6 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   std::set<std::shared_ptr<Inbound>> inbound;
   std::map<std::string, std::shared_ptr<Outbound>> outbound;
   TransportStats stats;
-  Bytes hello_frame;
   std::unique_ptr<asio::steady_timer> accept_retry;
 
   Logger& log() { return env.log(); }
@@ -263,7 +246,7 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
           return;
         }
         if (!options.cluster_key.empty()) {
-          const std::string expected = hello_proof(options.cluster_key, hello->address, hello->cluster_name);
+          const std::string expected = hello_proof(options.cluster_key, *hello);
           if (hello->proof.size() != expected.size() || CRYPTO_memcmp(hello->proof.data(), expected.data(), expected.size()) != 0) {
             log().warn("gossip: refused connection from {} ({}): it does not hold the cluster key", in->remote, hello->address);
             bad = true;
@@ -271,6 +254,10 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
           }
         }
         in->peer = hello->address;
+        if (!options.cluster_key.empty()) {
+          in->key = connection_key(options.cluster_key, hello->nonce);
+          in->encrypted = hello->encrypted;
+        }
         in->decoder.set_frame_size_max(options.frame_size_max);
         disarm_deadline(in);  // the handshake deadline is met
         // A peer has one inbound connection: a new one from the same address replaces the old (the
@@ -285,13 +272,12 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
       }
       std::span<const uint8_t> body = frame;
       if (!options.cluster_key.empty()) {
-        const std::string expected = frame.size() >= kFrameTagSize ? frame_tag(options.cluster_key, in->frames, frame.subspan(kFrameTagSize)) : "";
-        if (expected.empty() || CRYPTO_memcmp(frame.data(), expected.data(), kFrameTagSize) != 0) {
+        if (!open_frame(in->key, in->encrypted, in->frames, frame, in->plain)) {
           log().warn("gossip: closed connection from {} ({}): frame {} failed authentication", in->remote, in->peer, in->frames);
           bad = true;
           return;
         }
-        body = frame.subspan(kFrameTagSize);
+        body = in->plain;
       }
       ++stats.frames_received;
       ++in->frames;
@@ -366,8 +352,18 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     out->queue.clear();
     out->queued_bytes = 0;
     out->frames_out = 0;
-    out->queue.push_back(hello_frame);
+    Hello hello{kWireVersion, options.advertise_address, options.cluster_name};
+    if (!options.cluster_key.empty()) {
+      std::array<uint8_t, 16> nonce;
+      if (RAND_bytes(nonce.data(), nonce.size()) != 1) throw std::runtime_error("gossip: no randomness for a connection nonce (OpenSSL)");
+      hello.nonce.assign(nonce.begin(), nonce.end());
+      hello.encrypted = options.encrypt;
+      hello.proof = hello_proof(options.cluster_key, hello);
+      out->key = connection_key(options.cluster_key, hello.nonce);
+    }
+    Bytes hello_frame = encode_frame(encode_hello_payload(hello));
     out->queued_bytes += hello_frame.size();
+    out->queue.push_back(std::move(hello_frame));
     start_write(out);
     // Read only to notice the peer closing (EOF) or dying (reset).
     watch(out, gen);
@@ -467,15 +463,13 @@ TcpTransport::TcpTransport(asio::io_context& io, Env& env, TcpTransportOptions o
 
 TcpTransport::~TcpTransport() { impl_->shutdown(); }
 
-void TcpTransport::set_cluster(const std::string& name, const std::string& key) {
+void TcpTransport::set_cluster(const std::string& name, const std::string& key, bool encrypt) {
   impl_->options.cluster_name = name;
   impl_->options.cluster_key = key;
+  impl_->options.encrypt = encrypt;
 }
 
 void TcpTransport::start(TransportHandler& handler) {
-  const auto& o = impl_->options;
-  impl_->hello_frame = encode_frame(encode_hello_payload(
-      Hello{kWireVersion, o.advertise_address, o.cluster_name, o.cluster_key.empty() ? "" : hello_proof(o.cluster_key, o.advertise_address, o.cluster_name)}));
   impl_->handler = &handler;
   impl_->accept();
 }
@@ -517,11 +511,8 @@ SendStatus TcpTransport::send(const std::string& peer, std::span<const uint8_t> 
   if (key.empty()) {
     out.queue.push_back(encode_frame(payload));
   } else {
-    // Tagged with its number on this connection: the receiver counts the same way.
-    const std::string tag = frame_tag(key, out.frames_out, payload);
-    Bytes body(tag.begin(), tag.end());
-    body.insert(body.end(), payload.begin(), payload.end());
-    out.queue.push_back(encode_frame(body));
+    // Tagged (or sealed) with its number on this connection: the receiver counts the same way.
+    out.queue.push_back(encode_frame(seal_frame(out.key, impl_->options.encrypt, out.frames_out, payload)));
   }
   ++out.frames_out;
   out.queued_bytes += size;

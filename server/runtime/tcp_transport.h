@@ -14,6 +14,7 @@
 
 #include "server/core/env.h"
 #include "server/core/transport.h"
+#include "server/runtime/gossip_crypto.h"
 
 namespace boost::asio {
 class io_context;
@@ -36,6 +37,7 @@ struct TcpTransportOptions {
   size_t inbound_connections_max = 1024;
   std::string cluster_name;  // peers of another ClusterName are refused
   std::string cluster_key;   // the shared key (empty: frames are not authenticated)
+  bool encrypt = false;      // seal frames with AES-256-GCM (EnableExperimentalGossipEncryption)
 };
 
 class TcpTransport final : public Transport {
@@ -45,7 +47,7 @@ class TcpTransport final : public Transport {
   ~TcpTransport() override;
 
   // The cluster this node belongs to, and its key (from the database): before start().
-  void set_cluster(const std::string& name, const std::string& key);
+  void set_cluster(const std::string& name, const std::string& key, bool encrypt = false);
   void start(TransportHandler& handler) override;
   void stop() override;
   void add_peer(const std::string& address) override;
@@ -61,11 +63,6 @@ class TcpTransport final : public Transport {
  private:
   std::shared_ptr<Impl> impl_;
 };
-
-// The cluster key's uses on the wire (exposed for tests): the Hello's proof, and a frame's tag.
-std::string hmac(const std::string& key, std::span<const uint8_t> data);
-std::string hello_proof(const std::string& key, const std::string& address, const std::string& cluster);
-std::string frame_tag(const std::string& key, uint64_t frame_number, std::span<const uint8_t> body);
 
 // Splits "host:port". False when there is no port or it is not 1-65535.
 bool split_host_port(const std::string& address, std::string& host, uint16_t& port);
