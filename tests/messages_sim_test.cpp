@@ -124,3 +124,79 @@ TEST(Messages, MalformedFramesAreDropped) {
     EXPECT_TRUE(n->messenger->handle_frame(c.address(1), junk));
   EXPECT_TRUE(n->received.empty());
 }
+
+// Request/response pairs (cluster_stats, ws_queues): every live peer answers once; a dead or silent peer
+// is reported missing (when declared dead, or at the timeout) and the asker never hangs.
+TEST(Messages, RequestsCollectOneReplyPerPeerThroughLoss) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    MemberCluster c(seed, 4);
+    auto& k = c.kernel();
+    k.run_for(Duration{2'000'000});
+    for (int i = 0; i < 4; ++i) {
+      auto* n = c.node(i);
+      const std::string me = c.address(i);
+      n->messenger->serve("cluster_stats", [n, me](const std::string& from, const cluster::ClusterMessage& req, auto reply) {
+        reply(cluster::ClusterMessage{"", me + " answers " + req.data + " from " + from, {}});
+      });
+    }
+    for (NodeIndex a = 0; a < 4; ++a)
+      for (NodeIndex b = 0; b < 4; ++b) k.link(a, b).loss = 0.2;
+    int answered = 0;
+    for (int r = 0; r < 20; ++r) {
+      c.node(0)->messenger->request(cluster::ClusterMessage{"cluster_stats", std::to_string(r), {}}, Duration{10'000'000},
+                                    [&, r](cluster::Replies got) {
+                                      EXPECT_TRUE(got.missing.empty()) << "seed " << seed;
+                                      ASSERT_EQ(got.replies.size(), 3u);
+                                      for (int i = 1; i < 4; ++i) {
+                                        const auto& m = got.replies.at(c.address(i));
+                                        EXPECT_EQ(m.event, "cluster_stats");
+                                        EXPECT_EQ(m.data, c.address(i) + " answers " + std::to_string(r) + " from " + c.address(0));
+                                        EXPECT_TRUE(m.props.empty()) << "the correlation props are not the caller's business";
+                                      }
+                                      ++answered;
+                                    });
+      k.run_for(Duration{10'000});
+    }
+    ASSERT_TRUE(k.run_until([&] { return answered == 20; }, k.now() + Duration{20'000'000})) << "seed " << seed;
+    EXPECT_TRUE(c.node(1)->received.empty()) << "requests and replies are not delivered as plain events";
+  }
+}
+
+TEST(Messages, ARequestEndsWhenASilentPeerDiesOrTheTimeoutPasses) {
+  MemberCluster c(11, 4);
+  auto& k = c.kernel();
+  k.run_for(Duration{2'000'000});
+  for (int i = 1; i < 4; ++i) {
+    const std::string me = c.address(i);
+    // Node 3 keeps every request and never answers.
+    c.node(i)->messenger->serve("ws_queues", [me, i](const std::string&, const cluster::ClusterMessage&, auto reply) {
+      if (i != 3) reply(cluster::ClusterMessage{"", me, {}});
+    });
+  }
+  std::optional<cluster::Replies> got;
+  const Duration asked = k.now();
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{1'000'000}, [&](cluster::Replies r) { got = r; });
+  ASSERT_TRUE(k.run_until([&] { return got.has_value(); }, k.now() + Duration{5'000'000}));
+  EXPECT_GE((k.now() - asked).count(), 1'000'000) << "only the timeout ends a wait on a live, silent peer";
+  EXPECT_EQ(got->replies.size(), 2u);
+  EXPECT_EQ(got->missing, std::vector<std::string>{c.address(3)});
+
+  // A peer that dies before answering: the request ends when it is declared dead, not at the timeout.
+  got.reset();
+  k.block(0, 2);
+  k.block(2, 0);
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{60'000'000}, [&](cluster::Replies r) { got = r; },
+                                {c.address(1), c.address(2)});
+  k.crash(2);
+  ASSERT_TRUE(k.run_until([&] { return got.has_value(); }, k.now() + Duration{10'000'000})) << "no hang on a dead peer";
+  EXPECT_EQ(got->replies.size(), 1u);
+  EXPECT_EQ(got->missing, std::vector<std::string>{c.address(2)});
+
+  // Nobody to ask: answered at once, empty.
+  got.reset();
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "", {}}, Duration{1'000'000}, [&](cluster::Replies r) { got = r; },
+                                {"nowhere:1"});
+  k.run_for(Duration{1'000});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->replies.empty());
+}

@@ -1,5 +1,7 @@
 #include "server/cluster/messages.h"
 
+#include <algorithm>
+
 #include "server/core/codec.h"
 #include "server/core/transport.h"
 
@@ -32,7 +34,94 @@ Messenger::Messenger(Env& env, Membership& membership, MessengerOptions options)
 }
 
 Messenger::~Messenger() {
+  *alive_ = false;
   if (timer_) env_.cancel_timer(timer_);
+  for (auto& [id, p] : pending_)
+    if (p.timer) env_.cancel_timer(p.timer);
+}
+
+namespace {
+// Props that carry the request/response correlation; callers' props never start with "_".
+constexpr const char* kRequestId = "_request";
+constexpr const char* kReplyTo = "_reply_to";
+}  // namespace
+
+void Messenger::serve(const std::string& event, Responder respond) { responders_[event] = std::move(respond); }
+
+void Messenger::request(const ClusterMessage& request, Duration timeout, std::function<void(Replies)> done, std::vector<std::string> peers) {
+  if (peers.empty())
+    for (const auto& [addr, m] : membership_.members())
+      if (m.state != MemberState::dead) peers.push_back(addr);
+  const uint64_t id = next_request_++;
+  Pending& p = pending_[id];
+  p.done = std::move(done);
+  ClusterMessage m = request;
+  m.props[kRequestId] = std::to_string(id);
+  const auto& members = membership_.members();
+  for (const auto& peer : peers) {
+    auto known = members.find(peer);
+    const bool live = known != members.end() && known->second.state != MemberState::dead;
+    if (live && enqueue(peer, m, Delivery::reliable, nullptr)) p.waiting.insert(peer);
+    else p.replies.missing.push_back(peer);
+  }
+  if (p.waiting.empty()) {
+    env_.post([this, id, alive = alive_] {
+      if (*alive) finish(id);
+    });
+    return;
+  }
+  p.timer = env_.set_timer(timeout, [this, id] {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    it->second.timer = 0;
+    finish(id);
+  });
+}
+
+void Messenger::finish(uint64_t id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  if (p.timer) env_.cancel_timer(p.timer);
+  for (const auto& peer : p.waiting) p.replies.missing.push_back(peer);
+  std::sort(p.replies.missing.begin(), p.replies.missing.end());
+  p.done(std::move(p.replies));
+}
+
+void Messenger::on_request(const std::string& from, const ClusterMessage& message) {
+  auto it = responders_.find(message.event);
+  const std::string id = message.props.at(kRequestId);
+  auto reply = [this, from, id, event = message.event, alive = alive_, once = std::make_shared<bool>(false)](ClusterMessage answer) {
+    if (!*alive || *once) return;
+    *once = true;
+    answer.event = event;
+    answer.props[kReplyTo] = id;
+    enqueue(from, answer, Delivery::reliable, nullptr);
+  };
+  if (it == responders_.end()) {
+    env_.log().warn("messages: {} asked for \"{}\", which this node does not serve", from, message.event);
+    reply(ClusterMessage{"", "", {{"error", "not served"}}});
+    return;
+  }
+  ClusterMessage request = message;
+  request.props.erase(kRequestId);
+  it->second(from, request, reply);
+}
+
+void Messenger::on_reply(const std::string& from, const ClusterMessage& message) {
+  uint64_t id = 0;
+  try {
+    id = std::stoull(message.props.at(kReplyTo));
+  } catch (const std::exception&) {
+    return;
+  }
+  auto it = pending_.find(id);
+  if (it == pending_.end() || !it->second.waiting.erase(from)) return;  // late, or not asked
+  ClusterMessage reply = message;
+  reply.props.erase(kReplyTo);
+  it->second.replies.replies[from] = std::move(reply);
+  if (it->second.waiting.empty()) finish(id);
 }
 
 void Messenger::subscribe(const std::string& event, Handler handler) { handlers_.emplace(event, std::move(handler)); }
@@ -115,6 +204,13 @@ void Messenger::on_member_change(const Member& member) {
   const bool restarted = known != 0 && member.generation != known;
   known = member.generation;
   if (member.state != MemberState::dead && !restarted) return;
+  std::vector<uint64_t> settled;
+  for (auto& [id, p] : pending_)
+    if (p.waiting.erase(member.address)) {
+      p.replies.missing.push_back(member.address);
+      if (p.waiting.empty()) settled.push_back(id);
+    }
+  for (uint64_t id : settled) finish(id);
   auto it = out_.find(member.address);
   if (it == out_.end()) return;
   for (auto& o : it->second.unacked) {
@@ -126,6 +222,8 @@ void Messenger::on_member_change(const Member& member) {
 
 void Messenger::deliver(const std::string& from, const ClusterMessage& message) {
   ++stats_.delivered;
+  if (message.props.contains(kRequestId)) return on_request(from, message);
+  if (message.props.contains(kReplyTo)) return on_reply(from, message);
   auto range = handlers_.equal_range(message.event);
   for (auto it = range.first; it != range.second; ++it) it->second(from, message);
   if (!message.event.empty()) {

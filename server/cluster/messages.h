@@ -9,12 +9,18 @@
 // window of early arrivals, drops duplicates, and acknowledges cumulatively. The sender retransmits what
 // is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is dropped
 // and the waiters are told. Frames: 0x30 data, 0x31 ack.
+//
+// Request/response pairs (cluster_stats, ws_queues, ...): a request goes reliably to the chosen peers
+// with a request id in its props; each peer's server for that event answers once, reliably, and the
+// asker collects the replies until every peer has answered, has been declared dead, or the timeout
+// passes. The caller then gets what came and learns which peers stayed silent: never a hang.
 #pragma once
 
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,6 +43,12 @@ struct MessengerOptions {
   size_t queue_max = 10'000;         // unacknowledged reliable messages per peer
   size_t receive_window = 1'024;     // early arrivals held per sender
   size_t data_size_max = 1u << 20;   // bytes of data in one message
+};
+
+// The outcome of a request: a reply per peer that answered in time; the rest are `missing`.
+struct Replies {
+  std::map<std::string, ClusterMessage> replies;
+  std::vector<std::string> missing;
 };
 
 struct MessengerStats {
@@ -62,6 +74,16 @@ class Messenger {
   // Forward membership changes here (a dead peer's queue is dropped).
   void on_member_change(const Member& member);
 
+  // Serves requests for `event`: `respond` is called with the request and must call `reply` once
+  // (now or later, on this node's loop). One server per event.
+  using Reply = std::function<void(ClusterMessage)>;
+  using Responder = std::function<void(const std::string& from, const ClusterMessage& request, Reply reply)>;
+  void serve(const std::string& event, Responder respond);
+  // Asks every live peer (or `peers` when given) and calls done once with what came back within
+  // `timeout`. With no one to ask, done runs at once (posted) with no replies.
+  void request(const ClusterMessage& request, Duration timeout, std::function<void(Replies)> done,
+               std::vector<std::string> peers = {});
+
   const MessengerStats& stats() const { return stats_; }
   size_t queued(const std::string& peer) const;
 
@@ -85,6 +107,15 @@ class Messenger {
     uint64_t delivered = 0;  // highest seq delivered in order
     std::map<uint64_t, ClusterMessage> early;
   };
+  struct Pending {
+    std::set<std::string> waiting;
+    Replies replies;
+    TimerId timer = 0;
+    std::function<void(Replies)> done;
+  };
+  void on_request(const std::string& from, const ClusterMessage& message);
+  void on_reply(const std::string& from, const ClusterMessage& message);
+  void finish(uint64_t id);
   bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter);
   void retransmit();
   void deliver(const std::string& from, const ClusterMessage& message);
@@ -99,6 +130,10 @@ class Messenger {
   std::multimap<std::string, Handler> handlers_;
   TimerId timer_ = 0;
   MessengerStats stats_;
+  std::map<std::string, Responder> responders_;
+  std::map<uint64_t, Pending> pending_;  // requests awaiting replies, by id
+  uint64_t next_request_ = 1;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace chorus::cluster
