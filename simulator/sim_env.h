@@ -27,6 +27,11 @@ class SimEnv final : public Env, public Transport {
   TimerId set_timer(Duration delay, Task fn) override;
   bool cancel_timer(TimerId id) override;
   void post(Task fn) override { set_timer(Duration{0}, std::move(fn)); }
+  // Inline, in seed order; the completion comes as a post.
+  void run_blocking(Task work, Task done) override {
+    work();
+    post(std::move(done));
+  }
   Random& random() override;
   Logger& log() override { return logger_; }
   Transport& transport() override { return *this; }

@@ -175,9 +175,9 @@ TEST_F(PgStoreTest, ThreeNodesStartingAtOnceMigrateExactlyOnce) {
     ASSERT_EQ(results[i]->status, db::Status::ok) << results[i]->message;
     applied += nodes[i]->store->schema().applied_here;
     migrators += nodes[i]->store->schema().applied_here > 0;
-    EXPECT_EQ(nodes[i]->store->schema_version(), "2 (release 0.1)");
+    EXPECT_EQ(nodes[i]->store->schema_version(), "3 (release 0.1)");
   }
-  EXPECT_EQ(applied, 2);
+  EXPECT_EQ(applied, 3);
   EXPECT_EQ(migrators, 1);
   EXPECT_EQ(pg.psql(0, "SELECT count(*) FROM db_migrations", dbname), "2");
   EXPECT_EQ(pg.psql(0, "SELECT count(*) FROM db_lock", dbname), "0");

@@ -101,12 +101,12 @@ TEST(StoreSim, ThreeNodesStartingAtOnceMigrateExactlyOnce) {
     for (NodeIndex i = 0; i < 3; ++i) {
       auto& n = c.node(i);
       ASSERT_EQ(n.start_error.status, db::Status::ok) << n.start_error.message;
-      EXPECT_EQ(n.store->schema().schema_version, 2);
-      EXPECT_EQ(n.store->schema_version(), "2 (release 0.1)");
+      EXPECT_EQ(n.store->schema().schema_version, 3);
+      EXPECT_EQ(n.store->schema_version(), "3 (release 0.1)");
       applied += n.store->schema().applied_here;
       migrators += n.store->schema().applied_here > 0;
     }
-    EXPECT_EQ(applied, 2);
+    EXPECT_EQ(applied, 3);
     EXPECT_EQ(migrators, 1);
     EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"), 2);
     EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_lock"), 0);  // released
@@ -135,7 +135,7 @@ TEST(StoreSim, AMigratorThatDiesHoldingTheLockIsReplacedAfterTheLease) {
     for (NodeIndex i = 0; i < 3; ++i) {
       if (i == victim) continue;
       ASSERT_EQ(c.node(i).start_error.status, db::Status::ok) << c.node(i).start_error.message;
-      EXPECT_EQ(c.node(i).store->schema().schema_version, 2);
+      EXPECT_EQ(c.node(i).store->schema().schema_version, 3);
     }
     // Nothing recorded twice; the lock was taken over after the victim's lease ran out.
     EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"), 2);

@@ -44,6 +44,11 @@ class Env : public Clock {
   // Runs fn on this node's loop after the current callback returns (FIFO among posts).
   virtual void post(Task fn) = 0;
 
+  // Runs CPU-heavy work (password hashing) away from the node's loop, then `done` on the loop. `work`
+  // must not touch node state: it reads what it captured and writes only into what it owns. The
+  // simulator runs it inline, in seed order.
+  virtual void run_blocking(Task work, Task done) = 0;
+
   virtual Random& random() = 0;
   virtual Logger& log() = 0;
   virtual Transport& transport() = 0;

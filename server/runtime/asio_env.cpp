@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <random>
 
@@ -33,9 +34,11 @@ AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, Log
       timers_(std::make_shared<Timers>()) {
   transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
   database_ = std::make_unique<DbConnector>(io, logger_, database_threads);
+  cpu_ = std::make_unique<asio::thread_pool>(2);
 }
 
 AsioEnv::~AsioEnv() {
+  cpu_->join();  // work in flight finishes; its completions find the env gone and do nothing
   database_.reset();  // joins its worker threads: nothing is posted after this
   transport_.reset();
   timers_->alive = false;
@@ -87,6 +90,15 @@ bool AsioEnv::cancel_timer(TimerId id) {
 void AsioEnv::post(Task fn) {
   asio::post(io_, [timers = timers_, fn = std::move(fn)] {
     if (timers->alive) fn();
+  });
+}
+
+void AsioEnv::run_blocking(Task work, Task done) {
+  asio::post(*cpu_, [this, timers = timers_, work = std::move(work), done = std::move(done)]() mutable {
+    work();
+    asio::post(io_, [timers, done = std::move(done)] {
+      if (timers->alive) done();
+    });
   });
 }
 

@@ -11,6 +11,10 @@
 #include "server/runtime/db_connector.h"
 #include "server/runtime/tcp_transport.h"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace chorus::runtime {
 
 class AsioEnv final : public Env {
@@ -24,6 +28,7 @@ class AsioEnv final : public Env {
   TimerId set_timer(Duration delay, Task fn) override;
   bool cancel_timer(TimerId id) override;
   void post(Task fn) override;
+  void run_blocking(Task work, Task done) override;
   Random& random() override { return random_; }
   Logger& log() override { return logger_; }
   Transport& transport() override { return *transport_; }
@@ -41,6 +46,7 @@ class AsioEnv final : public Env {
   std::shared_ptr<Timers> timers_;
   std::unique_ptr<TcpTransport> transport_;
   std::unique_ptr<DbConnector> database_;
+  std::unique_ptr<boost::asio::thread_pool> cpu_;  // run_blocking's workers
 };
 
 // Seeds from the OS (std::random_device). For production envs only.

@@ -57,6 +57,12 @@ const std::vector<Migration>& migrations() {
            " LastPingAt BIGINT NOT NULL)",
            "CREATE INDEX idx_clusterdiscovery_type_cluster ON ClusterDiscovery (Type, ClusterName)",
        }},
+      {3, "posts: one post per client pending id, posts changed since", "0.1",
+       {
+           // A client retrying a post (same pending_post_id) gets the first one back, on any node.
+           "CREATE UNIQUE INDEX idx_posts_user_pending ON Posts (UserId, PendingPostId) WHERE PendingPostId <> ''",
+           "CREATE INDEX idx_posts_channel_update_at ON Posts (ChannelId, UpdateAt)",
+       }},
   };
   return all;
 }
