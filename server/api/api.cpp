@@ -1,0 +1,697 @@
+#include "server/api/api.h"
+
+#include <boost/json.hpp>
+
+#include "server/core/ids.h"
+
+namespace chorus::api {
+
+namespace json = boost::json;
+using app::AppError;
+using app::Result;
+using app::Session;
+
+// ---------------------------------------------------------------------------------------------------
+// Responses.
+
+Response json_response(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", "application/json");
+  r.body = std::move(body);
+  return r;
+}
+
+Response error_response(int status, const std::string& id, const std::string& message, const std::string& detailed) {
+  return json_response(status, json::serialize(json::object{{"id", id},
+                                                            {"message", message},
+                                                            {"detailed_error", detailed},
+                                                            {"request_id", ""},
+                                                            {"status_code", status},
+                                                            {"is_oauth", false}}));
+}
+
+namespace {
+
+Response ok_status() { return json_response(200, R"({"status":"OK"})"); }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    const size_t end = std::min(path.find('/', pos), path.size());
+    if (end > pos) out.push_back(path.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+// Body helpers: strings, ints and bools of a JSON object, tolerant of absent keys and strict on types.
+struct Body {
+  json::object o;
+  std::string bad;  // the first field of the wrong type
+  std::string str(const char* key) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) return "";
+    if (!it->value().is_string()) {
+      if (bad.empty()) bad = key;
+      return "";
+    }
+    return std::string(it->value().as_string());
+  }
+  bool boolean(const char* key) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) return false;
+    if (!it->value().is_bool()) {
+      if (bad.empty()) bad = key;
+      return false;
+    }
+    return it->value().as_bool();
+  }
+  int64_t integer(const char* key, int64_t def) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) return def;
+    if (it->value().is_int64()) return it->value().as_int64();
+    if (it->value().is_uint64()) return static_cast<int64_t>(it->value().as_uint64());
+    if (bad.empty()) bad = key;
+    return def;
+  }
+};
+
+int query_int(const Request& r, const char* key, int def, int lo, int hi, bool& bad) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) return def;
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(it->second, &used);
+    if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range(key);
+    return static_cast<int>(v);
+  } catch (const std::exception&) {
+    bad = true;
+    return def;
+  }
+}
+
+template <class T>
+json::array to_array(const std::vector<T>& items) {
+  json::array a;
+  a.reserve(items.size());
+  for (const auto& i : items) a.push_back(i.to_json());
+  return a;
+}
+
+json::object post_list_json(const app::PostList& list) {
+  json::array order;
+  json::object posts;
+  for (const auto& p : list.posts) {
+    order.emplace_back(p.id);
+    posts[p.id] = p.to_json();
+  }
+  return {{"order", order}, {"posts", posts}, {"next_post_id", list.next_post_id}, {"prev_post_id", list.prev_post_id}, {"has_next", false}};
+}
+
+}  // namespace
+
+std::string request_token(const Request& r) {
+  const std::string_view auth = r.header("authorization");
+  if (!auth.empty()) {
+    const auto space = auth.find(' ');
+    if (space != std::string_view::npos) {
+      const std::string scheme = lower(auth.substr(0, space));
+      if (scheme == "bearer" || scheme == "token") return std::string(auth.substr(space + 1));
+    }
+  }
+  const std::string_view cookies = r.header("cookie");
+  for (size_t pos = 0; pos < cookies.size();) {
+    size_t end = cookies.find(';', pos);
+    if (end == std::string_view::npos) end = cookies.size();
+    std::string_view c = cookies.substr(pos, end - pos);
+    while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+    if (c.starts_with("MMAUTHTOKEN=")) return std::string(c.substr(12));
+    pos = end + 1;
+  }
+  if (auto it = r.query.find("access_token"); it != r.query.end()) return it->second;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One request in flight.
+
+struct Api::Call {
+  Request request;
+  Respond respond_fn;
+  std::map<std::string, std::string> params;
+  Session session;
+  bool answered = false;
+
+  void respond(Response r) {
+    if (answered) return;
+    answered = true;
+    auto self = std::move(keep_alive);  // alive until this returns
+    respond_fn(std::move(r));
+  }
+  void error(const AppError& e) { respond(error_response(e.status, e.id, e.message, e.detailed)); }
+  void json(int status, const json::value& v) { respond(json_response(status, json::serialize(v))); }
+  // The parsed JSON body (an object), or an error answered and nullopt.
+  std::optional<Body> body_object() {
+    boost::system::error_code ec;
+    auto v = json::parse(request.body, ec);
+    if (ec || !v.is_object()) {
+      error(AppError{400, "api.context.invalid_body_param.app_error", "Invalid or missing body in request: a JSON object was expected.",
+                     ec ? ec.message() : "not an object"});
+      return std::nullopt;
+    }
+    return Body{std::move(v.as_object()), ""};
+  }
+  std::optional<std::vector<std::string>> body_strings() {
+    boost::system::error_code ec;
+    auto v = json::parse(request.body, ec);
+    if (ec || !v.is_array()) {
+      error(AppError{400, "api.context.invalid_body_param.app_error", "Invalid or missing body in request: a JSON array of strings was expected.",
+                     ec ? ec.message() : "not an array"});
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& e : v.as_array()) {
+      if (!e.is_string()) {
+        error(app::bad_param("body"));
+        return std::nullopt;
+      }
+      out.emplace_back(e.as_string());
+    }
+    return out;
+  }
+  bool bad_type(const Body& b) {
+    if (b.bad.empty()) return false;
+    error(app::bad_param(b.bad));
+    return true;
+  }
+  // "me" stands for the session's user.
+  std::string user_param() {
+    const std::string& u = params["user_id"];
+    return u == "me" ? session.user_id : u;
+  }
+  template <class T, class F>
+  std::function<void(Result<T>)> then(F f) {
+    return [self = this, keep = keep_alive, f](Result<T> r) {
+      if (!r.ok()) return self->error(r.error);
+      f(r.value);
+    };
+  }
+  std::shared_ptr<Call> keep_alive;  // set while routed; released when answered
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Routing.
+
+Api::Api(Env& env, app::App& app, app::Hub& hub, NodeControl& node, ApiOptions options)
+    : env_(env), app_(app), hub_(hub), node_(node), options_(std::move(options)) {
+  routes();
+}
+
+Api::~Api() { *alive_ = false; }
+
+void Api::add(std::string method, const std::string& pattern, bool auth, Route run) {
+  routes_.push_back(Entry{std::move(method), split_path(pattern), auth, std::move(run)});
+}
+
+void Api::handle(Request request, Respond respond) {
+  auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  // The call lives until it is answered.
+  call->respond_fn = [respond = std::move(respond), version = options_.server_version](Response r) {
+    r.headers.emplace_back("X-Version-Id", version);  // the client notes the server's version
+    respond(std::move(r));
+  };
+  call->keep_alive = call;
+  if (draining_) return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
+  const auto segments = split_path(call->request.path);
+  bool path_matched = false;
+  for (const auto& e : routes_) {
+    if (e.segments.size() != segments.size()) continue;
+    std::map<std::string, std::string> params;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      const auto& p = e.segments[i];
+      if (p.size() > 2 && p.front() == '{' && p.back() == '}') params[p.substr(1, p.size() - 2)] = segments[i];
+      else match = p == segments[i];
+    }
+    if (!match) continue;
+    path_matched = true;
+    if (e.method != call->request.method) continue;
+    call->params = std::move(params);
+    if (!e.auth) return e.run(call);
+    const std::string token = request_token(call->request);
+    if (token.empty())
+      return call->respond(error_response(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.",
+                                          "token not provided"));
+    auto run = e.run;
+    app_.authenticate(token, [call, run](Result<Session> r) {
+      if (!r.ok()) return call->error(r.error);
+      call->session = r.value;
+      run(call);
+    });
+    return;
+  }
+  if (path_matched)
+    return call->respond(error_response(405, "api.context.method_not_allowed.app_error", "Method not allowed for this route."));
+  call->respond(error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.", "There doesn't appear to be an api call for the url='" + call->request.path + "'."));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The routes.
+
+void Api::routes() {
+  using C = std::shared_ptr<Call>;
+  auto& app = app_;
+  auto& node = node_;
+  const std::string v4 = "/api/v4";
+
+  // --- system and cluster
+  add("GET", v4 + "/system/ping", false, [this](const C& c) {
+    const bool full = c->request.query.contains("get_server_status") && c->request.query.at("get_server_status") == "true";
+    const bool rest = c->request.query.contains("use_rest_semantics") && c->request.query.at("use_rest_semantics") == "true";
+    auto answer = [c, rest](bool healthy, json::object extra, std::vector<std::pair<std::string, std::string>> headers) {
+      extra["status"] = healthy ? "OK" : "UNHEALTHY";
+      extra["ActiveSearchBackend"] = "database";
+      Response r = json_response(healthy || rest ? 200 : 500, json::serialize(extra));
+      for (auto& h : headers) r.headers.push_back(std::move(h));
+      c->respond(std::move(r));
+    };
+    if (!full) return answer(true, {}, {});
+    node_.check_health([answer](bool db_ok, std::string detail) {
+      json::object extra{{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}};
+      if (!db_ok) extra["database_error"] = detail;
+      answer(db_ok, extra, {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
+    });
+  });
+  auto admin_only = [](const C& c) {
+    if (c->session.is_system_admin()) return true;
+    c->error(app::forbidden());
+    return false;
+  };
+  add("GET", v4 + "/cluster/status", true, [&node, admin_only](const C& c) {
+    if (!admin_only(c)) return;
+    json::array rows;
+    for (const auto& n : node.cluster_status())
+      rows.push_back(json::object{{"id", n.id}, {"version", n.version}, {"schema_version", n.schema_version}, {"config_hash", n.config_hash},
+                                  {"ipaddress", n.ipaddress}, {"hostname", n.hostname}});
+    c->json(200, rows);
+  });
+  add("GET", v4 + "/config", true, [&node, admin_only](const C& c) {
+    if (admin_only(c)) c->respond(json_response(200, node.config_json()));
+  });
+  auto save = [&node, admin_only](const C& c, bool patch) {
+    if (!admin_only(c)) return;
+    if (node.config_read_only())
+      return c->error(AppError{403, "ent.cluster.save_config.error",
+                               "Config changes through the API are off: ClusterSettings.ReadOnlyConfig is set while high availability is on. "
+                               "Change config.json on every node and reload."});
+    const std::string error = node.save_config(c->request.body, patch);
+    if (!error.empty()) return c->error(AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", error});
+    c->respond(json_response(200, node.config_json()));
+  };
+  add("PUT", v4 + "/config", true, [save](const C& c) { save(c, false); });
+  add("PUT", v4 + "/config/patch", true, [save](const C& c) { save(c, true); });
+  add("POST", v4 + "/config/reload", true, [&node, admin_only](const C& c) {
+    if (!admin_only(c)) return;
+    const std::string error = node.reload_config();
+    if (!error.empty()) return c->error(AppError{500, "api.config.reload_config.app_error", "The config file could not be reloaded.", error});
+    c->respond(ok_status());
+  });
+  add("POST", v4 + "/database/recycle", true, [&node, admin_only](const C& c) {
+    if (!admin_only(c)) return;
+    node.recycle_database();
+    c->respond(ok_status());
+  });
+
+  // --- users
+  add("POST", v4 + "/users", false, [this, &app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::NewUser u{b->str("username"), b->str("email"), b->str("password"), b->str("first_name"), b->str("last_name"), b->str("nickname"),
+                   b->str("locale")};
+    if (c->bad_type(*b)) return;
+    auto create = [c, &app, u](const Session* actor) {
+      app.create_user(actor, u, c->then<app::User>([c](const app::User& user) { c->json(201, user.to_json()); }));
+    };
+    const std::string token = request_token(c->request);
+    if (token.empty()) return create(nullptr);
+    app.authenticate(token, [c, create](Result<Session> r) {
+      if (!r.ok()) return c->error(r.error);
+      c->session = r.value;
+      create(&c->session);
+    });
+  });
+  add("POST", v4 + "/users/login", false, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string login_id = b->str("login_id"), password = b->str("password"), device = b->str("device_id");
+    if (c->bad_type(*b)) return;
+    app.login(login_id, password, device, c->then<std::pair<app::User, Session>>([c](const std::pair<app::User, Session>& r) {
+      Response resp = json_response(200, json::serialize(r.first.to_json()));
+      resp.headers.emplace_back("Token", r.second.token);
+      resp.headers.emplace_back("Set-Cookie", "MMAUTHTOKEN=" + r.second.token + "; Path=/; HttpOnly; SameSite=Lax");
+      resp.headers.emplace_back("Set-Cookie", "MMUSERID=" + r.first.id + "; Path=/; SameSite=Lax");
+      c->respond(std::move(resp));
+    }));
+  });
+  add("POST", v4 + "/users/logout", true, [&app](const C& c) {
+    app.logout(c->session, c->then<app::Unit>([c](const app::Unit&) {
+      Response r = ok_status();
+      r.headers.emplace_back("Set-Cookie", "MMAUTHTOKEN=; Path=/; Max-Age=0");
+      c->respond(std::move(r));
+    }));
+  });
+  add("GET", v4 + "/users", true, [&app](const C& c) {
+    bool bad = false;
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (bad) return c->error(app::bad_param("page or per_page"));
+    app.list_users(c->session, page, per_page, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+  });
+  add("POST", v4 + "/users/ids", true, [&app](const C& c) {
+    auto ids = c->body_strings();
+    if (!ids) return;
+    app.get_users_by_ids(c->session, *ids, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+  });
+  add("GET", v4 + "/users/username/{username}", true, [&app](const C& c) {
+    app.get_user_by_username(c->session, c->params["username"], c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+  });
+  add("GET", v4 + "/users/{user_id}", true, [&app](const C& c) {
+    app.get_user(c->session, c->user_param(), c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+  });
+  add("GET", v4 + "/users/{user_id}/teams", true, [&app](const C& c) {
+    app.teams_for_user(c->session, c->user_param(), c->then<std::vector<app::Team>>([c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
+  });
+  add("GET", v4 + "/users/{user_id}/teams/members", true, [&app](const C& c) {
+    app.team_members_for_user(c->session, c->user_param(),
+                              c->then<std::vector<app::TeamMember>>([c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
+  });
+  add("GET", v4 + "/users/{user_id}/teams/{team_id}/channels", true, [&app](const C& c) {
+    app.channels_for_user(c->session, c->user_param(), c->params["team_id"],
+                          c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
+  });
+  add("GET", v4 + "/users/{user_id}/teams/{team_id}/channels/members", true, [&app](const C& c) {
+    app.channel_members_for_user(c->session, c->user_param(), c->params["team_id"],
+                                 c->then<std::vector<app::ChannelMember>>([c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
+  });
+  add("GET", v4 + "/users/{user_id}/status", true, [&app](const C& c) {
+    app.get_status(c->session, c->user_param(), c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
+  });
+  add("PUT", v4 + "/users/{user_id}/status", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string status = b->str("status"), user = b->str("user_id");
+    if (c->bad_type(*b)) return;
+    if (!user.empty() && user != c->user_param()) return c->error(app::bad_param("user_id"));
+    app.set_status(c->session, c->user_param(), status, c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
+  });
+  add("POST", v4 + "/users/status/ids", true, [&app](const C& c) {
+    auto ids = c->body_strings();
+    if (!ids) return;
+    app.get_statuses(c->session, *ids, c->then<std::vector<app::Status>>([c](const std::vector<app::Status>& s) { c->json(200, to_array(s)); }));
+  });
+
+  // --- teams
+  add("POST", v4 + "/teams", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::Team t;
+    t.name = b->str("name");
+    t.display_name = b->str("display_name");
+    t.type = b->str("type");
+    t.description = b->str("description");
+    t.email = b->str("email");
+    t.allow_open_invite = b->boolean("allow_open_invite");
+    if (t.type.empty()) t.type = "O";
+    if (c->bad_type(*b)) return;
+    app.create_team(c->session, t, c->then<app::Team>([c](const app::Team& team) { c->json(201, team.to_json()); }));
+  });
+  add("GET", v4 + "/teams", true, [&app](const C& c) {
+    app.list_teams(c->session, c->then<std::vector<app::Team>>([c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
+  });
+  add("GET", v4 + "/teams/{team_id}", true, [&app](const C& c) {
+    app.get_team(c->session, c->params["team_id"], c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
+  });
+  add("GET", v4 + "/teams/name/{name}", true, [&app](const C& c) {
+    app.get_team_by_name(c->session, c->params["name"], c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
+  });
+  add("POST", v4 + "/teams/{team_id}/members", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string team = b->str("team_id"), user = b->str("user_id");
+    if (c->bad_type(*b)) return;
+    if (team != c->params["team_id"]) return c->error(app::bad_param("team_id"));
+    app.add_team_member(c->session, team, user, c->then<app::TeamMember>([c](const app::TeamMember& m) { c->json(201, m.to_json()); }));
+  });
+  add("GET", v4 + "/teams/{team_id}/members", true, [&app](const C& c) {
+    bool bad = false;
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (bad) return c->error(app::bad_param("page or per_page"));
+    app.team_members(c->session, c->params["team_id"], page, per_page,
+                     c->then<std::vector<app::TeamMember>>([c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
+  });
+  add("DELETE", v4 + "/teams/{team_id}/members/{user_id}", true, [&app](const C& c) {
+    app.remove_team_member(c->session, c->params["team_id"], c->user_param(), c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("GET", v4 + "/teams/{team_id}/channels", true, [&app](const C& c) {
+    bool bad = false;
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (bad) return c->error(app::bad_param("page or per_page"));
+    app.public_channels(c->session, c->params["team_id"], page, per_page,
+                        c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
+  });
+  add("GET", v4 + "/teams/{team_id}/channels/name/{channel_name}", true, [&app](const C& c) {
+    app.get_channel_by_name(c->session, c->params["team_id"], c->params["channel_name"],
+                            c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));
+  });
+  add("POST", v4 + "/teams/{team_id}/posts/search", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string terms = b->str("terms");
+    const bool is_or = b->boolean("is_or_search");
+    const int64_t page = b->integer("page", 0), per_page = b->integer("per_page", 60);
+    if (c->bad_type(*b)) return;
+    if (page < 0 || page > 100000 || per_page < 1 || per_page > 200) return c->error(app::bad_param("page or per_page"));
+    app.search_posts(c->session, c->params["team_id"], terms, is_or, static_cast<int>(page), static_cast<int>(per_page),
+                     c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
+  });
+
+  // --- channels
+  add("POST", v4 + "/channels", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::Channel ch;
+    ch.team_id = b->str("team_id");
+    ch.name = b->str("name");
+    ch.display_name = b->str("display_name");
+    ch.type = b->str("type");
+    ch.header = b->str("header");
+    ch.purpose = b->str("purpose");
+    if (ch.type.empty()) ch.type = "O";
+    if (c->bad_type(*b)) return;
+    app.create_channel(c->session, ch, c->then<app::Channel>([c](const app::Channel& created) { c->json(201, created.to_json()); }));
+  });
+  add("GET", v4 + "/channels/{channel_id}", true, [&app](const C& c) {
+    app.get_channel(c->session, c->params["channel_id"], c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));
+  });
+  add("POST", v4 + "/channels/{channel_id}/members", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string user = b->str("user_id");
+    if (c->bad_type(*b)) return;
+    app.add_channel_member(c->session, c->params["channel_id"], user,
+                           c->then<app::ChannelMember>([c](const app::ChannelMember& m) { c->json(201, m.to_json()); }));
+  });
+  add("GET", v4 + "/channels/{channel_id}/members", true, [&app](const C& c) {
+    bool bad = false;
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (bad) return c->error(app::bad_param("page or per_page"));
+    app.channel_members(c->session, c->params["channel_id"], page, per_page,
+                        c->then<std::vector<app::ChannelMember>>([c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
+  });
+  add("DELETE", v4 + "/channels/{channel_id}/members/{user_id}", true, [&app](const C& c) {
+    app.remove_channel_member(c->session, c->params["channel_id"], c->user_param(),
+                              c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("GET", v4 + "/channels/{channel_id}/posts", true, [&app](const C& c) {
+    bool bad = false;
+    app::PostQuery q;
+    q.page = query_int(c->request, "page", 0, 0, 100000, bad);
+    q.per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (auto it = c->request.query.find("since"); it != c->request.query.end() && !it->second.empty()) {
+      try {
+        size_t used = 0;
+        q.since = std::stoll(it->second, &used);
+        if (used != it->second.size() || q.since < 0) bad = true;
+      } catch (const std::exception&) {
+        bad = true;
+      }
+    }
+    if (auto it = c->request.query.find("before"); it != c->request.query.end()) q.before = it->second;
+    if (auto it = c->request.query.find("after"); it != c->request.query.end()) q.after = it->second;
+    if (bad) return c->error(app::bad_param("page, per_page or since"));
+    app.get_posts(c->session, c->params["channel_id"], q, c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
+  });
+
+  // --- posts
+  add("POST", v4 + "/posts", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::Post p;
+    p.channel_id = b->str("channel_id");
+    p.message = b->str("message");
+    p.root_id = b->str("root_id");
+    p.pending_post_id = b->str("pending_post_id");
+    if (auto it = b->o.find("props"); it != b->o.end() && it->value().is_object()) p.props = json::serialize(it->value());
+    if (c->bad_type(*b)) return;
+    app.create_post(c->session, p, c->then<app::Post>([c](const app::Post& post) { c->json(201, post.to_json()); }));
+  });
+  add("GET", v4 + "/posts/{post_id}", true, [&app](const C& c) {
+    app.get_post(c->session, c->params["post_id"], c->then<app::Post>([c](const app::Post& p) { c->json(200, p.to_json()); }));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// WebSocket: Mattermost's protocol over one connection.
+
+namespace {
+
+class WebSocket final : public SocketSession, public app::ConnectionSink {
+ public:
+  WebSocket(Env& env, app::App& app, app::Hub& hub, SocketSink& sink, const Request& request, const ApiOptions& options)
+      : env_(env), app_(app), hub_(hub), sink_(sink), options_(options) {
+    if (auto it = request.query.find("connection_id"); it != request.query.end()) connection_id_ = it->second;
+    if (auto it = request.query.find("sequence_number"); it != request.query.end()) {
+      try {
+        sequence_number_ = std::stoll(it->second);
+      } catch (const std::exception&) {
+        sequence_number_ = 0;
+      }
+    }
+    const std::string token = request_token(request);
+    if (!token.empty()) authenticate(token, -1);  // the bearer header: no challenge needed
+  }
+  ~WebSocket() override { *alive_ = false; }
+
+  // ConnectionSink: what the hub sends.
+  void send_text(std::string text) override {
+    if (!closed_) sink_.send_text(std::move(text));
+  }
+  size_t queued_frames() const override { return closed_ ? 0 : sink_.queued_frames(); }
+  void close(uint16_t code, std::string reason) override {
+    if (!closed_) sink_.close(code, std::move(reason));
+  }
+
+  void on_text(std::string_view text) override {
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec);
+    if (ec || !v.is_object()) {
+      if (++malformed_ > 100) return close(1008, "too many malformed messages");
+      env_.log().debug("websocket: ignored a malformed message ({} bytes)", text.size());
+      return;
+    }
+    auto& o = v.as_object();
+    const std::string action = o.contains("action") && o["action"].is_string() ? std::string(o["action"].as_string()) : "";
+    const int64_t seq = o.contains("seq") && o["seq"].is_int64() ? o["seq"].as_int64() : 0;
+    json::object data = o.contains("data") && o["data"].is_object() ? o["data"].as_object() : json::object{};
+    auto str = [&](const char* key) { return data.contains(key) && data[key].is_string() ? std::string(data[key].as_string()) : std::string(); };
+    if (action == "authentication_challenge") {
+      if (session_) return reply(seq, true);
+      const std::string token = str("token");
+      if (token.empty()) return fail(seq, "api.web_socket_router.no_token.app_error", "No token in the authentication challenge.");
+      return authenticate(token, seq);
+    }
+    if (!session_) return fail(seq, "api.web_socket_router.not_authenticated.app_error", "The connection is not authenticated yet.");
+    if (action == "ping") {
+      return send_reply(json::object{{"status", "OK"},
+                                     {"seq_reply", seq},
+                                     {"data", json::object{{"text", "pong"}, {"version", options_.server_version},
+                                                           {"server_time", env_.wall_now().us / 1000}, {"node_id", options_.hostname}}}});
+    }
+    if (action == "user_typing") {
+      app_.user_typing(*session_, str("channel_id"), str("parent_id"));
+      return reply(seq, true);
+    }
+    fail(seq, "api.web_socket_router.bad_action.app_error", "Unknown action \"" + action.substr(0, 64) + "\".");
+  }
+
+  void on_closed() override {
+    closed_ = true;
+    if (!registered_.empty()) hub_.closed(registered_, this);
+  }
+
+ private:
+  void authenticate(const std::string& token, int64_t seq) {
+    if (authenticating_) return;
+    authenticating_ = true;
+    app_.authenticate(token, [this, alive = alive_, token, seq](Result<Session> r) {
+      if (!*alive || closed_) return;
+      authenticating_ = false;
+      if (!r.ok()) {
+        if (seq >= 0) fail(seq, r.error.id, r.error.message);
+        return close(1008, "authentication failed");
+      }
+      session_ = r.value;
+      if (seq >= 0) reply(seq, true);
+      register_connection();
+    });
+  }
+
+  // Resume here, or take the connection over from another node, or start afresh with a hello.
+  void register_connection() {
+    const std::string user = session_->user_id;
+    auto open = [this, user] {
+      const auto opened = hub_.open(user, session_->token, this, connection_id_, sequence_number_);
+      registered_ = opened.connection_id;
+      if (opened.resumed) env_.log().debug("websocket: connection {} resumed at {} ({} events resent)", registered_, sequence_number_, opened.replayed);
+    };
+    if (connection_id_.empty() || sequence_number_ <= 0 || hub_.holds(connection_id_)) return open();
+    app_.find_connection(connection_id_, user, Duration{1'000'000}, [this, alive = alive_, open](bool) {
+      if (!*alive || closed_) return;
+      open();
+    });
+  }
+
+  void reply(int64_t seq, bool ok) { send_reply(json::object{{"status", ok ? "OK" : "FAIL"}, {"seq_reply", seq}}); }
+  void fail(int64_t seq, const std::string& id, const std::string& message) {
+    send_reply(json::object{{"status", "FAIL"}, {"seq_reply", seq}, {"error", json::object{{"id", id}, {"message", message}}}});
+  }
+  void send_reply(const json::object& o) { send_text(json::serialize(o)); }
+
+  Env& env_;
+  app::App& app_;
+  app::Hub& hub_;
+  SocketSink& sink_;
+  const ApiOptions& options_;
+  std::optional<Session> session_;
+  std::string connection_id_;
+  int64_t sequence_number_ = 0;
+  std::string registered_;
+  bool authenticating_ = false;
+  bool closed_ = false;
+  int malformed_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace
+
+std::unique_ptr<SocketSession> Api::open_socket(const Request& request, SocketSink& sink, Response& refusal) {
+  if (draining_) {
+    refusal = error_response(503, "api.server.shutting_down.app_error", "The server is shutting down.");
+    return nullptr;
+  }
+  if (request.path != "/api/v4/websocket") {
+    refusal = error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.");
+    return nullptr;
+  }
+  return std::make_unique<WebSocket>(env_, app_, hub_, sink, request, options_);
+}
+
+}  // namespace chorus::api

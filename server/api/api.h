@@ -1,0 +1,90 @@
+// The HTTP API (Mattermost's v4 routes and JSON shapes) and the WebSocket protocol, over the app.
+//
+// Transport-free: the runtime (Boost.Beast) and the simulator hand in parsed requests and WebSocket
+// frames (server/api/http.h); answers go back through callbacks on the node's loop. Errors are
+// Mattermost's JSON: {id, message, detailed_error, request_id, status_code}. Authentication: the
+// `Authorization: Bearer <token>` header (any case of the scheme), the `Token` scheme, the MMAUTHTOKEN
+// cookie or the access_token query parameter. Admin routes need the system_admin role.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/api/http.h"
+#include "server/app/app.h"
+#include "server/app/hub.h"
+
+namespace chorus::api {
+
+// One row of GET /api/v4/cluster/status (all strings, as Mattermost's ClusterInfo).
+struct ClusterNodeRow {
+  std::string id, version, schema_version, config_hash, ipaddress, hostname;
+};
+
+// What the API needs from the node around the app: cluster status, config, database and health.
+class NodeControl {
+ public:
+  virtual ~NodeControl() = default;
+  virtual bool cluster_enabled() const = 0;
+  virtual std::vector<ClusterNodeRow> cluster_status() const = 0;
+  // The effective config as JSON (secrets masked).
+  virtual std::string config_json() const = 0;
+  // Replaces the config with `json` (the whole config, or a patch merged over the current one): the
+  // empty string when saved and applied, else the error. Refused (403 by the caller) under ReadOnlyConfig.
+  virtual bool config_read_only() const = 0;
+  virtual std::string save_config(const std::string& json, bool patch) = 0;
+  virtual std::string reload_config() = 0;
+  virtual void recycle_database() = 0;
+  // The health check: writes and deletes a row in the Systems table (get_server_status).
+  virtual void check_health(std::function<void(bool database_ok, std::string detail)> done) = 0;
+};
+
+struct ApiOptions {
+  std::string server_version = "0.0.0";
+  std::string hostname;
+  size_t websocket_message_max = 64 * 1024;
+};
+
+class Api final : public Handler {
+ public:
+  Api(Env& env, app::App& app, app::Hub& hub, NodeControl& node, ApiOptions options);
+  ~Api() override;
+
+  void handle(Request request, Respond respond) override;
+  std::unique_ptr<SocketSession> open_socket(const Request& request, SocketSink& sink, Response& refusal) override;
+
+  // Stop taking new work: requests get 503, upgrades are refused (the graceful stop).
+  void drain() { draining_ = true; }
+
+  struct Call;
+  using Route = std::function<void(const std::shared_ptr<Call>&)>;
+
+ private:
+  struct Entry {
+    std::string method;
+    std::vector<std::string> segments;  // "{name}" matches one segment
+    bool auth = true;
+    Route run;
+  };
+  void add(std::string method, const std::string& pattern, bool auth, Route run);
+  void routes();
+
+  Env& env_;
+  app::App& app_;
+  app::Hub& hub_;
+  NodeControl& node_;
+  ApiOptions options_;
+  std::vector<Entry> routes_;
+  bool draining_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// Mattermost's error body.
+Response error_response(int status, const std::string& id, const std::string& message, const std::string& detailed = "");
+Response json_response(int status, std::string body);
+// The session token of a request (header, cookie or query), or "".
+std::string request_token(const Request& request);
+
+}  // namespace chorus::api

@@ -1,0 +1,1147 @@
+#include "server/app/app.h"
+
+#include <crypt.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <boost/json.hpp>
+
+#include "server/cluster/messages.h"
+#include "server/core/ids.h"
+#include "server/store/store.h"
+
+namespace chorus::app {
+
+namespace {
+
+using db::Statement;
+using db::Value;
+
+AppError error(int status, std::string id, std::string message, std::string detailed = "") {
+  return AppError{status, std::move(id), std::move(message), std::move(detailed)};
+}
+
+template <class T>
+Result<T> fail(AppError e) {
+  return Result<T>{std::move(e), T{}};
+}
+
+template <class T>
+Result<T> ok(T value) {
+  return Result<T>{AppError{}, std::move(value)};
+}
+
+bool valid_name(const std::string& s, size_t min, size_t max, bool allow_underscore, bool allow_dot) {
+  if (s.size() < min || s.size() > max) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (allow_underscore && c == '_') || (allow_dot && c == '.');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "Id, CreateAt" with prefix "t." -> "t.Id, t.CreateAt" (for joins).
+std::string prefixed(const char* columns, const char* prefix) {
+  std::string out, cols = columns;
+  size_t pos = 0;
+  while (pos < cols.size()) {
+    const size_t end = std::min(cols.find(',', pos), cols.size());
+    std::string name = cols.substr(pos, end - pos);
+    while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+    out += (out.empty() ? "" : ", ") + std::string(prefix) + name;
+    pos = end + 1;
+  }
+  return out;
+}
+
+// Constant-time comparison of two strings of the same length.
+bool same_secret(const char* a, const std::string& b) {
+  if (std::strlen(a) != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+int clamp_per_page(int per_page, int max) { return std::clamp(per_page <= 0 ? 60 : per_page, 1, max); }
+
+// LIKE pattern for one search word, with the wildcards in it escaped.
+std::string like_pattern(const std::string& word) {
+  std::string out = "%";
+  for (char c : word) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "%";
+}
+
+std::vector<std::string> words_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '"') {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  if (out.size() > 16) out.resize(16);
+  return out;
+}
+
+}  // namespace
+
+AppError bad_param(const std::string& name) {
+  return error(400, "api.context.invalid_param.app_error", "Invalid or missing " + name + " parameter in request body or URL.");
+}
+AppError not_found(const std::string& what) {
+  return error(404, "app." + what + ".missing.app_error", "Unable to find the " + what + ".");
+}
+AppError forbidden() {
+  return error(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.");
+}
+AppError from_db(const db::Error& e) {
+  switch (e.status) {
+    case db::Status::ok:
+      return {};
+    case db::Status::conflict:
+      return error(400, "store.sql.conflict.app_error", "The change conflicts with existing data.", e.message);
+    case db::Status::timeout:
+      return error(504, "store.sql.timeout.app_error", "The database did not answer in time.", e.message);
+    case db::Status::bad_request:
+      return error(500, "store.sql.bad_request.app_error", "The database refused a request.", e.message);
+    default:
+      return error(503, "store.sql.unavailable.app_error", "The database is unavailable; try again.", e.message);
+  }
+}
+
+App::App(Env& env, store::Store& store, const config::Config& config, Hub& hub, AppOptions options)
+    : env_(env), store_(store), config_(&config), hub_(hub), options_(options) {}
+
+App::~App() { *alive_ = false; }
+
+void App::set_messenger(cluster::Messenger* messenger) {
+  messenger_ = messenger;
+  if (!messenger_) return;
+  // A peer asks for a connection's queue: hand it over if we hold it for that user (and forget it).
+  messenger_->serve("ws_queues", [this](const std::string& from, const cluster::ClusterMessage& m, cluster::Messenger::Reply reply) {
+    auto user = m.props.find("user_id");
+    auto queue = user == m.props.end() ? std::nullopt : hub_.export_queue(m.data, user->second);
+    if (queue) env_.log().info("app: handed WebSocket connection {} over to {}", m.data, from);
+    reply(cluster::ClusterMessage{"", queue.value_or(""), {}});
+  });
+}
+
+void App::find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done) {
+  if (hub_.holds(connection_id)) return done(true);
+  if (!messenger_) return done(false);
+  messenger_->request(cluster::ClusterMessage{"ws_queues", connection_id, {{"user_id", user_id}}}, timeout,
+                      [this, alive = alive_, connection_id, done](cluster::Replies replies) {
+                        if (!*alive) return;
+                        for (const auto& [peer, reply] : replies.replies)
+                          if (!reply.data.empty() && hub_.import_queue(reply.data)) {
+                            env_.log().info("app: took WebSocket connection {} over from {}", connection_id, peer);
+                            return done(true);
+                          }
+                        done(hub_.holds(connection_id));
+                      });
+}
+
+int64_t App::now_ms() const { return env_.wall_now().us / 1000; }
+
+bool App::fresh(MonoTime at) const {
+  const Duration ttl = std::min(options_.cache_ttl, Duration{config_->ServiceSettings.SessionCacheInMinutes * 60'000'000});
+  return env_.now() - at < ttl;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Cluster: invalidations and events.
+
+void App::invalidate(const std::string& event, const std::string& id) {
+  apply_invalidation(event, id);
+  if (!messenger_) return;
+  ++stats_.invalidations_sent;
+  messenger_->send_to_all(cluster::ClusterMessage{event, id, {}}, cluster::Delivery::best_effort);
+}
+
+void App::apply_invalidation(const std::string& event, const std::string& id) {
+  if (event == "inv_user") {
+    users_.erase(id);
+  } else if (event == "inv_channel") {
+    channels_.erase(id);
+    channel_members_.erase(id);
+  } else if (event == "inv_channel_members") {
+    channel_members_.erase(id);
+  } else if (event == "clear_session_user") {
+    // id is "user_id" or "user_id token": the user's cached sessions go; the token's sockets close.
+    const auto space = id.find(' ');
+    const std::string user = id.substr(0, space);
+    const std::string token = space == std::string::npos ? "" : id.substr(space + 1);
+    for (auto it = sessions_.begin(); it != sessions_.end();)
+      it = it->second.value.user_id == user ? sessions_.erase(it) : std::next(it);
+    if (!token.empty()) hub_.revoke(user, token);
+  }
+}
+
+void App::on_cluster_message(const std::string& from, const cluster::ClusterMessage& m) {
+  if (m.event == "publish") {
+    auto event = Event::from_cluster(m.data);
+    if (!event) {
+      env_.log().warn("app: dropped a malformed publish message from {}", from);
+      return;
+    }
+    ++stats_.events_received;
+    hub_.deliver(*event);  // never sent on
+  } else if (m.event == "update_status") {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(m.data, ec);
+    if (ec || !v.is_object()) return;
+    const auto& o = v.as_object();
+    Status s;
+    if (auto it = o.find("user_id"); it != o.end() && it->value().is_string()) s.user_id = it->value().as_string();
+    if (auto it = o.find("status"); it != o.end() && it->value().is_string()) s.status = it->value().as_string();
+    if (auto it = o.find("manual"); it != o.end() && it->value().is_bool()) s.manual = it->value().as_bool();
+    if (auto it = o.find("last_activity_at"); it != o.end() && it->value().is_int64()) s.last_activity_at = it->value().as_int64();
+    if (!s.user_id.empty()) statuses_[s.user_id] = s;
+  } else if (m.event.rfind("inv_", 0) == 0 || m.event == "clear_session_user") {
+    ++stats_.invalidations_received;
+    apply_invalidation(m.event, m.data);
+  }
+}
+
+void App::on_membership_change() {
+  // Whatever we missed while a peer was unreachable (or we were), we stop trusting now.
+  ++stats_.cache_flushes;
+  sessions_.clear();
+  users_.clear();
+  channels_.clear();
+  channel_members_.clear();
+}
+
+void App::publish(Event event) {
+  ++stats_.events_published;
+  hub_.deliver(event);
+  if (!messenger_) return;
+  messenger_->send_to_all(cluster::ClusterMessage{"publish", event.to_cluster(), {}},
+                          event.reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Passwords (bcrypt, off the loop).
+
+void App::hash_password(const std::string& password, std::function<void(std::string)> done) {
+  std::array<char, 16> salt_bytes;
+  for (auto& b : salt_bytes) b = static_cast<char>(env_.random().next_u64());
+  auto out = std::make_shared<std::string>();
+  const int cost = options_.bcrypt_cost;
+  env_.run_blocking(
+      [password, salt_bytes, cost, out] {
+        char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+        if (!crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), salt_bytes.data(), static_cast<int>(salt_bytes.size()), setting,
+                              sizeof setting))
+          return;
+        auto data = std::make_unique<crypt_data>();
+        const char* hash = crypt_rn(password.c_str(), setting, data.get(), sizeof(crypt_data));
+        if (hash && hash[0] == '$') *out = hash;
+      },
+      [out, done = std::move(done)] { done(*out); });
+}
+
+void App::check_password(const std::string& password, const std::string& hash, std::function<void(bool)> done) {
+  auto matches = std::make_shared<bool>(false);
+  env_.run_blocking(
+      [password, hash, matches] {
+        if (hash.rfind("$2", 0) != 0) return;
+        auto data = std::make_unique<crypt_data>();
+        const char* again = crypt_rn(password.c_str(), hash.c_str(), data.get(), sizeof(crypt_data));
+        *matches = again && same_secret(again, hash);
+      },
+      [matches, done = std::move(done)] { done(*matches); });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sessions and users.
+
+void App::authenticate(const std::string& token, Callback<Session> done) {
+  const auto expired = error(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.");
+  if (token.empty() || token.size() > 64) return done(fail<Session>(expired));
+  if (auto it = sessions_.find(token); it != sessions_.end() && fresh(it->second.at)) {
+    ++stats_.cache_hits;
+    if (it->second.value.expires_at <= now_ms()) return done(fail<Session>(expired));
+    return done(ok(it->second.value));
+  }
+  ++stats_.cache_misses;
+  // From the master: a session made a moment ago on another node must be found.
+  store_.write({Statement{std::string("SELECT ") + kSessionColumns + " FROM Sessions WHERE Token = $1", {token}}}, false,
+               [this, alive = alive_, token, expired, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<Session>(from_db(o.error)));
+                 if (o.result().rows.empty()) return done(fail<Session>(expired));
+                 Session s = session_from_row(o.result().rows[0]);
+                 if (s.expires_at <= now_ms()) return done(fail<Session>(expired));
+                 if (sessions_.size() >= options_.cache_entries_max) sessions_.clear();
+                 sessions_[token] = Entry<Session>{s, env_.now()};
+                 done(ok(std::move(s)));
+               });
+}
+
+void App::create_user(const Session* actor, NewUser u, Callback<User> done) {
+  for (auto& c : u.username) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : u.email) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!valid_name(u.username, 3, 22, true, true) || !(u.username[0] >= 'a' && u.username[0] <= 'z'))
+    return done(fail<User>(error(400, "model.user.is_valid.username.app_error",
+                                 "Username must begin with a letter and contain between 3 to 22 lowercase characters made up of numbers, "
+                                 "letters, and the symbols '.', '-', and '_'.")));
+  const auto at = u.email.find('@');
+  if (u.email.size() > 128 || at == std::string::npos || at == 0 || at + 1 == u.email.size())
+    return done(fail<User>(error(400, "model.user.is_valid.email.app_error", "Invalid email.")));
+  if (u.password.size() < 8 || u.password.size() > 72)
+    return done(fail<User>(error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
+  if (u.first_name.size() > 64 || u.last_name.size() > 64 || u.nickname.size() > 64) return done(fail<User>(bad_param("user")));
+  const bool admin = actor && actor->is_system_admin();
+  store_.write({Statement{"SELECT COUNT(*) FROM Users", {}}}, false, [this, alive = alive_, u, admin, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<User>(from_db(o.error)));
+    const bool first = int_at(o.result().rows.at(0), 0) == 0;
+    const auto& team = config_->TeamSettings;
+    if (!first && !admin && !team.EnableUserCreation)
+      return done(fail<User>(error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
+    if (!first && !admin && !team.EnableOpenServer)
+      return done(fail<User>(error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
+    hash_password(u.password, [this, alive, u, done](std::string hash) {
+      if (!*alive) return;
+      if (hash.empty()) return done(fail<User>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
+      const std::string id = new_id(env_.random());
+      const int64_t now = now_ms();
+      // The first user becomes system admin; the database decides, so two nodes cannot both see "first".
+      std::vector<Statement> s{
+          Statement{"INSERT INTO Users (Id, CreateAt, UpdateAt, Username, Password, Email, Nickname, FirstName, LastName, Roles, Locale,"
+                    " LastPasswordUpdate) SELECT $1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN EXISTS (SELECT 1 FROM Users) THEN"
+                    " 'system_user' ELSE 'system_admin system_user' END, $9, $2",
+                    {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name, u.locale.empty() ? "en" : u.locale}},
+          Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {id}}};
+      store_.write(std::move(s), true, [alive, done](db::Outcome o) {
+        if (!*alive) return;
+        if (o.error.status == db::Status::conflict)
+          return done(fail<User>(error(400, "app.user.save.existing.app_error", "An account with that username or email already exists.")));
+        if (!o.ok()) return done(fail<User>(from_db(o.error)));
+        done(ok(user_from_row(o.results.at(1).rows.at(0))));
+      });
+    });
+  });
+}
+
+void App::login(const std::string& login_id, const std::string& password, const std::string& device_id,
+                Callback<std::pair<User, Session>> done) {
+  const auto invalid = error(401, "api.user.login.invalid_credentials_email_username", "Enter a valid email or username and/or password.");
+  if (login_id.empty() || login_id.size() > 128 || password.empty() || password.size() > 72)
+    return done(fail<std::pair<User, Session>>(invalid));
+  std::string lower = login_id;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  store_.write({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE (Username = $1 OR Email = $1) AND DeleteAt = 0", {lower}}},
+               false, [this, alive = alive_, password, device_id, invalid, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<std::pair<User, Session>>(from_db(o.error)));
+                 if (o.result().rows.empty()) return done(fail<std::pair<User, Session>>(invalid));
+                 User user = user_from_row(o.result().rows[0]);
+                 const std::string hash = user.password_hash;
+                 check_password(password, hash, [this, alive, user, device_id, invalid, done](bool matches) {
+                   if (!*alive) return;
+                   if (!matches) return done(fail<std::pair<User, Session>>(invalid));
+                   Session s;
+                   s.id = new_id(env_.random());
+                   s.token = new_id(env_.random());
+                   s.create_at = s.last_activity_at = now_ms();
+                   s.expires_at = s.create_at + config_->ServiceSettings.SessionLengthWebInHours * 3'600'000;
+                   s.user_id = user.id;
+                   s.device_id = device_id;
+                   s.roles = user.roles;
+                   store_.write({Statement{"INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId, Roles)"
+                                           " VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
+                                           {s.id, s.token, s.create_at, s.expires_at, s.user_id, s.device_id, s.roles}}},
+                                false, [this, alive, user, s, done](db::Outcome o2) {
+                                  if (!*alive) return;
+                                  if (!o2.ok()) return done(fail<std::pair<User, Session>>(from_db(o2.error)));
+                                  sessions_[s.token] = Entry<Session>{s, env_.now()};
+                                  done(ok(std::make_pair(user, s)));
+                                });
+                 });
+               });
+}
+
+void App::logout(const Session& session, Callback<Unit> done) {
+  store_.write({Statement{"DELETE FROM Sessions WHERE Token = $1", {session.token}}}, false,
+               [this, alive = alive_, session, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                 sessions_.erase(session.token);
+                 // Every node drops the user's cached sessions and closes this token's sockets.
+                 invalidate("clear_session_user", session.user_id + " " + session.token);
+                 done(ok(Unit{}));
+               });
+}
+
+void App::get_user(const Session& actor, const std::string& user_id, Callback<User> done) {
+  if (!is_valid_id(user_id)) return done(fail<User>(bad_param("user_id")));
+  if (auto it = users_.find(user_id); it != users_.end() && fresh(it->second.at)) {
+    ++stats_.cache_hits;
+    return done(ok(it->second.value));
+  }
+  ++stats_.cache_misses;
+  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}},
+              [this, alive = alive_, user_id, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<User>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<User>(not_found("user")));
+                User u = user_from_row(o.result().rows[0]);
+                if (users_.size() >= options_.cache_entries_max) users_.clear();
+                users_[user_id] = Entry<User>{u, env_.now()};
+                done(ok(std::move(u)));
+              });
+}
+
+void App::get_user_by_username(const Session& actor, const std::string& username, Callback<User> done) {
+  if (username.empty() || username.size() > 64) return done(fail<User>(bad_param("username")));
+  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Username = $1", {username}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<User>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<User>(not_found("user")));
+                done(ok(user_from_row(o.result().rows[0])));
+              });
+}
+
+void App::get_users_by_ids(const Session& actor, const std::vector<std::string>& ids, Callback<std::vector<User>> done) {
+  if (ids.empty()) return done(ok(std::vector<User>{}));
+  if (ids.size() > 1000) return done(fail<std::vector<User>>(bad_param("user_ids")));
+  std::string in;
+  std::vector<Value> params;
+  for (const auto& id : ids) {
+    if (!is_valid_id(id)) return done(fail<std::vector<User>>(bad_param("user_ids")));
+    params.emplace_back(id);
+    in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
+  }
+  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id IN (" + in + ") ORDER BY Username", params}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<User>>(from_db(o.error)));
+                std::vector<User> users;
+                for (const auto& r : o.result().rows) users.push_back(user_from_row(r));
+                done(ok(std::move(users)));
+              });
+}
+
+void App::list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done) {
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0 ORDER BY Username LIMIT $1 OFFSET $2",
+                         {static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<User>>(from_db(o.error)));
+                std::vector<User> users;
+                for (const auto& r : o.result().rows) users.push_back(user_from_row(r));
+                done(ok(std::move(users)));
+              });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Teams.
+
+void App::is_team_member(const std::string& team_id, const std::string& user_id, std::function<void(AppError, bool)> done) {
+  store_.read({Statement{"SELECT 1 FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, user_id}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(from_db(o.error), false);
+                done({}, !o.result().rows.empty());
+              });
+}
+
+void App::create_team(const Session& actor, Team team, Callback<Team> done) {
+  if (!valid_name(team.name, 2, 64, false, false) || team.name.front() == '-')
+    return done(fail<Team>(error(400, "model.team.is_valid.url.app_error", "Team URL must be 2-64 lowercase letters, numbers or dashes.")));
+  if (team.display_name.empty() || team.display_name.size() > 64) return done(fail<Team>(bad_param("display_name")));
+  if (team.type != "O" && team.type != "I") return done(fail<Team>(bad_param("type")));
+  team.id = new_id(env_.random());
+  team.create_at = team.update_at = now_ms();
+  const std::string town = new_id(env_.random()), off = new_id(env_.random());
+  const int64_t now = team.create_at;
+  std::vector<Statement> s{
+      Statement{"INSERT INTO Teams (Id, CreateAt, UpdateAt, DisplayName, Name, Description, Email, Type, AllowOpenInvite)"
+                " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)",
+                {team.id, now, team.display_name, team.name, team.description, team.email, team.type, int64_t{team.allow_open_invite}}},
+      Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user team_admin', $3)",
+                {team.id, actor.user_id, now}},
+      // Every team starts with Town Square and Off-Topic, its creator in both (as Mattermost).
+      Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, CreatorId) VALUES"
+                " ($1, $3, $3, $4, 'O', 'Town Square', 'town-square', $5), ($2, $3, $3, $4, 'O', 'Off-Topic', 'off-topic', $5)",
+                {town, off, now, team.id, actor.user_id}},
+      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $3, 'channel_user', $4),"
+                " ($2, $3, 'channel_user', $4)",
+                {town, off, actor.user_id, now}}};
+  store_.write(std::move(s), true, [this, alive = alive_, team, done](db::Outcome o) {
+    if (!*alive) return;
+    if (o.error.status == db::Status::conflict)
+      return done(fail<Team>(error(400, "store.sql_team.save_team.existing.app_error", "A team with that name already exists.")));
+    if (!o.ok()) return done(fail<Team>(from_db(o.error)));
+    done(ok(team));
+  });
+}
+
+void App::get_team(const Session& actor, const std::string& team_id, Callback<Team> done) {
+  if (!is_valid_id(team_id)) return done(fail<Team>(bad_param("team_id")));
+  store_.read({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE Id = $1", {team_id}}},
+              [this, alive = alive_, actor, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Team>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<Team>(not_found("team")));
+                Team t = team_from_row(o.result().rows[0]);
+                if (actor.is_system_admin() || (t.type == "O" && t.allow_open_invite)) return done(ok(std::move(t)));
+                is_team_member(t.id, actor.user_id, [t, done](AppError e, bool member) {
+                  if (!e.ok()) return done(fail<Team>(e));
+                  if (!member) return done(fail<Team>(forbidden()));
+                  done(ok(t));
+                });
+              });
+}
+
+void App::get_team_by_name(const Session& actor, const std::string& name, Callback<Team> done) {
+  if (!valid_name(name, 1, 64, false, false)) return done(fail<Team>(bad_param("name")));
+  store_.read({Statement{"SELECT Id FROM Teams WHERE Name = $1", {name}}}, [this, alive = alive_, actor, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<Team>(from_db(o.error)));
+    if (o.result().rows.empty()) return done(fail<Team>(not_found("team")));
+    get_team(actor, text_at(o.result().rows[0], 0), done);
+  });
+}
+
+void App::teams_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<Team>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<Team>>(forbidden()));
+  store_.read({Statement{"SELECT " + prefixed(kTeamColumns, "t.") +
+                             " FROM Teams t JOIN TeamMembers m ON m.TeamId = t.Id WHERE m.UserId = $1 AND m.DeleteAt = 0 AND t.DeleteAt = 0"
+                             " ORDER BY t.DisplayName",
+                         {user_id}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<Team>>(from_db(o.error)));
+                std::vector<Team> teams;
+                for (const auto& r : o.result().rows) teams.push_back(team_from_row(r));
+                done(ok(std::move(teams)));
+              });
+}
+
+void App::list_teams(const Session& actor, Callback<std::vector<Team>> done) {
+  // A system admin sees every team; others the open ones.
+  const std::string where = actor.is_system_admin() ? "DeleteAt = 0" : "DeleteAt = 0 AND Type = 'O' AND AllowOpenInvite = 1";
+  store_.read({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE " + where + " ORDER BY DisplayName LIMIT 1000", {}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<Team>>(from_db(o.error)));
+                std::vector<Team> teams;
+                for (const auto& r : o.result().rows) teams.push_back(team_from_row(r));
+                done(ok(std::move(teams)));
+              });
+}
+
+void App::add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<TeamMember> done) {
+  if (!is_valid_id(team_id)) return done(fail<TeamMember>(bad_param("team_id")));
+  if (!is_valid_id(user_id)) return done(fail<TeamMember>(bad_param("user_id")));
+  // Who may add: a system admin, a team admin, or anyone joining an open team themselves.
+  store_.write({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE Id = $1", {team_id}},
+                Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, actor.user_id}},
+                Statement{"SELECT 1 FROM Users WHERE Id = $1", {user_id}}},
+               false, [this, alive = alive_, actor, team_id, user_id, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<TeamMember>(from_db(o.error)));
+                 if (o.results[0].rows.empty()) return done(fail<TeamMember>(not_found("team")));
+                 if (o.results[2].rows.empty()) return done(fail<TeamMember>(not_found("user")));
+                 const Team team = team_from_row(o.results[0].rows[0]);
+                 const bool team_admin = !o.results[1].rows.empty() && text_at(o.results[1].rows[0], 0).find("team_admin") != std::string::npos;
+                 const bool self_join = actor.user_id == user_id && team.type == "O" && team.allow_open_invite;
+                 if (!actor.is_system_admin() && !team_admin && !self_join) return done(fail<TeamMember>(forbidden()));
+                 const int64_t now = now_ms();
+                 std::vector<Statement> s{
+                     Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user', $3)"
+                               " ON CONFLICT (TeamId, UserId) DO UPDATE SET DeleteAt = 0",
+                               {team_id, user_id, now}},
+                     Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) SELECT Id, $2, 'channel_user', $3"
+                               " FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic') AND DeleteAt = 0"
+                               " ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                               {team_id, user_id, now}},
+                     Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic')", {team_id}},
+                     Statement{std::string("SELECT ") + kTeamMemberColumns + " FROM TeamMembers WHERE TeamId = $1 AND UserId = $2",
+                               {team_id, user_id}}};
+                 store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
+                   if (!*alive) return;
+                   if (!o2.ok()) return done(fail<TeamMember>(from_db(o2.error)));
+                   for (const auto& r : o2.results[2].rows) invalidate("inv_channel_members", text_at(r, 0));
+                   Event e{"added_to_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
+                   e.broadcast.user_id = user_id;
+                   e.reliable = true;
+                   publish(std::move(e));
+                   done(ok(team_member_from_row(o2.results[3].rows.at(0))));
+                 });
+               });
+}
+
+void App::remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<Unit> done) {
+  if (!is_valid_id(team_id)) return done(fail<Unit>(bad_param("team_id")));
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  store_.write({Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, actor.user_id}}}, false,
+               [this, alive = alive_, actor, team_id, user_id, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                 const bool team_admin = !o.result().rows.empty() && text_at(o.result().rows[0], 0).find("team_admin") != std::string::npos;
+                 if (!actor.is_system_admin() && !team_admin && actor.user_id != user_id) return done(fail<Unit>(forbidden()));
+                 std::vector<Statement> s{
+                     Statement{"SELECT Id FROM Channels WHERE TeamId = $1", {team_id}},
+                     Statement{"DELETE FROM ChannelMembers WHERE UserId = $2 AND ChannelId IN (SELECT Id FROM Channels WHERE TeamId = $1)",
+                               {team_id, user_id}},
+                     Statement{"UPDATE TeamMembers SET DeleteAt = $3 WHERE TeamId = $1 AND UserId = $2", {team_id, user_id, now_ms()}}};
+                 store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
+                   if (!*alive) return;
+                   if (!o2.ok()) return done(fail<Unit>(from_db(o2.error)));
+                   for (const auto& r : o2.results[0].rows) invalidate("inv_channel_members", text_at(r, 0));
+                   Event e{"leave_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
+                   e.broadcast.user_id = user_id;
+                   e.reliable = true;
+                   publish(std::move(e));
+                   done(ok(Unit{}));
+                 });
+               });
+}
+
+void App::team_members(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<TeamMember>> done) {
+  if (!is_valid_id(team_id)) return done(fail<std::vector<TeamMember>>(bad_param("team_id")));
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  is_team_member(team_id, actor.user_id, [this, alive = alive_, actor, team_id, page, per_page, done](AppError e, bool member) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<std::vector<TeamMember>>(e));
+    if (!member && !actor.is_system_admin()) return done(fail<std::vector<TeamMember>>(forbidden()));
+    store_.read({Statement{std::string("SELECT ") + kTeamMemberColumns +
+                               " FROM TeamMembers WHERE TeamId = $1 AND DeleteAt = 0 ORDER BY UserId LIMIT $2 OFFSET $3",
+                           {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                [alive, done](db::Outcome o) {
+                  if (!*alive) return;
+                  if (!o.ok()) return done(fail<std::vector<TeamMember>>(from_db(o.error)));
+                  std::vector<TeamMember> out;
+                  for (const auto& r : o.result().rows) out.push_back(team_member_from_row(r));
+                  done(ok(std::move(out)));
+                });
+  });
+}
+
+void App::team_members_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<TeamMember>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<TeamMember>>(forbidden()));
+  store_.read({Statement{std::string("SELECT ") + kTeamMemberColumns + " FROM TeamMembers WHERE UserId = $1 AND DeleteAt = 0", {user_id}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<TeamMember>>(from_db(o.error)));
+                std::vector<TeamMember> out;
+                for (const auto& r : o.result().rows) out.push_back(team_member_from_row(r));
+                done(ok(std::move(out)));
+              });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Channels.
+
+void App::load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
+  if (auto it = channels_.find(channel_id); it != channels_.end() && fresh(it->second.at)) {
+    ++stats_.cache_hits;
+    return done({}, it->second.value);
+  }
+  ++stats_.cache_misses;
+  store_.read({Statement{std::string("SELECT ") + kChannelColumns + " FROM Channels WHERE Id = $1", {channel_id}}},
+              [this, alive = alive_, channel_id, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(from_db(o.error), std::nullopt);
+                if (o.result().rows.empty()) return done({}, std::nullopt);
+                Channel c = channel_from_row(o.result().rows[0]);
+                if (channels_.size() >= options_.cache_entries_max) channels_.clear();
+                channels_[channel_id] = Entry<Channel>{c, env_.now()};
+                done({}, std::move(c));
+              });
+}
+
+void App::channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done) {
+  if (auto it = channel_members_.find(channel_id); it != channel_members_.end() && fresh(it->second.at)) {
+    ++stats_.cache_hits;
+    return done({}, it->second.value);
+  }
+  ++stats_.cache_misses;
+  // From the master: a member added a moment ago on another node must be able to post.
+  store_.write({Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {channel_id}}}, false,
+               [this, alive = alive_, channel_id, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(from_db(o.error), nullptr);
+                 auto ids = std::make_shared<std::set<std::string>>();
+                 for (const auto& r : o.result().rows) ids->insert(text_at(r, 0));
+                 if (channel_members_.size() >= options_.cache_entries_max) channel_members_.clear();
+                 channel_members_[channel_id] = Entry<std::shared_ptr<const std::set<std::string>>>{ids, env_.now()};
+                 done({}, ids);
+               });
+}
+
+void App::can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
+  if (!is_valid_id(channel_id)) return done(bad_param("channel_id"), std::nullopt);
+  load_channel(channel_id, [this, alive = alive_, actor, channel_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(e, std::nullopt);
+    if (!c || c->delete_at != 0) return done(not_found("channel"), std::nullopt);
+    if (actor.is_system_admin()) return done({}, c);
+    channel_member_ids(channel_id, [this, alive, actor, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(e2, std::nullopt);
+      if (ids->contains(actor.user_id)) return done({}, c);
+      if (c->type != "O") return done(forbidden(), std::nullopt);
+      is_team_member(c->team_id, actor.user_id, [c, done](AppError e3, bool member) {
+        if (!e3.ok()) return done(e3, std::nullopt);
+        if (!member) return done(forbidden(), std::nullopt);
+        done({}, c);
+      });
+    });
+  });
+}
+
+void App::create_channel(const Session& actor, Channel ch, Callback<Channel> done) {
+  if (!is_valid_id(ch.team_id)) return done(fail<Channel>(bad_param("team_id")));
+  if (!valid_name(ch.name, 1, 64, true, false))
+    return done(fail<Channel>(error(400, "model.channel.is_valid.2_or_more.app_error", "Name must be 1-64 lowercase letters, numbers, - or _.")));
+  if (ch.display_name.empty() || ch.display_name.size() > 64) return done(fail<Channel>(bad_param("display_name")));
+  if (ch.type != "O" && ch.type != "P") return done(fail<Channel>(bad_param("type")));
+  if (ch.header.size() > 1024 || ch.purpose.size() > 250) return done(fail<Channel>(bad_param("header")));
+  is_team_member(ch.team_id, actor.user_id, [this, alive = alive_, actor, ch, done](AppError e, bool member) mutable {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Channel>(e));
+    if (!member && !actor.is_system_admin()) return done(fail<Channel>(forbidden()));
+    ch.id = new_id(env_.random());
+    ch.create_at = ch.update_at = now_ms();
+    ch.creator_id = actor.user_id;
+    std::vector<Statement> s{
+        Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose, CreatorId)"
+                  " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}},
+        Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user channel_admin', $3)",
+                  {ch.id, actor.user_id, ch.create_at}}};
+    store_.write(std::move(s), true, [this, alive, ch, done](db::Outcome o) {
+      if (!*alive) return;
+      if (o.error.status == db::Status::conflict)
+        return done(fail<Channel>(error(400, "store.sql_channel.save_channel.exists.app_error", "A channel with that name already exists on the same team.")));
+      if (!o.ok()) return done(fail<Channel>(from_db(o.error)));
+      Event e{"channel_created", boost::json::object{{"channel_id", ch.id}, {"team_id", ch.team_id}}};
+      e.broadcast.user_id = ch.creator_id;
+      publish(std::move(e));
+      done(ok(ch));
+    });
+  });
+}
+
+void App::get_channel(const Session& actor, const std::string& channel_id, Callback<Channel> done) {
+  can_read_channel(actor, channel_id, [done](AppError e, std::optional<Channel> c) {
+    if (!e.ok()) return done(fail<Channel>(e));
+    done(ok(*c));
+  });
+}
+
+void App::get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name, Callback<Channel> done) {
+  if (!is_valid_id(team_id)) return done(fail<Channel>(bad_param("team_id")));
+  if (!valid_name(name, 1, 64, true, false)) return done(fail<Channel>(bad_param("channel_name")));
+  store_.read({Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name = $2 AND DeleteAt = 0", {team_id, name}}},
+              [this, alive = alive_, actor, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Channel>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<Channel>(not_found("channel")));
+                get_channel(actor, text_at(o.result().rows[0], 0), done);
+              });
+}
+
+void App::public_channels(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<Channel>> done) {
+  if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  is_team_member(team_id, actor.user_id, [this, alive = alive_, actor, team_id, page, per_page, done](AppError e, bool member) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<std::vector<Channel>>(e));
+    if (!member && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
+    store_.read({Statement{std::string("SELECT ") + kChannelColumns +
+                               " FROM Channels WHERE TeamId = $1 AND Type = 'O' AND DeleteAt = 0 ORDER BY DisplayName LIMIT $2 OFFSET $3",
+                           {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                [alive, done](db::Outcome o) {
+                  if (!*alive) return;
+                  if (!o.ok()) return done(fail<std::vector<Channel>>(from_db(o.error)));
+                  std::vector<Channel> out;
+                  for (const auto& r : o.result().rows) out.push_back(channel_from_row(r));
+                  done(ok(std::move(out)));
+                });
+  });
+}
+
+void App::channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id, Callback<std::vector<Channel>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
+  if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
+  const std::string cols = prefixed(kChannelColumns, "c.");
+  store_.read({Statement{"SELECT " + cols +
+                             " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND c.TeamId = $2 AND c.DeleteAt = 0"
+                             " ORDER BY c.DisplayName",
+                         {user_id, team_id}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<Channel>>(from_db(o.error)));
+                std::vector<Channel> out;
+                for (const auto& r : o.result().rows) out.push_back(channel_from_row(r));
+                done(ok(std::move(out)));
+              });
+}
+
+void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done) {
+  if (!is_valid_id(user_id)) return done(fail<ChannelMember>(bad_param("user_id")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<ChannelMember>(e));
+    // Members add others; anyone who can read a public channel may join it.
+    channel_member_ids(channel_id, [this, alive, actor, c, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<ChannelMember>(e2));
+      const bool member = ids->contains(actor.user_id);
+      const bool self_join = actor.user_id == user_id && c->type == "O";
+      if (!member && !self_join && !actor.is_system_admin()) return done(fail<ChannelMember>(forbidden()));
+      is_team_member(c->team_id, user_id, [this, alive, c, user_id, actor, done](AppError e3, bool in_team) {
+        if (!*alive) return;
+        if (!e3.ok()) return done(fail<ChannelMember>(e3));
+        if (!in_team)
+          return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",
+                                                "The user is not a member of the channel's team.")));
+        const int64_t now = now_ms();
+        std::vector<Statement> s{Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user', $3)"
+                                           " ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                                           {c->id, user_id, now}},
+                                 Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
+                                           {c->id, user_id}},
+                                 Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
+        store_.write(std::move(s), true, [this, alive, c, user_id, actor, done](db::Outcome o) {
+          if (!*alive) return;
+          if (!o.ok()) return done(fail<ChannelMember>(from_db(o.error)));
+          invalidate("inv_channel_members", c->id);
+          if (o.results[0].affected > 0) {
+            Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
+            ev.broadcast.channel_id = c->id;
+            for (const auto& r : o.results[2].rows) ev.recipients.push_back(text_at(r, 0));
+            ev.reliable = true;
+            publish(std::move(ev));
+          }
+          done(ok(channel_member_from_row(o.results[1].rows.at(0))));
+        });
+      });
+    });
+  });
+}
+
+void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done) {
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Unit>(e));
+    if (c->name == "town-square") return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
+    channel_member_ids(channel_id, [this, alive, actor, channel_id, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<Unit>(e2));
+      if (!ids->contains(actor.user_id) && !actor.is_system_admin()) return done(fail<Unit>(forbidden()));
+      std::vector<std::string> recipients(ids->begin(), ids->end());
+      store_.write({Statement{"DELETE FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2", {channel_id, user_id}}}, false,
+                   [this, alive, actor, channel_id, user_id, recipients, done](db::Outcome o) {
+                     if (!*alive) return;
+                     if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                     invalidate("inv_channel_members", channel_id);
+                     if (o.result().affected > 0) {
+                       Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id}, {"channel_id", channel_id}}};
+                       ev.broadcast.channel_id = channel_id;
+                       ev.recipients = recipients;
+                       ev.reliable = true;
+                       publish(std::move(ev));
+                     }
+                     done(ok(Unit{}));
+                   });
+    });
+  });
+}
+
+void App::channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done) {
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, page, per_page, done](AppError e, std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<std::vector<ChannelMember>>(e));
+    store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 ORDER BY UserId LIMIT $2 OFFSET $3",
+                           {channel_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                [alive, done](db::Outcome o) {
+                  if (!*alive) return;
+                  if (!o.ok()) return done(fail<std::vector<ChannelMember>>(from_db(o.error)));
+                  std::vector<ChannelMember> out;
+                  for (const auto& r : o.result().rows) out.push_back(channel_member_from_row(r));
+                  done(ok(std::move(out)));
+                });
+  });
+}
+
+void App::channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
+                                   Callback<std::vector<ChannelMember>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<ChannelMember>>(forbidden()));
+  if (!is_valid_id(team_id)) return done(fail<std::vector<ChannelMember>>(bad_param("team_id")));
+  const std::string cols = prefixed(kChannelMemberColumns, "m.");
+  store_.read({Statement{"SELECT " + cols + " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
+                         {user_id, team_id}}},
+              [alive = alive_, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<std::vector<ChannelMember>>(from_db(o.error)));
+                std::vector<ChannelMember> out;
+                for (const auto& r : o.result().rows) out.push_back(channel_member_from_row(r));
+                done(ok(std::move(out)));
+              });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Posts.
+
+void App::create_post(const Session& actor, Post post, Callback<Post> done) {
+  if (!is_valid_id(post.channel_id)) return done(fail<Post>(bad_param("channel_id")));
+  if (post.message.empty() || post.message.size() > 16383)
+    return done(fail<Post>(error(400, "model.post.is_valid.msg.app_error", "Message must be 1 to 16383 characters.")));
+  if (!post.root_id.empty() && !is_valid_id(post.root_id)) return done(fail<Post>(bad_param("root_id")));
+  if (post.pending_post_id.size() > 64) return done(fail<Post>(bad_param("pending_post_id")));
+  load_channel(post.channel_id, [this, alive = alive_, actor, post, done](AppError e, std::optional<Channel> c) mutable {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Post>(e));
+    if (!c || c->delete_at != 0) return done(fail<Post>(not_found("channel")));
+    channel_member_ids(c->id, [this, alive, actor, post, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) mutable {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<Post>(e2));
+      if (!ids->contains(actor.user_id)) return done(fail<Post>(forbidden()));
+      post.id = new_id(env_.random());
+      post.user_id = actor.user_id;
+      const std::vector<std::string> recipients(ids->begin(), ids->end());
+      // create_at is this node's clock, but never before the channel's last post: posts in a channel
+      // are ordered as they were made even across nodes whose clocks disagree. The channel row is the
+      // arbiter: the update must see the LastPostAt we read, else we read again (a concurrent post).
+      auto attempt = std::make_shared<std::function<void(int)>>();
+      *attempt = [this, alive, post, c, recipients, done, attempt](int tries) mutable {
+        store_.write({Statement{"SELECT LastPostAt FROM Channels WHERE Id = $1", {post.channel_id}}}, false,
+                     [this, alive, post, c, recipients, done, attempt, tries](db::Outcome o) mutable {
+                       if (!*alive) return;
+                       if (!o.ok() || o.result().rows.empty()) {
+                         *attempt = nullptr;
+                         return done(fail<Post>(o.ok() ? not_found("channel") : from_db(o.error)));
+                       }
+                       const int64_t last = int_at(o.result().rows[0], 0);
+                       post.create_at = post.update_at = std::max(now_ms(), last + 1);
+                       std::vector<Statement> s{
+                           Statement{"UPDATE Channels SET LastPostAt = $2, TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1 AND LastPostAt = $3",
+                                     {post.channel_id, post.create_at, last}, 1},
+                           Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
+                                     " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                     {post.id, post.create_at, post.user_id, post.channel_id, post.root_id, post.message, post.type, post.props,
+                                      post.pending_post_id}}};
+                       store_.write(std::move(s), true, [this, alive, post, c, recipients, done, attempt, tries](db::Outcome o2) mutable {
+                         if (!*alive) return;
+                         if (o2.error.status == db::Status::conflict && tries < 8) {
+                           // Another post won the race for the channel row, or this is a retry of a
+                           // post already made (same pending id): look for that first.
+                           if (post.pending_post_id.empty()) return (*attempt)(tries + 1);
+                           store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                                                   {post.user_id, post.pending_post_id}}},
+                                        false, [alive, done, attempt, tries](db::Outcome o3) {
+                                          if (!*alive) return;
+                                          if (o3.ok() && !o3.result().rows.empty()) {
+                                            *attempt = nullptr;
+                                            return done(ok(post_from_row(o3.result().rows[0])));
+                                          }
+                                          (*attempt)(tries + 1);
+                                        });
+                           return;
+                         }
+                         auto finish = std::move(*attempt);  // breaks the self-reference
+                         if (!o2.ok()) return done(fail<Post>(from_db(o2.error)));
+                         Event ev{"posted", boost::json::object{{"channel_display_name", c->display_name},
+                                                                {"channel_name", c->name},
+                                                                {"channel_type", c->type},
+                                                                {"post", boost::json::serialize(post.to_json())},
+                                                                {"sender_name", ""},
+                                                                {"set_online", true},
+                                                                {"team_id", c->team_id}}};
+                         ev.broadcast.channel_id = c->id;
+                         ev.recipients = recipients;
+                         ev.reliable = true;
+                         publish(std::move(ev));
+                         done(ok(post));
+                       });
+                     });
+      };
+      (*attempt)(0);
+    });
+  });
+}
+
+void App::get_post(const Session& actor, const std::string& post_id, Callback<Post> done) {
+  if (!is_valid_id(post_id)) return done(fail<Post>(bad_param("post_id")));
+  store_.read({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1 AND DeleteAt = 0", {post_id}}},
+              [this, alive = alive_, actor, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Post>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<Post>(not_found("post")));
+                Post p = post_from_row(o.result().rows[0]);
+                can_read_channel(actor, p.channel_id, [p, done](AppError e, std::optional<Channel>) {
+                  if (!e.ok()) return done(fail<Post>(e));
+                  done(ok(p));
+                });
+              });
+}
+
+void App::get_posts(const Session& actor, const std::string& channel_id, PostQuery q, Callback<PostList> done) {
+  q.per_page = clamp_per_page(q.per_page, options_.per_page_max);
+  if (q.page < 0 || q.page > 100000) return done(fail<PostList>(bad_param("page")));
+  if ((!q.before.empty() && !is_valid_id(q.before)) || (!q.after.empty() && !is_valid_id(q.after)))
+    return done(fail<PostList>(bad_param("before/after")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, q, done](AppError e, std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<PostList>(e));
+    const std::string cols = std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND ";
+    const int64_t limit = q.per_page, offset = static_cast<int64_t>(q.page) * q.per_page;
+    auto finish = [alive, done, q](db::Outcome o, bool ascending) {
+      if (!*alive) return;
+      if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+      PostList list;
+      for (const auto& r : o.results.back().rows) list.posts.push_back(post_from_row(r));
+      if (ascending) std::reverse(list.posts.begin(), list.posts.end());
+      done(ok(std::move(list)));
+    };
+    if (q.since > 0) {
+      // The re-sync after a reconnect: every post changed since, from the master (no replica lag).
+      store_.write({Statement{cols + "UpdateAt >= $2 ORDER BY CreateAt DESC, Id DESC LIMIT 1000", {channel_id, q.since}}}, false,
+                   [finish](db::Outcome o) { finish(std::move(o), false); });
+    } else if (!q.before.empty() || !q.after.empty()) {
+      const bool before = !q.before.empty();
+      const std::string pivot = before ? q.before : q.after;
+      const std::string cmp = before ? "(CreateAt < $2 OR (CreateAt = $2 AND Id < $3))" : "(CreateAt > $2 OR (CreateAt = $2 AND Id > $3))";
+      store_.read({Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {pivot}}},
+                  [this, alive, cols, cmp, before, pivot, channel_id, limit, offset, finish, done](db::Outcome o) {
+                    if (!*alive) return;
+                    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+                    if (o.result().rows.empty()) return done(ok(PostList{}));
+                    const int64_t at = int_at(o.result().rows[0], 0);
+                    store_.read({Statement{cols + cmp + (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
+                                               " LIMIT $4 OFFSET $5",
+                                           {channel_id, at, pivot, limit, offset}}},
+                                [finish, before](db::Outcome o2) { finish(std::move(o2), !before); });
+                  });
+    } else {
+      store_.read({Statement{cols + "DeleteAt = 0 ORDER BY CreateAt DESC, Id DESC LIMIT $2 OFFSET $3", {channel_id, limit, offset}}},
+                  [finish](db::Outcome o) { finish(std::move(o), false); });
+    }
+  });
+}
+
+void App::search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page, int per_page,
+                       Callback<PostList> done) {
+  if (!is_valid_id(team_id)) return done(fail<PostList>(bad_param("team_id")));
+  const auto words = words_of(terms);
+  if (words.empty()) return done(fail<PostList>(bad_param("terms")));
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  std::vector<Value> params{actor.user_id, team_id};
+  std::string match;
+  for (const auto& w : words) {
+    params.emplace_back(like_pattern(w));
+    match += (match.empty() ? "" : (is_or ? " OR " : " AND ")) + std::string("p.Message LIKE $") + std::to_string(params.size()) + " ESCAPE '\\'";
+  }
+  params.emplace_back(static_cast<int64_t>(per_page));
+  params.emplace_back(static_cast<int64_t>(std::max(page, 0)) * per_page);
+  const std::string cols = prefixed(kPostColumns, "p.");
+  // Only channels the searcher belongs to, in that team.
+  const std::string sql = "SELECT " + cols +
+                          " FROM Posts p JOIN ChannelMembers m ON m.ChannelId = p.ChannelId AND m.UserId = $1"
+                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 WHERE p.DeleteAt = 0 AND (" +
+                          match + ") ORDER BY p.CreateAt DESC LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" +
+                          std::to_string(params.size());
+  store_.search({Statement{sql, params}}, [alive = alive_, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+    PostList list;
+    for (const auto& r : o.result().rows) list.posts.push_back(post_from_row(r));
+    done(ok(std::move(list)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Statuses and typing.
+
+void App::get_status(const Session& actor, const std::string& user_id, Callback<Status> done) {
+  if (!is_valid_id(user_id)) return done(fail<Status>(bad_param("user_id")));
+  if (auto it = statuses_.find(user_id); it != statuses_.end()) return done(ok(it->second));
+  store_.read({Statement{"SELECT UserId, Status, Manual, LastActivityAt FROM Status WHERE UserId = $1", {user_id}}},
+              [this, alive = alive_, user_id, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Status>(from_db(o.error)));
+                Status s;
+                s.user_id = user_id;
+                if (!o.result().rows.empty()) {
+                  const auto& r = o.result().rows[0];
+                  s.status = text_at(r, 1);
+                  s.manual = int_at(r, 2) != 0;
+                  s.last_activity_at = int_at(r, 3);
+                }
+                statuses_[user_id] = s;
+                done(ok(s));
+              });
+}
+
+void App::get_statuses(const Session& actor, const std::vector<std::string>& user_ids, Callback<std::vector<Status>> done) {
+  if (user_ids.size() > 1000) return done(fail<std::vector<Status>>(bad_param("user_ids")));
+  auto out = std::make_shared<std::vector<Status>>();
+  auto remaining = std::make_shared<size_t>(user_ids.size());
+  auto failed = std::make_shared<bool>(false);
+  if (user_ids.empty()) return done(ok(std::vector<Status>{}));
+  for (const auto& id : user_ids)
+    get_status(actor, id, [out, remaining, failed, done](Result<Status> r) {
+      if (*failed) return;
+      if (!r.ok()) {
+        *failed = true;
+        return done(fail<std::vector<Status>>(r.error));
+      }
+      out->push_back(r.value);
+      if (--*remaining == 0) done(ok(std::move(*out)));
+    });
+}
+
+void App::set_status(const Session& actor, const std::string& user_id, const std::string& status, Callback<Status> done) {
+  if (!is_valid_id(user_id)) return done(fail<Status>(bad_param("user_id")));
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<Status>(forbidden()));
+  if (status != "online" && status != "away" && status != "dnd" && status != "offline") return done(fail<Status>(bad_param("status")));
+  Status s{user_id, status, true, now_ms()};
+  store_.write({Statement{"INSERT INTO Status (UserId, Status, Manual, LastActivityAt) VALUES ($1, $2, 1, $3)"
+                          " ON CONFLICT (UserId) DO UPDATE SET Status = $2, Manual = 1, LastActivityAt = $3",
+                          {user_id, status, s.last_activity_at}}},
+               false, [this, alive = alive_, s, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<Status>(from_db(o.error)));
+                 statuses_[s.user_id] = s;
+                 if (messenger_)
+                   messenger_->send_to_all(cluster::ClusterMessage{"update_status", boost::json::serialize(s.to_json()), {}},
+                                           cluster::Delivery::best_effort);
+                 Event ev{"status_change", boost::json::object{{"status", s.status}, {"user_id", s.user_id}}};
+                 ev.broadcast.user_id = s.user_id;
+                 publish(std::move(ev));
+                 done(ok(s));
+               });
+}
+
+void App::user_typing(const Session& actor, const std::string& channel_id, const std::string& parent_id) {
+  if (!is_valid_id(channel_id)) return;
+  channel_member_ids(channel_id, [this, alive = alive_, actor, channel_id, parent_id](AppError e, std::shared_ptr<const std::set<std::string>> ids) {
+    if (!*alive || !e.ok() || !ids->contains(actor.user_id)) return;
+    Event ev{"typing", boost::json::object{{"parent_id", parent_id}, {"user_id", actor.user_id}}};
+    ev.broadcast.channel_id = channel_id;
+    ev.broadcast.omit_users = {actor.user_id};
+    ev.recipients.assign(ids->begin(), ids->end());
+    publish(std::move(ev));
+  });
+}
+
+}  // namespace chorus::app

@@ -1,0 +1,201 @@
+// The application: users, sessions, teams, channels, posts and statuses; who may do what; the caches
+// and their cluster-wide invalidation; the events that WebSocket clients receive.
+//
+// Every change is written to the database first (the master), then announced: the event goes to this
+// node's hub and, as a cluster message, to the other nodes' hubs (reliable for posted and membership
+// events, best effort for typing and status); cache invalidations go best effort. A node applying a
+// message from a peer never sends it on.
+//
+// Staleness bound: a cached session, user or channel membership is used for at most
+// `cache_ttl` (ServiceSettings.SessionCacheInMinutes, capped at 10 s here) after it was read, and every
+// cache is dropped whenever membership changes (a peer declared dead or back, which is how a partition
+// shows): an invalidation lost in a partition is therefore repaired within min(cache_ttl, detection time
+// + cache_ttl). A revoked session stops working on every node within that bound; on the node that
+// revoked it, at once.
+//
+// Runs above the seam: on the simulator as in production. Calls come from server/api on the node's loop;
+// results come back through callbacks on the same loop.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "server/app/hub.h"
+#include "server/app/model.h"
+#include "server/config/config.h"
+#include "server/core/env.h"
+
+namespace chorus::store {
+class Store;
+}
+namespace chorus::cluster {
+class Messenger;
+struct ClusterMessage;
+}  // namespace chorus::cluster
+
+namespace chorus::app {
+
+// An error in Mattermost's terms: an HTTP status and a stable id ("api.user.login.invalid_credentials...").
+struct AppError {
+  int status = 0;
+  std::string id;
+  std::string message;
+  std::string detailed;
+  bool ok() const { return status == 0; }
+};
+
+template <class T>
+struct Result {
+  AppError error;
+  T value{};
+  bool ok() const { return error.ok(); }
+};
+template <class T>
+using Callback = std::function<void(Result<T>)>;
+struct Unit {};
+
+struct AppOptions {
+  int bcrypt_cost = 10;               // Mattermost's cost; the simulator uses 4
+  Duration cache_ttl{10'000'000};     // see the staleness bound above
+  size_t cache_entries_max = 100'000;
+  int per_page_max = 200;
+};
+
+struct NewUser {
+  std::string username, email, password, first_name, last_name, nickname, locale;
+};
+
+struct PostQuery {
+  int page = 0, per_page = 60;
+  int64_t since = 0;        // posts changed since (ms): the client's re-sync after a reconnect
+  std::string before, after;  // post ids
+};
+
+struct PostList {
+  std::vector<Post> posts;  // newest first
+  std::string next_post_id, prev_post_id;
+};
+
+class App {
+ public:
+  App(Env& env, store::Store& store, const config::Config& config, Hub& hub, AppOptions options = {});
+  ~App();
+
+  // The cluster (null on a single node): announcements go out through it; peers' come in below.
+  void set_messenger(cluster::Messenger* messenger);
+  // A cluster message from a peer (publish, inv_*, clear_session_user, update_status).
+  void on_cluster_message(const std::string& from, const cluster::ClusterMessage& message);
+  // Membership changed (a peer died, came back, or we were cut off): drop every cache.
+  void on_membership_change();
+  void set_config(const config::Config& config) { config_ = &config; }
+  const config::Config& config() const { return *config_; }
+
+  // Sessions. The token may come from a header, a cookie or a query parameter (the api decides).
+  void authenticate(const std::string& token, Callback<Session> done);
+
+  // Users.
+  void create_user(const Session* actor, NewUser user, Callback<User> done);
+  void login(const std::string& login_id, const std::string& password, const std::string& device_id,
+             Callback<std::pair<User, Session>> done);
+  void logout(const Session& session, Callback<Unit> done);
+  void get_user(const Session& actor, const std::string& user_id, Callback<User> done);
+  void get_user_by_username(const Session& actor, const std::string& username, Callback<User> done);
+  void get_users_by_ids(const Session& actor, const std::vector<std::string>& ids, Callback<std::vector<User>> done);
+  void list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done);
+
+  // Teams.
+  void create_team(const Session& actor, Team team, Callback<Team> done);
+  void get_team(const Session& actor, const std::string& team_id, Callback<Team> done);
+  void get_team_by_name(const Session& actor, const std::string& name, Callback<Team> done);
+  void teams_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<Team>> done);
+  void list_teams(const Session& actor, Callback<std::vector<Team>> done);
+  void add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<TeamMember> done);
+  void remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<Unit> done);
+  void team_members(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<TeamMember>> done);
+  void team_members_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<TeamMember>> done);
+
+  // Channels.
+  void create_channel(const Session& actor, Channel channel, Callback<Channel> done);
+  void get_channel(const Session& actor, const std::string& channel_id, Callback<Channel> done);
+  void get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name, Callback<Channel> done);
+  void public_channels(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<Channel>> done);
+  void channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id, Callback<std::vector<Channel>> done);
+  void add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done);
+  void remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done);
+  void channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done);
+  void channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
+                                Callback<std::vector<ChannelMember>> done);
+
+  // Posts.
+  void create_post(const Session& actor, Post post, Callback<Post> done);
+  void get_post(const Session& actor, const std::string& post_id, Callback<Post> done);
+  void get_posts(const Session& actor, const std::string& channel_id, PostQuery query, Callback<PostList> done);
+  void search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page, int per_page,
+                    Callback<PostList> done);
+
+  // Statuses and typing.
+  void get_status(const Session& actor, const std::string& user_id, Callback<Status> done);
+  void get_statuses(const Session& actor, const std::vector<std::string>& user_ids, Callback<std::vector<Status>> done);
+  void set_status(const Session& actor, const std::string& user_id, const std::string& status, Callback<Status> done);
+  void user_typing(const Session& actor, const std::string& channel_id, const std::string& parent_id);
+
+  // Publishes an event: this node's hub, then the other nodes (the api's WebSocket code and tests).
+  void publish(Event event);
+  // A client resuming a WebSocket connection this node does not hold: asks the other nodes for its
+  // queue (ws_queues, at most `timeout`) and takes it over. done(true) when the hub now holds it.
+  void find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done);
+
+  struct Stats {
+    uint64_t cache_hits = 0, cache_misses = 0, invalidations_sent = 0, invalidations_received = 0, events_published = 0,
+             events_received = 0, cache_flushes = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Cached {
+    MonoTime at;
+  };
+  template <class T>
+  struct Entry {
+    T value;
+    MonoTime at;
+  };
+  bool fresh(MonoTime at) const;
+  void invalidate(const std::string& event, const std::string& id);  // locally and cluster-wide
+  void apply_invalidation(const std::string& event, const std::string& id);
+  // Channel membership: the set of user ids (cached), and the caller's membership.
+  void channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done);
+  void load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done);
+  void is_team_member(const std::string& team_id, const std::string& user_id, std::function<void(AppError, bool)> done);
+  // Channel read access: a member, or a team member for a public channel, or a system admin.
+  void can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done);
+  void hash_password(const std::string& password, std::function<void(std::string)> done);
+  void check_password(const std::string& password, const std::string& hash, std::function<void(bool)> done);
+  int64_t now_ms() const;
+
+  Env& env_;
+  store::Store& store_;
+  const config::Config* config_;
+  Hub& hub_;
+  AppOptions options_;
+  cluster::Messenger* messenger_ = nullptr;
+  std::map<std::string, Entry<Session>> sessions_;  // by token
+  std::map<std::string, Entry<User>> users_;        // by id
+  std::map<std::string, Entry<std::shared_ptr<const std::set<std::string>>>> channel_members_;  // by channel id
+  std::map<std::string, Entry<Channel>> channels_;  // by id
+  std::map<std::string, Status> statuses_;          // by user id (statuses live in memory and the Status table)
+  Stats stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+AppError bad_param(const std::string& name);
+AppError not_found(const std::string& what);
+AppError forbidden();
+AppError from_db(const db::Error& e);
+
+}  // namespace chorus::app

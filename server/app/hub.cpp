@@ -1,0 +1,259 @@
+#include "server/app/hub.h"
+
+#include <boost/json.hpp>
+
+#include "server/core/ids.h"
+
+namespace chorus::app {
+
+namespace json = boost::json;
+
+namespace {
+
+json::object broadcast_json(const Broadcast& b) {
+  json::value omit = nullptr;
+  if (!b.omit_users.empty()) {
+    json::object o;
+    for (const auto& u : b.omit_users) o[u] = true;
+    omit = std::move(o);
+  }
+  return {{"omit_users", omit}, {"user_id", b.user_id}, {"channel_id", b.channel_id}, {"team_id", b.team_id},
+          {"connection_id", ""}, {"omit_connection_id", ""}};
+}
+
+std::string str_of(const json::object& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+}
+
+}  // namespace
+
+std::string event_frame(const Event& event, int64_t seq) {
+  return json::serialize(json::object{{"event", event.event}, {"data", event.data}, {"broadcast", broadcast_json(event.broadcast)}, {"seq", seq}});
+}
+
+std::string Event::to_cluster() const {
+  json::array r;
+  for (const auto& u : recipients) r.emplace_back(u);
+  json::array omit;
+  for (const auto& u : broadcast.omit_users) omit.emplace_back(u);
+  return json::serialize(json::object{{"event", event},
+                                      {"data", data},
+                                      {"user_id", broadcast.user_id},
+                                      {"channel_id", broadcast.channel_id},
+                                      {"team_id", broadcast.team_id},
+                                      {"omit_users", omit},
+                                      {"recipients", r},
+                                      {"reliable", reliable}});
+}
+
+std::optional<Event> Event::from_cluster(const std::string& text) {
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  Event e;
+  e.event = str_of(o, "event");
+  if (e.event.empty()) return std::nullopt;
+  if (auto it = o.find("data"); it != o.end() && it->value().is_object()) e.data = it->value().as_object();
+  e.broadcast.user_id = str_of(o, "user_id");
+  e.broadcast.channel_id = str_of(o, "channel_id");
+  e.broadcast.team_id = str_of(o, "team_id");
+  for (const char* key : {"omit_users", "recipients"}) {
+    auto it = o.find(key);
+    if (it == o.end() || !it->value().is_array()) continue;
+    for (const auto& u : it->value().as_array())
+      if (u.is_string()) (std::string(key) == "recipients" ? e.recipients : e.broadcast.omit_users).emplace_back(u.as_string());
+  }
+  if (auto it = o.find("reliable"); it != o.end() && it->value().is_bool()) e.reliable = it->value().as_bool();
+  return e;
+}
+
+Hub::Hub(Env& env, HubOptions options) : env_(env), options_(std::move(options)) {
+  sweep_timer_ = env_.set_timer(Duration{30'000'000}, [this] { sweep(); });
+}
+
+Hub::~Hub() {
+  if (sweep_timer_) env_.cancel_timer(sweep_timer_);
+}
+
+Hub::Opened Hub::open(const std::string& user_id, const std::string& token, ConnectionSink* sink, const std::string& connection_id,
+                      int64_t sequence_number) {
+  ++stats_.opened;
+  auto it = connection_id.empty() ? conns_.end() : conns_.find(connection_id);
+  if (it != conns_.end() && it->second.user_id == user_id) {
+    Conn& c = it->second;
+    // Resumable when every event from sequence_number on is still held (or none was sent since).
+    const bool nothing_missed = sequence_number == c.next_seq;
+    const bool held = !c.dead.empty() && c.dead.front().first <= sequence_number && sequence_number < c.next_seq;
+    if (sequence_number > 0 && (nothing_missed || held)) {
+      if (c.sink && c.sink != sink) c.sink->close(1000, "resumed elsewhere");
+      c.sink = sink;
+      c.token = token;
+      Opened o{c.id, true, 0};
+      for (const auto& [seq, text] : c.dead)
+        if (seq >= sequence_number) {
+          sink->send_text(text);
+          ++o.replayed;
+        }
+      ++stats_.resumed;
+      return o;
+    }
+    // Too old to resume: the old connection is gone for good.
+    if (!c.sink) drop(c.id);
+  }
+  if (conns_.size() >= options_.connections_max) sweep();
+  Conn c;
+  c.id = new_id(env_.random());
+  c.user_id = user_id;
+  c.token = token;
+  c.sink = sink;
+  const std::string id = c.id;
+  by_user_[user_id].insert(id);
+  auto& conn = conns_.emplace(id, std::move(c)).first->second;
+  Event hello{"hello", json::object{{"server_version", options_.server_version}, {"connection_id", id}, {"server_hostname", options_.hostname}}};
+  hello.broadcast.user_id = user_id;
+  send(conn, hello);
+  return Opened{id, false, 0};
+}
+
+void Hub::closed(const std::string& connection_id, const ConnectionSink* sink) {
+  auto it = conns_.find(connection_id);
+  if (it == conns_.end() || it->second.sink != sink) return;
+  it->second.sink = nullptr;
+  it->second.inactive_since = env_.now();
+}
+
+void Hub::send(Conn& c, const Event& e) {
+  if (c.sink) {
+    const size_t waiting = c.sink->queued_frames();
+    if (waiting >= options_.send_queue_max) {
+      // Too slow: close it; it keeps its queue, so the client resumes where it stopped reading.
+      ++stats_.closed_slow;
+      env_.log().warn("hub: closing connection {} of user {}: {} frames waiting", c.id, c.user_id, waiting);
+      ConnectionSink* sink = c.sink;
+      c.sink = nullptr;
+      c.inactive_since = env_.now();
+      sink->close(1008, "send queue full");
+    } else if (e.droppable() && waiting >= options_.send_queue_max / 2) {
+      ++stats_.dropped_slow;
+      return;
+    }
+  } else if (e.droppable()) {
+    return;  // nobody is reading: typing and status are of no use later
+  }
+  const int64_t seq = c.next_seq++;
+  std::string text = event_frame(e, seq);
+  if (c.sink) {
+    c.sink->send_text(text);
+    ++stats_.sent;
+  }
+  c.dead.emplace_back(seq, std::move(text));
+  while (c.dead.size() > options_.dead_queue_max) c.dead.pop_front();
+}
+
+void Hub::deliver(const Event& e) {
+  std::vector<std::string> users = e.recipients;
+  if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
+  for (const auto& u : users) {
+    if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end()) continue;
+    auto it = by_user_.find(u);
+    if (it == by_user_.end()) continue;
+    for (const auto& id : std::vector<std::string>(it->second.begin(), it->second.end())) {
+      auto c = conns_.find(id);
+      if (c != conns_.end()) send(c->second, e);
+    }
+  }
+}
+
+void Hub::revoke(const std::string& user_id, const std::string& token) {
+  auto it = by_user_.find(user_id);
+  if (it == by_user_.end()) return;
+  for (const auto& id : std::vector<std::string>(it->second.begin(), it->second.end())) {
+    auto c = conns_.find(id);
+    if (c == conns_.end() || (!token.empty() && c->second.token != token)) continue;
+    if (c->second.sink) c->second.sink->close(1008, "session revoked");
+    drop(id);
+  }
+}
+
+void Hub::shutdown() {
+  for (auto& [id, c] : conns_)
+    if (c.sink) {
+      ConnectionSink* sink = c.sink;
+      c.sink = nullptr;
+      c.inactive_since = env_.now();
+      sink->close(1001, "server going away");
+    }
+}
+
+void Hub::drop(const std::string& connection_id) {
+  auto it = conns_.find(connection_id);
+  if (it == conns_.end()) return;
+  auto u = by_user_.find(it->second.user_id);
+  if (u != by_user_.end()) {
+    u->second.erase(connection_id);
+    if (u->second.empty()) by_user_.erase(u);
+  }
+  conns_.erase(it);
+}
+
+void Hub::sweep() {
+  sweep_timer_ = env_.set_timer(Duration{30'000'000}, [this] { sweep(); });
+  const MonoTime now = env_.now();
+  std::vector<std::string> expired;
+  for (const auto& [id, c] : conns_)
+    if (!c.sink && now - c.inactive_since >= options_.inactive_keep) expired.push_back(id);
+  for (const auto& id : expired) {
+    drop(id);
+    ++stats_.expired;
+  }
+}
+
+std::optional<std::string> Hub::export_queue(const std::string& connection_id, const std::string& user_id) {
+  auto it = conns_.find(connection_id);
+  if (it == conns_.end() || it->second.user_id != user_id) return std::nullopt;
+  Conn& c = it->second;
+  if (c.sink) {
+    // The client is here and elsewhere at once (a half-open socket here): the newer one wins.
+    ConnectionSink* sink = c.sink;
+    c.sink = nullptr;
+    sink->close(1000, "resumed elsewhere");
+  }
+  json::array dead;
+  for (const auto& [seq, text] : c.dead) dead.push_back(json::array{seq, text});
+  std::string out = json::serialize(json::object{{"id", c.id}, {"user_id", c.user_id}, {"next_seq", c.next_seq}, {"dead", dead}});
+  drop(connection_id);
+  return out;
+}
+
+bool Hub::import_queue(const std::string& text) {
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return false;
+  const auto& o = v.as_object();
+  Conn c;
+  c.id = str_of(o, "id");
+  c.user_id = str_of(o, "user_id");
+  auto ns = o.find("next_seq");
+  auto dead = o.find("dead");
+  if (c.id.empty() || c.user_id.empty() || ns == o.end() || !ns->value().is_int64() || dead == o.end() || !dead->value().is_array()) return false;
+  c.next_seq = ns->value().as_int64();
+  for (const auto& e : dead->value().as_array()) {
+    if (!e.is_array() || e.as_array().size() != 2 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string()) return false;
+    c.dead.emplace_back(e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()));
+  }
+  if (c.dead.size() > options_.dead_queue_max || conns_.contains(c.id)) return false;
+  c.inactive_since = env_.now();
+  by_user_[c.user_id].insert(c.id);
+  conns_.emplace(c.id, std::move(c));
+  return true;
+}
+
+Hub::Stats Hub::stats() const {
+  Stats s = stats_;
+  for (const auto& [id, c] : conns_) (c.sink ? s.active : s.inactive)++;
+  return s;
+}
+
+}  // namespace chorus::app

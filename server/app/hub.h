@@ -1,0 +1,127 @@
+// The WebSocket hub: this node's connections, the events they are sent, and the queues that let a
+// client resume after a reconnect - on this node or, through the cluster, on another.
+//
+// Every event sent on a connection gets the next sequence number of that connection (hello is 0) and is
+// kept in the connection's dead queue (the last 128). When the socket goes, the connection turns
+// inactive: events still queue up, numbered, for `inactive_keep`. A client that reconnects with
+// connection_id and sequence_number gets everything from that number on and no hello; a number no
+// longer held (or an unknown connection) gets a new connection and a hello at 0, and the client re-syncs
+// over REST. export_queue/import_queue hand an inactive connection to the node the client came back to.
+//
+// Slow consumers: a connection whose socket has `send_queue_max / 2` frames waiting loses typing and
+// status_change events (they take no sequence number); one with `send_queue_max` waiting is closed and
+// turns inactive, so its client resumes from the dead queue.
+//
+// Sockets stay out: a connection is reached through a ConnectionSink (server/api adapts the runtime's
+// or the simulator's socket to it). On the node's loop only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "server/core/env.h"
+
+namespace chorus::app {
+
+struct Broadcast {
+  std::string user_id, channel_id, team_id;
+  std::vector<std::string> omit_users;
+};
+
+struct Event {
+  std::string event;
+  boost::json::object data;
+  Broadcast broadcast;
+  std::vector<std::string> recipients;  // user ids, resolved by the publisher (empty: broadcast.user_id)
+  bool reliable = false;                // across the cluster
+  bool droppable() const { return event == "typing" || event == "status_change"; }
+
+  std::string to_cluster() const;
+  static std::optional<Event> from_cluster(const std::string& text);
+};
+
+class ConnectionSink {
+ public:
+  virtual ~ConnectionSink() = default;
+  virtual void send_text(std::string text) = 0;
+  virtual size_t queued_frames() const = 0;
+  virtual void close(uint16_t code, std::string reason) = 0;
+};
+
+struct HubOptions {
+  size_t send_queue_max = 256;
+  size_t dead_queue_max = 128;
+  Duration inactive_keep{300'000'000};  // 5 min
+  size_t connections_max = 200'000;     // active and inactive
+  std::string server_version = "0.0.0";
+  std::string hostname;
+};
+
+class Hub {
+ public:
+  Hub(Env& env, HubOptions options);
+  ~Hub();
+
+  struct Opened {
+    std::string connection_id;
+    bool resumed = false;
+    int64_t replayed = 0;  // events resent from the dead queue
+  };
+  // An authenticated connection. See the header comment for resume; a connection of another user is
+  // never resumed.
+  Opened open(const std::string& user_id, const std::string& session_token, ConnectionSink* sink, const std::string& connection_id,
+              int64_t sequence_number);
+  // The socket is gone (closed by either side): the connection turns inactive, unless it has moved to
+  // another socket meanwhile (a resume).
+  void closed(const std::string& connection_id, const ConnectionSink* sink);
+  // Sends to this node's connections of the recipients (minus omit_users).
+  void deliver(const Event& event);
+  // Closes and forgets the connections of a user (all sessions, or only the one with that token).
+  void revoke(const std::string& user_id, const std::string& session_token = "");
+  // Going away: every active connection is closed with 1001.
+  void shutdown();
+
+  bool holds(const std::string& connection_id) const { return conns_.contains(connection_id); }
+  // An inactive connection of that user, serialized, and forgotten here; nullopt if not held or active.
+  std::optional<std::string> export_queue(const std::string& connection_id, const std::string& user_id);
+  // Takes over a connection exported by a peer (then open() can resume it). False on bad input.
+  bool import_queue(const std::string& text);
+
+  struct Stats {
+    uint64_t opened = 0, resumed = 0, sent = 0, dropped_slow = 0, closed_slow = 0, expired = 0;
+    size_t active = 0, inactive = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Conn {
+    std::string id, user_id, token;
+    int64_t next_seq = 0;
+    std::deque<std::pair<int64_t, std::string>> dead;  // (seq, frame text), oldest first
+    ConnectionSink* sink = nullptr;                    // null while inactive
+    MonoTime inactive_since{};
+  };
+  void send(Conn& c, const Event& e);
+  void drop(const std::string& connection_id);
+  void sweep();
+
+  Env& env_;
+  HubOptions options_;
+  std::map<std::string, Conn> conns_;
+  std::map<std::string, std::set<std::string>> by_user_;
+  TimerId sweep_timer_ = 0;
+  Stats stats_;
+};
+
+// One event as a client receives it: {"event","data","broadcast","seq"}.
+std::string event_frame(const Event& event, int64_t seq);
+
+}  // namespace chorus::app

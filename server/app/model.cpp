@@ -1,0 +1,269 @@
+#include "server/app/model.h"
+
+#include <boost/json.hpp>
+
+namespace chorus::app {
+
+std::string text_at(const std::vector<db::Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
+  return "";
+}
+
+int64_t int_at(const std::vector<db::Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* n = std::get_if<int64_t>(&v)) return *n;
+  if (const auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    try {
+      return std::stoll(*s);
+    } catch (const std::exception&) {
+    }
+  }
+  return 0;
+}
+
+namespace {
+bool has_role(const std::string& roles, const std::string& role) {
+  size_t pos = 0;
+  while (pos <= roles.size()) {
+    const size_t end = roles.find(' ', pos);
+    const std::string word = roles.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (word == role) return true;
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return false;
+}
+}  // namespace
+
+bool User::is_system_admin() const { return has_role(roles, "system_admin"); }
+bool Session::is_system_admin() const { return has_role(roles, "system_admin"); }
+
+json::object User::to_json() const {
+  return {{"id", id},
+          {"create_at", create_at},
+          {"update_at", update_at},
+          {"delete_at", delete_at},
+          {"username", username},
+          {"auth_data", ""},
+          {"auth_service", ""},
+          {"email", email},
+          {"email_verified", email_verified},
+          {"nickname", nickname},
+          {"first_name", first_name},
+          {"last_name", last_name},
+          {"position", position},
+          {"roles", roles},
+          {"locale", locale},
+          {"timezone", json::object{{"automaticTimezone", ""}, {"manualTimezone", ""}, {"useAutomaticTimezone", "true"}}},
+          {"notify_props", json::object{}},
+          {"props", json::object{}},
+          {"last_password_update", last_password_update},
+          {"is_bot", false},
+          {"mfa_active", false}};
+}
+
+User user_from_row(const std::vector<db::Value>& r) {
+  User u;
+  u.id = text_at(r, 0);
+  u.create_at = int_at(r, 1);
+  u.update_at = int_at(r, 2);
+  u.delete_at = int_at(r, 3);
+  u.username = text_at(r, 4);
+  u.password_hash = text_at(r, 5);
+  u.email = text_at(r, 6);
+  u.email_verified = int_at(r, 7) != 0;
+  u.nickname = text_at(r, 8);
+  u.first_name = text_at(r, 9);
+  u.last_name = text_at(r, 10);
+  u.position = text_at(r, 11);
+  u.roles = text_at(r, 12);
+  u.locale = text_at(r, 13);
+  u.last_password_update = int_at(r, 14);
+  return u;
+}
+
+json::object Session::to_json() const {
+  return {{"id", id},         {"token", token},     {"create_at", create_at}, {"expires_at", expires_at}, {"last_activity_at", last_activity_at},
+          {"user_id", user_id}, {"device_id", device_id}, {"roles", roles},   {"is_oauth", false},        {"props", json::object{}}};
+}
+
+Session session_from_row(const std::vector<db::Value>& r) {
+  Session s;
+  s.id = text_at(r, 0);
+  s.token = text_at(r, 1);
+  s.create_at = int_at(r, 2);
+  s.expires_at = int_at(r, 3);
+  s.last_activity_at = int_at(r, 4);
+  s.user_id = text_at(r, 5);
+  s.device_id = text_at(r, 6);
+  s.roles = text_at(r, 7);
+  return s;
+}
+
+json::object Team::to_json() const {
+  return {{"id", id},
+          {"create_at", create_at},
+          {"update_at", update_at},
+          {"delete_at", delete_at},
+          {"display_name", display_name},
+          {"name", name},
+          {"description", description},
+          {"email", email},
+          {"type", type},
+          {"company_name", ""},
+          {"allowed_domains", ""},
+          {"invite_id", ""},
+          {"allow_open_invite", allow_open_invite},
+          {"scheme_id", nullptr},
+          {"group_constrained", nullptr},
+          {"policy_id", nullptr}};
+}
+
+Team team_from_row(const std::vector<db::Value>& r) {
+  Team t;
+  t.id = text_at(r, 0);
+  t.create_at = int_at(r, 1);
+  t.update_at = int_at(r, 2);
+  t.delete_at = int_at(r, 3);
+  t.display_name = text_at(r, 4);
+  t.name = text_at(r, 5);
+  t.description = text_at(r, 6);
+  t.email = text_at(r, 7);
+  t.type = text_at(r, 8);
+  t.allow_open_invite = int_at(r, 9) != 0;
+  return t;
+}
+
+json::object TeamMember::to_json() const {
+  const bool admin = roles.find("team_admin") != std::string::npos;
+  return {{"team_id", team_id}, {"user_id", user_id}, {"roles", roles}, {"delete_at", delete_at},
+          {"scheme_user", true}, {"scheme_admin", admin}, {"scheme_guest", false}, {"explicit_roles", ""}};
+}
+
+TeamMember team_member_from_row(const std::vector<db::Value>& r) {
+  return TeamMember{text_at(r, 0), text_at(r, 1), text_at(r, 2), int_at(r, 3)};
+}
+
+json::object Channel::to_json() const {
+  return {{"id", id},
+          {"create_at", create_at},
+          {"update_at", update_at},
+          {"delete_at", delete_at},
+          {"team_id", team_id},
+          {"type", type},
+          {"display_name", display_name},
+          {"name", name},
+          {"header", header},
+          {"purpose", purpose},
+          {"last_post_at", last_post_at},
+          {"last_root_post_at", last_post_at},
+          {"total_msg_count", total_msg_count},
+          {"total_msg_count_root", total_msg_count},
+          {"extra_update_at", 0},
+          {"creator_id", creator_id},
+          {"scheme_id", nullptr},
+          {"props", nullptr},
+          {"group_constrained", nullptr},
+          {"shared", nullptr}};
+}
+
+Channel channel_from_row(const std::vector<db::Value>& r) {
+  Channel c;
+  c.id = text_at(r, 0);
+  c.create_at = int_at(r, 1);
+  c.update_at = int_at(r, 2);
+  c.delete_at = int_at(r, 3);
+  c.team_id = text_at(r, 4);
+  c.type = text_at(r, 5);
+  c.display_name = text_at(r, 6);
+  c.name = text_at(r, 7);
+  c.header = text_at(r, 8);
+  c.purpose = text_at(r, 9);
+  c.last_post_at = int_at(r, 10);
+  c.total_msg_count = int_at(r, 11);
+  c.creator_id = text_at(r, 12);
+  return c;
+}
+
+json::object ChannelMember::to_json() const {
+  const bool admin = roles.find("channel_admin") != std::string::npos;
+  return {{"channel_id", channel_id},
+          {"user_id", user_id},
+          {"roles", roles},
+          {"last_viewed_at", last_viewed_at},
+          {"msg_count", msg_count},
+          {"msg_count_root", msg_count},
+          {"mention_count", mention_count},
+          {"mention_count_root", mention_count},
+          {"urgent_mention_count", 0},
+          {"notify_props", json::object{{"desktop", "default"}, {"email", "default"}, {"mark_unread", "all"}, {"push", "default"}}},
+          {"last_update_at", last_update_at},
+          {"scheme_user", true},
+          {"scheme_admin", admin},
+          {"scheme_guest", false},
+          {"explicit_roles", ""}};
+}
+
+ChannelMember channel_member_from_row(const std::vector<db::Value>& r) {
+  ChannelMember m;
+  m.channel_id = text_at(r, 0);
+  m.user_id = text_at(r, 1);
+  m.roles = text_at(r, 2);
+  m.last_viewed_at = int_at(r, 3);
+  m.msg_count = int_at(r, 4);
+  m.mention_count = int_at(r, 5);
+  m.last_update_at = int_at(r, 6);
+  return m;
+}
+
+json::object Post::to_json() const {
+  json::value parsed_props;
+  boost::system::error_code ec;
+  parsed_props = json::parse(props, ec);
+  if (ec || !parsed_props.is_object()) parsed_props = json::object{};
+  return {{"id", id},
+          {"create_at", create_at},
+          {"update_at", update_at},
+          {"edit_at", edit_at},
+          {"delete_at", delete_at},
+          {"is_pinned", false},
+          {"user_id", user_id},
+          {"channel_id", channel_id},
+          {"root_id", root_id},
+          {"original_id", ""},
+          {"message", message},
+          {"type", type},
+          {"props", parsed_props},
+          {"hashtags", ""},
+          {"pending_post_id", pending_post_id},
+          {"reply_count", 0},
+          {"last_reply_at", 0},
+          {"participants", nullptr},
+          {"metadata", json::object{}}};
+}
+
+Post post_from_row(const std::vector<db::Value>& r) {
+  Post p;
+  p.id = text_at(r, 0);
+  p.create_at = int_at(r, 1);
+  p.update_at = int_at(r, 2);
+  p.edit_at = int_at(r, 3);
+  p.delete_at = int_at(r, 4);
+  p.user_id = text_at(r, 5);
+  p.channel_id = text_at(r, 6);
+  p.root_id = text_at(r, 7);
+  p.message = text_at(r, 8);
+  p.type = text_at(r, 9);
+  p.props = text_at(r, 10);
+  p.pending_post_id = text_at(r, 11);
+  return p;
+}
+
+json::object Status::to_json() const {
+  return {{"user_id", user_id}, {"status", status}, {"manual", manual}, {"last_activity_at", last_activity_at}, {"active_channel", ""}};
+}
+
+}  // namespace chorus::app

@@ -1,0 +1,244 @@
+#include "server/node/node.h"
+
+#include <boost/json.hpp>
+
+#include "server/cluster/cluster_key.h"
+
+namespace chorus::node {
+
+namespace json = boost::json;
+
+Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
+    : env_(env), config_(std::move(config)), options_(std::move(options)) {
+  const auto& cfg = config_.config;
+  store_ = std::make_unique<store::Store>(env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}});
+  membership_ = std::make_unique<cluster::Membership>(env_, options_.advertise, static_cast<uint64_t>(env_.wall_now().us), options_.membership,
+                                                      [this](const cluster::Member& m) { on_member_change(m); });
+  status_ = std::make_unique<cluster::ClusterStatus>(
+      env_, cluster::NodeInfo{options_.advertise, options_.version, "", config_.hash, options_.hostname}, *membership_);
+  messenger_ = std::make_unique<cluster::Messenger>(env_, *membership_);
+  PingNode::Options ping;
+  ping.start_transport = false;
+  ping_ = std::make_unique<PingNode>(env_, options_.peers, ping);
+  app::HubOptions hub;
+  hub.server_version = options_.version;
+  hub.hostname = options_.advertise;  // unique per node, also when several share a machine
+  hub_ = std::make_unique<app::Hub>(env_, hub);
+  app_ = std::make_unique<app::App>(env_, *store_, config_.config, *hub_, options_.app);
+  app_->set_messenger(messenger_.get());
+  messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
+    if (m.event == "config_changed") {
+      // A peer saved config.json through the API (ReadOnlyConfig off): read it again.
+      const std::string error = reload_config();
+      if (!error.empty()) env_.log().error("config: {} changed the config, but it does not load here: {}", from, error);
+      return;
+    }
+    app_->on_cluster_message(from, m);
+  });
+  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *this, api::ApiOptions{options_.version, options_.advertise});
+  const auto& cs = cfg.ClusterSettings;
+  if (cs.Enable) {
+    cluster::DiscoveryOptions d;
+    d.cluster_name = cs.ClusterName;
+    d.hostname = options_.hostname;
+    d.gossip_port = cs.GossipPort;
+    discovery_ = std::make_unique<cluster::Discovery>(env_, *store_, d, [this, name = cs.ClusterName](const std::vector<cluster::DiscoveredNode>& found) {
+      std::vector<std::string> all = options_.peers;
+      for (const auto& n : found) all.push_back(n.address());
+      env_.log().info("discovery: {} peers in cluster \"{}\"", found.size(), name);
+      ping_->set_peers(all);
+      for (const auto& n : found) membership_->add_seed(n.address());
+    });
+  }
+}
+
+Node::~Node() { *alive_ = false; }
+
+void Node::start() {
+  auto fatal = [this](const std::string& why) {
+    env_.log().error("chorusd: cannot start: {}", why);
+    if (options_.on_fatal) options_.on_fatal(why);
+  };
+  store_->start([this, alive = alive_, fatal](db::Error error) {
+    if (!*alive) return;
+    if (error.status != db::Status::ok) return fatal(error.message);
+    env_.log().info("chorusd: database ready, schema {}", store_->schema_version());
+    cluster::load_cluster_key(env_, *store_, [this, alive, fatal](std::string key, db::Error e) {
+      if (!*alive) return;
+      if (e.status != db::Status::ok) return fatal(e.message);
+      const auto& cs = config_.config.ClusterSettings;
+      // Only processes holding the cluster's key (from its database) and its ClusterName may gossip.
+      if (options_.use_cluster_key) options_.use_cluster_key(cs.ClusterName, key, cs.EnableExperimentalGossipEncryption);
+      if (cs.EnableExperimentalGossipEncryption) env_.log().info("gossip: frames sealed with AES-256-GCM under the cluster key");
+      env_.transport().start(*this);
+      ping_->start();
+      for (const auto& p : options_.peers) membership_->add_seed(p);
+      membership_->start();
+      auto info = status_->self();
+      info.schema_version = store_->schema_version();
+      status_->set_self(info);
+      status_->start();
+      started_ = true;
+      if (discovery_)
+        discovery_->start([this, alive, fatal](db::Error e2) {
+          if (*alive && e2.status != db::Status::ok) fatal(e2.message);
+        });
+    });
+  });
+}
+
+void Node::stop(Task done) {
+  if (stopping_) return;
+  stopping_ = true;
+  api_->drain();
+  hub_->shutdown();
+  if (!started_) return done();
+  status_->stop();
+  membership_->leave();  // the others move the leadership at once
+  // Let the leave notices (and the last reliable messages) reach the wire before the sockets close.
+  env_.set_timer(options_.leave_drain, [this, alive = alive_, done] {
+    if (!*alive) return;
+    ping_->stop([this, alive, done] {
+      if (!*alive) return;
+      env_.transport().stop();
+      if (!discovery_) return done();
+      discovery_->stop(done);  // removes our ClusterDiscovery row
+    });
+  });
+}
+
+void Node::on_frame(const std::string& from, std::span<const uint8_t> payload) {
+  if (membership_->handle_frame(from, payload) || status_->handle_frame(from, payload) || messenger_->handle_frame(from, payload)) return;
+  ping_->on_frame(from, payload);
+}
+
+void Node::on_peer_up(const std::string& peer) { ping_->on_peer_up(peer); }
+
+void Node::on_peer_down(const std::string& peer) {
+  ping_->on_peer_down(peer);
+  membership_->on_connection_lost(peer);
+}
+
+void Node::on_member_change(const cluster::Member& m) {
+  if (status_) status_->on_member_change(m);
+  if (messenger_) messenger_->on_member_change(m);
+  // A peer declared dead, or back from the dead: whatever invalidations it (or we) missed, the caches
+  // forget now (the staleness bound in app.h).
+  auto& prev = member_states_[m.address];
+  const bool flush = (m.state == cluster::MemberState::dead) != (prev == cluster::MemberState::dead);
+  prev = m.state;
+  if (flush && app_) app_->on_membership_change();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The API's view of the node.
+
+std::vector<api::ClusterNodeRow> Node::cluster_status() const {
+  std::vector<api::ClusterNodeRow> rows;
+  if (!cluster_enabled()) return rows;
+  auto host_of = [](const std::string& address) { return address.substr(0, address.rfind(':')); };
+  const auto& self = status_->self();
+  rows.push_back({self.address, self.version, self.schema_version, self.config_hash, host_of(self.address), self.hostname});
+  for (const auto& p : status_->peers()) {
+    if (p.state == cluster::MemberState::dead) continue;  // Mattermost lists the nodes that answer
+    rows.push_back({p.info.address, p.info.version, p.info.schema_version, p.info.config_hash, host_of(p.info.address), p.info.hostname});
+  }
+  return rows;
+}
+
+namespace {
+constexpr const char* kMasked = "********************************";
+}
+
+std::string Node::config_json() const {
+  boost::system::error_code ec;
+  auto v = json::parse(config::to_json(config_.config), ec);
+  if (ec || !v.is_object()) return "{}";
+  auto& sql = v.as_object()["SqlSettings"].as_object();
+  sql["DataSource"] = kMasked;
+  json::array masked;
+  for (size_t i = 0; i < config_.config.SqlSettings.DataSourceReplicas.size(); ++i) masked.emplace_back(kMasked);
+  sql["DataSourceReplicas"] = masked;
+  masked.clear();
+  for (size_t i = 0; i < config_.config.SqlSettings.DataSourceSearchReplicas.size(); ++i) masked.emplace_back(kMasked);
+  sql["DataSourceSearchReplicas"] = masked;
+  if (!config_.config.SqlSettings.AtRestEncryptKey.empty()) sql["AtRestEncryptKey"] = kMasked;
+  return json::serialize(v);
+}
+
+bool Node::config_read_only() const {
+  const auto& cs = config_.config.ClusterSettings;
+  return cs.Enable && cs.ReadOnlyConfig;
+}
+
+std::string Node::save_config(const std::string& text, bool patch) {
+  if (!options_.write_config) return "this node has no config file to write";
+  boost::system::error_code ec;
+  auto incoming = json::parse(text, ec);
+  if (ec || !incoming.is_object()) return "the body is not a JSON object";
+  // Start from the file's settings (never the environment's), merge the change over them.
+  auto merged = json::parse(config::to_json(config_.file_config), ec);
+  if (ec) return "internal: the current config does not serialize";
+  for (auto& [section, settings] : incoming.as_object()) {
+    if (!settings.is_object()) return "section " + std::string(section) + " is not an object";
+    auto& target = merged.as_object()[section];
+    if (!target.is_object()) target = json::object{};
+    for (auto& [name, value] : settings.as_object()) {
+      // A masked secret sent back unchanged keeps the current value.
+      if (value.is_string() && value.as_string() == kMasked) continue;
+      if (value.is_array() && !value.as_array().empty() && value.as_array()[0].is_string() && value.as_array()[0].as_string() == kMasked) continue;
+      target.as_object()[name] = value;
+    }
+    (void)patch;  // a whole config and a patch merge the same way: settings not sent keep their values
+  }
+  const std::string out = json::serialize(merged);
+  auto loaded = config::load_config_text(out, "config (API)", options_.environment);
+  if (!loaded.ok()) return loaded.error_text();
+  if (auto errors = store::check_data_sources(loaded.loaded->config.SqlSettings); !errors.empty()) return errors.front();
+  if (std::string error = options_.write_config(out); !error.empty()) return error;
+  apply(std::move(*loaded.loaded));
+  env_.log().info("config: saved through the API; hash {}", config_.hash);
+  messenger_->send_to_all(cluster::ClusterMessage{"config_changed", config_.hash, {}}, cluster::Delivery::reliable);
+  return "";
+}
+
+std::string Node::reload_config() {
+  if (!options_.read_config) return "this node has no config file";
+  std::string error;
+  auto text = options_.read_config(error);
+  if (!text) return error;
+  auto loaded = config::load_config_text(*text, "config.json", options_.environment);
+  if (!loaded.ok()) return loaded.error_text();
+  if (auto errors = store::check_data_sources(loaded.loaded->config.SqlSettings); !errors.empty()) return errors.front();
+  apply(std::move(*loaded.loaded));
+  env_.log().info("config: reloaded; hash {}", config_.hash);
+  return "";
+}
+
+void Node::apply(config::LoadedConfig next) {
+  const auto old_cluster = config_.config.ClusterSettings;
+  config_ = std::move(next);
+  app_->set_config(config_.config);
+  // Data sources and pool limits: the router keeps what did not change (DataSource switch = failover).
+  for (const auto& e : store_->reload(config_.config.SqlSettings)) env_.log().error("config: {}", e);
+  auto info = status_->self();
+  info.config_hash = config_.hash;
+  status_->set_self(info);  // peers see the new hash: green again when all agree
+  const auto& cs = config_.config.ClusterSettings;
+  if (cs.Enable != old_cluster.Enable || cs.ClusterName != old_cluster.ClusterName || cs.GossipPort != old_cluster.GossipPort ||
+      cs.EnableExperimentalGossipEncryption != old_cluster.EnableExperimentalGossipEncryption)
+    env_.log().warn("config: ClusterSettings changes take effect when the node restarts");
+}
+
+void Node::check_health(std::function<void(bool, std::string)> done) {
+  const std::string name = "health_check_" + options_.advertise;
+  store_->write({db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}},
+                 db::Statement{"INSERT INTO Systems (Name, Value) VALUES ($1, $2)", {name, std::to_string(env_.wall_now().us)}},
+                 db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}}},
+                true, [alive = alive_, done](db::Outcome o) {
+                  if (!*alive) return;
+                  done(o.ok(), o.ok() ? "" : std::string(db::to_string(o.error.status)) + ": " + o.error.message);
+                });
+}
+
+}  // namespace chorus::node

@@ -1,0 +1,106 @@
+// One Chorus node above the seam: the store, the cluster (discovery, membership, status, messages,
+// ping), the app with its WebSocket hub, and the API - wired together, started and stopped in order.
+//
+// chorusd builds one on the production Env and hands its Api to the Beast server; the simulator builds
+// them on simulated Envs. Config file access (reload, save through the API) comes through two
+// functions, so the node itself never touches the file system.
+//
+// Start: the store (migrations), the cluster key, the transport, membership and status, discovery.
+// Stop (SIGTERM): the API refuses new work, WebSockets close with 1001, the node announces its leave
+// (leadership moves at once), the gossip drains for `leave_drain`, then discovery removes its row.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/api/api.h"
+#include "server/app/app.h"
+#include "server/app/hub.h"
+#include "server/cluster/discovery.h"
+#include "server/cluster/membership.h"
+#include "server/cluster/messages.h"
+#include "server/cluster/ping.h"
+#include "server/cluster/status.h"
+#include "server/config/config.h"
+#include "server/core/env.h"
+#include "server/store/store.h"
+
+namespace chorus::node {
+
+struct NodeOptions {
+  std::string advertise;  // gossip address "host:port": the node's id in the cluster
+  std::string hostname;
+  std::string version;
+  std::vector<std::string> peers;  // fixed peers (--peer), besides discovery
+  config::Environment environment;  // MM_ overrides, kept for reloads
+  // The config file: read (text, or nullopt and the error) and write (empty on success, else the error).
+  std::function<std::optional<std::string>(std::string& error)> read_config;
+  std::function<std::string(const std::string& text)> write_config;
+  // The runtime's part in the cluster key: the transport must authenticate (and maybe encrypt) with it.
+  std::function<void(const std::string& cluster_name, const std::string& key, bool encrypt)> use_cluster_key;
+  // Called once if the node cannot start (the reason), so the process can exit.
+  std::function<void(const std::string& why)> on_fatal;
+  app::AppOptions app;
+  cluster::MembershipOptions membership;
+  Duration leave_drain{200'000};
+};
+
+class Node final : public Process, public TransportHandler, public api::NodeControl {
+ public:
+  Node(Env& env, config::LoadedConfig config, NodeOptions options);
+  ~Node() override;
+
+  void start() override;
+  void stop(Task done) override;
+  bool started() const { return started_; }
+
+  // TransportHandler
+  void on_frame(const std::string& from, std::span<const uint8_t> payload) override;
+  void on_peer_up(const std::string& peer) override;
+  void on_peer_down(const std::string& peer) override;
+
+  // NodeControl (the API's view of the node)
+  bool cluster_enabled() const override { return config_.config.ClusterSettings.Enable; }
+  std::vector<api::ClusterNodeRow> cluster_status() const override;
+  std::string config_json() const override;
+  bool config_read_only() const override;
+  std::string save_config(const std::string& json, bool patch) override;
+  std::string reload_config() override;
+  void recycle_database() override { store_->recycle(); }
+  void check_health(std::function<void(bool, std::string)> done) override;
+
+  api::Api& api() { return *api_; }
+  app::App& app() { return *app_; }
+  app::Hub& hub() { return *hub_; }
+  store::Store& store() { return *store_; }
+  cluster::Membership& membership() { return *membership_; }
+  cluster::ClusterStatus& status() { return *status_; }
+  cluster::Messenger& messenger() { return *messenger_; }
+  const config::LoadedConfig& config() const { return config_; }
+
+ private:
+  // Takes a validated config: the app, the store's data sources and the status's hash follow it.
+  void apply(config::LoadedConfig next);
+  void on_member_change(const cluster::Member& m);
+
+  Env& env_;
+  config::LoadedConfig config_;
+  NodeOptions options_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<cluster::Membership> membership_;
+  std::unique_ptr<cluster::ClusterStatus> status_;
+  std::unique_ptr<cluster::Messenger> messenger_;
+  std::unique_ptr<PingNode> ping_;
+  std::unique_ptr<cluster::Discovery> discovery_;
+  std::unique_ptr<app::Hub> hub_;
+  std::unique_ptr<app::App> app_;
+  std::unique_ptr<api::Api> api_;
+  std::map<std::string, cluster::MemberState> member_states_;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace chorus::node

@@ -1,0 +1,385 @@
+// The API and WebSockets of whole clusters in the simulator: real node code (server/node) on simulated
+// database servers and links, simulated clients calling the same handlers. Users, teams, channels,
+// posts, events across nodes, resume on the same and on another node, session revocation and its
+// staleness bound, ReadOnlyConfig, cluster status, and bad input.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <boost/json.hpp>
+
+#include "simulator/chat_cluster.h"
+
+using namespace chorus;
+using namespace chorus::sim;
+namespace json = boost::json;
+
+namespace {
+
+json::value body(const api::Response& r) {
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  EXPECT_FALSE(ec) << r.body;
+  return v;
+}
+
+std::string field(const api::Response& r, const char* key) {
+  auto v = body(r);
+  if (!v.is_object() || !v.as_object().contains(key) || !v.as_object().at(key).is_string()) return "";
+  return std::string(v.as_object().at(key).as_string());
+}
+
+std::string header(const api::Response& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return "";
+}
+
+std::string obj(json::object o) { return json::serialize(o); }
+
+// The Mattermost error shape, with its status code in the body.
+void expect_error(const api::Response& r, int status, const std::string& id_prefix = "") {
+  EXPECT_EQ(r.status, status) << r.body;
+  EXPECT_EQ(header(r, "Content-Type"), "application/json");
+  auto v = body(r);
+  ASSERT_TRUE(v.is_object()) << r.body;
+  auto& o = v.as_object();
+  EXPECT_TRUE(o.contains("id") && o.contains("message") && o.contains("detailed_error") && o.contains("request_id")) << r.body;
+  EXPECT_EQ(o.at("status_code").as_int64(), status);
+  if (!id_prefix.empty()) {
+    EXPECT_EQ(std::string(o.at("id").as_string()).rfind(id_prefix, 0), 0u) << r.body;
+  }
+}
+
+// A team with a channel, user a (admin, creator) and user b in both; b's socket on node `b_node`.
+struct World {
+  std::string a, b, a_id, b_id, team, channel;
+};
+
+World make_world(ChatCluster& c, int a_node = 0, int b_node = 1) {
+  World w;
+  w.a = c.signup_and_login(a_node, "alice", &w.a_id);
+  // The admin creates the second user (the server is not open).
+  auto created = c.call(a_node, "POST", "/api/v4/users", obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), w.a);
+  EXPECT_EQ(created.status, 201) << created.body;
+  auto login = c.call(b_node, "POST", "/api/v4/users/login", obj({{"login_id", "bob"}, {"password", "password-bob"}}));
+  EXPECT_EQ(login.status, 200) << login.body;
+  w.b = header(login, "Token");
+  w.b_id = field(login, "id");
+  auto team = c.call(a_node, "POST", "/api/v4/teams", obj({{"name", "eng"}, {"display_name", "Engineering"}, {"type", "O"}}), w.a);
+  EXPECT_EQ(team.status, 201) << team.body;
+  w.team = field(team, "id");
+  auto member = c.call(a_node, "POST", "/api/v4/teams/" + w.team + "/members", obj({{"team_id", w.team}, {"user_id", w.b_id}}), w.a);
+  EXPECT_EQ(member.status, 201) << member.body;
+  auto ch = c.call(a_node, "POST", "/api/v4/channels", obj({{"team_id", w.team}, {"name", "general"}, {"display_name", "General"}, {"type", "O"}}), w.a);
+  EXPECT_EQ(ch.status, 201) << ch.body;
+  w.channel = field(ch, "id");
+  auto add = c.call(a_node, "POST", "/api/v4/channels/" + w.channel + "/members", obj({{"user_id", w.b_id}}), w.a);
+  EXPECT_EQ(add.status, 201) << add.body;
+  return w;
+}
+
+api::Response post(ChatCluster& c, int node, const World& w, const std::string& token, const std::string& message) {
+  return c.call(node, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", message}}), token);
+}
+
+// The messages of the posted events a socket received, in order.
+std::vector<std::string> posted_messages(const SimSocket& s) {
+  std::vector<std::string> out;
+  for (const auto& f : events_of(s, "posted")) {
+    auto data = json::parse(f).as_object().at("data").as_object();
+    auto p = json::parse(data.at("post").as_string()).as_object();  // the post is a JSON string, as Mattermost sends it
+    out.emplace_back(p.at("message").as_string());
+  }
+  return out;
+}
+
+bool seqs_contiguous(const SimSocket& s) {
+  auto seqs = seqs_of(s);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST(ApiSim, FirstUserIsAdminLaterOnesNeedAnOpenServerLoginGivesATokenHeader) {
+  ChatCluster c({.seed = 1, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  auto first = c.call(0, "POST", "/api/v4/users", obj({{"username", "root"}, {"email", "root@example.com"}, {"password", "password-root"}}));
+  ASSERT_EQ(first.status, 201) << first.body;
+  EXPECT_EQ(field(first, "roles"), "system_admin system_user");
+  EXPECT_FALSE(body(first).as_object().contains("password")) << "no password hash ever leaves the server";
+  EXPECT_EQ(header(first, "Content-Type"), "application/json");
+  // EnableOpenServer is off: a stranger cannot sign up.
+  expect_error(c.call(1, "POST", "/api/v4/users", obj({{"username", "eve"}, {"email", "eve@example.com"}, {"password", "password-eve"}})), 403);
+  auto bad = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "root"}, {"password", "wrong-password"}}));
+  expect_error(bad, 401, "api.user.login.invalid_credentials");
+  auto login = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "root@example.com"}, {"password", "password-root"}}));
+  ASSERT_EQ(login.status, 200) << login.body;
+  const std::string token = header(login, "Token");
+  EXPECT_EQ(token.size(), 26u);
+  // The session made on node 1 works on node 0 at once (sessions are read from the master).
+  auto me = c.call(0, "GET", "/api/v4/users/me", "", token);
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(field(me, "username"), "root");
+  // The stored hash is bcrypt.
+  auto* db = c.kernel().databases().find("db1");
+  auto rows = db->execute({db::Statement{"SELECT Password FROM Users", {}}}, false);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(std::get<std::string>(rows.result().rows.at(0).at(0)).rfind("$2b$04$", 0), 0u);
+}
+
+TEST(ApiSim, APostOnOneNodeReachesAMembersSocketOnAnotherInOrderAndTypingToo) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c, 0, 1);
+    auto sb = c.connect(1, w.b);
+    auto sa = c.connect(0, w.a);
+    c.kernel().run_for(Duration{100'000});
+    ASSERT_EQ(events_of(*sb, "hello").size(), 1u);
+    EXPECT_EQ(json::parse(sb->received.at(0)).as_object().at("seq_reply").as_int64(), 1) << "the challenge is answered";
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("m{}", i)).status, 201);
+    c.kernel().run_for(Duration{500'000});
+    std::vector<std::string> expected;
+    for (int i = 0; i < 20; ++i) expected.push_back(fmt::format("m{}", i));
+    EXPECT_EQ(posted_messages(*sb), expected) << "every post, in order, on the other node";
+    EXPECT_EQ(posted_messages(*sa), expected) << "the author's own socket too";
+    EXPECT_TRUE(seqs_contiguous(*sb));
+    // Typing: to the other members, not back to the typist.
+    c.send(*sa, obj({{"action", "user_typing"}, {"seq", 2}, {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
+    c.kernel().run_for(Duration{200'000});
+    ASSERT_EQ(events_of(*sb, "typing").size(), 1u);
+    EXPECT_EQ(json::parse(events_of(*sb, "typing")[0]).as_object().at("data").as_object().at("user_id").as_string(), w.a_id);
+    EXPECT_TRUE(events_of(*sa, "typing").empty());
+    // The posts are there over REST too, newest first, with pages.
+    auto list = c.call(2, "GET", "/api/v4/channels/" + w.channel + "/posts?page=0&per_page=5", "", w.b);
+    ASSERT_EQ(list.status, 200) << list.body;
+    auto order = body(list).as_object().at("order").as_array();
+    ASSERT_EQ(order.size(), 5u);
+    EXPECT_EQ(body(list).as_object().at("posts").as_object().at(order[0].as_string()).as_object().at("message").as_string(), "m19");
+  }
+}
+
+TEST(ApiSim, ASocketResumesWithTheEventsItMissedOnTheSameNodeOrAnother) {
+  ChatCluster c({.seed = 7, .nodes = 3});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 1);
+  auto sb = c.connect(1, w.b);
+  c.kernel().run_for(Duration{100'000});
+  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  ASSERT_EQ(post(c, 0, w, w.a, "before").status, 201);
+  c.kernel().run_for(Duration{200'000});
+  const int64_t next = seqs_of(*sb).back() + 1;
+  c.disconnect(*sb);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("missed{}", i)).status, 201);
+  c.kernel().run_for(Duration{200'000});
+
+  // Same node: the missed events, numbered on from where the client stopped, and no hello.
+  auto again = c.connect(1, w.b, conn, next);
+  c.kernel().run_for(Duration{200'000});
+  EXPECT_TRUE(events_of(*again, "hello").empty());
+  EXPECT_EQ(posted_messages(*again), (std::vector<std::string>{"missed0", "missed1", "missed2"}));
+  EXPECT_EQ(seqs_of(*again).front(), next);
+
+  // Another node (through the load balancer): it asks the cluster for the queue and takes it over.
+  const int64_t next2 = seqs_of(*again).back() + 1;
+  c.disconnect(*again);
+  ASSERT_EQ(post(c, 0, w, w.a, "while away").status, 201);
+  c.kernel().run_for(Duration{200'000});
+  auto moved = c.connect(2, w.b, conn, next2);
+  c.kernel().run_for(Duration{1'500'000});
+  EXPECT_TRUE(events_of(*moved, "hello").empty()) << "resumed, not restarted";
+  EXPECT_EQ(posted_messages(*moved), (std::vector<std::string>{"while away"}));
+  EXPECT_FALSE(c.node(1)->hub().holds(conn)) << "node 1 handed it over";
+  ASSERT_EQ(post(c, 0, w, w.a, "after").status, 201);
+  c.kernel().run_for(Duration{200'000});
+  EXPECT_EQ(posted_messages(*moved).back(), "after") << "new events follow the connection to its new node";
+
+  // Another user's connection id: never resumed, a new connection. A sequence the queue no longer holds
+  // (128 events kept): a new connection and a hello at 0; the client re-syncs over REST.
+  const int64_t next3 = seqs_of(*moved).back() + 1;
+  c.disconnect(*moved);
+  for (int i = 0; i < 130; ++i) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("flood{}", i)).status, 201);
+  c.kernel().run_for(Duration{500'000});
+  auto stolen = c.connect(2, w.a, conn, next3);
+  c.kernel().run_for(Duration{200'000});
+  ASSERT_EQ(events_of(*stolen, "hello").size(), 1u) << "another user never resumes someone's connection";
+  EXPECT_NE(json::parse(events_of(*stolen, "hello")[0]).as_object().at("data").as_object().at("connection_id").as_string(), conn);
+  auto fresh = c.connect(2, w.b, conn, next3);
+  c.kernel().run_for(Duration{200'000});
+  ASSERT_EQ(events_of(*fresh, "hello").size(), 1u);
+  EXPECT_EQ(seqs_of(*fresh).front(), 0);
+  EXPECT_TRUE(posted_messages(*fresh).empty());
+}
+
+TEST(ApiSim, AResumedClientLosesNothingWhenTheNodeItWasOnDies) {
+  // The node holding the socket dies: its queue dies with it, so the client gets a new connection and a
+  // hello, and re-syncs over REST (since=): every post is still there.
+  ChatCluster c({.seed = 9, .nodes = 3});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 1);
+  auto sb = c.connect(1, w.b);
+  c.kernel().run_for(Duration{100'000});
+  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  const int64_t since = c.kernel().options().wall_epoch_us / 1000;
+  c.kernel().crash(1);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", i)).status, 201);
+  auto back = c.connect(2, w.b, conn, 1);
+  c.kernel().run_for(Duration{1'500'000});
+  ASSERT_EQ(events_of(*back, "hello").size(), 1u);
+  auto resync = c.call(2, "GET", fmt::format("/api/v4/channels/{}/posts?since={}", w.channel, since), "", w.b);
+  ASSERT_EQ(resync.status, 200);
+  EXPECT_EQ(body(resync).as_object().at("order").as_array().size(), 5u);
+  ASSERT_EQ(post(c, 2, w, w.b, "still here").status, 201);
+}
+
+TEST(ApiSim, LogoutRevokesTheSessionOnEveryNodeAtOnceOrWithinTheBoundWhenTheNewsIsLost) {
+  ChatCluster c({.seed = 11, .nodes = 3});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 1);
+  // Warm every node's cache with b's session, and open a socket on node 2.
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(c.call(i, "GET", "/api/v4/users/me", "", w.b).status, 200);
+  auto sb = c.connect(2, w.b);
+  c.kernel().run_for(Duration{100'000});
+  ASSERT_EQ(c.call(1, "POST", "/api/v4/users/logout", "", w.b).status, 200);
+  c.kernel().run_for(Duration{50'000});
+  for (int i = 0; i < 3; ++i) expect_error(c.call(i, "GET", "/api/v4/users/me", "", w.b), 401);
+  EXPECT_EQ(sb->close_code, 1008) << "its sockets close too";
+
+  // Now the invalidation is lost: node 2 is cut off from node 0 (both still reach the database) when
+  // a's session is revoked there. Node 2 keeps trusting its cached copy for at most the bound (10 s),
+  // and drops it at once if the cut makes it declare node 0 dead.
+  auto warm = c.call(2, "GET", "/api/v4/users/me", "", w.a);
+  ASSERT_EQ(warm.status, 200);
+  c.kernel().block(0, 2);  // one way: node 2 still hears nothing from node 0, node 0 hears node 2
+  ASSERT_EQ(c.call(0, "POST", "/api/v4/users/logout", "", w.a).status, 200);
+  const Duration revoked = c.kernel().now();
+  Duration refused{0};
+  ASSERT_TRUE(c.kernel().run_until(
+      [&] {
+        if (c.call(2, "GET", "/api/v4/users/me", "", w.a, Duration{5'000'000}).status == 401) return true;
+        c.kernel().run_for(Duration{250'000});
+        return false;
+      },
+      c.kernel().now() + Duration{15'000'000}));
+  refused = c.kernel().now() - revoked;
+  EXPECT_LE(refused.count(), 10'500'000) << "the staleness bound";
+}
+
+TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads) {
+  {
+    ChatCluster c({.seed = 3, .nodes = 2});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c);
+    expect_error(c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "x"}}}}), w.a), 403, "ent.cluster.save_config");
+    expect_error(c.call(0, "GET", "/api/v4/config", "", w.b), 403);  // admins only
+    auto cfg = c.call(0, "GET", "/api/v4/config", "", w.a);
+    ASSERT_EQ(cfg.status, 200);
+    EXPECT_EQ(cfg.body.find("pw@db1"), std::string::npos) << "the data source password is masked";
+    auto status = c.call(1, "GET", "/api/v4/cluster/status", "", w.a);
+    ASSERT_EQ(status.status, 200) << status.body;
+    const auto rows = body(status);
+    ASSERT_EQ(rows.as_array().size(), 2u);
+    for (const auto& row : rows.as_array()) {
+      EXPECT_FALSE(row.as_object().at("config_hash").as_string().empty());
+      EXPECT_EQ(row.as_object().at("version").as_string(), "0.1.0");
+    }
+  }
+  ChatCluster c({.seed = 4, .nodes = 3, .configure = [](config::Config& cfg, int) { cfg.ClusterSettings.ReadOnlyConfig = false; }});
+  c.config_file() = [&] {
+    config::Config cfg;
+    auto loaded = config::load_config_text(c.config_file(), "t", {});
+    cfg = loaded.loaded->config;
+    cfg.ClusterSettings.ReadOnlyConfig = false;
+    return config::to_json(cfg);
+  }();
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c);
+  const std::string before = c.node(2)->config().hash;
+  auto saved = c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "Renamed"}}}}), w.a);
+  ASSERT_EQ(saved.status, 200) << saved.body;
+  c.kernel().run_for(Duration{1'000'000});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(c.node(i)->config().config.TeamSettings.SiteName, "Renamed") << "node " << i << " reloaded";
+    EXPECT_NE(c.node(i)->config().hash, before);
+  }
+  c.kernel().run_for(Duration{6'000'000});
+  for (const auto& p : c.node(1)->status().peers()) EXPECT_TRUE(p.green) << p.info.address << ": " << p.reason;
+  expect_error(c.call(0, "PUT", "/api/v4/config/patch", obj({{"SqlSettings", json::object{{"MaxOpenConns", "many"}}}}), w.a), 400);
+}
+
+TEST(ApiSim, BadInputGetsMattermostsErrorShapeAndLosesNothing) {
+  ChatCluster c({.seed = 5, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c);
+  expect_error(c.call(0, "POST", "/api/v4/posts", "{not json", w.a), 400, "api.context.invalid_body_param");
+  expect_error(c.call(0, "POST", "/api/v4/posts", "[1,2]", w.a), 400);
+  expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", 42}, {"message", "x"}}), w.a), 400, "api.context.invalid_param");
+  expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", "not-an-id"}, {"message", "x"}}), w.a), 400);
+  expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", ""}}), w.a), 400);
+  expect_error(c.call(0, "GET", "/api/v4/nothing/here", "", w.a), 404, "api.context.404");
+  expect_error(c.call(0, "DELETE", "/api/v4/users/me", "", w.a), 405);
+  expect_error(c.call(0, "GET", "/api/v4/users/me", ""), 401);
+  expect_error(c.call(0, "GET", "/api/v4/users/me", "", "bogus-token-bogus-token-00"), 401, "api.context.session_expired");
+  expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?page=-1", "", w.a), 400);
+  expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?per_page=abc", "", w.a), 400);
+  expect_error(c.call(0, "GET", "/api/v4/channels/" + std::string(26, 'z') + "/posts", "", w.a), 404);
+  // Not a member: no reading a private channel, no posting.
+  auto carol = c.call(0, "POST", "/api/v4/users", obj({{"username", "carol"}, {"email", "carol@example.com"}, {"password", "password-carol"}}), w.a);
+  ASSERT_EQ(carol.status, 201);
+  auto cl = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "carol"}, {"password", "password-carol"}}));
+  const std::string carol_token = header(cl, "Token");
+  expect_error(post(c, 1, w, carol_token, "intrusion"), 403);
+  expect_error(c.call(1, "GET", "/api/v4/channels/" + w.channel + "/posts", "", carol_token), 403);
+  expect_error(c.call(1, "GET", "/api/v4/cluster/status", "", carol_token), 403);
+  // Garbage on a WebSocket is ignored; the socket keeps working.
+  auto s = c.connect(1, w.b);
+  c.kernel().run_for(Duration{100'000});
+  for (const char* junk : {"", "{", "[]", "{\"action\":5}", "{\"action\":\"user_typing\",\"data\":\"x\"}", "\xff\xfe"}) c.send(*s, junk);
+  c.send(*s, obj({{"action", "nope"}, {"seq", 9}}));
+  ASSERT_EQ(post(c, 0, w, w.a, "still fine").status, 201);
+  c.kernel().run_for(Duration{200'000});
+  EXPECT_EQ(posted_messages(*s), std::vector<std::string>{"still fine"});
+  EXPECT_FALSE(s->close_code.has_value());
+  // A retried post (same pending_post_id) is stored once.
+  const auto p1 = c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
+  const auto p2 = c.call(1, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
+  ASSERT_EQ(p1.status, 201);
+  ASSERT_EQ(p2.status, 201) << p2.body;
+  EXPECT_EQ(field(p1, "id"), field(p2, "id"));
+}
+
+TEST(ApiSim, ASlowConsumerLosesTypingFirstThenIsClosedAndResumesWithoutLoss) {
+  ChatCluster c({.seed = 13, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 1);
+  auto sb = c.connect(1, w.b);
+  auto sa = c.connect(0, w.a);
+  c.kernel().run_for(Duration{100'000});
+  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  sb->reading = false;  // b stops reading: frames pile up in its send queue
+  int posted = 0;
+  for (; posted < 140; ++posted) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
+  c.kernel().run_for(Duration{300'000});
+  c.send(*sa, obj({{"action", "user_typing"}, {"seq", 2}, {"data", json::object{{"channel_id", w.channel}}}}));
+  c.kernel().run_for(Duration{300'000});
+  EXPECT_TRUE(events_of(*sb, "typing").empty()) << "half full: typing is dropped";
+  EXPECT_FALSE(sb->close_code.has_value());
+  for (; posted < 300 && !sb->close_code; ++posted) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
+  c.kernel().run_for(Duration{300'000});
+  ASSERT_TRUE(sb->close_code.has_value()) << "closed when full";
+  EXPECT_EQ(*sb->close_code, 1008);
+  // The client comes back from the last event it read, and gets the rest.
+  const auto seqs = seqs_of(*sb);
+  const int64_t resume_at = seqs.at(seqs.size() - 100);  // pretend it processed all but the last 100
+  auto again = c.connect(1, w.b, conn, resume_at);
+  c.kernel().run_for(Duration{300'000});
+  ASSERT_TRUE(events_of(*again, "hello").empty());
+  auto got = posted_messages(*again);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), fmt::format("p{}", posted - 1)) << "nothing after the close is lost";
+}
