@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 SEEDS ?= 1..20
 
-.PHONY: all deps debug release run test bench clean
+.PHONY: all deps js-deps debug release run sim test bench clean
 
 all: release
 
@@ -20,12 +20,20 @@ release: deps
 	@test -f build/release/build.ninja || cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target chorusd chorus-sim
 
-# Until the production node serves the API, the main job is the simulator: a 5-node cluster under
-# random faults for 20 seeds, each checked for healing and replayed once to prove determinism.
+# The main job: a three-node cluster on loopback on the embedded default (SQLite); Ctrl-C stops it.
 run: release
+	@bash scripts/run-cluster.sh
+
+# The simulator: a 5-node cluster under random faults for 20 seeds, each checked for healing and
+# replayed once to prove determinism.
+sim: release
 	@./build/release/chorus-sim run --seeds $(SEEDS) --nodes 5 --check-determinism
 
-test: debug
+# The official Mattermost client (npm, pinned by tests/js/package-lock.json) for the NGINX test.
+js-deps: deps
+	@test -d tests/js/node_modules/@mattermost/client || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+test: debug js-deps
 	@ctest --preset debug -j 2
 
 bench: deps

@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev libpq-dev libssl-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
+  libcrypt-dev curl python3 nginx-light
   postgresql-15 postgresql-client-15
 )
 
@@ -18,6 +19,10 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js (the official Mattermost client's tests): any install will do (a machine may carry its own build,
+# which bundles npm); otherwise Debian's.
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}"

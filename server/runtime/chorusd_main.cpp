@@ -1,12 +1,11 @@
 // chorusd: a production Chorus node.
 //
-// Today a node loads and validates config.json with its MM_ environment overrides, opens the database
-// (SqlSettings: the master must answer; replicas may start offline) and brings the schema up to date
-// under the cluster-wide migration lock, then listens on ClusterSettings.GossipPort. With
-// ClusterSettings.Enable it registers in the ClusterDiscovery table and finds the peers of its
-// ClusterName there (and --peer adds fixed ones); it keeps connections to its peers and pings them
-// (server/cluster/ping.h). Membership, election and the HTTP API come with the cluster and production
-// node work.
+// Loads and validates config.json with its MM_ environment overrides, then runs one node (server/node:
+// the store with its migrations, the cluster, the app and the API) on the production side of the seam:
+// Asio for the loop, TCP on ClusterSettings.GossipPort, and the Beast HTTP/WebSocket server on
+// ServiceSettings.ListenAddress. SIGTERM or SIGINT stops it gracefully: new requests are refused,
+// requests in flight finish, WebSockets close with 1001, the node announces its leave to the cluster and
+// removes its ClusterDiscovery row.
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -17,17 +16,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
-#include "server/cluster/cluster_key.h"
-#include "server/cluster/discovery.h"
-#include "server/cluster/membership.h"
-#include "server/cluster/status.h"
-#include "server/cluster/ping.h"
 #include "server/config/config.h"
+#include "server/node/node.h"
 #include "server/runtime/asio_env.h"
+#include "server/runtime/http_server.h"
 #include "server/runtime/spdlog_sink.h"
-#include "server/store/store.h"
 
 extern char** environ;
 
@@ -77,26 +75,47 @@ std::string cluster_hostname(const chorus::config::ClusterSettings& cs) {
   return os_hostname();
 }
 
-// One transport handler for the node: membership frames to the membership, the rest to ping; both see
-// connections go up and down.
-class FrameRouter final : public chorus::TransportHandler {
- public:
-  FrameRouter(chorus::cluster::Membership& membership, chorus::cluster::ClusterStatus& status, chorus::PingNode& ping)
-      : membership_(membership), status_(status), ping_(ping) {}
-  void on_frame(const std::string& from, std::span<const uint8_t> payload) override {
-    if (!membership_.handle_frame(from, payload) && !status_.handle_frame(from, payload)) ping_.on_frame(from, payload);
+std::optional<std::string> read_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open the config file " + path;
+    return std::nullopt;
   }
-  void on_peer_up(const std::string& peer) override { ping_.on_peer_up(peer); }
-  void on_peer_down(const std::string& peer) override {
-    ping_.on_peer_down(peer);
-    membership_.on_connection_lost(peer);
-  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
- private:
-  chorus::cluster::Membership& membership_;
-  chorus::cluster::ClusterStatus& status_;
-  chorus::PingNode& ping_;
-};
+// Writes next to the file, then renames: a reader never sees half a config.
+std::string write_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return "cannot write " + tmp;
+    out << text;
+    if (!out.flush()) return "cannot write " + tmp;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return ec ? "cannot replace " + path + ": " + ec.message() : "";
+}
+
+// ServiceSettings.ListenAddress: ":8065", "127.0.0.1:8065" or "[::1]:8065".
+bool listen_address(const std::string& text, std::string& host, uint16_t& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  try {
+    const int p = std::stoi(text.substr(colon + 1));
+    if (p < 0 || p > 65535) return false;
+    port = static_cast<uint16_t>(p);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -164,86 +183,57 @@ int main(int argc, char** argv) {
   for (const auto& o : loaded.loaded->overridden) log.info("config: {} set from the environment", o);
 
   int exit_code = 0;
-  auto store = std::make_unique<chorus::store::Store>(*env, cfg.SqlSettings, chorus::store::StoreOptions{advertise, CHORUS_VERSION, {}});
-  chorus::PingNode::Options ping_options;
-  ping_options.start_transport = false;
-  chorus::PingNode node(*env, peers, ping_options);
-  std::unique_ptr<chorus::cluster::ClusterStatus> status;
-  chorus::cluster::Membership membership(*env, advertise, static_cast<uint64_t>(env->wall_now().us), chorus::cluster::MembershipOptions{},
-                                         [&](const chorus::cluster::Member& m) {
-                                           if (status) status->on_member_change(m);
-                                         });
-  status = std::make_unique<chorus::cluster::ClusterStatus>(
-      *env, chorus::cluster::NodeInfo{advertise, CHORUS_VERSION, "", loaded.loaded->hash, host}, membership);
-  FrameRouter frames(membership, *status, node);
-  bool node_started = false;
-  // With ClusterSettings.Enable, peers come from the ClusterDiscovery table (plus any --peer).
-  std::unique_ptr<chorus::cluster::Discovery> discovery;
-  if (cs.Enable) {
-    chorus::cluster::DiscoveryOptions d;
-    d.cluster_name = cs.ClusterName;
-    d.hostname = host;
-    d.gossip_port = cs.GossipPort;
-    discovery = std::make_unique<chorus::cluster::Discovery>(*env, *store, d, [&](const std::vector<chorus::cluster::DiscoveredNode>& found) {
-      std::vector<std::string> all = peers;
-      for (const auto& n : found) all.push_back(n.address());
-      log.info("discovery: {} peers in cluster \"{}\"", found.size(), cs.ClusterName);
-      node.set_peers(all);
-      for (const auto& n : found) membership.add_seed(n.address());
-    });
-  }
-  auto fail = [&](const std::string& why) {
-    log.error("chorusd: cannot start: {}", why);
+  chorus::node::NodeOptions no;
+  no.advertise = advertise;
+  no.hostname = host;
+  no.version = CHORUS_VERSION;
+  no.peers = peers;
+  no.environment = read_environment();
+  no.read_config = [config_path](std::string& error) { return read_file(config_path, error); };
+  no.write_config = [config_path](const std::string& text) { return write_file(config_path, text); };
+  no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) { env->tcp().set_cluster(name, key, encrypt); };
+  no.on_fatal = [&](const std::string&) {
     exit_code = 1;
     io.stop();
   };
-  store->start([&](chorus::db::Error error) {
-    if (error.status != chorus::db::Status::ok) return fail(error.message);
-    log.info("chorusd: database ready, schema {}", store->schema_version());
-    chorus::cluster::load_cluster_key(*env, *store, [&](std::string key, chorus::db::Error e) {
-      if (e.status != chorus::db::Status::ok) return fail(e.message);
-      // Only processes holding the cluster's key (from its database) and its ClusterName may gossip.
-      env->tcp().set_cluster(cs.ClusterName, key, cs.EnableExperimentalGossipEncryption);
-      if (cs.EnableExperimentalGossipEncryption) log.info("gossip: frames sealed with AES-256-GCM under the cluster key");
-      env->transport().start(frames);
-      node.start();
-      for (const auto& p : peers) membership.add_seed(p);
-      membership.start();
-      auto info = status->self();
-      info.schema_version = store->schema_version();
-      status->set_self(info);
-      status->start();
-      node_started = true;
-      if (discovery) discovery->start([&](chorus::db::Error e2) {
-        if (e2.status != chorus::db::Status::ok) fail(e2.message);
-      });
-    });
-  });
+  chorus::node::Node node(*env, *loaded.loaded, no);
+
+  const auto& ss = cfg.ServiceSettings;
+  chorus::runtime::HttpServerOptions hopts;
+  if (!listen_address(ss.ListenAddress, hopts.bind_host, hopts.port)) {
+    log.error("chorusd: ServiceSettings.ListenAddress \"{}\" is not host:port", ss.ListenAddress);
+    return 2;
+  }
+  hopts.body_size_max = static_cast<size_t>(ss.MaximumPayloadSizeBytes);
+  hopts.header_size_max = static_cast<size_t>(std::max<int64_t>(ss.MaximumURLLength + 8192, 16384));
+  hopts.read_timeout = chorus::Duration{ss.ReadTimeout * 1'000'000};
+  hopts.write_timeout = chorus::Duration{ss.WriteTimeout * 1'000'000};
+  hopts.idle_timeout = chorus::Duration{ss.IdleTimeout * 1'000'000};
+  std::unique_ptr<chorus::runtime::HttpServer> http;
+  try {
+    http = std::make_unique<chorus::runtime::HttpServer>(io, *env, hopts, node.api());
+  } catch (const std::exception& e) {
+    log.error("chorusd: {}", e.what());
+    return 1;
+  }
+  node.start();
+  http->start();
+  log.info("chorusd: API on http://{}:{}", hopts.bind_host, http->local_port());
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  boost::asio::steady_timer drain(io);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     log.info("chorusd: signal {} received, stopping", signo);
-    if (!node_started) {
-      io.stop();
-      return;
-    }
-    status->stop();
-    membership.leave();  // the others move the leadership at once
-    // Let the leave notices reach the wire before the sockets close (bounded: 200 ms).
-    drain.expires_after(std::chrono::milliseconds(200));
-    drain.async_wait([&](const boost::system::error_code&) {
-      node.stop([&] {
-        env->transport().stop();
-        if (!discovery) return io.stop();
-        discovery->stop([&] { io.stop(); });  // removes our ClusterDiscovery row
-      });
-    });
+    // The HTTP side and the node drain side by side; the process ends when both are done.
+    auto remaining = std::make_shared<int>(2);
+    auto one_done = [&io, remaining] {
+      if (--*remaining == 0) io.stop();
+    };
+    node.stop(one_done);
+    http->stop(chorus::Duration{5'000'000}, one_done);
   });
   io.run();
-  discovery.reset();
-  store.reset();
+  http.reset();
   log.info("chorusd: stopped");
   return exit_code;
 }

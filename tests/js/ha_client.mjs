@@ -1,0 +1,137 @@
+// Mattermost's official JavaScript client (@mattermost/client: Client4 and WebSocketClient, unchanged)
+// against two Chorus nodes behind NGINX, as tests/client_nginx_test.cpp sets them up:
+//
+//   node ha_client.mjs <url-A> <url-B> <pid of node 1>
+//
+// NGINX listens twice: url-A prefers node 1 (node 2 as backup), url-B prefers node 2. Alice works
+// through A (node 1), Bob through B (node 2). Alice creates the team and channel, posts: Bob's socket on
+// node 2 receives it; Bob types: Alice sees it on node 1. Then node 1 (Alice's, the posting node) is
+// killed with SIGKILL; Bob posts while Alice is cut off; Alice's WebSocketClient reconnects through NGINX
+// to node 2, resumes or re-syncs (the client's missed-message path: getPostsSince), has every post, and
+// posts again. Exit code 0 when everything held; each step is printed. Every wait is bounded.
+import WebSocket from 'ws';
+import client from '@mattermost/client';
+
+globalThis.WebSocket = WebSocket;  // Node 20 has no global WebSocket: the client needs one
+const { Client4, WebSocketClient } = client;
+
+const [urlA, urlB, node1Pid] = process.argv.slice(2);
+if (!urlA || !urlB || !node1Pid) {
+  console.error('usage: node ha_client.mjs <url-A> <url-B> <pid of node 1>');
+  process.exit(2);
+}
+
+const t0 = Date.now();
+const log = (...args) => console.log(`[${((Date.now() - t0) / 1000).toFixed(3)}s]`, ...args);
+const fail = (why) => {
+  console.error(`FAIL: ${why}`);
+  process.exit(1);
+};
+process.on('unhandledRejection', (e) => fail(`unhandled: ${e?.stack || e}`));
+const deadline = setTimeout(() => fail('the whole scenario took more than 60 s'), 60_000);
+
+// Resolves when pred() holds (checked every 20 ms), fails after ms.
+async function until(what, pred, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await pred()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  fail(`timed out after ${ms} ms waiting for: ${what}`);
+}
+
+function makeClient(url) {
+  const c = new Client4();
+  c.setUrl(url);
+  return c;
+}
+
+// A WebSocketClient with the official reconnect logic; only its timings are shortened for the test.
+function makeSocket(url, token, name) {
+  const ws = new WebSocketClient({ minWebSocketRetryTime: 300, reconnectJitterRange: 200, maxWebSocketRetryTime: 2000 });
+  const s = { ws, events: [], hellos: [], missed: 0, reconnects: 0, closes: 0 };
+  ws.addMessageListener((msg) => {
+    if (msg.event === 'hello') s.hellos.push(msg.data);
+    if (msg.event) s.events.push(msg);
+  });
+  ws.addMissedMessageListener(() => {
+    s.missed++;
+    log(`${name}: the server issued a new connection: re-sync over REST`);
+  });
+  ws.addReconnectListener(() => s.reconnects++);
+  ws.addCloseListener(() => s.closes++);
+  ws.initialize(url.replace(/^http/, 'ws') + '/api/v4/websocket', token);
+  return s;
+}
+
+const posted = (s) => s.events.filter((e) => e.event === 'posted').map((e) => JSON.parse(e.data.post).message);
+
+// --- 1. Users, team, channel (Alice through A, Bob through B).
+const alice = makeClient(urlA);
+const bob = makeClient(urlB);
+const admin = await alice.createUser({ username: 'alice', email: 'alice@example.com', password: 'alice-password' });
+if (!admin.roles.includes('system_admin')) fail(`the first user should be system admin, got roles "${admin.roles}"`);
+await alice.login('alice', 'alice-password');
+const bobUser = await alice.createUser({ username: 'bob', email: 'bob@example.com', password: 'bob-password' });
+await bob.login('bob', 'bob-password');
+const me = await bob.getMe();
+if (me.id !== bobUser.id) fail('getMe returned someone else');
+const team = await alice.createTeam({ name: 'ha-team', display_name: 'HA team', type: 'O' });
+await alice.addToTeam(team.id, bobUser.id);
+const channel = await alice.createChannel({ team_id: team.id, name: 'ha-channel', display_name: 'HA channel', type: 'O' });
+await alice.addToChannel(bobUser.id, channel.id);
+log(`users, team ${team.id} and channel ${channel.id} created`);
+
+// --- 2. WebSockets: Alice on node 1 (A), Bob on node 2 (B).
+const sa = makeSocket(urlA, alice.getToken(), 'alice');
+const sb = makeSocket(urlB, bob.getToken(), 'bob');
+await until('both sockets get their hello', () => sa.hellos.length === 1 && sb.hellos.length === 1);
+const aliceNode = sa.hellos[0].server_hostname, bobNode = sb.hellos[0].server_hostname;
+log(`alice's socket is on ${aliceNode}, bob's on ${bobNode}`);
+if (aliceNode === bobNode) fail('the two sockets should be on different nodes');
+
+// --- 3. A post on node 1 reaches Bob on node 2; typing on node 2 reaches Alice on node 1.
+await alice.createPost({ channel_id: channel.id, message: 'hello from node 1' });
+await until('bob receives the post across nodes', () => posted(sb).includes('hello from node 1'));
+log('bob received alice\'s post through the cluster');
+sb.ws.userTyping(channel.id, '');
+await until('alice sees bob typing', () => sa.events.some((e) => e.event === 'typing' && e.data.user_id === bobUser.id));
+log('alice saw bob typing across nodes');
+
+// --- 4. Node 1 (Alice's, the posting node) dies. Bob posts while Alice is cut off.
+const since = Date.now() - 1000;
+process.kill(Number(node1Pid), 'SIGKILL');
+log(`node 1 (pid ${node1Pid}) killed`);
+const missedWhileDown = [];
+for (let i = 0; i < 5; i++) {
+  const m = `while node 1 was down #${i}`;
+  await bob.createPost({ channel_id: channel.id, message: m });
+  missedWhileDown.push(m);
+}
+log('bob posted 5 messages through node 2');
+
+// --- 5. Alice's client reconnects through NGINX (to node 2), then resumes or re-syncs.
+await until('alice\'s socket reconnects through NGINX', () => sa.reconnects > 0 && sa.hellos.length >= 2, 20_000);
+log(`alice reconnected to ${sa.hellos[sa.hellos.length - 1].server_hostname} (${sa.missed ? 'new connection: re-sync' : 'resumed'})`);
+// What the webapp does on the missed-message signal: fetch the channel's posts since the last sync.
+const resync = await alice.getPostsSince(channel.id, since);
+const seen = new Set([...posted(sa), ...Object.values(resync.posts).map((p) => p.message)]);
+for (const m of missedWhileDown) if (!seen.has(m)) fail(`alice never got "${m}" (neither resumed nor re-synced)`);
+log('alice has every post she missed');
+
+// --- 6. Alice posts again, through NGINX, and Bob receives it.
+await alice.createPost({ channel_id: channel.id, message: 'back after failover' });
+await until('bob receives alice\'s post after the failover', () => posted(sb).includes('back after failover'));
+const all = await bob.getPosts(channel.id, 0, 100);
+const messages = all.order.map((id) => all.posts[id].message);
+if (messages.length !== 7) fail(`expected 7 posts in the channel, found ${messages.length}: ${JSON.stringify(messages)}`);
+if (messages[0] !== 'back after failover') fail(`newest first: got ${messages[0]}`);
+for (const s of [sa, sb]) {
+  for (let i = 1; i < s.events.length; i++)
+    if (s.events[i].seq !== s.events[i - 1].seq + 1 && s.events[i].event !== 'hello') fail(`a gap in event seq: ${s.events[i - 1].seq} -> ${s.events[i].seq}`);
+}
+log('PASS: posts, typing, failover and re-sync all held');
+sa.ws.close();
+sb.ws.close();
+clearTimeout(deadline);
+process.exit(0);
