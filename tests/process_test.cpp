@@ -38,6 +38,7 @@ class ChorusdCluster : public ::testing::Test {
     config_ = (dir_ / "config.json").string();
     // One config.json for all nodes, as the HA guide asks; what differs per node comes from MM_ variables.
     std::ofstream(config_) << R"({
+      "ServiceSettings": {"ListenAddress": "127.0.0.1:0"},
       "ClusterSettings": {"Enable": true, "ClusterName": "test", "OverrideHostname": "127.0.0.1",
                           "BindAddress": "127.0.0.1", "GossipPort": 8074},
       "SqlSettings": {"DriverName": "sqlite3", "DataSource": ")" << (dir_ / "data" / "chorus.db").string() << R"("},
