@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 SEEDS ?= 1..20
 
-.PHONY: all deps js-deps debug release run sim test bench clean
+.PHONY: all deps js-deps debug release run sim test bench load clean
 
 all: release
 
@@ -45,6 +45,14 @@ bench: deps
 	@cmake --build --preset release -j $(JOBS) --target chorus-sim
 	@./build/release/chorus-sim membership --nodes 3,5,9,25 --seeds 1..50 --report reports/membership.md >/dev/null
 	@echo "wrote reports/bench.json, reports/bench.md and reports/membership.md"
+
+# The load test: a cluster of chorusd processes that the tool starts and stops, 10,000 idle WebSockets
+# and post delivery latency across nodes (bench/chorus_load.cpp); writes reports/load.md.
+load: deps
+	@test -f build/release/build.ninja || cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target chorusd chorus_load
+	@mkdir -p reports
+	@./build/release/bench/chorus_load --report reports/load.md
 
 clean:
 	rm -rf build

@@ -96,8 +96,8 @@ bool ChatCluster::start_all(Duration limit) {
       k_->now() + limit);
 }
 
-api::Response ChatCluster::call(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
-                                Duration limit) {
+void ChatCluster::call_async(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
+                             std::function<void(api::Response)> done) {
   api::Request r;
   r.method = method;
   const auto q = target.find('?');
@@ -118,9 +118,14 @@ api::Response ChatCluster::call(int i, const std::string& method, const std::str
   if (!token.empty()) r.headers.emplace_back("authorization", "BEARER " + token);
   r.headers.emplace_back("x-requested-with", "XMLHttpRequest");
   auto* n = node(i);
-  if (!n) return api::Response{0, {}, "node down"};
+  if (!n) return done(api::Response{0, {}, "node down"});
+  n->api().handle(std::move(r), std::move(done));
+}
+
+api::Response ChatCluster::call(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
+                                Duration limit) {
   auto out = std::make_shared<std::optional<api::Response>>();
-  n->api().handle(std::move(r), [out](api::Response resp) { *out = std::move(resp); });
+  call_async(i, method, target, body, token, [out](api::Response resp) { *out = std::move(resp); });
   k_->run_until([&] { return out->has_value(); }, k_->now() + limit);
   if (!*out) return api::Response{0, {}, "no answer"};
   return **out;

@@ -255,6 +255,9 @@ TEST(ApiSim, LogoutRevokesTheSessionOnEveryNodeAtOnceOrWithinTheBoundWhenTheNews
   // and drops it at once if the cut makes it declare node 0 dead.
   auto warm = c.call(2, "GET", "/api/v4/users/me", "", w.a);
   ASSERT_EQ(warm.status, 200);
+  auto sa = c.connect(2, w.a);
+  c.kernel().run_for(Duration{100'000});
+  ASSERT_EQ(events_of(*sa, "hello").size(), 1u);
   c.kernel().block(0, 2);  // one way: node 2 still hears nothing from node 0, node 0 hears node 2
   ASSERT_EQ(c.call(0, "POST", "/api/v4/users/logout", "", w.a).status, 200);
   const Duration revoked = c.kernel().now();
@@ -268,6 +271,10 @@ TEST(ApiSim, LogoutRevokesTheSessionOnEveryNodeAtOnceOrWithinTheBoundWhenTheNews
       c.kernel().now() + Duration{15'000'000}));
   refused = c.kernel().now() - revoked;
   EXPECT_LE(refused.count(), 10'500'000) << "the staleness bound";
+  // Its socket on node 2 closes within the bound too (the sockets' sessions are checked every 10 s).
+  ASSERT_TRUE(c.kernel().run_until([&] { return sa->close_code.has_value(); }, revoked + Duration{10'500'000}))
+      << "a revoked session's socket must not outlive the bound";
+  EXPECT_EQ(*sa->close_code, 1008);
 }
 
 TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads) {
@@ -382,4 +389,105 @@ TEST(ApiSim, ASlowConsumerLosesTypingFirstThenIsClosedAndResumesWithoutLoss) {
   auto got = posted_messages(*again);
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.back(), fmt::format("p{}", posted - 1)) << "nothing after the close is lost";
+}
+
+TEST(ApiSim, JobsCanBeCreatedListedReadAndCanceledByAdminsWithClearErrors) {
+  ChatCluster c({.seed = 17, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c);
+  auto created = c.call(0, "POST", "/api/v4/jobs", obj({{"type", "data_retention"}, {"data", json::object{{"reason", "test"}}}}), w.a);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = field(created, "id");
+  EXPECT_EQ(field(created, "status"), "pending");
+  auto got = c.call(1, "GET", "/api/v4/jobs/" + id, "", w.a);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(body(got).as_object().at("data").as_object().at("reason").as_string(), "test");
+  auto list = c.call(1, "GET", "/api/v4/jobs/type/data_retention", "", w.a);
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(body(list).as_array().size(), 1u);
+  ASSERT_EQ(c.call(0, "POST", "/api/v4/jobs/" + id + "/cancel", "", w.a).status, 200);
+  EXPECT_EQ(field(c.call(0, "GET", "/api/v4/jobs/" + id, "", w.a), "status"), "canceled");
+  expect_error(c.call(0, "POST", "/api/v4/jobs/" + id + "/cancel", "", w.a), 400, "app.job.cancel.finished");  // nothing left to cancel
+  expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "mine_bitcoin"}}), w.a), 400, "app.job.create.type");
+  expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}, {"data", json::object{{"n", 5}}}}), w.a), 400);
+  expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}, {"data", "x"}}), w.a), 400);
+  expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}}), w.b), 403);
+  expect_error(c.call(0, "GET", "/api/v4/jobs/" + std::string(26, 'y'), "", w.a), 404);
+}
+
+TEST(ApiSim, AnalyticsCountWebSocketsOnEveryNodeThroughClusterStats) {
+  ChatCluster c({.seed = 19, .nodes = 3});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c);
+  std::vector<std::unique_ptr<SimSocket>> sockets;
+  for (int i = 0; i < 3; ++i) sockets.push_back(c.connect(i, w.b));
+  sockets.push_back(c.connect(2, w.a));
+  c.kernel().run_for(Duration{200'000});
+  auto a = c.call(0, "GET", "/api/v4/analytics/old?name=standard", "", w.a);
+  ASSERT_EQ(a.status, 200) << a.body;
+  std::map<std::string, int64_t> rows;
+  const auto parsed = body(a);
+  for (const auto& r : parsed.as_array()) rows[std::string(r.as_object().at("name").as_string())] = r.as_object().at("value").as_int64();
+  EXPECT_EQ(rows["total_websocket_connections"], 4) << "one on node 0, one on node 1, two on node 2";
+  EXPECT_EQ(rows["unique_user_count"], 2);
+  EXPECT_EQ(rows["team_count"], 1);
+  EXPECT_EQ(rows["channel_open_count"], 3);  // town-square, off-topic, general
+  expect_error(c.call(0, "GET", "/api/v4/analytics/old", "", w.b), 403);
+}
+
+TEST(ApiSim, ConcurrentPostsInOneChannelFromEveryNodeAllLandOnceEachWithItsOwnTime) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c, 0, 1);
+    // Node 2's clock runs 3 s behind: its posts still come after what came before them.
+    c.kernel().set_clock_skew(2, Duration{-3'000'000});
+    auto sb = c.connect(1, w.b);
+    int answered = 0, created = 0;
+    for (int i = 0; i < 30; ++i)
+      c.call_async(i % 3, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("c{}", i)}}), i % 2 ? w.a : w.b,
+                   [&](api::Response r) {
+                     ++answered;
+                     created += r.status == 201;
+                     EXPECT_EQ(r.status, 201) << r.body;
+                   });
+    ASSERT_TRUE(c.kernel().run_until([&] { return answered == 30; }, c.kernel().now() + Duration{10'000'000}));
+    EXPECT_EQ(created, 30) << "concurrent posters queue on the channel row; none is refused";
+    c.kernel().run_for(Duration{500'000});
+    auto list = c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?per_page=100", "", w.a);
+    const auto parsed = body(list);
+    const auto& order = parsed.as_object().at("order").as_array();
+    const auto& posts = parsed.as_object().at("posts").as_object();
+    ASSERT_EQ(order.size(), 30u);
+    std::set<int64_t> times;
+    for (const auto& id : order) times.insert(posts.at(id.as_string()).as_object().at("create_at").as_int64());
+    EXPECT_EQ(times.size(), 30u) << "every post has its own time in the channel";
+    // The socket saw every post exactly once. Concurrent posts may arrive in another order than their
+    // create_at (their transactions finish in one order, their events travel in another), as in
+    // Mattermost: the client orders by create_at. A sequential poster's posts arrive in order (the
+    // test above).
+    auto got = posted_messages(*sb);
+    ASSERT_EQ(got.size(), 30u);
+    EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), 30u);
+  }
+}
+
+TEST(ApiSim, TwoUsersSigningUpAtOnceOnTwoNodesMakeOneAdmin) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    ChatCluster c({.seed = seed, .nodes = 2, .configure = [](config::Config& cfg, int) { cfg.TeamSettings.EnableOpenServer = true; }});
+    ASSERT_TRUE(c.start_all());
+    std::vector<api::Response> got;
+    for (int i = 0; i < 2; ++i)
+      c.call_async(i, "POST", "/api/v4/users",
+                   obj({{"username", fmt::format("user{}", i)}, {"email", fmt::format("u{}@example.com", i)}, {"password", "password-123"}}), "",
+                   [&](api::Response r) { got.push_back(r); });
+    ASSERT_TRUE(c.kernel().run_until([&] { return got.size() == 2; }, c.kernel().now() + Duration{10'000'000}));
+    int admins = 0;
+    for (const auto& r : got) {
+      ASSERT_EQ(r.status, 201) << r.body;
+      admins += field(r, "roles") == "system_admin system_user";
+    }
+    EXPECT_EQ(admins, 1) << "seed " << seed;
+  }
 }

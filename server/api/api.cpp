@@ -1,6 +1,7 @@
 #include "server/api/api.h"
 
 #include <boost/json.hpp>
+#include <utility>
 
 #include "server/core/ids.h"
 
@@ -210,8 +211,8 @@ struct Api::Call {
 // ---------------------------------------------------------------------------------------------------
 // Routing.
 
-Api::Api(Env& env, app::App& app, app::Hub& hub, NodeControl& node, ApiOptions options)
-    : env_(env), app_(app), hub_(hub), node_(node), options_(std::move(options)) {
+Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& node, ApiOptions options)
+    : env_(env), app_(app), hub_(hub), jobs_(jobs), node_(node), options_(std::move(options)) {
   routes();
 }
 
@@ -331,6 +332,45 @@ void Api::routes() {
     c->respond(ok_status());
   });
 
+  add("GET", v4 + "/analytics/old", true, [&app](const C& c) {
+    auto name = c->request.query.find("name");
+    if (name != c->request.query.end() && name->second != "standard") return c->error(app::bad_param("name"));
+    app.analytics(c->session, c->then<app::App::Analytics>([c](const app::App::Analytics& a) {
+      json::array rows;
+      for (const auto& [n, v] : a.rows) rows.push_back(json::object{{"name", n}, {"value", v}});
+      c->json(200, rows);
+    }));
+  });
+
+  // --- jobs
+  auto& jobs = jobs_;
+  auto list_jobs = [&jobs](const C& c, const std::string& type) {
+    bool bad = false;
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    if (bad) return c->error(app::bad_param("page or per_page"));
+    jobs.list(c->session, type, page, per_page, c->then<std::vector<app::Job>>([c](const std::vector<app::Job>& j) { c->json(200, to_array(j)); }));
+  };
+  add("GET", v4 + "/jobs", true, [list_jobs](const C& c) { list_jobs(c, ""); });
+  add("GET", v4 + "/jobs/type/{type}", true, [list_jobs](const C& c) { list_jobs(c, c->params["type"]); });
+  add("POST", v4 + "/jobs", true, [&jobs](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string type = b->str("type");
+    json::object data;
+    if (auto it = b->o.find("data"); it != b->o.end() && !it->value().is_null()) {
+      if (!it->value().is_object()) return c->error(app::bad_param("data"));
+      data = it->value().as_object();
+    }
+    if (c->bad_type(*b)) return;
+    jobs.create(c->session, type, data, c->then<app::Job>([c](const app::Job& j) { c->json(201, j.to_json()); }));
+  });
+  add("GET", v4 + "/jobs/{job_id}", true, [&jobs](const C& c) {
+    jobs.get(c->session, c->params["job_id"], c->then<app::Job>([c](const app::Job& j) { c->json(200, j.to_json()); }));
+  });
+  add("POST", v4 + "/jobs/{job_id}/cancel", true, [&jobs](const C& c) {
+    jobs.cancel(c->session, c->params["job_id"], c->then<app::Job>([c](const app::Job&) { c->respond(ok_status()); }));
+  });
+
   // --- users
   add("POST", v4 + "/users", false, [this, &app](const C& c) {
     auto b = c->body_object();
@@ -352,7 +392,8 @@ void Api::routes() {
   add("POST", v4 + "/users/login", false, [&app](const C& c) {
     auto b = c->body_object();
     if (!b) return;
-    const std::string login_id = b->str("login_id"), password = b->str("password"), device = b->str("device_id");
+    const std::string login_id = b->str("login_id"), password = b->str("password");
+    const std::string device = b->o.contains("deviceId") ? b->str("deviceId") : b->str("device_id");  // the client sends deviceId
     if (c->bad_type(*b)) return;
     app.login(login_id, password, device, c->then<std::pair<app::User, Session>>([c](const std::pair<app::User, Session>& r) {
       Response resp = json_response(200, json::serialize(r.first.to_json()));
@@ -604,6 +645,10 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
     auto str = [&](const char* key) { return data.contains(key) && data[key].is_string() ? std::string(data[key].as_string()) : std::string(); };
     if (action == "authentication_challenge") {
       if (session_) return reply(seq, true);
+      if (authenticating_) {
+        challenge_seq_ = seq;  // answered when the header's authentication ends
+        return;
+      }
       const std::string token = str("token");
       if (token.empty()) return fail(seq, "api.web_socket_router.no_token.app_error", "No token in the authentication challenge.");
       return authenticate(token, seq);
@@ -636,10 +681,12 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
       authenticating_ = false;
       if (!r.ok()) {
         if (seq >= 0) fail(seq, r.error.id, r.error.message);
+        if (challenge_seq_ >= 0) fail(std::exchange(challenge_seq_, -1), r.error.id, r.error.message);
         return close(1008, "authentication failed");
       }
       session_ = r.value;
       if (seq >= 0) reply(seq, true);
+      if (challenge_seq_ >= 0) reply(std::exchange(challenge_seq_, -1), true);
       register_connection();
     });
   }
@@ -648,7 +695,9 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   void register_connection() {
     const std::string user = session_->user_id;
     auto open = [this, user] {
+      auto alive = alive_;
       const auto opened = hub_.open(user, session_->token, this, connection_id_, sequence_number_);
+      if (!*alive) return;  // the socket closed while opening (it may be gone)
       registered_ = opened.connection_id;
       if (opened.resumed) env_.log().debug("websocket: connection {} resumed at {} ({} events resent)", registered_, sequence_number_, opened.replayed);
     };
@@ -673,6 +722,7 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   std::optional<Session> session_;
   std::string connection_id_;
   int64_t sequence_number_ = 0;
+  int64_t challenge_seq_ = -1;
   std::string registered_;
   bool authenticating_ = false;
   bool closed_ = false;

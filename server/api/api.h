@@ -15,6 +15,7 @@
 #include "server/api/http.h"
 #include "server/app/app.h"
 #include "server/app/hub.h"
+#include "server/app/jobs.h"
 
 namespace chorus::api {
 
@@ -49,7 +50,7 @@ struct ApiOptions {
 
 class Api final : public Handler {
  public:
-  Api(Env& env, app::App& app, app::Hub& hub, NodeControl& node, ApiOptions options);
+  Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& node, ApiOptions options);
   ~Api() override;
 
   void handle(Request request, Respond respond) override;
@@ -74,6 +75,7 @@ class Api final : public Handler {
   Env& env_;
   app::App& app_;
   app::Hub& hub_;
+  app::Jobs& jobs_;
   NodeControl& node_;
   ApiOptions options_;
   std::vector<Entry> routes_;

@@ -118,13 +118,51 @@ AppError from_db(const db::Error& e) {
 }
 
 App::App(Env& env, store::Store& store, const config::Config& config, Hub& hub, AppOptions options)
-    : env_(env), store_(store), config_(&config), hub_(hub), options_(options) {}
+    : env_(env), store_(store), config_(&config), hub_(hub), options_(options) {
+  revalidate_timer_ = env_.set_timer(options_.cache_ttl, [this] { revalidate_sockets(); });
+}
 
-App::~App() { *alive_ = false; }
+App::~App() {
+  *alive_ = false;
+  if (revalidate_timer_) env_.cancel_timer(revalidate_timer_);
+}
+
+void App::revalidate_sockets() {
+  revalidate_timer_ = env_.set_timer(options_.cache_ttl, [this] { revalidate_sockets(); });
+  const auto held = hub_.tokens();  // token -> user, of the active connections
+  if (held.empty()) return;
+  // In batches of 500 tokens: those still valid come back; the others' sockets close.
+  std::vector<std::pair<std::string, std::string>> all(held.begin(), held.end());
+  for (size_t from = 0; from < all.size(); from += 500) {
+    std::vector<Value> params{now_ms()};
+    std::string in;
+    auto batch = std::make_shared<std::map<std::string, std::string>>();
+    for (size_t i = from; i < std::min(all.size(), from + 500); ++i) {
+      params.emplace_back(all[i].first);
+      in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
+      (*batch)[all[i].first] = all[i].second;
+    }
+    store_.write({Statement{"SELECT Token FROM Sessions WHERE ExpiresAt > $1 AND Token IN (" + in + ")", params}}, false,
+                 [this, alive = alive_, batch](db::Outcome o) {
+                   if (!*alive || !o.ok()) return;  // a database hiccup revokes nothing
+                   for (const auto& r : o.result().rows) batch->erase(text_at(r, 0));
+                   for (const auto& [token, user] : *batch) {
+                     env_.log().info("app: closing the WebSockets of a revoked or expired session of user {}", user);
+                     sessions_.erase(token);
+                     hub_.revoke(user, token);
+                   }
+                 });
+  }
+}
 
 void App::set_messenger(cluster::Messenger* messenger) {
   messenger_ = messenger;
   if (!messenger_) return;
+  // A peer gathers the cluster's figures: ours.
+  messenger_->serve("cluster_stats", [this](const std::string&, const cluster::ClusterMessage&, cluster::Messenger::Reply reply) {
+    const auto h = hub_.stats();
+    reply(cluster::ClusterMessage{"", "", {{"websocket_connections", std::to_string(h.active)}, {"inactive_connections", std::to_string(h.inactive)}}});
+  });
   // A peer asks for a connection's queue: hand it over if we hold it for that user (and forget it).
   messenger_->serve("ws_queues", [this](const std::string& from, const cluster::ClusterMessage& m, cluster::Messenger::Reply reply) {
     auto user = m.props.find("user_id");
@@ -134,17 +172,63 @@ void App::set_messenger(cluster::Messenger* messenger) {
   });
 }
 
+void App::analytics(const Session& actor, Callback<Analytics> done) {
+  if (!actor.is_system_admin()) return done(fail<Analytics>(forbidden()));
+  std::vector<Statement> counts{Statement{"SELECT COUNT(*) FROM Users WHERE DeleteAt = 0", {}},
+                                Statement{"SELECT COUNT(*) FROM Teams WHERE DeleteAt = 0", {}},
+                                Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'O'", {}},
+                                Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'P'", {}},
+                                Statement{"SELECT COUNT(*) FROM Posts WHERE DeleteAt = 0", {}}};
+  store_.read(std::move(counts), [this, alive = alive_, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<Analytics>(from_db(o.error)));
+    Analytics a;
+    const char* names[] = {"unique_user_count", "team_count", "channel_open_count", "channel_private_count", "post_count"};
+    for (size_t i = 0; i < 5; ++i) a.rows.emplace_back(names[i], int_at(o.results[i].rows.at(0), 0));
+    const int64_t here = static_cast<int64_t>(hub_.stats().active);
+    if (!messenger_) {
+      a.rows.emplace_back("total_websocket_connections", here);
+      return done(ok(std::move(a)));
+    }
+    messenger_->request(cluster::ClusterMessage{"cluster_stats", "", {}}, Duration{1'000'000},
+                        [alive, here, a, done](cluster::Replies replies) mutable {
+                          if (!*alive) return;
+                          int64_t total = here;
+                          for (const auto& [peer, reply] : replies.replies) {
+                            auto it = reply.props.find("websocket_connections");
+                            if (it == reply.props.end()) continue;
+                            try {
+                              total += std::stoll(it->second);
+                            } catch (const std::exception&) {
+                            }
+                          }
+                          a.rows.emplace_back("total_websocket_connections", total);
+                          a.nodes_missing = replies.missing;
+                          done(ok(std::move(a)));
+                        });
+  });
+}
+
 void App::find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done) {
   if (hub_.holds(connection_id)) return done(true);
   if (!messenger_) return done(false);
+  // Events for this user that arrive while the queue is on its way would be missing from it: the hub
+  // notes them, and then the connection is not resumed (the client gets a hello and re-syncs).
+  hub_.begin_import(user_id);
   messenger_->request(cluster::ClusterMessage{"ws_queues", connection_id, {{"user_id", user_id}}}, timeout,
-                      [this, alive = alive_, connection_id, done](cluster::Replies replies) {
+                      [this, alive = alive_, connection_id, user_id, done](cluster::Replies replies) {
                         if (!*alive) return;
+                        bool imported = false;
                         for (const auto& [peer, reply] : replies.replies)
-                          if (!reply.data.empty() && hub_.import_queue(reply.data)) {
+                          if (!imported && !reply.data.empty() && hub_.import_queue(reply.data)) {
                             env_.log().info("app: took WebSocket connection {} over from {}", connection_id, peer);
-                            return done(true);
+                            imported = true;
                           }
+                        if (hub_.end_import(user_id) && imported) {
+                          env_.log().info("app: events for user {} arrived during the handover of {}: not resumed", user_id, connection_id);
+                          hub_.forget(connection_id);
+                          return done(false);
+                        }
                         done(hub_.holds(connection_id));
                       });
 }
@@ -167,6 +251,7 @@ void App::invalidate(const std::string& event, const std::string& id) {
 }
 
 void App::apply_invalidation(const std::string& event, const std::string& id) {
+  ++epoch_;  // reads in flight no longer fill the caches
   if (event == "inv_user") {
     users_.erase(id);
   } else if (event == "inv_channel") {
@@ -204,7 +289,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
     if (auto it = o.find("status"); it != o.end() && it->value().is_string()) s.status = it->value().as_string();
     if (auto it = o.find("manual"); it != o.end() && it->value().is_bool()) s.manual = it->value().as_bool();
     if (auto it = o.find("last_activity_at"); it != o.end() && it->value().is_int64()) s.last_activity_at = it->value().as_int64();
-    if (!s.user_id.empty()) statuses_[s.user_id] = s;
+    if (!s.user_id.empty() && statuses_.size() < options_.cache_entries_max) statuses_[s.user_id] = Entry<Status>{s, env_.now()};
   } else if (m.event.rfind("inv_", 0) == 0 || m.event == "clear_session_user") {
     ++stats_.invalidations_received;
     apply_invalidation(m.event, m.data);
@@ -214,6 +299,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
 void App::on_membership_change() {
   // Whatever we missed while a peer was unreachable (or we were), we stop trusting now.
   ++stats_.cache_flushes;
+  ++epoch_;
   sessions_.clear();
   users_.clear();
   channels_.clear();
@@ -222,6 +308,7 @@ void App::on_membership_change() {
 
 void App::publish(Event event) {
   ++stats_.events_published;
+  if (event.id.empty()) event.id = new_id(env_.random());
   hub_.deliver(event);
   if (!messenger_) return;
   messenger_->send_to_all(cluster::ClusterMessage{"publish", event.to_cluster(), {}},
@@ -275,14 +362,17 @@ void App::authenticate(const std::string& token, Callback<Session> done) {
   ++stats_.cache_misses;
   // From the master: a session made a moment ago on another node must be found.
   store_.write({Statement{std::string("SELECT ") + kSessionColumns + " FROM Sessions WHERE Token = $1", {token}}}, false,
-               [this, alive = alive_, token, expired, done](db::Outcome o) {
+               [this, alive = alive_, token, expired, done, epoch = epoch_](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(fail<Session>(from_db(o.error)));
                  if (o.result().rows.empty()) return done(fail<Session>(expired));
                  Session s = session_from_row(o.result().rows[0]);
                  if (s.expires_at <= now_ms()) return done(fail<Session>(expired));
-                 if (sessions_.size() >= options_.cache_entries_max) sessions_.clear();
-                 sessions_[token] = Entry<Session>{s, env_.now()};
+                 // Not cached if an invalidation happened while we read: it may be about this very session.
+                 if (epoch == epoch_) {
+                   if (sessions_.size() >= options_.cache_entries_max) sessions_.clear();
+                   sessions_[token] = Entry<Session>{s, env_.now()};
+                 }
                  done(ok(std::move(s)));
                });
 }
@@ -300,8 +390,12 @@ void App::create_user(const Session* actor, NewUser u, Callback<User> done) {
   if (u.password.size() < 8 || u.password.size() > 72)
     return done(fail<User>(error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
   if (u.first_name.size() > 64 || u.last_name.size() > 64 || u.nickname.size() > 64) return done(fail<User>(bad_param("user")));
-  const bool admin = actor && actor->is_system_admin();
-  store_.write({Statement{"SELECT COUNT(*) FROM Users", {}}}, false, [this, alive = alive_, u, admin, done](db::Outcome o) {
+  if (u.locale.size() > 5) return done(fail<User>(bad_param("locale")));
+  create_user_checked(actor && actor->is_system_admin(), std::move(u), true, std::move(done));
+}
+
+void App::create_user_checked(bool admin, NewUser u, bool may_retry, Callback<User> done) {
+  store_.write({Statement{"SELECT COUNT(*) FROM Users", {}}}, false, [this, alive = alive_, u, admin, may_retry, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<User>(from_db(o.error)));
     const bool first = int_at(o.result().rows.at(0), 0) == 0;
@@ -310,24 +404,32 @@ void App::create_user(const Session* actor, NewUser u, Callback<User> done) {
       return done(fail<User>(error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
     if (!first && !admin && !team.EnableOpenServer)
       return done(fail<User>(error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
-    hash_password(u.password, [this, alive, u, done](std::string hash) {
+    hash_password(u.password, [this, alive, u, admin, may_retry, done](std::string hash) {
       if (!*alive) return;
       if (hash.empty()) return done(fail<User>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
       const std::string id = new_id(env_.random());
       const int64_t now = now_ms();
-      // The first user becomes system admin; the database decides, so two nodes cannot both see "first".
+      // The first user becomes system admin. The claim is a row of its own (Systems.FirstUserId), so two
+      // nodes creating users at once on an empty database cannot both be first: the second conflicts and
+      // starts over, no longer first.
       std::vector<Statement> s{
+          Statement{"INSERT INTO Systems (Name, Value) SELECT 'FirstUserId', $1 WHERE NOT EXISTS (SELECT 1 FROM Users)"
+                    " AND NOT EXISTS (SELECT 1 FROM Systems WHERE Name = 'FirstUserId')",
+                    {id}},
           Statement{"INSERT INTO Users (Id, CreateAt, UpdateAt, Username, Password, Email, Nickname, FirstName, LastName, Roles, Locale,"
-                    " LastPasswordUpdate) SELECT $1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN EXISTS (SELECT 1 FROM Users) THEN"
-                    " 'system_user' ELSE 'system_admin system_user' END, $9, $2",
-                    {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name, u.locale.empty() ? "en" : u.locale}},
+                    " LastPasswordUpdate) SELECT $1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN EXISTS (SELECT 1 FROM Systems WHERE"
+                    " Name = 'FirstUserId' AND Value = $10) THEN 'system_admin system_user' ELSE 'system_user' END, $9, $2",
+                    // ($10 repeats $1: PostgreSQL deduces one type per parameter, VARCHAR for Id and TEXT for Value)
+                    {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name, u.locale.empty() ? "en" : u.locale, id}},
           Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {id}}};
-      store_.write(std::move(s), true, [alive, done](db::Outcome o) {
+      store_.write(std::move(s), true, [this, alive, u, admin, may_retry, done](db::Outcome o) {
         if (!*alive) return;
-        if (o.error.status == db::Status::conflict)
+        if (o.error.status == db::Status::conflict) {
+          if (may_retry) return create_user_checked(admin, u, false, done);  // maybe lost the race to be first
           return done(fail<User>(error(400, "app.user.save.existing.app_error", "An account with that username or email already exists.")));
+        }
         if (!o.ok()) return done(fail<User>(from_db(o.error)));
-        done(ok(user_from_row(o.results.at(1).rows.at(0))));
+        done(ok(user_from_row(o.results.at(2).rows.at(0))));
       });
     });
   });
@@ -391,13 +493,15 @@ void App::get_user(const Session& actor, const std::string& user_id, Callback<Us
   }
   ++stats_.cache_misses;
   store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}},
-              [this, alive = alive_, user_id, done](db::Outcome o) {
+              [this, alive = alive_, user_id, done, epoch = epoch_](db::Outcome o) {
                 if (!*alive) return;
                 if (!o.ok()) return done(fail<User>(from_db(o.error)));
                 if (o.result().rows.empty()) return done(fail<User>(not_found("user")));
                 User u = user_from_row(o.result().rows[0]);
-                if (users_.size() >= options_.cache_entries_max) users_.clear();
-                users_[user_id] = Entry<User>{u, env_.now()};
+                if (epoch == epoch_) {
+                  if (users_.size() >= options_.cache_entries_max) users_.clear();
+                  users_[user_id] = Entry<User>{u, env_.now()};
+                }
                 done(ok(std::move(u)));
               });
 }
@@ -450,7 +554,8 @@ void App::list_users(const Session& actor, int page, int per_page, Callback<std:
 // Teams.
 
 void App::is_team_member(const std::string& team_id, const std::string& user_id, std::function<void(AppError, bool)> done) {
-  store_.read({Statement{"SELECT 1 FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, user_id}}},
+  // From the master, as every read that decides a permission: a replica may not have the removal yet.
+  store_.write({Statement{"SELECT 1 FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, user_id}}}, false,
               [alive = alive_, done](db::Outcome o) {
                 if (!*alive) return;
                 if (!o.ok()) return done(from_db(o.error), false);
@@ -463,6 +568,8 @@ void App::create_team(const Session& actor, Team team, Callback<Team> done) {
     return done(fail<Team>(error(400, "model.team.is_valid.url.app_error", "Team URL must be 2-64 lowercase letters, numbers or dashes.")));
   if (team.display_name.empty() || team.display_name.size() > 64) return done(fail<Team>(bad_param("display_name")));
   if (team.type != "O" && team.type != "I") return done(fail<Team>(bad_param("type")));
+  if (team.description.size() > 255) return done(fail<Team>(bad_param("description")));
+  if (team.email.size() > 128) return done(fail<Team>(bad_param("email")));
   team.id = new_id(env_.random());
   team.create_at = team.update_at = now_ms();
   const std::string town = new_id(env_.random()), off = new_id(env_.random());
@@ -563,7 +670,7 @@ void App::add_team_member(const Session& actor, const std::string& team_id, cons
                  const int64_t now = now_ms();
                  std::vector<Statement> s{
                      Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user', $3)"
-                               " ON CONFLICT (TeamId, UserId) DO UPDATE SET DeleteAt = 0",
+                               " ON CONFLICT (TeamId, UserId) DO UPDATE SET DeleteAt = 0, Roles = 'team_user'",
                                {team_id, user_id, now}},
                      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) SELECT Id, $2, 'channel_user', $3"
                                " FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic') AND DeleteAt = 0"
@@ -654,13 +761,15 @@ void App::load_channel(const std::string& channel_id, std::function<void(AppErro
   }
   ++stats_.cache_misses;
   store_.read({Statement{std::string("SELECT ") + kChannelColumns + " FROM Channels WHERE Id = $1", {channel_id}}},
-              [this, alive = alive_, channel_id, done](db::Outcome o) {
+              [this, alive = alive_, channel_id, done, epoch = epoch_](db::Outcome o) {
                 if (!*alive) return;
                 if (!o.ok()) return done(from_db(o.error), std::nullopt);
                 if (o.result().rows.empty()) return done({}, std::nullopt);
                 Channel c = channel_from_row(o.result().rows[0]);
-                if (channels_.size() >= options_.cache_entries_max) channels_.clear();
-                channels_[channel_id] = Entry<Channel>{c, env_.now()};
+                if (epoch == epoch_) {
+                  if (channels_.size() >= options_.cache_entries_max) channels_.clear();
+                  channels_[channel_id] = Entry<Channel>{c, env_.now()};
+                }
                 done({}, std::move(c));
               });
 }
@@ -673,13 +782,15 @@ void App::channel_member_ids(const std::string& channel_id, std::function<void(A
   ++stats_.cache_misses;
   // From the master: a member added a moment ago on another node must be able to post.
   store_.write({Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {channel_id}}}, false,
-               [this, alive = alive_, channel_id, done](db::Outcome o) {
+               [this, alive = alive_, channel_id, done, epoch = epoch_](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(from_db(o.error), nullptr);
                  auto ids = std::make_shared<std::set<std::string>>();
                  for (const auto& r : o.result().rows) ids->insert(text_at(r, 0));
-                 if (channel_members_.size() >= options_.cache_entries_max) channel_members_.clear();
-                 channel_members_[channel_id] = Entry<std::shared_ptr<const std::set<std::string>>>{ids, env_.now()};
+                 if (epoch == epoch_) {
+                   if (channel_members_.size() >= options_.cache_entries_max) channel_members_.clear();
+                   channel_members_[channel_id] = Entry<std::shared_ptr<const std::set<std::string>>>{ids, env_.now()};
+                 }
                  done({}, ids);
                });
 }
@@ -920,62 +1031,46 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
       post.user_id = actor.user_id;
       const std::vector<std::string> recipients(ids->begin(), ids->end());
       // create_at is this node's clock, but never before the channel's last post: posts in a channel
-      // are ordered as they were made even across nodes whose clocks disagree. The channel row is the
-      // arbiter: the update must see the LastPostAt we read, else we read again (a concurrent post).
-      auto attempt = std::make_shared<std::function<void(int)>>();
-      *attempt = [this, alive, post, c, recipients, done, attempt](int tries) mutable {
-        store_.write({Statement{"SELECT LastPostAt FROM Channels WHERE Id = $1", {post.channel_id}}}, false,
-                     [this, alive, post, c, recipients, done, attempt, tries](db::Outcome o) mutable {
-                       if (!*alive) return;
-                       if (!o.ok() || o.result().rows.empty()) {
-                         *attempt = nullptr;
-                         return done(fail<Post>(o.ok() ? not_found("channel") : from_db(o.error)));
-                       }
-                       const int64_t last = int_at(o.result().rows[0], 0);
-                       post.create_at = post.update_at = std::max(now_ms(), last + 1);
-                       std::vector<Statement> s{
-                           Statement{"UPDATE Channels SET LastPostAt = $2, TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1 AND LastPostAt = $3",
-                                     {post.channel_id, post.create_at, last}, 1},
-                           Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
-                                     " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
-                                     {post.id, post.create_at, post.user_id, post.channel_id, post.root_id, post.message, post.type, post.props,
-                                      post.pending_post_id}}};
-                       store_.write(std::move(s), true, [this, alive, post, c, recipients, done, attempt, tries](db::Outcome o2) mutable {
+      // are ordered as they were made even across nodes whose clocks disagree. One transaction: the
+      // channel row moves LastPostAt forward (locking it on PostgreSQL; SQLite serialises writers), and
+      // the post takes that time. No read first, so concurrent posters queue instead of retrying.
+      const int64_t now = now_ms();
+      std::vector<Statement> s{
+          Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
+                    " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
+                    {post.channel_id, now}, 1},
+          Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
+                    " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
+                    {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id, post.channel_id}, 1},
+          Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {post.id}}};
+      store_.write(std::move(s), true, [this, alive, post, c, recipients, done](db::Outcome o) mutable {
+        if (!*alive) return;
+        if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
+          // A retry of a post already made (same pending id, on any node): answer with the first one.
+          store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                                  {post.user_id, post.pending_post_id}}},
+                       false, [alive, done, error = o.error](db::Outcome o2) {
                          if (!*alive) return;
-                         if (o2.error.status == db::Status::conflict && tries < 8) {
-                           // Another post won the race for the channel row, or this is a retry of a
-                           // post already made (same pending id): look for that first.
-                           if (post.pending_post_id.empty()) return (*attempt)(tries + 1);
-                           store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
-                                                   {post.user_id, post.pending_post_id}}},
-                                        false, [alive, done, attempt, tries](db::Outcome o3) {
-                                          if (!*alive) return;
-                                          if (o3.ok() && !o3.result().rows.empty()) {
-                                            *attempt = nullptr;
-                                            return done(ok(post_from_row(o3.result().rows[0])));
-                                          }
-                                          (*attempt)(tries + 1);
-                                        });
-                           return;
-                         }
-                         auto finish = std::move(*attempt);  // breaks the self-reference
-                         if (!o2.ok()) return done(fail<Post>(from_db(o2.error)));
-                         Event ev{"posted", boost::json::object{{"channel_display_name", c->display_name},
-                                                                {"channel_name", c->name},
-                                                                {"channel_type", c->type},
-                                                                {"post", boost::json::serialize(post.to_json())},
-                                                                {"sender_name", ""},
-                                                                {"set_online", true},
-                                                                {"team_id", c->team_id}}};
-                         ev.broadcast.channel_id = c->id;
-                         ev.recipients = recipients;
-                         ev.reliable = true;
-                         publish(std::move(ev));
-                         done(ok(post));
+                         if (o2.ok() && !o2.result().rows.empty()) return done(ok(post_from_row(o2.result().rows[0])));
+                         done(fail<Post>(from_db(o2.ok() ? error : o2.error)));
                        });
-                     });
-      };
-      (*attempt)(0);
+          return;
+        }
+        if (!o.ok()) return done(fail<Post>(from_db(o.error)));
+        post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
+        Event ev{"posted", boost::json::object{{"channel_display_name", c->display_name},
+                                               {"channel_name", c->name},
+                                               {"channel_type", c->type},
+                                               {"post", boost::json::serialize(post.to_json())},
+                                               {"sender_name", ""},
+                                               {"set_online", true},
+                                               {"team_id", c->team_id}}};
+        ev.broadcast.channel_id = c->id;
+        ev.recipients = recipients;
+        ev.reliable = true;
+        publish(std::move(ev));
+        done(ok(post));
+      });
     });
   });
 }
@@ -1049,7 +1144,7 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
   std::string match;
   for (const auto& w : words) {
     params.emplace_back(like_pattern(w));
-    match += (match.empty() ? "" : (is_or ? " OR " : " AND ")) + std::string("p.Message LIKE $") + std::to_string(params.size()) + " ESCAPE '\\'";
+    match += (match.empty() ? "" : (is_or ? " OR " : " AND ")) + std::string("LOWER(p.Message) LIKE LOWER($") + std::to_string(params.size()) + ") ESCAPE '\\'";
   }
   params.emplace_back(static_cast<int64_t>(per_page));
   params.emplace_back(static_cast<int64_t>(std::max(page, 0)) * per_page);
@@ -1074,7 +1169,7 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
 
 void App::get_status(const Session& actor, const std::string& user_id, Callback<Status> done) {
   if (!is_valid_id(user_id)) return done(fail<Status>(bad_param("user_id")));
-  if (auto it = statuses_.find(user_id); it != statuses_.end()) return done(ok(it->second));
+  if (auto it = statuses_.find(user_id); it != statuses_.end() && fresh(it->second.at)) return done(ok(it->second.value));
   store_.read({Statement{"SELECT UserId, Status, Manual, LastActivityAt FROM Status WHERE UserId = $1", {user_id}}},
               [this, alive = alive_, user_id, done](db::Outcome o) {
                 if (!*alive) return;
@@ -1087,7 +1182,8 @@ void App::get_status(const Session& actor, const std::string& user_id, Callback<
                   s.manual = int_at(r, 2) != 0;
                   s.last_activity_at = int_at(r, 3);
                 }
-                statuses_[user_id] = s;
+                if (statuses_.size() >= options_.cache_entries_max) statuses_.clear();
+                statuses_[user_id] = Entry<Status>{s, env_.now()};
                 done(ok(s));
               });
 }
@@ -1121,7 +1217,7 @@ void App::set_status(const Session& actor, const std::string& user_id, const std
                false, [this, alive = alive_, s, done](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(fail<Status>(from_db(o.error)));
-                 statuses_[s.user_id] = s;
+                 statuses_[s.user_id] = Entry<Status>{s, env_.now()};
                  if (messenger_)
                    messenger_->send_to_all(cluster::ClusterMessage{"update_status", boost::json::serialize(s.to_json()), {}},
                                            cluster::Delivery::best_effort);

@@ -150,6 +150,15 @@ class App {
   // queue (ws_queues, at most `timeout`) and takes it over. done(true) when the hub now holds it.
   void find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done);
 
+  // Server-wide figures for the admin (Mattermost's "standard" analytics): counts from the database and
+  // the WebSocket connections of every node, gathered with a cluster_stats request (nodes that do not
+  // answer within 1 s are left out, and named).
+  struct Analytics {
+    std::vector<std::pair<std::string, int64_t>> rows;
+    std::vector<std::string> nodes_missing;
+  };
+  void analytics(const Session& actor, Callback<Analytics> done);
+
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, invalidations_sent = 0, invalidations_received = 0, events_published = 0,
              events_received = 0, cache_flushes = 0;
@@ -166,6 +175,10 @@ class App {
     MonoTime at;
   };
   bool fresh(MonoTime at) const;
+  void create_user_checked(bool admin, NewUser user, bool may_retry, Callback<User> done);
+  // Every cache_ttl: the sessions behind this node's WebSockets are checked against the database, and
+  // sockets of revoked or expired sessions are closed (the bound holds for sockets too).
+  void revalidate_sockets();
   void invalidate(const std::string& event, const std::string& id);  // locally and cluster-wide
   void apply_invalidation(const std::string& event, const std::string& id);
   // Channel membership: the set of user ids (cached), and the caller's membership.
@@ -188,7 +201,9 @@ class App {
   std::map<std::string, Entry<User>> users_;        // by id
   std::map<std::string, Entry<std::shared_ptr<const std::set<std::string>>>> channel_members_;  // by channel id
   std::map<std::string, Entry<Channel>> channels_;  // by id
-  std::map<std::string, Status> statuses_;          // by user id (statuses live in memory and the Status table)
+  std::map<std::string, Entry<Status>> statuses_;   // by user id (statuses live in memory and the Status table)
+  uint64_t epoch_ = 0;                              // bumps on every invalidation: fills in flight are dropped
+  TimerId revalidate_timer_ = 0;
   Stats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

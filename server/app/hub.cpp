@@ -37,7 +37,8 @@ std::string Event::to_cluster() const {
   for (const auto& u : recipients) r.emplace_back(u);
   json::array omit;
   for (const auto& u : broadcast.omit_users) omit.emplace_back(u);
-  return json::serialize(json::object{{"event", event},
+  return json::serialize(json::object{{"id", id},
+                                      {"event", event},
                                       {"data", data},
                                       {"user_id", broadcast.user_id},
                                       {"channel_id", broadcast.channel_id},
@@ -53,6 +54,7 @@ std::optional<Event> Event::from_cluster(const std::string& text) {
   if (ec || !v.is_object()) return std::nullopt;
   const auto& o = v.as_object();
   Event e;
+  e.id = str_of(o, "id");
   e.event = str_of(o, "event");
   if (e.event.empty()) return std::nullopt;
   if (auto it = o.find("data"); it != o.end() && it->value().is_object()) e.data = it->value().as_object();
@@ -85,15 +87,15 @@ Hub::Opened Hub::open(const std::string& user_id, const std::string& token, Conn
     Conn& c = it->second;
     // Resumable when every event from sequence_number on is still held (or none was sent since).
     const bool nothing_missed = sequence_number == c.next_seq;
-    const bool held = !c.dead.empty() && c.dead.front().first <= sequence_number && sequence_number < c.next_seq;
+    const bool held = !c.dead.empty() && c.dead.front().seq <= sequence_number && sequence_number < c.next_seq;
     if (sequence_number > 0 && (nothing_missed || held)) {
       if (c.sink && c.sink != sink) c.sink->close(1000, "resumed elsewhere");
       c.sink = sink;
       c.token = token;
       Opened o{c.id, true, 0};
-      for (const auto& [seq, text] : c.dead)
-        if (seq >= sequence_number) {
-          sink->send_text(text);
+      for (const auto& sent : c.dead)
+        if (sent.seq >= sequence_number) {
+          sink->send_text(sent.text);
           ++o.replayed;
         }
       ++stats_.resumed;
@@ -102,7 +104,7 @@ Hub::Opened Hub::open(const std::string& user_id, const std::string& token, Conn
     // Too old to resume: the old connection is gone for good.
     if (!c.sink) drop(c.id);
   }
-  if (conns_.size() >= options_.connections_max) sweep();
+  make_room(user_id);
   Conn c;
   c.id = new_id(env_.random());
   c.user_id = user_id;
@@ -113,7 +115,7 @@ Hub::Opened Hub::open(const std::string& user_id, const std::string& token, Conn
   auto& conn = conns_.emplace(id, std::move(c)).first->second;
   Event hello{"hello", json::object{{"server_version", options_.server_version}, {"connection_id", id}, {"server_hostname", options_.hostname}}};
   hello.broadcast.user_id = user_id;
-  send(conn, hello);
+  send(conn, hello, true);
   return Opened{id, false, 0};
 }
 
@@ -122,10 +124,42 @@ void Hub::closed(const std::string& connection_id, const ConnectionSink* sink) {
   if (it == conns_.end() || it->second.sink != sink) return;
   it->second.sink = nullptr;
   it->second.inactive_since = env_.now();
+  make_room(it->second.user_id);
 }
 
-void Hub::send(Conn& c, const Event& e) {
-  if (c.sink) {
+// Keeps the hub within its bounds: expired connections go; beyond connections_max the oldest inactive
+// one goes; beyond inactive_per_user_max, that user's oldest inactive one.
+void Hub::make_room(const std::string& user_id) {
+  if (conns_.size() >= options_.connections_max) expire();
+  auto oldest_inactive = [&](const std::set<std::string>* among) {
+    const Conn* best = nullptr;
+    size_t count = 0;
+    auto consider = [&](const Conn& c) {
+      if (c.sink) return;
+      ++count;
+      if (!best || c.inactive_since < best->inactive_since) best = &c;
+    };
+    if (among)
+      for (const auto& id : *among) consider(conns_.at(id));
+    else
+      for (const auto& [id, c] : conns_) consider(c);
+    return std::make_pair(best ? best->id : std::string(), count);
+  };
+  if (conns_.size() >= options_.connections_max) {
+    auto [id, n] = oldest_inactive(nullptr);
+    if (!id.empty()) drop(id);
+  }
+  auto u = by_user_.find(user_id);
+  if (u == by_user_.end()) return;
+  auto [id, n] = oldest_inactive(&u->second);
+  if (n > options_.inactive_per_user_max && !id.empty()) drop(id);
+}
+
+void Hub::send(Conn& c, const Event& e, bool first) {
+  if (!e.id.empty())
+    for (const auto& sent : c.dead)
+      if (sent.event_id == e.id) return;  // already sent on this connection (a handover overlap)
+  if (c.sink && !first) {
     const size_t waiting = c.sink->queued_frames();
     if (waiting >= options_.send_queue_max) {
       // Too slow: close it; it keeps its queue, so the client resumes where it stopped reading.
@@ -148,7 +182,7 @@ void Hub::send(Conn& c, const Event& e) {
     c.sink->send_text(text);
     ++stats_.sent;
   }
-  c.dead.emplace_back(seq, std::move(text));
+  c.dead.push_back(Sent{seq, std::move(text), e.id});
   while (c.dead.size() > options_.dead_queue_max) c.dead.pop_front();
 }
 
@@ -157,6 +191,7 @@ void Hub::deliver(const Event& e) {
   if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
   for (const auto& u : users) {
     if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end()) continue;
+    if (auto imp = importing_.find(u); imp != importing_.end() && !e.droppable()) imp->second.tainted = true;
     auto it = by_user_.find(u);
     if (it == by_user_.end()) continue;
     for (const auto& id : std::vector<std::string>(it->second.begin(), it->second.end())) {
@@ -200,6 +235,10 @@ void Hub::drop(const std::string& connection_id) {
 
 void Hub::sweep() {
   sweep_timer_ = env_.set_timer(Duration{30'000'000}, [this] { sweep(); });
+  expire();
+}
+
+void Hub::expire() {
   const MonoTime now = env_.now();
   std::vector<std::string> expired;
   for (const auto& [id, c] : conns_)
@@ -221,7 +260,7 @@ std::optional<std::string> Hub::export_queue(const std::string& connection_id, c
     sink->close(1000, "resumed elsewhere");
   }
   json::array dead;
-  for (const auto& [seq, text] : c.dead) dead.push_back(json::array{seq, text});
+  for (const auto& sent : c.dead) dead.push_back(json::array{sent.seq, sent.text, sent.event_id});
   std::string out = json::serialize(json::object{{"id", c.id}, {"user_id", c.user_id}, {"next_seq", c.next_seq}, {"dead", dead}});
   drop(connection_id);
   return out;
@@ -240,14 +279,30 @@ bool Hub::import_queue(const std::string& text) {
   if (c.id.empty() || c.user_id.empty() || ns == o.end() || !ns->value().is_int64() || dead == o.end() || !dead->value().is_array()) return false;
   c.next_seq = ns->value().as_int64();
   for (const auto& e : dead->value().as_array()) {
-    if (!e.is_array() || e.as_array().size() != 2 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string()) return false;
-    c.dead.emplace_back(e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()));
+    if (!e.is_array() || e.as_array().size() != 3 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string() || !e.as_array()[2].is_string())
+      return false;
+    c.dead.push_back(Sent{e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()), std::string(e.as_array()[2].as_string())});
   }
   if (c.dead.size() > options_.dead_queue_max || conns_.contains(c.id)) return false;
   c.inactive_since = env_.now();
   by_user_[c.user_id].insert(c.id);
   conns_.emplace(c.id, std::move(c));
   return true;
+}
+
+std::map<std::string, std::string> Hub::tokens() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [id, c] : conns_)
+    if (c.sink && !c.token.empty()) out[c.token] = c.user_id;
+  return out;
+}
+
+bool Hub::end_import(const std::string& user_id) {
+  auto it = importing_.find(user_id);
+  if (it == importing_.end()) return false;
+  const bool tainted = it->second.tainted;
+  if (--it->second.pending <= 0) importing_.erase(it);
+  return tainted;
 }
 
 Hub::Stats Hub::stats() const {

@@ -42,6 +42,7 @@ struct Event {
   Broadcast broadcast;
   std::vector<std::string> recipients;  // user ids, resolved by the publisher (empty: broadcast.user_id)
   bool reliable = false;                // across the cluster
+  std::string id;  // unique per publication (set by the publisher): a connection never gets one event twice
   bool droppable() const { return event == "typing" || event == "status_change"; }
 
   std::string to_cluster() const;
@@ -61,6 +62,7 @@ struct HubOptions {
   size_t dead_queue_max = 128;
   Duration inactive_keep{300'000'000};  // 5 min
   size_t connections_max = 200'000;     // active and inactive
+  size_t inactive_per_user_max = 32;   // a client reconnecting in a loop cannot pile them up
   std::string server_version = "0.0.0";
   std::string hostname;
 };
@@ -90,6 +92,13 @@ class Hub {
   void shutdown();
 
   bool holds(const std::string& connection_id) const { return conns_.contains(connection_id); }
+  // The session tokens of the active connections (token -> user), to check them against the database.
+  std::map<std::string, std::string> tokens() const;
+  // A connection of this user is being fetched from a peer: events for the user meanwhile would be
+  // missing from it. end_import says whether any arrived (then the import must not be resumed).
+  void begin_import(const std::string& user_id) { ++importing_[user_id].pending; }
+  bool end_import(const std::string& user_id);
+  void forget(const std::string& connection_id) { drop(connection_id); }
   // An inactive connection of that user, serialized, and forgotten here; nullopt if not held or active.
   std::optional<std::string> export_queue(const std::string& connection_id, const std::string& user_id);
   // Takes over a connection exported by a peer (then open() can resume it). False on bad input.
@@ -102,16 +111,23 @@ class Hub {
   Stats stats() const;
 
  private:
+  struct Sent {
+    int64_t seq;
+    std::string text;      // the frame as sent
+    std::string event_id;  // to refuse a second copy of the same event
+  };
   struct Conn {
     std::string id, user_id, token;
     int64_t next_seq = 0;
-    std::deque<std::pair<int64_t, std::string>> dead;  // (seq, frame text), oldest first
+    std::deque<Sent> dead;  // oldest first
     ConnectionSink* sink = nullptr;                    // null while inactive
     MonoTime inactive_since{};
   };
-  void send(Conn& c, const Event& e);
+  void send(Conn& c, const Event& e, bool first = false);
   void drop(const std::string& connection_id);
   void sweep();
+  void expire();
+  void make_room(const std::string& user_id);
 
   Env& env_;
   HubOptions options_;
@@ -119,6 +135,11 @@ class Hub {
   std::map<std::string, std::set<std::string>> by_user_;
   TimerId sweep_timer_ = 0;
   Stats stats_;
+  struct Importing {
+    int pending = 0;
+    bool tainted = false;
+  };
+  std::map<std::string, Importing> importing_;
 };
 
 // One event as a client receives it: {"event","data","broadcast","seq"}.

@@ -35,7 +35,8 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     }
     app_->on_cluster_message(from, m);
   });
-  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *this, api::ApiOptions{options_.version, options_.advertise});
+  jobs_ = std::make_unique<app::Jobs>(env_, *store_);
+  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this, api::ApiOptions{options_.version, options_.advertise});
   const auto& cs = cfg.ClusterSettings;
   if (cs.Enable) {
     cluster::DiscoveryOptions d;

@@ -18,6 +18,7 @@
 #include "server/api/api.h"
 #include "server/app/app.h"
 #include "server/app/hub.h"
+#include "server/app/jobs.h"
 #include "server/cluster/discovery.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/messages.h"
@@ -96,6 +97,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::unique_ptr<cluster::Discovery> discovery_;
   std::unique_ptr<app::Hub> hub_;
   std::unique_ptr<app::App> app_;
+  std::unique_ptr<app::Jobs> jobs_;
   std::unique_ptr<api::Api> api_;
   std::map<std::string, cluster::MemberState> member_states_;
   bool started_ = false;

@@ -130,7 +130,57 @@ for (const s of [sa, sb]) {
   for (let i = 1; i < s.events.length; i++)
     if (s.events[i].seq !== s.events[i - 1].seq + 1 && s.events[i].event !== 'hello') fail(`a gap in event seq: ${s.events[i - 1].seq} -> ${s.events[i].seq}`);
 }
-log('PASS: posts, typing, failover and re-sync all held');
+log('posts, typing, failover and re-sync all held');
+
+// --- 7. Every other route the official client has for what Chorus implements, on real PostgreSQL.
+const expectStatus = async (what, promise, status) => {
+  try {
+    await promise;
+  } catch (e) {
+    if (e.status_code === status) return;
+    fail(`${what}: expected ${status}, got ${e.status_code} ${e.message}`);
+  }
+  fail(`${what}: expected ${status}, but it succeeded`);
+};
+const profiles = await alice.getProfilesByIds([bobUser.id, admin.id]);
+if (profiles.length !== 2) fail('getProfilesByIds');
+if ((await alice.getUserByUsername('bob')).id !== bobUser.id) fail('getUserByUsername');
+if ((await alice.getTeams()).length !== 1) fail('getTeams');
+if ((await bob.getTeamByName('ha-team')).id !== team.id) fail('getTeamByName');
+if ((await bob.getMyTeams()).length !== 1) fail('getMyTeams');
+if ((await bob.getTeamMembers(team.id)).length !== 2) fail('getTeamMembers');
+if ((await bob.getChannelByName(team.id, 'ha-channel')).id !== channel.id) fail('getChannelByName');
+if ((await bob.getChannels(team.id)).length !== 3) fail('getChannels: town-square, off-topic and ours');
+if ((await bob.getMyChannels(team.id)).length !== 3) fail('getMyChannels');
+if ((await bob.getChannelMembers(channel.id)).length !== 2) fail('getChannelMembers');
+const found = await bob.searchPosts(team.id, 'FAILOVER', false);
+if (found.order.length !== 1) fail(`searchPosts found ${found.order.length} posts for "FAILOVER"`);
+await bob.updateStatus({ user_id: bobUser.id, status: 'dnd' });
+if ((await alice.getStatus(bobUser.id)).status !== 'dnd') fail('getStatus after updateStatus');
+if ((await alice.getStatusesByIds([bobUser.id])).length !== 1) fail('getStatusesByIds');
+const health = await bob.ping(true);
+if (health.status !== 'OK' || health.database_status !== 'OK') fail(`ping: ${JSON.stringify(health)}`);
+// Node 1 leaves the list once node 2 declares it dead (about 1-2 s after the kill).
+await until('getClusterStatus lists node 2 alone', async () => (await alice.getClusterStatus()).length === 1, 5000);
+const cfg = await alice.getConfig();
+if (!cfg.ClusterSettings || !cfg.ClusterSettings.ReadOnlyConfig) fail('getConfig');
+await expectStatus('patchConfig under ReadOnlyConfig', alice.patchConfig({ TeamSettings: { SiteName: 'x' } }), 403);
+await alice.reloadConfig();
+await alice.recycleDatabase();
+const job = await alice.createJob({ type: 'data_retention' });
+if ((await alice.getJob(job.id)).status !== 'pending') fail('getJob');
+if ((await alice.getJobsByType('data_retention')).length !== 1) fail('getJobsByType');
+await alice.cancelJob(job.id);
+await expectStatus('cancelJob twice', alice.cancelJob(job.id), 400);
+const stats = await alice.getAnalytics('standard');
+if (!stats.some((r) => r.name === 'post_count' && r.value === 7)) fail(`getAnalytics: ${JSON.stringify(stats)}`);
+await alice.removeFromChannel(bobUser.id, channel.id);
+if ((await bob.getChannelMembers(channel.id)).length !== 1) fail('removeFromChannel');
+await alice.removeFromTeam(team.id, bobUser.id);  // a public channel stays readable to the team; now bob is out
+await expectStatus('bob reads a channel of a team he left', bob.getPosts(channel.id), 403);
+await bob.logout();
+await expectStatus('a request after logout', bob.getMe(), 401);
+log('PASS: posts, typing, failover, re-sync and every implemented route held');
 sa.ws.close();
 sb.ws.close();
 clearTimeout(deadline);
