@@ -792,9 +792,9 @@ class Run {
       io_.run_for(20ms);
     }
   }
-  void pause(std::chrono::milliseconds d) {
+  void pause(std::chrono::milliseconds d, const std::string& during = "a pause") {
     const auto until = Clock::now() + d;
-    await("a pause", until + 1s, [&] { return Clock::now() >= until; });
+    await(during, until + 1s, [&] { return Clock::now() >= until; });
   }
 
   // One request, waited for.
@@ -851,7 +851,7 @@ class Run {
         setup_pools_[i]->submit(std::move(job));
         await(fmt::format("waiting for node {} to answer its ping", i), deadline, [&] { return r.has_value(); });
         if (r->ok(200)) break;
-        pause(100ms);
+        pause(100ms, fmt::format("waiting for node {} to answer its ping", i));
       }
     }
     setup_lines_.push_back(fmt::format("| start {} nodes, each answers GET /system/ping | {} | {:.1f} |", o_.nodes, o_.nodes,
@@ -884,7 +884,7 @@ class Run {
         if (Clock::now() >= deadline)
           throw Fatal(fmt::format("node {} does not list all {} nodes with one version and config hash within 20 s; last answer: {}", i,
                                   o_.nodes, last));
-        pause(100ms);
+        pause(100ms, "waiting for the nodes to see each other");
       }
     }
     setup_lines_.push_back(fmt::format("| first user (system admin), login, every node lists all {} in /cluster/status | 3+ | {:.1f} |",
@@ -974,7 +974,7 @@ class Run {
                        [&idle_tokens, u](const HttpResult& r) { idle_tokens[static_cast<size_t>(u)] = r.token; }});
     batch(fmt::format("log {} users in again (sessions for the idle phase)", U), std::move(items), 200, 120s);
 
-    pause(1000ms);
+    pause(1000ms, "the idle phase");
     const int64_t node_before = rss_kb(pid), tool_before = rss_kb(0);
     const int fds_before = count_fds(pid);
 
@@ -993,7 +993,7 @@ class Run {
       failure = e.what();
     }
     const double open_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    pause(2000ms);  // let the node settle
+    pause(2000ms, "the idle phase");  // let the node settle
     const int64_t node_after = rss_kb(pid), tool_after = rss_kb(0), node_hwm = status_kb(pid, "VmHWM");
     const int fds_after = count_fds(pid);
     const size_t open = opener.open_now();
@@ -1012,7 +1012,7 @@ class Run {
       if (!idle_tokens[static_cast<size_t>(u)].empty())
         items.push_back({0, http::verb::post, "/api/v4/users/logout", idle_tokens[static_cast<size_t>(u)], "", nullptr});
     batch(fmt::format("log the {} idle sessions out", items.size()), std::move(items), 200, 60s);
-    pause(1000ms);
+    pause(1000ms, "the idle phase");
     const int64_t node_closed = rss_kb(pid);
 
     const double per_conn_kib = open > 0 ? static_cast<double>(node_after - node_before) / static_cast<double>(open) : 0;
@@ -1539,6 +1539,7 @@ int main(int argc, char** argv) {
   std::string report = header + body;
   if (!failure.empty()) {
     report += "\n## FAILED\n\n```\n" + failure + "\n```\n";
+    std::fflush(stdout);
     std::fprintf(stderr, "\nchorus_load: FAILED: %s\n", failure.c_str());
   }
   std::error_code ec;

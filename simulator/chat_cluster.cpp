@@ -43,9 +43,11 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
   for (const auto& r : options_.replicas) k_->databases().add(DbServerOptions{.name = r, .primary = "db1"});
   for (int i = 0; i < options_.nodes; ++i) addresses_.push_back(fmt::format("10.0.0.{}:8074", i + 1));
   config::Config base;
-  base.SqlSettings.DriverName = "postgres";
-  base.SqlSettings.DataSource = "postgres://chorus:pw@db1:5432/chorus?sslmode=disable";
-  for (const auto& r : options_.replicas) base.SqlSettings.DataSourceReplicas.push_back("postgres://chorus:pw@" + r + ":5432/chorus");
+  // The simulated servers are SQLite databases: the nodes speak SQLite's dialect to them (the FTS5 search
+  // index, for one), with the same routing, pools and failover as for PostgreSQL.
+  base.SqlSettings.DriverName = "sqlite3";
+  base.SqlSettings.DataSource = "db1";
+  for (const auto& r : options_.replicas) base.SqlSettings.DataSourceReplicas.push_back(r);
   base.SqlSettings.QueryTimeout = 5;
   base.SqlSettings.ReplicaMonitorIntervalSeconds = 1;
   base.ClusterSettings.Enable = true;

@@ -139,6 +139,8 @@ class Kernel {
   void call_on_node(NodeIndex i, uint32_t incarnation, int64_t time_us, Task fn);
   // The simulated database servers of this run.
   SimDatabases& databases() { return *databases_; }
+  // The shared file storage (a NAS every node mounts): path -> contents. Survives node crashes.
+  std::map<std::string, std::string>& shared_files() { return shared_files_; }
   bool step();                      // runs one event; false when the queue is empty
   void run_until(Duration t);       // runs every event up to and including t, then sets now to t
   void run_for(Duration d) { run_until(now() + d); }
@@ -226,6 +228,7 @@ class Kernel {
   uint64_t trace_count_ = 0;
   NullLogSink null_sink_;
   std::unique_ptr<SimDatabases> databases_;
+  std::map<std::string, std::string> shared_files_;
 };
 
 }  // namespace chorus::sim

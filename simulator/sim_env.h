@@ -16,6 +16,30 @@
 
 namespace chorus::sim {
 
+// The shared file storage as one node reaches it: the kernel's map, answers posted to the node's loop.
+class SimFiles final : public FileStore {
+ public:
+  SimFiles(Env& env, std::map<std::string, std::string>& files) : env_(env), files_(files) {}
+  void write(const std::string& path, std::string data, std::function<void(std::string)> done) override {
+    if (path.empty() || path.front() == '/' || path.find("..") != std::string::npos) {
+      env_.post([done, path] { done("refused file path \"" + path + "\""); });
+      return;
+    }
+    files_[path] = std::move(data);
+    env_.post([done] { done(""); });
+  }
+  void read(const std::string& path, std::function<void(std::optional<std::string>, std::string)> done) override {
+    auto it = files_.find(path);
+    std::optional<std::string> data;
+    if (it != files_.end()) data = it->second;
+    env_.post([done, data, path] { done(data, data ? "" : "no file " + path); });
+  }
+
+ private:
+  Env& env_;
+  std::map<std::string, std::string>& files_;
+};
+
 class SimEnv final : public Env, public Transport {
  public:
   SimEnv(Kernel& kernel, NodeIndex self, LogSink& sink, LogLevel level);
@@ -36,6 +60,7 @@ class SimEnv final : public Env, public Transport {
   Logger& log() override { return logger_; }
   Transport& transport() override { return *this; }
   db::Connector& database() override { return *database_; }
+  FileStore& files() override { return files_; }
   const std::string& node_name() const override { return name_; }
 
   // Transport
@@ -99,6 +124,7 @@ class SimEnv final : public Env, public Transport {
   uint64_t next_token_ = 1;
   TransportStats stats_;
   std::unique_ptr<db::Connector> database_;
+  SimFiles files_{*this, kernel_.shared_files()};
 };
 
 }  // namespace chorus::sim

@@ -176,7 +176,7 @@ TEST_F(PgStoreTest, ThreeNodesStartingAtOnceMigrateExactlyOnce) {
     ASSERT_EQ(results[i]->status, db::Status::ok) << results[i]->message;
     applied += nodes[i]->store->schema().applied_here;
     migrators += nodes[i]->store->schema().applied_here > 0;
-    EXPECT_EQ(nodes[i]->store->schema_version(), "3 (release 0.1)");
+    EXPECT_EQ(nodes[i]->store->schema_version(), fmt::format("{} (release 0.1)", store::migrations().size()));
   }
   EXPECT_EQ(applied, static_cast<int>(store::migrations().size()));
   EXPECT_EQ(migrators, 1);

@@ -65,16 +65,6 @@ bool same_secret(const char* a, const std::string& b) {
 
 int clamp_per_page(int per_page, int max) { return std::clamp(per_page <= 0 ? 60 : per_page, 1, max); }
 
-// LIKE pattern for one search word, with the wildcards in it escaped.
-std::string like_pattern(const std::string& word) {
-  std::string out = "%";
-  for (char c : word) {
-    if (c == '%' || c == '_' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "%";
-}
-
 std::vector<std::string> words_of(const std::string& text) {
   std::vector<std::string> out;
   std::string cur;
@@ -234,6 +224,8 @@ void App::find_connection(const std::string& connection_id, const std::string& u
 }
 
 int64_t App::now_ms() const { return env_.wall_now().us / 1000; }
+
+bool App::postgres() const { return store_.router().dialect() == db::Dialect::postgres; }
 
 bool App::fresh(MonoTime at) const {
   const Duration ttl = std::min(options_.cache_ttl, Duration{config_->ServiceSettings.SessionCacheInMinutes * 60'000'000});
@@ -1043,6 +1035,12 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
                     " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
                     {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id, post.channel_id}, 1},
           Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {post.id}}};
+      // The search index, in the same transaction: search finds a post once its creation is acknowledged.
+      if (postgres())
+        s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
+                              {post.id, post.channel_id, post.message}});
+      else
+        s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)", {post.message, post.id, post.channel_id}});
       store_.write(std::move(s), true, [this, alive, post, c, recipients, done](db::Outcome o) mutable {
         if (!*alive) return;
         if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
@@ -1140,21 +1138,27 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
   const auto words = words_of(terms);
   if (words.empty()) return done(fail<PostList>(bad_param("terms")));
   per_page = clamp_per_page(per_page, options_.per_page_max);
-  std::vector<Value> params{actor.user_id, team_id};
-  std::string match;
+  // The full-text index (server/jobs/job_kinds.h): PostgreSQL's tsvector, SQLite's FTS5. Words are
+  // matched whole (case-folded), all of them or, with is_or_search, any.
+  std::string query;
   for (const auto& w : words) {
-    params.emplace_back(like_pattern(w));
-    match += (match.empty() ? "" : (is_or ? " OR " : " AND ")) + std::string("LOWER(p.Message) LIKE LOWER($") + std::to_string(params.size()) + ") ESCAPE '\\'";
+    if (postgres()) {
+      query += (query.empty() ? "" : (is_or ? " or " : " ")) + w;
+    } else {
+      std::string quoted = "\"";
+      for (char ch : w) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      query += (query.empty() ? "" : (is_or ? " OR " : " AND ")) + quoted + "\"";
+    }
   }
-  params.emplace_back(static_cast<int64_t>(per_page));
-  params.emplace_back(static_cast<int64_t>(std::max(page, 0)) * per_page);
+  std::vector<Value> params{actor.user_id, team_id, query, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page};
   const std::string cols = prefixed(kPostColumns, "p.");
   // Only channels the searcher belongs to, in that team.
+  const std::string match = postgres() ? "JOIN PostsFts f ON f.PostId = p.Id WHERE f.Body @@ websearch_to_tsquery('simple', $3)"
+                                       : "WHERE p.Id IN (SELECT PostId FROM PostsFts WHERE PostsFts MATCH $3)";
   const std::string sql = "SELECT " + cols +
                           " FROM Posts p JOIN ChannelMembers m ON m.ChannelId = p.ChannelId AND m.UserId = $1"
-                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 WHERE p.DeleteAt = 0 AND (" +
-                          match + ") ORDER BY p.CreateAt DESC LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" +
-                          std::to_string(params.size());
+                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 " + match +
+                          " AND p.DeleteAt = 0 ORDER BY p.CreateAt DESC LIMIT $4 OFFSET $5";
   store_.search({Statement{sql, params}}, [alive = alive_, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<PostList>(from_db(o.error)));

@@ -190,6 +190,7 @@ class App {
   void hash_password(const std::string& password, std::function<void(std::string)> done);
   void check_password(const std::string& password, const std::string& hash, std::function<void(bool)> done);
   int64_t now_ms() const;
+  bool postgres() const;  // the SQL dialect (the search index differs)
 
   Env& env_;
   store::Store& store_;

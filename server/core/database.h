@@ -58,9 +58,12 @@ struct Error {
   std::string message;
 };
 
+enum class Dialect { sqlite, postgres };
+
 struct Outcome {
   Error error;                   // status ok when it worked
   std::vector<ResultSet> results;  // one per statement
+  Dialect dialect = Dialect::sqlite;  // what the server that answered speaks (the simulator's are SQLite)
   bool ok() const { return error.status == Status::ok; }
   const ResultSet& result() const { return results.at(0); }
 };
@@ -79,8 +82,6 @@ class Connection {
   // The server this connection reaches, as given to connect (for logs and routing).
   virtual const std::string& server() const = 0;
 };
-
-enum class Dialect { sqlite, postgres };
 
 struct ConnectOutcome {
   Error error;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "server/core/database.h"
@@ -21,6 +22,18 @@
 namespace chorus {
 
 class Transport;
+
+// Shared file storage (FileSettings.Directory: a directory, a NAS mount; memory in the simulator, shared
+// by every node and surviving their crashes). Paths are relative, "/"-separated, without "..". Calls
+// come back on the node's loop.
+class FileStore {
+ public:
+  virtual ~FileStore() = default;
+  // Replaces the file whole (a reader sees the old or the new contents, never a mix). done("") or the error.
+  virtual void write(const std::string& path, std::string data, std::function<void(std::string error)> done) = 0;
+  // The file's contents, or nullopt and the error.
+  virtual void read(const std::string& path, std::function<void(std::optional<std::string> data, std::string error)> done) = 0;
+};
 
 class Clock {
  public:
@@ -54,6 +67,7 @@ class Env : public Clock {
   virtual Transport& transport() = 0;
   // Database servers (SQLite files, PostgreSQL; simulated servers in the simulator).
   virtual db::Connector& database() = 0;
+  virtual FileStore& files() = 0;
 
   // The node's name in logs and traces (its advertised gossip address in production).
   virtual const std::string& node_name() const = 0;

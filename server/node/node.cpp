@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "server/cluster/cluster_key.h"
+#include "server/jobs/job_kinds.h"
 
 namespace chorus::node {
 
@@ -12,8 +13,13 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     : env_(env), config_(std::move(config)), options_(std::move(options)) {
   const auto& cfg = config_.config;
   store_ = std::make_unique<store::Store>(env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}});
-  membership_ = std::make_unique<cluster::Membership>(env_, options_.advertise, static_cast<uint64_t>(env_.wall_now().us), options_.membership,
-                                                      [this](const cluster::Member& m) { on_member_change(m); });
+  membership_ = std::make_unique<cluster::Membership>(
+      env_, options_.advertise, static_cast<uint64_t>(env_.wall_now().us), options_.membership,
+      [this](const cluster::Member& m) { on_member_change(m); },
+      [this](const std::string& leader) {
+        // The bully leader runs the job scheduler (every node keeps RunScheduler on, as in Mattermost).
+        if (job_server_) job_server_->set_leader(leader == options_.advertise);
+      });
   status_ = std::make_unique<cluster::ClusterStatus>(
       env_, cluster::NodeInfo{options_.advertise, options_.version, "", config_.hash, options_.hostname}, *membership_);
   messenger_ = std::make_unique<cluster::Messenger>(env_, *membership_);
@@ -36,6 +42,10 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     app_->on_cluster_message(from, m);
   });
   jobs_ = std::make_unique<app::Jobs>(env_, *store_);
+  auto jo = options_.jobs;
+  jo.worker_id = options_.advertise;
+  job_server_ = std::make_unique<jobs::JobServer>(env_, *store_, config_.config, jo);
+  jobs::add_standard_kinds(*job_server_);
   api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this, api::ApiOptions{options_.version, options_.advertise});
   const auto& cs = cfg.ClusterSettings;
   if (cs.Enable) {
@@ -79,6 +89,8 @@ void Node::start() {
       info.schema_version = store_->schema_version();
       status_->set_self(info);
       status_->start();
+      job_server_->set_leader(membership_->leader() == options_.advertise);
+      job_server_->start();
       started_ = true;
       if (discovery_)
         discovery_->start([this, alive, fatal](db::Error e2) {
@@ -93,6 +105,7 @@ void Node::stop(Task done) {
   stopping_ = true;
   api_->drain();
   hub_->shutdown();
+  job_server_->stop();  // a job in progress stops at its next step; the rule hands it to another node
   if (!started_) return done();
   status_->stop();
   membership_->leave();  // the others move the leadership at once
@@ -220,6 +233,7 @@ void Node::apply(config::LoadedConfig next) {
   const auto old_cluster = config_.config.ClusterSettings;
   config_ = std::move(next);
   app_->set_config(config_.config);
+  job_server_->set_config(config_.config);
   // Data sources and pool limits: the router keeps what did not change (DataSource switch = failover).
   for (const auto& e : store_->reload(config_.config.SqlSettings)) env_.log().error("config: {}", e);
   auto info = status_->self();

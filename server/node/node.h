@@ -26,6 +26,7 @@
 #include "server/cluster/status.h"
 #include "server/config/config.h"
 #include "server/core/env.h"
+#include "server/jobs/job_server.h"
 #include "server/store/store.h"
 
 namespace chorus::node {
@@ -45,6 +46,7 @@ struct NodeOptions {
   std::function<void(const std::string& why)> on_fatal;
   app::AppOptions app;
   cluster::MembershipOptions membership;
+  jobs::JobServerOptions jobs;  // worker_id is set to `advertise`
   Duration leave_drain{200'000};
 };
 
@@ -79,6 +81,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   cluster::Membership& membership() { return *membership_; }
   cluster::ClusterStatus& status() { return *status_; }
   cluster::Messenger& messenger() { return *messenger_; }
+  jobs::JobServer& job_server() { return *job_server_; }
   const config::LoadedConfig& config() const { return config_; }
 
  private:
@@ -98,6 +101,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::unique_ptr<app::Hub> hub_;
   std::unique_ptr<app::App> app_;
   std::unique_ptr<app::Jobs> jobs_;
+  std::unique_ptr<jobs::JobServer> job_server_;
   std::unique_ptr<api::Api> api_;
   std::map<std::string, cluster::MemberState> member_states_;
   bool started_ = false;

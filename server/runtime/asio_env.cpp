@@ -35,6 +35,7 @@ AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, Log
   transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
   database_ = std::make_unique<DbConnector>(io, logger_, database_threads);
   cpu_ = std::make_unique<asio::thread_pool>(2);
+  files_ = std::make_unique<LocalFiles>(*this);
 }
 
 AsioEnv::~AsioEnv() {

@@ -9,6 +9,7 @@
 
 #include "server/core/env.h"
 #include "server/runtime/db_connector.h"
+#include "server/runtime/local_files.h"
 #include "server/runtime/tcp_transport.h"
 
 namespace boost::asio {
@@ -33,6 +34,8 @@ class AsioEnv final : public Env {
   Logger& log() override { return logger_; }
   Transport& transport() override { return *transport_; }
   db::Connector& database() override { return *database_; }
+  FileStore& files() override { return *files_; }
+  LocalFiles& local_files() { return *files_; }
   const std::string& node_name() const override { return name_; }
 
   TcpTransport& tcp() { return *transport_; }
@@ -46,6 +49,7 @@ class AsioEnv final : public Env {
   std::shared_ptr<Timers> timers_;
   std::unique_ptr<TcpTransport> transport_;
   std::unique_ptr<DbConnector> database_;
+  std::unique_ptr<LocalFiles> files_;
   std::unique_ptr<boost::asio::thread_pool> cpu_;  // run_blocking's workers
 };
 

@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
     exit_code = 1;
     io.stop();
   };
+  env->local_files().set_root(cfg.FileSettings.Directory);  // compliance exports, shared by the nodes
   chorus::node::Node node(*env, *loaded.loaded, no);
 
   const auto& ss = cfg.ServiceSettings;

@@ -344,6 +344,7 @@ class PgConnection final : public db::Connection {
     st->timer.cancel();
     st->grace.cancel();
     if (!op->outcome.ok()) op->outcome.results.clear();
+    op->outcome.dialect = db::Dialect::postgres;
     if (st->conn && PQstatus(st->conn) != CONNECTION_OK) st->broken = true;
     auto done = std::move(op->done);
     done(std::move(op->outcome));

@@ -164,6 +164,7 @@ void Migrator::apply_next(size_t index) {
   const Migration& m = *pending_[index];
   std::vector<db::Statement> statements;
   for (const auto& sql : m.statements) statements.push_back(stmt(sql));
+  for (const auto& sql : router_.dialect() == db::Dialect::postgres ? m.postgres : m.sqlite) statements.push_back(stmt(sql));
   statements.push_back(stmt("INSERT INTO db_migrations (Version, Name, Release, AppliedAt, AppliedBy) VALUES ($1, $2, $3, $4, $5)",
                             {static_cast<int64_t>(m.version), std::string(m.name), std::string(m.introduced_in),
                              env_.wall_now().millis(), options_.holder}));

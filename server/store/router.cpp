@@ -100,6 +100,7 @@ void Router::start(std::function<void(db::Error)> done) {
         done(db::Error{o.error.status, fmt::format("cannot reach the master database (SqlSettings.DataSource {}): {}", master_->name, o.error.message)});
         return;
       }
+      dialect_ = o.dialect;
       env_.log().info("store: master database {} is reachable", master_->name);
       monitor_timer_ = env_.set_timer(Duration{sql_.ReplicaMonitorIntervalSeconds * 1'000'000}, [this] { monitor(); });
       done(db::Error{});

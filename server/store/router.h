@@ -57,6 +57,8 @@ class Router {
   void recycle();
   std::vector<ServerStatus> status() const;
   const config::SqlSettings& settings() const { return sql_; }
+  // The SQL dialect the master speaks, learned when it first answered (start).
+  db::Dialect dialect() const { return dialect_; }
 
  private:
   struct Server {
@@ -82,6 +84,7 @@ class Router {
 
   Env& env_;
   config::SqlSettings sql_;
+  db::Dialect dialect_ = db::Dialect::sqlite;
   std::string application_name_;
   // Shared: a read in flight keeps its candidates alive across a reload.
   std::shared_ptr<Server> master_;

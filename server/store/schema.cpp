@@ -63,6 +63,16 @@ const std::vector<Migration>& migrations() {
            "CREATE UNIQUE INDEX idx_posts_user_pending ON Posts (UserId, PendingPostId) WHERE PendingPostId <> ''",
            "CREATE INDEX idx_posts_channel_update_at ON Posts (ChannelId, UpdateAt)",
        }},
+      {4, "jobs: attempts (a fencing token for workers); the full-text search index of posts", "0.1",
+       {
+           "ALTER TABLE Jobs ADD COLUMN Attempts BIGINT NOT NULL DEFAULT 0",
+           "CREATE INDEX idx_jobs_status_activity ON Jobs (Status, LastActivityAt)",
+       },
+       // PostgreSQL: a tsvector per post with a GIN index ('simple' configuration: no stemming, any language).
+       {"CREATE TABLE PostsFts (PostId VARCHAR(26) PRIMARY KEY, ChannelId VARCHAR(26) NOT NULL, Body TSVECTOR NOT NULL)",
+        "CREATE INDEX idx_postsfts_body ON PostsFts USING GIN (Body)"},
+       // SQLite: an FTS5 table (unicode61 tokenizer, case-folding).
+       {"CREATE VIRTUAL TABLE PostsFts USING fts5(Message, PostId UNINDEXED, ChannelId UNINDEXED)"}},
   };
   return all;
 }

@@ -1,6 +1,7 @@
 // The schema, as an ordered list of migrations that both SQL dialects run unchanged.
 //
-// Portable SQL only: VARCHAR, TEXT, BIGINT and INTEGER columns (booleans are 0/1 INTEGERs), PRIMARY KEY
+// Portable SQL wherever possible (the full-text search index is the exception, with a statement list per
+// dialect): VARCHAR, TEXT, BIGINT and INTEGER columns (booleans are 0/1 INTEGERs), PRIMARY KEY
 // and UNIQUE constraints, plain indexes. Table and column names are Mattermost's where Mattermost has the
 // table, so an operator's queries carry over (SELECT * FROM ClusterDiscovery). Each migration names the
 // Chorus version that introduced it: the schema's version is the newest applied migration's, and a
@@ -17,6 +18,9 @@ struct Migration {
   const char* name;
   const char* introduced_in;           // "major.minor" of the Chorus release that added it
   std::vector<std::string> statements;
+  // Where the dialects must differ (full-text search), the statements for each, run after the common ones.
+  std::vector<std::string> postgres = {};
+  std::vector<std::string> sqlite = {};
 };
 
 const std::vector<Migration>& migrations();

@@ -1,0 +1,205 @@
+#include "server/jobs/job_kinds.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+
+#include "server/store/store.h"
+
+namespace chorus::jobs {
+
+namespace json = boost::json;
+using db::Statement;
+using db::Value;
+
+std::string csv_field(const std::string& value) {
+  if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+namespace {
+
+int64_t data_int(const JobRun& run, const char* key, int64_t fallback) {
+  auto it = run.data().find(key);
+  if (it == run.data().end()) return fallback;
+  try {
+    return std::stoll(it->second);
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+std::string text(const std::vector<Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
+  return "";
+}
+
+int64_t integer(const std::vector<Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* n = std::get_if<int64_t>(&v)) return *n;
+  return 0;
+}
+
+std::string placeholders(size_t first, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i) out += (i ? ", $" : "$") + std::to_string(first + i);
+  return out;
+}
+
+// --- data retention
+
+void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t deleted, int64_t batches) {
+  const auto& dr = run->config().DataRetentionSettings;
+  run->store().write({Statement{"SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2", {cutoff, dr.BatchSize}}}, false,
+                     [run, cutoff, deleted, batches](db::Outcome o) {
+                       if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
+                       const auto& rows = o.result().rows;
+                       if (rows.empty())
+                         return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
+                       std::vector<Value> ids;
+                       for (const auto& r : rows) ids.emplace_back(text(r, 0));
+                       const std::string in = placeholders(1, ids.size());
+                       std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + in + ")", ids},
+                                                Statement{"DELETE FROM Posts WHERE Id IN (" + in + ")", ids}};
+                       const int64_t n = static_cast<int64_t>(ids.size());
+                       run->step(std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)), [run, cutoff, deleted, batches, n](bool ok, db::Outcome) {
+                         if (!ok) return;
+                         const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
+                         run->env().set_timer(pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
+                       });
+                     });
+}
+
+void data_retention(std::shared_ptr<JobRun> run) {
+  const auto& dr = run->config().DataRetentionSettings;
+  if (!dr.EnableMessageDeletion && !run->data().contains("cutoff"))
+    return run->finish(true, {{"skipped", "DataRetentionSettings.EnableMessageDeletion is off"}});
+  const int64_t keep_ms = dr.MessageRetentionHours > 0 ? dr.MessageRetentionHours * 3'600'000 : dr.MessageRetentionDays * 86'400'000;
+  const int64_t cutoff = data_int(*run, "cutoff", run->env().wall_now().millis() - keep_ms);
+  retention_batch(run, cutoff, 0, 0);
+}
+
+// --- compliance export
+
+struct Export {
+  int64_t start = 0, end = 0;
+  int64_t last_at = -1;
+  std::string last_id;
+  std::string csv = "post_id,create_at,user_id,username,channel_id,channel_name,team_id,message\n";
+  json::array rows;
+};
+
+void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
+  run->store().write(
+      {Statement{"SELECT p.Id, p.CreateAt, p.UserId, u.Username, p.ChannelId, c.Name, c.TeamId, p.Message FROM Posts p"
+                 " LEFT JOIN Users u ON u.Id = p.UserId LEFT JOIN Channels c ON c.Id = p.ChannelId"
+                 " WHERE p.CreateAt >= $1 AND p.CreateAt < $2 AND (p.CreateAt > $3 OR (p.CreateAt = $3 AND p.Id > $4))"
+                 " ORDER BY p.CreateAt, p.Id LIMIT 1000",
+                 {x->start, x->end, x->last_at, x->last_id}}},
+      false, [run, x](db::Outcome o) {
+        if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
+        const auto& rows = o.result().rows;
+        for (const auto& r : rows) {
+          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text(r, 0)), integer(r, 1), csv_field(text(r, 2)), csv_field(text(r, 3)),
+                                csv_field(text(r, 4)), csv_field(text(r, 5)), csv_field(text(r, 6)), csv_field(text(r, 7)));
+          x->rows.push_back(json::object{{"post_id", text(r, 0)}, {"create_at", integer(r, 1)}, {"user_id", text(r, 2)}, {"username", text(r, 3)},
+                                         {"channel_id", text(r, 4)}, {"channel_name", text(r, 5)}, {"team_id", text(r, 6)}, {"message", text(r, 7)}});
+        }
+        if (rows.size() == 1000) {
+          x->last_at = integer(rows.back(), 1);
+          x->last_id = text(rows.back(), 0);
+          // A step with no work of its own: the claim is still ours and the progress shows.
+          return run->step({}, 50, [run, x](bool ok, db::Outcome) {
+            if (ok) export_page(run, x);
+          });
+        }
+        const std::string base = "export/" + run->id();
+        const size_t n = x->rows.size();
+        run->env().files().write(base + ".csv", std::move(x->csv), [run, x, base, n](std::string error) {
+          if (!error.empty()) return run->finish(false, {{"error", error}});
+          const std::string doc = json::serialize(json::object{{"start_at", x->start}, {"end_at", x->end}, {"posts", x->rows}});
+          run->env().files().write(base + ".json", doc, [run, base, n](std::string error2) {
+            if (!error2.empty()) return run->finish(false, {{"error", error2}});
+            run->finish(true, {{"csv", base + ".csv"}, {"json", base + ".json"}, {"posts", std::to_string(n)}});
+          });
+        });
+      });
+}
+
+void message_export(std::shared_ptr<JobRun> run) {
+  auto x = std::make_shared<Export>();
+  const int64_t now = run->env().wall_now().millis();
+  x->end = data_int(*run, "end_at", data_int(*run, "period_end", now));
+  x->start = data_int(*run, "start_at", data_int(*run, "period_start", x->end - 86'400'000));
+  if (x->start >= x->end) return run->finish(false, {{"error", "start_at must be before end_at"}});
+  export_page(run, x);
+}
+
+// --- search indexing
+
+void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_id, int64_t indexed) {
+  run->store().write({Statement{"SELECT Id, CreateAt, ChannelId, Message FROM Posts WHERE DeleteAt = 0 AND (CreateAt > $1 OR (CreateAt = $1 AND Id > $2))"
+                                " ORDER BY CreateAt, Id LIMIT 500",
+                                {last_at, last_id}}},
+                     false, [run, indexed](db::Outcome o) {
+                       if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
+                       const auto& rows = o.result().rows;
+                       if (rows.empty()) {
+                         // Entries whose posts are gone (deleted by an older binary, restored backups, ...).
+                         return run->step({Statement{"DELETE FROM PostsFts WHERE PostId NOT IN (SELECT Id FROM Posts WHERE DeleteAt = 0)", {}}}, 99,
+                                          [run, indexed](bool ok, db::Outcome done) {
+                                            if (!ok) return;
+                                            run->finish(true, {{"indexed_posts", std::to_string(indexed)},
+                                                               {"removed_entries", std::to_string(done.results.at(1).affected)}});
+                                          });
+                       }
+                       const bool pg = run->store().router().dialect() == db::Dialect::postgres;
+                       std::vector<Value> ids, values;
+                       std::string tuples;
+                       for (const auto& r : rows) {
+                         ids.emplace_back(text(r, 0));
+                         const size_t k = values.size();
+                         if (pg) {
+                           values.emplace_back(text(r, 0));
+                           values.emplace_back(text(r, 2));
+                           values.emplace_back(text(r, 3));
+                           tuples += fmt::format("{}(${}, ${}, to_tsvector('simple', ${}))", tuples.empty() ? "" : ", ", k + 1, k + 2, k + 3);
+                         } else {
+                           values.emplace_back(text(r, 3));
+                           values.emplace_back(text(r, 0));
+                           values.emplace_back(text(r, 2));
+                           tuples += fmt::format("{}(${}, ${}, ${})", tuples.empty() ? "" : ", ", k + 1, k + 2, k + 3);
+                         }
+                       }
+                       std::vector<Statement> s{
+                           Statement{"DELETE FROM PostsFts WHERE PostId IN (" + placeholders(1, ids.size()) + ")", ids},
+                           Statement{std::string(pg ? "INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES " : "INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ") +
+                                         tuples,
+                                     values}};
+                       const int64_t at = integer(rows.back(), 1);
+                       const std::string id = text(rows.back(), 0);
+                       const int64_t n = indexed + static_cast<int64_t>(rows.size());
+                       run->step(std::move(s), 50, [run, at, id, n](bool ok, db::Outcome) {
+                         if (ok) index_page(run, at, id, n);
+                       });
+                     });
+}
+
+void search_indexing(std::shared_ptr<JobRun> run) { index_page(run, -1, "", 0); }
+
+}  // namespace
+
+void add_standard_kinds(JobServer& server) {
+  server.add_kind("data_retention", data_retention);
+  server.add_kind("message_export", message_export);
+  server.add_kind("search_indexing", search_indexing);
+}
+
+}  // namespace chorus::jobs
