@@ -73,7 +73,10 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
         return std::string();
       };
       no.app.bcrypt_cost = 4;
-      return std::make_unique<node::Node>(env, std::move(*loaded.loaded), no);
+      no.jobs = options_.jobs;
+      auto n = std::make_unique<node::Node>(env, std::move(*loaded.loaded), no);
+      if (options_.setup_node) options_.setup_node(*n, i);
+      return n;
     });
   }
 }

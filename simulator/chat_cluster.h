@@ -46,6 +46,8 @@ struct ChatClusterOptions {
   int nodes = 3;
   std::vector<std::string> replicas;  // read replica server names
   std::function<void(config::Config&, int node)> configure;  // per-node config tweaks
+  jobs::JobServerOptions jobs;                               // job server timings (worker_id is set per node)
+  std::function<void(node::Node&, int node)> setup_node;     // after a node (incarnation) is built
 };
 
 class ChatCluster {

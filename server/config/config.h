@@ -69,7 +69,8 @@ using StringList = std::vector<std::string>;
   X(JobSettings, bool, RunJobs, true, any())                                         \
   X(JobSettings, bool, RunScheduler, true, any())                                    \
   X(JobSettings, int64_t, CleanupJobsThresholdDays, -1, range(-1, 36500))            \
-  X(JobSettings, int64_t, CleanupConfigThresholdDays, -1, range(-1, 36500))
+  X(JobSettings, int64_t, CleanupConfigThresholdDays, -1, range(-1, 36500))         \
+  X(JobSettings, int64_t, WorkerTimeoutSeconds, 15, range(2, 86400))
 
 #define CHORUS_LOG_SETTINGS(X)                                                       \
   X(LogSettings, bool, EnableConsole, true, any())                                   \

@@ -44,6 +44,8 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   jobs_ = std::make_unique<app::Jobs>(env_, *store_);
   auto jo = options_.jobs;
   jo.worker_id = options_.advertise;
+  // Chorus's own setting: how long a running job may go without a step before the rule recovers it.
+  if (jo.stuck_after == jobs::JobServerOptions{}.stuck_after) jo.stuck_after = Duration{cfg.JobSettings.WorkerTimeoutSeconds * 1'000'000};
   job_server_ = std::make_unique<jobs::JobServer>(env_, *store_, config_.config, jo);
   jobs::add_standard_kinds(*job_server_);
   api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this, api::ApiOptions{options_.version, options_.advertise});

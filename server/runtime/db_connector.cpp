@@ -170,7 +170,17 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
   sqlite3_busy_timeout(h->db, SqliteSession::kBusyTimeoutMs);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     char* msg = nullptr;
-    if (sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg) != SQLITE_OK) {
+    // Switching a new file to WAL needs it to itself for a moment; when another process is doing the
+    // same, SQLite answers "locked" at once (no busy handler for this one). Retried for up to the busy
+    // timeout, on this worker thread.
+    int rc2 = sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg);
+    for (int waited_ms = 0; (rc2 == SQLITE_BUSY || rc2 == SQLITE_LOCKED) && waited_ms < SqliteSession::kBusyTimeoutMs; waited_ms += 20) {
+      sqlite3_free(msg);
+      msg = nullptr;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      rc2 = sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg);
+    }
+    if (rc2 != SQLITE_OK) {
       out.error = db::Error{db::Status::unavailable, fmt::format("cannot set up SQLite database {} ({}): {}", ds.path, pragma, msg ? msg : "")};
       sqlite3_free(msg);
       return out;
