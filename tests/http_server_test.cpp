@@ -25,6 +25,7 @@
 
 #include "server/runtime/asio_env.h"
 #include "server/runtime/http_server.h"
+#include "tests/capture_sink.h"
 #include "tests/run_io.h"
 
 using namespace chorus;
@@ -36,15 +37,7 @@ using boost::system::error_code;
 
 namespace {
 
-struct CaptureSink : LogSink {
-  std::vector<std::string> lines;
-  void write(const LogRecord& r) override { lines.emplace_back(r.message); }
-  bool contains(const std::string& s) const {
-    for (const auto& l : lines)
-      if (l.find(s) != std::string::npos) return true;
-    return false;
-  }
-};
+using chorus::testing::CaptureSink;
 
 struct FakeHandler;
 

@@ -57,6 +57,15 @@ int64_t count(ChatCluster& c, const std::string& sql) {
   return r.empty() ? -1 : std::get<int64_t>(r.at(0).at(0));
 }
 
+// An admin (its token), a team and a channel, created through the API on node 0.
+std::tuple<std::string, std::string, std::string> admin_team_channel(ChatCluster& c) {
+  const std::string admin = c.signup_and_login(0, "admin");
+  auto team = c.call(0, "POST", "/api/v4/teams", R"({"name":"team1","display_name":"T"})", admin);
+  const std::string team_id(json::parse(team.body).as_object().at("id").as_string());
+  auto ch = c.call(0, "POST", "/api/v4/channels", fmt::format(R"({{"team_id":"{}","name":"c","display_name":"C"}})", team_id), admin);
+  return {admin, team_id, std::string(json::parse(ch.body).as_object().at("id").as_string())};
+}
+
 }  // namespace
 
 TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPauses) {
@@ -173,11 +182,7 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   };
   ChatCluster c(o);
   ASSERT_TRUE(c.start_all());
-  const std::string admin = c.signup_and_login(0, "admin");
-  auto team = c.call(0, "POST", "/api/v4/teams", R"({"name":"team1","display_name":"T"})", admin);
-  const std::string team_id(json::parse(team.body).as_object().at("id").as_string());
-  auto ch = c.call(0, "POST", "/api/v4/channels", fmt::format(R"({{"team_id":"{}","name":"c","display_name":"C"}})", team_id), admin);
-  const std::string channel(json::parse(ch.body).as_object().at("id").as_string());
+  const auto [admin, team_id, channel] = admin_team_channel(c);
   for (int i = 0; i < 40; ++i) {
     auto r = c.call(i % 2, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"note {} about zebras, quote \" and comma ,"}})", channel, i), admin);
     ASSERT_EQ(r.status, 201) << r.body;
@@ -247,11 +252,7 @@ TEST(JobsSim, ACanceledRunningJobStopsAtItsNextStep) {
   };
   ChatCluster c(o);
   ASSERT_TRUE(c.start_all());
-  const std::string admin = c.signup_and_login(0, "admin");
-  auto team = c.call(0, "POST", "/api/v4/teams", R"({"name":"team1","display_name":"T"})", admin);
-  const std::string team_id(json::parse(team.body).as_object().at("id").as_string());
-  auto ch = c.call(0, "POST", "/api/v4/channels", fmt::format(R"({{"team_id":"{}","name":"c","display_name":"C"}})", team_id), admin);
-  const std::string channel(json::parse(ch.body).as_object().at("id").as_string());
+  const auto [admin, team_id, channel] = admin_team_channel(c);
   for (int i = 0; i < 20; ++i)
     ASSERT_EQ(c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin).status, 201);
   auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);

@@ -14,6 +14,7 @@
 #include "server/core/codec.h"
 #include "server/core/frame.h"
 #include "server/runtime/asio_env.h"
+#include "tests/capture_sink.h"
 #include "tests/run_io.h"
 
 using namespace chorus;
@@ -21,15 +22,7 @@ using namespace chorus::runtime;
 
 namespace {
 
-struct CaptureSink : LogSink {
-  std::vector<std::string> lines;
-  void write(const LogRecord& r) override { lines.emplace_back(r.message); }
-  bool contains(const std::string& s) const {
-    for (const auto& l : lines)
-      if (l.find(s) != std::string::npos) return true;
-    return false;
-  }
-};
+using chorus::testing::CaptureSink;
 
 struct Recorder : TransportHandler {
   std::vector<std::pair<std::string, std::vector<uint8_t>>> frames;

@@ -107,6 +107,21 @@ AppError from_db(const db::Error& e) {
   }
 }
 
+namespace {
+// A store callback that turns every row into a T for `done` (nothing happens once the App is gone).
+template <class T>
+db::Done rows_as(std::shared_ptr<bool> alive, T (*from_row)(const std::vector<db::Value>&), Callback<std::vector<T>> done) {
+  return [alive = std::move(alive), from_row, done = std::move(done)](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<std::vector<T>>(from_db(o.error)));
+    std::vector<T> out;
+    out.reserve(o.result().rows.size());
+    for (const auto& r : o.result().rows) out.push_back(from_row(r));
+    done(ok(std::move(out)));
+  };
+}
+}  // namespace
+
 App::App(Env& env, store::Store& store, const config::Config& config, Hub& hub, AppOptions options)
     : env_(env), store_(store), config_(&config), hub_(hub), options_(options) {
   revalidate_timer_ = env_.set_timer(options_.cache_ttl, [this] { revalidate_sockets(); });
@@ -520,26 +535,14 @@ void App::get_users_by_ids(const Session& actor, const std::vector<std::string>&
     in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
   }
   store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id IN (" + in + ") ORDER BY Username", params}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<User>>(from_db(o.error)));
-                std::vector<User> users;
-                for (const auto& r : o.result().rows) users.push_back(user_from_row(r));
-                done(ok(std::move(users)));
-              });
+              rows_as<User>(alive_, user_from_row, done));
 }
 
 void App::list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done) {
   per_page = clamp_per_page(per_page, options_.per_page_max);
   store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0 ORDER BY Username LIMIT $1 OFFSET $2",
                          {static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<User>>(from_db(o.error)));
-                std::vector<User> users;
-                for (const auto& r : o.result().rows) users.push_back(user_from_row(r));
-                done(ok(std::move(users)));
-              });
+              rows_as<User>(alive_, user_from_row, done));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -621,26 +624,14 @@ void App::teams_for_user(const Session& actor, const std::string& user_id, Callb
                              " FROM Teams t JOIN TeamMembers m ON m.TeamId = t.Id WHERE m.UserId = $1 AND m.DeleteAt = 0 AND t.DeleteAt = 0"
                              " ORDER BY t.DisplayName",
                          {user_id}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<Team>>(from_db(o.error)));
-                std::vector<Team> teams;
-                for (const auto& r : o.result().rows) teams.push_back(team_from_row(r));
-                done(ok(std::move(teams)));
-              });
+              rows_as<Team>(alive_, team_from_row, done));
 }
 
 void App::list_teams(const Session& actor, Callback<std::vector<Team>> done) {
   // A system admin sees every team; others the open ones.
   const std::string where = actor.is_system_admin() ? "DeleteAt = 0" : "DeleteAt = 0 AND Type = 'O' AND AllowOpenInvite = 1";
   store_.read({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE " + where + " ORDER BY DisplayName LIMIT 1000", {}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<Team>>(from_db(o.error)));
-                std::vector<Team> teams;
-                for (const auto& r : o.result().rows) teams.push_back(team_from_row(r));
-                done(ok(std::move(teams)));
-              });
+              rows_as<Team>(alive_, team_from_row, done));
 }
 
 void App::add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<TeamMember> done) {
@@ -721,26 +712,14 @@ void App::team_members(const Session& actor, const std::string& team_id, int pag
     store_.read({Statement{std::string("SELECT ") + kTeamMemberColumns +
                                " FROM TeamMembers WHERE TeamId = $1 AND DeleteAt = 0 ORDER BY UserId LIMIT $2 OFFSET $3",
                            {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-                [alive, done](db::Outcome o) {
-                  if (!*alive) return;
-                  if (!o.ok()) return done(fail<std::vector<TeamMember>>(from_db(o.error)));
-                  std::vector<TeamMember> out;
-                  for (const auto& r : o.result().rows) out.push_back(team_member_from_row(r));
-                  done(ok(std::move(out)));
-                });
+                rows_as<TeamMember>(alive, team_member_from_row, done));
   });
 }
 
 void App::team_members_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<TeamMember>> done) {
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<TeamMember>>(forbidden()));
   store_.read({Statement{std::string("SELECT ") + kTeamMemberColumns + " FROM TeamMembers WHERE UserId = $1 AND DeleteAt = 0", {user_id}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<TeamMember>>(from_db(o.error)));
-                std::vector<TeamMember> out;
-                for (const auto& r : o.result().rows) out.push_back(team_member_from_row(r));
-                done(ok(std::move(out)));
-              });
+              rows_as<TeamMember>(alive_, team_member_from_row, done));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -870,13 +849,7 @@ void App::public_channels(const Session& actor, const std::string& team_id, int 
     store_.read({Statement{std::string("SELECT ") + kChannelColumns +
                                " FROM Channels WHERE TeamId = $1 AND Type = 'O' AND DeleteAt = 0 ORDER BY DisplayName LIMIT $2 OFFSET $3",
                            {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-                [alive, done](db::Outcome o) {
-                  if (!*alive) return;
-                  if (!o.ok()) return done(fail<std::vector<Channel>>(from_db(o.error)));
-                  std::vector<Channel> out;
-                  for (const auto& r : o.result().rows) out.push_back(channel_from_row(r));
-                  done(ok(std::move(out)));
-                });
+                rows_as<Channel>(alive, channel_from_row, done));
   });
 }
 
@@ -888,13 +861,7 @@ void App::channels_for_user(const Session& actor, const std::string& user_id, co
                              " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND c.TeamId = $2 AND c.DeleteAt = 0"
                              " ORDER BY c.DisplayName",
                          {user_id, team_id}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<Channel>>(from_db(o.error)));
-                std::vector<Channel> out;
-                for (const auto& r : o.result().rows) out.push_back(channel_from_row(r));
-                done(ok(std::move(out)));
-              });
+              rows_as<Channel>(alive_, channel_from_row, done));
 }
 
 void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done) {
@@ -976,13 +943,7 @@ void App::channel_members(const Session& actor, const std::string& channel_id, i
     if (!e.ok()) return done(fail<std::vector<ChannelMember>>(e));
     store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 ORDER BY UserId LIMIT $2 OFFSET $3",
                            {channel_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-                [alive, done](db::Outcome o) {
-                  if (!*alive) return;
-                  if (!o.ok()) return done(fail<std::vector<ChannelMember>>(from_db(o.error)));
-                  std::vector<ChannelMember> out;
-                  for (const auto& r : o.result().rows) out.push_back(channel_member_from_row(r));
-                  done(ok(std::move(out)));
-                });
+                rows_as<ChannelMember>(alive, channel_member_from_row, done));
   });
 }
 
@@ -993,13 +954,7 @@ void App::channel_members_for_user(const Session& actor, const std::string& user
   const std::string cols = prefixed(kChannelMemberColumns, "m.");
   store_.read({Statement{"SELECT " + cols + " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
                          {user_id, team_id}}},
-              [alive = alive_, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<std::vector<ChannelMember>>(from_db(o.error)));
-                std::vector<ChannelMember> out;
-                for (const auto& r : o.result().rows) out.push_back(channel_member_from_row(r));
-                done(ok(std::move(out)));
-              });
+              rows_as<ChannelMember>(alive_, channel_member_from_row, done));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -4,26 +4,6 @@
 
 namespace chorus::app {
 
-std::string text_at(const std::vector<db::Value>& row, size_t i) {
-  const auto& v = row.at(i);
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
-  return "";
-}
-
-int64_t int_at(const std::vector<db::Value>& row, size_t i) {
-  const auto& v = row.at(i);
-  if (const auto* n = std::get_if<int64_t>(&v)) return *n;
-  if (const auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
-  if (const auto* s = std::get_if<std::string>(&v)) {
-    try {
-      return std::stoll(*s);
-    } catch (const std::exception&) {
-    }
-  }
-  return 0;
-}
-
 namespace {
 bool has_role(const std::string& roles, const std::string& role) {
   size_t pos = 0;

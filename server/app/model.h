@@ -96,8 +96,7 @@ struct Status {
   json::object to_json() const;
 };
 
-// Row helpers: text or "" for NULL; integer or 0.
-std::string text_at(const std::vector<db::Value>& row, size_t i);
-int64_t int_at(const std::vector<db::Value>& row, size_t i);
+using db::int_at;
+using db::text_at;
 
 }  // namespace chorus::app

@@ -10,6 +10,7 @@
 // doubles or text (booleans are stored as 0/1 integers, so both dialects agree).
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,25 @@ struct Null {
 };
 using Value = std::variant<Null, int64_t, double, std::string>;
 std::string to_string(const Value& v);
+
+// Reading a result row: text ("" for NULL, integers in decimal), or an integer (0 for NULL or non-numbers).
+inline std::string text_at(const std::vector<Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
+  return "";
+}
+inline int64_t int_at(const std::vector<Value>& row, size_t i) {
+  const auto& v = row.at(i);
+  if (const auto* n = std::get_if<int64_t>(&v)) return *n;
+  if (const auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    int64_t out = 0;
+    const auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), out);
+    if (ec == std::errc() && ptr == s->data() + s->size()) return out;
+  }
+  return 0;
+}
 
 struct Statement {
   std::string sql;

@@ -34,18 +34,8 @@ int64_t data_int(const JobRun& run, const char* key, int64_t fallback) {
   }
 }
 
-std::string text(const std::vector<Value>& row, size_t i) {
-  const auto& v = row.at(i);
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
-  return "";
-}
-
-int64_t integer(const std::vector<Value>& row, size_t i) {
-  const auto& v = row.at(i);
-  if (const auto* n = std::get_if<int64_t>(&v)) return *n;
-  return 0;
-}
+using db::int_at;
+using db::text_at;
 
 std::string placeholders(size_t first, size_t count) {
   std::string out;
@@ -64,7 +54,7 @@ void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t delete
                        if (rows.empty())
                          return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
                        std::vector<Value> ids;
-                       for (const auto& r : rows) ids.emplace_back(text(r, 0));
+                       for (const auto& r : rows) ids.emplace_back(text_at(r, 0));
                        const std::string in = placeholders(1, ids.size());
                        std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + in + ")", ids},
                                                 Statement{"DELETE FROM Posts WHERE Id IN (" + in + ")", ids}};
@@ -107,14 +97,14 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
         if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
         const auto& rows = o.result().rows;
         for (const auto& r : rows) {
-          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text(r, 0)), integer(r, 1), csv_field(text(r, 2)), csv_field(text(r, 3)),
-                                csv_field(text(r, 4)), csv_field(text(r, 5)), csv_field(text(r, 6)), csv_field(text(r, 7)));
-          x->rows.push_back(json::object{{"post_id", text(r, 0)}, {"create_at", integer(r, 1)}, {"user_id", text(r, 2)}, {"username", text(r, 3)},
-                                         {"channel_id", text(r, 4)}, {"channel_name", text(r, 5)}, {"team_id", text(r, 6)}, {"message", text(r, 7)}});
+          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text_at(r, 0)), int_at(r, 1), csv_field(text_at(r, 2)), csv_field(text_at(r, 3)),
+                                csv_field(text_at(r, 4)), csv_field(text_at(r, 5)), csv_field(text_at(r, 6)), csv_field(text_at(r, 7)));
+          x->rows.push_back(json::object{{"post_id", text_at(r, 0)}, {"create_at", int_at(r, 1)}, {"user_id", text_at(r, 2)}, {"username", text_at(r, 3)},
+                                         {"channel_id", text_at(r, 4)}, {"channel_name", text_at(r, 5)}, {"team_id", text_at(r, 6)}, {"message", text_at(r, 7)}});
         }
         if (rows.size() == 1000) {
-          x->last_at = integer(rows.back(), 1);
-          x->last_id = text(rows.back(), 0);
+          x->last_at = int_at(rows.back(), 1);
+          x->last_id = text_at(rows.back(), 0);
           // A step with no work of its own: the claim is still ours and the progress shows.
           return run->step({}, 50, [run, x](bool ok, db::Outcome) {
             if (ok) export_page(run, x);
@@ -164,17 +154,17 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                        std::vector<Value> ids, values;
                        std::string tuples;
                        for (const auto& r : rows) {
-                         ids.emplace_back(text(r, 0));
+                         ids.emplace_back(text_at(r, 0));
                          const size_t k = values.size();
                          if (pg) {
-                           values.emplace_back(text(r, 0));
-                           values.emplace_back(text(r, 2));
-                           values.emplace_back(text(r, 3));
+                           values.emplace_back(text_at(r, 0));
+                           values.emplace_back(text_at(r, 2));
+                           values.emplace_back(text_at(r, 3));
                            tuples += fmt::format("{}(${}, ${}, to_tsvector('simple', ${}))", tuples.empty() ? "" : ", ", k + 1, k + 2, k + 3);
                          } else {
-                           values.emplace_back(text(r, 3));
-                           values.emplace_back(text(r, 0));
-                           values.emplace_back(text(r, 2));
+                           values.emplace_back(text_at(r, 3));
+                           values.emplace_back(text_at(r, 0));
+                           values.emplace_back(text_at(r, 2));
                            tuples += fmt::format("{}(${}, ${}, ${})", tuples.empty() ? "" : ", ", k + 1, k + 2, k + 3);
                          }
                        }
@@ -183,8 +173,8 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                            Statement{std::string(pg ? "INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES " : "INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ") +
                                          tuples,
                                      values}};
-                       const int64_t at = integer(rows.back(), 1);
-                       const std::string id = text(rows.back(), 0);
+                       const int64_t at = int_at(rows.back(), 1);
+                       const std::string id = text_at(rows.back(), 0);
                        const int64_t n = indexed + static_cast<int64_t>(rows.size());
                        run->step(std::move(s), 50, [run, at, id, n](bool ok, db::Outcome) {
                          if (ok) index_page(run, at, id, n);

@@ -167,7 +167,7 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
   h->session = std::make_unique<SqliteSession>(h->db);
   // The busy timeout comes first: several local processes may be opening (and switching to WAL) the
   // same new file at once. WAL: readers never block the writer.
-  sqlite3_busy_timeout(h->db, SqliteSession::kBusyTimeoutMs);
+  SqliteSession::wait_on_locks(h->db);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     char* msg = nullptr;
     // Switching a new file to WAL needs it to itself for a moment; when another process is doing the

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <thread>
 
 namespace chorus::runtime {
 
@@ -96,6 +97,17 @@ db::Error SqliteSession::exec_simple(const char* sql) {
   return e;
 }
 
+namespace {
+int fine_busy_wait(void*, int tries) {
+  const int64_t slept_us = tries < 50 ? tries * 100LL : 5'000LL + (tries - 50) * 1'000LL;
+  if (slept_us >= SqliteSession::kBusyTimeoutMs * 1000LL) return 0;  // give up: SQLITE_BUSY
+  std::this_thread::sleep_for(std::chrono::microseconds(tries < 50 ? 100 : 1000));
+  return 1;
+}
+}  // namespace
+
+void SqliteSession::wait_on_locks(sqlite3* db) { sqlite3_busy_handler(db, fine_busy_wait, nullptr); }
+
 db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait) {
   if (would_wait) {
     *would_wait = false;
@@ -103,7 +115,7 @@ db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, boo
   }
   db::Outcome out = run_once(statements, transaction, deadline_ns);
   if (would_wait) {
-    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    wait_on_locks(db_);
     *would_wait = last_code_ == SQLITE_BUSY || last_code_ == SQLITE_LOCKED || last_code_ == SQLITE_INTERRUPT;
   }
   return out;

@@ -32,6 +32,10 @@ class SqliteSession {
   db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait = nullptr);
   sqlite3* handle() const { return db_; }
   static constexpr int kBusyTimeoutMs = 5000;
+  // Waits for another connection's (or process's) lock for up to kBusyTimeoutMs, polling every 100 µs
+  // for the first 5 ms, then every millisecond. (SQLite's own busy timeout sleeps 1, 2, 5, 10 ... 100 ms
+  // between tries: a write that waits behind another one would wait ten times longer than it holds.)
+  static void wait_on_locks(sqlite3* db);
 
  private:
   db::Outcome run_once(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns);
