@@ -267,3 +267,42 @@ TEST(JobsSim, ACanceledRunningJobStopsAtItsNextStep) {
   c.kernel().run_for(Duration{3'000'000});
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts"), left);
 }
+
+TEST(JobsSim, LongPausesAndSkewedClocksDoNotMakeALiveJobLookDeadAndACleanStopCostsNoAttempt) {
+  ChatClusterOptions o{.seed = 8, .nodes = 3};
+  o.jobs.poll = Duration{200'000};
+  o.jobs.stuck_after = Duration{3'000'000};
+  o.configure = [](config::Config& cfg, int) {
+    cfg.DataRetentionSettings.BatchSize = 2;
+    cfg.DataRetentionSettings.TimeBetweenBatchesMilliseconds = 5000;  // longer than stuck_after: the heartbeat covers it
+  };
+  ChatCluster c(o);
+  ASSERT_TRUE(c.start_all());
+  auto& k = c.kernel();
+  // Every node's clock disagrees with the others' by seconds (more than stuck_after).
+  k.set_clock_skew(0, Duration{8'000'000});
+  k.set_clock_skew(1, Duration{-7'000'000});
+  const auto [admin, team_id, channel] = admin_team_channel(c);
+  for (int i = 0; i < 8; ++i)
+    ASSERT_EQ(c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin).status, 201);
+  const int64_t posts = count(c, "SELECT COUNT(*) FROM Posts");
+  auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);
+  const std::string id(json::parse(job.body).as_object().at("id").as_string());
+  ASSERT_TRUE(k.run_until([&] { return count(c, "SELECT COUNT(*) FROM Posts") < posts; }, k.now() + Duration{5'000'000}));
+  // Stop the worker cleanly mid-job: it hands the job back without spending the attempt.
+  const auto worker = std::get<std::string>(rows(c, "SELECT WorkerId FROM Jobs WHERE Id = '" + id + "'").at(0).at(0));
+  const int w = worker == c.address(0) ? 0 : worker == c.address(1) ? 1 : 2;
+  k.stop(static_cast<NodeIndex>(w));
+  ASSERT_TRUE(k.run_until([&] { return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) != "in_progress"; },
+                          k.now() + Duration{2'000'000}));
+  // Another node takes it and finishes it across pauses longer than stuck_after, on skewed clocks.
+  ASSERT_TRUE(k.run_until([&] { return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) == "success"; },
+                          k.now() + Duration{60'000'000}));
+  EXPECT_EQ(std::get<int64_t>(rows(c, "SELECT Attempts FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)), 1) << "the clean stop cost no attempt";
+  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts"), 0);
+  for (int i = 0; i < 3; ++i) {
+    if (c.node(i)) {
+      EXPECT_EQ(c.node(i)->job_server().stats().recovered, 0u) << "node " << i << " mistook a live job for a dead one";
+    }
+  }
+}

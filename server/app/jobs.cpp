@@ -116,7 +116,7 @@ void Jobs::cancel(const Session& actor, const std::string& id, Callback<Job> don
     if (!o.ok()) return done(failed<Job>(from_db(o.error)));
     if (o.results[2].rows.empty()) return done(failed<Job>(not_found("job")));
     Job j = job_from_row(o.results[2].rows[0]);
-    if (o.results[0].affected == 0 && o.results[1].affected == 0)
+    if (o.results[0].affected == 0 && o.results[1].affected == 0 && j.status != kJobCancelRequested)
       return done(failed<Job>(AppError{400, "app.job.cancel.finished.app_error", "The job has already finished (" + j.status + "): there is nothing to cancel."}));
     done(Result<Job>{{}, std::move(j)});
   });

@@ -46,25 +46,19 @@ std::string placeholders(size_t first, size_t count) {
 // --- data retention
 
 void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t deleted, int64_t batches) {
+  if (!run->active()) return;
   const auto& dr = run->config().DataRetentionSettings;
-  run->store().write({Statement{"SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2", {cutoff, dr.BatchSize}}}, false,
-                     [run, cutoff, deleted, batches](db::Outcome o) {
-                       if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
-                       const auto& rows = o.result().rows;
-                       if (rows.empty())
-                         return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
-                       std::vector<Value> ids;
-                       for (const auto& r : rows) ids.emplace_back(text_at(r, 0));
-                       const std::string in = placeholders(1, ids.size());
-                       std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + in + ")", ids},
-                                                Statement{"DELETE FROM Posts WHERE Id IN (" + in + ")", ids}};
-                       const int64_t n = static_cast<int64_t>(ids.size());
-                       run->step(std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)), [run, cutoff, deleted, batches, n](bool ok, db::Outcome) {
-                         if (!ok) return;
-                         const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
-                         run->env().set_timer(pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
-                       });
-                     });
+  // One batch, chosen and deleted in the same transaction (no id list: BatchSize may be large).
+  const std::string batch = "SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2";
+  std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + batch + ")", {cutoff, dr.BatchSize}},
+                           Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}}};
+  run->step(std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)), [run, cutoff, deleted, batches](bool ok, db::Outcome o) {
+    if (!ok) return;
+    const int64_t n = o.results.at(2).affected;  // [0] is the fence
+    if (n == 0) return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
+    const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
+    run->env().set_timer(pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
+  });
 }
 
 void data_retention(std::shared_ptr<JobRun> run) {
@@ -87,6 +81,7 @@ struct Export {
 };
 
 void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
+  if (!run->active()) return;
   run->store().write(
       {Statement{"SELECT p.Id, p.CreateAt, p.UserId, u.Username, p.ChannelId, c.Name, c.TeamId, p.Message FROM Posts p"
                  " LEFT JOIN Users u ON u.Id = p.UserId LEFT JOIN Channels c ON c.Id = p.ChannelId"
@@ -110,7 +105,9 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
             if (ok) export_page(run, x);
           });
         }
-        const std::string base = "export/" + run->id();
+        // Named per attempt: a stale attempt (fenced out, still writing) never overwrites the files the
+        // finishing attempt names in its data.
+        const std::string base = "export/" + run->id() + (run->attempt() > 1 ? "-" + std::to_string(run->attempt()) : "");
         const size_t n = x->rows.size();
         run->env().files().write(base + ".csv", std::move(x->csv), [run, x, base, n](std::string error) {
           if (!error.empty()) return run->finish(false, {{"error", error}});
@@ -135,6 +132,7 @@ void message_export(std::shared_ptr<JobRun> run) {
 // --- search indexing
 
 void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_id, int64_t indexed) {
+  if (!run->active()) return;
   run->store().write({Statement{"SELECT Id, CreateAt, ChannelId, Message FROM Posts WHERE DeleteAt = 0 AND (CreateAt > $1 OR (CreateAt = $1 AND Id > $2))"
                                 " ORDER BY CreateAt, Id LIMIT 500",
                                 {last_at, last_id}}},
@@ -143,7 +141,7 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                        const auto& rows = o.result().rows;
                        if (rows.empty()) {
                          // Entries whose posts are gone (deleted by an older binary, restored backups, ...).
-                         return run->step({Statement{"DELETE FROM PostsFts WHERE PostId NOT IN (SELECT Id FROM Posts WHERE DeleteAt = 0)", {}}}, 99,
+                         return run->step({Statement{"DELETE FROM PostsFts WHERE NOT EXISTS (SELECT 1 FROM Posts p WHERE p.Id = PostsFts.PostId AND p.DeleteAt = 0)", {}}}, 99,
                                           [run, indexed](bool ok, db::Outcome done) {
                                             if (!ok) return;
                                             run->finish(true, {{"indexed_posts", std::to_string(indexed)},

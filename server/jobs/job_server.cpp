@@ -19,9 +19,9 @@ std::vector<Recurring> recurring_from_config(const config::Config& config) {
   const auto& dr = config.DataRetentionSettings;
   if (dr.EnableMessageDeletion) {
     const int hh = std::stoi(dr.DeletionJobStartTime.substr(0, 2)), mm = std::stoi(dr.DeletionJobStartTime.substr(3, 2));
-    out.push_back(Recurring{"data_retention", Duration{86'400'000'000}, Duration{(hh * 3600LL + mm * 60LL) * 1'000'000}});
+    out.push_back(Recurring{"data_retention", Duration{86'400'000'000}, Duration{(hh * 3600LL + mm * 60LL) * 1'000'000}, true});
   }
-  out.push_back(Recurring{"search_indexing", Duration{86'400'000'000}, Duration{3LL * 3600 * 1'000'000}});
+  out.push_back(Recurring{"search_indexing", Duration{86'400'000'000}, Duration{3LL * 3600 * 1'000'000}, true});
   return out;
 }
 
@@ -51,12 +51,14 @@ std::string data_text(const std::map<std::string, std::string>& data) {
 class JobServer::Run final : public JobRun, public std::enable_shared_from_this<JobServer::Run> {
  public:
   Run(JobServer& server, std::string id, std::string type, std::map<std::string, std::string> data, int64_t attempt)
-      : server_(server), alive_(server.alive_), attempt_(attempt) {
+      : server_(server), alive_(server.alive_) {
+    attempt_ = attempt;
     id_ = std::move(id);
     type_ = std::move(type);
     data_ = std::move(data);
   }
 
+  bool active() const override { return *alive_ && !ended_; }
   Env& env() override { return server_.env_; }
   store::Store& store() override { return server_.store_; }
   const config::Config& config() const override { return *server_.config_; }
@@ -69,17 +71,48 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
 
   void step(std::vector<Statement> statements, int progress, std::function<void(bool, db::Outcome)> done) override {
     if (!*alive_ || ended_) return;
-    statements.insert(statements.begin(), fence(std::clamp(progress, 0, 99)));
+    progress_ = std::clamp(progress, 0, 99);
+    statements.insert(statements.begin(), fence(progress_));
+    ++stepping_;
     auto self = shared_from_this();
     server_.store_.write(std::move(statements), true, [self, done](db::Outcome o) {
+      --self->stepping_;
       if (!*self->alive_ || self->ended_) return;
       if (o.ok()) return done(true, std::move(o));
-      if (o.error.status != db::Status::conflict) {
-        // The database is in trouble: the job ends in error (retried by the rule if we die instead).
-        return self->finish(false, {{"error", std::string(db::to_string(o.error.status)) + ": " + o.error.message}});
+      if (o.error.status == db::Status::conflict) return self->lost_or_canceled();
+      if (o.error.status == db::Status::unavailable || o.error.status == db::Status::timeout || o.error.status == db::Status::overloaded) {
+        // A database outage: stop here and leave the job in progress; the rule hands it on once the
+        // database answers again (a retry, not a failure).
+        self->server_.env_.log().warn("jobs: {} {} stops at a database error ({}); the rule will retry it", self->type_, self->id_, o.error.message);
+        self->ended_ = true;
+        return self->release();
       }
-      self->lost_or_canceled();
+      self->finish(false, {{"error", std::string(db::to_string(o.error.status)) + ": " + o.error.message}});
     });
+  }
+
+  // A fence-only step at least every heartbeat, so a job whose work pauses still shows it is alive.
+  void beat() {
+    if (!active()) return;
+    auto self = shared_from_this();
+    heartbeat_timer_ = server_.env_.set_timer(server_.options_.heartbeat, [self] {
+      self->heartbeat_timer_ = 0;
+      if (!self->active()) return;
+      if (self->stepping_ == 0) self->step({}, self->progress_, [](bool, db::Outcome) {});
+      self->beat();
+    });
+  }
+
+  // A clean stop of this node: the job goes back to the queue, and this attempt does not count.
+  void hand_back() {
+    if (!active()) return;
+    ended_ = true;
+    if (heartbeat_timer_) server_.env_.cancel_timer(heartbeat_timer_);
+    server_.store_.write({Statement{"UPDATE Jobs SET Status = 'pending', WorkerId = '', Attempts = Attempts - 1, LastActivityAt = $1 WHERE Id = $2"
+                                    " AND WorkerId = $3 AND Attempts = $4 AND Status = 'in_progress'",
+                                    {server_.env_.wall_now().millis(), id_, server_.options_.worker_id, attempt_}}},
+                         false, [](db::Outcome) {});
+    server_.env_.log().info("jobs: {} {} handed back to the queue (this node stops)", type_, id_);
   }
 
   void finish(bool success, std::map<std::string, std::string> result) override {
@@ -129,14 +162,19 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
   }
 
   void release() {
+    if (heartbeat_timer_) server_.env_.cancel_timer(heartbeat_timer_);
+    heartbeat_timer_ = 0;
     server_.busy_ = false;
+    if (server_.current_.get() == this) server_.current_.reset();  // (the caller holds a reference)
     server_.poll();
   }
 
   JobServer& server_;
   std::shared_ptr<bool> alive_;
-  int64_t attempt_;
   bool ended_ = false;
+  int stepping_ = 0;
+  int progress_ = 0;
+  TimerId heartbeat_timer_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -153,6 +191,7 @@ void JobServer::add_kind(const std::string& type, JobKind kind) { kinds_[type] =
 
 void JobServer::set_leader(bool leader) {
   if (leader && !leader_) env_.log().info("jobs: this node is the leader: it runs the scheduler");
+  if (leader != leader_) watched_.clear();  // a new leader watches afresh: stuck_after from now
   leader_ = leader;
 }
 
@@ -169,6 +208,7 @@ void JobServer::start() {
 }
 
 void JobServer::stop() {
+  if (running_ && current_) current_->hand_back();
   running_ = false;
   if (tick_timer_) env_.cancel_timer(tick_timer_);
   if (poll_timer_) env_.cancel_timer(poll_timer_);
@@ -177,7 +217,7 @@ void JobServer::stop() {
 
 void JobServer::tick() {
   tick_timer_ = env_.set_timer(options_.scheduler_tick, [this] { tick(); });
-  if (!leader_ || !config_->JobSettings.RunScheduler) return;
+  if (!leader_ || !config_->JobSettings.RunScheduler || ticks_in_flight_ > 0) return;
   const auto recurring = options_.recurring.empty() ? recurring_from_config(*config_) : options_.recurring;
   for (const auto& r : recurring) schedule(r);
   recover();
@@ -186,9 +226,12 @@ void JobServer::tick() {
 void JobServer::schedule(const Recurring& r) {
   const int64_t now_us = env_.wall_now().us;
   const int64_t current = (now_us - r.offset.count()) / r.period.count();
+  ++ticks_in_flight_;
   store_.write({Statement{"SELECT MAX(ScheduleKey) FROM Jobs WHERE Type = $1 AND ScheduleKey LIKE $2", {r.type, r.type + ":%"}}}, false,
                [this, alive = alive_, r, current](db::Outcome o) {
-                 if (!*alive || !o.ok()) return;
+                 if (!*alive) return;
+                 --ticks_in_flight_;
+                 if (!o.ok()) return;
                  int64_t from = current;
                  const auto& row = o.result().rows.at(0);
                  if (const auto* last = std::get_if<std::string>(&row.at(0))) {
@@ -198,6 +241,7 @@ void JobServer::schedule(const Recurring& r) {
                    }
                  }
                  if (from > current) return;
+                 if (r.latest_only) from = current;
                  if (current - from >= options_.catch_up_max) {
                    env_.log().warn("jobs: {} periods of {} were not scheduled; scheduling the last {}", current - from + 1, r.type, options_.catch_up_max);
                    from = current - options_.catch_up_max + 1;
@@ -212,36 +256,64 @@ void JobServer::schedule(const Recurring& r) {
                                                " VALUES ($1, $2, 0, $3, 'pending', 0, $4, $5) ON CONFLICT (ScheduleKey) DO NOTHING",
                                                {new_id(env_.random()), r.type, env_.wall_now().millis(), data_text(data), schedule_key(r.type, k)}});
                  }
-                 const size_t n = inserts.size();
-                 store_.write(std::move(inserts), true, [this, alive, r, n](db::Outcome o2) {
-                   if (!*alive || !o2.ok()) return;
+                 ++ticks_in_flight_;
+                 store_.write(std::move(inserts), true, [this, alive, r](db::Outcome o2) {
+                   if (!*alive) return;
+                   --ticks_in_flight_;
+                   if (!o2.ok()) return;
                    int64_t made = 0;
                    for (const auto& res : o2.results) made += res.affected;
                    stats_.scheduled += static_cast<uint64_t>(made);
                    if (made > 0) env_.log().info("jobs: scheduled {} {} job(s)", made, r.type);
-                   (void)n;
                  });
                });
 }
 
 void JobServer::recover() {
-  const int64_t now = env_.wall_now().millis();
-  const int64_t cutoff = now - options_.stuck_after.count() / 1000;
-  std::vector<Statement> s{
-      // The rule: a dead worker's job goes back to the queue, or fails after attempts_max attempts.
-      Statement{"UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN 'error' ELSE 'pending' END, WorkerId = '', LastActivityAt = $2"
-                " WHERE Status = 'in_progress' AND LastActivityAt < $3",
-                {static_cast<int64_t>(options_.attempts_max), now, cutoff}},
-      Statement{"UPDATE Jobs SET Status = 'canceled', WorkerId = '', LastActivityAt = $1 WHERE Status = 'cancel_requested' AND LastActivityAt < $2",
-                {now, cutoff}}};
-  store_.write(std::move(s), true, [this, alive = alive_](db::Outcome o) {
-    if (!*alive || !o.ok()) return;
-    const int64_t n = o.results[0].affected + o.results[1].affected;
-    if (n > 0) {
-      stats_.recovered += static_cast<uint64_t>(n);
-      env_.log().warn("jobs: recovered {} job(s) whose worker stopped reporting", n);
-    }
-  });
+  ++ticks_in_flight_;
+  store_.write({Statement{"SELECT Id, LastActivityAt, Status FROM Jobs WHERE Status IN ('in_progress', 'cancel_requested')", {}}}, false,
+               [this, alive = alive_](db::Outcome o) {
+                 if (!*alive) return;
+                 --ticks_in_flight_;
+                 if (!o.ok() || !leader_) return;
+                 const MonoTime now = env_.now();
+                 std::map<std::string, Seen> still;
+                 std::vector<Statement> recoveries;
+                 for (const auto& r : o.result().rows) {
+                   const std::string id = db::text_at(r, 0), status = db::text_at(r, 2);
+                   const int64_t activity = db::int_at(r, 1);
+                   auto it = watched_.find(id);
+                   if (it == watched_.end() || it->second.activity != activity) {
+                     still[id] = Seen{activity, now};
+                     continue;
+                   }
+                   still[id] = it->second;
+                   if (now - it->second.since < options_.stuck_after) continue;
+                   // Silent for stuck_after on our clock: the rule. Conditional on the value we watched, so a
+                   // worker that stepped meanwhile keeps its job.
+                   if (status == "in_progress")
+                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN 'error' ELSE 'pending' END, WorkerId = '',"
+                                                    " LastActivityAt = $2 WHERE Id = $3 AND Status = 'in_progress' AND LastActivityAt = $4",
+                                                    {static_cast<int64_t>(options_.attempts_max), env_.wall_now().millis(), id, activity}});
+                   else
+                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = 'canceled', WorkerId = '', LastActivityAt = $1 WHERE Id = $2"
+                                                    " AND Status = 'cancel_requested' AND LastActivityAt = $3",
+                                                    {env_.wall_now().millis(), id, activity}});
+                 }
+                 watched_ = std::move(still);
+                 if (recoveries.empty()) return;
+                 ++ticks_in_flight_;
+                 store_.write(std::move(recoveries), false, [this, alive](db::Outcome o2) {
+                   if (!*alive) return;
+                   --ticks_in_flight_;
+                   int64_t n = 0;
+                   for (const auto& res : o2.results) n += res.affected;
+                   if (n > 0) {
+                     stats_.recovered += static_cast<uint64_t>(n);
+                     env_.log().warn("jobs: recovered {} job(s) whose worker stopped reporting", n);
+                   }
+                 });
+               });
 }
 
 void JobServer::poll() {
@@ -265,6 +337,10 @@ void JobServer::poll() {
   }
   if (params.empty()) {
     busy_ = false;
+    poll_timer_ = env_.set_timer(options_.poll, [this] {
+      poll_timer_ = 0;
+      poll();
+    });
     return;
   }
   store_.write({Statement{"SELECT Id, Attempts, Type, Data FROM Jobs WHERE Status = 'pending' AND Type IN (" + types + ") ORDER BY CreateAt, Id LIMIT 1",
@@ -279,8 +355,12 @@ void JobServer::poll() {
                    });
                    return;
                  }
+                 if (!running_) {
+                   busy_ = false;
+                   return;
+                 }
                  const auto& r = o.result().rows[0];
-                 claim(std::get<std::string>(r.at(0)), std::get<int64_t>(r.at(1)), std::get<std::string>(r.at(2)), std::get<std::string>(r.at(3)));
+                 claim(db::text_at(r, 0), db::int_at(r, 1), db::text_at(r, 2), db::text_at(r, 3));
                });
 }
 
@@ -298,6 +378,13 @@ void JobServer::claim(const std::string& id, int64_t attempts, const std::string
                  ++stats_.claimed;
                  env_.log().info("jobs: claimed {} {} (attempt {})", type, id, attempts + 1);
                  auto run = std::make_shared<Run>(*this, id, type, parse_data(data), attempts + 1);
+                 current_ = run;
+                 if (!running_) {  // this node began to stop while claiming
+                   run->hand_back();
+                   busy_ = false;
+                   return;
+                 }
+                 run->beat();
                  auto kind = kinds_.find(type);
                  if (kind == kinds_.end()) return run->finish(false, {{"error", "no worker for this job type"}});
                  kind->second(run);

@@ -15,9 +15,17 @@
 // token. A worker that was presumed dead but wakes up can no longer commit anything. Each committed step
 // refreshes LastActivityAt and Progress; a cancel_requested job stops at its next step and is canceled.
 //
+// A running job commits a fence-only step at least every `heartbeat`, also while its work pauses.
+//
 // The rule for a job whose worker died (no activity for `stuck_after`), applied by the leader: given back
-// to the queue (pending) while it has had fewer than `attempts_max` attempts, else failed (error, with the
-// reason in its data). A stuck cancel_requested job becomes canceled. Mattermost leaves such jobs stuck.
+// to the queue (pending) while it has had fewer than `attempts_max` attempts, else failed (error). A stuck
+// cancel_requested job becomes canceled. Mattermost leaves such jobs stuck. "No activity" is judged on
+// the leader's own monotonic clock: it watches each running job's LastActivityAt and acts when the value
+// has not changed for `stuck_after`, so clock skew between nodes cannot make a live job look dead.
+// A node that stops cleanly hands its running job back to the queue without spending an attempt.
+//
+// Periods follow the leader's wall clock: a leader whose clock runs ahead creates (and runs) a period
+// early, never twice, and no period is skipped.
 //
 // Jobs (server/jobs/job_kinds.h): data retention, compliance export, search indexing.
 #pragma once
@@ -40,7 +48,8 @@ namespace chorus::jobs {
 struct Recurring {
   std::string type;
   Duration period;
-  Duration offset{0};  // periods start at offset + k * period (wall clock, UTC)
+  Duration offset{0};        // periods start at offset + k * period (wall clock, UTC)
+  bool latest_only = false;  // after an outage, only the current period (a full pass covers the missed ones)
 };
 
 struct JobServerOptions {
@@ -62,9 +71,12 @@ std::vector<Recurring> recurring_from_config(const config::Config& config);
 class JobRun {
  public:
   virtual ~JobRun() = default;
+  // False once the run has ended or its server is gone: a kind's pending timers check it first.
+  virtual bool active() const = 0;
   const std::string& id() const { return id_; }
   const std::string& type() const { return type_; }
   const std::map<std::string, std::string>& data() const { return data_; }
+  int64_t attempt() const { return attempt_; }  // 1, 2, ...: the fencing token
   // Commits `statements` in one transaction after the fence check, with the job's progress (0-100).
   // done(true) when committed; done(false) when the job lost its claim or was asked to stop (the run must
   // end: call finish only if the reason was not a lost claim - the server handles both).
@@ -78,6 +90,7 @@ class JobRun {
  protected:
   std::string id_, type_;
   std::map<std::string, std::string> data_;
+  int64_t attempt_ = 0;
 };
 
 // A kind of job: starts a run, which ends with finish() (or by losing its claim).
@@ -105,6 +118,7 @@ class JobServer {
 
  private:
   void tick();     // scheduler and recovery (leader)
+  void watch_running(int64_t epoch);
   void poll();     // worker
   void schedule(const Recurring& r);
   void recover();
@@ -118,6 +132,14 @@ class JobServer {
   bool leader_ = false;
   bool running_ = false;
   bool busy_ = false;  // one job at a time per node
+  int ticks_in_flight_ = 0;  // a slow database does not pile up scheduler queries
+  // The leader's view of running jobs: LastActivityAt last seen, and when (its monotonic clock) it changed.
+  struct Seen {
+    int64_t activity = 0;
+    MonoTime since;
+  };
+  std::map<std::string, Seen> watched_;
+  std::shared_ptr<Run> current_;
   TimerId tick_timer_ = 0, poll_timer_ = 0;
   Stats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
