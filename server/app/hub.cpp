@@ -1,6 +1,7 @@
 #include "server/app/hub.h"
 
 #include <boost/json.hpp>
+#include <utility>
 
 #include "server/core/ids.h"
 
@@ -220,6 +221,17 @@ void Hub::shutdown() {
       c.inactive_since = env_.now();
       sink->close(1001, "server going away");
     }
+}
+
+size_t Hub::reset_all() {
+  std::vector<ConnectionSink*> sinks;
+  for (auto& [id, c] : conns_)
+    if (c.sink) sinks.push_back(std::exchange(c.sink, nullptr));
+  const size_t n = conns_.size();
+  conns_.clear();
+  by_user_.clear();
+  for (auto* sink : sinks) sink->close(1012, "events may have been lost: reconnect and re-sync");
+  return n;
 }
 
 void Hub::drop(const std::string& connection_id) {

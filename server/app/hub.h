@@ -90,6 +90,10 @@ class Hub {
   void revoke(const std::string& user_id, const std::string& session_token = "");
   // Going away: every active connection is closed with 1001.
   void shutdown();
+  // Events may have been lost (a peer died or restarted with messages for us in flight): every
+  // connection is forgotten and its socket closed (1012), so each client reconnects, gets a new
+  // connection and a hello, and re-syncs over REST. Returns how many connections were reset.
+  size_t reset_all();
 
   bool holds(const std::string& connection_id) const { return conns_.contains(connection_id); }
   // The session tokens of the active connections (token -> user), to check them against the database.

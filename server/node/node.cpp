@@ -142,8 +142,22 @@ void Node::on_member_change(const cluster::Member& m) {
   // forget now (the staleness bound in app.h).
   auto& prev = member_states_[m.address];
   const bool flush = (m.state == cluster::MemberState::dead) != (prev == cluster::MemberState::dead);
+  const bool died = m.state == cluster::MemberState::dead && prev != cluster::MemberState::dead;
+  const bool revived = m.state != cluster::MemberState::dead && prev == cluster::MemberState::dead && member_states_.size() > 1;
+  auto& generation = member_generations_[m.address];
+  const bool restarted = generation != 0 && m.generation != generation;
+  generation = m.generation;
   prev = m.state;
   if (flush && app_) app_->on_membership_change();
+  // Reliable messages in flight from (or to) that peer are gone with its stream, and while it was
+  // declared dead nothing was sent to it: clients on either side may have missed events. They
+  // reconnect and re-sync rather than miss them silently.
+  if ((died || revived || restarted) && hub_ && started_) {
+    const size_t n = hub_->reset_all();
+    if (n > 0)
+      env_.log().info("hub: {} {}: {} WebSocket connections reset so their clients re-sync", m.address,
+                      died ? "died" : revived ? "is back" : "restarted", n);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

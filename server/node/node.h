@@ -104,6 +104,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::unique_ptr<jobs::JobServer> job_server_;
   std::unique_ptr<api::Api> api_;
   std::map<std::string, cluster::MemberState> member_states_;
+  std::map<std::string, uint64_t> member_generations_;
   bool started_ = false;
   bool stopping_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
