@@ -124,7 +124,12 @@ void ChatCluster::call_async(int i, const std::string& method, const std::string
   r.headers.emplace_back("x-requested-with", "XMLHttpRequest");
   auto* n = node(i);
   if (!n) return done(api::Response{0, {}, "node down"});
-  n->api().handle(std::move(r), std::move(done));
+  // On the node's loop, as a request arriving from the network: held while the node is paused, never
+  // handled if the node dies first (the client then sees no answer).
+  const auto index = static_cast<NodeIndex>(i);
+  k_->call_on_node(index, k_->incarnation(index), k_->now_us(), [this, i, r = std::move(r), done = std::move(done)]() mutable {
+    if (auto* live = node(i)) live->api().handle(std::move(r), std::move(done));
+  });
 }
 
 api::Response ChatCluster::call(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,

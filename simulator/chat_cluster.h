@@ -67,7 +67,8 @@ class ChatCluster {
   // An HTTP call on node i, run until answered (or `limit` of virtual time: status 0).
   api::Response call(int i, const std::string& method, const std::string& target, const std::string& body = "", const std::string& token = "",
                      Duration limit = Duration{30'000'000});
-  // The same, without waiting: done runs when the node answers (never, if it dies first).
+  // The same, without waiting: done runs when the node answers (never, if it dies first). The request
+  // is handled on the node's loop, so a paused node answers when it resumes.
   void call_async(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
                   std::function<void(api::Response)> done);
   // Creates a user (through the API) and logs in on node i: returns the token and fills user_id.

@@ -491,3 +491,23 @@ TEST(ApiSim, TwoUsersSigningUpAtOnceOnTwoNodesMakeOneAdmin) {
     EXPECT_EQ(admins, 1) << "seed " << seed;
   }
 }
+
+TEST(ApiSim, APausedNodeAnswersWhenItResumesAndADeadOneNever) {
+  ChatCluster c({.seed = 23, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c);
+  std::optional<api::Response> got;
+  c.kernel().pause(1);
+  c.call_async(1, "GET", "/api/v4/users/me", "", w.a, [&](api::Response r) { got = r; });
+  c.kernel().run_for(Duration{2'000'000});
+  EXPECT_FALSE(got.has_value()) << "a paused node handles nothing";
+  c.kernel().resume(1);
+  ASSERT_TRUE(c.kernel().run_until([&] { return got.has_value(); }, c.kernel().now() + Duration{1'000'000}));
+  EXPECT_EQ(got->status, 200);
+  got.reset();
+  c.kernel().pause(1);
+  c.call_async(1, "GET", "/api/v4/users/me", "", w.a, [&](api::Response r) { got = r; });
+  c.kernel().crash(1);
+  c.kernel().run_for(Duration{2'000'000});
+  EXPECT_FALSE(got.has_value()) << "a request to a node that died is never answered (the client times out)";
+}
