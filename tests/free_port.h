@@ -1,5 +1,6 @@
-// A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it), for tests that must tell
-// a process its port before it starts. Tests only.
+// Loopback ports for tests: a TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it),
+// for tests that must tell a process its port before it starts; and a plain client connection to one.
+// Tests only.
 #pragma once
 
 #include <arpa/inet.h>
@@ -22,6 +23,20 @@ inline uint16_t free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// A connected socket to 127.0.0.1:port, or -1 (refused). The caller closes it.
+inline int connect_loopback(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace chorus::testing

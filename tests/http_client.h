@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/free_port.h"
+
 namespace chorus::testing {
 
 struct HttpResponse {
@@ -27,17 +29,10 @@ struct HttpResponse {
 inline HttpResponse http_request(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
                                  const std::string& token = "", int timeout_ms = 10000) {
   HttpResponse out;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(port);
+  if (fd < 0) return out;
   timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return out;
-  }
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
   if (!body.empty() || method == "POST" || method == "PUT") req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";

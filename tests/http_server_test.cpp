@@ -26,6 +26,7 @@
 #include "server/runtime/asio_env.h"
 #include "server/runtime/http_server.h"
 #include "tests/capture_sink.h"
+#include "tests/free_port.h"
 #include "tests/run_io.h"
 
 using namespace chorus;
@@ -146,15 +147,8 @@ class HttpServerTest : public ::testing::Test {
 
   // -1 when the connection is refused.
   int raw_connect(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return -1;
-    }
+    const int fd = chorus::testing::connect_loopback(port);
+    if (fd < 0) return -1;
     fds.push_back(fd);
     return fd;
   }

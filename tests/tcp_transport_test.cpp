@@ -15,6 +15,7 @@
 #include "server/core/frame.h"
 #include "server/runtime/asio_env.h"
 #include "tests/capture_sink.h"
+#include "tests/free_port.h"
 #include "tests/run_io.h"
 
 using namespace chorus;
@@ -52,12 +53,8 @@ class TransportTest : public ::testing::Test {
   }
   // A raw client socket connected to the port.
   int raw_connect(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const int fd = chorus::testing::connect_loopback(port);
+    EXPECT_GE(fd, 0) << "connection to port " << port << " refused";
     return fd;
   }
   void raw_send(int fd, const std::vector<uint8_t>& bytes) { ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }

@@ -308,18 +308,18 @@ void Api::routes() {
   add("GET", v4 + "/config", true, [&node, admin_only](const C& c) {
     if (admin_only(c)) c->respond(json_response(200, node.config_json()));
   });
-  auto save = [&node, admin_only](const C& c, bool patch) {
+  auto save = [&node, admin_only](const C& c) {
     if (!admin_only(c)) return;
     if (node.config_read_only())
       return c->error(AppError{403, "ent.cluster.save_config.error",
                                "Config changes through the API are off: ClusterSettings.ReadOnlyConfig is set while high availability is on. "
                                "Change config.json on every node and reload."});
-    const std::string error = node.save_config(c->request.body, patch);
+    const std::string error = node.save_config(c->request.body);
     if (!error.empty()) return c->error(AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", error});
     c->respond(json_response(200, node.config_json()));
   };
-  add("PUT", v4 + "/config", true, [save](const C& c) { save(c, false); });
-  add("PUT", v4 + "/config/patch", true, [save](const C& c) { save(c, true); });
+  add("PUT", v4 + "/config", true, save);
+  add("PUT", v4 + "/config/patch", true, save);
   add("POST", v4 + "/config/reload", true, [&node, admin_only](const C& c) {
     if (!admin_only(c)) return;
     const std::string error = node.reload_config();

@@ -32,10 +32,11 @@ class NodeControl {
   virtual std::vector<ClusterNodeRow> cluster_status() const = 0;
   // The effective config as JSON (secrets masked).
   virtual std::string config_json() const = 0;
-  // Replaces the config with `json` (the whole config, or a patch merged over the current one): the
-  // empty string when saved and applied, else the error. Refused (403 by the caller) under ReadOnlyConfig.
+  // Merges `json` (sections of settings) over the file's config, saves and applies it: the empty string,
+  // else the error. PUT /config and PUT /config/patch both come here: settings not sent keep their
+  // values. Refused (403 by the caller) under ReadOnlyConfig.
   virtual bool config_read_only() const = 0;
-  virtual std::string save_config(const std::string& json, bool patch) = 0;
+  virtual std::string save_config(const std::string& json) = 0;
   virtual std::string reload_config() = 0;
   virtual void recycle_database() = 0;
   // The health check: writes and deletes a row in the Systems table (get_server_status).

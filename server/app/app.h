@@ -166,9 +166,6 @@ class App {
   const Stats& stats() const { return stats_; }
 
  private:
-  struct Cached {
-    MonoTime at;
-  };
   template <class T>
   struct Entry {
     T value;

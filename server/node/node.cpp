@@ -107,7 +107,7 @@ void Node::stop(Task done) {
   stopping_ = true;
   api_->drain();
   hub_->shutdown();
-  job_server_->stop();  // a job in progress stops at its next step; the rule hands it to another node
+  job_server_->stop();  // a job in progress goes back to the queue for another node
   if (!started_) return done();
   status_->stop();
   membership_->leave();  // the others move the leadership at once
@@ -143,7 +143,7 @@ void Node::on_member_change(const cluster::Member& m) {
   auto& prev = member_states_[m.address];
   const bool flush = (m.state == cluster::MemberState::dead) != (prev == cluster::MemberState::dead);
   const bool died = m.state == cluster::MemberState::dead && prev != cluster::MemberState::dead;
-  const bool revived = m.state != cluster::MemberState::dead && prev == cluster::MemberState::dead && member_states_.size() > 1;
+  const bool revived = m.state != cluster::MemberState::dead && prev == cluster::MemberState::dead;
   auto& generation = member_generations_[m.address];
   const bool restarted = generation != 0 && m.generation != generation;
   generation = m.generation;
@@ -201,7 +201,7 @@ bool Node::config_read_only() const {
   return cs.Enable && cs.ReadOnlyConfig;
 }
 
-std::string Node::save_config(const std::string& text, bool patch) {
+std::string Node::save_config(const std::string& text) {
   if (!options_.write_config) return "this node has no config file to write";
   boost::system::error_code ec;
   auto incoming = json::parse(text, ec);
@@ -219,7 +219,6 @@ std::string Node::save_config(const std::string& text, bool patch) {
       if (value.is_array() && !value.as_array().empty() && value.as_array()[0].is_string() && value.as_array()[0].as_string() == kMasked) continue;
       target.as_object()[name] = value;
     }
-    (void)patch;  // a whole config and a patch merge the same way: settings not sent keep their values
   }
   const std::string out = json::serialize(merged);
   auto loaded = config::load_config_text(out, "config (API)", options_.environment);

@@ -69,7 +69,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::vector<api::ClusterNodeRow> cluster_status() const override;
   std::string config_json() const override;
   bool config_read_only() const override;
-  std::string save_config(const std::string& json, bool patch) override;
+  std::string save_config(const std::string& json) override;
   std::string reload_config() override;
   void recycle_database() override { store_->recycle(); }
   void check_health(std::function<void(bool, std::string)> done) override;

@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  const auto loaded = chorus::config::load_config_file(config_path, read_environment());
+  const auto environment = read_environment();
+  const auto loaded = chorus::config::load_config_file(config_path, environment);
   if (!loaded.ok()) {
     std::fprintf(stderr, "chorusd: invalid configuration:\n%s", loaded.error_text().c_str());
     return 2;
@@ -188,7 +189,7 @@ int main(int argc, char** argv) {
   no.hostname = host;
   no.version = CHORUS_VERSION;
   no.peers = peers;
-  no.environment = read_environment();
+  no.environment = environment;
   no.read_config = [config_path](std::string& error) { return read_file(config_path, error); };
   no.write_config = [config_path](const std::string& text) { return write_file(config_path, text); };
   no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) { env->tcp().set_cluster(name, key, encrypt); };

@@ -1,4 +1,5 @@
 #include "server/runtime/http_server.h"
+#include "server/runtime/spdlog_sink.h"  // json_escape
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -114,29 +115,6 @@ bool valid_header(const std::string& name, const std::string& value) {
   if (name.empty() || name.size() > 1024 || value.size() > 60'000) return false;
   if (!std::all_of(name.begin(), name.end(), is_token_char)) return false;
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos;
-}
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          static constexpr char hex[] = "0123456789abcdef";
-          out += "\\u00";
-          out.push_back(hex[(c >> 4) & 0xf]);
-          out.push_back(hex[c & 0xf]);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out;
 }
 
 // Mattermost's error shape (model.AppError as JSON).
