@@ -511,3 +511,41 @@ TEST(ApiSim, APausedNodeAnswersWhenItResumesAndADeadOneNever) {
   c.kernel().run_for(Duration{2'000'000});
   EXPECT_FALSE(got.has_value()) << "a request to a node that died is never answered (the client times out)";
 }
+
+// The official client sends a ping right behind its authentication challenge. Messages are handled in
+// the order they came: what arrives while the session is being looked up waits for it (found in CI: the
+// ping was refused as "not authenticated" when the session was not in the node's cache).
+TEST(ApiSim, MessagesBehindTheChallengeWaitForTheAuthenticationInOrder) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c, 0, 1);
+    // Node 2 has never seen b's session: the challenge needs the database.
+    auto s = c.connect(2, w.b);
+    c.send(*s, obj({{"action", "ping"}, {"seq", 2}}));
+    c.send(*s, obj({{"action", "user_typing"}, {"seq", 3}, {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
+    c.kernel().run_for(Duration{200'000});
+    std::vector<int64_t> replies;
+    for (const auto& f : s->received) {
+      auto o = json::parse(f).as_object();
+      if (!o.contains("seq_reply")) continue;
+      replies.push_back(o.at("seq_reply").as_int64());
+      EXPECT_EQ(o.at("status").as_string(), "OK") << f;
+    }
+    EXPECT_EQ(replies, (std::vector<int64_t>{1, 2, 3}));
+    EXPECT_EQ(events_of(*s, "hello").size(), 1u);
+    // A bad token: the challenge and what waited behind it all fail, and the socket is closed.
+    auto bad = c.connect(2, "not-a-token");
+    c.send(*bad, obj({{"action", "ping"}, {"seq", 2}}));
+    c.kernel().run_for(Duration{200'000});
+    replies.clear();
+    for (const auto& f : bad->received) {
+      auto o = json::parse(f).as_object();
+      replies.push_back(o.at("seq_reply").as_int64());
+      EXPECT_EQ(o.at("status").as_string(), "FAIL") << f;
+    }
+    EXPECT_EQ(replies, (std::vector<int64_t>{1, 2}));
+    EXPECT_EQ(bad->close_code, std::optional<uint16_t>(1008));
+  }
+}

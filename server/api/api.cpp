@@ -630,7 +630,27 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
     if (!closed_) sink_.close(code, std::move(reason));
   }
 
+  // Messages are handled in the order they came, as Mattermost's server reads them: what arrives while the
+  // authentication is being checked (the official client sends a ping right behind its challenge) waits for
+  // it, rather than being refused as "not authenticated".
   void on_text(std::string_view text) override {
+    if (authenticating_) {
+      if (waiting_.size() >= kMaxWaiting) return close(1008, "too many messages before authentication");
+      waiting_.emplace_back(text);
+      return;
+    }
+    handle(text);
+  }
+
+  void on_closed() override {
+    closed_ = true;
+    if (!registered_.empty()) hub_.closed(registered_, this);
+  }
+
+ private:
+  static constexpr size_t kMaxWaiting = 64;
+
+  void handle(std::string_view text) {
     boost::system::error_code ec;
     auto v = json::parse(text, ec);
     if (ec || !v.is_object()) {
@@ -645,10 +665,6 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
     auto str = [&](const char* key) { return data.contains(key) && data[key].is_string() ? std::string(data[key].as_string()) : std::string(); };
     if (action == "authentication_challenge") {
       if (session_) return reply(seq, true);
-      if (authenticating_) {
-        challenge_seq_ = seq;  // answered when the header's authentication ends
-        return;
-      }
       const std::string token = str("token");
       if (token.empty()) return fail(seq, "api.web_socket_router.no_token.app_error", "No token in the authentication challenge.");
       return authenticate(token, seq);
@@ -667,28 +683,34 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
     fail(seq, "api.web_socket_router.bad_action.app_error", "Unknown action \"" + action.substr(0, 64) + "\".");
   }
 
-  void on_closed() override {
-    closed_ = true;
-    if (!registered_.empty()) hub_.closed(registered_, this);
-  }
-
- private:
   void authenticate(const std::string& token, int64_t seq) {
     if (authenticating_) return;
     authenticating_ = true;
     app_.authenticate(token, [this, alive = alive_, token, seq](Result<Session> r) {
       if (!*alive || closed_) return;
       authenticating_ = false;
+      auto waiting = std::exchange(waiting_, {});
       if (!r.ok()) {
         if (seq >= 0) fail(seq, r.error.id, r.error.message);
-        if (challenge_seq_ >= 0) fail(std::exchange(challenge_seq_, -1), r.error.id, r.error.message);
+        for (const auto& text : waiting) fail(seq_of(text), r.error.id, r.error.message);
         return close(1008, "authentication failed");
       }
       session_ = r.value;
       if (seq >= 0) reply(seq, true);
-      if (challenge_seq_ >= 0) reply(std::exchange(challenge_seq_, -1), true);
       register_connection();
+      for (auto& text : waiting) {
+        if (closed_ || !*alive) return;
+        handle(text);
+      }
     });
+  }
+
+  static int64_t seq_of(std::string_view text) {
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec);
+    if (ec || !v.is_object()) return 0;
+    const auto* seq = v.as_object().if_contains("seq");
+    return seq && seq->is_int64() ? seq->as_int64() : 0;
   }
 
   // Resume here, or take the connection over from another node, or start afresh with a hello.
@@ -722,7 +744,7 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   std::optional<Session> session_;
   std::string connection_id_;
   int64_t sequence_number_ = 0;
-  int64_t challenge_seq_ = -1;
+  std::vector<std::string> waiting_;
   std::string registered_;
   bool authenticating_ = false;
   bool closed_ = false;
