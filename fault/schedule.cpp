@@ -20,16 +20,33 @@ const char* to_string(FaultKind kind) {
     case FaultKind::loss: return "loss";
     case FaultKind::clock_skew: return "clock_skew";
     case FaultKind::clock_drift: return "clock_drift";
+    case FaultKind::stop: return "stop";
+    case FaultKind::start: return "start";
+    case FaultKind::set_config: return "set_config";
+    case FaultKind::reload: return "reload";
+    case FaultKind::recycle: return "recycle";
+    case FaultKind::db_stop: return "db_stop";
+    case FaultKind::db_start: return "db_start";
+    case FaultKind::db_lag: return "db_lag";
+    case FaultKind::db_slow: return "db_slow";
+    case FaultKind::db_promote: return "db_promote";
+    case FaultKind::lb_only: return "lb_only";
+    case FaultKind::lb_stop: return "lb_stop";
+    case FaultKind::lb_start: return "lb_start";
   }
   return "?";
 }
+
+bool is_network_or_process_fault(FaultKind kind) { return static_cast<int>(kind) <= static_cast<int>(FaultKind::clock_drift); }
 
 std::string to_string(const Fault& f) {
   std::string s = fmt::format("{:>9.3f}s {}", static_cast<double>(f.at.count()) / 1e6, to_string(f.kind));
   if (!f.nodes.empty()) s += fmt::format(" nodes={}", fmt::join(f.nodes, ","));
   if (!f.peers.empty()) s += fmt::format(" peers={}", fmt::join(f.peers, ","));
   if (f.kind == FaultKind::loss || f.kind == FaultKind::clock_drift) s += fmt::format(" value={}", f.value);
-  if (f.kind == FaultKind::clock_skew) s += fmt::format(" amount={}ms", to_ms(f.amount));
+  if (f.kind == FaultKind::clock_skew || f.kind == FaultKind::db_lag) s += fmt::format(" amount={}ms", to_ms(f.amount));
+  if (f.kind == FaultKind::db_slow) s += fmt::format(" value={}", f.value);
+  if (!f.text.empty()) s += " " + f.text;
   return s;
 }
 
@@ -51,7 +68,11 @@ std::vector<std::string> check_schedule(const FaultSchedule& schedule, uint32_t 
       if (n >= node_count) problem(fmt::format("node {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
     for (uint32_t n : f.peers)
       if (n >= node_count) problem(fmt::format("peer {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
-    const bool needs_node = f.kind != FaultKind::heal && f.kind != FaultKind::loss;
+    const bool needs_node = f.kind != FaultKind::heal && f.kind != FaultKind::loss && f.kind != FaultKind::lb_only &&
+                            f.kind != FaultKind::lb_stop && f.kind != FaultKind::lb_start && !(f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote);
+    const bool needs_text = (f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote) || f.kind == FaultKind::set_config;
+    if (needs_text && f.text.empty()) problem(f.kind == FaultKind::set_config ? "names no setting" : "names no database server");
+    if (f.kind == FaultKind::db_slow && f.value < 1) problem("a slow factor must be at least 1");
     if (needs_node && f.nodes.empty()) problem("names no node");
     if ((f.kind == FaultKind::block || f.kind == FaultKind::isolate) && f.peers.empty()) problem("names no peer");
     if (f.kind == FaultKind::loss && (f.value < 0 || f.value > 1)) problem("loss must be from 0 to 1");

@@ -28,6 +28,21 @@ enum class FaultKind {
   loss,         // every link loses `value` of its frames (0 repairs)
   clock_skew,   // nodes[0]'s wall clock is off by `amount`
   clock_drift,  // nodes[0]'s clocks run `value` ppm fast (negative: slow)
+  // Operations of the HA guide's procedures (the simulator's scenario runner applies these; the real
+  // injector will map them to systemctl, file edits and the admin API):
+  stop,               // nodes[0] shuts down cleanly (SIGTERM)
+  start,              // nodes[0] starts (a new server, or one that was stopped); `text`: its version, if it changes
+  set_config,         // nodes' config.json: `text` is "Section.Setting=JSON value"; not loaded until reload or restart
+  reload,             // nodes[0] reloads its config.json from disk
+  recycle,            // nodes[0] recycles its database connections
+  db_stop,            // database server `text` stops
+  db_start,           // database server `text` starts
+  db_lag,             // replica `text` applies its primary's writes `amount` late
+  db_slow,            // database server `text` serves `value` times slower
+  db_promote,         // replica `text` becomes a primary
+  lb_only,            // the load balancer sends new requests only to `nodes` (empty: to every node again)
+  lb_stop,            // the load balancer stops: every client request fails
+  lb_start,           // the load balancer starts again
 };
 const char* to_string(FaultKind kind);
 
@@ -38,6 +53,7 @@ struct Fault {
   std::vector<uint32_t> peers;
   double value = 0;
   Duration amount{0};
+  std::string text;  // a version, a database server, or a config setting
 };
 std::string to_string(const Fault& fault);
 
@@ -56,6 +72,9 @@ struct SwarmOptions {
   bool allow_loss = true;
   bool allow_clock = true;
 };
+
+// True for the kinds that only the simulator's kernel needs (crash ... clock_drift).
+bool is_network_or_process_fault(FaultKind kind);
 
 // Problems with a schedule for `node_count` nodes: node numbers out of range, faults out of time order,
 // a fault missing the nodes or peers it needs, values out of range. Empty when it can be applied.

@@ -37,7 +37,8 @@ void SimSocket::close(uint16_t code, std::string reason) {
 ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(options)) {
   Kernel::Options o;
   o.seed = options_.seed;
-  o.keep_trace = false;
+  o.keep_trace = options_.keep_trace;
+  o.log_sink = options_.log_sink;
   k_ = std::make_unique<Kernel>(o);
   k_->databases().add(DbServerOptions{.name = "db1"});
   for (const auto& r : options_.replicas) k_->databases().add(DbServerOptions{.name = r, .primary = "db1"});
@@ -58,18 +59,26 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
     config::Config c = base;
     if (options_.configure) options_.configure(c, i);
     configs_.push_back(c);
+    node_files_.push_back(config::to_json(c));
+    const auto v = static_cast<size_t>(i);
+    versions_.push_back(v < options_.versions.size() && !options_.versions[v].empty() ? options_.versions[v] : "0.1.0");
     k_->add_node(addresses_[static_cast<size_t>(i)], [this, i](Env& env) {
-      const std::string text = config::to_json(configs_[static_cast<size_t>(i)]);
+      // A node boots from its config.json as it is now (per_node_config), or from its configured copy.
+      const std::string text = options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config::to_json(configs_[static_cast<size_t>(i)]);
       auto loaded = config::load_config_text(text, "sim", {});
+      if (!loaded.loaded) throw std::runtime_error("node " + std::to_string(i) + ": its config.json does not load: " + loaded.error_text());
       node::NodeOptions no;
       no.advertise = env.node_name();
       no.hostname = no.advertise.substr(0, no.advertise.rfind(':'));
-      no.version = "0.1.0";
-      no.peers = addresses_;
-      no.peers.erase(no.peers.begin() + i);
-      no.read_config = [this](std::string&) -> std::optional<std::string> { return config_file_; };
-      no.write_config = [this](const std::string& text) {
-        config_file_ = text;
+      no.version = versions_[static_cast<size_t>(i)];
+      if (options_.migrations_for) no.extra_migrations = options_.migrations_for(no.version);
+      if (!options_.discovery_only) {
+        no.peers = addresses_;
+        no.peers.erase(no.peers.begin() + i);
+      }
+      no.read_config = [this, i](std::string&) -> std::optional<std::string> { return node_config_file(i); };
+      no.write_config = [this, i](const std::string& text) {
+        node_config_file(i) = text;
         return std::string();
       };
       no.app.bcrypt_cost = 4;

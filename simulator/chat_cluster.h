@@ -48,6 +48,14 @@ struct ChatClusterOptions {
   std::function<void(config::Config&, int node)> configure;  // per-node config tweaks
   jobs::JobServerOptions jobs;                               // job server timings (worker_id is set per node)
   std::function<void(node::Node&, int node)> setup_node;     // after a node (incarnation) is built
+  // Whole-cluster scenarios:
+  std::vector<std::string> versions;  // per node ("0.1.0" when missing); set_version changes it for the next start
+  bool discovery_only = false;        // no fixed peers: nodes find each other in the ClusterDiscovery table
+  bool per_node_config = false;       // each node has its own config.json (node_config_file); else one shared file
+  // Migrations a version brings besides the built-in ones (a release with a schema change).
+  std::function<std::vector<store::Migration>(const std::string& version)> migrations_for;
+  bool keep_trace = false;            // keep the kernel's trace records (replay, divergence reports)
+  LogSink* log_sink = nullptr;        // the nodes' logs (null: discarded)
 };
 
 class ChatCluster {
@@ -63,6 +71,10 @@ class ChatCluster {
   bool start_all(Duration limit = Duration{30'000'000});
   // The shared config.json (nodes read it on reload).
   std::string& config_file() { return config_file_; }
+  // Node i's config.json: its own with per_node_config, else the shared one.
+  std::string& node_config_file(int i) { return options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config_file_; }
+  const std::string& version(int i) const { return versions_[static_cast<size_t>(i)]; }
+  void set_version(int i, std::string version) { versions_[static_cast<size_t>(i)] = std::move(version); }
 
   // An HTTP call on node i, run until answered (or `limit` of virtual time: status 0).
   api::Response call(int i, const std::string& method, const std::string& target, const std::string& body = "", const std::string& token = "",
@@ -86,6 +98,8 @@ class ChatCluster {
   std::vector<std::string> addresses_;
   std::string config_file_;
   std::vector<config::Config> configs_;
+  std::vector<std::string> node_files_;
+  std::vector<std::string> versions_;
 };
 
 // The events (frames with an "event") a socket received, in order.

@@ -1,10 +1,12 @@
 // chorus-sim: runs simulated Chorus clusters from seeds, checks them, and says how to replay a failure.
 //
-// Until scenario files land, the one workload is the foundation's: N nodes pinging each other under a
-// random fault schedule (swarm testing: each seed enables its own mix of crashes, pauses, partitions,
-// one-way cuts, loss, clock skew and drift), then a quiet tail in which the cluster must heal: every
-// node up and connected to every other. --check-determinism runs each seed twice and names the first
-// trace record where the two runs part.
+//   chorus-sim run FILE... [--seed N | --seeds A..B] [--report DIR] [--check-determinism]
+//       scenario files (scenarios/*.yaml): whole clusters with a load balancer and clients through the
+//       HA guide's procedures and failures, every checker on; a progress line, then a summary table.
+//   chorus-sim replay FILE --seed N     the run again, with the trace around its first violation
+//   chorus-sim shrink FILE --seed N     the fewest faults of that run's schedule that still fail
+//   chorus-sim swarm                    the foundation's ping cluster under random faults
+//   chorus-sim membership               detection and election times per cluster size
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <algorithm>
@@ -14,6 +16,12 @@
 
 #include "simulator/membership_cluster.h"
 #include "simulator/ping_cluster.h"
+#include "simulator/scenario.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
 
 #include <fstream>
 #include <numeric>
@@ -120,12 +128,217 @@ int run_membership_report(const std::vector<int>& sizes, uint64_t first, uint64_
   return ok ? 0 : 1;
 }
 
+// ---- scenarios
+
+struct ScenarioCli {
+  std::vector<std::string> files;
+  std::string file;
+  uint64_t seed = 0;
+  std::string seeds;
+  std::string report;
+  bool determinism = false;
+  std::string bug;
+  std::string out;
+};
+
+bool parse_bug(const std::string& name, chorus::sim::Bug& bug) {
+  using chorus::sim::Bug;
+  if (name.empty()) bug = Bug::none;
+  else if (name == "lose_post") bug = Bug::lose_post;
+  else if (name == "two_leaders") bug = Bug::two_leaders;
+  else if (name == "double_job") bug = Bug::double_job;
+  else if (name == "wrong_status") bug = Bug::wrong_status;
+  else {
+    std::fprintf(stderr, "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job or wrong_status\n", name.c_str());
+    return false;
+  }
+  return true;
+}
+
+std::optional<chorus::sim::Scenario> load(const std::string& file) {
+  auto parsed = chorus::sim::parse_scenario_file(file);
+  for (const auto& e : parsed.errors) std::fprintf(stderr, "%s\n", e.c_str());
+  return parsed.scenario;
+}
+
+std::string bug_flag(const std::string& bug) { return bug.empty() ? "" : " --bug " + bug; }
+
+void print_violations(const chorus::sim::RunResult& r, size_t max) {
+  for (size_t i = 0; i < r.violations.size() && i < max; ++i)
+    std::printf("    %8.3fs  [%s] %s\n", static_cast<double>(r.violations[i].at.count()) / 1e6, r.violations[i].checker.c_str(), r.violations[i].what.c_str());
+  if (r.violations.size() > max) std::printf("    ... and %zu more\n", r.violations.size() - max);
+}
+
+int scenario_run(const ScenarioCli& cli) {
+  chorus::sim::Bug bug;
+  if (!parse_bug(cli.bug, bug)) return 2;
+  std::vector<chorus::sim::Scenario> scenarios;
+  for (const auto& f : cli.files) {
+    auto sc = load(f);
+    if (!sc) return 2;
+    scenarios.push_back(std::move(*sc));
+  }
+  const bool tty = isatty(fileno(stderr));
+  std::vector<chorus::sim::IndexRow> rows;
+  int failed_total = 0;
+  const auto wall_start = std::chrono::steady_clock::now();
+  for (const auto& sc : scenarios) {
+    uint64_t first = 1, last = static_cast<uint64_t>(sc.seeds);
+    if (cli.seed) first = last = cli.seed;
+    if (!cli.seeds.empty() && !parse_seeds(cli.seeds, first, last)) {
+      std::fprintf(stderr, "chorus-sim: --seeds expects A..B with A <= B, got \"%s\"\n", cli.seeds.c_str());
+      return 2;
+    }
+    chorus::sim::IndexRow row;
+    row.scenario = sc.name;
+    row.description = sc.description;
+    std::optional<chorus::sim::RunRecord> shown;
+    for (uint64_t s = first; s <= last; ++s) {
+      if (tty)
+        std::fprintf(stderr, "\r\033[K[%s] seed %llu (%llu of %llu), %d failed so far", sc.name.c_str(), static_cast<unsigned long long>(s),
+                     static_cast<unsigned long long>(s - first + 1), static_cast<unsigned long long>(last - first + 1), row.failed_seeds);
+      chorus::sim::RunOptions o;
+      o.seed = s;
+      o.bug = bug;
+      auto r = chorus::sim::run_scenario(sc, o);
+      std::string problem;
+      if (cli.determinism) {
+        auto again = chorus::sim::run_scenario(sc, o);
+        row.simulated_s += again.record.duration_s;
+        row.wall_s += again.record.wall_s;
+        if (again.trace_hash != r.trace_hash || again.trace_count != r.trace_count) {
+          // Run both again keeping the traces, find the first record where they part, and name it.
+          chorus::sim::RunOptions k = o;
+          k.keep_trace = true;
+          auto a = chorus::sim::run_scenario(sc, k);
+          auto b = chorus::sim::run_scenario(sc, k);
+          size_t i = 0;
+          while (i < a.trace_hashes.size() && i < b.trace_hashes.size() && a.trace_hashes[i] == b.trace_hashes[i]) ++i;
+          k.describe_record = i;
+          auto da = chorus::sim::run_scenario(sc, k);
+          auto db = chorus::sim::run_scenario(sc, k);
+          problem = fmt::format("nondeterministic: the two runs part at trace record {}:\n      first:  {}\n      second: {}", i, da.described_record,
+                                db.described_record);
+        }
+      }
+      row.seeds++;
+      row.simulated_s += r.record.duration_s;
+      row.wall_s += r.record.wall_s;
+      const bool failed = !r.ok() || !problem.empty();
+      if (failed) {
+        row.failed_seeds++;
+        row.failing.push_back(s);
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        std::printf("[%s] seed %llu FAILED (%zu violations)\n", sc.name.c_str(), static_cast<unsigned long long>(s), r.violations.size());
+        print_violations(r, 5);
+        if (!problem.empty()) std::printf("    %s\n", problem.c_str());
+        std::printf("  replay:  chorus-sim run %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
+        std::printf("  trace:   chorus-sim replay %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
+        std::printf("  shrink:  chorus-sim shrink %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
+        std::fflush(stdout);
+      }
+      if (!shown || (failed && shown->passed())) shown = r.record;
+    }
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    failed_total += row.failed_seeds;
+    std::printf("[%s] %d seeds, %d failed, %.0f simulated s in %.1f wall s (%.0fx)\n", sc.name.c_str(), row.seeds, row.failed_seeds, row.simulated_s,
+                row.wall_s, row.wall_s > 0 ? row.simulated_s / row.wall_s : 0.0);
+    std::fflush(stdout);
+    if (!cli.report.empty() && shown) {
+      std::filesystem::create_directories(cli.report);
+      const std::string base = sc.name;
+      std::ofstream(cli.report + "/" + base + ".svg") << chorus::sim::render_svg(*shown);
+      std::ofstream(cli.report + "/" + base + ".md") << chorus::sim::render_markdown(*shown, base + ".svg");
+      row.page = base + ".md";
+    }
+    rows.push_back(row);
+  }
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  // The summary table.
+  size_t width = 8;
+  for (const auto& r : rows) width = std::max(width, r.scenario.size());
+  std::printf("\n%-*s  %6s  %6s  %10s  %8s  %7s\n", static_cast<int>(width), "scenario", "seeds", "failed", "simulated", "wall", "speed");
+  double sim_total = 0;
+  int seeds_total = 0;
+  for (const auto& r : rows) {
+    std::printf("%-*s  %6d  %6d  %9.0fs  %7.1fs  %6.0fx%s\n", static_cast<int>(width), r.scenario.c_str(), r.seeds, r.failed_seeds, r.simulated_s, r.wall_s,
+                r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0, r.failed_seeds ? "  FAILED" : "");
+    sim_total += r.simulated_s;
+    seeds_total += r.seeds;
+  }
+  std::printf("%-*s  %6d  %6d  %9.0fs  %7.1fs  %6.0fx\n", static_cast<int>(width), "total", seeds_total, failed_total, sim_total, wall_s,
+              wall_s > 0 ? sim_total / wall_s : 0.0);
+  if (!cli.report.empty()) {
+    std::string command = "chorus-sim run";
+    for (const auto& f : cli.files) command += " " + f;
+    if (!cli.seeds.empty()) command += " --seeds " + cli.seeds;
+    if (cli.seed) command += fmt::format(" --seed {}", cli.seed);
+    command += " --report " + cli.report;
+    std::ofstream(cli.report + "/index.md") << chorus::sim::render_index(rows, command);
+    std::printf("report: %s/index.md\n", cli.report.c_str());
+  }
+  return failed_total == 0 ? 0 : 1;
+}
+
+int scenario_replay(const ScenarioCli& cli) {
+  chorus::sim::Bug bug;
+  if (!parse_bug(cli.bug, bug)) return 2;
+  auto sc = load(cli.file);
+  if (!sc) return 2;
+  chorus::sim::RunOptions o;
+  o.seed = cli.seed;
+  o.bug = bug;
+  o.keep_trace = true;
+  auto r = chorus::sim::run_scenario(*sc, o);
+  std::printf("%s, seed %llu: %s; trace %llu records, hash %016llx\n", sc->name.c_str(), static_cast<unsigned long long>(cli.seed), r.ok() ? "passed" : "FAILED",
+              static_cast<unsigned long long>(r.trace_count), static_cast<unsigned long long>(r.trace_hash));
+  std::printf("\nschedule (scenario time):\n%s", chorus::sim::schedule_yaml(r.schedule).c_str());
+  if (r.ok()) return 0;
+  std::printf("\nviolations:\n");
+  print_violations(r, 20);
+  std::printf("\nthe trace around the first violation (%.3f s):\n", static_cast<double>(r.violations.front().at.count()) / 1e6);
+  for (const auto& line : r.trace_window) std::printf("  %s\n", line.c_str());
+  return 1;
+}
+
+int scenario_shrink(const ScenarioCli& cli) {
+  chorus::sim::Bug bug;
+  if (!parse_bug(cli.bug, bug)) return 2;
+  auto sc = load(cli.file);
+  if (!sc) return 2;
+  chorus::sim::RunOptions o;
+  o.seed = cli.seed;
+  o.bug = bug;
+  auto first = chorus::sim::run_scenario(*sc, o);
+  if (first.ok()) {
+    std::printf("%s, seed %llu passes: nothing to shrink\n", sc->name.c_str(), static_cast<unsigned long long>(cli.seed));
+    return 0;
+  }
+  std::printf("seed %llu fails [%s] with %zu faults in its schedule; shrinking...\n", static_cast<unsigned long long>(cli.seed),
+              first.violations.front().checker.c_str(), first.schedule.size());
+  auto shrunk = chorus::sim::shrink_schedule(*sc, o, first, [](size_t left, int runs) { std::fprintf(stderr, "\r\033[K  %zu faults left (%d runs)", left, runs); });
+  std::fprintf(stderr, "\r\033[K");
+  const auto& current = shrunk.schedule;
+  std::printf("shrunk from %zu to %zu faults in %d runs; still fails [%s]:\n%s", first.schedule.size(), current.size(), shrunk.runs,
+              shrunk.checker.c_str(), chorus::sim::schedule_yaml(current).c_str());
+  // The shrunk scenario: the same file without random faults, with this timeline.
+  YAML::Node root = YAML::LoadFile(cli.file);
+  root.remove("random_faults");
+  root.remove("timeline");
+  YAML::Emitter e;
+  e << root;
+  const std::string out = cli.out.empty() ? fmt::format("{}.shrunk-{}.yaml", cli.file.substr(0, cli.file.rfind(".yaml")), cli.seed) : cli.out;
+  std::ofstream(out) << "# " << sc->name << ", seed " << cli.seed << ", shrunk by chorus-sim shrink\n" << e.c_str() << "\n" << chorus::sim::schedule_yaml(current);
+  std::printf("wrote %s; replay: chorus-sim run %s --seed %llu%s\n", out.c_str(), out.c_str(), static_cast<unsigned long long>(cli.seed), bug_flag(cli.bug).c_str());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"chorus-sim: deterministic simulation of Chorus clusters"};
   app.require_subcommand(1);
-  auto* run = app.add_subcommand("run", "run the ping cluster under random faults for one or more seeds");
+  auto* run = app.add_subcommand("swarm", "run the ping cluster under random faults for one or more seeds");
   uint64_t seed = 1;
   std::string seeds;
   uint32_t nodes = 5;
@@ -147,7 +360,28 @@ int main(int argc, char** argv) {
   mem->add_option("--nodes", sizes, "cluster sizes")->delimiter(',')->capture_default_str();
   mem->add_option("--seeds", mem_seeds, "seeds, A..B")->capture_default_str();
   mem->add_option("--report", report, "also write the Markdown table to this file");
+  ScenarioCli sc_cli;
+  auto* srun = app.add_subcommand("run", "run scenario files over seeds, every checker on");
+  srun->add_option("files", sc_cli.files, "scenario files (scenarios/*.yaml)")->required()->check(CLI::ExistingFile);
+  srun->add_option("--seed", sc_cli.seed, "one seed");
+  srun->add_option("--seeds", sc_cli.seeds, "a range of seeds, A..B (default: 1..the scenario's own `seeds`)");
+  srun->add_option("--report", sc_cli.report, "write a Markdown page and an SVG timeline per scenario, and an index, to this folder");
+  srun->add_flag("--check-determinism", sc_cli.determinism, "run every seed twice and name the first trace record where the runs part");
+  srun->add_option("--bug", sc_cli.bug, "inject a bug to see its checker fail: lose_post, two_leaders, double_job, wrong_status");
+  auto* replay = app.add_subcommand("replay", "run one seed again and show the trace around its first violation");
+  replay->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
+  replay->add_option("--seed", sc_cli.seed, "the seed")->required();
+  replay->add_option("--bug", sc_cli.bug, "the injected bug, if the failing run had one");
+  auto* shrink = app.add_subcommand("shrink", "cut a failing run's fault schedule down to the fewest faults that still fail");
+  shrink->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
+  shrink->add_option("--seed", sc_cli.seed, "the failing seed")->required();
+  shrink->add_option("--out", sc_cli.out, "write the shrunk scenario here (default: FILE with .shrunk-N.yaml)");
+  shrink->add_option("--bug", sc_cli.bug, "the injected bug, if the failing run had one");
   CLI11_PARSE(app, argc, argv);
+
+  if (srun->parsed()) return scenario_run(sc_cli);
+  if (replay->parsed()) return scenario_replay(sc_cli);
+  if (shrink->parsed()) return scenario_shrink(sc_cli);
 
   if (mem->parsed()) {
     uint64_t a = 0, b = 0;
@@ -211,7 +445,7 @@ int main(int argc, char** argv) {
     }
     if (!problem.empty()) {
       ++failures;
-      const std::string replay = fmt::format("chorus-sim run --seed {} --nodes {} --duration {} --faults-until {}{} -v", s, nodes,
+      const std::string replay = fmt::format("chorus-sim swarm --seed {} --nodes {} --duration {} --faults-until {}{} -v", s, nodes,
                                              duration_s, faults_until_s, determinism ? " --check-determinism" : "");
       failed_lines.push_back(fmt::format("seed {} FAILED: {}\n  replay: {}", s, problem, replay));
       std::printf("%s\n", failed_lines.back().c_str());

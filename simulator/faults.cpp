@@ -4,7 +4,8 @@
 
 namespace chorus::sim {
 
-void apply_fault(Kernel& k, const fault::Fault& f) {
+bool apply_fault(Kernel& k, const fault::Fault& f) {
+  if (!fault::is_network_or_process_fault(f.kind)) return false;
   using fault::FaultKind;
   auto first = [&] {
     assert(!f.nodes.empty() && f.nodes[0] < k.node_count());
@@ -31,11 +32,15 @@ void apply_fault(Kernel& k, const fault::Fault& f) {
       break;
     case FaultKind::clock_skew: k.set_clock_skew(first(), f.amount); break;
     case FaultKind::clock_drift: k.set_clock_drift_ppm(first(), f.value); break;
+    default: return false;
   }
+  return true;
 }
 
 std::vector<std::string> schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule) {
   auto errors = fault::check_schedule(schedule, static_cast<uint32_t>(kernel.node_count()));
+  for (const auto& f : schedule.faults)
+    if (!fault::is_network_or_process_fault(f.kind)) errors.push_back(fault::to_string(f) + ": an operation for the scenario runner, not the kernel");
   if (!errors.empty()) return errors;
   for (const auto& f : schedule.faults) kernel.at(f.at, [&kernel, f] { apply_fault(kernel, f); });
   return {};

@@ -7,7 +7,8 @@
 
 namespace chorus::sim {
 
-void apply_fault(Kernel& kernel, const fault::Fault& fault);
+// Applies a network or process fault now; false (and nothing done) for the scenario runner's operations.
+bool apply_fault(Kernel& kernel, const fault::Fault& fault);
 // Schedules every fault; a schedule that check_schedule() refuses is not applied and its problems are
 // returned instead.
 std::vector<std::string> schedule_faults(Kernel& kernel, const fault::FaultSchedule& schedule);

@@ -12,7 +12,7 @@ namespace json = boost::json;
 Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     : env_(env), config_(std::move(config)), options_(std::move(options)) {
   const auto& cfg = config_.config;
-  store_ = std::make_unique<store::Store>(env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}});
+  store_ = std::make_unique<store::Store>(env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}, options_.extra_migrations});
   membership_ = std::make_unique<cluster::Membership>(
       env_, options_.advertise, static_cast<uint64_t>(env_.wall_now().us), options_.membership,
       [this](const cluster::Member& m) { on_member_change(m); },

@@ -48,6 +48,7 @@ struct NodeOptions {
   cluster::MembershipOptions membership;
   jobs::JobServerOptions jobs;  // worker_id is set to `advertise`
   Duration leave_drain{200'000};
+  std::vector<store::Migration> extra_migrations;  // see StoreOptions
 };
 
 class Node final : public Process, public TransportHandler, public api::NodeControl {

@@ -59,7 +59,7 @@ class Migrator {
 
   Env& env_;
   Router& router_;
-  const std::vector<Migration>& migrations_;
+  const std::vector<Migration> migrations_;  // a copy: the store may add its own
   MigrationOptions options_;
   std::function<void(MigrationResult)> done_;
   MigrationResult result_;

@@ -22,7 +22,9 @@ void Store::start(std::function<void(db::Error)> done) {
     MigrationOptions m = options_.migration;
     m.holder = options_.node_name;
     m.binary_version = options_.binary_version;
-    migrator_ = std::make_unique<Migrator>(env_, *router_, migrations(), m);
+    std::vector<Migration> all = migrations();
+    all.insert(all.end(), options_.extra_migrations.begin(), options_.extra_migrations.end());
+    migrator_ = std::make_unique<Migrator>(env_, *router_, all, m);
     migrator_->run([this, alive, done = std::move(done)](MigrationResult result) {
       if (!*alive) return;
       schema_ = result;

@@ -22,6 +22,8 @@ struct StoreOptions {
   std::string node_name;
   std::string binary_version;
   MigrationOptions migration;  // holder and binary_version are filled from the two above
+  // Migrations after the built-in ones: what a later release adds (the simulator's schema upgrades).
+  std::vector<Migration> extra_migrations;
 };
 
 class Store {

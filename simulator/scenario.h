@@ -1,0 +1,147 @@
+// Scenarios: whole Chorus clusters - nodes, database servers, a load balancer and clients - replayed in
+// simulated time through a procedure of the HA guide or a failure, with checkers that are always on.
+//
+// A scenario file (YAML, scenarios/*.yaml; docs/scenarios.md describes every key) gives the topology,
+// the workload, a timeline of operations and faults, optional random faults (swarm testing: each seed
+// draws its own schedule from the families and rate given) and expectations. parse_scenario() refuses
+// anything it does not understand with file:line:column and what was expected. run_scenario() runs it
+// for one seed: the same seed gives the same run, event for event (the trace hash says so).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fault/schedule.h"
+#include "server/core/log.h"
+#include "server/core/time.h"
+#include "simulator/report.h"
+
+namespace chorus::sim {
+
+struct RandomFaults {
+  Duration from{0}, until{0};
+  double per_second = 0.2;
+  fault::SwarmOptions families;  // which families may be drawn (horizon is until - from)
+  std::vector<uint32_t> nodes;   // the nodes they may hit (empty: the nodes started at time 0)
+};
+
+struct Expectation {
+  enum class Kind {
+    detect,          // node's death (its first kill, pause or stop) is seen by every live peer within `bound`
+    leader,          // at `at`, every live node names `node` as leader
+    status,          // at `at`, every live node that can see `node` shows it `colour` (node -1: every node, every peer)
+    max_failed,      // failed client requests, as a share of all (value)
+    max_gap,         // longest time a client's requests all failed
+    max_downtime,    // longest time no client request succeeded at all
+    max_p99,         // p99 client request latency over the run
+    min_jobs,        // completed probe jobs (value)
+  };
+  Kind kind = Kind::detect;
+  Duration at{0};
+  Duration bound{0};
+  int node = -1;
+  std::string colour;
+  double value = 0;
+  int line = 0;      // where the file says it
+  std::string text;  // as the report names it
+};
+
+struct Scenario {
+  std::string name, description, file;
+  Duration duration{60'000'000};
+  int seeds = 3;  // how many seeds `make test` replays (chorus-sim --seeds overrides)
+
+  // Topology.
+  int nodes = 3;
+  std::vector<uint32_t> initial;  // started at time 0 (default: all); the others join with `start`
+  std::map<int, std::string> versions;
+  std::vector<std::pair<std::string, std::string>> config;  // "Section.Setting" -> JSON value, every node
+  int replicas = 0, search_replicas = 0;
+  Duration replication_lag{0};
+  Duration db_service_time{200};
+  Duration health_interval{2'000'000};  // load balancer: ping every upstream this often
+  int health_fails = 2;                 // consecutive failed checks before an upstream is taken out
+  int workers = 32;                     // capacity model: requests a node serves at once
+  Duration service_time{1'000};         // CPU time per request
+  Duration boot_time{5'000'000};        // a restart takes this long (the guide: about five seconds)
+
+  // Workload.
+  int users = 12;
+  int channels = 3;
+  int members = 6;          // users per channel
+  double post_rate = 4;     // posts per second, all clients together
+  double typing_rate = 2;   // typing events per second
+  Duration request_timeout{10'000'000};
+  Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
+  Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle
+
+  std::vector<fault::Fault> timeline;  // sorted by time
+  std::optional<RandomFaults> random;
+  std::vector<Expectation> expect;
+};
+
+struct ScenarioParse {
+  std::optional<Scenario> scenario;
+  std::vector<std::string> errors;  // "file:line:col: what was wrong; expected ..."
+};
+ScenarioParse parse_scenario_text(const std::string& text, const std::string& file_name);
+ScenarioParse parse_scenario_file(const std::string& path);
+
+// Bugs a test can inject, each to show that its checker catches it.
+enum class Bug {
+  none,
+  lose_post,     // an acknowledged post is deleted from the database
+  two_leaders,   // a node is cut off without the checkers being told (a hidden partition)
+  double_job,    // a second job is scheduled for a period that has one (the unique key bypassed)
+  wrong_status,  // a node's config change is hidden from its peers' status (stale announcements)
+};
+
+struct RunOptions {
+  uint64_t seed = 1;
+  bool keep_trace = false;  // keep the kernel's trace records (replay, divergence)
+  Bug bug = Bug::none;
+  // Replaces the scenario's timeline and random faults (shrink): the exact schedule to apply.
+  std::optional<std::vector<fault::Fault>> schedule;
+  LogSink* log = nullptr;   // the nodes' logs
+  std::optional<uint64_t> describe_record;  // with keep_trace: describe this trace record (divergence reports)
+};
+
+struct Violation {
+  Duration at{0};
+  std::string checker;  // "no acknowledged post lost", ...
+  std::string what;
+};
+
+struct RunResult {
+  RunRecord record;
+  std::vector<Violation> violations;
+  std::vector<fault::Fault> schedule;  // what was applied: the timeline and the random faults drawn
+  uint64_t trace_hash = 0;
+  uint64_t trace_count = 0;
+  std::vector<std::string> trace_window;  // with keep_trace: the trace around the first violation
+  std::vector<uint64_t> trace_hashes;     // with keep_trace: the running hash after each record
+  std::string described_record;           // RunOptions::describe_record, described
+  bool ok() const { return violations.empty(); }
+};
+
+RunResult run_scenario(const Scenario& scenario, const RunOptions& options);
+
+// Shrinking: the fewest faults of a failing run's schedule (`failed`, from run_scenario with `options`)
+// that still make the same checker fail, found by removing chunks of the schedule - halves, quarters,
+// down to single faults (ddmin) - and keeping each removal that still fails. progress(left, runs).
+struct Shrunk {
+  std::vector<fault::Fault> schedule;
+  std::string checker;  // the first violation's checker, which every kept candidate still trips
+  int runs = 0;
+};
+Shrunk shrink_schedule(const Scenario& scenario, const RunOptions& options, const RunResult& failed,
+                       const std::function<void(size_t, int)>& progress = {});
+
+// The schedule as a scenario timeline (YAML lines), for shrink's output.
+std::string schedule_yaml(const std::vector<fault::Fault>& schedule);
+
+}  // namespace chorus::sim
