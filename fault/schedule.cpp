@@ -33,6 +33,7 @@ const char* to_string(FaultKind kind) {
     case FaultKind::lb_only: return "lb_only";
     case FaultKind::lb_stop: return "lb_stop";
     case FaultKind::lb_start: return "lb_start";
+    case FaultKind::drop_clients: return "drop_clients";
   }
   return "?";
 }

@@ -43,6 +43,7 @@ enum class FaultKind {
   lb_only,            // the load balancer sends new requests only to `nodes` (empty: to every node again)
   lb_stop,            // the load balancer stops: every client request fails
   lb_start,           // the load balancer starts again
+  drop_clients,       // every client WebSocket on nodes[0] drops (the clients' network blips; the node is fine)
 };
 const char* to_string(FaultKind kind);
 

@@ -81,6 +81,15 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
         node_config_file(i) = text;
         return std::string();
       };
+      // chorusd exits when it cannot go on: here the node crashes, just after the callback that said so.
+      no.on_fatal = [this, i](const std::string& why) {
+        const auto index = static_cast<NodeIndex>(i);
+        const uint32_t incarnation = k_->incarnation(index);
+        k_->at(k_->now(), [this, index, incarnation] {
+          if (k_->incarnation(index) == incarnation && k_->state(index) != NodeState::down) k_->crash(index);
+        });
+        if (options_.on_fatal) options_.on_fatal(i, why);
+      };
       no.app.bcrypt_cost = 4;
       no.jobs = options_.jobs;
       auto n = std::make_unique<node::Node>(env, std::move(*loaded.loaded), no);

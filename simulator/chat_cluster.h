@@ -56,6 +56,8 @@ struct ChatClusterOptions {
   std::function<std::vector<store::Migration>(const std::string& version)> migrations_for;
   bool keep_trace = false;            // keep the kernel's trace records (replay, divergence reports)
   LogSink* log_sink = nullptr;        // the nodes' logs (null: discarded)
+  // A node gave up (chorusd would exit): it is crashed right after, and this is told why.
+  std::function<void(int node, const std::string& why)> on_fatal;
 };
 
 class ChatCluster {

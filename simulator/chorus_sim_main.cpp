@@ -139,6 +139,7 @@ struct ScenarioCli {
   bool determinism = false;
   std::string bug;
   std::string out;
+  bool logs = false;
 };
 
 bool parse_bug(const std::string& name, chorus::sim::Bug& bug) {
@@ -280,6 +281,15 @@ int scenario_run(const ScenarioCli& cli) {
   return failed_total == 0 ? 0 : 1;
 }
 
+// The nodes' logs on stdout, stamped with each node's own (virtual, possibly skewed) clock.
+class PrintSink final : public chorus::LogSink {
+ public:
+  void write(const chorus::LogRecord& r) override {
+    std::printf("  %10.3f %-5s [%.*s] %.*s\n", static_cast<double>(r.mono.us) / 1e6, std::string(chorus::to_string(r.level)).c_str(),
+                static_cast<int>(r.node.size()), r.node.data(), static_cast<int>(r.message.size()), r.message.data());
+  }
+};
+
 int scenario_replay(const ScenarioCli& cli) {
   chorus::sim::Bug bug;
   if (!parse_bug(cli.bug, bug)) return 2;
@@ -289,6 +299,8 @@ int scenario_replay(const ScenarioCli& cli) {
   o.seed = cli.seed;
   o.bug = bug;
   o.keep_trace = true;
+  PrintSink sink;
+  if (cli.logs) o.log = &sink;
   auto r = chorus::sim::run_scenario(*sc, o);
   std::printf("%s, seed %llu: %s; trace %llu records, hash %016llx\n", sc->name.c_str(), static_cast<unsigned long long>(cli.seed), r.ok() ? "passed" : "FAILED",
               static_cast<unsigned long long>(r.trace_count), static_cast<unsigned long long>(r.trace_hash));
@@ -372,6 +384,7 @@ int main(int argc, char** argv) {
   replay->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
   replay->add_option("--seed", sc_cli.seed, "the seed")->required();
   replay->add_option("--bug", sc_cli.bug, "the injected bug, if the failing run had one");
+  replay->add_flag("--logs", sc_cli.logs, "print the nodes' logs as they run (node-local times)");
   auto* shrink = app.add_subcommand("shrink", "cut a failing run's fault schedule down to the fewest faults that still fail");
   shrink->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
   shrink->add_option("--seed", sc_cli.seed, "the failing seed")->required();

@@ -32,18 +32,20 @@ struct RandomFaults {
 struct Expectation {
   enum class Kind {
     detect,          // node's death (its first kill, pause or stop) is seen by every live peer within `bound`
-    leader,          // at `at`, every live node names `node` as leader
-    status,          // at `at`, every live node that can see `node` shows it `colour` (node -1: every node, every peer)
+    leader,          // at `at`, every live node (of `viewers`, if given) names `node` as leader
+    status,          // at `at`, every live node (of `viewers`) that reaches `node` shows it `colour` (node -1: every live peer)
     max_failed,      // failed client requests, as a share of all (value)
     max_gap,         // longest time a client's requests all failed
     max_downtime,    // longest time no client request succeeded at all
     max_p99,         // p99 client request latency over the run
     min_jobs,        // completed probe jobs (value)
+    max_resyncs,     // WebSocket reconnects that got a new connection instead of resuming (value)
   };
   Kind kind = Kind::detect;
   Duration at{0};
   Duration bound{0};
   int node = -1;
+  std::vector<uint32_t> viewers;  // leader, status: only these nodes' views (empty: every live node)
   std::string colour;
   double value = 0;
   int line = 0;      // where the file says it
@@ -75,11 +77,15 @@ struct Scenario {
   int members = 6;          // users per channel
   double post_rate = 4;     // posts per second, all clients together
   double typing_rate = 2;   // typing events per second
+  double search_rate = 0;   // post searches per second (they go to the search replicas)
   Duration request_timeout{10'000'000};
   Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
   Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle
 
   std::vector<fault::Fault> timeline;  // sorted by time
+  // Checkers whose failures are known bugs, filed with their replay commands: their violations are
+  // reported as known, not failures, and a test makes sure they still reproduce (so a fix is noticed).
+  std::vector<std::pair<std::string, std::string>> known_bugs;  // checker, what the bug is
   std::optional<RandomFaults> random;
   std::vector<Expectation> expect;
 };
@@ -125,6 +131,7 @@ struct RunResult {
   std::vector<std::string> trace_window;  // with keep_trace: the trace around the first violation
   std::vector<uint64_t> trace_hashes;     // with keep_trace: the running hash after each record
   std::string described_record;           // RunOptions::describe_record, described
+  std::vector<Violation> known;  // violations of the scenario's known bugs
   bool ok() const { return violations.empty(); }
 };
 

@@ -122,7 +122,7 @@ class Parser {
   Scenario parse(const YAML::Node& root) {
     Scenario sc;
     sc.file = file_;
-    keys(root, {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect"}, "the scenario");
+    keys(root, {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect", "known_bugs"}, "the scenario");
     if (!root["name"]) fail(root, "the scenario has no name");
     sc.name = str(root["name"], "name");
     if (root["description"]) sc.description = str(root["description"], "description");
@@ -139,6 +139,19 @@ class Parser {
     if (root["timeline"]) timeline(root["timeline"], sc);
     if (root["random_faults"]) random_faults(root["random_faults"], sc);
     if (root["expect"]) expectations(root["expect"], sc);
+    if (root["known_bugs"]) {
+      const auto& kb = root["known_bugs"];
+      if (!kb.IsSequence()) fail(kb, "known_bugs must be a list of {checker: ..., bug: ...}");
+      static const std::set<std::string> checkers{"no acknowledged post lost", "events in order, never twice", "one leader per connected group",
+                                                  "recurring jobs run once per period", "cluster status matches the truth", "no node crashes",
+                                                  "queues stay bounded"};
+      for (const auto& e : kb) {
+        keys(e, {"checker", "bug"}, "a known bug");
+        const std::string c = str(e["checker"], "checker");
+        if (!checkers.count(c)) fail(e["checker"], fmt::format("unknown checker \"{}\"; expected one of: {}", c, fmt::join(checkers, ", ")));
+        sc.known_bugs.emplace_back(c, e["bug"] ? str(e["bug"], "bug") : "");
+      }
+    }
     return sc;
   }
 
@@ -221,7 +234,8 @@ class Parser {
   }
 
   void workload(const YAML::Node& w, Scenario& sc) {
-    keys(w, {"users", "channels", "members", "post_rate", "typing_rate", "request_timeout", "job_period", "until"}, "workload");
+    keys(w, {"users", "channels", "members", "post_rate", "typing_rate", "search_rate", "request_timeout", "job_period", "until"}, "workload");
+    if (w["search_rate"]) sc.search_rate = number(w["search_rate"], "search_rate", 0, 100000);
     if (w["users"]) sc.users = integer(w["users"], "users", 1, 100000);
     if (w["channels"]) sc.channels = integer(w["channels"], "channels", 1, 10000);
     if (w["members"]) sc.members = integer(w["members"], "members", 1, 100000);
@@ -342,9 +356,10 @@ class Parser {
     if (op == "lb_all") return add(FaultKind::lb_only);
     if (op == "lb_stop") return add(FaultKind::lb_stop);
     if (op == "lb_start") return add(FaultKind::lb_start);
+    if (op == "drop_clients") return add(FaultKind::drop_clients, {node(v, "drop_clients")});
     fail(key, fmt::format("unknown operation \"{}\"; expected one of: kill, restart, stop, start, upgrade, pause, resume, partition, isolate, cut, "
                           "heal, loss, skew, drift, set_config, reload, recycle, switch_datasource, db_stop, db_start, db_promote, db_lag, db_slow, "
-                          "lb_only, lb_all, lb_stop, lb_start",
+                          "lb_only, lb_all, lb_stop, lb_start, drop_clients",
                           op));
   }
 
@@ -390,20 +405,22 @@ class Parser {
         x.bound = duration(v["within"], "detect.within");
         x.text = fmt::format("n{} declared down by every live peer within {}", x.node, fmt_s(x.bound));
       } else if (kind == "leader") {
-        keys(v, {"at", "is"}, "leader");
+        keys(v, {"at", "is", "viewers"}, "leader");
         x.kind = K::leader;
         x.at = duration(v["at"], "leader.at");
         x.node = static_cast<int>(node(v["is"], "leader.is"));
-        x.text = fmt::format("at {} every live node names n{} leader", fmt_s(x.at), x.node);
+        if (v["viewers"]) x.viewers = nodes(v["viewers"], "leader.viewers");
+        x.text = fmt::format("at {} every live node{} names n{} leader", fmt_s(x.at), viewers_text(x.viewers), x.node);
       } else if (kind == "status") {
-        keys(v, {"at", "node", "colour"}, "status");
+        keys(v, {"at", "node", "colour", "viewers"}, "status");
         x.kind = K::status;
         x.at = duration(v["at"], "status.at");
         x.node = v["node"] ? static_cast<int>(node(v["node"], "status.node")) : -1;
+        if (v["viewers"]) x.viewers = nodes(v["viewers"], "status.viewers");
         x.colour = str(v["colour"], "status.colour");
         if (x.colour != "red" && x.colour != "green") fail(v["colour"], fmt::format("colour is red or green, found \"{}\"", x.colour));
-        x.text = x.node >= 0 ? fmt::format("at {} the live peers show n{} {}", fmt_s(x.at), x.node, x.colour)
-                             : fmt::format("at {} every live node shows every live peer {}", fmt_s(x.at), x.colour);
+        x.text = x.node >= 0 ? fmt::format("at {} the live peers{} show n{} {}", fmt_s(x.at), viewers_text(x.viewers), x.node, x.colour)
+                             : fmt::format("at {} every live node{} shows every live peer {}", fmt_s(x.at), viewers_text(x.viewers), x.colour);
       } else if (kind == "max_failed") {
         x.kind = K::max_failed;
         std::string s = str(v, "max_failed");
@@ -422,18 +439,24 @@ class Parser {
         x.kind = K::max_p99;
         x.bound = duration(v, "max_p99");
         x.text = fmt::format("p99 request latency at most {}", fmt_s(x.bound));
+      } else if (kind == "max_resyncs") {
+        x.kind = K::max_resyncs;
+        x.value = integer(v, "max_resyncs", 0, 100000000);
+        x.text = fmt::format("at most {} re-syncs (new connections where a resume was asked for)", x.value);
       } else if (kind == "min_jobs") {
         x.kind = K::min_jobs;
         x.value = integer(v, "min_jobs", 0, 1000000);
         x.text = fmt::format("at least {} probe jobs completed", x.value);
       } else {
         fail(it->first, fmt::format("unknown expectation \"{}\"; expected one of: detect, leader, status, max_failed, max_gap, max_downtime, "
-                                    "max_p99, min_jobs",
+                                    "max_p99, max_resyncs, min_jobs",
                                     kind));
       }
       sc.expect.push_back(x);
     }
   }
+
+  static std::string viewers_text(const std::vector<uint32_t>& v) { return v.empty() ? "" : fmt::format(" of n{}", fmt::join(v, ", n")); }
 
   static std::string fmt_s(Duration d) { return fmt::format("{:g}s", static_cast<double>(d.count()) / 1e6); }
 
@@ -507,6 +530,7 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
       case FaultKind::lb_only: op = f.nodes.empty() ? "lb_all: true" : fmt::format("lb_only: {}", list(f.nodes)); break;
       case FaultKind::lb_stop: op = "lb_stop: true"; break;
       case FaultKind::lb_start: op = "lb_start: true"; break;
+      case FaultKind::drop_clients: op = fmt::format("drop_clients: {}", n); break;
     }
     out += fmt::format("  - {{at: {}, {}}}\n", at, op);
   }
