@@ -40,8 +40,8 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
   o.keep_trace = options_.keep_trace;
   o.log_sink = options_.log_sink;
   k_ = std::make_unique<Kernel>(o);
-  k_->databases().add(DbServerOptions{.name = "db1"});
-  for (const auto& r : options_.replicas) k_->databases().add(DbServerOptions{.name = r, .primary = "db1"});
+  k_->databases().add(DbServerOptions{.name = "db1", .service_time = options_.db_service_time});
+  for (const auto& r : options_.replicas) k_->databases().add(DbServerOptions{.name = r, .service_time = options_.db_service_time, .primary = "db1"});
   for (int i = 0; i < options_.nodes; ++i) addresses_.push_back(fmt::format("10.0.0.{}:8074", i + 1));
   config::Config base;
   // The simulated servers are SQLite databases: the nodes speak SQLite's dialect to them (the FTS5 search

@@ -55,6 +55,7 @@ struct ChatClusterOptions {
   // Migrations a version brings besides the built-in ones (a release with a schema change).
   std::function<std::vector<store::Migration>(const std::string& version)> migrations_for;
   bool keep_trace = false;            // keep the kernel's trace records (replay, divergence reports)
+  Duration db_service_time{200};      // per statement, on every simulated database server
   LogSink* log_sink = nullptr;        // the nodes' logs (null: discarded)
   // A node gave up (chorusd would exit): it is crashed right after, and this is told why.
   std::function<void(int node, const std::string& why)> on_fatal;

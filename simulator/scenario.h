@@ -69,7 +69,7 @@ struct Scenario {
   int health_fails = 2;                 // consecutive failed checks before an upstream is taken out
   int workers = 32;                     // capacity model: requests a node serves at once
   Duration service_time{1'000};         // CPU time per request
-  Duration boot_time{5'000'000};        // a restart takes this long (the guide: about five seconds)
+  Duration boot_time{5'000'000};        // an `upgrade` starts the server this long after stopping it (the guide: a restart takes about 5 s)
 
   // Workload.
   int users = 12;

@@ -160,7 +160,11 @@ class Parser {
     keys(t, {"nodes", "initial", "versions", "config", "databases", "load_balancer", "capacity", "boot_time"}, "topology");
     if (t["nodes"]) sc.nodes = integer(t["nodes"], "topology.nodes", 1, 64);
     nodes_ = sc.nodes;
-    if (t["initial"]) sc.initial = nodes(t["initial"], "topology.initial");
+    if (t["initial"]) {
+      sc.initial = nodes(t["initial"], "topology.initial");
+      std::set<uint32_t> unique(sc.initial.begin(), sc.initial.end());
+      if (unique.size() != sc.initial.size()) fail(t["initial"], "topology.initial names a node twice");
+    }
     if (t["versions"]) {
       if (!t["versions"].IsMap()) fail(t["versions"], "topology.versions must map nodes to versions, e.g. {2: 0.1.1}");
       for (auto it = t["versions"].begin(); it != t["versions"].end(); ++it)
@@ -291,6 +295,7 @@ class Parser {
       keys(v, {"node", "version"}, "upgrade");
       if (!v["node"] || !v["version"]) fail(v, "upgrade needs node and version");
       const uint32_t n = node(v["node"], "upgrade.node");
+      if (at + sc.boot_time > sc.duration) fail(v, "the upgraded server would start after the end of the scenario (at + topology.boot_time)");
       add(FaultKind::stop, {n});
       sc.timeline.push_back(fault::Fault{at + sc.boot_time, FaultKind::start, {n}, {}, 0, Duration{0}, version(v["version"])});
       return;
@@ -298,6 +303,11 @@ class Parser {
     if (op == "pause") return add(FaultKind::pause, {node(v, "pause")});
     if (op == "resume") return add(FaultKind::resume, {node(v, "resume")});
     if (op == "partition") return add(FaultKind::partition, nodes(v, "partition (the nodes of one side)"));
+    if (op == "isolate" && v.IsMap()) {  // from some peers only
+      keys(v, {"node", "from"}, "isolate");
+      if (!v["node"] || !v["from"]) fail(v, "isolate needs node and from (the peers it is cut from)");
+      return add(FaultKind::isolate, {node(v["node"], "isolate.node")}, nodes(v["from"], "isolate.from"));
+    }
     if (op == "isolate") {
       const uint32_t n = node(v, "isolate");
       std::vector<uint32_t> others;
@@ -385,6 +395,8 @@ class Parser {
     }
     if (r["nodes"]) rf.nodes = nodes(r["nodes"], "random_faults.nodes");
     if (rf.nodes.size() == 1) fail(r["nodes"], "random faults need at least two nodes to choose from");
+    if (rf.nodes.empty() && (sc.initial.empty() ? sc.nodes : static_cast<int>(sc.initial.size())) < 2)
+      fail(r, "random faults need at least two nodes to choose from (the nodes started at time 0, unless `nodes` says)");
     sc.random = rf;
   }
 
@@ -408,6 +420,7 @@ class Parser {
         keys(v, {"at", "is", "viewers"}, "leader");
         x.kind = K::leader;
         x.at = duration(v["at"], "leader.at");
+        if (x.at > sc.duration) fail(v["at"], "leader.at is after the end of the scenario");
         x.node = static_cast<int>(node(v["is"], "leader.is"));
         if (v["viewers"]) x.viewers = nodes(v["viewers"], "leader.viewers");
         x.text = fmt::format("at {} every live node{} names n{} leader", fmt_s(x.at), viewers_text(x.viewers), x.node);
@@ -415,6 +428,7 @@ class Parser {
         keys(v, {"at", "node", "colour", "viewers"}, "status");
         x.kind = K::status;
         x.at = duration(v["at"], "status.at");
+        if (x.at > sc.duration) fail(v["at"], "status.at is after the end of the scenario");
         x.node = v["node"] ? static_cast<int>(node(v["node"], "status.node")) : -1;
         if (v["viewers"]) x.viewers = nodes(v["viewers"], "status.viewers");
         x.colour = str(v["colour"], "status.colour");
@@ -497,7 +511,7 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
   using fault::FaultKind;
   std::string out = "timeline:\n";
   for (const auto& f : schedule) {
-    const std::string at = fmt::format("{:g}s", static_cast<double>(f.at.count()) / 1e6);
+    const std::string at = fmt::format("{}us", f.at.count());
     auto list = [](const std::vector<uint32_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); };
     const uint32_t n = f.nodes.empty() ? 0 : f.nodes[0];
     std::string op;
@@ -509,15 +523,15 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
       case FaultKind::pause: op = fmt::format("pause: {}", n); break;
       case FaultKind::resume: op = fmt::format("resume: {}", n); break;
       case FaultKind::partition: op = fmt::format("partition: {}", list(f.nodes)); break;
-      case FaultKind::isolate: op = fmt::format("isolate: {}", n); break;
+      case FaultKind::isolate: op = fmt::format("isolate: {{node: {}, from: {}}}", n, list(f.peers)); break;
       case FaultKind::block: op = fmt::format("cut: {{from: {}, to: {}}}", n, f.peers.empty() ? 0 : f.peers[0]); break;
       case FaultKind::heal: op = "heal: true"; break;
       case FaultKind::loss: op = fmt::format("loss: {}", f.value); break;
-      case FaultKind::clock_skew: op = fmt::format("skew: {{node: {}, by: {:g}s}}", n, static_cast<double>(f.amount.count()) / 1e6); break;
+      case FaultKind::clock_skew: op = fmt::format("skew: {{node: {}, by: {}us}}", n, f.amount.count()); break;
       case FaultKind::clock_drift: op = fmt::format("drift: {{node: {}, ppm: {}}}", n, f.value); break;
       case FaultKind::set_config: {
         const auto eq = f.text.find('=');
-        op = fmt::format("set_config: {{nodes: {}, setting: {}, value: '{}'}}", list(f.nodes), f.text.substr(0, eq), f.text.substr(eq + 1));
+        op = fmt::format("set_config: {{nodes: {}, setting: {}, value: {}}}", list(f.nodes), f.text.substr(0, eq), f.text.substr(eq + 1));  // JSON is YAML
         break;
       }
       case FaultKind::reload: op = fmt::format("reload: {}", list(f.nodes)); break;
@@ -525,7 +539,7 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
       case FaultKind::db_stop: op = "db_stop: " + f.text; break;
       case FaultKind::db_start: op = "db_start: " + f.text; break;
       case FaultKind::db_promote: op = "db_promote: " + f.text; break;
-      case FaultKind::db_lag: op = fmt::format("db_lag: {{db: {}, lag: {:g}s}}", f.text, static_cast<double>(f.amount.count()) / 1e6); break;
+      case FaultKind::db_lag: op = fmt::format("db_lag: {{db: {}, lag: {}us}}", f.text, f.amount.count()); break;
       case FaultKind::db_slow: op = fmt::format("db_slow: {{db: {}, factor: {}}}", f.text, f.value); break;
       case FaultKind::lb_only: op = f.nodes.empty() ? "lb_all: true" : fmt::format("lb_only: {}", list(f.nodes)); break;
       case FaultKind::lb_stop: op = "lb_stop: true"; break;

@@ -92,8 +92,7 @@ struct Client {
   int64_t posts_made = 0;
   // Availability
   int ok = 0, failed = 0;
-  Duration failing_since{-1};  // the current stretch of failures began (-1: none)
-  Duration last_failure{0};
+  Duration last_ok{0};  // the last successful answer
   Duration longest_gap{0};
   int resumes = 0, resyncs = 0, reconnects = 0;
   bool resync_retry = false;
@@ -136,6 +135,8 @@ class Run {
       violation("no node crashes", fmt::format("the node code threw: {}", e.what()));
     }
     result_.record.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    if (result_.record.checks.empty() && !result_.violations.empty())  // stopped before the end (setup, an exception)
+      result_.record.checks.push_back(RunRecord::Check{result_.violations.front().checker, false, result_.violations.front().what});
     // A known bug's violations are reported as known, not as failures.
     std::vector<Violation> failing;
     for (auto& v : result_.violations) {
@@ -165,6 +166,7 @@ class Run {
     co.discovery_only = true;
     co.per_node_config = true;
     co.keep_trace = o.keep_trace;
+    co.db_service_time = sc.db_service_time;
     co.log_sink = o.log;
     co.versions.assign(static_cast<size_t>(sc.nodes), "0.1.0");
     for (const auto& [n, v] : sc.versions) co.versions[static_cast<size_t>(n)] = v;
@@ -315,9 +317,9 @@ class Run {
           for (auto& n : f.peers) n = pool[n];
           all.push_back(f);
         }
-        std::stable_sort(all.begin(), all.end(), [](const fault::Fault& a, const fault::Fault& b) { return a.at < b.at; });
       }
     }
+    std::stable_sort(all.begin(), all.end(), [](const fault::Fault& a, const fault::Fault& b) { return a.at < b.at; });
     result_.schedule = all;
     last_change_ = t0_;
     for (const auto& f : all) k_.at(t0_ + f.at, [this, f] { apply(f); });
@@ -346,8 +348,15 @@ class Run {
         if (k_.state(f.nodes[0]) == NodeState::up) k_.stop(f.nodes[0]);
         break;
       case FaultKind::start:
-        if (!f.text.empty()) c_.set_version(static_cast<int>(f.nodes[0]), f.text);
-        if (k_.state(f.nodes[0]) == NodeState::down) boot(static_cast<int>(f.nodes[0]));
+        if (k_.state(f.nodes[0]) == NodeState::up && !c_.node(static_cast<int>(f.nodes[0]))->started() && start_time_[f.nodes[0]] >= Duration{0}) {
+          // Still stopping (draining): the start waits for the stop to finish.
+          k_.at(k_.now() + Duration{100'000}, [this, f] { apply(f); });
+          break;
+        }
+        if (k_.state(f.nodes[0]) == NodeState::down) {
+          if (!f.text.empty()) c_.set_version(static_cast<int>(f.nodes[0]), f.text);
+          boot(static_cast<int>(f.nodes[0]));
+        }
         break;
       case FaultKind::pause: k_.pause(f.nodes[0]); break;
       case FaultKind::resume: k_.resume(f.nodes[0]); break;
@@ -384,7 +393,6 @@ class Run {
       case FaultKind::set_config: {
         const auto eq = f.text.find('=');
         for (uint32_t n : f.nodes) set_setting(static_cast<int>(n), f.text.substr(0, eq), f.text.substr(eq + 1));
-        if (f.text.rfind("SqlSettings.DataSource=", 0) == 0) master_pending_ = json::parse(f.text.substr(eq + 1)).as_string().c_str();
         break;
       }
       case FaultKind::reload:
@@ -433,6 +441,7 @@ class Run {
     started_ever_[static_cast<size_t>(n)] = true;
     start_time_[static_cast<size_t>(n)] = k_.now();
     loaded_hash_[static_cast<size_t>(n)] = hash_of(c_.node_config_file(n));
+    master_ = data_source(c_.node_config_file(n));
     k_.start(static_cast<NodeIndex>(n));
   }
 
@@ -441,7 +450,7 @@ class Run {
     const std::string error = nd.reload_config();
     if (!error.empty()) return violation("config reload", fmt::format("n{} refused its config.json: {}", n, error));
     loaded_hash_[static_cast<size_t>(n)] = hash_of(c_.node_config_file(n));
-    if (!master_pending_.empty()) master_ = master_pending_;
+    master_ = data_source(c_.node_config_file(n));
     if (o_.bug == Bug::wrong_status && n == bug_node_) nd.status().set_self(before);  // the injected bug: peers keep the old hash
   }
 
@@ -460,6 +469,11 @@ class Run {
     if (!section.is_object()) section = json::object{};
     section.as_object()[key.substr(dot + 1)] = json::parse(value_json);
     file = json::serialize(v);
+  }
+
+  static std::string data_source(const std::string& text) {
+    auto loaded = config::load_config_text(text, "config.json", {});
+    return loaded.ok() ? loaded.loaded->config.SqlSettings.DataSource : "db1";
   }
 
   static std::string hash_of(const std::string& text) {
@@ -603,18 +617,15 @@ class Run {
       ++availability_[bucket].ok;
       ++cl.ok;
       latencies_.push_back((now - r->sent).count());
-      if (cl.failing_since >= Duration{0}) cl.longest_gap = std::max(cl.longest_gap, cl.last_failure - cl.failing_since);
-      cl.failing_since = Duration{-1};
-      if (global_failing_since_ >= Duration{0}) downtime_ = std::max(downtime_, last_global_failure_ - global_failing_since_);
-      global_failing_since_ = Duration{-1};
+      cl.last_ok = now;
+      last_global_ok_ = now;
     } else {
       ++availability_[bucket].failed;
       ++cl.failed;
-      // A stretch of failures: from the first failed request's sending to the last one's answer.
-      if (cl.failing_since < Duration{0}) cl.failing_since = r->sent;
-      cl.last_failure = now;
-      if (global_failing_since_ < Duration{0}) global_failing_since_ = r->sent;
-      last_global_failure_ = now;
+      // No success came between this request's sending (or the last success after it) and its failure:
+      // that long, this client - and, counting every client's successes, the cluster - was not served.
+      cl.longest_gap = std::max(cl.longest_gap, now - std::max(cl.last_ok, r->sent));
+      downtime_ = std::max(downtime_, now - std::max(last_global_ok_, r->sent));
       if (failures_.size() < 5) failures_.push_back(fmt::format("{} {} -> {} {}", r->method, r->target.substr(0, 60), status, body.substr(0, 120)));
     }
     r->done(status, body);
@@ -681,7 +692,7 @@ class Run {
       cl.socket.reset();
       return closed(cl);
     }
-    if (k_.now() >= cl.next_ping && cl.socket->session && k_.state(cl.socket->node) == NodeState::up) {
+    if (k_.now() >= cl.next_ping && cl.socket->session) {
       if (cl.ping_outstanding) {  // no pong within a ping interval: re-establish
         c_.disconnect(*cl.socket);
         cl.socket.reset();
@@ -689,7 +700,8 @@ class Run {
       }
       cl.ping_outstanding = true;
       cl.ping_seq = cl.reply_seq++;
-      c_.send(*cl.socket, fmt::format(R"({{"action":"ping","seq":{}}})", cl.ping_seq));
+      // To a paused node the ping sits in the socket's buffers: no pong, and the next interval reconnects.
+      if (k_.state(cl.socket->node) == NodeState::up) c_.send(*cl.socket, fmt::format(R"({{"action":"ping","seq":{}}})", cl.ping_seq));
       cl.next_ping = k_.now() + kPing;
     }
   }
@@ -864,7 +876,8 @@ class Run {
     if (quiet && now - last_change_ >= kLeaderSettle) check_leaders(alive);
     if (quiet && now - last_change_ >= kStatusSettle && (now - t0_).count() % 1'000'000 < kTick.count()) check_status(alive);
     for (const auto& x : sc_.expect) {
-      if (x.at > Duration{0} && t >= x.at && t < x.at + kTick && !expect_done_.count(&x)) {
+      const bool timed = x.kind == Expectation::Kind::leader || x.kind == Expectation::Kind::status;
+      if (timed && t >= x.at && !expect_done_.count(&x)) {
         expect_done_.insert(&x);
         check_at(x, alive);
       }
@@ -1028,17 +1041,19 @@ class Run {
         for (const auto& row : o.result().rows) stored.insert(std::get<std::string>(row.at(0)));
     }
     int lost = 0, undelivered = 0;
+    Duration first_at = sc_.duration;  // the violation is placed at the first acknowledgement concerned (replay shows the trace there)
     std::string first_lost, first_undelivered;
     for (const auto& a : acked_) {
       if (!stored.count(a.id)) {
+        if (lost == 0) first_at = a.at;
         if (lost++ == 0) first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k, fmt_s(a.at), master_);
       }
       for (int u : members_[static_cast<size_t>(a.channel)])
-        if (!clients_[static_cast<size_t>(u)].have.count(a.id) && undelivered++ == 0)
+        if (!clients_[static_cast<size_t>(u)].have.count(a.id) && undelivered++ == 0 && (first_at = std::min(first_at, a.at), true))
           first_undelivered = fmt::format("client {} never got post {} (channel {}, acknowledged at {})", u, a.id, a.channel, fmt_s(a.at));
     }
-    if (lost) violation("no acknowledged post lost", fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost));
-    if (undelivered) violation("no acknowledged post lost", fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered));
+    if (lost) violation("no acknowledged post lost", fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost), first_at);
+    if (undelivered) violation("no acknowledged post lost", fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at);
     jobs_check();
     // Expectations measured over the run.
     using K = Expectation::Kind;
@@ -1047,10 +1062,8 @@ class Run {
     for (auto& cl : clients_) {
       ok += cl.ok;
       failed += cl.failed;
-      if (cl.failing_since >= Duration{0}) cl.longest_gap = std::max(cl.longest_gap, cl.last_failure - cl.failing_since);
       gap = std::max(gap, cl.longest_gap);
     }
-    if (global_failing_since_ >= Duration{0}) downtime_ = std::max(downtime_, last_global_failure_ - global_failing_since_);
     std::sort(latencies_.begin(), latencies_.end());
     auto pct = [&](double p) { return latencies_.empty() ? 0 : latencies_[std::min(latencies_.size() - 1, static_cast<size_t>(p * static_cast<double>(latencies_.size())))]; };
     const double failed_share = ok + failed ? static_cast<double>(failed) / (ok + failed) : 0;
@@ -1177,9 +1190,10 @@ class Run {
 
   // ---- helpers
 
-  void violation(const std::string& checker, const std::string& what) {
+  void violation(const std::string& checker, const std::string& what, std::optional<Duration> at = std::nullopt) {
     if (result_.violations.size() >= 200) return;
-    result_.violations.push_back(Violation{k_.now() - t0_, checker, what});
+    result_.violations.push_back(Violation{at ? *at : k_.now() - t0_, checker, what});
+    std::stable_sort(result_.violations.begin(), result_.violations.end(), [](const Violation& a, const Violation& b) { return a.at < b.at; });
   }
 
   void trace_window(Duration at) {
@@ -1226,13 +1240,13 @@ class Run {
   std::vector<bool> cut_;
   double loss_ = 0;
   std::vector<std::string> loaded_hash_;
-  std::string master_ = "db1", master_pending_;
+  std::string master_ = "db1";  // the master the nodes were last (re)started or reloaded with
   Duration last_change_{0};
   int bug_node_ = -1;
   // Measurements
   std::vector<RunRecord::Bucket> availability_;
   std::vector<int64_t> latencies_;
-  Duration downtime_{0}, global_failing_since_{-1}, last_global_failure_{0};
+  Duration downtime_{0}, last_global_ok_{0};
   std::map<int, Duration> detected_;
   std::set<const Expectation*> expect_done_;
   std::set<int> leader_reported_, not_serving_reported_;

@@ -272,9 +272,11 @@ bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> p
     return true;
   }
   In& in = in_[from];
-  if (in.stream != stream) {  // the sender restarted (or this is the first we hear): a new stream
+  if (in.stream != stream) {  // the sender restarted, or declared us dead (or this is the first we hear): a new stream
+    const bool replaced = in.stream != 0;
     in = In{};
     in.stream = stream;
+    if (replaced && on_stream_replaced_) on_stream_replaced_(from);
   }
   if (seq <= in.delivered) {
     ++stats_.duplicates;

@@ -73,6 +73,10 @@ class Messenger {
   bool handle_frame(const std::string& from, std::span<const uint8_t> payload);
   // Forward membership changes here (a dead peer's queue is dropped).
   void on_member_change(const Member& member);
+  // A sender we had a stream with began a new one: it declared us dead (or restarted) and dropped what
+  // we had not acknowledged, and sent us nothing while we were dead to it. Whatever those messages said
+  // is lost here: the callback lets the node make its clients re-sync.
+  void on_stream_replaced(std::function<void(const std::string& from)> callback) { on_stream_replaced_ = std::move(callback); }
 
   // Serves requests for `event`: `respond` is called with the request and must call `reply` once
   // (now or later, on this node's loop). One server per event.
@@ -133,6 +137,7 @@ class Messenger {
   std::map<std::string, Responder> responders_;
   std::map<uint64_t, Pending> pending_;  // requests awaiting replies, by id
   uint64_t next_request_ = 1;
+  std::function<void(const std::string& from)> on_stream_replaced_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

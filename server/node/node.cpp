@@ -32,6 +32,13 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   hub_ = std::make_unique<app::Hub>(env_, hub);
   app_ = std::make_unique<app::App>(env_, *store_, config_.config, *hub_, options_.app);
   app_->set_messenger(messenger_.get());
+  // A peer that declared us dead (while we never thought it dead: an asymmetric failure, found by the
+  // random-faults scenario) dropped the events it had for us and sent none while we were dead to it.
+  messenger_->on_stream_replaced([this](const std::string& from) {
+    if (!hub_ || !started_) return;
+    const size_t n = hub_->reset_all();
+    if (n > 0) env_.log().info("hub: {} started a new message stream to us (it lost what it had for us): {} WebSocket connections reset so their clients re-sync", from, n);
+  });
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
     if (m.event == "config_changed") {
       // A peer saved config.json through the API (ReadOnlyConfig off): read it again.
