@@ -996,8 +996,10 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
                               {post.id, post.channel_id, post.message}});
       else
         s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)", {post.message, post.id, post.channel_id}});
-      store_.write(std::move(s), true, [this, alive, post, c, recipients, done](db::Outcome o) mutable {
+      in_channel_order(post.channel_id, [this, alive, s = std::move(s), post, c, recipients, done](std::function<void()> next) mutable {
+      store_.write(std::move(s), true, [this, alive, post, c, recipients, done, next](db::Outcome o) mutable {
         if (!*alive) return;
+        next();  // this post's place is settled: the channel's next write may go
         if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
           // A retry of a post already made (same pending id, on any node): answer with the first one.
           store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
@@ -1024,8 +1026,31 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
         publish(std::move(ev));
         done(ok(post));
       });
+      });
     });
   });
+}
+
+void App::in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write) {
+  auto& queue = channel_writes_[channel_id];
+  auto run = [this, alive = alive_, channel_id, write = std::move(write)]() mutable {
+    write([this, alive, channel_id] {
+      if (!*alive) return;
+      auto it = channel_writes_.find(channel_id);
+      if (it == channel_writes_.end()) return;
+      it->second.pop_front();
+      if (it->second.empty()) {
+        channel_writes_.erase(it);
+      } else {
+        env_.post([front = it->second.front()]() mutable { front(); });  // not inside this write's callback
+      }
+    });
+  };
+  queue.push_back(std::move(run));
+  if (queue.size() == 1) {
+    auto first = queue.front();  // a copy: a write that ends at once pops the queue's entry
+    first();
+  }
 }
 
 void App::get_post(const Session& actor, const std::string& post_id, Callback<Post> done) {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -203,6 +204,10 @@ class App {
   uint64_t epoch_ = 0;                              // bumps on every invalidation: fills in flight are dropped
   TimerId revalidate_timer_ = 0;
   Stats stats_;
+  // Posts of one channel are written one at a time on this node, so that this node publishes them in the
+  // order they were committed (their create_at order): a connection gets a node's posts in order.
+  void in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
+  std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
