@@ -406,7 +406,7 @@ class Parser {
       if (!e.IsMap() || e.size() != 1) fail(e, "an expectation is a map with one key, such as {max_gap: 10s}");
       const auto it = e.begin();
       const std::string kind = it->first.as<std::string>();
-      const YAML::Node& v = it->second;
+      const YAML::Node v = it->second;  // a copy: the iterator hands out a temporary
       Expectation x;
       x.line = static_cast<int>(it->first.Mark().line) + 1;
       using K = Expectation::Kind;

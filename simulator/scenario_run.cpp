@@ -522,8 +522,10 @@ class Run {
         });
         break;
       case Bug::wrong_status:
-        bug_node_ = sc_.nodes - 1;
         k_.at(at, [this] {
+          for (int n = 0; n < sc_.nodes; ++n)
+            if (live(n)) bug_node_ = n;  // the highest live node
+          if (bug_node_ < 0) return;
           set_setting(bug_node_, "TeamSettings.SiteName", "\"Changed on one node\"");
           on_node(bug_node_, [this](node::Node& nd) { reload(bug_node_, nd); });
           last_change_ = k_.now();
