@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 SEEDS ?= 1..20
 
-.PHONY: all deps js-deps debug release run sim test bench load clean
+.PHONY: all deps js-deps debug release run sim scenarios report test bench load clean
 
 all: release
 
@@ -24,10 +24,18 @@ release: deps
 run: release
 	@bash scripts/run-cluster.sh
 
-# The simulator: a 5-node cluster under random faults for 20 seeds, each checked for healing and
-# replayed once to prove determinism.
+# The simulator: every scenario (scenarios/*.yaml: the HA guide's procedures and failures, whole
+# clusters with a load balancer and clients, every checker on) over seeds $(SEEDS), each run twice to
+# prove determinism; then the foundation's ping cluster under random faults.
 sim: release
-	@./build/release/chorus-sim run --seeds $(SEEDS) --nodes 5 --check-determinism
+	@./build/release/chorus-sim run scenarios/*.yaml --seeds $(SEEDS) --check-determinism
+	@./build/release/chorus-sim swarm --seeds $(SEEDS) --nodes 5 --check-determinism
+
+# The latest full run of the scenarios, committed under reports/scenarios/ (a page and an SVG timeline
+# per scenario, and an index), and the simulator's speed for 3 nodes/100 clients and 9 nodes/1,000.
+report: release
+	@rm -rf reports/scenarios && ./build/release/chorus-sim run scenarios/*.yaml --report reports/scenarios
+	@bash scripts/sim-speed.sh > reports/sim-speed.md && echo "wrote reports/sim-speed.md"
 
 # The official Mattermost client (npm, pinned by tests/js/package-lock.json) for the NGINX test.
 js-deps: deps

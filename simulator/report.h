@@ -17,6 +17,7 @@ struct RunRecord {
   uint64_t seed = 0;
   double duration_s = 0;    // simulated seconds
   double wall_s = 0;        // wall seconds the run took
+  double setup_wall_s = 0;  // of which: the setup before time 0 (users with bcrypt, team, channels, logins)
   std::vector<std::string> nodes;  // a name per node lane ("n0 10.0.0.1:8074")
 
   // The cluster sampled at regular times. state: 'u' up, 'd' down, 'p' paused, '-' not (yet) part of

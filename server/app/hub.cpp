@@ -1,6 +1,7 @@
 #include "server/app/hub.h"
 
 #include <boost/json.hpp>
+#include <functional>
 #include <utility>
 
 #include "server/core/ids.h"
@@ -29,8 +30,25 @@ std::string str_of(const json::object& o, const char* key) {
 
 }  // namespace
 
+const std::string& Event::frame_prefix() const {
+  if (frame_prefix_cache.empty()) {
+    // Mattermost's frame is {"event", "data", "broadcast", "seq"}: everything but the seq, without its
+    // closing brace, then `"seq":`.
+    std::string whole = json::serialize(json::object{{"event", event}, {"data", data}, {"broadcast", broadcast_json(broadcast)}});
+    whole.pop_back();
+    frame_prefix_cache = std::move(whole) + ",\"seq\":";
+  }
+  return frame_prefix_cache;
+}
+
 std::string event_frame(const Event& event, int64_t seq) {
-  return json::serialize(json::object{{"event", event.event}, {"data", event.data}, {"broadcast", broadcast_json(event.broadcast)}, {"seq", seq}});
+  const std::string& prefix = event.frame_prefix();
+  std::string out;
+  out.reserve(prefix.size() + 21);
+  out += prefix;
+  out += std::to_string(seq);
+  out += '}';
+  return out;
 }
 
 std::string Event::to_cluster() const {
@@ -157,9 +175,10 @@ void Hub::make_room(const std::string& user_id) {
 }
 
 void Hub::send(Conn& c, const Event& e, bool first) {
+  const uint64_t id_hash = e.id.empty() ? 0 : std::hash<std::string>{}(e.id);
   if (!e.id.empty())
     for (const auto& sent : c.dead)
-      if (sent.event_id == e.id) return;  // already sent on this connection (a handover overlap)
+      if (sent.id_hash == id_hash && sent.event_id == e.id) return;  // already sent on this connection (a handover overlap)
   if (c.sink && !first) {
     const size_t waiting = c.sink->queued_frames();
     if (waiting >= options_.send_queue_max) {
@@ -183,7 +202,7 @@ void Hub::send(Conn& c, const Event& e, bool first) {
     c.sink->send_text(text);
     ++stats_.sent;
   }
-  c.dead.push_back(Sent{seq, std::move(text), e.id});
+  c.dead.push_back(Sent{seq, std::move(text), e.id, id_hash});
   while (c.dead.size() > options_.dead_queue_max) c.dead.pop_front();
 }
 
@@ -293,7 +312,9 @@ bool Hub::import_queue(const std::string& text) {
   for (const auto& e : dead->value().as_array()) {
     if (!e.is_array() || e.as_array().size() != 3 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string() || !e.as_array()[2].is_string())
       return false;
-    c.dead.push_back(Sent{e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()), std::string(e.as_array()[2].as_string())});
+    std::string id(e.as_array()[2].as_string());
+    const uint64_t h = id.empty() ? 0 : std::hash<std::string>{}(id);
+    c.dead.push_back(Sent{e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()), std::move(id), h});
   }
   if (c.dead.size() > options_.dead_queue_max || conns_.contains(c.id)) return false;
   c.inactive_since = env_.now();

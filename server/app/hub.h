@@ -47,6 +47,12 @@ struct Event {
 
   std::string to_cluster() const;
   static std::optional<Event> from_cluster(const std::string& text);
+
+  // The frame up to its seq, serialized once for every connection it goes to (event_frame appends the
+  // seq): a post to a channel of N members is serialized once, not N times.
+  // Filled on first use: the event must not change once it is being sent.
+  const std::string& frame_prefix() const;
+  mutable std::string frame_prefix_cache;  // an aggregate keeps its members public
 };
 
 class ConnectionSink {
@@ -119,6 +125,7 @@ class Hub {
     int64_t seq;
     std::string text;      // the frame as sent
     std::string event_id;  // to refuse a second copy of the same event
+    uint64_t id_hash = 0;  // of event_id: compared first (a send scans the dead queue)
   };
   struct Conn {
     std::string id, user_id, token;
