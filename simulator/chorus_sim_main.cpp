@@ -289,7 +289,8 @@ int scenario_run(const ScenarioCli& cli) {
 class PrintSink final : public chorus::LogSink {
  public:
   void write(const chorus::LogRecord& r) override {
-    std::printf("  %10.3f %-5s [%.*s] %.*s\n", static_cast<double>(r.mono.us) / 1e6, std::string(chorus::to_string(r.level)).c_str(),
+    // The node's wall clock (skew included), in seconds since 2026-01-01 (virtual time 0).
+    std::printf("  %10.3f %-5s [%.*s] %.*s\n", static_cast<double>(r.wall.us - 1'767'225'600'000'000) / 1e6, std::string(chorus::to_string(r.level)).c_str(),
                 static_cast<int>(r.node.size()), r.node.data(), static_cast<int>(r.message.size()), r.message.data());
   }
 };

@@ -207,6 +207,11 @@ void Kernel::crash(NodeIndex i) {
 
 void Kernel::teardown(NodeIndex i) {
   Node& n = node(i);
+  // What simulated servers hold for this node goes first, while its env still stands.
+  auto releases = std::move(n.releases);
+  n.releases.clear();
+  for (auto& r : releases) r.release();
+  releases.clear();
   // Destroy first: whatever the destructors schedule belongs to the old incarnation and goes stale.
   n.process.reset();
   n.env.reset();

@@ -137,6 +137,21 @@ class Kernel {
   // Runs fn on a node's loop at virtual time t (absolute), unless that incarnation is gone by then;
   // held while the node is paused. For answers from simulated servers.
   void call_on_node(NodeIndex i, uint32_t incarnation, int64_t time_us, Task fn);
+  // What a simulated server holds for a node (a database answer's callback) must not outlive the node's
+  // env: its destructors may call into the env. The box is emptied when the node is torn down, while
+  // the env still stands; the holder finds it empty and drops the answer.
+  template <class T>
+  void release_at_teardown(NodeIndex i, const std::shared_ptr<std::shared_ptr<T>>& box) {
+    auto& list = node(i).releases;
+    if (list.size() >= 64 && list.size() >= 2 * releases_kept_) {  // prune what has gone already
+      std::erase_if(list, [](const Release& r) { return r.alive.expired(); });
+      releases_kept_ = list.size();
+    }
+    std::weak_ptr<std::shared_ptr<T>> weak = box;
+    list.push_back(Release{weak, [weak] {
+                             if (auto b = weak.lock()) b->reset();
+                           }});
+  }
   // The simulated database servers of this run.
   SimDatabases& databases() { return *databases_; }
   // The shared file storage (a NAS every node mounts): path -> contents. Survives node crashes.
@@ -178,7 +193,12 @@ class Kernel {
     uint32_t to_incarnation;
     Bytes payload;
   };
+  struct Release {
+    std::weak_ptr<void> alive;
+    std::function<void()> release;
+  };
   struct Node {
+    std::vector<Release> releases;  // see release_at_teardown
     std::string address;
     ProcessFactory factory;
     NodeState state = NodeState::down;
@@ -229,6 +249,7 @@ class Kernel {
   NullLogSink null_sink_;
   std::unique_ptr<SimDatabases> databases_;
   std::map<std::string, std::string> shared_files_;
+  size_t releases_kept_ = 0;
 };
 
 }  // namespace chorus::sim

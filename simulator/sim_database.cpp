@@ -209,7 +209,11 @@ class SimDbConnection final : public db::Connection {
     const uint32_t epoch = epoch_;
     NodeIndex node = node_;
     SimDatabases* dbs = &dbs_;
-    k.at(Duration{arrive}, [dbs, server, epoch, node, incarnation, state, shared_done, usable,
+    // The answer's callback belongs to the node: the kernel empties this box if the node is torn down
+    // before the answer gets back (the query still runs on the server, as it would).
+    auto box = std::make_shared<std::shared_ptr<db::Done>>(shared_done);
+    k.release_at_teardown(node_, box);
+    k.at(Duration{arrive}, [dbs, server, epoch, node, incarnation, state, box, usable,
                             statements = std::move(statements), transaction]() {
       Kernel& k = dbs->kernel();
       if (dbs->is_cut(node, server->name())) return;  // lost on the way: the timeout answers
@@ -223,10 +227,12 @@ class SimDbConnection final : public db::Connection {
         o = server->execute(statements, transaction);
         reply += server->service_time(statements.size()).count();
       }
-      k.call_on_node(node, incarnation, reply, [state, shared_done, o = std::move(o)]() mutable {
+      std::shared_ptr<db::Done> done = std::move(*box);
+      if (!done) return;  // the node is gone
+      k.call_on_node(node, incarnation, reply, [state, done, o = std::move(o)]() mutable {
         if (state->answered) return;
         state->answered = true;
-        (*shared_done)(std::move(o));
+        (*done)(std::move(o));
       });
     });
   }
@@ -275,9 +281,12 @@ class SimDbConnector final : public db::Connector {
     SimDatabases* dbs = &dbs_;
     SimEnv* env = &env_;
     NodeIndex node = node_;
-    k.at(Duration{arrive}, [dbs, env, server, node, incarnation, state, shared_done]() {
+    auto box = std::make_shared<decltype(shared_done)>(shared_done);  // emptied if the node is torn down first
+    k.release_at_teardown(node_, box);
+    k.at(Duration{arrive}, [dbs, env, server, node, incarnation, state, box]() {
       Kernel& k = dbs->kernel();
-      if (dbs->is_cut(node, server->name()) || k.incarnation(node) != incarnation) return;
+      auto shared_done = std::move(*box);
+      if (!shared_done || dbs->is_cut(node, server->name()) || k.incarnation(node) != incarnation) return;
       const int64_t reply = k.now_us() + server->options().latency.sample(k.random()).count();
       const bool up = server->up();
       // env is alive while the incarnation is (checked again when the answer lands).

@@ -273,9 +273,17 @@ bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> p
   }
   In& in = in_[from];
   if (in.stream != stream) {  // the sender restarted, or declared us dead (or this is the first we hear): a new stream
+    if (std::find(in.retired.begin(), in.retired.end(), stream) != in.retired.end()) {
+      ++stats_.stale_stream;  // a late frame of a stream the sender has replaced
+      return true;
+    }
     const bool replaced = in.stream != 0;
+    auto retired = std::move(in.retired);
+    if (replaced) retired.push_back(in.stream);
+    while (retired.size() > 16) retired.pop_front();
     in = In{};
     in.stream = stream;
+    in.retired = std::move(retired);
     if (replaced && on_stream_replaced_) on_stream_replaced_(from);
   }
   if (seq <= in.delivered) {

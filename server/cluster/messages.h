@@ -53,6 +53,7 @@ struct Replies {
 
 struct MessengerStats {
   uint64_t sent = 0, retransmitted = 0, delivered = 0, duplicates = 0, refused_full = 0, dropped_peer_dead = 0;
+  uint64_t stale_stream = 0;  // frames of a stream the sender had replaced, ignored
 };
 
 class Messenger {
@@ -110,6 +111,9 @@ class Messenger {
     uint64_t stream = 0;
     uint64_t delivered = 0;  // highest seq delivered in order
     std::map<uint64_t, ClusterMessage> early;
+    // Streams this sender has replaced: a late frame of one must not switch us back to it (we would
+    // then wait forever, on the new stream, for numbers we had already delivered).
+    std::deque<uint64_t> retired;
   };
   struct Pending {
     std::set<std::string> waiting;
