@@ -31,12 +31,13 @@ struct RandomFaults {
 
 struct Expectation {
   enum class Kind {
-    detect,          // node's death (its first kill, pause or stop) is seen by every live peer within `bound`
+    detect,          // node's death (its first kill, pause, stop or isolation) is seen by every live peer within `bound`
     leader,          // at `at`, every live node (of `viewers`, if given) names `node` as leader
     status,          // at `at`, every live node (of `viewers`) that reaches `node` shows it `colour` (node -1: every live peer)
     max_failed,      // failed client requests, as a share of all (value)
-    max_gap,         // longest time a client's requests all failed
-    max_downtime,    // longest time no client request succeeded at all
+    max_gap,         // a client unserved: from its first failed request (after a success) to a later failure
+    max_downtime,    // the same over all clients: failures with no success of anyone between
+
     max_p99,         // p99 client request latency over the run
     min_jobs,        // completed probe jobs (value)
     max_resyncs,     // WebSocket reconnects that got a new connection instead of resuming (value)

@@ -444,11 +444,11 @@ class Parser {
       } else if (kind == "max_gap") {
         x.kind = K::max_gap;
         x.bound = duration(v, "max_gap");
-        x.text = fmt::format("no client goes more than {} without a successful request", fmt_s(x.bound));
+        x.text = fmt::format("no client goes unserved for more than {} (from its first failed request to its last one before a success)", fmt_s(x.bound));
       } else if (kind == "max_downtime") {
         x.kind = K::max_downtime;
         x.bound = duration(v, "max_downtime");
-        x.text = fmt::format("the cluster is down (no request succeeds) for at most {}", fmt_s(x.bound));
+        x.text = fmt::format("the cluster serves nobody for at most {} (downtime: failures with no success of any client between)", fmt_s(x.bound));
       } else if (kind == "max_p99") {
         x.kind = K::max_p99;
         x.bound = duration(v, "max_p99");

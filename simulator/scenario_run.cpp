@@ -95,7 +95,8 @@ struct Client {
   int64_t posts_made = 0;
   // Availability
   int ok = 0, failed = 0;
-  Duration last_ok{0};  // the last successful answer
+  Duration last_ok{0};           // the last successful answer
+  Duration stretch_start{-1};    // the first failed request since then was sent (-1: none)
   Duration longest_gap{0};
   int resumes = 0, resyncs = 0, reconnects = 0;
   bool resync_retry = false;
@@ -139,8 +140,6 @@ class Run {
       violation("no node crashes", fmt::format("the node code threw: {}", e.what()));
     }
     result_.record.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-    if (result_.record.checks.empty() && !result_.violations.empty())  // stopped before the end (setup, an exception)
-      result_.record.checks.push_back(RunRecord::Check{result_.violations.front().checker, false, result_.violations.front().what});
     // A known bug's violations are reported as known, not as failures.
     std::vector<Violation> failing;
     for (auto& v : result_.violations) {
@@ -148,6 +147,8 @@ class Run {
       (known ? result_.known : failing).push_back(std::move(v));
     }
     result_.violations = std::move(failing);
+    if (!result_.violations.empty() && result_.record.passed())  // stopped before the end (setup, an exception)
+      result_.record.checks.push_back(RunRecord::Check{result_.violations.front().checker, false, result_.violations.front().what});
     result_.trace_hash = k_.trace_hash();
     result_.trace_count = k_.trace_count();
     if (o_.keep_trace && !result_.violations.empty()) trace_window(t0_ + result_.violations.front().at);
@@ -340,9 +341,9 @@ class Run {
     schedule_bug();
   }
 
-  void apply(const fault::Fault& f) {
+  void apply(const fault::Fault& f, bool retry = false) {
     last_change_ = k_.now();
-    mark(f);
+    if (!retry) mark(f);
     switch (f.kind) {
       case FaultKind::crash: k_.crash(f.nodes[0]); break;
       case FaultKind::restart:
@@ -354,7 +355,7 @@ class Run {
       case FaultKind::start:
         if (k_.state(f.nodes[0]) == NodeState::up && !c_.node(static_cast<int>(f.nodes[0]))->started() && start_time_[f.nodes[0]] >= Duration{0}) {
           // Still stopping (draining): the start waits for the stop to finish.
-          k_.at(k_.now() + Duration{100'000}, [this, f] { apply(f); });
+          k_.at(k_.now() + Duration{100'000}, [this, f] { apply(f, true); });
           break;
         }
         if (k_.state(f.nodes[0]) == NodeState::down) {
@@ -624,14 +625,20 @@ class Run {
       ++cl.ok;
       latencies_.push_back((now - r->sent).count());
       cl.last_ok = now;
+      cl.stretch_start = Duration{-1};
       last_global_ok_ = now;
+      global_stretch_start_ = Duration{-1};
     } else {
       ++availability_[bucket].failed;
       ++cl.failed;
-      // No success came between this request's sending (or the last success after it) and its failure:
-      // that long, this client - and, counting every client's successes, the cluster - was not served.
-      cl.longest_gap = std::max(cl.longest_gap, now - std::max(cl.last_ok, r->sent));
-      downtime_ = std::max(downtime_, now - std::max(last_global_ok_, r->sent));
+      // A stretch of failures begins when its first failed request was sent; it ends at a success. At
+      // each failure: this client has not been served since the later of the stretch's start and its last
+      // success - nor the cluster, counting every client's successes (idle time before a stretch is not
+      // counted; a request still waiting when another one succeeds is not downtime).
+      if (cl.stretch_start < Duration{0}) cl.stretch_start = r->sent;
+      if (global_stretch_start_ < Duration{0}) global_stretch_start_ = r->sent;
+      cl.longest_gap = std::max(cl.longest_gap, now - std::max(cl.last_ok, cl.stretch_start));
+      downtime_ = std::max(downtime_, now - std::max(last_global_ok_, global_stretch_start_));
       if (failures_.size() < 5) failures_.push_back(fmt::format("{} {} -> {} {}", r->method, r->target.substr(0, 60), status, body.substr(0, 120)));
     }
     r->done(status, body);
@@ -1267,7 +1274,7 @@ class Run {
   // Measurements
   std::vector<RunRecord::Bucket> availability_;
   std::vector<int64_t> latencies_;
-  Duration downtime_{0}, last_global_ok_{0};
+  Duration downtime_{0}, last_global_ok_{0}, global_stretch_start_{-1};
   std::map<int, Duration> detected_;
   std::set<const Expectation*> expect_done_;
   std::set<int> leader_reported_, not_serving_reported_;
