@@ -429,6 +429,7 @@ class Run {
     m.t = secs(k_.now() - t0_);
     std::string what = fault::to_string(f.kind);
     if (f.kind == FaultKind::crash) what = "kill";
+    if (f.kind == FaultKind::lb_only && f.nodes.empty()) what = "lb_all";
     std::string text = what;
     for (uint32_t n : f.nodes) {
       text += fmt::format(" n{}", n);
