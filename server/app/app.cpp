@@ -285,7 +285,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
       return;
     }
     ++stats_.events_received;
-    hub_.deliver(*event);  // never sent on
+    deliver_in_order(std::move(*event));  // never sent on
   } else if (m.event == "update_status") {
     boost::system::error_code ec;
     auto v = boost::json::parse(m.data, ec);
@@ -316,10 +316,112 @@ void App::on_membership_change() {
 void App::publish(Event event) {
   ++stats_.events_published;
   if (event.id.empty()) event.id = new_id(env_.random());
+  if (messenger_)
+    messenger_->send_to_all(cluster::ClusterMessage{"publish", event.to_cluster(), {}},
+                            event.reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort);
+  deliver_in_order(std::move(event));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Posts in channel order on every node.
+
+void App::deliver_in_order(Event event) {
+  if (event.event != "posted" || event.channel_seq <= 0 || event.broadcast.channel_id.empty()) return hub_.deliver(event);
+  const std::string channel = event.broadcast.channel_id;
+  ChannelOrder& o = channel_order_[channel];
+  if (o.recent_set.contains(event.post_id)) return;  // delivered already (read from the database to fill a gap)
+  if (o.next == 0 || event.channel_seq == o.next) {
+    deliver_post(o, event);
+    return release_held(channel);
+  }
+  if (event.channel_seq < o.next) {
+    // Late, and its place was not filled (this node started after it was made, or the master was away
+    // when the gap was filled): delivering it now would break the channel's order, dropping it would
+    // lose it. Its recipients' connections reset, so their clients re-sync.
+    const size_t n = hub_.reset_users(event.recipients);
+    if (n > 0) env_.log().info("app: post {} came after its place in channel {}: {} WebSocket connections reset so their clients re-sync", event.post_id, channel, n);
+    return;
+  }
+  o.held.emplace(event.channel_seq, std::move(event));
+  if (o.timer == 0 && !o.fetching)
+    o.timer = env_.set_timer(options_.gap_wait, [this, alive = alive_, channel] {
+      if (!*alive) return;
+      channel_order_[channel].timer = 0;
+      fill_gap(channel);
+    });
+}
+
+void App::deliver_post(ChannelOrder& o, const Event& event) {
   hub_.deliver(event);
-  if (!messenger_) return;
-  messenger_->send_to_all(cluster::ClusterMessage{"publish", event.to_cluster(), {}},
-                          event.reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort);
+  o.next = std::max(o.next, event.channel_seq + 1);
+  o.last_create_at = std::max(o.last_create_at, event.create_at);
+  if (!event.post_id.empty() && o.recent_set.insert(event.post_id).second) {
+    o.recent.push_back(event.post_id);
+    while (o.recent.size() > 512) {
+      o.recent_set.erase(o.recent.front());
+      o.recent.pop_front();
+    }
+  }
+}
+
+void App::release_held(const std::string& channel) {
+  ChannelOrder& o = channel_order_[channel];
+  while (!o.held.empty() && o.held.begin()->first <= o.next) {
+    Event e = std::move(o.held.begin()->second);
+    o.held.erase(o.held.begin());
+    if (!o.recent_set.contains(e.post_id)) deliver_post(o, e);
+  }
+  if (o.held.empty() && o.timer) {
+    env_.cancel_timer(o.timer);
+    o.timer = 0;
+  }
+}
+
+// The posts between the last delivered and the first waiting one, from the master, delivered in their
+// place (their own events, when they come, are dropped). Then what waited goes.
+void App::fill_gap(const std::string& channel) {
+  ChannelOrder& o = channel_order_[channel];
+  if (o.held.empty() || o.fetching) return;
+  o.fetching = true;
+  const int64_t upto = o.held.begin()->second.create_at;
+  const int64_t upto_seq = o.held.begin()->first;
+  auto finish = [this, channel, upto_seq](std::vector<Event> filled) {
+    ChannelOrder& oo = channel_order_[channel];
+    oo.fetching = false;
+    for (auto& e : filled)
+      if (!oo.recent_set.contains(e.post_id)) {
+        ++posts_filled_;
+        deliver_post(oo, e);
+      }
+    oo.next = std::max(oo.next, upto_seq);
+    release_held(channel);
+    if (!oo.held.empty() && oo.timer == 0) fill_gap(channel);  // another gap further on
+  };
+  store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND CreateAt > $2 AND CreateAt < $3 ORDER BY CreateAt ASC LIMIT 1000",
+                          {channel, o.last_create_at, upto}}},
+               false, [this, alive = alive_, channel, finish](db::Outcome out) {
+                 if (!*alive) return;
+                 if (!out.ok()) return finish({});  // the master is away: deliver what waited rather than hold it
+                 std::vector<Post> posts;
+                 for (const auto& row : out.result().rows) posts.push_back(post_from_row(row));
+                 if (posts.empty()) return finish({});
+                 load_channel(channel, [this, alive, channel, posts, finish](AppError e, std::optional<Channel> c) {
+                   if (!*alive) return;
+                   if (!e.ok() || !c) return finish({});
+                   channel_member_ids(channel, [this, alive, posts, c, finish](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+                     if (!*alive) return;
+                     if (!e2.ok()) return finish({});
+                     const std::vector<std::string> recipients(ids->begin(), ids->end());
+                     std::vector<Event> filled;
+                     for (const auto& p : posts) {
+                       Event ev = posted_event(*c, p, recipients);
+                       ev.id = new_id(env_.random());
+                       filled.push_back(std::move(ev));
+                     }
+                     finish(std::move(filled));
+                   });
+                 });
+               });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -960,6 +1062,22 @@ void App::channel_members_for_user(const Session& actor, const std::string& user
 // ---------------------------------------------------------------------------------------------------
 // Posts.
 
+Event posted_event(const Channel& c, const Post& post, const std::vector<std::string>& recipients) {
+  Event ev{"posted", boost::json::object{{"channel_display_name", c.display_name},
+                                         {"channel_name", c.name},
+                                         {"channel_type", c.type},
+                                         {"post", boost::json::serialize(post.to_json())},
+                                         {"sender_name", ""},
+                                         {"set_online", true},
+                                         {"team_id", c.team_id}}};
+  ev.broadcast.channel_id = c.id;
+  ev.recipients = recipients;
+  ev.reliable = true;
+  ev.create_at = post.create_at;
+  ev.post_id = post.id;
+  return ev;
+}
+
 void App::create_post(const Session& actor, Post post, Callback<Post> done) {
   if (!is_valid_id(post.channel_id)) return done(fail<Post>(bad_param("channel_id")));
   if (post.message.empty() || post.message.size() > 16383)
@@ -989,7 +1107,7 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
           Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
                     " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
                     {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id, post.channel_id}, 1},
-          Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {post.id}}};
+          Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2", {post.id, post.channel_id}}};
       // The search index, in the same transaction: search finds a post once its creation is acknowledged.
       if (postgres())
         s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
@@ -1013,16 +1131,8 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
         }
         if (!o.ok()) return done(fail<Post>(from_db(o.error)));
         post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
-        Event ev{"posted", boost::json::object{{"channel_display_name", c->display_name},
-                                               {"channel_name", c->name},
-                                               {"channel_type", c->type},
-                                               {"post", boost::json::serialize(post.to_json())},
-                                               {"sender_name", ""},
-                                               {"set_online", true},
-                                               {"team_id", c->team_id}}};
-        ev.broadcast.channel_id = c->id;
-        ev.recipients = recipients;
-        ev.reliable = true;
+        Event ev = posted_event(*c, post, recipients);
+        ev.channel_seq = int_at(o.results[2].rows.at(0), 1);
         publish(std::move(ev));
         done(ok(post));
       });

@@ -65,6 +65,7 @@ struct AppOptions {
   Duration cache_ttl{10'000'000};     // see the staleness bound above
   size_t cache_entries_max = 100'000;
   int per_page_max = 200;
+  Duration gap_wait{300'000};         // a channel's post ahead of a gap waits this long for the missing ones
 };
 
 struct NewUser {
@@ -165,6 +166,7 @@ class App {
              events_received = 0, cache_flushes = 0;
   };
   const Stats& stats() const { return stats_; }
+  uint64_t posts_filled() const { return posts_filled_; }  // posts read from the database to fill a gap
 
  private:
   template <class T>
@@ -202,14 +204,36 @@ class App {
   std::map<std::string, Entry<Channel>> channels_;  // by id
   std::map<std::string, Entry<Status>> statuses_;   // by user id (statuses live in memory and the Status table)
   uint64_t epoch_ = 0;                              // bumps on every invalidation: fills in flight are dropped
+  uint64_t posts_filled_ = 0;
   TimerId revalidate_timer_ = 0;
   Stats stats_;
   // Posts of one channel are written one at a time on this node, so that this node publishes them in the
   // order they were committed (their create_at order): a connection gets a node's posts in order.
   void in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
   std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
+  // Delivery in channel order, on every node: posted events carry their channel sequence number. One
+  // that arrives ahead of a gap waits up to `gap_wait`; then the missing posts are read from the
+  // master (create_at between the last delivered and the waiting one) and delivered in their place, and
+  // their own events, if they come later, are dropped (recently delivered post ids are remembered).
+  struct ChannelOrder {
+    int64_t next = 0;              // the seq to deliver next (0: nothing seen yet)
+    int64_t last_create_at = 0;    // of the last post delivered
+    std::map<int64_t, Event> held;  // ahead of a gap, by seq
+    TimerId timer = 0;
+    bool fetching = false;
+    std::deque<std::string> recent;  // post ids delivered lately (oldest first)
+    std::set<std::string> recent_set;
+  };
+  void deliver_in_order(Event event);
+  void deliver_post(ChannelOrder& o, const Event& event);
+  void release_held(const std::string& channel_id);
+  void fill_gap(const std::string& channel_id);
+  std::map<std::string, ChannelOrder> channel_order_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
+
+// The posted event of a post in a channel (Mattermost's shape), to the channel's members.
+Event posted_event(const Channel& c, const Post& post, const std::vector<std::string>& recipients);
 
 AppError bad_param(const std::string& name);
 AppError not_found(const std::string& what);

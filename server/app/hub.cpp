@@ -64,7 +64,8 @@ std::string Event::to_cluster() const {
                                       {"team_id", broadcast.team_id},
                                       {"omit_users", omit},
                                       {"recipients", r},
-                                      {"reliable", reliable}});
+                                      {"reliable", reliable},
+                                      {"order", json::array{channel_seq, create_at, post_id}}});
 }
 
 std::optional<Event> Event::from_cluster(const std::string& text) {
@@ -87,6 +88,14 @@ std::optional<Event> Event::from_cluster(const std::string& text) {
       if (u.is_string()) (std::string(key) == "recipients" ? e.recipients : e.broadcast.omit_users).emplace_back(u.as_string());
   }
   if (auto it = o.find("reliable"); it != o.end() && it->value().is_bool()) e.reliable = it->value().as_bool();
+  if (auto it = o.find("order"); it != o.end() && it->value().is_array()) {
+    const auto& a = it->value().as_array();
+    if (a.size() == 3 && a[0].is_int64() && a[1].is_int64() && a[2].is_string()) {
+      e.channel_seq = a[0].as_int64();
+      e.create_at = a[1].as_int64();
+      e.post_id = a[2].as_string();
+    }
+  }
   return e;
 }
 
@@ -219,6 +228,23 @@ void Hub::deliver(const Event& e) {
       if (c != conns_.end()) send(c->second, e);
     }
   }
+}
+
+size_t Hub::reset_users(const std::vector<std::string>& user_ids) {
+  size_t n = 0;
+  for (const auto& user : user_ids) {
+    auto it = by_user_.find(user);
+    if (it == by_user_.end()) continue;
+    for (const auto& id : std::vector<std::string>(it->second.begin(), it->second.end())) {
+      auto c = conns_.find(id);
+      if (c == conns_.end()) continue;
+      ++n;
+      ConnectionSink* sink = std::exchange(c->second.sink, nullptr);
+      drop(id);
+      if (sink) sink->close(1012, "events may have been lost: reconnect and re-sync");
+    }
+  }
+  return n;
 }
 
 void Hub::revoke(const std::string& user_id, const std::string& token) {

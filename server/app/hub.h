@@ -43,6 +43,11 @@ struct Event {
   std::vector<std::string> recipients;  // user ids, resolved by the publisher (empty: broadcast.user_id)
   bool reliable = false;                // across the cluster
   std::string id;  // unique per publication (set by the publisher): a connection never gets one event twice
+  // A posted event's place in its channel (the channel's post count after this post, and its create_at,
+  // both from the post's transaction): every node delivers a channel's posts in this order.
+  int64_t channel_seq = 0;
+  int64_t create_at = 0;
+  std::string post_id;
   bool droppable() const { return event == "typing" || event == "status_change"; }
 
   std::string to_cluster() const;
@@ -100,6 +105,8 @@ class Hub {
   // connection is forgotten and its socket closed (1012), so each client reconnects, gets a new
   // connection and a hello, and re-syncs over REST. Returns how many connections were reset.
   size_t reset_all();
+  // The same for these users' connections only (a post reached them out of its channel's order).
+  size_t reset_users(const std::vector<std::string>& user_ids);
 
   bool holds(const std::string& connection_id) const { return conns_.contains(connection_id); }
   // The session tokens of the active connections (token -> user), to check them against the database.
