@@ -330,7 +330,23 @@ void App::deliver_in_order(Event event) {
   const std::string channel = event.broadcast.channel_id;
   ChannelOrder& o = channel_order_[channel];
   if (o.recent_set.contains(event.post_id)) return;  // delivered already (read from the database to fill a gap)
-  if (o.next == 0 || event.channel_seq == o.next) {
+  if (o.next == 0) {
+    // The first post of this channel this node sees: others made just before it may still be on their
+    // way. Everything is held for a moment (first_wait), then goes out in channel order.
+    o.held.emplace(event.channel_seq, std::move(event));
+    if (o.timer == 0)
+      o.timer = env_.set_timer(options_.first_wait, [this, alive = alive_, channel] {
+        if (!*alive) return;
+        ChannelOrder& oo = channel_order_[channel];
+        oo.timer = 0;
+        if (oo.held.empty()) return;
+        oo.next = oo.held.begin()->first;
+        release_held(channel);
+        arm_gap_timer(channel);  // a gap among what was gathered
+      });
+    return;
+  }
+  if (event.channel_seq == o.next) {
     deliver_post(o, event);
     return release_held(channel);
   }
@@ -343,12 +359,17 @@ void App::deliver_in_order(Event event) {
     return;
   }
   o.held.emplace(event.channel_seq, std::move(event));
-  if (o.timer == 0 && !o.fetching)
-    o.timer = env_.set_timer(options_.gap_wait, [this, alive = alive_, channel] {
-      if (!*alive) return;
-      channel_order_[channel].timer = 0;
-      fill_gap(channel);
-    });
+  arm_gap_timer(channel);
+}
+
+void App::arm_gap_timer(const std::string& channel) {
+  ChannelOrder& o = channel_order_[channel];
+  if (o.timer != 0 || o.fetching || o.held.empty()) return;
+  o.timer = env_.set_timer(options_.gap_wait, [this, alive = alive_, channel] {
+    if (!*alive) return;
+    channel_order_[channel].timer = 0;
+    fill_gap(channel);
+  });
 }
 
 void App::deliver_post(ChannelOrder& o, const Event& event) {
@@ -366,6 +387,7 @@ void App::deliver_post(ChannelOrder& o, const Event& event) {
 
 void App::release_held(const std::string& channel) {
   ChannelOrder& o = channel_order_[channel];
+  if (o.next == 0) return;  // still gathering the first posts
   while (!o.held.empty() && o.held.begin()->first <= o.next) {
     Event e = std::move(o.held.begin()->second);
     o.held.erase(o.held.begin());

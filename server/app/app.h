@@ -66,6 +66,7 @@ struct AppOptions {
   size_t cache_entries_max = 100'000;
   int per_page_max = 200;
   Duration gap_wait{300'000};         // a channel's post ahead of a gap waits this long for the missing ones
+  Duration first_wait{50'000};        // the first post of a channel a node sees waits this long for earlier ones
 };
 
 struct NewUser {
@@ -227,6 +228,7 @@ class App {
   void deliver_in_order(Event event);
   void deliver_post(ChannelOrder& o, const Event& event);
   void release_held(const std::string& channel_id);
+  void arm_gap_timer(const std::string& channel_id);
   void fill_gap(const std::string& channel_id);
   std::map<std::string, ChannelOrder> channel_order_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
