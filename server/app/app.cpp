@@ -378,7 +378,7 @@ void App::deliver_post(ChannelOrder& o, const Event& event) {
   o.last_create_at = std::max(o.last_create_at, event.create_at);
   if (!event.post_id.empty() && o.recent_set.insert(event.post_id).second) {
     o.recent.push_back(event.post_id);
-    while (o.recent.size() > 512) {
+    while (o.recent.size() > 64) {  // beyond this a late event resets its recipients instead (safe, rarer)
       o.recent_set.erase(o.recent.front());
       o.recent.pop_front();
     }
