@@ -295,14 +295,21 @@ class PrintSink final : public chorus::LogSink {
   }
 };
 
-int scenario_replay(const ScenarioCli& cli) {
-  chorus::sim::Bug bug;
-  if (!parse_bug(cli.bug, bug)) return 2;
-  auto sc = load(cli.file);
-  if (!sc) return 2;
+// One scenario file and the options of one seed (replay, shrink); nullopt after printing why not.
+std::optional<std::pair<chorus::sim::Scenario, chorus::sim::RunOptions>> one_seed(const ScenarioCli& cli) {
   chorus::sim::RunOptions o;
+  if (!parse_bug(cli.bug, o.bug)) return std::nullopt;
+  auto sc = load(cli.file);
+  if (!sc) return std::nullopt;
   o.seed = cli.seed;
-  o.bug = bug;
+  return std::make_pair(std::move(*sc), o);
+}
+
+int scenario_replay(const ScenarioCli& cli) {
+  auto loaded = one_seed(cli);
+  if (!loaded) return 2;
+  auto& [scenario, o] = *loaded;
+  const auto* sc = &scenario;
   o.keep_trace = true;
   PrintSink sink;
   if (cli.logs) o.log = &sink;
@@ -319,13 +326,10 @@ int scenario_replay(const ScenarioCli& cli) {
 }
 
 int scenario_shrink(const ScenarioCli& cli) {
-  chorus::sim::Bug bug;
-  if (!parse_bug(cli.bug, bug)) return 2;
-  auto sc = load(cli.file);
-  if (!sc) return 2;
-  chorus::sim::RunOptions o;
-  o.seed = cli.seed;
-  o.bug = bug;
+  auto loaded = one_seed(cli);
+  if (!loaded) return 2;
+  auto& [scenario, o] = *loaded;
+  const auto* sc = &scenario;
   auto first = chorus::sim::run_scenario(*sc, o);
   if (first.ok()) {
     std::printf("%s, seed %llu passes: nothing to shrink\n", sc->name.c_str(), static_cast<unsigned long long>(cli.seed));
