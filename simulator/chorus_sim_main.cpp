@@ -181,15 +181,19 @@ int scenario_run(const ScenarioCli& cli) {
   }
   const bool tty = isatty(fileno(stderr));
   std::vector<chorus::sim::IndexRow> rows;
-  std::map<std::string, double> setup_s;  // wall seconds of setup per scenario (users, logins: bcrypt)
   int failed_total = 0;
   const auto wall_start = std::chrono::steady_clock::now();
+  uint64_t seeds_first = 0, seeds_last = 0;
+  if (!cli.seeds.empty() && !parse_seeds(cli.seeds, seeds_first, seeds_last)) {
+    std::fprintf(stderr, "chorus-sim: --seeds expects A..B with A <= B, got \"%s\"\n", cli.seeds.c_str());
+    return 2;
+  }
   for (const auto& sc : scenarios) {
     uint64_t first = 1, last = static_cast<uint64_t>(sc.seeds);
     if (cli.seed) first = last = cli.seed;
-    if (!cli.seeds.empty() && !parse_seeds(cli.seeds, first, last)) {
-      std::fprintf(stderr, "chorus-sim: --seeds expects A..B with A <= B, got \"%s\"\n", cli.seeds.c_str());
-      return 2;
+    if (!cli.seeds.empty()) {
+      first = seeds_first;
+      last = seeds_last;
     }
     chorus::sim::IndexRow row;
     row.scenario = sc.name;
@@ -208,6 +212,7 @@ int scenario_run(const ScenarioCli& cli) {
         auto again = chorus::sim::run_scenario(sc, o);
         row.simulated_s += again.record.duration_s;
         row.wall_s += again.record.wall_s;
+        row.setup_wall_s += again.record.setup_wall_s;
         if (again.trace_hash != r.trace_hash || again.trace_count != r.trace_count) {
           // Run both again keeping the traces, find the first record where they part, and name it.
           chorus::sim::RunOptions k = o;
@@ -226,7 +231,7 @@ int scenario_run(const ScenarioCli& cli) {
       row.seeds++;
       row.simulated_s += r.record.duration_s;
       row.wall_s += r.record.wall_s;
-      setup_s[sc.name] += r.record.setup_wall_s;
+      row.setup_wall_s += r.record.setup_wall_s;
       const bool failed = !r.ok() || !problem.empty();
       if (failed) {
         row.failed_seeds++;
@@ -265,7 +270,7 @@ int scenario_run(const ScenarioCli& cli) {
   double sim_total = 0;
   int seeds_total = 0;
   for (const auto& r : rows) {
-    const double run_s = r.wall_s - setup_s[r.scenario];
+    const double run_s = r.wall_s - r.setup_wall_s;
     std::printf("%-*s  %6d  %6d  %9.0fs  %7.1fs  %6.0fx  %6.0fx%s\n", static_cast<int>(width), r.scenario.c_str(), r.seeds, r.failed_seeds, r.simulated_s,
                 r.wall_s, r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0, run_s > 0 ? r.simulated_s / run_s : 0.0, r.failed_seeds ? "  FAILED" : "");
     sim_total += r.simulated_s;

@@ -82,6 +82,7 @@ struct IndexRow {
   std::vector<uint64_t> failing;  // seeds that failed
   double simulated_s = 0;          // over all seeds
   double wall_s = 0;
+  double setup_wall_s = 0;         // of which: setup before each run's time 0
 };
 // The index page: a table of scenarios (pass/fail, seeds, speed), and how to reproduce the run.
 std::string render_index(const std::vector<IndexRow>& rows, const std::string& command);

@@ -8,6 +8,7 @@
 // for one seed: the same seed gives the same run, event for event (the trace hash says so).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -97,6 +98,11 @@ struct ScenarioParse {
 };
 ScenarioParse parse_scenario_text(const std::string& text, const std::string& file_name);
 ScenarioParse parse_scenario_file(const std::string& path);
+
+// The checkers that are always on, by the names their violations carry (known_bugs names them too).
+inline constexpr std::array<const char*, 7> kCheckers{"no acknowledged post lost", "events in order, never twice", "one leader per connected group",
+                                                      "recurring jobs run once per period", "cluster status matches the truth", "no node crashes",
+                                                      "queues stay bounded"};
 
 // Bugs a test can inject, each to show that its checker catches it.
 enum class Bug {

@@ -142,9 +142,7 @@ class Parser {
     if (root["known_bugs"]) {
       const auto& kb = root["known_bugs"];
       if (!kb.IsSequence()) fail(kb, "known_bugs must be a list of {checker: ..., bug: ...}");
-      static const std::set<std::string> checkers{"no acknowledged post lost", "events in order, never twice", "one leader per connected group",
-                                                  "recurring jobs run once per period", "cluster status matches the truth", "no node crashes",
-                                                  "queues stay bounded"};
+      const std::set<std::string> checkers(kCheckers.begin(), kCheckers.end());
       for (const auto& e : kb) {
         keys(e, {"checker", "bug"}, "a known bug");
         const std::string c = str(e["checker"], "checker");

@@ -18,7 +18,6 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <map>
-#include <numeric>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -120,7 +119,6 @@ class Run {
     healthy_.assign(static_cast<size_t>(sc.nodes), true);
     health_failures_.assign(static_cast<size_t>(sc.nodes), 0);
     workers_.assign(static_cast<size_t>(sc.nodes), std::vector<int64_t>(static_cast<size_t>(sc.workers), 0));
-    started_ever_.assign(static_cast<size_t>(sc.nodes), false);
     cut_.assign(static_cast<size_t>(sc.nodes * sc.nodes), false);
     loaded_hash_.assign(static_cast<size_t>(sc.nodes), "");
     start_time_.assign(static_cast<size_t>(sc.nodes), Duration{-1});
@@ -206,17 +204,16 @@ class Run {
 
   bool setup() {
     auto& dbs = k_.databases();
-    if (auto* db = dbs.find("db1")) db->set_replication_lag(Duration{0});
     for (int i = 1; i <= sc_.replicas; ++i) dbs.find(fmt::format("replica{}", i))->set_replication_lag(sc_.replication_lag);
     for (int i = 1; i <= sc_.search_replicas; ++i)
       dbs.add(DbServerOptions{.name = fmt::format("search{}", i), .service_time = sc_.db_service_time, .primary = "db1", .replication_lag = sc_.replication_lag});
     // Every node's config.json: the scenario's settings on top of the base.
     for (int i = 0; i < sc_.nodes; ++i)
       for (const auto& [key, value] : sc_.config) set_setting(i, key, value);
-    std::vector<uint32_t> initial = sc_.initial;
-    if (initial.empty())
-      for (int i = 0; i < sc_.nodes; ++i) initial.push_back(static_cast<uint32_t>(i));
-    initial_ = initial;
+    initial_ = sc_.initial;
+    if (initial_.empty())
+      for (int i = 0; i < sc_.nodes; ++i) initial_.push_back(static_cast<uint32_t>(i));
+    const auto& initial = initial_;
     for (uint32_t n : initial) boot(static_cast<int>(n));
     const bool up = k_.run_until(
         [&] {
@@ -235,8 +232,7 @@ class Run {
       return false;
     }
     const int admin_node = static_cast<int>(initial[0]);
-    std::string admin_id;
-    admin_ = c_.signup_and_login(admin_node, "admin", &admin_id);
+    admin_ = c_.signup_and_login(admin_node, "admin");
     auto team = c_.call(admin_node, "POST", "/api/v4/teams", R"({"name":"scenario","display_name":"Scenario","type":"O"})", admin_);
     if (team.status != 201) {
       violation("setup", "creating the team failed: " + team.body);
@@ -443,10 +439,8 @@ class Run {
   }
 
   void boot(int n) {
-    started_ever_[static_cast<size_t>(n)] = true;
     start_time_[static_cast<size_t>(n)] = k_.now();
-    loaded_hash_[static_cast<size_t>(n)] = hash_of(c_.node_config_file(n));
-    master_ = data_source(c_.node_config_file(n));
+    loaded(n);
     k_.start(static_cast<NodeIndex>(n));
   }
 
@@ -454,8 +448,7 @@ class Run {
     const auto before = nd.status().self();
     const std::string error = nd.reload_config();
     if (!error.empty()) return violation("config reload", fmt::format("n{} refused its config.json: {}", n, error));
-    loaded_hash_[static_cast<size_t>(n)] = hash_of(c_.node_config_file(n));
-    master_ = data_source(c_.node_config_file(n));
+    loaded(n);
     if (o_.bug == Bug::wrong_status && n == bug_node_) nd.status().set_self(before);  // the injected bug: peers keep the old hash
   }
 
@@ -476,14 +469,12 @@ class Run {
     file = json::serialize(v);
   }
 
-  static std::string data_source(const std::string& text) {
-    auto loaded = config::load_config_text(text, "config.json", {});
-    return loaded.ok() ? loaded.loaded->config.SqlSettings.DataSource : "db1";
-  }
-
-  static std::string hash_of(const std::string& text) {
-    auto loaded = config::load_config_text(text, "config.json", {});
-    return loaded.ok() ? loaded.loaded->hash : "unloadable";
+  // Node n has just (re)started or reloaded from its config.json: the truth's hash, and the master the
+  // checkers read.
+  void loaded(int n) {
+    auto cfg = config::load_config_text(c_.node_config_file(n), "config.json", {});
+    loaded_hash_[static_cast<size_t>(n)] = cfg.ok() ? cfg.loaded->hash : "unloadable";
+    if (cfg.ok()) master_ = cfg.loaded->config.SqlSettings.DataSource;
   }
 
   void cut(int a, int b) { cut_[static_cast<size_t>(a * sc_.nodes + b)] = true; }
@@ -725,11 +716,7 @@ class Run {
     if (text.find("\"event\":\"typing\"") != std::string::npos || text.find("\"event\":\"status_change\"") != std::string::npos) {
       const auto at = text.rfind("\"seq\":");
       if (at != std::string::npos && text.find("\"seq_reply\"") == std::string::npos) {
-        const int64_t seq = std::strtoll(text.c_str() + at + 6, nullptr, 10);
-        if (seq != cl.next_seq)
-          violation("events in order, never twice", fmt::format("client {} on connection {}: event seq {} where {} was next", cl.index, cl.connection_id, seq, cl.next_seq));
-        cl.next_seq = seq + 1;
-        return;
+        return check_seq(cl, std::strtoll(text.c_str() + at + 6, nullptr, 10));
       }
     }
     boost::system::error_code ec;
@@ -761,9 +748,7 @@ class Run {
       cl.next_seq = seq + 1;
       return;
     }
-    if (seq != cl.next_seq)
-      violation("events in order, never twice", fmt::format("client {} on connection {}: event seq {} where {} was next", cl.index, cl.connection_id, seq, cl.next_seq));
-    cl.next_seq = seq + 1;
+    check_seq(cl, seq);
     if (event != "posted") return;
     const auto post = json::parse(o.at("data").as_object().at("post").as_string()).as_object();
     const std::string id(post.at("id").as_string());
@@ -788,6 +773,13 @@ class Run {
       if (create_at > last.first) last = {create_at, message};
     }
     if (const auto a = ack_time_.find(id); a != ack_time_.end()) delivery_delay_ = std::max(delivery_delay_, k_.now() - a->second);
+  }
+
+  // Each event's seq is the next one on its connection.
+  void check_seq(Client& cl, int64_t seq) {
+    if (seq != cl.next_seq)
+      violation("events in order, never twice", fmt::format("client {} on connection {}: event seq {} where {} was next", cl.index, cl.connection_id, seq, cl.next_seq));
+    cl.next_seq = seq + 1;
   }
 
   // What the webapp does on a new connection: fetch each channel's posts since the last sync.
@@ -967,8 +959,8 @@ class Run {
   }
 
   // The colour a viewer should show for a peer: red when it is down or unreachable, or its version or
-  // config hash differs from the viewer's; nullopt when no colour is owed (gone, or never started).
-  std::optional<bool> expected_green(int viewer, int peer) const {
+  // config hash differs from the viewer's.
+  bool expected_green(int viewer, int peer) const {
     if (!live(peer) || !reachable(viewer, peer)) return false;
     return c_.version(peer) == c_.version(viewer) && loaded_hash_[static_cast<size_t>(peer)] == loaded_hash_[static_cast<size_t>(viewer)];
   }
@@ -987,12 +979,12 @@ class Run {
         const auto want = expected_green(v, p);
         const auto shown = shown_green(v, p);
         if (live(p) && one_way(v, p)) continue;  // cut one way only: either colour can be right
-        const bool wrong = live(p) && reachable(v, p) ? (!shown || *shown != *want) : (shown && *shown);
+        const bool wrong = live(p) && reachable(v, p) ? (!shown || *shown != want) : (shown && *shown);
         if (wrong && !status_reported_.count({v, p})) {
           status_reported_.insert({v, p});
           violation("cluster status matches the truth",
                     fmt::format("n{} shows n{} {} but it is {} (versions {} / {}, config {} / {})", v, p, !shown ? "nowhere" : (*shown ? "green" : "red"),
-                                *want ? "green" : (live(p) ? "red" : "down"), c_.version(v), c_.version(p),
+                                want ? "green" : (live(p) ? "red" : "down"), c_.version(v), c_.version(p),
                                 loaded_hash_[static_cast<size_t>(v)].substr(0, 8), loaded_hash_[static_cast<size_t>(p)].substr(0, 8)));
         }
       }
@@ -1042,7 +1034,7 @@ class Run {
       }
     for (int n = 0; n < sc_.nodes; ++n) {
       const auto st = k_.state(static_cast<NodeIndex>(n));
-      s.state += !started_ever_[static_cast<size_t>(n)] ? '-' : st == NodeState::paused ? 'p' : st == NodeState::up ? 'u' : 'd';
+      s.state += start_time_[static_cast<size_t>(n)] < Duration{0} ? '-' : st == NodeState::paused ? 'p' : st == NodeState::up ? 'u' : 'd';
       int red = 0, green = 0;
       for (int v : alive) {
         if (v == n) continue;
@@ -1069,14 +1061,16 @@ class Run {
     int lost = 0, undelivered = 0;
     Duration first_at = sc_.duration;  // the violation is placed at the first acknowledgement concerned (replay shows the trace there)
     std::string first_lost, first_undelivered;
-    for (const auto& a : acked_) {
-      if (!stored.count(a.id)) {
-        if (lost == 0) first_at = a.at;
-        if (lost++ == 0) first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k, fmt_s(a.at), master_);
+    for (const auto& a : acked_) {  // in acknowledgement order: the first found is the earliest
+      if (!stored.count(a.id) && lost++ == 0) {
+        first_at = std::min(first_at, a.at);
+        first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k, fmt_s(a.at), master_);
       }
       for (int u : members_[static_cast<size_t>(a.channel)])
-        if (!clients_[static_cast<size_t>(u)].have.count(a.id) && undelivered++ == 0 && (first_at = std::min(first_at, a.at), true))
+        if (!clients_[static_cast<size_t>(u)].have.count(a.id) && undelivered++ == 0) {
+          first_at = std::min(first_at, a.at);
           first_undelivered = fmt::format("client {} never got post {} (\"c{}#{}\" in channel {}, acknowledged at {})", u, a.id, a.author, a.k, a.channel, fmt_s(a.at));
+        }
     }
     if (lost) violation("no acknowledged post lost", fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost), first_at);
     if (undelivered) violation("no acknowledged post lost", fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at);
@@ -1119,19 +1113,16 @@ class Run {
     }
     // The always-on checkers, as report rows, ahead of the expectations.
     std::vector<RunRecord::Check> rows;
-    for (const char* name : {"no acknowledged post lost", "events in order, never twice", "one leader per connected group", "recurring jobs run once per period",
-                             "cluster status matches the truth", "no node crashes", "queues stay bounded"}) {
+    for (const char* name : kCheckers) {
       std::string first;
       int count = 0;
       for (const auto& v : result_.violations)
         if (v.checker == name && count++ == 0) first = v.what;
-      std::string known;
-      for (const auto& kb : sc_.known_bugs)
-        if (kb.first == name) known = kb.second;
-      if (!known.empty() || std::any_of(sc_.known_bugs.begin(), sc_.known_bugs.end(), [&](const auto& kb) { return kb.first == name; }))
+      const auto known = std::find_if(sc_.known_bugs.begin(), sc_.known_bugs.end(), [&](const auto& kb) { return kb.first == name; });
+      if (known != sc_.known_bugs.end())
         rows.push_back(RunRecord::Check{std::string(name) + " (KNOWN BUG)", true,
-                                        count == 0 ? "did not show in this run; the bug: " + known
-                                                   : fmt::format("KNOWN BUG ({}): {} violations; first: {}", known, count, first)});
+                                        count == 0 ? "did not show in this run; the bug: " + known->second
+                                                   : fmt::format("KNOWN BUG ({}): {} violations; first: {}", known->second, count, first)});
       else
         rows.push_back(RunRecord::Check{name, count == 0, count == 0 ? "held" : fmt::format("{} violations; first: {}", count, first)});
     }
@@ -1164,14 +1155,13 @@ class Run {
     m.emplace_back("posts out of channel order on a connection", std::to_string(crossed_));
     uint64_t filled = 0;
     for (int n = 0; n < sc_.nodes; ++n)
-      if (auto* nd = c_.node(n)) filled += nd->app().posts_filled();
+      if (auto* nd = c_.node(n)) filled += nd->app().stats().posts_filled;
     m.emplace_back("posts read from the database to fill a gap (live nodes)", std::to_string(filled));
     for (const auto& [n, d] : detected_) m.emplace_back(fmt::format("detection of n{}", n), fmt_s(d));
     for (size_t i = 0; i < failures_.size(); ++i) m.emplace_back(fmt::format("failed request {}", i + 1), failures_[i]);
     m.emplace_back("trace", fmt::format("{} events, hash {:016x}", k_.trace_count(), k_.trace_hash()));
-    result_.record.availability.clear();
-    for (size_t i = 0; i < availability_.size(); ++i)
-      result_.record.availability.push_back(RunRecord::Bucket{static_cast<double>(i), availability_[i].ok, availability_[i].failed});
+    for (size_t i = 0; i < availability_.size(); ++i) availability_[i].t = static_cast<double>(i);
+    result_.record.availability = std::move(availability_);
   }
 
   void jobs_check() {
@@ -1222,8 +1212,9 @@ class Run {
 
   void violation(const std::string& checker, const std::string& what, std::optional<Duration> at = std::nullopt) {
     if (result_.violations.size() >= 200) return;
-    result_.violations.push_back(Violation{at ? *at : k_.now() - t0_, checker, what});
-    std::stable_sort(result_.violations.begin(), result_.violations.end(), [](const Violation& a, const Violation& b) { return a.at < b.at; });
+    Violation v{at ? *at : k_.now() - t0_, checker, what};
+    const auto place = std::upper_bound(result_.violations.begin(), result_.violations.end(), v.at, [](Duration t, const Violation& x) { return t < x.at; });
+    result_.violations.insert(place, std::move(v));  // kept in time order
   }
 
   void trace_window(Duration at) {
@@ -1265,8 +1256,7 @@ class Run {
   uint64_t rr_ = 0;
   std::vector<std::vector<int64_t>> workers_;
   // Truth
-  std::vector<bool> started_ever_;
-  std::vector<Duration> start_time_;
+  std::vector<Duration> start_time_;  // of each node's last start (-1: never started)
   std::vector<bool> cut_;
   double loss_ = 0;
   std::vector<std::string> loaded_hash_;
@@ -1285,7 +1275,7 @@ class Run {
   int jobs_done_ = 0;
   std::unordered_map<std::string, int> origin_;  // post message -> the node that handled its request
   std::unordered_map<std::string, Duration> ack_time_;  // post id -> when its author got the 201
-  Duration delivery_delay_{0};                   // longest from a 201 to the event on another connection
+  Duration delivery_delay_{0};                   // longest from a 201 to the post's event on any connection
   int64_t crossed_ = 0;                          // posts out of channel order on a connection
 };
 

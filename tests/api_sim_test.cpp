@@ -569,7 +569,7 @@ TEST(ApiSim, APostHeldUpBetweenNodesIsFilledFromTheDatabaseInItsPlaceAndNotDeliv
     ASSERT_EQ(post(c, 1, w, w.a, "after").status, 201);
     c.kernel().run_for(Duration{1'000'000});
     EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"})) << "the gap is filled in order";
-    EXPECT_GE(c.node(2)->app().posts_filled(), 1u);
+    EXPECT_GE(c.node(2)->app().stats().posts_filled, 1u);
     c.kernel().heal();
     c.kernel().run_for(Duration{5'000'000});
     EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"})) << "the late event is not delivered again";

@@ -412,7 +412,7 @@ void App::fill_gap(const std::string& channel) {
     oo.fetching = false;
     for (auto& e : filled)
       if (!oo.recent_set.contains(e.post_id)) {
-        ++posts_filled_;
+        ++stats_.posts_filled;
         deliver_post(oo, e);
       }
     oo.next = std::max(oo.next, upto_seq);

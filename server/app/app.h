@@ -165,9 +165,9 @@ class App {
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, invalidations_sent = 0, invalidations_received = 0, events_published = 0,
              events_received = 0, cache_flushes = 0;
+    uint64_t posts_filled = 0;  // posts read from the database to fill a gap in a channel's order
   };
   const Stats& stats() const { return stats_; }
-  uint64_t posts_filled() const { return posts_filled_; }  // posts read from the database to fill a gap
 
  private:
   template <class T>
@@ -205,7 +205,6 @@ class App {
   std::map<std::string, Entry<Channel>> channels_;  // by id
   std::map<std::string, Entry<Status>> statuses_;   // by user id (statuses live in memory and the Status table)
   uint64_t epoch_ = 0;                              // bumps on every invalidation: fills in flight are dropped
-  uint64_t posts_filled_ = 0;
   TimerId revalidate_timer_ = 0;
   Stats stats_;
   // Posts of one channel are written one at a time on this node, so that this node publishes them in the
