@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 SEEDS ?= 1..20
 
-.PHONY: all deps js-deps debug release run sim scenarios report test bench load clean
+.PHONY: all deps js-deps debug release sim-release run sim scenarios report soak ci-seeds test bench load clean
 
 all: release
 
@@ -19,6 +19,11 @@ debug: deps
 release: deps
 	@test -f build/release/build.ninja || cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target chorusd chorus-sim
+
+# The simulator alone in release (the soak and CI's seed sweep need no more).
+sim-release: deps
+	@test -f build/release/build.ninja || cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target chorus-sim
 
 # The main job: a three-node cluster on loopback on the embedded default (SQLite); Ctrl-C stops it.
 run: release
@@ -37,12 +42,23 @@ report: release
 	@rm -rf reports/scenarios && ./build/release/chorus-sim run scenarios/*.yaml --report reports/scenarios
 	@bash scripts/sim-speed.sh > reports/sim-speed.md && echo "wrote reports/sim-speed.md"
 
+# Every scenario over many seeds on every core (SEEDS=N: seeds 1..N; or a range A..B), with a progress
+# line; writes reports/soak.md (seeds run, failures with their replay commands, speed).
+soak: sim-release
+	@case "$(SEEDS)" in *..*) range="$(SEEDS)";; *) range="1..$(SEEDS)";; esac; \
+	./build/release/chorus-sim run scenarios/*.yaml --seeds $$range --jobs $(JOBS) --soak-report reports/soak.md
+
+# CI's seed volume: random-faults over 2,000 seeds of a range that moves with every commit.
+ci-seeds: sim-release
+	@bash scripts/ci-seeds.sh
+
 # The official Mattermost client (npm, pinned by tests/js/package-lock.json) for the NGINX test.
 js-deps: deps
 	@test -d tests/js/node_modules/@mattermost/client || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 test: debug js-deps
 	@ctest --preset debug -j 2
+	@$(MAKE) --no-print-directory ci-seeds
 
 bench: deps
 	@test -f build/release/build.ninja || cmake --preset release >/dev/null

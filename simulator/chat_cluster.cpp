@@ -92,6 +92,7 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
       };
       no.app.bcrypt_cost = 4;
       no.jobs = options_.jobs;
+      no.messenger = options_.messenger;
       auto n = std::make_unique<node::Node>(env, std::move(*loaded.loaded), no);
       if (options_.setup_node) options_.setup_node(*n, i);
       return n;

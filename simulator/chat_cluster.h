@@ -47,6 +47,7 @@ struct ChatClusterOptions {
   std::vector<std::string> replicas;  // read replica server names
   std::function<void(config::Config&, int node)> configure;  // per-node config tweaks
   jobs::JobServerOptions jobs;                               // job server timings (worker_id is set per node)
+  cluster::MessengerOptions messenger;                       // every node's (an injected bug sets one)
   std::function<void(node::Node&, int node)> setup_node;     // after a node (incarnation) is built
   // Whole-cluster scenarios:
   std::vector<std::string> versions;  // per node ("0.1.0" when missing); set_version changes it for the next start

@@ -1,6 +1,6 @@
 // chorus-sim: runs simulated Chorus clusters from seeds, checks them, and says how to replay a failure.
 //
-//   chorus-sim run FILE... [--seed N | --seeds A..B] [--report DIR] [--check-determinism]
+//   chorus-sim run FILE... [--seed N | --seeds A..B] [--jobs N] [--report DIR] [--soak-report FILE] [--check-determinism]
 //       scenario files (scenarios/*.yaml): whole clusters with a load balancer and clients through the
 //       HA guide's procedures and failures, every checker on; a progress line, then a summary table.
 //   chorus-sim replay FILE --seed N     the run again, with the trace around its first violation
@@ -14,6 +14,7 @@
 #include <map>
 #include <fmt/format.h>
 
+#include "simulator/forked_pool.h"
 #include "simulator/membership_cluster.h"
 #include "simulator/ping_cluster.h"
 #include "simulator/scenario.h"
@@ -137,6 +138,8 @@ struct ScenarioCli {
   std::string seeds;
   std::string report;
   bool determinism = false;
+  int jobs = 1;
+  std::string soak_report;
   std::string bug;
   std::string out;
   bool logs = false;
@@ -149,8 +152,9 @@ bool parse_bug(const std::string& name, chorus::sim::Bug& bug) {
   else if (name == "two_leaders") bug = Bug::two_leaders;
   else if (name == "double_job") bug = Bug::double_job;
   else if (name == "wrong_status") bug = Bug::wrong_status;
+  else if (name == "random_stream_ids") bug = Bug::random_stream_ids;
   else {
-    std::fprintf(stderr, "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job or wrong_status\n", name.c_str());
+    std::fprintf(stderr, "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job, wrong_status or random_stream_ids\n", name.c_str());
     return false;
   }
   return true;
@@ -164,10 +168,75 @@ std::optional<chorus::sim::Scenario> load(const std::string& file) {
 
 std::string bug_flag(const std::string& bug) { return bug.empty() ? "" : " --bug " + bug; }
 
-void print_violations(const chorus::sim::RunResult& r, size_t max) {
+// One seed's outcome, as a worker process sends it: failed, the seconds, and what to print.
+struct SeedOutcome {
+  bool failed = false;
+  double simulated_s = 0, wall_s = 0, setup_wall_s = 0;
+  std::string text;  // the failure's violations and the commands to replay it
+
+  std::string encode() const { return fmt::format("{} {} {} {}\n{}", failed ? 1 : 0, simulated_s, wall_s, setup_wall_s, text); }
+  static SeedOutcome decode(const std::string& s) {
+    SeedOutcome o;
+    int f = 0;
+    std::sscanf(s.c_str(), "%d %lf %lf %lf", &f, &o.simulated_s, &o.wall_s, &o.setup_wall_s);
+    o.failed = f != 0;
+    const auto nl = s.find('\n');
+    if (nl != std::string::npos) o.text = s.substr(nl + 1);
+    return o;
+  }
+};
+
+std::string violations_text(const chorus::sim::RunResult& r, size_t max) {
+  std::string out;
   for (size_t i = 0; i < r.violations.size() && i < max; ++i)
-    std::printf("    %8.3fs  [%s] %s\n", static_cast<double>(r.violations[i].at.count()) / 1e6, r.violations[i].checker.c_str(), r.violations[i].what.c_str());
-  if (r.violations.size() > max) std::printf("    ... and %zu more\n", r.violations.size() - max);
+    out += fmt::format("    {:8.3f}s  [{}] {}\n", static_cast<double>(r.violations[i].at.count()) / 1e6, r.violations[i].checker, r.violations[i].what);
+  if (r.violations.size() > max) out += fmt::format("    ... and {} more\n", r.violations.size() - max);
+  return out;
+}
+
+void print_violations(const chorus::sim::RunResult& r, size_t max) { std::printf("%s", violations_text(r, max).c_str()); }
+
+SeedOutcome run_seed(const chorus::sim::Scenario& sc, uint64_t s, chorus::sim::Bug bug, const ScenarioCli& cli) {
+  chorus::sim::RunOptions o;
+  o.seed = s;
+  o.bug = bug;
+  auto r = chorus::sim::run_scenario(sc, o);
+  SeedOutcome out;
+  std::string problem;
+  if (cli.determinism) {
+    auto again = chorus::sim::run_scenario(sc, o);
+    out.simulated_s += again.record.duration_s;
+    out.wall_s += again.record.wall_s;
+    out.setup_wall_s += again.record.setup_wall_s;
+    if (again.trace_hash != r.trace_hash || again.trace_count != r.trace_count) {
+      // Run both again keeping the traces, find the first record where they part, and name it.
+      chorus::sim::RunOptions k = o;
+      k.keep_trace = true;
+      auto a = chorus::sim::run_scenario(sc, k);
+      auto b = chorus::sim::run_scenario(sc, k);
+      size_t i = 0;
+      while (i < a.trace_hashes.size() && i < b.trace_hashes.size() && a.trace_hashes[i] == b.trace_hashes[i]) ++i;
+      k.describe_record = i;
+      auto da = chorus::sim::run_scenario(sc, k);
+      auto db = chorus::sim::run_scenario(sc, k);
+      problem = fmt::format("nondeterministic: the two runs part at trace record {}:\n      first:  {}\n      second: {}", i, da.described_record,
+                            db.described_record);
+    }
+  }
+  out.simulated_s += r.record.duration_s;
+  out.wall_s += r.record.wall_s;
+  out.setup_wall_s += r.record.setup_wall_s;
+  out.failed = !r.ok() || !problem.empty();
+  if (out.failed) {
+    const auto n = static_cast<unsigned long long>(s);
+    const std::string flag = bug_flag(cli.bug);
+    out.text = fmt::format("[{}] seed {} FAILED ({} violations)\n", sc.name, n, r.violations.size()) + violations_text(r, 5);
+    if (!problem.empty()) out.text += "    " + problem + "\n";
+    out.text += fmt::format("  replay:  chorus-sim run {} --seed {}{}\n", sc.file, n, flag);
+    out.text += fmt::format("  trace:   chorus-sim replay {} --seed {}{}\n", sc.file, n, flag);
+    out.text += fmt::format("  shrink:  chorus-sim shrink {} --seed {}{}\n", sc.file, n, flag);
+  }
+  return out;
 }
 
 int scenario_run(const ScenarioCli& cli) {
@@ -180,112 +249,134 @@ int scenario_run(const ScenarioCli& cli) {
     scenarios.push_back(std::move(*sc));
   }
   const bool tty = isatty(fileno(stderr));
-  std::vector<chorus::sim::IndexRow> rows;
-  int failed_total = 0;
   const auto wall_start = std::chrono::steady_clock::now();
   uint64_t seeds_first = 0, seeds_last = 0;
   if (!cli.seeds.empty() && !parse_seeds(cli.seeds, seeds_first, seeds_last)) {
     std::fprintf(stderr, "chorus-sim: --seeds expects A..B with A <= B, got \"%s\"\n", cli.seeds.c_str());
     return 2;
   }
-  for (const auto& sc : scenarios) {
+  // Every (scenario, seed) to run, in order; workers take every jobs-th.
+  std::vector<std::pair<size_t, uint64_t>> items;
+  std::vector<chorus::sim::IndexRow> rows(scenarios.size());
+  for (size_t i = 0; i < scenarios.size(); ++i) {
+    const auto& sc = scenarios[i];
     uint64_t first = 1, last = static_cast<uint64_t>(sc.seeds);
     if (cli.seed) first = last = cli.seed;
     if (!cli.seeds.empty()) {
       first = seeds_first;
       last = seeds_last;
     }
-    chorus::sim::IndexRow row;
-    row.scenario = sc.name;
-    row.description = sc.description;
-    std::optional<chorus::sim::RunRecord> shown;
-    for (uint64_t s = first; s <= last; ++s) {
-      if (tty)
-        std::fprintf(stderr, "\r\033[K[%s] seed %llu (%llu of %llu), %d failed so far", sc.name.c_str(), static_cast<unsigned long long>(s),
-                     static_cast<unsigned long long>(s - first + 1), static_cast<unsigned long long>(last - first + 1), row.failed_seeds);
-      chorus::sim::RunOptions o;
-      o.seed = s;
-      o.bug = bug;
-      auto r = chorus::sim::run_scenario(sc, o);
-      std::string problem;
-      if (cli.determinism) {
-        auto again = chorus::sim::run_scenario(sc, o);
-        row.simulated_s += again.record.duration_s;
-        row.wall_s += again.record.wall_s;
-        row.setup_wall_s += again.record.setup_wall_s;
-        if (again.trace_hash != r.trace_hash || again.trace_count != r.trace_count) {
-          // Run both again keeping the traces, find the first record where they part, and name it.
-          chorus::sim::RunOptions k = o;
-          k.keep_trace = true;
-          auto a = chorus::sim::run_scenario(sc, k);
-          auto b = chorus::sim::run_scenario(sc, k);
-          size_t i = 0;
-          while (i < a.trace_hashes.size() && i < b.trace_hashes.size() && a.trace_hashes[i] == b.trace_hashes[i]) ++i;
-          k.describe_record = i;
-          auto da = chorus::sim::run_scenario(sc, k);
-          auto db = chorus::sim::run_scenario(sc, k);
-          problem = fmt::format("nondeterministic: the two runs part at trace record {}:\n      first:  {}\n      second: {}", i, da.described_record,
-                                db.described_record);
+    for (uint64_t s = first; s <= last; ++s) items.emplace_back(i, s);
+    if (!cli.seed && cli.seeds.empty())
+      for (uint64_t s : sc.regression_seeds)
+        if (s > last) items.emplace_back(i, s);  // the file's own seeds: 1..seeds and its regressions
+    rows[i].scenario = sc.name;
+    rows[i].description = sc.description;
+  }
+  size_t finished = 0;
+  int failed_total = 0;
+  std::vector<std::string> failures;  // for the soak report
+  auto progress = [&] {
+    if (!tty) return;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    std::fprintf(stderr, "\r\033[K%zu of %zu runs, %d failed, %.0f s", finished, items.size(), failed_total, wall);
+  };
+  chorus::sim::run_forked(
+      items.size(), cli.jobs,
+      [&](size_t k) {
+        const auto& [i, s] = items[k];
+        return run_seed(scenarios[i], s, bug, cli).encode();
+      },
+      [&](size_t k, const std::optional<std::string>& result) {
+        const auto& [i, s] = items[k];
+        auto& row = rows[i];
+        SeedOutcome o;
+        if (result) {
+          o = SeedOutcome::decode(*result);
+        } else {
+          o.failed = true;
+          o.text = fmt::format("[{}] seed {} FAILED: its worker process died (a crash in the run)\n  replay:  chorus-sim run {} --seed {}{}\n",
+                               scenarios[i].name, s, scenarios[i].file, s, bug_flag(cli.bug));
         }
-      }
-      row.seeds++;
-      row.simulated_s += r.record.duration_s;
-      row.wall_s += r.record.wall_s;
-      row.setup_wall_s += r.record.setup_wall_s;
-      const bool failed = !r.ok() || !problem.empty();
-      if (failed) {
-        row.failed_seeds++;
-        row.failing.push_back(s);
-        if (tty) std::fprintf(stderr, "\r\033[K");
-        std::printf("[%s] seed %llu FAILED (%zu violations)\n", sc.name.c_str(), static_cast<unsigned long long>(s), r.violations.size());
-        print_violations(r, 5);
-        if (!problem.empty()) std::printf("    %s\n", problem.c_str());
-        std::printf("  replay:  chorus-sim run %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
-        std::printf("  trace:   chorus-sim replay %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
-        std::printf("  shrink:  chorus-sim shrink %s --seed %llu%s\n", sc.file.c_str(), static_cast<unsigned long long>(s), bug_flag(cli.bug).c_str());
-        std::fflush(stdout);
-      }
-      if (!shown || (failed && shown->passed())) shown = r.record;
-    }
-    if (tty) std::fprintf(stderr, "\r\033[K");
-    failed_total += row.failed_seeds;
-    std::printf("[%s] %d seeds, %d failed, %.0f simulated s in %.1f wall s (%.0fx)\n", sc.name.c_str(), row.seeds, row.failed_seeds, row.simulated_s,
-                row.wall_s, row.wall_s > 0 ? row.simulated_s / row.wall_s : 0.0);
-    std::fflush(stdout);
-    if (!cli.report.empty() && shown) {
+        ++finished;
+        row.seeds++;
+        row.simulated_s += o.simulated_s;
+        row.wall_s += o.wall_s;
+        row.setup_wall_s += o.setup_wall_s;
+        if (o.failed) {
+          row.failed_seeds++;
+          row.failing.push_back(s);
+          ++failed_total;
+          failures.push_back(o.text);
+          if (tty) std::fprintf(stderr, "\r\033[K");
+          std::printf("%s", o.text.c_str());
+          std::fflush(stdout);
+        }
+        progress();
+      });
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  for (size_t i = 0; i < scenarios.size(); ++i) {
+    auto& row = rows[i];
+    std::sort(row.failing.begin(), row.failing.end());
+    std::printf("[%s] %d seeds, %d failed, %.0f simulated s in %.1f wall s (%.0fx)\n", row.scenario.c_str(), row.seeds, row.failed_seeds,
+                row.simulated_s, row.wall_s, row.wall_s > 0 ? row.simulated_s / row.wall_s : 0.0);
+    if (!cli.report.empty() && row.seeds > 0) {
+      // The page shows the first failing seed, else the first seed: run it again here for its record.
+      chorus::sim::RunOptions o;
+      const auto first = std::find_if(items.begin(), items.end(), [i](const auto& item) { return item.first == i; });
+      o.seed = row.failing.empty() ? first->second : row.failing.front();
+      o.bug = bug;
+      const auto r = chorus::sim::run_scenario(scenarios[i], o);
       std::filesystem::create_directories(cli.report);
-      const std::string base = sc.name;
-      std::ofstream(cli.report + "/" + base + ".svg") << chorus::sim::render_svg(*shown);
-      std::ofstream(cli.report + "/" + base + ".md") << chorus::sim::render_markdown(*shown, base + ".svg");
+      const std::string base = row.scenario;
+      std::ofstream(cli.report + "/" + base + ".svg") << chorus::sim::render_svg(r.record);
+      std::ofstream(cli.report + "/" + base + ".md") << chorus::sim::render_markdown(r.record, base + ".svg");
       row.page = base + ".md";
     }
-    rows.push_back(row);
   }
+  std::fflush(stdout);
   const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   // The summary table.
   size_t width = 8;
   for (const auto& r : rows) width = std::max(width, r.scenario.size());
-  std::printf("\n%-*s  %6s  %6s  %10s  %8s  %7s  %s\n", static_cast<int>(width), "scenario", "seeds", "failed", "simulated", "wall", "speed",
-              "speed after setup");
+  std::string table = fmt::format("\n{:<{}}  {:>6}  {:>6}  {:>10}  {:>8}  {:>7}  {}\n", "scenario", width, "seeds", "failed", "simulated", "wall", "speed",
+                                  "speed after setup");
   double sim_total = 0;
   int seeds_total = 0;
   for (const auto& r : rows) {
     const double run_s = r.wall_s - r.setup_wall_s;
-    std::printf("%-*s  %6d  %6d  %9.0fs  %7.1fs  %6.0fx  %6.0fx%s\n", static_cast<int>(width), r.scenario.c_str(), r.seeds, r.failed_seeds, r.simulated_s,
-                r.wall_s, r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0, run_s > 0 ? r.simulated_s / run_s : 0.0, r.failed_seeds ? "  FAILED" : "");
+    table += fmt::format("{:<{}}  {:>6}  {:>6}  {:>9.0f}s  {:>7.1f}s  {:>6.0f}x  {:>6.0f}x{}\n", r.scenario, width, r.seeds, r.failed_seeds, r.simulated_s,
+                         r.wall_s, r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0, run_s > 0 ? r.simulated_s / run_s : 0.0, r.failed_seeds ? "  FAILED" : "");
     sim_total += r.simulated_s;
     seeds_total += r.seeds;
   }
-  std::printf("%-*s  %6d  %6d  %9.0fs  %7.1fs  %6.0fx\n", static_cast<int>(width), "total", seeds_total, failed_total, sim_total, wall_s,
-              wall_s > 0 ? sim_total / wall_s : 0.0);
+  table += fmt::format("{:<{}}  {:>6}  {:>6}  {:>9.0f}s  {:>7.1f}s  {:>6.0f}x\n", "total", width, seeds_total, failed_total, sim_total, wall_s,
+                       wall_s > 0 ? sim_total / wall_s : 0.0);
+  std::printf("%s", table.c_str());
+  std::string command = "chorus-sim run";
+  for (const auto& f : cli.files) command += " " + f;
+  if (!cli.seeds.empty()) command += " --seeds " + cli.seeds;
+  if (cli.seed) command += fmt::format(" --seed {}", cli.seed);
+  if (cli.determinism) command += " --check-determinism";
+  if (cli.jobs > 1) command += fmt::format(" --jobs {}", cli.jobs);
   if (!cli.report.empty()) {
-    std::string command = "chorus-sim run";
-    for (const auto& f : cli.files) command += " " + f;
-    if (!cli.seeds.empty()) command += " --seeds " + cli.seeds;
-    if (cli.seed) command += fmt::format(" --seed {}", cli.seed);
-    command += " --report " + cli.report;
-    std::ofstream(cli.report + "/index.md") << chorus::sim::render_index(rows, command);
+    std::ofstream(cli.report + "/index.md") << chorus::sim::render_index(rows, command + " --report " + cli.report);
     std::printf("report: %s/index.md\n", cli.report.c_str());
+  }
+  if (!cli.soak_report.empty()) {
+    std::string md = "# Soak: every scenario over many seeds\n\n";
+    md += fmt::format("`{}` ({} worker processes, release build): {} runs, {} failed, {:.0f} simulated s in {:.0f} wall s ({:.0f}x real time "
+                      "on all workers together).\n\n",
+                      command, std::max(1, cli.jobs), seeds_total, failed_total, sim_total, wall_s, wall_s > 0 ? sim_total / wall_s : 0.0);
+    md += "| scenario | seeds | failed | simulated s | wall s (summed over workers) | speed per worker |\n|---|---:|---:|---:|---:|---:|\n";
+    for (const auto& r : rows)
+      md += fmt::format("| {} | {} | {} | {:.0f} | {:.1f} | {:.0f}x |\n", r.scenario, r.seeds, r.failed_seeds, r.simulated_s, r.wall_s,
+                        r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0);
+    md += failures.empty() ? "\nNo seed failed.\n" : "\n## Failures\n\n```\n";
+    for (const auto& f : failures) md += f;
+    if (!failures.empty()) md += "```\n";
+    std::ofstream(cli.soak_report) << md;
+    std::printf("wrote %s\n", cli.soak_report.c_str());
   }
   return failed_total == 0 ? 0 : 1;
 }
@@ -340,20 +431,28 @@ int scenario_shrink(const ScenarioCli& cli) {
     std::printf("%s, seed %llu passes: nothing to shrink\n", sc->name.c_str(), static_cast<unsigned long long>(cli.seed));
     return 0;
   }
-  std::printf("seed %llu fails [%s] with %zu faults in its schedule; shrinking...\n", static_cast<unsigned long long>(cli.seed),
-              first.violations.front().checker.c_str(), first.schedule.size());
-  auto shrunk = chorus::sim::shrink_schedule(*sc, o, first, [](size_t left, int runs) { std::fprintf(stderr, "\r\033[K  %zu faults left (%d runs)", left, runs); });
-  std::fprintf(stderr, "\r\033[K");
+  const auto& v = first.violations.front();
+  const std::string how = v.kind.empty() ? v.checker : v.checker + ": " + v.kind;
+  std::printf("seed %llu fails [%s] with %zu faults in its schedule; shrinking...\n", static_cast<unsigned long long>(cli.seed), how.c_str(),
+              first.schedule.size());
+  const bool tty = isatty(fileno(stderr));  // progress on a terminal only: no control codes in a log
+  auto shrunk = chorus::sim::shrink_schedule(*sc, o, first, [tty](size_t left, int runs) {
+    if (tty) std::fprintf(stderr, "\r\033[K  %zu units left (%d runs)", left, runs);
+  });
+  if (tty) std::fprintf(stderr, "\r\033[K");
   const auto& current = shrunk.schedule;
   std::printf("shrunk from %zu to %zu faults in %d runs; still fails [%s]:\n%s", first.schedule.size(), current.size(), shrunk.runs,
-              shrunk.checker.c_str(), chorus::sim::schedule_yaml(current).c_str());
+              how.c_str(), chorus::sim::schedule_yaml(current).c_str());
   // The shrunk scenario: the same file without random faults, with this timeline.
   YAML::Node root = YAML::LoadFile(cli.file);
   root.remove("random_faults");
   root.remove("timeline");
   YAML::Emitter e;
   e << root;
-  const std::string out = cli.out.empty() ? fmt::format("{}.shrunk-{}.yaml", cli.file.substr(0, cli.file.rfind(".yaml")), cli.seed) : cli.out;
+  // By default in the working directory, never beside the scenario: a stray file in scenarios/ would be
+  // picked up by make sim and the tests as a scenario that always fails.
+  const std::string stem = std::filesystem::path(cli.file).stem().string();
+  const std::string out = cli.out.empty() ? fmt::format("{}.shrunk-{}.yaml", stem, cli.seed) : cli.out;
   std::ofstream(out) << "# " << sc->name << ", seed " << cli.seed << ", shrunk by chorus-sim shrink\n" << e.c_str() << "\n" << chorus::sim::schedule_yaml(current);
   std::printf("wrote %s; replay: chorus-sim run %s --seed %llu%s\n", out.c_str(), out.c_str(), static_cast<unsigned long long>(cli.seed), bug_flag(cli.bug).c_str());
   return 1;
@@ -393,7 +492,9 @@ int main(int argc, char** argv) {
   srun->add_option("--seeds", sc_cli.seeds, "a range of seeds, A..B (default: 1..the scenario's own `seeds`)");
   srun->add_option("--report", sc_cli.report, "write a Markdown page and an SVG timeline per scenario, and an index, to this folder");
   srun->add_flag("--check-determinism", sc_cli.determinism, "run every seed twice and name the first trace record where the runs part");
-  srun->add_option("--bug", sc_cli.bug, "inject a bug to see its checker fail: lose_post, two_leaders, double_job, wrong_status");
+  srun->add_option("--jobs,-j", sc_cli.jobs, "worker processes: seeds run in parallel (default 1)")->check(CLI::Range(1, 256));
+  srun->add_option("--soak-report", sc_cli.soak_report, "write a Markdown summary of the run (seeds, failures, speed) to this file");
+  srun->add_option("--bug", sc_cli.bug, "inject a bug to see its checker fail: lose_post, two_leaders, double_job, wrong_status, random_stream_ids");
   auto* replay = app.add_subcommand("replay", "run one seed again and show the trace around its first violation");
   replay->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
   replay->add_option("--seed", sc_cli.seed, "the seed")->required();
@@ -402,7 +503,7 @@ int main(int argc, char** argv) {
   auto* shrink = app.add_subcommand("shrink", "cut a failing run's fault schedule down to the fewest faults that still fail");
   shrink->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
   shrink->add_option("--seed", sc_cli.seed, "the failing seed")->required();
-  shrink->add_option("--out", sc_cli.out, "write the shrunk scenario here (default: FILE with .shrunk-N.yaml)");
+  shrink->add_option("--out", sc_cli.out, "write the shrunk scenario here (default: NAME.shrunk-SEED.yaml in the working directory)");
   shrink->add_option("--bug", sc_cli.bug, "the injected bug, if the failing run had one");
   CLI11_PARSE(app, argc, argv);
 

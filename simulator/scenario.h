@@ -58,6 +58,8 @@ struct Scenario {
   std::string name, description, file;
   Duration duration{60'000'000};
   int seeds = 3;  // how many seeds `make test` replays (chorus-sim --seeds overrides)
+  // Seeds that once failed, replayed too wherever the scenario's own seeds are (a regression each).
+  std::vector<uint64_t> regression_seeds;
 
   // Topology.
   int nodes = 3;
@@ -111,6 +113,7 @@ enum class Bug {
   two_leaders,   // a node is cut off without the checkers being told (a hidden partition)
   double_job,    // a second job is scheduled for a period that has one (the unique key bypassed)
   wrong_status,  // a node's config change is hidden from its peers' status (stale announcements)
+  random_stream_ids,  // message streams with random ids, as before seed 3077's fix (a late frame retires the live stream)
 };
 
 struct RunOptions {
@@ -127,7 +130,10 @@ struct Violation {
   Duration at{0};
   std::string checker;  // "no acknowledged post lost", ...
   std::string what;
+  std::string kind;     // how it failed, where a checker tells kinds apart ("acknowledged after the last repair")
 };
+// The same checker failing the same way (shrink keeps only candidates that do).
+bool same_failure(const Violation& a, const Violation& b);
 
 struct RunResult {
   RunRecord record;
@@ -145,11 +151,15 @@ struct RunResult {
 RunResult run_scenario(const Scenario& scenario, const RunOptions& options);
 
 // Shrinking: the fewest faults of a failing run's schedule (`failed`, from run_scenario with `options`)
-// that still make the same checker fail, found by removing chunks of the schedule - halves, quarters,
-// down to single faults (ddmin) - and keeping each removal that still fails. progress(left, runs).
+// that still make it fail the same way (the first violation's checker and kind), found by removing chunks
+// of the schedule - halves, quarters, down to single units (ddmin) - and keeping each removal that still
+// fails so. A unit is a fault with its repair (a crash and its node's restart, a pause and its resume, a
+// stop and its start), or one fault; the repair phase (the schedule's last instant: random faults repair
+// everything there) is always kept. progress(units left, runs).
 struct Shrunk {
   std::vector<fault::Fault> schedule;
   std::string checker;  // the first violation's checker, which every kept candidate still trips
+  std::string kind;     // and its kind
   int runs = 0;
 };
 Shrunk shrink_schedule(const Scenario& scenario, const RunOptions& options, const RunResult& failed,

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -122,13 +123,18 @@ class Parser {
   Scenario parse(const YAML::Node& root) {
     Scenario sc;
     sc.file = file_;
-    keys(root, {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect", "known_bugs"}, "the scenario");
+    keys(root, {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect", "known_bugs", "regression_seeds"}, "the scenario");
     if (!root["name"]) fail(root, "the scenario has no name");
     sc.name = str(root["name"], "name");
     if (root["description"]) sc.description = str(root["description"], "description");
     if (root["duration"]) sc.duration = duration(root["duration"], "duration");
     if (sc.duration < Duration{5'000'000} || sc.duration > Duration{3'600'000'000}) fail(root["duration"], "duration must be from 5s to 60m");
     if (root["seeds"]) sc.seeds = integer(root["seeds"], "seeds", 1, 10000);
+    if (root["regression_seeds"]) {
+      const auto& rs = root["regression_seeds"];
+      if (!rs.IsSequence()) fail(rs, "regression_seeds must be a list of seeds, such as [3077]");
+      for (const auto& e : rs) sc.regression_seeds.push_back(static_cast<uint64_t>(integer(e, "a regression seed", 1, std::numeric_limits<int>::max())));
+    }
     if (root["topology"]) topology(root["topology"], sc);
     nodes_ = sc.nodes;
     databases_ = {"db1"};
@@ -507,6 +513,7 @@ ScenarioParse parse_scenario_file(const std::string& path) {
 
 std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
   using fault::FaultKind;
+  if (schedule.empty()) return "timeline: []\n";  // a bare `timeline:` is null, which a scenario refuses
   std::string out = "timeline:\n";
   for (const auto& f : schedule) {
     const std::string at = fmt::format("{}us", f.at.count());

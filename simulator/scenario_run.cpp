@@ -49,12 +49,14 @@ std::string fmt_s(Duration d) { return fmt::format("{:.2f}s", secs(d)); }
 
 std::vector<store::Migration> simulator_migrations(const std::string& version) {
   // The probe job's record of its runs, for every version; and a release 0.2 with a schema change.
-  std::vector<store::Migration> out{{5, "simulator: the probe job's record of its runs", "0.1",
+  // Numbered after the server's own migrations, whatever their count.
+  const int next = static_cast<int>(store::migrations().size()) + 1;
+  std::vector<store::Migration> out{{next, "simulator: the probe job's record of its runs", "0.1",
                                      {"CREATE TABLE ProbeRuns (JobId TEXT NOT NULL, Period TEXT NOT NULL, Node TEXT NOT NULL, Attempt BIGINT NOT NULL)"}}};
   int major = 0, minor = 0, patch = 0;
   std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch);
   if (major > 0 || minor >= 2)
-    out.push_back({6, "simulator: release 0.2's schema change (reactions)", "0.2", {"CREATE TABLE Reactions (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL, EmojiName VARCHAR(64) NOT NULL, CreateAt BIGINT NOT NULL, "
+    out.push_back({next + 1, "simulator: release 0.2's schema change (reactions)", "0.2", {"CREATE TABLE Reactions (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL, EmojiName VARCHAR(64) NOT NULL, CreateAt BIGINT NOT NULL, "
                                   "PRIMARY KEY (PostId, UserId, EmojiName))"}});
   return out;
 }
@@ -173,6 +175,7 @@ class Run {
     co.versions.assign(static_cast<size_t>(sc.nodes), "0.1.0");
     for (const auto& [n, v] : sc.versions) co.versions[static_cast<size_t>(n)] = v;
     co.migrations_for = simulator_migrations;
+    co.messenger.random_stream_ids = o.bug == Bug::random_stream_ids;
     co.on_fatal = [this](int n, const std::string& why) { violation("no node crashes", fmt::format("n{} exited: {}", n, why)); };
     if (sc.job_period > Duration{0}) co.jobs.recurring = {jobs::Recurring{"probe", sc.job_period}};
     co.jobs.stuck_after = Duration{10'000'000};
@@ -527,6 +530,7 @@ class Run {
           last_change_ = k_.now();
         });
         break;
+      case Bug::random_stream_ids: break;  // in every node's messenger from the start (cluster_options)
     }
   }
 
@@ -1061,19 +1065,31 @@ class Run {
     int lost = 0, undelivered = 0;
     Duration first_at = sc_.duration;  // the violation is placed at the first acknowledgement concerned (replay shows the trace there)
     std::string first_lost, first_undelivered;
+    bool lost_after_repair = false, undelivered_after_repair = false;
+    const Duration repaired_at = result_.schedule.empty() ? Duration{0} : result_.schedule.back().at;
     for (const auto& a : acked_) {  // in acknowledgement order: the first found is the earliest
-      if (!stored.count(a.id) && lost++ == 0) {
-        first_at = std::min(first_at, a.at);
-        first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k, fmt_s(a.at), master_);
+      if (!stored.count(a.id)) {
+        lost_after_repair |= a.at > repaired_at;
+        if (lost++ == 0) {
+          first_at = std::min(first_at, a.at);
+          first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k, fmt_s(a.at), master_);
+        }
       }
       for (int u : members_[static_cast<size_t>(a.channel)])
-        if (!clients_[static_cast<size_t>(u)].have.count(a.id) && undelivered++ == 0) {
-          first_at = std::min(first_at, a.at);
-          first_undelivered = fmt::format("client {} never got post {} (\"c{}#{}\" in channel {}, acknowledged at {})", u, a.id, a.author, a.k, a.channel, fmt_s(a.at));
+        if (!clients_[static_cast<size_t>(u)].have.count(a.id)) {
+          undelivered_after_repair |= a.at > repaired_at;
+          if (undelivered++ == 0) {
+            first_at = std::min(first_at, a.at);
+            first_undelivered = fmt::format("client {} never got post {} (\"c{}#{}\" in channel {}, acknowledged at {})", u, a.id, a.author, a.k, a.channel, fmt_s(a.at));
+          }
         }
     }
-    if (lost) violation("no acknowledged post lost", fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost), first_at);
-    if (undelivered) violation("no acknowledged post lost", fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at);
+    // The kind says whether the loss needed a fault still in force, or came after the last repair (shrink
+    // keeps a candidate schedule only when it fails the same way).
+    const auto kind = [&](bool after_repair) { return after_repair ? std::string("acknowledged after the last repair") : std::string("acknowledged during faults"); };
+    if (lost) violation("no acknowledged post lost", fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost), first_at, kind(lost_after_repair));
+    if (undelivered)
+      violation("no acknowledged post lost", fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at, kind(undelivered_after_repair));
     jobs_check();
     // Expectations measured over the run.
     using K = Expectation::Kind;
@@ -1210,9 +1226,9 @@ class Run {
 
   // ---- helpers
 
-  void violation(const std::string& checker, const std::string& what, std::optional<Duration> at = std::nullopt) {
+  void violation(const std::string& checker, const std::string& what, std::optional<Duration> at = std::nullopt, std::string kind = {}) {
     if (result_.violations.size() >= 200) return;
-    Violation v{at ? *at : k_.now() - t0_, checker, what};
+    Violation v{at ? *at : k_.now() - t0_, checker, what, std::move(kind)};
     const auto place = std::upper_bound(result_.violations.begin(), result_.violations.end(), v.at, [](Duration t, const Violation& x) { return t < x.at; });
     result_.violations.insert(place, std::move(v));  // kept in time order
   }
@@ -1286,30 +1302,94 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options) {
   return run.go();
 }
 
+namespace {
+
+// The repair a fault waits for: a crash its node's restart, a pause its resume, a stop its start.
+std::optional<fault::FaultKind> repair_of(fault::FaultKind kind) {
+  using K = fault::FaultKind;
+  switch (kind) {
+    case K::crash: return K::restart;
+    case K::pause: return K::resume;
+    case K::stop: return K::start;
+    case K::db_stop: return K::db_start;
+    case K::lb_stop: return K::lb_start;
+    default: return std::nullopt;
+  }
+}
+
+// The schedule cut into what shrink removes together: a fault with its repair (a crash and the restart
+// of that node, ...), or one fault. The repair phase - the faults at the schedule's last instant, where
+// a random-faults scenario repairs everything - is never removed: without it a run fails for another
+// reason (a partition that never heals) and the shrunk file reproduces something else.
+std::vector<std::vector<size_t>> shrink_units(const std::vector<fault::Fault>& schedule) {
+  std::vector<std::vector<size_t>> units;
+  if (schedule.empty()) return units;
+  const Duration repair_phase = schedule.back().at;
+  std::vector<bool> taken(schedule.size(), false);
+  for (size_t i = 0; i < schedule.size(); ++i) {
+    if (taken[i] || schedule[i].at >= repair_phase) continue;
+    taken[i] = true;
+    std::vector<size_t> unit{i};
+    if (const auto repair = repair_of(schedule[i].kind)) {
+      for (size_t j = i + 1; j < schedule.size(); ++j)
+        if (!taken[j] && schedule[j].kind == *repair && schedule[j].nodes == schedule[i].nodes && schedule[j].text == schedule[i].text) {
+          if (schedule[j].at < repair_phase) {
+            taken[j] = true;
+            unit.push_back(j);
+          }
+          break;
+        }
+    }
+    units.push_back(std::move(unit));
+  }
+  return units;
+}
+
+}  // namespace
+
+bool same_failure(const Violation& a, const Violation& b) { return a.checker == b.checker && a.kind == b.kind; }
+
 Shrunk shrink_schedule(const Scenario& scenario, const RunOptions& options, const RunResult& failed, const std::function<void(size_t, int)>& progress) {
   Shrunk out;
   out.schedule = failed.schedule;
   if (failed.violations.empty()) return out;
   out.checker = failed.violations.front().checker;
+  out.kind = failed.violations.front().kind;
+  const Violation& target = failed.violations.front();
+  // ddmin over units (see shrink_units); a candidate counts only when it fails the same way.
+  auto units = shrink_units(failed.schedule);
+  auto schedule_of = [&](const std::vector<std::vector<size_t>>& kept) {
+    std::set<size_t> removed;
+    for (const auto& u : units) removed.insert(u.begin(), u.end());
+    for (const auto& u : kept)
+      for (size_t i : u) removed.erase(i);
+    std::vector<fault::Fault> s;
+    for (size_t i = 0; i < failed.schedule.size(); ++i)
+      if (!removed.count(i)) s.push_back(failed.schedule[i]);
+    return s;
+  };
   auto fails = [&](const std::vector<fault::Fault>& schedule) {
     RunOptions t = options;
     t.schedule = schedule;
     t.keep_trace = false;
     ++out.runs;
     const auto r = run_scenario(scenario, t);
-    return std::any_of(r.violations.begin(), r.violations.end(), [&](const Violation& v) { return v.checker == out.checker; });
+    return std::any_of(r.violations.begin(), r.violations.end(), [&](const Violation& v) { return same_failure(v, target); });
   };
-  for (size_t chunk = std::max<size_t>(1, out.schedule.size() / 2);; chunk /= 2) {
+  auto kept = units;
+  for (size_t chunk = std::max<size_t>(1, kept.size() / 2);; chunk /= 2) {
     bool removed = true;
-    while (removed && !out.schedule.empty()) {
+    while (removed && !kept.empty()) {
       removed = false;
-      for (size_t at = 0; at < out.schedule.size(); at += chunk) {
-        auto candidate = out.schedule;
-        candidate.erase(candidate.begin() + static_cast<long>(at), candidate.begin() + static_cast<long>(std::min(out.schedule.size(), at + chunk)));
-        if (fails(candidate)) {
-          out.schedule = std::move(candidate);
+      for (size_t at = 0; at < kept.size(); at += chunk) {
+        auto candidate = kept;
+        candidate.erase(candidate.begin() + static_cast<long>(at), candidate.begin() + static_cast<long>(std::min(kept.size(), at + chunk)));
+        auto schedule = schedule_of(candidate);
+        if (fails(schedule)) {
+          kept = std::move(candidate);
+          out.schedule = std::move(schedule);
           removed = true;
-          if (progress) progress(out.schedule.size(), out.runs);
+          if (progress) progress(kept.size(), out.runs);
           break;
         }
       }

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "server/core/codec.h"
 #include "simulator/membership_cluster.h"
 
 using namespace chorus;
@@ -103,6 +104,51 @@ TEST(Messages, ARestartedPeerGetsAFreshStreamAndNothingStale) {
   k.run_for(Duration{2'000'000});
   EXPECT_EQ(numbers_from(c.node(1), c.address(0)), (std::vector<int>{9, 10, 11})) << "the old life's 6-8 are not replayed into the new one";
   EXPECT_EQ(c.node(0)->messenger->queued(c.address(1)), 0u);
+}
+
+namespace {
+// A data frame as a sender writes it (messages.cpp): stream, seq, reliable flag, event, data, props.
+std::vector<uint8_t> data_frame(uint64_t stream, uint64_t seq, const std::string& data) {
+  ByteWriter w;
+  w.u8(0x30);
+  w.u64(stream);
+  w.varint(seq);
+  w.u8(1);
+  w.str("publish");
+  w.str(data);
+  w.varint(0);
+  return w.take();
+}
+}  // namespace
+
+// Random-faults seed 3077: a sender began stream A for a peer, dropped it (a membership change), began
+// stream B; a late first frame of A reached the peer after B's first frames. Taken for a newer stream,
+// it retired B, whose every later message was then ignored for good. Streams of one life are ordered.
+TEST(Messages, ALateFrameOfAnOlderStreamNeverReplacesTheNewerOne) {
+  MemberCluster c(8, 2);
+  c.kernel().run_for(Duration{1'000'000});
+  auto* n = c.node(0);
+  const std::string from = c.address(1);
+  const uint64_t life = 0xABCDEF;
+  const uint64_t older = (life << 24) | 1, newer = (life << 24) | 2;
+  int replaced = 0;
+  n->messenger->on_stream_replaced([&](const std::string&) { ++replaced; });
+  n->messenger->handle_frame(from, data_frame(newer, 1, "1"));
+  n->messenger->handle_frame(from, data_frame(newer, 2, "2"));
+  n->messenger->handle_frame(from, data_frame(older, 1, "late"));  // the late frame
+  n->messenger->handle_frame(from, data_frame(newer, 3, "3"));
+  EXPECT_EQ(numbers_from(n, from), (std::vector<int>{1, 2, 3})) << "the newer stream goes on";
+  EXPECT_EQ(replaced, 0);
+  EXPECT_EQ(n->messenger->stats().stale_stream, 1u);
+  // A newer stream of the same life does replace it (the sender declared us dead): clients re-sync.
+  n->messenger->handle_frame(from, data_frame((life << 24) | 3, 1, "4"));
+  EXPECT_EQ(replaced, 1);
+  // Another life (the sender restarted) replaces it too, and the old life's frames are stale from then on.
+  n->messenger->handle_frame(from, data_frame((0x123456ull << 24) | 1, 1, "5"));
+  EXPECT_EQ(replaced, 2);
+  n->messenger->handle_frame(from, data_frame((life << 24) | 9, 1, "stale"));
+  EXPECT_EQ(numbers_from(n, from), (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(n->messenger->stats().stale_stream, 2u);
 }
 
 TEST(Messages, BestEffortGoesOnceWithoutAcknowledgements) {

@@ -6,8 +6,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
 
+#include "simulator/forked_pool.h"
 #include "simulator/scenario.h"
 
 using namespace chorus;
@@ -66,7 +71,10 @@ TEST_P(ScenarioFile, PassesOverItsSeedsWithEveryCheckerOn) {
   const Scenario sc = load(GetParam());
   ASSERT_FALSE(sc.name.empty());
   int known = 0;
-  for (uint64_t seed = 1; seed <= static_cast<uint64_t>(sc.seeds); ++seed) {
+  std::vector<uint64_t> seeds;
+  for (uint64_t seed = 1; seed <= static_cast<uint64_t>(sc.seeds); ++seed) seeds.push_back(seed);
+  seeds.insert(seeds.end(), sc.regression_seeds.begin(), sc.regression_seeds.end());
+  for (uint64_t seed : seeds) {
     RunOptions o;
     o.seed = seed;
     const auto r = run_scenario(sc, o);
@@ -83,11 +91,36 @@ TEST_P(ScenarioFile, PassesOverItsSeedsWithEveryCheckerOn) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioFile, testing::ValuesIn(scenario_files()), [](const testing::TestParamInfo<std::string>& info) {
-  std::string name = info.param.substr(0, info.param.rfind('.'));
-  std::replace(name.begin(), name.end(), '-', '_');
+// A test name from any file name: letters and digits kept, the rest '_', and the file's place appended
+// where two files would get one name. A stray file (a shrunk copy, a typo) is one failing case; a name
+// gtest refuses would abort the whole binary.
+std::string scenario_test_name(const std::vector<std::string>& files, size_t index) {
+  auto clean = [](const std::string& file) {
+    std::string name = file.substr(0, file.rfind('.'));
+    for (char& c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    return name.empty() ? std::string("_") : name;
+  };
+  const std::string name = clean(files[index]);
+  for (size_t i = 0; i < files.size(); ++i)
+    if (i != index && clean(files[i]) == name) return name + "_" + std::to_string(index);
   return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioFile, testing::ValuesIn(scenario_files()), [](const testing::TestParamInfo<std::string>& info) {
+  return scenario_test_name(scenario_files(), info.index);
 });
+
+TEST(ScenarioFiles, AnyFileNameMakesAUniqueValidTestName) {
+  const std::vector<std::string> files{"random-faults.yaml", "random-faults.shrunk-3077.yaml", "random_faults.yaml", "été.yaml", ".yaml"};
+  std::set<std::string> names;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string n = scenario_test_name(files, i);
+    EXPECT_TRUE(std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; })) << n;
+    names.insert(n);
+  }
+  EXPECT_EQ(names.size(), files.size());
+}
 
 // ---- each checker catches the bug it guards
 
@@ -178,17 +211,58 @@ TEST(ScenarioShrink, CutsTheScheduleToTheFaultsTheFailureNeeds) {
   ASSERT_GT(failed.schedule.size(), 4u);
   const auto shrunk = shrink_schedule(sc, o, failed);
   EXPECT_EQ(shrunk.checker, "no acknowledged post lost");
-  EXPECT_TRUE(shrunk.schedule.empty()) << schedule_yaml(shrunk.schedule);
-  // And a failure that needs a fault keeps it, alone: n2 shown green at 10 s fails only if n2 is killed
-  // at 6 s (its restart at 14 s does not matter).
+  // Every fault shrinks away but the repair phase (the schedule's last instant), which is always kept.
+  ASSERT_FALSE(shrunk.schedule.empty());
+  for (const auto& f : shrunk.schedule) EXPECT_EQ(f.at, failed.schedule.back().at) << schedule_yaml(shrunk.schedule);
+  // The shrunk schedule, written as a scenario file and read back, fails the same way (checker and kind).
+  const auto replayed = run_scenario(
+      *parse_scenario_text("name: shrunk\nduration: 30s\ntopology: {nodes: 3}\n"
+                           "workload: {users: 6, channels: 2, members: 4, post_rate: 3, job_period: 3s}\n" + schedule_yaml(shrunk.schedule),
+                           "shrunk.yaml")
+           .scenario,
+      o);
+  ASSERT_FALSE(replayed.ok());
+  EXPECT_TRUE(std::any_of(replayed.violations.begin(), replayed.violations.end(),
+                          [&](const Violation& v) { return same_failure(v, failed.violations.front()); }))
+      << describe(replayed);
+  // And a failure that needs a fault keeps it with its repair: n2 shown green at 10 s fails only if n2
+  // is killed at 6 s; its restart at 14 s is the schedule's repair phase.
   Scenario needs = small("expect:\n  - status: {at: 10s, node: 2, colour: green}\n");
   RunOptions n;
   n.seed = 5;
   const auto f2 = run_scenario(needs, n);
   ASSERT_FALSE(f2.ok());
   const auto s2 = shrink_schedule(needs, n, f2);
-  ASSERT_EQ(s2.schedule.size(), 1u) << schedule_yaml(s2.schedule);
+  ASSERT_EQ(s2.schedule.size(), 2u) << schedule_yaml(s2.schedule);
   EXPECT_EQ(s2.schedule.front().kind, fault::FaultKind::crash);
+  EXPECT_EQ(s2.schedule.back().kind, fault::FaultKind::restart);
+}
+
+TEST(ScenarioShrink, AFaultGoesWithItsRepairAndOnlyTheSameKindOfFailureCounts) {
+  // A crash of n1 at 8 s and its restart at 12 s are one unit; a pause of n0 and its resume another;
+  // the heal at 20 s (the last instant) is the repair phase. Each unit is removed whole or not at all.
+  Scenario sc = small("");
+  RunOptions o;
+  o.seed = 3;
+  o.schedule = std::vector<fault::Fault>{
+      {Duration{8'000'000}, fault::FaultKind::crash, {1}, {}, 0, Duration{0}, ""},
+      {Duration{9'000'000}, fault::FaultKind::pause, {0}, {}, 0, Duration{0}, ""},
+      {Duration{10'000'000}, fault::FaultKind::partition, {2}, {}, 0, Duration{0}, ""},
+      {Duration{11'000'000}, fault::FaultKind::resume, {0}, {}, 0, Duration{0}, ""},
+      {Duration{12'000'000}, fault::FaultKind::restart, {1}, {}, 0, Duration{0}, ""},
+      {Duration{20'000'000}, fault::FaultKind::heal, {}, {}, 0, Duration{0}, ""},
+  };
+  o.bug = Bug::lose_post;
+  const auto failed = run_scenario(sc, o);
+  ASSERT_FALSE(failed.ok());
+  const auto shrunk = shrink_schedule(sc, o, failed);
+  ASSERT_EQ(shrunk.schedule.size(), 1u) << schedule_yaml(shrunk.schedule);
+  EXPECT_EQ(shrunk.schedule.front().kind, fault::FaultKind::heal);
+  // The kind is part of the failure: the same checker failing another way is not the same failure.
+  Violation a{Duration{0}, "no acknowledged post lost", "x", "acknowledged after the last repair"};
+  Violation b{Duration{0}, "no acknowledged post lost", "y", "acknowledged during faults"};
+  EXPECT_FALSE(same_failure(a, b));
+  EXPECT_TRUE(same_failure(a, Violation{Duration{1}, a.checker, "z", a.kind}));
 }
 
 TEST(ScenarioShrink, TheShrunkTimelineIsYamlThatParsesToTheSameSchedule) {
@@ -243,4 +317,29 @@ TEST(ScenarioParse, BadFilesAreRefusedWithFileLineAndWhatWasExpected) {
   auto missing = parse_scenario_file("/nonexistent/scenario.yaml");
   ASSERT_EQ(missing.errors.size(), 1u);
   EXPECT_EQ(missing.errors[0], "/nonexistent/scenario.yaml: cannot read the file");
+}
+
+// ---- seeds on several worker processes (chorus-sim run --jobs, make soak)
+
+TEST(ForkedPool, EveryItemComesBackOnceAndAWorkerThatDiesCostsOnlyItsItem) {
+  std::map<size_t, std::optional<std::string>> got;
+  run_forked(
+      40, 3,
+      [](size_t i) {
+        if (i == 7 || i == 8) std::abort();  // a run that dies (an assertion, a crash); 8 and 7 on two workers
+        return "item " + std::to_string(i);
+      },
+      [&](size_t i, const std::optional<std::string>& r) { EXPECT_TRUE(got.emplace(i, r).second) << "item " << i << " twice"; });
+  ASSERT_EQ(got.size(), 40u);
+  for (const auto& [i, r] : got) {
+    if (i == 7 || i == 8) {
+      EXPECT_FALSE(r.has_value()) << i;
+    } else {
+      EXPECT_EQ(r, "item " + std::to_string(i));
+    }
+  }
+  // One process: everything in order, here.
+  std::vector<size_t> order;
+  run_forked(5, 1, [](size_t i) { return std::to_string(i); }, [&](size_t i, const std::optional<std::string>&) { order.push_back(i); });
+  EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3, 4}));
 }

@@ -150,13 +150,28 @@ bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, 
     env_.log().warn("messages: the queue to {} is full ({} unacknowledged): refused a {} message", peer, out.unacked.size(), message.event);
     return false;
   }
-  if (out.stream == 0) out.stream = env_.random().next_u64() | 1;
+  if (out.stream == 0) out.stream = new_stream();
   const uint64_t seq = out.next_seq++;
   Outgoing o{seq, encode(out.stream, seq, true, message), {}};
   if (waiter) o.waiters.push_back(waiter);
   env_.transport().send(peer, o.frame);
   out.unacked.push_back(std::move(o));
   return true;
+}
+
+uint64_t Messenger::new_stream() {
+  if (options_.random_stream_ids) return env_.random().next_u64() | 1;  // the injected bug (see MessengerOptions)
+  if (life_ == 0 || counter_of(streams_begun_ + 1) == 0) {  // first stream, or the counter wrapped: a new life
+    life_ = (env_.random().next_u64() >> 24) | 1;
+    streams_begun_ = 0;
+  }
+  ++streams_begun_;
+  return (life_ << 24) | streams_begun_;
+}
+
+bool Messenger::is_stale(const In& in, uint64_t stream) {
+  if (std::find(in.retired_lives.begin(), in.retired_lives.end(), life_of(stream)) != in.retired_lives.end()) return true;
+  return in.stream != 0 && life_of(stream) == life_of(in.stream) && counter_of(stream) < counter_of(in.stream);
 }
 
 size_t Messenger::send_to_all(const ClusterMessage& message, Delivery delivery, std::function<void()> all_done) {
@@ -273,17 +288,17 @@ bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> p
   }
   In& in = in_[from];
   if (in.stream != stream) {  // the sender restarted, or declared us dead (or this is the first we hear): a new stream
-    if (std::find(in.retired.begin(), in.retired.end(), stream) != in.retired.end()) {
+    if (is_stale(in, stream)) {
       ++stats_.stale_stream;  // a late frame of a stream the sender has replaced
       return true;
     }
     const bool replaced = in.stream != 0;
-    auto retired = std::move(in.retired);
-    if (replaced) retired.push_back(in.stream);
+    auto retired = std::move(in.retired_lives);
+    if (replaced && life_of(in.stream) != life_of(stream)) retired.push_back(life_of(in.stream));
     while (retired.size() > 16) retired.pop_front();
     in = In{};
     in.stream = stream;
-    in.retired = std::move(retired);
+    in.retired_lives = std::move(retired);
     if (replaced && on_stream_replaced_) on_stream_replaced_(from);
   }
   if (seq <= in.delivered) {

@@ -4,8 +4,12 @@
 // receivers never send a received message on. Events (publish, update_status, inv_*, config_changed,
 // ...) are the callers' business: this layer only carries them.
 //
-// Reliable delivery: each sender numbers its messages per receiver within a stream (a random id, drawn
-// anew when either side restarts, so numbering never mixes two lives). The receiver delivers in sequence, holds a bounded
+// Reliable delivery: each sender numbers its messages per receiver within a stream, begun anew when
+// either side restarts or the sender declares the receiver dead, so numbering never mixes two streams.
+// A stream id is the sender's life (40 random bits, drawn once per process) and a counter of the
+// streams that life began (24 bits): a receiver can tell a newer stream from a late frame of an older one
+// (random-faults seed 3077: a late first frame of a dropped stream, taken for a new one, retired the live
+// stream for good). The receiver delivers in sequence, holds a bounded
 // window of early arrivals, drops duplicates, and acknowledges cumulatively. The sender retransmits what
 // is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is dropped
 // and the waiters are told. Frames: 0x30 data, 0x31 ack.
@@ -43,6 +47,9 @@ struct MessengerOptions {
   size_t queue_max = 10'000;         // unacknowledged reliable messages per peer
   size_t receive_window = 1'024;     // early arrivals held per sender
   size_t data_size_max = 1u << 20;   // bytes of data in one message
+  // An injected bug for the simulator's tests (chorus-sim --bug random_stream_ids): stream ids drawn at
+  // random, as before random-faults seed 3077, so a late frame of a dropped stream can retire the live one.
+  bool random_stream_ids = false;
 };
 
 // The outcome of a request: a reply per peer that answered in time; the rest are `missing`.
@@ -103,7 +110,7 @@ class Messenger {
     std::vector<std::shared_ptr<Waiter>> waiters;
   };
   struct Out {
-    uint64_t stream = 0;  // random per peer and per reset: a receiver tells streams apart
+    uint64_t stream = 0;  // anew per peer and per reset (new_stream): a receiver orders streams
     uint64_t next_seq = 1;
     std::deque<Outgoing> unacked;
   };
@@ -111,10 +118,17 @@ class Messenger {
     uint64_t stream = 0;
     uint64_t delivered = 0;  // highest seq delivered in order
     std::map<uint64_t, ClusterMessage> early;
-    // Streams this sender has replaced: a late frame of one must not switch us back to it (we would
-    // then wait forever, on the new stream, for numbers we had already delivered).
-    std::deque<uint64_t> retired;
+    // Lives of this sender that a newer one replaced: a late frame of one must not switch us back to it
+    // (we would then wait forever, on the new stream, for numbers we had already delivered). Within one
+    // life the stream counter orders streams.
+    std::deque<uint64_t> retired_lives;
   };
+  // A stream id's parts (see the top of this file).
+  static uint64_t life_of(uint64_t stream) { return stream >> 24; }
+  static uint64_t counter_of(uint64_t stream) { return stream & 0xFF'FFFF; }
+  uint64_t new_stream();
+  // Whether `stream` is older than the receiver's current one: ignore its frames.
+  static bool is_stale(const In& in, uint64_t stream);
   struct Pending {
     std::set<std::string> waiting;
     Replies replies;
@@ -133,6 +147,8 @@ class Messenger {
   Membership& membership_;
   MessengerOptions options_;
   std::map<std::string, uint64_t> generations_;  // last known generation per peer
+  uint64_t life_ = 0;             // this process's life, drawn at the first stream
+  uint64_t streams_begun_ = 0;    // streams this life began (the counter part of an id)
   std::map<std::string, Out> out_;
   std::map<std::string, In> in_;
   std::multimap<std::string, Handler> handlers_;

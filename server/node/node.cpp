@@ -22,7 +22,7 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
       });
   status_ = std::make_unique<cluster::ClusterStatus>(
       env_, cluster::NodeInfo{options_.advertise, options_.version, "", config_.hash, options_.hostname}, *membership_);
-  messenger_ = std::make_unique<cluster::Messenger>(env_, *membership_);
+  messenger_ = std::make_unique<cluster::Messenger>(env_, *membership_, options_.messenger);
   PingNode::Options ping;
   ping.start_transport = false;
   ping_ = std::make_unique<PingNode>(env_, options_.peers, ping);

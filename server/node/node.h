@@ -11,7 +11,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,7 @@ struct NodeOptions {
   std::function<void(const std::string& why)> on_fatal;
   app::AppOptions app;
   cluster::MembershipOptions membership;
+  cluster::MessengerOptions messenger;
   jobs::JobServerOptions jobs;  // worker_id is set to `advertise`
   Duration leave_drain{200'000};
   std::vector<store::Migration> extra_migrations;  // see StoreOptions
