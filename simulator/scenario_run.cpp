@@ -642,13 +642,17 @@ class Run {
   // ---- clients
 
   void connect(Client& cl) {
-    if (cl.connecting || (cl.socket && cl.socket->session && !cl.socket->close_code)) return;
+    // The pending reconnect is this call, whatever it finds: an attempt still under way (a paused node's
+    // upgrade) must be able to schedule the next one when it fails (random-faults seed 11564: it could
+    // not, and the client never connected again).
     cl.reconnect_pending = false;
+    if (cl.connecting || (cl.socket && cl.socket->session && !cl.socket->close_code)) return;
     if (!lb_up_) return closed(cl);
     for (int n : upstreams()) {
       if (!c_.node(n)) continue;  // refused: the next upstream
       if (k_.state(static_cast<NodeIndex>(n)) == NodeState::paused) {
         // The upgrade request hangs; the client gives up after its timeout.
+        if (cl.socket && !cl.socket->session) cl.socket.reset();  // an upstream that refused before this one
         cl.connecting = true;
         const int i = cl.index;
         k_.at(k_.now() + sc_.request_timeout, [this, i] {

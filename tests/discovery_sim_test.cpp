@@ -143,3 +143,86 @@ TEST(Ids, AreMattermostShaped) {
   EXPECT_FALSE(is_valid_id("short"));
   EXPECT_FALSE(is_valid_id("ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
 }
+
+// ---- which side of a lasting partition serves (server/cluster/reach.h), driven with crafted heartbeats
+
+namespace {
+cluster::Heartbeat beat(const std::string& address, int64_t n, std::set<std::string> reach, bool cut_off = false) {
+  return cluster::Heartbeat{address, n, std::move(reach), cut_off};
+}
+}  // namespace
+
+TEST(ReachRule, AnIsolatedNodeIsCutOffOnceItsPeersProveAliveAndTheMajorityStaysServing) {
+  cluster::ReachRule isolated, majority;
+  const std::set<std::string> all{"a", "b", "c"}, bc{"b", "c"};
+  // Before the cut: everyone in everyone's group.
+  EXPECT_FALSE(isolated.evaluate("a", all, {beat("b", 1, all), beat("c", 1, all)}).cut_off);
+  // The cut: a holds b and c dead; they keep beating and reach two nodes.
+  EXPECT_FALSE(isolated.evaluate("a", {"a"}, {beat("b", 2, bc), beat("c", 2, bc)}).cut_off) << "not yet proven alive";
+  EXPECT_FALSE(isolated.evaluate("a", {"a"}, {beat("b", 3, bc), beat("c", 3, bc)}).cut_off);
+  const auto v = isolated.evaluate("a", {"a"}, {beat("b", 4, bc), beat("c", 4, bc)});
+  EXPECT_TRUE(v.cut_off);
+  EXPECT_NE(v.reason.find("b reaches 2 node(s)"), std::string::npos) << v.reason;
+  // b holds a dead; a beats too, but reaches fewer: b serves, and learns when a stops serving.
+  EXPECT_FALSE(majority.evaluate("b", bc, {beat("a", 2, {"a"}), beat("c", 2, bc)}).cut_off);
+  EXPECT_FALSE(majority.evaluate("b", bc, {beat("a", 5, {"a"}), beat("c", 5, bc)}).cut_off);
+  const auto stopped = majority.evaluate("b", bc, {beat("a", 6, {"a"}, true), beat("c", 6, bc)});
+  EXPECT_FALSE(stopped.cut_off);
+  EXPECT_EQ(stopped.stopped_serving, (std::vector<std::string>{"a"}));
+  EXPECT_TRUE(majority.evaluate("b", bc, {beat("a", 7, {"a"}, true), beat("c", 7, bc)}).stopped_serving.empty()) << "once";
+  // The heal: b and c are in a's group again, a serves at once.
+  EXPECT_FALSE(isolated.evaluate("a", all, {beat("b", 5, all), beat("c", 5, all)}).cut_off);
+}
+
+TEST(ReachRule, ADeadPeerIsNeverTakenForAPartition) {
+  cluster::ReachRule r;
+  const std::set<std::string> all{"a", "b", "c"};
+  r.evaluate("b", all, {beat("a", 1, all), beat("c", 1, all)});
+  // a crashed: its row keeps its last beat and reach (3 nodes, more than b's 2) until it goes stale.
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(r.evaluate("b", {"b", "c"}, {beat("a", 1, all), beat("c", 2 + i, {"b", "c"})}).cut_off);
+}
+
+TEST(ReachRule, EverySplitLeavesExactlyTheLargestGroupServingAndHalvesGoToTheLowestAddress) {
+  // Any split of five nodes into groups: every node evaluates its own group against the others' rows.
+  const std::vector<std::vector<std::set<std::string>>> splits{
+      {{"a", "b"}, {"c", "d"}},             // halves of four: a's half serves
+      {{"a"}, {"b"}, {"c"}},                // three alone: a serves
+      {{"a"}, {"b", "c", "d"}, {"e"}},      // the three serve
+      {{"a", "e"}, {"b", "c"}, {"d"}},      // two twos: a's pair serves
+  };
+  for (const auto& groups : splits) {
+    std::map<std::string, cluster::ReachRule> rules;
+    std::map<std::string, bool> cut;
+    for (int round = 1; round <= 4; ++round)
+      for (const auto& g : groups)
+        for (const auto& self : g) {
+          std::vector<cluster::Heartbeat> rows;
+          for (const auto& other : groups)
+            for (const auto& n : other)
+              if (n != self) rows.push_back(beat(n, round, other));
+          cut[self] = rules[self].evaluate(self, g, rows).cut_off;
+        }
+    std::set<std::string> serving;
+    for (const auto& [n, c] : cut)
+      if (!c) serving.insert(n);
+    std::set<std::string> best;
+    for (const auto& g : groups)
+      if (best.empty() || cluster::reaches_more(g, best)) best = g;
+    EXPECT_EQ(serving, best);
+  }
+}
+
+TEST(ReachRule, AnOlderNodeWithoutAReachNeverCutsAnyoneOff) {
+  cluster::ReachRule r;
+  for (int i = 1; i < 6; ++i) EXPECT_FALSE(r.evaluate("b", {"b"}, {beat("a", i, {})}).cut_off);
+}
+
+TEST(ReachRule, AReachThatNamesUsProvesNothing) {
+  // Random-faults seeds 10679 and 11234: c was partitioned, came back and wrote a Reach of all three,
+  // then paused before a and b saw it alive again. Its row beats on and names a and b: it is not on the
+  // other side of a partition from them, so they must not cut themselves off.
+  cluster::ReachRule a;
+  const std::set<std::string> all{"a", "b", "c"};
+  a.evaluate("a", {"a", "b"}, {beat("b", 1, {"a", "b"}), beat("c", 1, {"c"})});
+  for (int i = 2; i < 8; ++i) EXPECT_FALSE(a.evaluate("a", {"a", "b"}, {beat("b", i, {"a", "b"}), beat("c", i, all)}).cut_off) << i;
+}

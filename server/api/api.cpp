@@ -232,6 +232,11 @@ void Api::handle(Request request, Respond respond) {
   };
   call->keep_alive = call;
   if (draining_) return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
+  // Cut off from the larger part of the cluster: only the health check and the cluster status answer
+  // (an operator asks this node why); whatever it acknowledged, other nodes' clients would not hear of.
+  if (const std::string why = node_.cut_off_reason();
+      !why.empty() && call->request.path != "/api/v4/system/ping" && call->request.path != "/api/v4/cluster/status")
+    return call->respond(error_response(503, "api.server.cut_off.app_error", "This server is cut off from the rest of the cluster.", why));
   const auto segments = split_path(call->request.path);
   bool path_matched = false;
   for (const auto& e : routes_) {
@@ -285,11 +290,17 @@ void Api::routes() {
       for (auto& h : headers) r.headers.push_back(std::move(h));
       c->respond(std::move(r));
     };
-    if (!full) return answer(true, {}, {});
-    node_.check_health([answer](bool db_ok, std::string detail) {
-      json::object extra{{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}};
+    // Cut off by a partition (server/cluster/reach.h): unhealthy, so the load balancer takes it out.
+    const std::string cut = node_.cut_off_reason();
+    json::object base;
+    if (!cut.empty()) base["cluster_status"] = "cut off: " + cut;
+    if (!full) return answer(cut.empty(), base, {});
+    node_.check_health([answer, base, cut](bool db_ok, std::string detail) {
+      json::object extra = base;
+      extra["database_status"] = db_ok ? "OK" : "UNHEALTHY";
+      extra["filestore_status"] = "OK";
       if (!db_ok) extra["database_error"] = detail;
-      answer(db_ok, extra, {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
+      answer(db_ok && cut.empty(), extra, {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
     });
   });
   auto admin_only = [](const C& c) {
@@ -761,6 +772,10 @@ std::unique_ptr<SocketSession> Api::open_socket(const Request& request, SocketSi
   }
   if (request.path != "/api/v4/websocket") {
     refusal = error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.");
+    return nullptr;
+  }
+  if (const std::string why = node_.cut_off_reason(); !why.empty()) {
+    refusal = error_response(503, "api.server.cut_off.app_error", "This server is cut off from the rest of the cluster.", why);
     return nullptr;
   }
   return std::make_unique<WebSocket>(env_, app_, hub_, sink, request, options_);

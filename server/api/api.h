@@ -41,6 +41,8 @@ class NodeControl {
   virtual void recycle_database() = 0;
   // The health check: writes and deletes a row in the Systems table (get_server_status).
   virtual void check_health(std::function<void(bool database_ok, std::string detail)> done) = 0;
+  // Why this node does not serve while a partition lasts (server/cluster/reach.h); empty: it serves.
+  virtual std::string cut_off_reason() const { return {}; }
 };
 
 struct ApiOptions {

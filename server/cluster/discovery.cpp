@@ -1,5 +1,7 @@
 #include "server/cluster/discovery.h"
 
+#include <algorithm>
+
 #include "server/core/ids.h"
 
 namespace chorus::cluster {
@@ -65,20 +67,56 @@ void Discovery::refresh() {
   });
 }
 
+void Discovery::set_reach(const std::string& self, const std::set<std::string>& group, bool cut_off) {
+  reach_ = self;
+  for (const auto& a : group)
+    if (a != self) reach_ += "," + a;
+  cut_off_ = cut_off;
+}
+
+namespace {
+// "self,other,..." -> the heartbeat (empty address: a row without one).
+Heartbeat heartbeat_of(const std::string& reach, int64_t beat, bool cut_off) {
+  Heartbeat h;
+  h.beat = beat;
+  h.cut_off = cut_off;
+  size_t from = 0;
+  while (from < reach.size()) {
+    const size_t comma = std::min(reach.find(',', from), reach.size());
+    std::string a = reach.substr(from, comma - from);
+    if (!a.empty()) {
+      if (h.address.empty()) h.address = a;
+      h.reach.insert(std::move(a));
+    }
+    from = comma + 1;
+  }
+  return h;
+}
+}  // namespace
+
 void Discovery::poll() {
   poll_timer_ = 0;
   if (!running_) return;
   auto alive = alive_;
   const int64_t fresh_after = env_.wall_now().millis() - to_ms(options_.stale_after);
-  store_.write({stmt("SELECT Id, Hostname, GossipPort, CreateAt, LastPingAt FROM ClusterDiscovery"
-                     " WHERE Type = $1 AND ClusterName = $2 AND LastPingAt >= $3 AND Id <> $4 ORDER BY Hostname, GossipPort",
-                     {std::string(kDiscoveryType), options_.cluster_name, fresh_after, id_})},
-               false, [this, alive](db::Outcome o) {
+  std::vector<db::Statement> statements;
+  if (!reach_.empty())
+    statements.push_back(stmt("UPDATE ClusterDiscovery SET Beat = Beat + 1, Reach = $1, CutOff = $2 WHERE Id = $3",
+                              {reach_, int64_t{cut_off_ ? 1 : 0}, id_}));
+  statements.push_back(stmt("SELECT Id, Hostname, GossipPort, CreateAt, LastPingAt, Beat, Reach, CutOff FROM ClusterDiscovery"
+                            " WHERE Type = $1 AND ClusterName = $2 AND LastPingAt >= $3 AND Id <> $4 ORDER BY Hostname, GossipPort",
+                            {std::string(kDiscoveryType), options_.cluster_name, fresh_after, id_}));
+  store_.write(std::move(statements), false, [this, alive](db::Outcome o) {
                  if (!*alive || !running_) return;
                  if (o.ok()) {
                    std::vector<DiscoveredNode> found;
-                   for (const auto& row : o.result().rows)
+                   std::vector<Heartbeat> beats;
+                   for (const auto& row : o.results.back().rows) {  // the SELECT (after the heartbeat, if any)
                      found.push_back(DiscoveredNode{text(row[0]), text(row[1]), number(row[2]), number(row[3]), number(row[4])});
+                     auto h = heartbeat_of(text(row[6]), number(row[5]), number(row[7]) != 0);
+                     if (!h.address.empty()) beats.push_back(std::move(h));
+                   }
+                   if (on_heartbeats_) on_heartbeats_(beats);
                    auto same = [](const std::vector<DiscoveredNode>& a, const std::vector<DiscoveredNode>& b) {
                      if (a.size() != b.size()) return false;
                      for (size_t i = 0; i < a.size(); ++i)

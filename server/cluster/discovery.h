@@ -7,6 +7,9 @@
 // (and deleted at the next start of any node). A clean stop deletes the row. Nodes of another
 // ClusterName never see each other. All queries go to the master.
 //
+// With each poll a node also writes its heartbeat (Beat + 1, Reach, CutOff: see reach.h) and hands every
+// fresh row's heartbeat to on_heartbeats, so the node can tell a dead peer from one cut off by a partition.
+//
 // One difference from Mattermost: a row is identified by (Type, ClusterName, Hostname, GossipPort), not
 // (Type, ClusterName, Hostname), so several nodes may share a host (one machine, tests, containers).
 #pragma once
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "server/cluster/reach.h"
 #include "server/core/env.h"
 #include "server/store/store.h"
 
@@ -48,6 +52,12 @@ class Discovery {
             std::function<void(const std::vector<DiscoveredNode>&)> on_peers);
   ~Discovery();
 
+  // The heartbeat's content from now on: this node's advertised address, the others it reaches, and
+  // whether it has stopped serving. Written with the next poll.
+  void set_reach(const std::string& self, const std::set<std::string>& group, bool cut_off);
+  // Every successful poll: the heartbeats of the other fresh rows that carry one.
+  void on_heartbeats(std::function<void(const std::vector<Heartbeat>&)> callback) { on_heartbeats_ = std::move(callback); }
+
   void start(std::function<void(db::Error)> done);  // registered (or the error)
   void stop(std::function<void()> done);             // row deleted (best effort)
 
@@ -62,6 +72,9 @@ class Discovery {
   store::Store& store_;
   DiscoveryOptions options_;
   std::function<void(const std::vector<DiscoveredNode>&)> on_peers_;
+  std::function<void(const std::vector<Heartbeat>&)> on_heartbeats_;
+  std::string reach_;  // Reach column: this node's address first, then the others it reaches
+  bool cut_off_ = false;
   std::string id_;
   std::vector<DiscoveredNode> peers_;
   TimerId refresh_timer_ = 0;

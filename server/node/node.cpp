@@ -69,6 +69,8 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
       ping_->set_peers(all);
       for (const auto& n : found) membership_->add_seed(n.address());
     });
+    discovery_->on_heartbeats([this](const std::vector<cluster::Heartbeat>& beats) { on_heartbeats(beats); });
+    discovery_->set_reach(options_.advertise, {options_.advertise}, false);
   }
 }
 
@@ -165,6 +167,37 @@ void Node::on_member_change(const cluster::Member& m) {
       env_.log().info("hub: {} {}: {} WebSocket connections reset so their clients re-sync", m.address,
                       died ? "died" : revived ? "is back" : "restarted", n);
   }
+}
+
+std::set<std::string> Node::reach_group() const {
+  std::set<std::string> group{options_.advertise};
+  for (const auto& [address, m] : membership_->members())
+    if (m.state != cluster::MemberState::dead) group.insert(address);
+  return group;
+}
+
+void Node::on_heartbeats(const std::vector<cluster::Heartbeat>& beats) {
+  if (!started_ || stopping_) return;
+  const auto group = reach_group();
+  const auto verdict = reach_.evaluate(options_.advertise, group, beats);
+  if (verdict.cut_off && cut_off_reason_.empty()) {
+    cut_off_reason_ = verdict.reason;
+    const size_t n = hub_->reset_all();
+    env_.log().warn("cluster: {}; this node stops serving (ping unhealthy, requests 503) and closed {} WebSocket connections", verdict.reason, n);
+  } else if (!verdict.cut_off && !cut_off_reason_.empty()) {
+    cut_off_reason_.clear();
+    env_.log().info("cluster: reaching the part of the cluster that serves again; this node serves");
+  } else if (verdict.cut_off) {
+    cut_off_reason_ = verdict.reason;
+  }
+  // A node we hold dead has stopped serving: what it acknowledged before, our clients never heard of.
+  if (!verdict.stopped_serving.empty() && cut_off_reason_.empty()) {
+    const size_t n = hub_->reset_all();
+    if (n > 0)
+      env_.log().info("hub: {} is cut off from us and stopped serving: {} WebSocket connections reset so their clients re-sync",
+                      verdict.stopped_serving.front(), n);
+  }
+  discovery_->set_reach(options_.advertise, group, !cut_off_reason_.empty());
 }
 
 // ---------------------------------------------------------------------------------------------------

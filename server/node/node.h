@@ -12,7 +12,9 @@
 
 #include <functional>
 #include <map>
+#include <map>
 #include <memory>
+#include <set>
 #include <set>
 #include <string>
 #include <vector>
@@ -77,6 +79,7 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::string reload_config() override;
   void recycle_database() override { store_->recycle(); }
   void check_health(std::function<void(bool, std::string)> done) override;
+  std::string cut_off_reason() const override { return cut_off_reason_; }
 
   api::Api& api() { return *api_; }
   app::App& app() { return *app_; }
@@ -92,6 +95,9 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   // Takes a validated config: the app, the store's data sources and the status's hash follow it.
   void apply(config::LoadedConfig next);
   void on_member_change(const cluster::Member& m);
+  // Each discovery poll: which side of a lasting partition serves (server/cluster/reach.h).
+  void on_heartbeats(const std::vector<cluster::Heartbeat>& beats);
+  std::set<std::string> reach_group() const;
 
   Env& env_;
   config::LoadedConfig config_;
@@ -109,6 +115,8 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::unique_ptr<api::Api> api_;
   std::map<std::string, cluster::MemberState> member_states_;
   std::map<std::string, uint64_t> member_generations_;
+  cluster::ReachRule reach_;
+  std::string cut_off_reason_;  // non-empty while this node is cut off and does not serve
   bool started_ = false;
   bool stopping_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

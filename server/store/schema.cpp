@@ -73,6 +73,12 @@ const std::vector<Migration>& migrations() {
         "CREATE INDEX idx_postsfts_body ON PostsFts USING GIN (Body)"},
        // SQLite: an FTS5 table (unicode61 tokenizer, case-folding).
        {"CREATE VIRTUAL TABLE PostsFts USING fts5(Message, PostId UNINDEXED, ChannelId UNINDEXED)"}},
+      {5, "cluster discovery: a heartbeat with the node's reach (which side of a partition serves)", "0.1",
+       {
+           "ALTER TABLE ClusterDiscovery ADD COLUMN Beat BIGINT NOT NULL DEFAULT 0",
+           "ALTER TABLE ClusterDiscovery ADD COLUMN Reach TEXT NOT NULL DEFAULT ''",
+           "ALTER TABLE ClusterDiscovery ADD COLUMN CutOff INTEGER NOT NULL DEFAULT 0",
+       }},
   };
   return all;
 }
