@@ -131,9 +131,9 @@ TEST(Messages, ALateFrameOfAnOlderStreamNeverReplacesTheNewerOne) {
   const std::string from = c.address(1);
   const uint64_t life = 0xABCDEF;
   const uint64_t older = (life << 24) | 1, newer = (life << 24) | 2;
+  n->messenger->handle_frame(from, data_frame(newer, 1, "1"));  // replaces the real stream node 1 opened
   int replaced = 0;
-  n->messenger->on_stream_replaced([&](const std::string&) { ++replaced; });
-  n->messenger->handle_frame(from, data_frame(newer, 1, "1"));
+  n->messenger->on_new_stream([&](const std::string&, bool r) { replaced += r; });
   n->messenger->handle_frame(from, data_frame(newer, 2, "2"));
   n->messenger->handle_frame(from, data_frame(older, 1, "late"));  // the late frame
   n->messenger->handle_frame(from, data_frame(newer, 3, "3"));
@@ -245,4 +245,23 @@ TEST(Messages, ARequestEndsWhenASilentPeerDiesOrTheTimeoutPasses) {
   k.run_for(Duration{1'000});
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(got->replies.empty());
+}
+
+// Random-faults seed 14211: a restarted node served clients before a peer saw it alive; a post the peer
+// made then never reached them, and nothing told them (the node had no stream to call replaced). A
+// sender now opens a stream as soon as it holds a peer alive, so the peer hears of it within a round
+// trip - without waiting for a real message - and the node makes its clients re-sync.
+TEST(Messages, APeerHeldAliveAgainGetsAStreamAtOnceWithoutARealMessage) {
+  MemberCluster c(9, 3);
+  auto& k = c.kernel();
+  k.run_for(Duration{2'000'000});
+  EXPECT_GE(c.node(2)->messenger->stats().streams_begun, 2u) << "first sight opens a stream from each peer";
+  k.crash(2);
+  ASSERT_TRUE(k.run_until([&] { return c.deaths() > 0; }, k.now() + Duration{5'000'000}));
+  k.start(2);
+  k.run_for(Duration{3'000'000});
+  ASSERT_NE(c.node(2), nullptr);
+  EXPECT_GE(c.node(2)->messenger->stats().streams_begun, 2u) << "both peers opened a stream to the new life";
+  EXPECT_TRUE(c.node(2)->received.empty()) << "the opening message is the messenger's own, never delivered";
+  EXPECT_EQ(c.node(0)->messenger->queued(c.address(2)), 0u) << "and it was acknowledged";
 }

@@ -44,6 +44,7 @@ namespace {
 // Props that carry the request/response correlation; callers' props never start with "_".
 constexpr const char* kRequestId = "_request";
 constexpr const char* kReplyTo = "_reply_to";
+constexpr const char* kOpen = "_open";  // opens a stream (see on_member_change); never handed to subscribers
 }  // namespace
 
 void Messenger::serve(const std::string& event, Responder respond) { responders_[event] = std::move(respond); }
@@ -218,15 +219,28 @@ void Messenger::on_member_change(const Member& member) {
   uint64_t& known = generations_[member.address];
   const bool restarted = known != 0 && member.generation != known;
   known = member.generation;
-  if (member.state != MemberState::dead && !restarted) return;
+  const bool alive = member.state != MemberState::dead;
+  auto was = held_alive_.try_emplace(member.address, false).first;
+  const bool opens = alive && (!was->second || restarted);  // first sight, back from the dead, or a new life
+  was->second = alive;
+  if (opens) {
+    if (restarted) drop_stream(member.address);
+    // Opened now rather than with the next real message: the peer learns at once what it missed.
+    enqueue(member.address, ClusterMessage{kOpen, "", {}}, Delivery::reliable, nullptr);
+  }
+  if (alive) return;
+  drop_stream(member.address);
+}
+
+void Messenger::drop_stream(const std::string& peer) {
   std::vector<uint64_t> settled;
   for (auto& [id, p] : pending_)
-    if (p.waiting.erase(member.address)) {
-      p.replies.missing.push_back(member.address);
+    if (p.waiting.erase(peer)) {
+      p.replies.missing.push_back(peer);
       if (p.waiting.empty()) settled.push_back(id);
     }
   for (uint64_t id : settled) finish(id);
-  auto it = out_.find(member.address);
+  auto it = out_.find(peer);
   if (it == out_.end()) return;
   for (auto& o : it->second.unacked) {
     ++stats_.dropped_peer_dead;
@@ -236,6 +250,7 @@ void Messenger::on_member_change(const Member& member) {
 }
 
 void Messenger::deliver(const std::string& from, const ClusterMessage& message) {
+  if (message.event == kOpen) return;
   ++stats_.delivered;
   if (message.props.contains(kRequestId)) return on_request(from, message);
   if (message.props.contains(kReplyTo)) return on_reply(from, message);
@@ -299,7 +314,8 @@ bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> p
     in = In{};
     in.stream = stream;
     in.retired_lives = std::move(retired);
-    if (replaced && on_stream_replaced_) on_stream_replaced_(from);
+    ++stats_.streams_begun;
+    if (on_new_stream_) on_new_stream_(from, replaced);
   }
   if (seq <= in.delivered) {
     ++stats_.duplicates;

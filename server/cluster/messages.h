@@ -9,7 +9,9 @@
 // A stream id is the sender's life (40 random bits, drawn once per process) and a counter of the
 // streams that life began (24 bits): a receiver can tell a newer stream from a late frame of an older one
 // (random-faults seed 3077: a late first frame of a dropped stream, taken for a new one, retired the live
-// stream for good). The receiver delivers in sequence, holds a bounded
+// stream for good). A sender opens a stream (an internal "_open" message) as soon as it holds a peer
+// alive, so the peer learns at once that messages sent while it was dead or unknown never came
+// (random-faults seed 14211: a restarted node's clients missed a post a peer made before it saw the node). The receiver delivers in sequence, holds a bounded
 // window of early arrivals, drops duplicates, and acknowledges cumulatively. The sender retransmits what
 // is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is dropped
 // and the waiters are told. Frames: 0x30 data, 0x31 ack.
@@ -61,6 +63,7 @@ struct Replies {
 struct MessengerStats {
   uint64_t sent = 0, retransmitted = 0, delivered = 0, duplicates = 0, refused_full = 0, dropped_peer_dead = 0;
   uint64_t stale_stream = 0;  // frames of a stream the sender had replaced, ignored
+  uint64_t streams_begun = 0;  // senders' streams that began here (first ones and replacements)
 };
 
 class Messenger {
@@ -81,10 +84,12 @@ class Messenger {
   bool handle_frame(const std::string& from, std::span<const uint8_t> payload);
   // Forward membership changes here (a dead peer's queue is dropped).
   void on_member_change(const Member& member);
-  // A sender we had a stream with began a new one: it declared us dead (or restarted) and dropped what
-  // we had not acknowledged, and sent us nothing while we were dead to it. Whatever those messages said
-  // is lost here: the callback lets the node make its clients re-sync.
-  void on_stream_replaced(std::function<void(const std::string& from)> callback) { on_stream_replaced_ = std::move(callback); }
+  // A sender's stream began: its first to us (`replaced` false), or a new one after it declared us dead
+  // or restarted (`replaced` true). Either way, what it sent while we were dead or unknown to it, or what
+  // it dropped of the old stream, never reached us: the callback lets the node make its clients re-sync.
+  // A sender opens a stream to a peer as soon as it holds it alive (first sight, back from the dead, a
+  // new generation), so this comes within a round trip of that, not with its next real message.
+  void on_new_stream(std::function<void(const std::string& from, bool replaced)> callback) { on_new_stream_ = std::move(callback); }
 
   // Serves requests for `event`: `respond` is called with the request and must call `reply` once
   // (now or later, on this node's loop). One server per event.
@@ -138,6 +143,7 @@ class Messenger {
   void on_request(const std::string& from, const ClusterMessage& message);
   void on_reply(const std::string& from, const ClusterMessage& message);
   void finish(uint64_t id);
+  void drop_stream(const std::string& peer);  // its unacknowledged messages are lost; waiters and requests told
   bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter);
   void retransmit();
   void deliver(const std::string& from, const ClusterMessage& message);
@@ -157,7 +163,8 @@ class Messenger {
   std::map<std::string, Responder> responders_;
   std::map<uint64_t, Pending> pending_;  // requests awaiting replies, by id
   uint64_t next_request_ = 1;
-  std::function<void(const std::string& from)> on_stream_replaced_;
+  std::function<void(const std::string& from, bool replaced)> on_new_stream_;
+  std::map<std::string, bool> held_alive_;  // per peer: whether we held it alive at its last change
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

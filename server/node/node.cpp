@@ -32,12 +32,16 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   hub_ = std::make_unique<app::Hub>(env_, hub);
   app_ = std::make_unique<app::App>(env_, *store_, config_.config, *hub_, options_.app);
   app_->set_messenger(messenger_.get());
-  // A peer that declared us dead (while we never thought it dead: an asymmetric failure, found by the
-  // random-faults scenario) dropped the events it had for us and sent none while we were dead to it.
-  messenger_->on_stream_replaced([this](const std::string& from) {
+  // A peer's new message stream: it declared us dead (while we never thought it dead: an asymmetric
+  // failure, random-faults seed 3) and dropped the events it had for us; or it sees us for the first
+  // time (we restarted, or joined) and sent nothing to our clients before (seed 14211). Either way our
+  // clients re-sync what they missed.
+  messenger_->on_new_stream([this](const std::string& from, bool replaced) {
     if (!hub_ || !started_) return;
     const size_t n = hub_->reset_all();
-    if (n > 0) env_.log().info("hub: {} started a new message stream to us (it lost what it had for us): {} WebSocket connections reset so their clients re-sync", from, n);
+    if (n > 0)
+      env_.log().info("hub: {} {}: {} WebSocket connections reset so their clients re-sync", from,
+                      replaced ? "started a new message stream to us (it lost what it had for us)" : "opened its message stream to us", n);
   });
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
     if (m.event == "config_changed") {
