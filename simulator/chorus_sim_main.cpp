@@ -153,8 +153,9 @@ bool parse_bug(const std::string& name, chorus::sim::Bug& bug) {
   else if (name == "double_job") bug = Bug::double_job;
   else if (name == "wrong_status") bug = Bug::wrong_status;
   else if (name == "random_stream_ids") bug = Bug::random_stream_ids;
+  else if (name == "failed_assertion") bug = Bug::failed_assertion;
   else {
-    std::fprintf(stderr, "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job, wrong_status or random_stream_ids\n", name.c_str());
+    std::fprintf(stderr, "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job, wrong_status, random_stream_ids or failed_assertion\n", name.c_str());
     return false;
   }
   return true;
@@ -494,7 +495,7 @@ int main(int argc, char** argv) {
   srun->add_flag("--check-determinism", sc_cli.determinism, "run every seed twice and name the first trace record where the runs part");
   srun->add_option("--jobs,-j", sc_cli.jobs, "worker processes: seeds run in parallel (default 1)")->check(CLI::Range(1, 256));
   srun->add_option("--soak-report", sc_cli.soak_report, "write a Markdown summary of the run (seeds, failures, speed) to this file");
-  srun->add_option("--bug", sc_cli.bug, "inject a bug to see its checker fail: lose_post, two_leaders, double_job, wrong_status, random_stream_ids");
+  srun->add_option("--bug", sc_cli.bug, "inject a bug to see its checker fail: lose_post, two_leaders, double_job, wrong_status, random_stream_ids, failed_assertion");
   auto* replay = app.add_subcommand("replay", "run one seed again and show the trace around its first violation");
   replay->add_option("file", sc_cli.file, "scenario file")->required()->check(CLI::ExistingFile);
   replay->add_option("--seed", sc_cli.seed, "the seed")->required();

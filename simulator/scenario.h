@@ -114,6 +114,7 @@ enum class Bug {
   double_job,    // a second job is scheduled for a period that has one (the unique key bypassed)
   wrong_status,  // a node's config change is hidden from its peers' status (stale announcements)
   random_stream_ids,  // message streams with random ids, as before seed 3077's fix (a late frame retires the live stream)
+  failed_assertion,   // an always-on assertion fails in a node's code (a broken invariant)
 };
 
 struct RunOptions {

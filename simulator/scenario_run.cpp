@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "server/core/assert.h"
 #include "server/jobs/job_server.h"
 #include "server/store/schema.h"
 #include "simulator/chat_cluster.h"
@@ -135,6 +136,9 @@ class Run {
         k_.run_until(t0_ + sc_.duration);
         finish();
       }
+    } catch (const AssertionFailure& e) {
+      // An always-on assertion (server/core/assert.h): where chorusd would abort, the seed fails here.
+      violation("no node crashes", e.what(), std::nullopt, "assertion");
     } catch (const std::exception& e) {
       violation("no node crashes", fmt::format("the node code threw: {}", e.what()));
     }
@@ -531,6 +535,11 @@ class Run {
         });
         break;
       case Bug::random_stream_ids: break;  // in every node's messenger from the start (cluster_options)
+      case Bug::failed_assertion:
+        k_.at(at, [this] {
+          on_node(0, [](node::Node&) { CHORUS_ASSERT(1 + 1 == 3, "injected by --bug failed_assertion"); });
+        });
+        break;
     }
   }
 
@@ -1302,6 +1311,7 @@ class Run {
 }  // namespace
 
 RunResult run_scenario(const Scenario& scenario, const RunOptions& options) {
+  set_assert_handler(throw_assertion);  // a failed assertion fails the seed instead of aborting chorus-sim
   Run run(scenario, options);
   return run.go();
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "server/core/assert.h"
 #include "server/core/backoff.h"
 #include "server/core/codec.h"
 #include "server/core/frame.h"
@@ -267,4 +268,20 @@ TEST(DataSource, ErrorsSayWhatIsWrong) {
   EXPECT_NE(err("sqlite3", "").find("no file path"), std::string::npos);
   EXPECT_NE(err("mysql", "x").find("the driver \"mysql\" is not supported"), std::string::npos);
   EXPECT_TRUE(db::parse_data_source("sqlite3", "./data/chorus.db").source);
+}
+
+TEST(Assert, OnByDefaultItAbortsWithFileLineAndTheDetail) {
+  int checked = 0;
+  CHORUS_ASSERT(++checked == 1);  // evaluated once, in every build
+  EXPECT_EQ(checked, 1);
+  EXPECT_DEATH(
+      {
+        chorus::set_assert_handler(nullptr);
+        CHORUS_ASSERT(checked == 2, "checked is {}", checked);
+      },
+      "core_test.cpp:[0-9]+: assertion failed: checked == 2 \\(checked is 1\\)");
+  // The simulator's handler throws instead, so a seed fails rather than the process.
+  chorus::set_assert_handler(chorus::throw_assertion);
+  EXPECT_THROW(CHORUS_ASSERT(false), chorus::AssertionFailure);
+  chorus::set_assert_handler(nullptr);
 }

@@ -135,6 +135,7 @@ TEST(ScenarioCheckers, EachInjectedBugTripsItsCheckerAndOnlyARunWithoutItPasses)
       {Bug::two_leaders, "one leader per connected group"},
       {Bug::double_job, "recurring jobs run once per period"},
       {Bug::wrong_status, "cluster status matches the truth"},
+      {Bug::failed_assertion, "no node crashes"},
   };
   for (const auto& [bug, checker] : cases) {
     SCOPED_TRACE(checker);
@@ -148,6 +149,24 @@ TEST(ScenarioCheckers, EachInjectedBugTripsItsCheckerAndOnlyARunWithoutItPasses)
     EXPECT_TRUE(row_failed);
     EXPECT_FALSE(r.record.passed());
   }
+}
+
+TEST(ScenarioCheckers, AFailedAssertionIsAViolationOfTheSeedThatShrinksAndReplays) {
+  // server/core/assert.h: where chorusd would abort, the simulator fails the seed with file:line.
+  Scenario sc = small();
+  RunOptions o;
+  o.seed = 4;
+  o.bug = Bug::failed_assertion;
+  const auto r = run_scenario(sc, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.violations.front().checker, "no node crashes");
+  EXPECT_EQ(r.violations.front().kind, "assertion");
+  EXPECT_NE(r.violations.front().what.find("assertion failed: 1 + 1 == 3 (injected by --bug failed_assertion)"), std::string::npos)
+      << r.violations.front().what;
+  EXPECT_EQ(run_scenario(sc, o).trace_hash, r.trace_hash) << "replays exactly";
+  const auto shrunk = shrink_schedule(sc, o, r);
+  EXPECT_EQ(shrunk.kind, "assertion");
+  EXPECT_LE(shrunk.schedule.size(), 1u) << "the kill at 6 s is not needed; the restart is the repair phase";
 }
 
 TEST(ScenarioCheckers, ExpectationsFailWhenTheirBoundsAreNotMet) {

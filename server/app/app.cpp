@@ -1,4 +1,5 @@
 #include "server/app/app.h"
+#include "server/core/assert.h"
 
 #include <crypt.h>
 
@@ -374,7 +375,9 @@ void App::arm_gap_timer(const std::string& channel) {
 
 void App::deliver_post(ChannelOrder& o, const Event& event) {
   hub_.deliver(event);
+  const int64_t before = o.next;
   o.next = std::max(o.next, event.channel_seq + 1);
+  CHORUS_ASSERT(o.next >= before && o.next > 0, "channel order went from {} to {}", before, o.next);
   o.last_create_at = std::max(o.last_create_at, event.create_at);
   if (!event.post_id.empty() && o.recent_set.insert(event.post_id).second) {
     o.recent.push_back(event.post_id);
@@ -397,6 +400,9 @@ void App::release_held(const std::string& channel) {
     env_.cancel_timer(o.timer);
     o.timer = 0;
   }
+  CHORUS_ASSERT(o.timer == 0 || !o.held.empty(), "channel {}: a timer armed with nothing held", channel);
+  CHORUS_ASSERT(o.held.empty() || o.held.begin()->first > o.next, "channel {}: seq {} held at or below next {}", channel,
+                o.held.begin()->first, o.next);
 }
 
 // The posts between the last delivered and the first waiting one, from the master, delivered in their

@@ -1,3 +1,4 @@
+#include "server/core/assert.h"
 #include "server/app/hub.h"
 
 #include <boost/json.hpp>
@@ -211,8 +212,10 @@ void Hub::send(Conn& c, const Event& e, bool first) {
     c.sink->send_text(text);
     ++stats_.sent;
   }
+  CHORUS_ASSERT(c.dead.empty() || c.dead.back().seq < seq, "connection {}: seq {} after {}", c.id, seq, c.dead.back().seq);
   c.dead.push_back(Sent{seq, std::move(text), e.id, id_hash});
   while (c.dead.size() > options_.dead_queue_max) c.dead.pop_front();
+  CHORUS_ASSERT(c.dead.size() <= options_.dead_queue_max);
 }
 
 void Hub::deliver(const Event& e) {

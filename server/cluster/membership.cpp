@@ -1,4 +1,5 @@
 #include "server/cluster/membership.h"
+#include "server/core/assert.h"
 
 #include <algorithm>
 #include <cassert>
@@ -284,6 +285,8 @@ void Membership::recompute_leader() {
     if (m.state != MemberState::dead && addr < lowest) lowest = addr;
   if (lowest == leader_) return;
   leader_ = lowest;
+  for (const auto& [addr, m] : members_)  // the bully rule: the lowest address not declared dead, us included
+    CHORUS_ASSERT(m.state == MemberState::dead || !(addr < leader_), "leader {} but {} is live", leader_, addr);
   env_.log().info("membership: leader is now {}", leader_);
   if (on_leader_) on_leader_(leader_);
 }

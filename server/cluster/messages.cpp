@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "server/core/assert.h"
 #include "server/core/codec.h"
 #include "server/core/transport.h"
 
@@ -156,7 +157,9 @@ bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, 
   Outgoing o{seq, encode(out.stream, seq, true, message), {}};
   if (waiter) o.waiters.push_back(waiter);
   env_.transport().send(peer, o.frame);
+  CHORUS_ASSERT(out.unacked.empty() || out.unacked.back().seq < seq, "seq {} after {}", seq, out.unacked.back().seq);
   out.unacked.push_back(std::move(o));
+  CHORUS_ASSERT(out.unacked.size() <= options_.queue_max);
   return true;
 }
 
