@@ -125,6 +125,12 @@ db::Done rows_as(std::shared_ptr<bool> alive, T (*from_row)(const std::vector<db
 
 App::App(Env& env, store::Store& store, const config::Config& config, Hub& hub, AppOptions options)
     : env_(env), store_(store), config_(&config), hub_(hub), options_(options) {
+  sequencer_ = std::make_unique<ChannelSequencer>(
+      env_, SequencerOptions{options_.gap_wait, options_.first_wait}, [this](const Event& e) { hub_.deliver(e); },
+      [this](const Event& late) { return hub_.reset_users(late.recipients); },
+      [this](const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done) {
+        fetch_posts_between(channel, after, before, std::move(done));
+      });
   revalidate_timer_ = env_.set_timer(options_.cache_ttl, [this] { revalidate_sockets(); });
 }
 
@@ -286,7 +292,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
       return;
     }
     ++stats_.events_received;
-    deliver_in_order(std::move(*event));  // never sent on
+    sequencer_->on_event(std::move(*event));  // never sent on
   } else if (m.event == "update_status") {
     boost::system::error_code ec;
     auto v = boost::json::parse(m.data, ec);
@@ -320,125 +326,29 @@ void App::publish(Event event) {
   if (messenger_)
     messenger_->send_to_all(cluster::ClusterMessage{"publish", event.to_cluster(), {}},
                             event.reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort);
-  deliver_in_order(std::move(event));
+  sequencer_->on_event(std::move(event));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Posts in channel order on every node.
 
-void App::deliver_in_order(Event event) {
-  if (event.event != "posted" || event.channel_seq <= 0 || event.broadcast.channel_id.empty()) return hub_.deliver(event);
-  const std::string channel = event.broadcast.channel_id;
-  ChannelOrder& o = channel_order_[channel];
-  if (o.recent_set.contains(event.post_id)) return;  // delivered already (read from the database to fill a gap)
-  if (o.next == 0) {
-    // The first post of this channel this node sees: others made just before it may still be on their
-    // way. Everything is held for a moment (first_wait), then goes out in channel order.
-    o.held.emplace(event.channel_seq, std::move(event));
-    if (o.timer == 0)
-      o.timer = env_.set_timer(options_.first_wait, [this, alive = alive_, channel] {
-        if (!*alive) return;
-        ChannelOrder& oo = channel_order_[channel];
-        oo.timer = 0;
-        if (oo.held.empty()) return;
-        oo.next = oo.held.begin()->first;
-        release_held(channel);
-        arm_gap_timer(channel);  // a gap among what was gathered
-      });
-    return;
-  }
-  if (event.channel_seq == o.next) {
-    deliver_post(o, event);
-    return release_held(channel);
-  }
-  if (event.channel_seq < o.next) {
-    // Late, and its place was not filled (this node started after it was made, or the master was away
-    // when the gap was filled): delivering it now would break the channel's order, dropping it would
-    // lose it. Its recipients' connections reset, so their clients re-sync.
-    const size_t n = hub_.reset_users(event.recipients);
-    if (n > 0) env_.log().info("app: post {} came after its place in channel {}: {} WebSocket connections reset so their clients re-sync", event.post_id, channel, n);
-    return;
-  }
-  o.held.emplace(event.channel_seq, std::move(event));
-  arm_gap_timer(channel);
-}
-
-void App::arm_gap_timer(const std::string& channel) {
-  ChannelOrder& o = channel_order_[channel];
-  if (o.timer != 0 || o.fetching || o.held.empty()) return;
-  o.timer = env_.set_timer(options_.gap_wait, [this, alive = alive_, channel] {
-    if (!*alive) return;
-    channel_order_[channel].timer = 0;
-    fill_gap(channel);
-  });
-}
-
-void App::deliver_post(ChannelOrder& o, const Event& event) {
-  hub_.deliver(event);
-  const int64_t before = o.next;
-  o.next = std::max(o.next, event.channel_seq + 1);
-  CHORUS_ASSERT(o.next >= before && o.next > 0, "channel order went from {} to {}", before, o.next);
-  o.last_create_at = std::max(o.last_create_at, event.create_at);
-  if (!event.post_id.empty() && o.recent_set.insert(event.post_id).second) {
-    o.recent.push_back(event.post_id);
-    while (o.recent.size() > 64) {  // beyond this a late event resets its recipients instead (safe, rarer)
-      o.recent_set.erase(o.recent.front());
-      o.recent.pop_front();
-    }
-  }
-}
-
-void App::release_held(const std::string& channel) {
-  ChannelOrder& o = channel_order_[channel];
-  if (o.next == 0) return;  // still gathering the first posts
-  while (!o.held.empty() && o.held.begin()->first <= o.next) {
-    Event e = std::move(o.held.begin()->second);
-    o.held.erase(o.held.begin());
-    if (!o.recent_set.contains(e.post_id)) deliver_post(o, e);
-  }
-  if (o.held.empty() && o.timer) {
-    env_.cancel_timer(o.timer);
-    o.timer = 0;
-  }
-  CHORUS_ASSERT(o.timer == 0 || !o.held.empty(), "channel {}: a timer armed with nothing held", channel);
-  CHORUS_ASSERT(o.held.empty() || o.held.begin()->first > o.next, "channel {}: seq {} held at or below next {}", channel,
-                o.held.begin()->first, o.next);
-}
-
-// The posts between the last delivered and the first waiting one, from the master, delivered in their
-// place (their own events, when they come, are dropped). Then what waited goes.
-void App::fill_gap(const std::string& channel) {
-  ChannelOrder& o = channel_order_[channel];
-  if (o.held.empty() || o.fetching) return;
-  o.fetching = true;
-  const int64_t upto = o.held.begin()->second.create_at;
-  const int64_t upto_seq = o.held.begin()->first;
-  auto finish = [this, channel, upto_seq](std::vector<Event> filled) {
-    ChannelOrder& oo = channel_order_[channel];
-    oo.fetching = false;
-    for (auto& e : filled)
-      if (!oo.recent_set.contains(e.post_id)) {
-        ++stats_.posts_filled;
-        deliver_post(oo, e);
-      }
-    oo.next = std::max(oo.next, upto_seq);
-    release_held(channel);
-    if (!oo.held.empty() && oo.timer == 0) fill_gap(channel);  // another gap further on
-  };
+// The posts of a channel with after < create_at < before, as posted events to its members (the
+// sequencer's gap fill): nullopt when the master, the channel or its members cannot be read.
+void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done) {
   store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND CreateAt > $2 AND CreateAt < $3 ORDER BY CreateAt ASC LIMIT 1000",
-                          {channel, o.last_create_at, upto}}},
-               false, [this, alive = alive_, channel, finish](db::Outcome out) {
+                          {channel, after, before}}},
+               false, [this, alive = alive_, channel, done](db::Outcome out) {
                  if (!*alive) return;
-                 if (!out.ok()) return finish({});  // the master is away: deliver what waited rather than hold it
+                 if (!out.ok()) return done(std::nullopt);
                  std::vector<Post> posts;
                  for (const auto& row : out.result().rows) posts.push_back(post_from_row(row));
-                 if (posts.empty()) return finish({});
-                 load_channel(channel, [this, alive, channel, posts, finish](AppError e, std::optional<Channel> c) {
+                 if (posts.empty()) return done(std::vector<Event>{});
+                 load_channel(channel, [this, alive, channel, posts, done](AppError e, std::optional<Channel> c) {
                    if (!*alive) return;
-                   if (!e.ok() || !c) return finish({});
-                   channel_member_ids(channel, [this, alive, posts, c, finish](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+                   if (!e.ok() || !c) return done(std::nullopt);
+                   channel_member_ids(channel, [this, alive, posts, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
                      if (!*alive) return;
-                     if (!e2.ok()) return finish({});
+                     if (!e2.ok()) return done(std::nullopt);
                      const std::vector<std::string> recipients(ids->begin(), ids->end());
                      std::vector<Event> filled;
                      for (const auto& p : posts) {
@@ -446,7 +356,7 @@ void App::fill_gap(const std::string& channel) {
                        ev.id = new_id(env_.random());
                        filled.push_back(std::move(ev));
                      }
-                     finish(std::move(filled));
+                     done(std::move(filled));
                    });
                  });
                });

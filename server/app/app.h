@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "server/app/channel_sequencer.h"
 #include "server/app/hub.h"
 #include "server/app/model.h"
 #include "server/config/config.h"
@@ -167,7 +168,11 @@ class App {
              events_received = 0, cache_flushes = 0;
     uint64_t posts_filled = 0;  // posts read from the database to fill a gap in a channel's order
   };
-  const Stats& stats() const { return stats_; }
+  Stats stats() const {
+    Stats s = stats_;
+    s.posts_filled = sequencer_->posts_filled();
+    return s;
+  }
 
  private:
   template <class T>
@@ -211,25 +216,9 @@ class App {
   // order they were committed (their create_at order): a connection gets a node's posts in order.
   void in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
   std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
-  // Delivery in channel order, on every node: posted events carry their channel sequence number. One
-  // that arrives ahead of a gap waits up to `gap_wait`; then the missing posts are read from the
-  // master (create_at between the last delivered and the waiting one) and delivered in their place, and
-  // their own events, if they come later, are dropped (recently delivered post ids are remembered).
-  struct ChannelOrder {
-    int64_t next = 0;              // the seq to deliver next (0: nothing seen yet)
-    int64_t last_create_at = 0;    // of the last post delivered
-    std::map<int64_t, Event> held;  // ahead of a gap, by seq
-    TimerId timer = 0;
-    bool fetching = false;
-    std::deque<std::string> recent;  // post ids delivered lately (oldest first)
-    std::set<std::string> recent_set;
-  };
-  void deliver_in_order(Event event);
-  void deliver_post(ChannelOrder& o, const Event& event);
-  void release_held(const std::string& channel_id);
-  void arm_gap_timer(const std::string& channel_id);
-  void fill_gap(const std::string& channel_id);
-  std::map<std::string, ChannelOrder> channel_order_;
+  // Delivery in channel order, on every node (channel_sequencer.h); fetches gaps from the master.
+  void fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done);
+  std::unique_ptr<ChannelSequencer> sequencer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
