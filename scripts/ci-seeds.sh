@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI's seed volume: random-faults over 2,000 seeds of a range that moves with every commit (derived from
-# the commit's hash), so every CI run explores seeds no run before it did, on the release build and on
-# every core. A failing seed prints the commands that replay, trace and shrink it; the run fails.
+# the commit's hash), so every CI run explores another part of a billion seeds, on the release build
+# (with the always-on assertions) and on every core. A failing seed prints the commands that replay, trace and shrink it; the run fails.
 #   CHORUS_CI_SEEDS=N overrides the count; CHORUS_CI_SEED_START=S the start (to replay a CI run's range).
 set -euo pipefail
 cd "$(dirname "$0")/.."

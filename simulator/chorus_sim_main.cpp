@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <fmt/format.h>
 
 #include "simulator/forked_pool.h"
@@ -277,6 +278,7 @@ int scenario_run(const ScenarioCli& cli) {
   size_t finished = 0;
   int failed_total = 0;
   std::vector<std::string> failures;  // for the soak report
+  std::set<std::pair<size_t, uint64_t>> crashed;  // seeds whose worker died: not run again here
   auto progress = [&] {
     if (!tty) return;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
@@ -296,8 +298,9 @@ int scenario_run(const ScenarioCli& cli) {
           o = SeedOutcome::decode(*result);
         } else {
           o.failed = true;
-          o.text = fmt::format("[{}] seed {} FAILED: its worker process died (a crash in the run)\n  replay:  chorus-sim run {} --seed {}{}\n",
+          o.text = fmt::format("[{}] seed {} FAILED: its worker process died (a crash in the run, or over 10 minutes)\n  replay:  chorus-sim run {} --seed {}{}\n",
                                scenarios[i].name, s, scenarios[i].file, s, bug_flag(cli.bug));
+          crashed.insert({i, s});
         }
         ++finished;
         row.seeds++;
@@ -325,7 +328,12 @@ int scenario_run(const ScenarioCli& cli) {
       // The page shows the first failing seed, else the first seed: run it again here for its record.
       chorus::sim::RunOptions o;
       const auto first = std::find_if(items.begin(), items.end(), [i](const auto& item) { return item.first == i; });
-      o.seed = row.failing.empty() ? first->second : row.failing.front();
+      o.seed = first->second;
+      for (uint64_t s : row.failing)
+        if (!crashed.count({i, s})) {  // the first failing seed that can run here without taking the parent down
+          o.seed = s;
+          break;
+        }
       o.bug = bug;
       const auto r = chorus::sim::run_scenario(scenarios[i], o);
       std::filesystem::create_directories(cli.report);

@@ -1,6 +1,7 @@
 #include "simulator/forked_pool.h"
 
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,12 +40,13 @@ struct Worker {
 }  // namespace
 
 void run_forked(size_t count, int jobs, const std::function<std::string(size_t)>& work,
-                const std::function<void(size_t, const std::optional<std::string>&)>& done) {
+                const std::function<void(size_t, const std::optional<std::string>&)>& done, int item_seconds_max) {
   if (jobs <= 1 || count <= 1) {
     for (size_t i = 0; i < count; ++i) done(i, work(i));
     return;
   }
   const size_t stride = std::min(count, static_cast<size_t>(jobs));
+  std::vector<Worker> workers(stride);
   // A worker for items first, first + stride, ...; false when it cannot be started.
   auto spawn = [&](Worker& wk, size_t first) {
     std::fflush(nullptr);  // nothing buffered is written twice by the child
@@ -53,8 +55,13 @@ void run_forked(size_t count, int jobs, const std::function<std::string(size_t)>
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::close(fds[0]);
+      for (const auto& other : workers)  // the other workers' pipes are the parent's business
+        if (other.fd >= 0) ::close(other.fd);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker never outlives its parent
       for (size_t i = first; i < count; i += stride) {
+        ::alarm(static_cast<unsigned>(item_seconds_max));  // a run that hangs dies; its item is reported
         const std::string result = work(i);
+        ::alarm(0);
         const uint64_t header[2] = {i, result.size()};
         if (!write_all(fds[1], header, sizeof header) || !write_all(fds[1], result.data(), result.size())) ::_exit(3);
       }
@@ -69,7 +76,6 @@ void run_forked(size_t count, int jobs, const std::function<std::string(size_t)>
     wk = Worker{pid, fds[0], {}, first};
     return true;
   };
-  std::vector<Worker> workers(stride);
   for (size_t w = 0; w < stride; ++w)
     if (!spawn(workers[w], w)) {
       std::perror("chorus-sim: cannot start a worker");

@@ -148,7 +148,7 @@ TEST(Ids, AreMattermostShaped) {
 
 namespace {
 cluster::Heartbeat beat(const std::string& address, int64_t n, std::set<std::string> reach, bool cut_off = false) {
-  return cluster::Heartbeat{address, n, std::move(reach), cut_off};
+  return cluster::Heartbeat{"", address, n, std::move(reach), cut_off};
 }
 }  // namespace
 
@@ -186,9 +186,9 @@ TEST(ReachRule, EverySplitLeavesExactlyTheLargestGroupServingAndHalvesGoToTheLow
   // Any split of five nodes into groups: every node evaluates its own group against the others' rows.
   const std::vector<std::vector<std::set<std::string>>> splits{
       {{"a", "b"}, {"c", "d"}},             // halves of four: a's half serves
-      {{"a"}, {"b"}, {"c"}},                // three alone: a serves
       {{"a"}, {"b", "c", "d"}, {"e"}},      // the three serve
       {{"a", "e"}, {"b", "c"}, {"d"}},      // two twos: a's pair serves
+      {{"a"}, {"b"}},                       // a cluster of two split: a serves
   };
   for (const auto& groups : splits) {
     std::map<std::string, cluster::ReachRule> rules;
@@ -210,6 +210,48 @@ TEST(ReachRule, EverySplitLeavesExactlyTheLargestGroupServingAndHalvesGoToTheLow
       if (best.empty() || cluster::reaches_more(g, best)) best = g;
     EXPECT_EQ(serving, best);
   }
+}
+
+TEST(ReachRule, WhenGossipFailsEverywhereNobodyIsCutOff) {
+  // Every group a single node (a firewall on the gossip port, a key mismatch): cutting all but the
+  // lowest off would leave one node carrying every client. In three or more nodes nobody is cut off.
+  std::map<std::string, cluster::ReachRule> rules;
+  for (int round = 1; round <= 5; ++round)
+    for (const std::string self : {"a", "b", "c"}) {
+      std::vector<cluster::Heartbeat> rows;
+      for (const std::string n : {"a", "b", "c"})
+        if (n != self) rows.push_back(beat(n, round, {n}));
+      EXPECT_FALSE(rules[self].evaluate(self, {self}, rows).cut_off) << self << " round " << round;
+    }
+}
+
+TEST(ReachRule, APeerThatRestartsOnTheServingSideStillCountsAsAlive) {
+  // Its new row's Beat starts again from 0: counting goes by row, so the restarted peer proves itself
+  // alive after two beats of its new row, and its old row (frozen) proves nothing.
+  cluster::ReachRule a;
+  const std::set<std::string> bc{"b", "c"};
+  auto row = [](std::string id, std::string addr, int64_t n, std::set<std::string> reach) {
+    return cluster::Heartbeat{std::move(id), std::move(addr), n, std::move(reach), false};
+  };
+  a.evaluate("a", {"a"}, {row("b1", "b", 500, bc), row("c1", "c", 500, bc)});
+  EXPECT_TRUE(a.evaluate("a", {"a"}, {row("b1", "b", 502, bc), row("c1", "c", 502, bc)}).cut_off);
+  // b and c restart (new rows, Beat from 1); b's old row lingers, frozen, and proves nothing after a few
+  // polls; the new rows keep a cut off.
+  for (int64_t n = 1; n <= 8; ++n)
+    EXPECT_TRUE(a.evaluate("a", {"a"}, {row("b1", "b", 502, bc), row("b2", "b", n, bc), row("c2", "c", n, bc)}).cut_off)
+        << "poll " << n << ": the serving side is alive in its new rows";
+  // Had b and c died instead (rows frozen), a serves again once the rows are seen to stand still.
+  cluster::ReachRule d;
+  d.evaluate("a", {"a"}, {row("b1", "b", 500, bc)});
+  EXPECT_TRUE(d.evaluate("a", {"a"}, {row("b1", "b", 502, bc)}).cut_off);
+  bool serves = false;
+  for (int i = 0; i < 4 && !serves; ++i) serves = !d.evaluate("a", {"a"}, {row("b1", "b", 502, bc)}).cut_off;
+  EXPECT_TRUE(serves) << "a frozen row stops proving anything";
+  // A row re-inserted under the same id with a lower Beat starts the count again rather than never.
+  cluster::ReachRule r;
+  r.evaluate("a", {"a"}, {row("b1", "b", 900, bc)});
+  EXPECT_FALSE(r.evaluate("a", {"a"}, {row("b1", "b", 1, bc)}).cut_off);
+  EXPECT_TRUE(r.evaluate("a", {"a"}, {row("b1", "b", 3, bc)}).cut_off);
 }
 
 TEST(ReachRule, AnOlderNodeWithoutAReachNeverCutsAnyoneOff) {

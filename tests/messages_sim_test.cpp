@@ -265,3 +265,26 @@ TEST(Messages, APeerHeldAliveAgainGetsAStreamAtOnceWithoutARealMessage) {
   EXPECT_TRUE(c.node(2)->received.empty()) << "the opening message is the messenger's own, never delivered";
   EXPECT_EQ(c.node(0)->messenger->queued(c.address(2)), 0u) << "and it was acknowledged";
 }
+
+// The opening says whether the peer missed anything: only then do its clients need to re-sync.
+TEST(Messages, TheOpeningTellsARestartedPeerWhetherItMissedMessages) {
+  for (bool published_while_dead : {false, true}) {
+    SCOPED_TRACE(published_while_dead);
+    MemberCluster c(10, 3);
+    auto& k = c.kernel();
+    k.run_for(Duration{2'000'000});
+    k.crash(2);
+    ASSERT_TRUE(k.run_until([&] { return c.deaths() >= 2; }, k.now() + Duration{5'000'000}));
+    if (published_while_dead) c.node(0)->messenger->send_to_all(msg(1), cluster::Delivery::reliable);
+    k.start(2);
+    ASSERT_NE(c.node(2), nullptr);
+    std::vector<std::pair<std::string, bool>> told;
+    c.node(2)->messenger->on_new_stream([&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
+    k.run_for(Duration{3'000'000});
+    if (published_while_dead) {
+      EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{c.address(0), false}})) << "n0 skipped a message for it; n1 did not";
+    } else {
+      EXPECT_TRUE(told.empty()) << "nothing was missed: no re-sync";
+    }
+  }
+}

@@ -343,7 +343,11 @@ bool Hub::import_queue(const std::string& text) {
       return false;
     std::string id(e.as_array()[2].as_string());
     const uint64_t h = id.empty() ? 0 : std::hash<std::string>{}(id);
-    c.dead.push_back(Sent{e.as_array()[0].as_int64(), std::string(e.as_array()[1].as_string()), std::move(id), h});
+    const int64_t seq = e.as_array()[0].as_int64();
+    // What a peer hands over must keep the connection's invariants (seqs rising, below next_seq): a
+    // malformed handover is refused here, not met by an assertion later.
+    if ((!c.dead.empty() && seq <= c.dead.back().seq) || seq >= c.next_seq || seq < 0) return false;
+    c.dead.push_back(Sent{seq, std::string(e.as_array()[1].as_string()), std::move(id), h});
   }
   if (c.dead.size() > options_.dead_queue_max || conns_.contains(c.id)) return false;
   c.inactive_since = env_.now();

@@ -114,6 +114,7 @@ void Discovery::poll() {
                    for (const auto& row : o.results.back().rows) {  // the SELECT (after the heartbeat, if any)
                      found.push_back(DiscoveredNode{text(row[0]), text(row[1]), number(row[2]), number(row[3]), number(row[4])});
                      auto h = heartbeat_of(text(row[6]), number(row[5]), number(row[7]) != 0);
+                     h.id = text(row[0]);
                      if (!h.address.empty()) beats.push_back(std::move(h));
                    }
                    if (on_heartbeats_) on_heartbeats_(beats);

@@ -46,6 +46,7 @@ namespace {
 constexpr const char* kRequestId = "_request";
 constexpr const char* kReplyTo = "_reply_to";
 constexpr const char* kOpen = "_open";  // opens a stream (see on_member_change); never handed to subscribers
+constexpr const char* kMissed = "missed";  // on _open: the sender dropped or skipped reliable messages for us
 }  // namespace
 
 void Messenger::serve(const std::string& event, Responder respond) { responders_[event] = std::move(respond); }
@@ -180,8 +181,10 @@ bool Messenger::is_stale(const In& in, uint64_t stream) {
 
 size_t Messenger::send_to_all(const ClusterMessage& message, Delivery delivery, std::function<void()> all_done) {
   std::vector<std::string> peers;
-  for (const auto& [addr, m] : membership_.members())
+  for (const auto& [addr, m] : membership_.members()) {
     if (m.state != MemberState::dead) peers.push_back(addr);
+    else if (delivery == Delivery::reliable) missed_.insert(addr);  // told when it is held alive again
+  }
   // (best effort frames carry stream 0: they are not numbered)
   std::shared_ptr<Waiter> waiter;
   if (all_done && delivery == Delivery::reliable) waiter = std::make_shared<Waiter>(Waiter{peers.size() + 1, std::move(all_done)});
@@ -228,8 +231,11 @@ void Messenger::on_member_change(const Member& member) {
   was->second = alive;
   if (opens) {
     if (restarted) drop_stream(member.address);
-    // Opened now rather than with the next real message: the peer learns at once what it missed.
-    enqueue(member.address, ClusterMessage{kOpen, "", {}}, Delivery::reliable, nullptr);
+    // Opened now rather than with the next real message, saying whether the peer missed anything: a
+    // reliable message dropped unacknowledged, or one sent to everyone while the peer was held dead.
+    ClusterMessage open{kOpen, "", {}};
+    if (missed_.erase(member.address)) open.props[kMissed] = "1";
+    enqueue(member.address, open, Delivery::reliable, nullptr);
   }
   if (alive) return;
   drop_stream(member.address);
@@ -245,6 +251,7 @@ void Messenger::drop_stream(const std::string& peer) {
   for (uint64_t id : settled) finish(id);
   auto it = out_.find(peer);
   if (it == out_.end()) return;
+  if (!it->second.unacked.empty()) missed_.insert(peer);
   for (auto& o : it->second.unacked) {
     ++stats_.dropped_peer_dead;
     for (auto& w : o.waiters) settle(w);
@@ -253,7 +260,15 @@ void Messenger::drop_stream(const std::string& peer) {
 }
 
 void Messenger::deliver(const std::string& from, const ClusterMessage& message) {
-  if (message.event == kOpen) return;
+  if (message.event == kOpen) {
+    // A first stream that says we missed something (a replaced one has been told at the switch).
+    In& in = in_[from];
+    if (message.props.contains(kMissed) && !in.told) {
+      in.told = true;
+      if (on_new_stream_) on_new_stream_(from, false);
+    }
+    return;
+  }
   ++stats_.delivered;
   if (message.props.contains(kRequestId)) return on_request(from, message);
   if (message.props.contains(kReplyTo)) return on_reply(from, message);
@@ -318,7 +333,8 @@ bool Messenger::handle_frame(const std::string& from, std::span<const uint8_t> p
     in.stream = stream;
     in.retired_lives = std::move(retired);
     ++stats_.streams_begun;
-    if (on_new_stream_) on_new_stream_(from, replaced);
+    in.told = replaced;
+    if (replaced && on_new_stream_) on_new_stream_(from, true);
   }
   if (seq <= in.delivered) {
     ++stats_.duplicates;

@@ -84,11 +84,12 @@ class Messenger {
   bool handle_frame(const std::string& from, std::span<const uint8_t> payload);
   // Forward membership changes here (a dead peer's queue is dropped).
   void on_member_change(const Member& member);
-  // A sender's stream began: its first to us (`replaced` false), or a new one after it declared us dead
-  // or restarted (`replaced` true). Either way, what it sent while we were dead or unknown to it, or what
-  // it dropped of the old stream, never reached us: the callback lets the node make its clients re-sync.
-  // A sender opens a stream to a peer as soon as it holds it alive (first sight, back from the dead, a
-  // new generation), so this comes within a round trip of that, not with its next real message.
+  // A sender's stream began and we missed messages of it: a new stream after it declared us dead or
+  // restarted (`replaced` true: whatever it had not acknowledged is lost), or a first stream whose
+  // opening says the sender dropped or skipped reliable messages for us (`replaced` false: we restarted
+  // while it held our earlier life, or it held us dead). The callback lets the node make its clients
+  // re-sync. A sender opens a stream to a peer as soon as it holds it alive (first sight, back from the
+  // dead, a new generation), so this comes within a round trip of that, not with its next real message.
   void on_new_stream(std::function<void(const std::string& from, bool replaced)> callback) { on_new_stream_ = std::move(callback); }
 
   // Serves requests for `event`: `respond` is called with the request and must call `reply` once
@@ -127,6 +128,7 @@ class Messenger {
     // (we would then wait forever, on the new stream, for numbers we had already delivered). Within one
     // life the stream counter orders streams.
     std::deque<uint64_t> retired_lives;
+    bool told = false;  // on_new_stream was called for this stream
   };
   // A stream id's parts (see the top of this file).
   static uint64_t life_of(uint64_t stream) { return stream >> 24; }
@@ -165,6 +167,7 @@ class Messenger {
   uint64_t next_request_ = 1;
   std::function<void(const std::string& from, bool replaced)> on_new_stream_;
   std::map<std::string, bool> held_alive_;  // per peer: whether we held it alive at its last change
+  std::set<std::string> missed_;  // peers for which reliable messages were dropped or skipped since their stream
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

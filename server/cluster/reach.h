@@ -8,13 +8,17 @@
 //
 // The rule, evaluated by each node X on every poll: X is cut off when some node Y that X's membership
 // holds dead
-//   - is alive all the same: its Beat has moved on by at least `beats_alive` since X lost Y (a crashed
-//     node stops beating; a paused one too; so a death is never taken for a partition), and
+//   - is alive all the same: its Beat has moved on by at least `beats_alive` since X lost Y and is still
+//     moving (it moved within the last `stale_polls` evaluations): a crashed or paused node stops
+//     beating, so a death is never taken for a partition; and
 //   - reaches a larger group than X does (more nodes, or as many with a lower lowest address), and that
 //     group leaves X out (a Reach that names X was written before Y lost X, or the cut is one-way: it
 //     proves nothing about a partition).
-// The group with the largest (size, lowest address) key is never cut off, so a split of any shape leaves
-// one side serving; in a split into halves the half with the lowest address serves.
+//   - and Y's group has at least two nodes, or the cluster has only two: when gossip fails everywhere (a
+//     firewall on the gossip port, a key mismatch) every group is a single node, and cutting all but one
+//     off would leave one node carrying every client; then nobody is cut off.
+// The group with the largest (size, lowest address) key is never cut off, so a split into fully
+// connected groups leaves one side serving; of two halves, the half with the lowest address serves.
 //
 // A cut-off node answers /system/ping as unhealthy (the load balancer's health check takes it out),
 // refuses requests and WebSocket upgrades with 503, and closes its WebSockets so its clients reconnect to
@@ -35,6 +39,7 @@ namespace chorus::cluster {
 
 // One other node's heartbeat, as read from ClusterDiscovery.
 struct Heartbeat {
+  std::string id;  // the ClusterDiscovery row: a restart is a new row whose Beat starts again
   std::string address;
   int64_t beat = 0;
   std::set<std::string> reach;  // its connected group, itself included (empty: an older node that does not say)
@@ -49,7 +54,7 @@ struct ReachVerdict {
 
 class ReachRule {
  public:
-  explicit ReachRule(int64_t beats_alive = 2) : beats_alive_(beats_alive) {}
+  explicit ReachRule(int64_t beats_alive = 2, int stale_polls = 3) : beats_alive_(beats_alive), stale_polls_(stale_polls) {}
 
   // `group`: this node and the members its membership holds alive. `rows`: the other nodes' fresh rows.
   ReachVerdict evaluate(const std::string& self, const std::set<std::string>& group, const std::vector<Heartbeat>& rows);
@@ -58,7 +63,13 @@ class ReachRule {
 
  private:
   int64_t beats_alive_;
-  std::map<std::string, int64_t> beat_when_lost_;  // nodes held dead: their Beat when we first saw them so
+  int stale_polls_;
+  std::map<std::string, int64_t> beat_when_lost_;  // rows of nodes held dead: their Beat when we first saw them so
+  struct Seen {
+    int64_t beat = 0;
+    int unchanged = 0;  // evaluations since the Beat last moved
+  };
+  std::map<std::string, Seen> seen_;  // every row's Beat: a row that stops beating proves nothing
   std::map<std::string, bool> seen_cut_off_;       // their CutOff as last read
   bool cut_off_ = false;
 };

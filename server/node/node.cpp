@@ -176,7 +176,7 @@ void Node::on_member_change(const cluster::Member& m) {
 std::set<std::string> Node::reach_group() const {
   std::set<std::string> group{options_.advertise};
   for (const auto& [address, m] : membership_->members())
-    if (m.state != cluster::MemberState::dead) group.insert(address);
+    if (m.state != cluster::MemberState::dead && m.heard) group.insert(address);  // a seed never heard is no proof
   return group;
 }
 
