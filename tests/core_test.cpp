@@ -285,3 +285,32 @@ TEST(Assert, OnByDefaultItAbortsWithFileLineAndTheDetail) {
   EXPECT_THROW(CHORUS_ASSERT(false), chorus::AssertionFailure);
   chorus::set_assert_handler(nullptr);
 }
+
+#include "server/app/ttl_cache.h"
+
+TEST(TtlCache, EntriesLiveForTheirTtlTheSizeIsBoundedAndAFillAfterAnInvalidationIsDropped) {
+  chorus::app::TtlCache<std::string, int> c(3);
+  const chorus::MonoTime t0{};
+  const chorus::Duration ttl{10'000'000};
+  c.put("a", 1, t0);
+  ASSERT_NE(c.get("a", t0 + chorus::Duration{9'999'999}, ttl), nullptr);
+  EXPECT_EQ(*c.get("a", t0, ttl), 1);
+  EXPECT_EQ(c.get("a", t0 + ttl, ttl), nullptr) << "stale at the ttl";
+  // A read that began before an invalidation does not fill; one that began after does.
+  const uint64_t before = c.epoch();
+  c.invalidate();
+  c.fill("b", 2, t0, before);
+  EXPECT_EQ(c.get("b", t0, ttl), nullptr);
+  c.fill("b", 2, t0, c.epoch());
+  EXPECT_NE(c.get("b", t0, ttl), nullptr);
+  // The bound: at 3 entries a new key starts the cache over; an existing key is replaced in place.
+  c.put("c", 3, t0);
+  c.put("c", 4, t0);
+  EXPECT_EQ(c.size(), 3u);
+  c.put("d", 5, t0);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_EQ(*c.get("d", t0, ttl), 5);
+  c.put("e", 6, t0);
+  c.erase_if([](int v) { return v == 6; });
+  EXPECT_EQ(c.get("e", t0, ttl), nullptr);
+}

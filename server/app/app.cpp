@@ -249,9 +249,15 @@ int64_t App::now_ms() const { return env_.wall_now().us / 1000; }
 
 bool App::postgres() const { return store_.router().dialect() == db::Dialect::postgres; }
 
-bool App::fresh(MonoTime at) const {
-  const Duration ttl = std::min(options_.cache_ttl, Duration{config_->ServiceSettings.SessionCacheInMinutes * 60'000'000});
-  return env_.now() - at < ttl;
+Duration App::cache_ttl() const {
+  return std::min(options_.cache_ttl, Duration{config_->ServiceSettings.SessionCacheInMinutes * 60'000'000});
+}
+
+void App::invalidate_fills() {
+  sessions_.invalidate();
+  users_.invalidate();
+  channels_.invalidate();
+  channel_members_.invalidate();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -265,7 +271,7 @@ void App::invalidate(const std::string& event, const std::string& id) {
 }
 
 void App::apply_invalidation(const std::string& event, const std::string& id) {
-  ++epoch_;  // reads in flight no longer fill the caches
+  invalidate_fills();  // reads in flight no longer fill the caches
   if (event == "inv_user") {
     users_.erase(id);
   } else if (event == "inv_channel") {
@@ -278,8 +284,7 @@ void App::apply_invalidation(const std::string& event, const std::string& id) {
     const auto space = id.find(' ');
     const std::string user = id.substr(0, space);
     const std::string token = space == std::string::npos ? "" : id.substr(space + 1);
-    for (auto it = sessions_.begin(); it != sessions_.end();)
-      it = it->second.value.user_id == user ? sessions_.erase(it) : std::next(it);
+    sessions_.erase_if([&](const Session& s) { return s.user_id == user; });
     if (!token.empty()) hub_.revoke(user, token);
   }
 }
@@ -303,7 +308,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
     if (auto it = o.find("status"); it != o.end() && it->value().is_string()) s.status = it->value().as_string();
     if (auto it = o.find("manual"); it != o.end() && it->value().is_bool()) s.manual = it->value().as_bool();
     if (auto it = o.find("last_activity_at"); it != o.end() && it->value().is_int64()) s.last_activity_at = it->value().as_int64();
-    if (!s.user_id.empty() && statuses_.size() < options_.cache_entries_max) statuses_[s.user_id] = Entry<Status>{s, env_.now()};
+    if (!s.user_id.empty()) statuses_.put(s.user_id, s, env_.now());
   } else if (m.event.rfind("inv_", 0) == 0 || m.event == "clear_session_user") {
     ++stats_.invalidations_received;
     apply_invalidation(m.event, m.data);
@@ -313,7 +318,7 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
 void App::on_membership_change() {
   // Whatever we missed while a peer was unreachable (or we were), we stop trusting now.
   ++stats_.cache_flushes;
-  ++epoch_;
+  invalidate_fills();
   sessions_.clear();
   users_.clear();
   channels_.clear();
@@ -401,25 +406,22 @@ void App::check_password(const std::string& password, const std::string& hash, s
 void App::authenticate(const std::string& token, Callback<Session> done) {
   const auto expired = error(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.");
   if (token.empty() || token.size() > 64) return done(fail<Session>(expired));
-  if (auto it = sessions_.find(token); it != sessions_.end() && fresh(it->second.at)) {
+  if (const Session* cached = sessions_.get(token, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
-    if (it->second.value.expires_at <= now_ms()) return done(fail<Session>(expired));
-    return done(ok(it->second.value));
+    if (cached->expires_at <= now_ms()) return done(fail<Session>(expired));
+    return done(ok(*cached));
   }
   ++stats_.cache_misses;
   // From the master: a session made a moment ago on another node must be found.
   store_.write({Statement{std::string("SELECT ") + kSessionColumns + " FROM Sessions WHERE Token = $1", {token}}}, false,
-               [this, alive = alive_, token, expired, done, epoch = epoch_](db::Outcome o) {
+               [this, alive = alive_, token, expired, done, epoch = sessions_.epoch()](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(fail<Session>(from_db(o.error)));
                  if (o.result().rows.empty()) return done(fail<Session>(expired));
                  Session s = session_from_row(o.result().rows[0]);
                  if (s.expires_at <= now_ms()) return done(fail<Session>(expired));
                  // Not cached if an invalidation happened while we read: it may be about this very session.
-                 if (epoch == epoch_) {
-                   if (sessions_.size() >= options_.cache_entries_max) sessions_.clear();
-                   sessions_[token] = Entry<Session>{s, env_.now()};
-                 }
+                 sessions_.fill(token, s, env_.now(), epoch);
                  done(ok(std::move(s)));
                });
 }
@@ -513,7 +515,7 @@ void App::login(const std::string& login_id, const std::string& password, const 
                                 false, [this, alive, user, s, done](db::Outcome o2) {
                                   if (!*alive) return;
                                   if (!o2.ok()) return done(fail<std::pair<User, Session>>(from_db(o2.error)));
-                                  sessions_[s.token] = Entry<Session>{s, env_.now()};
+                                  sessions_.put(s.token, s, env_.now());
                                   done(ok(std::make_pair(user, s)));
                                 });
                  });
@@ -534,21 +536,18 @@ void App::logout(const Session& session, Callback<Unit> done) {
 
 void App::get_user(const Session& actor, const std::string& user_id, Callback<User> done) {
   if (!is_valid_id(user_id)) return done(fail<User>(bad_param("user_id")));
-  if (auto it = users_.find(user_id); it != users_.end() && fresh(it->second.at)) {
+  if (const User* cached = users_.get(user_id, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
-    return done(ok(it->second.value));
+    return done(ok(*cached));
   }
   ++stats_.cache_misses;
   store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}},
-              [this, alive = alive_, user_id, done, epoch = epoch_](db::Outcome o) {
+              [this, alive = alive_, user_id, done, epoch = users_.epoch()](db::Outcome o) {
                 if (!*alive) return;
                 if (!o.ok()) return done(fail<User>(from_db(o.error)));
                 if (o.result().rows.empty()) return done(fail<User>(not_found("user")));
                 User u = user_from_row(o.result().rows[0]);
-                if (epoch == epoch_) {
-                  if (users_.size() >= options_.cache_entries_max) users_.clear();
-                  users_[user_id] = Entry<User>{u, env_.now()};
-                }
+                users_.fill(user_id, u, env_.now(), epoch);
                 done(ok(std::move(u)));
               });
 }
@@ -766,42 +765,36 @@ void App::team_members_for_user(const Session& actor, const std::string& user_id
 // Channels.
 
 void App::load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
-  if (auto it = channels_.find(channel_id); it != channels_.end() && fresh(it->second.at)) {
+  if (const Channel* cached = channels_.get(channel_id, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
-    return done({}, it->second.value);
+    return done({}, *cached);
   }
   ++stats_.cache_misses;
   store_.read({Statement{std::string("SELECT ") + kChannelColumns + " FROM Channels WHERE Id = $1", {channel_id}}},
-              [this, alive = alive_, channel_id, done, epoch = epoch_](db::Outcome o) {
+              [this, alive = alive_, channel_id, done, epoch = channels_.epoch()](db::Outcome o) {
                 if (!*alive) return;
                 if (!o.ok()) return done(from_db(o.error), std::nullopt);
                 if (o.result().rows.empty()) return done({}, std::nullopt);
                 Channel c = channel_from_row(o.result().rows[0]);
-                if (epoch == epoch_) {
-                  if (channels_.size() >= options_.cache_entries_max) channels_.clear();
-                  channels_[channel_id] = Entry<Channel>{c, env_.now()};
-                }
+                channels_.fill(channel_id, c, env_.now(), epoch);
                 done({}, std::move(c));
               });
 }
 
 void App::channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done) {
-  if (auto it = channel_members_.find(channel_id); it != channel_members_.end() && fresh(it->second.at)) {
+  if (const auto* cached = channel_members_.get(channel_id, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
-    return done({}, it->second.value);
+    return done({}, *cached);
   }
   ++stats_.cache_misses;
   // From the master: a member added a moment ago on another node must be able to post.
   store_.write({Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {channel_id}}}, false,
-               [this, alive = alive_, channel_id, done, epoch = epoch_](db::Outcome o) {
+               [this, alive = alive_, channel_id, done, epoch = channel_members_.epoch()](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(from_db(o.error), nullptr);
                  auto ids = std::make_shared<std::set<std::string>>();
                  for (const auto& r : o.result().rows) ids->insert(text_at(r, 0));
-                 if (epoch == epoch_) {
-                   if (channel_members_.size() >= options_.cache_entries_max) channel_members_.clear();
-                   channel_members_[channel_id] = Entry<std::shared_ptr<const std::set<std::string>>>{ids, env_.now()};
-                 }
+                 channel_members_.fill(channel_id, ids, env_.now(), epoch);
                  done({}, ids);
                });
 }
@@ -1201,7 +1194,7 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
 
 void App::get_status(const Session& actor, const std::string& user_id, Callback<Status> done) {
   if (!is_valid_id(user_id)) return done(fail<Status>(bad_param("user_id")));
-  if (auto it = statuses_.find(user_id); it != statuses_.end() && fresh(it->second.at)) return done(ok(it->second.value));
+  if (const Status* cached = statuses_.get(user_id, env_.now(), cache_ttl())) return done(ok(*cached));
   store_.read({Statement{"SELECT UserId, Status, Manual, LastActivityAt FROM Status WHERE UserId = $1", {user_id}}},
               [this, alive = alive_, user_id, done](db::Outcome o) {
                 if (!*alive) return;
@@ -1214,8 +1207,7 @@ void App::get_status(const Session& actor, const std::string& user_id, Callback<
                   s.manual = int_at(r, 2) != 0;
                   s.last_activity_at = int_at(r, 3);
                 }
-                if (statuses_.size() >= options_.cache_entries_max) statuses_.clear();
-                statuses_[user_id] = Entry<Status>{s, env_.now()};
+                statuses_.put(user_id, s, env_.now());
                 done(ok(s));
               });
 }
@@ -1249,7 +1241,7 @@ void App::set_status(const Session& actor, const std::string& user_id, const std
                false, [this, alive = alive_, s, done](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(fail<Status>(from_db(o.error)));
-                 statuses_[s.user_id] = Entry<Status>{s, env_.now()};
+                 statuses_.put(s.user_id, s, env_.now());
                  if (messenger_)
                    messenger_->send_to_all(cluster::ClusterMessage{"update_status", boost::json::serialize(s.to_json()), {}},
                                            cluster::Delivery::best_effort);

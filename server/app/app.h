@@ -28,6 +28,7 @@
 
 #include "server/app/channel_sequencer.h"
 #include "server/app/hub.h"
+#include "server/app/ttl_cache.h"
 #include "server/app/model.h"
 #include "server/config/config.h"
 #include "server/core/env.h"
@@ -175,12 +176,7 @@ class App {
   }
 
  private:
-  template <class T>
-  struct Entry {
-    T value;
-    MonoTime at;
-  };
-  bool fresh(MonoTime at) const;
+  Duration cache_ttl() const;  // min(cache_ttl, SessionCacheInMinutes)
   void create_user_checked(bool admin, NewUser user, bool may_retry, Callback<User> done);
   // Every cache_ttl: the sessions behind this node's WebSockets are checked against the database, and
   // sockets of revoked or expired sessions are closed (the bound holds for sockets too).
@@ -204,12 +200,13 @@ class App {
   Hub& hub_;
   AppOptions options_;
   cluster::Messenger* messenger_ = nullptr;
-  std::map<std::string, Entry<Session>> sessions_;  // by token
-  std::map<std::string, Entry<User>> users_;        // by id
-  std::map<std::string, Entry<std::shared_ptr<const std::set<std::string>>>> channel_members_;  // by channel id
-  std::map<std::string, Entry<Channel>> channels_;  // by id
-  std::map<std::string, Entry<Status>> statuses_;   // by user id (statuses live in memory and the Status table)
-  uint64_t epoch_ = 0;                              // bumps on every invalidation: fills in flight are dropped
+  TtlCache<std::string, Session> sessions_{options_.cache_entries_max};  // by token
+  TtlCache<std::string, User> users_{options_.cache_entries_max};        // by id
+  TtlCache<std::string, std::shared_ptr<const std::set<std::string>>> channel_members_{options_.cache_entries_max};  // by channel id
+  TtlCache<std::string, Channel> channels_{options_.cache_entries_max};  // by id
+  TtlCache<std::string, Status> statuses_{options_.cache_entries_max};   // by user id (statuses live in memory and the Status table)
+  // Any invalidation drops the fills in flight of every cache (they may concern what was invalidated).
+  void invalidate_fills();
   TimerId revalidate_timer_ = 0;
   Stats stats_;
   // Posts of one channel are written one at a time on this node, so that this node publishes them in the
