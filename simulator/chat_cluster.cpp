@@ -90,6 +90,7 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
         });
         if (options_.on_fatal) options_.on_fatal(i, why);
       };
+      no.app = options_.app;
       no.app.bcrypt_cost = 4;
       no.jobs = options_.jobs;
       no.messenger = options_.messenger;

@@ -60,6 +60,7 @@ struct ChatClusterOptions {
   LogSink* log_sink = nullptr;        // the nodes' logs (null: discarded)
   // A node gave up (chorusd would exit): it is crashed right after, and this is told why.
   std::function<void(int node, const std::string& why)> on_fatal;
+  app::AppOptions app;  // every node's (bcrypt_cost is set to 4)
 };
 
 class ChatCluster {

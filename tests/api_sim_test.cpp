@@ -576,3 +576,66 @@ TEST(ApiSim, APostHeldUpBetweenNodesIsFilledFromTheDatabaseInItsPlaceAndNotDeliv
     EXPECT_TRUE(seqs_contiguous(*sb));
   }
 }
+
+TEST(ApiSim, AClientThatSendsButNeverReadsIsClosedWith1008AtTheBoundAndTheNodeServesOn) {
+  ChatCluster c({.seed = 29, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 1);
+  auto sb = c.connect(1, w.b);
+  c.kernel().run_for(Duration{100'000});
+  ASSERT_FALSE(events_of(*sb, "hello").empty());
+  sb->reading = false;  // b sends pings and never reads the pongs
+  int sent = 0;
+  for (; sent < 1000 && !sb->close_code; ++sent) {
+    c.send(*sb, obj({{"action", "ping"}, {"seq", sent + 2}}));
+    if (sent % 50 == 0) c.kernel().run_for(Duration{10'000});
+  }
+  c.kernel().run_for(Duration{100'000});
+  ASSERT_TRUE(sb->close_code.has_value()) << "closed at the bound";
+  EXPECT_EQ(*sb->close_code, 1008);
+  EXPECT_EQ(sb->close_reason, "send queue full");
+  EXPECT_LE(sb->unread, api::ApiOptions{}.websocket_queue_max) << "never more than the bound queued";
+  EXPECT_GE(sent, static_cast<int>(api::ApiOptions{}.websocket_queue_max));
+  // The node serves on: a reading client on the same node pings and posts.
+  auto sa = c.connect(1, w.a);
+  c.kernel().run_for(Duration{100'000});
+  c.send(*sa, obj({{"action", "ping"}, {"seq", 2}}));
+  c.kernel().run_for(Duration{100'000});
+  bool pong = false;
+  for (const auto& f : sa->received) pong |= f.find("\"pong\"") != std::string::npos;
+  EXPECT_TRUE(pong);
+  EXPECT_EQ(post(c, 1, w, w.a, "still here").status, 201);
+}
+
+TEST(ApiSim, PostsPastTheChannelWriteQueueBoundGet503AndEveryAcknowledgedOneLands) {
+  app::AppOptions ao;
+  ao.channel_write_queue_max = 5;
+  ChatCluster c({.seed = 31, .nodes = 2, .db_service_time = Duration{20'000}, .app = ao});  // 20 ms per statement
+  ASSERT_TRUE(c.start_all(Duration{120'000'000}));
+  World w = make_world(c, 0, 1);
+  auto sb = c.connect(1, w.b);
+  c.kernel().run_for(Duration{300'000});
+  int answered = 0;
+  std::vector<std::string> created;
+  int refused = 0;
+  for (int i = 0; i < 20; ++i)
+    c.call_async(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("q{}", i)}}), w.a, [&](api::Response r) {
+      ++answered;
+      if (r.status == 201) {
+        created.push_back(field(r, "message"));
+      } else {
+        expect_error(r, 503, "api.post.create_post.too_many_waiting.app_error");
+        ++refused;
+      }
+    });
+  ASSERT_TRUE(c.kernel().run_until([&] { return answered == 20; }, c.kernel().now() + Duration{60'000'000}));
+  EXPECT_GT(refused, 0) << "20 posts at once, at most 5 wait";
+  EXPECT_GE(created.size(), 5u);
+  EXPECT_EQ(c.node(0)->app().stats().channel_writes_refused, static_cast<uint64_t>(refused));
+  // Every acknowledged post is in the channel and reached b's socket; the queue takes posts again.
+  c.kernel().run_for(Duration{1'000'000});
+  auto got = posted_messages(*sb);
+  for (const auto& m : created) EXPECT_NE(std::find(got.begin(), got.end(), m), got.end()) << m;
+  EXPECT_EQ(got.size(), created.size());
+  EXPECT_EQ(post(c, 0, w, w.a, "after").status, 201);
+}

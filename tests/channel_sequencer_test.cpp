@@ -40,6 +40,7 @@ class Host final : public Process {
         },
         [this](const std::string& channel, int64_t after, int64_t before, app::ChannelSequencer::Fetched done) {
           ++fetches;
+          if (master_hangs) return;
           env.set_timer(Duration{2'000}, [this, channel, after, before, done] {  // the master answers in 2 ms
             if (master_down) return done(std::nullopt);
             std::vector<app::Event> out;
@@ -55,6 +56,7 @@ class Host final : public Process {
   std::vector<std::string> delivered, resets;
   std::map<std::string, std::map<int64_t, app::Event>> master;  // channel -> seq -> the committed post
   bool master_down = false;
+  bool master_hangs = false;
   int fetches = 0;
 };
 
@@ -213,4 +215,40 @@ TEST(ChannelSequencer, AnyArrivalOrderDeliversInOrderOnceAndLosesNothingSilently
       EXPECT_NE(std::find(r.begin(), r.end(), "p" + std::to_string(s)), r.end()) << "post " << s << " before the first: reset";
     }
   }
+}
+
+TEST(ChannelSequencer, AnIdleChannelIsForgottenAndItsNextPostStartsItAfresh) {
+  Fixture f;
+  f.feed({1, 2});
+  f.wait_ms(60);
+  ASSERT_EQ(f.host().delivered, ids({1, 2}));
+  f.wait_ms(9 * 60 * 1000);  // 9 minutes: not idle long enough
+  f.feed({1}, "d");
+  EXPECT_EQ(f.host().seq->evicted(), 0u);
+  EXPECT_EQ(f.host().seq->channels(), 2u);
+  f.wait_ms(3 * 60 * 1000);  // c idle for 12 minutes, d for 3; the last sweep was 3 minutes ago (at most one per 2.5)
+  f.feed({2}, "d");          // the sweep runs on a post's arrival
+  EXPECT_EQ(f.host().seq->evicted(), 1u);
+  EXPECT_EQ(f.host().seq->channels(), 1u);
+  EXPECT_EQ(f.host().seq->next("c"), 0) << "c is forgotten";
+  EXPECT_EQ(f.host().seq->next("d"), 3) << "d is kept";
+  f.feed({3});  // c's next post: a first post again, held for first_wait, then delivered (not late)
+  EXPECT_EQ(f.host().delivered.back(), "p2");
+  f.wait_ms(60);
+  EXPECT_EQ(f.host().delivered.back(), "p3");
+  EXPECT_TRUE(f.host().resets.empty());
+}
+
+TEST(ChannelSequencer, AChannelWaitingOnAFillIsNeverEvictedHoweverLongTheFillTakes) {
+  Fixture f;
+  f.feed({1});
+  f.wait_ms(60);
+  f.host().master_hangs = true;  // the fill's answer never comes
+  f.feed({3});                   // ahead of a gap: waits, then its fill hangs
+  f.wait_ms(400);
+  ASSERT_EQ(f.host().fetches, 1);
+  f.wait_ms(11 * 60 * 1000);
+  f.feed({1}, "d");  // sweeps: c is idle for 11 minutes but still waits on its fill
+  EXPECT_EQ(f.host().seq->evicted(), 0u);
+  EXPECT_EQ(f.host().seq->held("c"), 1u);
 }

@@ -638,6 +638,7 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   }
   size_t queued_frames() const override { return closed_ ? 0 : sink_.queued_frames(); }
   void close(uint16_t code, std::string reason) override {
+    closing_ = true;
     if (!closed_) sink_.close(code, std::move(reason));
   }
 
@@ -745,7 +746,14 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   void fail(int64_t seq, const std::string& id, const std::string& message) {
     send_reply(json::object{{"status", "FAIL"}, {"seq_reply", seq}, {"error", json::object{{"id", id}, {"message", message}}}});
   }
-  void send_reply(const json::object& o) { send_text(json::serialize(o)); }
+  void send_reply(const json::object& o) {
+    if (closed_ || closing_) return;
+    if (sink_.queued_frames() >= options_.websocket_queue_max) {
+      env_.log().info("websocket: closed a connection that does not read its replies ({} frames queued)", sink_.queued_frames());
+      return close(1008, "send queue full");
+    }
+    send_text(json::serialize(o));
+  }
 
   Env& env_;
   app::App& app_;
@@ -759,6 +767,7 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
   std::string registered_;
   bool authenticating_ = false;
   bool closed_ = false;
+  bool closing_ = false;  // a close was asked for: no more replies
   int malformed_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -49,6 +49,10 @@ struct ApiOptions {
   std::string server_version = "0.0.0";
   std::string hostname;
   size_t websocket_message_max = 64 * 1024;
+  // Replies to a client's own messages (pings, typing) wait in the socket's send queue with the hub's
+  // events; a client that sends and never reads is closed (1008 "send queue full") at this many frames,
+  // the hub's own bound for events (HubOptions::send_queue_max), so a socket never holds more.
+  size_t websocket_queue_max = 256;
 };
 
 class Api final : public Handler {

@@ -1045,7 +1045,7 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
                               {post.id, post.channel_id, post.message}});
       else
         s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)", {post.message, post.id, post.channel_id}});
-      in_channel_order(post.channel_id, [this, alive, s = std::move(s), post, c, recipients, done](std::function<void()> next) mutable {
+      const bool queued = in_channel_order(post.channel_id, [this, alive, s = std::move(s), post, c, recipients, done](std::function<void()> next) mutable {
       store_.write(std::move(s), true, [this, alive, post, c, recipients, done, next](db::Outcome o) mutable {
         if (!*alive) return;
         next();  // this post's place is settled: the channel's next write may go
@@ -1068,11 +1068,18 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
         done(ok(post));
       });
       });
+      if (!queued)
+        done(fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
+                              "Too many posts to this channel are waiting to be written on this server; try again.")));
     });
   });
 }
 
-void App::in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write) {
+bool App::in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write) {
+  if (auto it = channel_writes_.find(channel_id); it != channel_writes_.end() && it->second.size() >= options_.channel_write_queue_max) {
+    ++stats_.channel_writes_refused;
+    return false;
+  }
   auto& queue = channel_writes_[channel_id];
   auto run = [this, alive = alive_, channel_id, write = std::move(write)]() mutable {
     write([this, alive, channel_id] {
@@ -1092,6 +1099,7 @@ void App::in_channel_order(const std::string& channel_id, std::function<void(std
     auto first = queue.front();  // a copy: a write that ends at once pops the queue's entry
     first();
   }
+  return true;
 }
 
 void App::get_post(const Session& actor, const std::string& post_id, Callback<Post> done) {

@@ -69,6 +69,9 @@ struct AppOptions {
   int per_page_max = 200;
   Duration gap_wait{300'000};         // a channel's post ahead of a gap waits this long for the missing ones
   Duration first_wait{50'000};        // the first post of a channel a node sees waits this long for earlier ones
+  // Posts to one channel are written one after the other (in_channel_order); past this many waiting on
+  // this node, a new post gets 503 (api.post.create_post.too_many_waiting.app_error) and the client retries.
+  size_t channel_write_queue_max = 1000;
 };
 
 struct NewUser {
@@ -168,10 +171,13 @@ class App {
     uint64_t cache_hits = 0, cache_misses = 0, invalidations_sent = 0, invalidations_received = 0, events_published = 0,
              events_received = 0, cache_flushes = 0;
     uint64_t posts_filled = 0;  // posts read from the database to fill a gap in a channel's order
+    uint64_t channel_writes_refused = 0;  // posts refused (503): channel_write_queue_max waited already
+    uint64_t channels_evicted = 0;        // idle channel-order entries forgotten
   };
   Stats stats() const {
     Stats s = stats_;
     s.posts_filled = sequencer_->posts_filled();
+    s.channels_evicted = sequencer_->evicted();
     return s;
   }
 
@@ -211,7 +217,9 @@ class App {
   Stats stats_;
   // Posts of one channel are written one at a time on this node, so that this node publishes them in the
   // order they were committed (their create_at order): a connection gets a node's posts in order.
-  void in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
+  // Runs `write` when the channel's earlier writes on this node are done; false (and nothing runs) when
+  // channel_write_queue_max writes already wait.
+  bool in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
   std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
   // Delivery in channel order, on every node (channel_sequencer.h); fetches gaps from the master.
   void fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done);

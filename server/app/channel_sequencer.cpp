@@ -22,8 +22,10 @@ size_t ChannelSequencer::held(const std::string& channel) const {
 
 void ChannelSequencer::on_event(Event event) {
   if (event.event != "posted" || event.channel_seq <= 0 || event.broadcast.channel_id.empty()) return deliver_(event);
+  evict_idle();
   const std::string channel = event.broadcast.channel_id;
   Channel& o = channels_[channel];
+  o.last_post = env_.now();
   if (o.recent_set.contains(event.post_id)) return;  // delivered already (read from the database to fill a gap)
   if (o.next == 0) {
     // The first post of this channel this node sees: others made just before it may still be on their
@@ -58,6 +60,21 @@ void ChannelSequencer::on_event(Event event) {
   }
   o.held.emplace(event.channel_seq, std::move(event));
   arm_gap_timer(channel);
+}
+
+void ChannelSequencer::evict_idle() {
+  const MonoTime now = env_.now();
+  if (now - last_sweep_ < options_.idle_evict / 4) return;
+  last_sweep_ = now;
+  for (auto it = channels_.begin(); it != channels_.end();) {
+    const Channel& c = it->second;
+    if (c.held.empty() && c.timer == 0 && !c.fetching && now - c.last_post >= options_.idle_evict) {
+      it = channels_.erase(it);
+      ++evicted_;
+    } else {
+      ++it;
+    }
+  }
 }
 
 void ChannelSequencer::arm_gap_timer(const std::string& channel) {

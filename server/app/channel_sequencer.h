@@ -14,6 +14,12 @@
 //     its recipients' connections are reset, so their clients re-sync.
 // Events that are not posts (or carry no seq) go straight through.
 //
+// Bounded: a channel with nothing held, no timer and no fetch under way, and no post for `idle_evict`, is
+// forgotten (swept at most once per `idle_evict / 4`, on a post's arrival: no timer of its own). Its next
+// post is then "the first post of a channel this node sees" again. A duplicate of a post delivered before
+// the eviction would go out twice; the messenger drops duplicates within a stream, so that needs a
+// stream replaced in the middle of an idle period of `idle_evict` (10 minutes by default).
+//
 // Runs on the node's loop; all I/O is the caller's (deliver, reset, fetch). Used by app::App; tested
 // directly with crafted event orders (tests/channel_sequencer_test.cpp).
 #pragma once
@@ -36,6 +42,7 @@ struct SequencerOptions {
   Duration gap_wait{300'000};   // a post ahead of a gap waits this long for the missing ones
   Duration first_wait{50'000};  // the first post of a channel seen here waits this long for earlier ones
   size_t recent_max = 64;       // delivered post ids remembered per channel (a late duplicate is dropped)
+  Duration idle_evict{600'000'000};  // an idle channel's entry is forgotten after this long
 };
 
 class ChannelSequencer {
@@ -57,6 +64,7 @@ class ChannelSequencer {
 
   uint64_t posts_filled() const { return posts_filled_; }   // delivered from a fetch
   uint64_t late_resets() const { return late_resets_; }     // posts that came after their place
+  uint64_t evicted() const { return evicted_; }             // idle channels forgotten
   size_t channels() const { return channels_.size(); }
   // The next seq to deliver in `channel` (0: none seen yet), and how many wait: for tests and reports.
   int64_t next(const std::string& channel) const;
@@ -71,7 +79,9 @@ class ChannelSequencer {
     bool fetching = false;
     std::deque<std::string> recent;  // post ids delivered lately (oldest first)
     std::set<std::string> recent_set;
+    MonoTime last_post;               // when its last post arrived
   };
+  void evict_idle();
   void deliver_post(Channel& c, const Event& event);
   void release_held(const std::string& channel);
   void arm_gap_timer(const std::string& channel);
@@ -83,7 +93,8 @@ class ChannelSequencer {
   Reset reset_;
   Fetch fetch_;
   std::map<std::string, Channel> channels_;
-  uint64_t posts_filled_ = 0, late_resets_ = 0;
+  uint64_t posts_filled_ = 0, late_resets_ = 0, evicted_ = 0;
+  MonoTime last_sweep_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
