@@ -15,6 +15,11 @@
 //
 // Runs above the seam: on the simulator as in production. Calls come from server/api on the node's loop;
 // results come back through callbacks on the same loop.
+//
+// One class, its code in files by domain: app_users.cpp (sessions, users), app_teams.cpp,
+// app_channels.cpp (channels, members), app_posts.cpp (posts, channel order, search), app_statuses.cpp,
+// app_cluster.cpp (publish, invalidations, peers' messages, handover, analytics), app.cpp (the rest);
+// channel_sequencer.h orders posted events; ttl_cache.h is the caches.
 #pragma once
 
 #include <functional>

@@ -1,0 +1,245 @@
+// Channels and channel members: the channel and membership caches, read access, and changes.
+#include "server/app/app.h"
+
+#include <boost/json.hpp>
+
+#include "server/app/app_internal.h"
+#include "server/cluster/messages.h"
+#include "server/core/assert.h"
+#include "server/core/ids.h"
+#include "server/store/store.h"
+
+namespace chorus::app {
+
+using namespace detail;
+
+// ---------------------------------------------------------------------------------------------------
+// Channels.
+
+void App::load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
+  if (const Channel* cached = channels_.get(channel_id, env_.now(), cache_ttl())) {
+    ++stats_.cache_hits;
+    return done({}, *cached);
+  }
+  ++stats_.cache_misses;
+  store_.read({Statement{std::string("SELECT ") + kChannelColumns + " FROM Channels WHERE Id = $1", {channel_id}}},
+              [this, alive = alive_, channel_id, done, epoch = channels_.epoch()](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(from_db(o.error), std::nullopt);
+                if (o.result().rows.empty()) return done({}, std::nullopt);
+                Channel c = channel_from_row(o.result().rows[0]);
+                channels_.fill(channel_id, c, env_.now(), epoch);
+                done({}, std::move(c));
+              });
+}
+
+void App::channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done) {
+  if (const auto* cached = channel_members_.get(channel_id, env_.now(), cache_ttl())) {
+    ++stats_.cache_hits;
+    return done({}, *cached);
+  }
+  ++stats_.cache_misses;
+  // From the master: a member added a moment ago on another node must be able to post.
+  store_.write({Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {channel_id}}}, false,
+               [this, alive = alive_, channel_id, done, epoch = channel_members_.epoch()](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(from_db(o.error), nullptr);
+                 auto ids = std::make_shared<std::set<std::string>>();
+                 for (const auto& r : o.result().rows) ids->insert(text_at(r, 0));
+                 channel_members_.fill(channel_id, ids, env_.now(), epoch);
+                 done({}, ids);
+               });
+}
+
+void App::can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
+  if (!is_valid_id(channel_id)) return done(bad_param("channel_id"), std::nullopt);
+  load_channel(channel_id, [this, alive = alive_, actor, channel_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(e, std::nullopt);
+    if (!c || c->delete_at != 0) return done(not_found("channel"), std::nullopt);
+    if (actor.is_system_admin()) return done({}, c);
+    channel_member_ids(channel_id, [this, alive, actor, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(e2, std::nullopt);
+      if (ids->contains(actor.user_id)) return done({}, c);
+      if (c->type != "O") return done(forbidden(), std::nullopt);
+      is_team_member(c->team_id, actor.user_id, [c, done](AppError e3, bool member) {
+        if (!e3.ok()) return done(e3, std::nullopt);
+        if (!member) return done(forbidden(), std::nullopt);
+        done({}, c);
+      });
+    });
+  });
+}
+
+void App::create_channel(const Session& actor, Channel ch, Callback<Channel> done) {
+  if (!is_valid_id(ch.team_id)) return done(fail<Channel>(bad_param("team_id")));
+  if (!valid_name(ch.name, 1, 64, true, false))
+    return done(fail<Channel>(error(400, "model.channel.is_valid.2_or_more.app_error", "Name must be 1-64 lowercase letters, numbers, - or _.")));
+  if (ch.display_name.empty() || ch.display_name.size() > 64) return done(fail<Channel>(bad_param("display_name")));
+  if (ch.type != "O" && ch.type != "P") return done(fail<Channel>(bad_param("type")));
+  if (ch.header.size() > 1024 || ch.purpose.size() > 250) return done(fail<Channel>(bad_param("header")));
+  is_team_member(ch.team_id, actor.user_id, [this, alive = alive_, actor, ch, done](AppError e, bool member) mutable {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Channel>(e));
+    if (!member && !actor.is_system_admin()) return done(fail<Channel>(forbidden()));
+    ch.id = new_id(env_.random());
+    ch.create_at = ch.update_at = now_ms();
+    ch.creator_id = actor.user_id;
+    std::vector<Statement> s{
+        Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose, CreatorId)"
+                  " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}},
+        Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user channel_admin', $3)",
+                  {ch.id, actor.user_id, ch.create_at}}};
+    store_.write(std::move(s), true, [this, alive, ch, done](db::Outcome o) {
+      if (!*alive) return;
+      if (o.error.status == db::Status::conflict)
+        return done(fail<Channel>(error(400, "store.sql_channel.save_channel.exists.app_error", "A channel with that name already exists on the same team.")));
+      if (!o.ok()) return done(fail<Channel>(from_db(o.error)));
+      Event e{"channel_created", boost::json::object{{"channel_id", ch.id}, {"team_id", ch.team_id}}};
+      e.broadcast.user_id = ch.creator_id;
+      publish(std::move(e));
+      done(ok(ch));
+    });
+  });
+}
+
+void App::get_channel(const Session& actor, const std::string& channel_id, Callback<Channel> done) {
+  can_read_channel(actor, channel_id, [done](AppError e, std::optional<Channel> c) {
+    if (!e.ok()) return done(fail<Channel>(e));
+    done(ok(*c));
+  });
+}
+
+void App::get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name, Callback<Channel> done) {
+  if (!is_valid_id(team_id)) return done(fail<Channel>(bad_param("team_id")));
+  if (!valid_name(name, 1, 64, true, false)) return done(fail<Channel>(bad_param("channel_name")));
+  store_.read({Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name = $2 AND DeleteAt = 0", {team_id, name}}},
+              [this, alive = alive_, actor, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Channel>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<Channel>(not_found("channel")));
+                get_channel(actor, text_at(o.result().rows[0], 0), done);
+              });
+}
+
+void App::public_channels(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<Channel>> done) {
+  if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  is_team_member(team_id, actor.user_id, [this, alive = alive_, actor, team_id, page, per_page, done](AppError e, bool member) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<std::vector<Channel>>(e));
+    if (!member && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
+    store_.read({Statement{std::string("SELECT ") + kChannelColumns +
+                               " FROM Channels WHERE TeamId = $1 AND Type = 'O' AND DeleteAt = 0 ORDER BY DisplayName LIMIT $2 OFFSET $3",
+                           {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                rows_as<Channel>(alive, channel_from_row, done));
+  });
+}
+
+void App::channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id, Callback<std::vector<Channel>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
+  if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
+  const std::string cols = prefixed(kChannelColumns, "c.");
+  store_.read({Statement{"SELECT " + cols +
+                             " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND c.TeamId = $2 AND c.DeleteAt = 0"
+                             " ORDER BY c.DisplayName",
+                         {user_id, team_id}}},
+              rows_as<Channel>(alive_, channel_from_row, done));
+}
+
+void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done) {
+  if (!is_valid_id(user_id)) return done(fail<ChannelMember>(bad_param("user_id")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<ChannelMember>(e));
+    // Members add others; anyone who can read a public channel may join it.
+    channel_member_ids(channel_id, [this, alive, actor, c, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<ChannelMember>(e2));
+      const bool member = ids->contains(actor.user_id);
+      const bool self_join = actor.user_id == user_id && c->type == "O";
+      if (!member && !self_join && !actor.is_system_admin()) return done(fail<ChannelMember>(forbidden()));
+      is_team_member(c->team_id, user_id, [this, alive, c, user_id, actor, done](AppError e3, bool in_team) {
+        if (!*alive) return;
+        if (!e3.ok()) return done(fail<ChannelMember>(e3));
+        if (!in_team)
+          return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",
+                                                "The user is not a member of the channel's team.")));
+        const int64_t now = now_ms();
+        std::vector<Statement> s{Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user', $3)"
+                                           " ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                                           {c->id, user_id, now}},
+                                 Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
+                                           {c->id, user_id}},
+                                 Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
+        store_.write(std::move(s), true, [this, alive, c, user_id, actor, done](db::Outcome o) {
+          if (!*alive) return;
+          if (!o.ok()) return done(fail<ChannelMember>(from_db(o.error)));
+          invalidate("inv_channel_members", c->id);
+          if (o.results[0].affected > 0) {
+            Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
+            ev.broadcast.channel_id = c->id;
+            for (const auto& r : o.results[2].rows) ev.recipients.push_back(text_at(r, 0));
+            ev.reliable = true;
+            publish(std::move(ev));
+          }
+          done(ok(channel_member_from_row(o.results[1].rows.at(0))));
+        });
+      });
+    });
+  });
+}
+
+void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done) {
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Unit>(e));
+    if (c->name == "town-square") return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
+    channel_member_ids(channel_id, [this, alive, actor, channel_id, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<Unit>(e2));
+      if (!ids->contains(actor.user_id) && !actor.is_system_admin()) return done(fail<Unit>(forbidden()));
+      std::vector<std::string> recipients(ids->begin(), ids->end());
+      store_.write({Statement{"DELETE FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2", {channel_id, user_id}}}, false,
+                   [this, alive, actor, channel_id, user_id, recipients, done](db::Outcome o) {
+                     if (!*alive) return;
+                     if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                     invalidate("inv_channel_members", channel_id);
+                     if (o.result().affected > 0) {
+                       Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id}, {"channel_id", channel_id}}};
+                       ev.broadcast.channel_id = channel_id;
+                       ev.recipients = recipients;
+                       ev.reliable = true;
+                       publish(std::move(ev));
+                     }
+                     done(ok(Unit{}));
+                   });
+    });
+  });
+}
+
+void App::channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done) {
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, page, per_page, done](AppError e, std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<std::vector<ChannelMember>>(e));
+    store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 ORDER BY UserId LIMIT $2 OFFSET $3",
+                           {channel_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                rows_as<ChannelMember>(alive, channel_member_from_row, done));
+  });
+}
+
+void App::channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
+                                   Callback<std::vector<ChannelMember>> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<ChannelMember>>(forbidden()));
+  if (!is_valid_id(team_id)) return done(fail<std::vector<ChannelMember>>(bad_param("team_id")));
+  const std::string cols = prefixed(kChannelMemberColumns, "m.");
+  store_.read({Statement{"SELECT " + cols + " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
+                         {user_id, team_id}}},
+              rows_as<ChannelMember>(alive_, channel_member_from_row, done));
+}
+
+}  // namespace chorus::app

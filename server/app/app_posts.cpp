@@ -1,0 +1,257 @@
+// Posts: created one after the other per channel (in_channel_order) and published with their channel
+// seq; read, listed and searched; and the posts the channel sequencer reads to fill a gap.
+#include "server/app/app.h"
+
+#include <boost/json.hpp>
+
+#include "server/app/app_internal.h"
+#include "server/cluster/messages.h"
+#include "server/core/assert.h"
+#include "server/core/ids.h"
+#include "server/store/store.h"
+
+namespace chorus::app {
+
+using namespace detail;
+
+// ---------------------------------------------------------------------------------------------------
+// Posts in channel order on every node.
+
+// The posts of a channel with after < create_at < before, as posted events to its members (the
+// sequencer's gap fill): nullopt when the master, the channel or its members cannot be read.
+void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done) {
+  store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND CreateAt > $2 AND CreateAt < $3 ORDER BY CreateAt ASC LIMIT 1000",
+                          {channel, after, before}}},
+               false, [this, alive = alive_, channel, done](db::Outcome out) {
+                 if (!*alive) return;
+                 if (!out.ok()) return done(std::nullopt);
+                 std::vector<Post> posts;
+                 for (const auto& row : out.result().rows) posts.push_back(post_from_row(row));
+                 if (posts.empty()) return done(std::vector<Event>{});
+                 load_channel(channel, [this, alive, channel, posts, done](AppError e, std::optional<Channel> c) {
+                   if (!*alive) return;
+                   if (!e.ok() || !c) return done(std::nullopt);
+                   channel_member_ids(channel, [this, alive, posts, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+                     if (!*alive) return;
+                     if (!e2.ok()) return done(std::nullopt);
+                     const std::vector<std::string> recipients(ids->begin(), ids->end());
+                     std::vector<Event> filled;
+                     for (const auto& p : posts) {
+                       Event ev = posted_event(*c, p, recipients);
+                       ev.id = new_id(env_.random());
+                       filled.push_back(std::move(ev));
+                     }
+                     done(std::move(filled));
+                   });
+                 });
+               });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Posts.
+
+Event posted_event(const Channel& c, const Post& post, const std::vector<std::string>& recipients) {
+  Event ev{"posted", boost::json::object{{"channel_display_name", c.display_name},
+                                         {"channel_name", c.name},
+                                         {"channel_type", c.type},
+                                         {"post", boost::json::serialize(post.to_json())},
+                                         {"sender_name", ""},
+                                         {"set_online", true},
+                                         {"team_id", c.team_id}}};
+  ev.broadcast.channel_id = c.id;
+  ev.recipients = recipients;
+  ev.reliable = true;
+  ev.create_at = post.create_at;
+  ev.post_id = post.id;
+  return ev;
+}
+
+void App::create_post(const Session& actor, Post post, Callback<Post> done) {
+  if (!is_valid_id(post.channel_id)) return done(fail<Post>(bad_param("channel_id")));
+  if (post.message.empty() || post.message.size() > 16383)
+    return done(fail<Post>(error(400, "model.post.is_valid.msg.app_error", "Message must be 1 to 16383 characters.")));
+  if (!post.root_id.empty() && !is_valid_id(post.root_id)) return done(fail<Post>(bad_param("root_id")));
+  if (post.pending_post_id.size() > 64) return done(fail<Post>(bad_param("pending_post_id")));
+  load_channel(post.channel_id, [this, alive = alive_, actor, post, done](AppError e, std::optional<Channel> c) mutable {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<Post>(e));
+    if (!c || c->delete_at != 0) return done(fail<Post>(not_found("channel")));
+    channel_member_ids(c->id, [this, alive, actor, post, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) mutable {
+      if (!*alive) return;
+      if (!e2.ok()) return done(fail<Post>(e2));
+      if (!ids->contains(actor.user_id)) return done(fail<Post>(forbidden()));
+      post.id = new_id(env_.random());
+      post.user_id = actor.user_id;
+      const std::vector<std::string> recipients(ids->begin(), ids->end());
+      // create_at is this node's clock, but never before the channel's last post: posts in a channel
+      // are ordered as they were made even across nodes whose clocks disagree. One transaction: the
+      // channel row moves LastPostAt forward (locking it on PostgreSQL; SQLite serialises writers), and
+      // the post takes that time. No read first, so concurrent posters queue instead of retrying.
+      const int64_t now = now_ms();
+      std::vector<Statement> s{
+          Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
+                    " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
+                    {post.channel_id, now}, 1},
+          Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
+                    " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
+                    {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id, post.channel_id}, 1},
+          Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2", {post.id, post.channel_id}}};
+      // The search index, in the same transaction: search finds a post once its creation is acknowledged.
+      if (postgres())
+        s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
+                              {post.id, post.channel_id, post.message}});
+      else
+        s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)", {post.message, post.id, post.channel_id}});
+      const bool queued = in_channel_order(post.channel_id, [this, alive, s = std::move(s), post, c, recipients, done](std::function<void()> next) mutable {
+      store_.write(std::move(s), true, [this, alive, post, c, recipients, done, next](db::Outcome o) mutable {
+        if (!*alive) return;
+        next();  // this post's place is settled: the channel's next write may go
+        if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
+          // A retry of a post already made (same pending id, on any node): answer with the first one.
+          store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                                  {post.user_id, post.pending_post_id}}},
+                       false, [alive, done, error = o.error](db::Outcome o2) {
+                         if (!*alive) return;
+                         if (o2.ok() && !o2.result().rows.empty()) return done(ok(post_from_row(o2.result().rows[0])));
+                         done(fail<Post>(from_db(o2.ok() ? error : o2.error)));
+                       });
+          return;
+        }
+        if (!o.ok()) return done(fail<Post>(from_db(o.error)));
+        post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
+        Event ev = posted_event(*c, post, recipients);
+        ev.channel_seq = int_at(o.results[2].rows.at(0), 1);
+        publish(std::move(ev));
+        done(ok(post));
+      });
+      });
+      if (!queued)
+        done(fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
+                              "Too many posts to this channel are waiting to be written on this server; try again.")));
+    });
+  });
+}
+
+bool App::in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write) {
+  if (auto it = channel_writes_.find(channel_id); it != channel_writes_.end() && it->second.size() >= options_.channel_write_queue_max) {
+    ++stats_.channel_writes_refused;
+    return false;
+  }
+  auto& queue = channel_writes_[channel_id];
+  auto run = [this, alive = alive_, channel_id, write = std::move(write)]() mutable {
+    write([this, alive, channel_id] {
+      if (!*alive) return;
+      auto it = channel_writes_.find(channel_id);
+      if (it == channel_writes_.end()) return;
+      it->second.pop_front();
+      if (it->second.empty()) {
+        channel_writes_.erase(it);
+      } else {
+        env_.post([front = it->second.front()]() mutable { front(); });  // not inside this write's callback
+      }
+    });
+  };
+  queue.push_back(std::move(run));
+  if (queue.size() == 1) {
+    auto first = queue.front();  // a copy: a write that ends at once pops the queue's entry
+    first();
+  }
+  return true;
+}
+
+void App::get_post(const Session& actor, const std::string& post_id, Callback<Post> done) {
+  if (!is_valid_id(post_id)) return done(fail<Post>(bad_param("post_id")));
+  store_.read({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1 AND DeleteAt = 0", {post_id}}},
+              [this, alive = alive_, actor, done](db::Outcome o) {
+                if (!*alive) return;
+                if (!o.ok()) return done(fail<Post>(from_db(o.error)));
+                if (o.result().rows.empty()) return done(fail<Post>(not_found("post")));
+                Post p = post_from_row(o.result().rows[0]);
+                can_read_channel(actor, p.channel_id, [p, done](AppError e, std::optional<Channel>) {
+                  if (!e.ok()) return done(fail<Post>(e));
+                  done(ok(p));
+                });
+              });
+}
+
+void App::get_posts(const Session& actor, const std::string& channel_id, PostQuery q, Callback<PostList> done) {
+  q.per_page = clamp_per_page(q.per_page, options_.per_page_max);
+  if (q.page < 0 || q.page > 100000) return done(fail<PostList>(bad_param("page")));
+  if ((!q.before.empty() && !is_valid_id(q.before)) || (!q.after.empty() && !is_valid_id(q.after)))
+    return done(fail<PostList>(bad_param("before/after")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, q, done](AppError e, std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<PostList>(e));
+    const std::string cols = std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND ";
+    const int64_t limit = q.per_page, offset = static_cast<int64_t>(q.page) * q.per_page;
+    auto finish = [alive, done, q](db::Outcome o, bool ascending) {
+      if (!*alive) return;
+      if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+      PostList list;
+      for (const auto& r : o.results.back().rows) list.posts.push_back(post_from_row(r));
+      if (ascending) std::reverse(list.posts.begin(), list.posts.end());
+      done(ok(std::move(list)));
+    };
+    if (q.since > 0) {
+      // The re-sync after a reconnect: every post changed since, from the master (no replica lag).
+      store_.write({Statement{cols + "UpdateAt >= $2 ORDER BY CreateAt DESC, Id DESC LIMIT 1000", {channel_id, q.since}}}, false,
+                   [finish](db::Outcome o) { finish(std::move(o), false); });
+    } else if (!q.before.empty() || !q.after.empty()) {
+      const bool before = !q.before.empty();
+      const std::string pivot = before ? q.before : q.after;
+      const std::string cmp = before ? "(CreateAt < $2 OR (CreateAt = $2 AND Id < $3))" : "(CreateAt > $2 OR (CreateAt = $2 AND Id > $3))";
+      store_.read({Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {pivot}}},
+                  [this, alive, cols, cmp, before, pivot, channel_id, limit, offset, finish, done](db::Outcome o) {
+                    if (!*alive) return;
+                    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+                    if (o.result().rows.empty()) return done(ok(PostList{}));
+                    const int64_t at = int_at(o.result().rows[0], 0);
+                    store_.read({Statement{cols + cmp + (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
+                                               " LIMIT $4 OFFSET $5",
+                                           {channel_id, at, pivot, limit, offset}}},
+                                [finish, before](db::Outcome o2) { finish(std::move(o2), !before); });
+                  });
+    } else {
+      store_.read({Statement{cols + "DeleteAt = 0 ORDER BY CreateAt DESC, Id DESC LIMIT $2 OFFSET $3", {channel_id, limit, offset}}},
+                  [finish](db::Outcome o) { finish(std::move(o), false); });
+    }
+  });
+}
+
+void App::search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page, int per_page,
+                       Callback<PostList> done) {
+  if (!is_valid_id(team_id)) return done(fail<PostList>(bad_param("team_id")));
+  const auto words = words_of(terms);
+  if (words.empty()) return done(fail<PostList>(bad_param("terms")));
+  per_page = clamp_per_page(per_page, options_.per_page_max);
+  // The full-text index (server/jobs/job_kinds.h): PostgreSQL's tsvector, SQLite's FTS5. Words are
+  // matched whole (case-folded), all of them or, with is_or_search, any.
+  std::string query;
+  for (const auto& w : words) {
+    if (postgres()) {
+      query += (query.empty() ? "" : (is_or ? " or " : " ")) + w;
+    } else {
+      std::string quoted = "\"";
+      for (char ch : w) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      query += (query.empty() ? "" : (is_or ? " OR " : " AND ")) + quoted + "\"";
+    }
+  }
+  std::vector<Value> params{actor.user_id, team_id, query, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page};
+  const std::string cols = prefixed(kPostColumns, "p.");
+  // Only channels the searcher belongs to, in that team.
+  const std::string match = postgres() ? "JOIN PostsFts f ON f.PostId = p.Id WHERE f.Body @@ websearch_to_tsquery('simple', $3)"
+                                       : "WHERE p.Id IN (SELECT PostId FROM PostsFts WHERE PostsFts MATCH $3)";
+  const std::string sql = "SELECT " + cols +
+                          " FROM Posts p JOIN ChannelMembers m ON m.ChannelId = p.ChannelId AND m.UserId = $1"
+                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 " + match +
+                          " AND p.DeleteAt = 0 ORDER BY p.CreateAt DESC LIMIT $4 OFFSET $5";
+  store_.search({Statement{sql, params}}, [alive = alive_, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+    PostList list;
+    for (const auto& r : o.result().rows) list.posts.push_back(post_from_row(r));
+    done(ok(std::move(list)));
+  });
+}
+
+}  // namespace chorus::app
