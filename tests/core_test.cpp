@@ -314,3 +314,35 @@ TEST(TtlCache, EntriesLiveForTheirTtlTheSizeIsBoundedAndAFillAfterAnInvalidation
   c.erase_if([](int v) { return v == 6; });
   EXPECT_EQ(c.get("e", t0, ttl), nullptr);
 }
+
+// The gossip port's catalogue (server/cluster/wire.h) and the job statuses: every name round-trips,
+// no two share a name or a byte, and unknown ones are refused.
+#include "server/cluster/wire.h"
+#include "server/jobs/job_status.h"
+
+TEST(Wire, EveryFrameTypeAndEventNameRoundTripsAndNothingElseIsKnown) {
+  int known = 0;
+  for (int b = 0; b < 256; ++b) {
+    const uint8_t byte = static_cast<uint8_t>(b);
+    const auto t = chorus::cluster::frame_type(std::span<const uint8_t>(&byte, 1));
+    if (!t) continue;
+    ++known;
+    EXPECT_EQ(chorus::cluster::to_byte(*t), byte);
+  }
+  EXPECT_EQ(known, 9);
+  EXPECT_FALSE(chorus::cluster::frame_type({}));
+  std::set<std::string_view> names;
+  for (const auto& [event, name] : chorus::cluster::kClusterEvents) {
+    EXPECT_TRUE(names.insert(name).second) << name;
+    EXPECT_EQ(chorus::cluster::name(event), name);
+    EXPECT_EQ(chorus::cluster::cluster_event(name), event);
+  }
+  EXPECT_FALSE(chorus::cluster::cluster_event("inv_something_new")) << "a newer version's event is not taken for another";
+  EXPECT_FALSE(chorus::cluster::cluster_event(""));
+}
+
+TEST(JobStatus, NamesRoundTripAndTheSqlLiteralIsQuoted) {
+  for (const auto& [status, name] : chorus::jobs::kJobStatuses) EXPECT_EQ(chorus::jobs::job_status(name), status);
+  EXPECT_EQ(chorus::jobs::sql(chorus::jobs::JobStatus::cancel_requested), "'cancel_requested'");
+  EXPECT_FALSE(chorus::jobs::job_status("Pending"));
+}

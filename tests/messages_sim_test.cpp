@@ -12,7 +12,7 @@ using namespace chorus;
 using namespace chorus::sim;
 
 namespace {
-cluster::ClusterMessage msg(int i) { return cluster::ClusterMessage{"publish", std::to_string(i), {{"k", "v"}}}; }
+cluster::ClusterMessage msg(int i) { return cluster::ClusterMessage::of(cluster::ClusterEvent::publish, std::to_string(i), {{"k", "v"}}); }
 
 std::vector<int> numbers_from(MemberNode* n, const std::string& from) {
   std::vector<int> out;

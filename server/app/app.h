@@ -35,6 +35,7 @@
 #include "server/app/hub.h"
 #include "server/app/ttl_cache.h"
 #include "server/app/model.h"
+#include "server/cluster/wire.h"
 #include "server/config/config.h"
 #include "server/core/env.h"
 
@@ -192,8 +193,10 @@ class App {
   // Every cache_ttl: the sessions behind this node's WebSockets are checked against the database, and
   // sockets of revoked or expired sessions are closed (the bound holds for sockets too).
   void revalidate_sockets();
-  void invalidate(const std::string& event, const std::string& id);  // locally and cluster-wide
-  void apply_invalidation(const std::string& event, const std::string& id);
+  void invalidate(cluster::ClusterEvent event, const std::string& id);  // locally and cluster-wide
+  void apply_invalidation(cluster::ClusterEvent event, const std::string& id);
+  void on_published(const std::string& from, const cluster::ClusterMessage& m);  // a peer's event for our clients
+  void on_status_update(const cluster::ClusterMessage& m);
   // Channel membership: the set of user ids (cached), and the caller's membership.
   void channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done);
   void load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done);

@@ -177,7 +177,7 @@ void App::add_channel_member(const Session& actor, const std::string& channel_id
         store_.write(std::move(s), true, [this, alive, c, user_id, actor, done](db::Outcome o) {
           if (!*alive) return;
           if (!o.ok()) return done(fail<ChannelMember>(from_db(o.error)));
-          invalidate("inv_channel_members", c->id);
+          invalidate(cluster::ClusterEvent::inv_channel_members, c->id);
           if (o.results[0].affected > 0) {
             Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
             ev.broadcast.channel_id = c->id;
@@ -207,7 +207,7 @@ void App::remove_channel_member(const Session& actor, const std::string& channel
                    [this, alive, actor, channel_id, user_id, recipients, done](db::Outcome o) {
                      if (!*alive) return;
                      if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
-                     invalidate("inv_channel_members", channel_id);
+                     invalidate(cluster::ClusterEvent::inv_channel_members, channel_id);
                      if (o.result().affected > 0) {
                        Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id}, {"channel_id", channel_id}}};
                        ev.broadcast.channel_id = channel_id;

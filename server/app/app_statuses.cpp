@@ -67,7 +67,7 @@ void App::set_status(const Session& actor, const std::string& user_id, const std
                  if (!o.ok()) return done(fail<Status>(from_db(o.error)));
                  statuses_.put(s.user_id, s, env_.now());
                  if (messenger_)
-                   messenger_->send_to_all(cluster::ClusterMessage{"update_status", boost::json::serialize(s.to_json()), {}},
+                   messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::update_status, boost::json::serialize(s.to_json())),
                                            cluster::Delivery::best_effort);
                  Event ev{"status_change", boost::json::object{{"status", s.status}, {"user_id", s.user_id}}};
                  ev.broadcast.user_id = s.user_id;

@@ -133,7 +133,7 @@ void App::add_team_member(const Session& actor, const std::string& team_id, cons
                  store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
                    if (!*alive) return;
                    if (!o2.ok()) return done(fail<TeamMember>(from_db(o2.error)));
-                   for (const auto& r : o2.results[2].rows) invalidate("inv_channel_members", text_at(r, 0));
+                   for (const auto& r : o2.results[2].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
                    Event e{"added_to_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
                    e.broadcast.user_id = user_id;
                    e.reliable = true;
@@ -160,7 +160,7 @@ void App::remove_team_member(const Session& actor, const std::string& team_id, c
                  store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
                    if (!*alive) return;
                    if (!o2.ok()) return done(fail<Unit>(from_db(o2.error)));
-                   for (const auto& r : o2.results[0].rows) invalidate("inv_channel_members", text_at(r, 0));
+                   for (const auto& r : o2.results[0].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
                    Event e{"leave_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
                    e.broadcast.user_id = user_id;
                    e.reliable = true;

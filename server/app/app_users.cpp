@@ -171,7 +171,7 @@ void App::logout(const Session& session, Callback<Unit> done) {
                  if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
                  sessions_.erase(session.token);
                  // Every node drops the user's cached sessions and closes this token's sockets.
-                 invalidate("clear_session_user", session.user_id + " " + session.token);
+                 invalidate(cluster::ClusterEvent::clear_session_user, session.user_id + " " + session.token);
                  done(ok(Unit{}));
                });
 }

@@ -63,7 +63,7 @@ void Jobs::create(const Session& actor, const std::string& type, const json::obj
   j.type = type;
   j.create_at = env_.wall_now().us / 1000;
   j.data = json::serialize(data);
-  store_.write({Statement{"INSERT INTO Jobs (Id, Type, Priority, CreateAt, Status, Progress, Data) VALUES ($1, $2, 0, $3, 'pending', 0, $4)",
+  store_.write({Statement{"INSERT INTO Jobs (Id, Type, Priority, CreateAt, Status, Progress, Data) VALUES ($1, $2, 0, $3, " + jobs::sql(jobs::JobStatus::pending) + ", 0, $4)",
                           {j.id, j.type, j.create_at, j.data}}},
                false, [alive = alive_, j, done](db::Outcome o) {
                  if (!*alive) return;
@@ -108,15 +108,15 @@ void Jobs::cancel(const Session& actor, const std::string& id, Callback<Job> don
   const int64_t now = env_.wall_now().us / 1000;
   // One transaction: a pending job is canceled, a running one asked to stop; then read it back.
   std::vector<Statement> s{
-      Statement{"UPDATE Jobs SET Status = 'canceled', LastActivityAt = $2 WHERE Id = $1 AND Status = 'pending'", {id, now}},
-      Statement{"UPDATE Jobs SET Status = 'cancel_requested', LastActivityAt = $2 WHERE Id = $1 AND Status = 'in_progress'", {id, now}},
+      Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) + ", LastActivityAt = $2 WHERE Id = $1 AND Status = " + jobs::sql(jobs::JobStatus::pending), {id, now}},
+      Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::cancel_requested) + ", LastActivityAt = $2 WHERE Id = $1 AND Status = " + jobs::sql(jobs::JobStatus::in_progress), {id, now}},
       Statement{std::string("SELECT ") + kJobColumns + " FROM Jobs WHERE Id = $1", {id}}};
   store_.write(std::move(s), true, [alive = alive_, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(failed<Job>(from_db(o.error)));
     if (o.results[2].rows.empty()) return done(failed<Job>(not_found("job")));
     Job j = job_from_row(o.results[2].rows[0]);
-    if (o.results[0].affected == 0 && o.results[1].affected == 0 && j.status != kJobCancelRequested)
+    if (o.results[0].affected == 0 && o.results[1].affected == 0 && j.status != jobs::name(jobs::JobStatus::cancel_requested))
       return done(failed<Job>(AppError{400, "app.job.cancel.finished.app_error", "The job has already finished (" + j.status + "): there is nothing to cancel."}));
     done(Result<Job>{{}, std::move(j)});
   });

@@ -1,6 +1,6 @@
 // Jobs as the API sees them: Mattermost's job records in the Jobs table (list, create, get, cancel) with
-// Mattermost's statuses. The job server (issue 7: the leader's scheduler and the workers on every node)
-// builds on this; until it lands, created jobs stay pending.
+// Mattermost's statuses (server/jobs/job_status.h). The job server (server/jobs/job_server.h: the
+// leader's scheduler and the workers on every node) runs what is created here.
 #pragma once
 
 #include <string>
@@ -9,21 +9,14 @@
 #include <boost/json/object.hpp>
 
 #include "server/app/app.h"
+#include "server/jobs/job_status.h"
 
 namespace chorus::app {
-
-inline constexpr const char* kJobPending = "pending";
-inline constexpr const char* kJobInProgress = "in_progress";
-inline constexpr const char* kJobSuccess = "success";
-inline constexpr const char* kJobError = "error";
-inline constexpr const char* kJobCancelRequested = "cancel_requested";
-inline constexpr const char* kJobCanceled = "canceled";
-inline constexpr const char* kJobWarning = "warning";
 
 struct Job {
   std::string id, type;
   int64_t priority = 0, create_at = 0, start_at = 0, last_activity_at = 0;
-  std::string status = kJobPending;
+  std::string status{jobs::name(jobs::JobStatus::pending)};  // as stored (a newer version's status passes through)
   int64_t progress = 0;
   std::string data = "{}";  // a JSON object of strings, as Mattermost's StringMap
   boost::json::object to_json() const;

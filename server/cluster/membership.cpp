@@ -5,13 +5,15 @@
 #include <cassert>
 #include <cmath>
 
+#include "server/cluster/wire.h"
 #include "server/core/codec.h"
 #include "server/core/transport.h"
 
 namespace chorus::cluster {
 
 namespace {
-constexpr uint8_t kPing = 0x10, kAck = 0x11, kPingReq = 0x12, kGossip = 0x13;
+constexpr uint8_t kPing = to_byte(FrameType::member_ping), kAck = to_byte(FrameType::member_ack),
+                  kPingReq = to_byte(FrameType::member_ping_req), kGossip = to_byte(FrameType::member_gossip);
 constexpr int kDeadGossipEvery = 5;  // ticks between messages to one member declared dead
 }  // namespace
 

@@ -9,7 +9,7 @@
 namespace chorus::cluster {
 
 namespace {
-constexpr uint8_t kData = 0x30, kAck = 0x31;
+constexpr uint8_t kData = to_byte(FrameType::message_data), kAck = to_byte(FrameType::message_ack);
 constexpr uint8_t kReliable = 1;
 
 std::vector<uint8_t> encode(uint64_t stream, uint64_t seq, bool reliable, const ClusterMessage& m) {
@@ -45,7 +45,7 @@ namespace {
 // Props that carry the request/response correlation; callers' props never start with "_".
 constexpr const char* kRequestId = "_request";
 constexpr const char* kReplyTo = "_reply_to";
-constexpr const char* kOpen = "_open";  // opens a stream (see on_member_change); never handed to subscribers
+constexpr std::string_view kOpen = name(ClusterEvent::open);  // opens a stream (see on_member_change); never handed to subscribers
 constexpr const char* kMissed = "missed";  // on _open: the sender dropped or skipped reliable messages for us
 }  // namespace
 
@@ -233,7 +233,7 @@ void Messenger::on_member_change(const Member& member) {
     if (restarted) drop_stream(member.address);
     // Opened now rather than with the next real message, saying whether the peer missed anything: a
     // reliable message dropped unacknowledged, or one sent to everyone while the peer was held dead.
-    ClusterMessage open{kOpen, "", {}};
+    ClusterMessage open = ClusterMessage::of(ClusterEvent::open);
     if (missed_.erase(member.address)) open.props[kMissed] = "1";
     enqueue(member.address, open, Delivery::reliable, nullptr);
   }

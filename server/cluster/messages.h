@@ -26,20 +26,28 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "server/cluster/membership.h"
+#include "server/cluster/wire.h"
 #include "server/core/env.h"
 
 namespace chorus::cluster {
 
 struct ClusterMessage {
-  std::string event;
+  std::string event;  // a ClusterEvent's name (server/cluster/wire.h); empty in a reply
   std::string data;
   std::map<std::string, std::string> props;
+
+  static ClusterMessage of(ClusterEvent e, std::string data = {}, std::map<std::string, std::string> props = {}) {
+    return ClusterMessage{std::string(name(e)), std::move(data), std::move(props)};
+  }
+  // The event, when this version knows its name.
+  std::optional<ClusterEvent> kind() const { return cluster_event(event); }
 };
 
 enum class Delivery { best_effort, reliable };
@@ -97,6 +105,7 @@ class Messenger {
   using Reply = std::function<void(ClusterMessage)>;
   using Responder = std::function<void(const std::string& from, const ClusterMessage& request, Reply reply)>;
   void serve(const std::string& event, Responder respond);
+  void serve(ClusterEvent event, Responder respond) { serve(std::string(name(event)), std::move(respond)); }
   // Asks every live peer (or `peers` when given) and calls done once with what came back within
   // `timeout`. With no one to ask, done runs at once (posted) with no replies.
   void request(const ClusterMessage& request, Duration timeout, std::function<void(Replies)> done,

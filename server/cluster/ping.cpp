@@ -3,13 +3,14 @@
 #include <cassert>
 #include <cstdlib>
 
+#include "server/cluster/wire.h"
 #include "server/core/codec.h"
 
 namespace chorus {
 
 namespace {
-constexpr uint8_t kPing = 1;
-constexpr uint8_t kPong = 2;
+constexpr uint8_t kPing = cluster::to_byte(cluster::FrameType::ping);
+constexpr uint8_t kPong = cluster::to_byte(cluster::FrameType::pong);
 
 Bytes encode(uint8_t type, uint64_t seq, int64_t sent_us) {
   ByteWriter w;

@@ -4,13 +4,14 @@
 
 #include <charconv>
 
+#include "server/cluster/wire.h"
 #include "server/core/codec.h"
 #include "server/core/transport.h"
 
 namespace chorus::cluster {
 
 namespace {
-constexpr uint8_t kStatus = 0x20;
+constexpr uint8_t kStatus = to_byte(FrameType::status);
 
 bool major_minor(const std::string& v, int& major, int& minor) {
   const auto dot = v.find('.');

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "server/core/ids.h"
+#include "server/jobs/job_status.h"
 #include "server/store/store.h"
 
 namespace chorus::jobs {
@@ -65,7 +66,7 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
 
   // The fence: this attempt still holds the job and it is still running.
   Statement fence(int progress) const {
-    return Statement{"UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND WorkerId = $4 AND Attempts = $5 AND Status = 'in_progress'",
+    return Statement{"UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND WorkerId = $4 AND Attempts = $5 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
                      {server_.env_.wall_now().millis(), static_cast<int64_t>(progress), id_, server_.options_.worker_id, attempt_}, 1};
   }
 
@@ -108,8 +109,8 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
     if (!active()) return;
     ended_ = true;
     if (heartbeat_timer_) server_.env_.cancel_timer(heartbeat_timer_);
-    server_.store_.write({Statement{"UPDATE Jobs SET Status = 'pending', WorkerId = '', Attempts = Attempts - 1, LastActivityAt = $1 WHERE Id = $2"
-                                    " AND WorkerId = $3 AND Attempts = $4 AND Status = 'in_progress'",
+    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::pending) + ", WorkerId = '', Attempts = Attempts - 1, LastActivityAt = $1 WHERE Id = $2"
+                                    " AND WorkerId = $3 AND Attempts = $4 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
                                     {server_.env_.wall_now().millis(), id_, server_.options_.worker_id, attempt_}}},
                          false, [](db::Outcome) {});
     server_.env_.log().info("jobs: {} {} handed back to the queue (this node stops)", type_, id_);
@@ -120,11 +121,11 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
     ended_ = true;
     auto data = data_;
     for (auto& [k, v] : result) data[k] = v;
-    const char* status = success ? "success" : "error";
+    const std::string status(name(success ? JobStatus::success : JobStatus::error));
     auto self = shared_from_this();
     server_.store_.write({Statement{"UPDATE Jobs SET Status = $1, Progress = $2, LastActivityAt = $3, Data = $4 WHERE Id = $5 AND WorkerId = $6"
-                                    " AND Attempts = $7 AND Status = 'in_progress'",
-                                    {std::string(status), int64_t{success ? 100 : 0}, server_.env_.wall_now().millis(), data_text(data), id_,
+                                    " AND Attempts = $7 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
+                                    {status, int64_t{success ? 100 : 0}, server_.env_.wall_now().millis(), data_text(data), id_,
                                      server_.options_.worker_id, attempt_},
                                     1}},
                          true, [self, success](db::Outcome o) {
@@ -145,8 +146,8 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
   void lost_or_canceled() {
     ended_ = true;
     auto self = shared_from_this();
-    server_.store_.write({Statement{"UPDATE Jobs SET Status = 'canceled', LastActivityAt = $1 WHERE Id = $2 AND WorkerId = $3 AND Attempts = $4"
-                                    " AND Status = 'cancel_requested'",
+    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) + ", LastActivityAt = $1 WHERE Id = $2 AND WorkerId = $3 AND Attempts = $4"
+                                    " AND Status = " + jobs::sql(jobs::JobStatus::cancel_requested),
                                     {server_.env_.wall_now().millis(), id_, server_.options_.worker_id, attempt_}}},
                          false, [self](db::Outcome o) {
                            if (!*self->alive_) return;
@@ -253,7 +254,7 @@ void JobServer::schedule(const Recurring& r) {
                    std::map<std::string, std::string> data{{"period", std::to_string(k)}, {"period_start", std::to_string(start_ms)},
                                                            {"period_end", std::to_string(end_ms)}, {"scheduled_by", options_.worker_id}};
                    inserts.push_back(Statement{"INSERT INTO Jobs (Id, Type, Priority, CreateAt, Status, Progress, Data, ScheduleKey)"
-                                               " VALUES ($1, $2, 0, $3, 'pending', 0, $4, $5) ON CONFLICT (ScheduleKey) DO NOTHING",
+                                               " VALUES ($1, $2, 0, $3, " + jobs::sql(jobs::JobStatus::pending) + ", 0, $4, $5) ON CONFLICT (ScheduleKey) DO NOTHING",
                                                {new_id(env_.random()), r.type, env_.wall_now().millis(), data_text(data), schedule_key(r.type, k)}});
                  }
                  ++ticks_in_flight_;
@@ -271,7 +272,7 @@ void JobServer::schedule(const Recurring& r) {
 
 void JobServer::recover() {
   ++ticks_in_flight_;
-  store_.write({Statement{"SELECT Id, LastActivityAt, Status FROM Jobs WHERE Status IN ('in_progress', 'cancel_requested')", {}}}, false,
+  store_.write({Statement{"SELECT Id, LastActivityAt, Status FROM Jobs WHERE Status IN (" + jobs::sql(jobs::JobStatus::in_progress) + ", " + jobs::sql(jobs::JobStatus::cancel_requested) + ")", {}}}, false,
                [this, alive = alive_](db::Outcome o) {
                  if (!*alive) return;
                  --ticks_in_flight_;
@@ -291,13 +292,13 @@ void JobServer::recover() {
                    if (now - it->second.since < options_.stuck_after) continue;
                    // Silent for stuck_after on our clock: the rule. Conditional on the value we watched, so a
                    // worker that stepped meanwhile keeps its job.
-                   if (status == "in_progress")
-                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN 'error' ELSE 'pending' END, WorkerId = '',"
-                                                    " LastActivityAt = $2 WHERE Id = $3 AND Status = 'in_progress' AND LastActivityAt = $4",
+                   if (job_status(status) == JobStatus::in_progress)
+                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN " + jobs::sql(jobs::JobStatus::error) + " ELSE " + jobs::sql(jobs::JobStatus::pending) + " END, WorkerId = '',"
+                                                    " LastActivityAt = $2 WHERE Id = $3 AND Status = " + jobs::sql(jobs::JobStatus::in_progress) + " AND LastActivityAt = $4",
                                                     {static_cast<int64_t>(options_.attempts_max), env_.wall_now().millis(), id, activity}});
                    else
-                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = 'canceled', WorkerId = '', LastActivityAt = $1 WHERE Id = $2"
-                                                    " AND Status = 'cancel_requested' AND LastActivityAt = $3",
+                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) + ", WorkerId = '', LastActivityAt = $1 WHERE Id = $2"
+                                                    " AND Status = " + jobs::sql(jobs::JobStatus::cancel_requested) + " AND LastActivityAt = $3",
                                                     {env_.wall_now().millis(), id, activity}});
                  }
                  watched_ = std::move(still);
@@ -343,7 +344,7 @@ void JobServer::poll() {
     });
     return;
   }
-  store_.write({Statement{"SELECT Id, Attempts, Type, Data FROM Jobs WHERE Status = 'pending' AND Type IN (" + types + ") ORDER BY CreateAt, Id LIMIT 1",
+  store_.write({Statement{"SELECT Id, Attempts, Type, Data FROM Jobs WHERE Status = " + jobs::sql(jobs::JobStatus::pending) + " AND Type IN (" + types + ") ORDER BY CreateAt, Id LIMIT 1",
                           params}},
                false, [this, alive = alive_](db::Outcome o) {
                  if (!*alive) return;
@@ -366,8 +367,8 @@ void JobServer::poll() {
 
 void JobServer::claim(const std::string& id, int64_t attempts, const std::string& type, const std::string& data) {
   const int64_t now = env_.wall_now().millis();
-  store_.write({Statement{"UPDATE Jobs SET Status = 'in_progress', StartAt = $1, LastActivityAt = $1, WorkerId = $2, Attempts = Attempts + 1"
-                          " WHERE Id = $3 AND Status = 'pending' AND Attempts = $4",
+  store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::in_progress) + ", StartAt = $1, LastActivityAt = $1, WorkerId = $2, Attempts = Attempts + 1"
+                          " WHERE Id = $3 AND Status = " + jobs::sql(jobs::JobStatus::pending) + " AND Attempts = $4",
                           {now, options_.worker_id, id, attempts}}},
                false, [this, alive = alive_, id, attempts, type, data](db::Outcome o) {
                  if (!*alive) return;

@@ -44,7 +44,7 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
                       replaced ? "started a new message stream to us (it lost what it had for us)" : "opened its message stream to us", n);
   });
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
-    if (m.event == "config_changed") {
+    if (m.kind() == cluster::ClusterEvent::config_changed) {
       // A peer saved config.json through the API (ReadOnlyConfig off): read it again.
       const std::string error = reload_config();
       if (!error.empty()) env_.log().error("config: {} changed the config, but it does not load here: {}", from, error);
@@ -136,9 +136,30 @@ void Node::stop(Task done) {
   });
 }
 
+// Each frame to its protocol by its first byte (server/cluster/wire.h); the ping layer counts and logs
+// what no protocol knows (garbage on the gossip port).
 void Node::on_frame(const std::string& from, std::span<const uint8_t> payload) {
-  if (membership_->handle_frame(from, payload) || status_->handle_frame(from, payload) || messenger_->handle_frame(from, payload)) return;
-  ping_->on_frame(from, payload);
+  using cluster::FrameType;
+  const auto type = cluster::frame_type(payload);
+  switch (type.value_or(FrameType::ping)) {
+    case FrameType::member_ping:
+    case FrameType::member_ack:
+    case FrameType::member_ping_req:
+    case FrameType::member_gossip:
+      membership_->handle_frame(from, payload);
+      return;
+    case FrameType::status:
+      status_->handle_frame(from, payload);
+      return;
+    case FrameType::message_data:
+    case FrameType::message_ack:
+      messenger_->handle_frame(from, payload);
+      return;
+    case FrameType::ping:
+    case FrameType::pong:
+      ping_->on_frame(from, payload);
+      return;
+  }
 }
 
 void Node::on_peer_up(const std::string& peer) { ping_->on_peer_up(peer); }
@@ -271,7 +292,7 @@ std::string Node::save_config(const std::string& text) {
   if (std::string error = options_.write_config(out); !error.empty()) return error;
   apply(std::move(*loaded.loaded));
   env_.log().info("config: saved through the API; hash {}", config_.hash);
-  messenger_->send_to_all(cluster::ClusterMessage{"config_changed", config_.hash, {}}, cluster::Delivery::reliable);
+  messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::config_changed, config_.hash), cluster::Delivery::reliable);
   return "";
 }
 
