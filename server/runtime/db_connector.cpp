@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -72,22 +73,38 @@ class DbWorkers {
 
 // What jobs and connections share with the connector. It owns no threads, so it may be released on any
 // thread; `alive` (touched only on the loop) says whether the connector, and so `workers`, still exist.
+namespace {
+struct PgConnect;
+}  // namespace
+
 struct DbConnector::Shared {
   Shared(asio::io_context& io, Logger& log, DbWorkers* workers) : io(io), log(log), workers(workers) {}
   asio::io_context& io;
   Logger& log;
   DbWorkers* workers;
   std::atomic<bool> alive{true};
+  // Completions not yet run, on the loop only. The connector's destructor destroys them while the env
+  // still stands: a completion can own the last reference to a store object whose destructor cancels an
+  // env timer, and handlers the io_context abandons are destroyed after the env is gone.
+  uint64_t next_pending = 0;
+  std::map<uint64_t, std::function<void(void*)>> pending;
+  std::vector<std::weak_ptr<PgConnect>> connects;  // PostgreSQL connects under way
 
   // Runs job on a worker, then then_fn(result) on the loop (unless the connector is gone). Connections
   // must not outlive their connector (the store is destroyed before the env).
   template <typename R>
   void offload(std::function<R()> job, std::function<void(R)> then_fn, const std::shared_ptr<Shared>& self) {
     assert(alive);
-    workers->submit([self, job = std::move(job), then_fn = std::move(then_fn)]() mutable {
+    const uint64_t id = ++next_pending;
+    pending.emplace(id, [then_fn = std::move(then_fn)](void* r) mutable { then_fn(std::move(*static_cast<R*>(r))); });
+    workers->submit([self, id, job = std::move(job)]() mutable {
       auto result = std::make_shared<R>(job());
-      asio::post(self->io, [self, result, then_fn = std::move(then_fn)]() mutable {
-        if (self->alive) then_fn(std::move(*result));
+      asio::post(self->io, [self, id, result]() mutable {
+        auto it = self->pending.find(id);
+        if (it == self->pending.end()) return;
+        auto fn = std::move(it->second);
+        self->pending.erase(it);
+        if (self->alive) fn(result.get());
       });
     });
   }
@@ -584,6 +601,8 @@ void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, con
   keys.push_back(nullptr);
   values.push_back(nullptr);
   auto c = std::make_shared<PgConnect>();
+  std::erase_if(shared->connects, [](const std::weak_ptr<PgConnect>& w) { return w.expired(); });
+  shared->connects.push_back(c);
   c->state = std::make_shared<PgState>(shared, PQconnectStartParams(keys.data(), values.data(), 0));
   c->done = std::move(done);
   c->server = ds.server_name();
@@ -652,6 +671,17 @@ DbConnector::DbConnector(asio::io_context& io, Logger& log, size_t worker_thread
 DbConnector::~DbConnector() {
   shared_->alive = false;
   workers_.reset();  // finishes queued calls and joins: nothing posts to the loop after this
+  // What waits for a completion goes now, while the env stands (see Shared::pending).
+  auto pending = std::move(shared_->pending);
+  shared_->pending.clear();
+  pending.clear();
+  for (const auto& w : shared_->connects)
+    if (auto c = w.lock()) {
+      c->finished = true;
+      auto done = std::move(c->done);
+      c->done = nullptr;
+    }
+  shared_->connects.clear();
 }
 
 void DbConnector::connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
