@@ -1,0 +1,43 @@
+// Checker "events in order, never twice" (simulator/checkers/events_in_order.h).
+#include "simulator/checkers/events_in_order.h"
+
+namespace chorus::sim::checkers {
+
+EventsInOrder::Connection& EventsInOrder::of(const Client& cl) {
+  const auto i = static_cast<size_t>(cl.index);
+  if (connections_.size() <= i) connections_.resize(i + 1);
+  return connections_[i];
+}
+
+void EventsInOrder::on_new_connection(const Client& cl) {
+  auto& conn = of(cl);
+  conn.seen.clear();
+  conn.last_create_at.clear();
+}
+
+void EventsInOrder::on_event(const Client& cl, int64_t seq) {
+  if (seq != cl.next_seq)
+    ctx_.violation(kName, fmt::format("client {} on connection {}: event seq {} where {} was next", cl.index,
+                                      cl.connection_id, seq, cl.next_seq));
+}
+
+void EventsInOrder::on_posted(const Client& cl, const std::string& id, const std::string& message, int channel,
+                              int64_t create_at) {
+  auto& conn = of(cl);
+  if (!conn.seen.insert(id).second)
+    ctx_.violation(kName, fmt::format("client {} got post {} twice on connection {}", cl.index, id, cl.connection_id));
+  if (channel < 0) return;
+  // A connection gets a channel's posts in create_at order.
+  auto& last = conn.last_create_at[channel];
+  if (create_at <= last.first) {
+    ++crossed_;
+    const auto origin = ctx_.origin.find(message);
+    ctx_.violation(kName, fmt::format("client {} on connection {}: in channel {}, \"{}\" (create_at {}, through n{}) "
+                                      "arrived after \"{}\" (create_at {})",
+                                      cl.index, cl.connection_id, channel, message, create_at,
+                                      origin == ctx_.origin.end() ? -1 : origin->second, last.second, last.first));
+  }
+  if (create_at > last.first) last = {create_at, message};
+}
+
+}  // namespace chorus::sim::checkers

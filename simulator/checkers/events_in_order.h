@@ -1,0 +1,46 @@
+// Checker "events in order, never twice": on each WebSocket connection every event's seq is the next one,
+// no post arrives twice, and a channel's posts arrive in create_at order (they are committed with strictly
+// increasing create_at, and every node delivers them in that order: the channel sequencer). The clients
+// tell it what each connection receives (simulator/sim_client.cpp).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "simulator/checkers/checker.h"
+#include "simulator/run_context.h"
+#include "simulator/sim_client.h"
+
+namespace chorus::sim::checkers {
+
+class EventsInOrder : public Checker {
+ public:
+  static constexpr const char* kName = "events in order, never twice";
+  explicit EventsInOrder(RunContext& ctx) : ctx_(ctx) {}
+
+  // cl got a hello with a new connection id (before it takes it): what the connection got starts afresh.
+  void on_new_connection(const Client& cl);
+  // An event with seq arrived on cl's connection (cl.next_seq is the one due).
+  void on_event(const Client& cl, int64_t seq);
+  // A posted event arrived on cl's connection (channel: its index, -1 when unknown).
+  void on_posted(const Client& cl, const std::string& id, const std::string& message, int channel, int64_t create_at);
+
+  int64_t crossed() const { return crossed_; }  // posts out of channel order on a connection
+
+ private:
+  struct Connection {
+    std::unordered_set<std::string> seen;                          // post ids
+    std::map<int, std::pair<int64_t, std::string>> last_create_at;  // channel -> newest (create_at, message)
+  };
+  Connection& of(const Client& cl);
+
+  RunContext& ctx_;
+  std::vector<Connection> connections_;  // each client's current connection
+  int64_t crossed_ = 0;
+};
+
+}  // namespace chorus::sim::checkers

@@ -1,0 +1,56 @@
+// Checker "no acknowledged post lost" (simulator/checkers/no_acked_post_lost.h).
+#include "simulator/checkers/no_acked_post_lost.h"
+
+#include <algorithm>
+#include <set>
+
+namespace chorus::sim::checkers {
+
+void NoAckedPostLost::finish() {
+  const auto& clients = clients_.all();
+  // Durable: every acknowledged post is in the master database.
+  std::set<std::string> stored;
+  if (auto* db = ctx_.k.databases().find(ctx_.master)) {
+    auto o = db->execute({db::Statement{"SELECT Id FROM Posts", {}}}, false);
+    if (o.ok())
+      for (const auto& row : o.result().rows) stored.insert(std::get<std::string>(row.at(0)));
+  }
+  int lost = 0, undelivered = 0;
+  // The violation is placed at the first acknowledgement concerned (replay shows the trace there).
+  Duration first_at = ctx_.sc.duration;
+  std::string first_lost, first_undelivered;
+  bool lost_after_repair = false, undelivered_after_repair = false;
+  const Duration repaired_at = ctx_.result.schedule.empty() ? Duration{0} : ctx_.result.schedule.back().at;
+  for (const auto& a : ctx_.acked) {  // in acknowledgement order: the first found is the earliest
+    if (!stored.count(a.id)) {
+      lost_after_repair |= a.at > repaired_at;
+      if (lost++ == 0) {
+        first_at = std::min(first_at, a.at);
+        first_lost = fmt::format("post {} (client {}'s #{}, acknowledged at {}) is not in {}", a.id, a.author, a.k,
+                                 fmt_s(a.at), ctx_.master);
+      }
+    }
+    for (int u : ctx_.members[static_cast<size_t>(a.channel)])
+      if (!clients[static_cast<size_t>(u)].have.count(a.id)) {
+        undelivered_after_repair |= a.at > repaired_at;
+        if (undelivered++ == 0) {
+          first_at = std::min(first_at, a.at);
+          first_undelivered = fmt::format("client {} never got post {} (\"c{}#{}\" in channel {}, acknowledged at {})",
+                                          u, a.id, a.author, a.k, a.channel, fmt_s(a.at));
+        }
+      }
+  }
+  // The kind says whether the loss needed a fault still in force, or came after the last repair (shrink
+  // keeps a candidate schedule only when it fails the same way).
+  const auto kind = [&](bool after_repair) {
+    return after_repair ? std::string("acknowledged after the last repair") : std::string("acknowledged during faults");
+  };
+  if (lost)
+    ctx_.violation(kName, fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost),
+                   first_at, kind(lost_after_repair));
+  if (undelivered)
+    ctx_.violation(kName, fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at,
+                   kind(undelivered_after_repair));
+}
+
+}  // namespace chorus::sim::checkers

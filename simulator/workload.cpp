@@ -1,0 +1,147 @@
+// The workload of a scenario run: setup of its world, then posts, typing and searches
+// (simulator/workload.h).
+#include "simulator/workload.h"
+
+#include <algorithm>
+
+namespace chorus::sim {
+
+bool Workload::setup(int admin_node) {
+  auto& c = ctx_.c;
+  const auto& sc = ctx_.sc;
+  const auto& initial = ctx_.initial;
+  ctx_.admin = c.signup_and_login(admin_node, "admin");
+  const auto& admin = ctx_.admin;
+  auto team =
+      c.call(admin_node, "POST", "/api/v4/teams", R"({"name":"scenario","display_name":"Scenario","type":"O"})", admin);
+  if (team.status != 201) {
+    ctx_.violation("setup", "creating the team failed: " + team.body);
+    return false;
+  }
+  ctx_.team = json_field(team.body, "id");
+  const auto& team_id = ctx_.team;
+  for (int ch = 0; ch < sc.channels; ++ch) {
+    auto r = c.call(admin_node, "POST", "/api/v4/channels",
+                    fmt::format(R"({{"team_id":"{}","name":"channel-{}","display_name":"Channel {}","type":"O"}})",
+                                team_id, ch, ch),
+                    admin);
+    if (r.status != 201) {
+      ctx_.violation("setup", "creating a channel failed: " + r.body);
+      return false;
+    }
+    ctx_.channel_ids.push_back(json_field(r.body, "id"));
+    ctx_.channel_index[ctx_.channel_ids.back()] = ch;
+  }
+  auto& members = ctx_.members;
+  members.resize(static_cast<size_t>(sc.channels));
+  for (int u = 0; u < sc.users; ++u) {
+    Client cl;
+    cl.index = u;
+    const std::string name = fmt::format("user{}", u);
+    auto r = c.call(admin_node, "POST", "/api/v4/users",
+                    fmt::format(R"({{"username":"{}","email":"{}@example.com","password":"password-{}"}})", name, name,
+                                name),
+                    admin);
+    if (r.status != 201) {
+      ctx_.violation("setup", "creating a user failed: " + r.body);
+      return false;
+    }
+    cl.user_id = json_field(r.body, "id");
+    if (c.call(admin_node, "POST", "/api/v4/teams/" + team_id + "/members",
+               fmt::format(R"({{"team_id":"{}","user_id":"{}"}})", team_id, cl.user_id), admin)
+            .status != 201) {
+      ctx_.violation("setup", "adding a user to the team failed");
+      return false;
+    }
+    const int login_node = static_cast<int>(initial[static_cast<size_t>(u) % initial.size()]);
+    auto login = c.call(login_node, "POST", "/api/v4/users/login",
+                        fmt::format(R"({{"login_id":"{}","password":"password-{}"}})", name, name));
+    for (const auto& [key, v] : login.headers)
+      if (key == "Token") cl.token = v;
+    if (cl.token.empty()) {
+      ctx_.violation("setup", "a login failed: " + login.body);
+      return false;
+    }
+    clients_.add(std::move(cl));
+  }
+  // Channel c's members: `members` users, spread so that every user is in some channel.
+  for (int ch = 0; ch < sc.channels; ++ch)
+    for (int j = 0; j < sc.members; ++j) {
+      const int u = (ch * sc.members + j) % sc.users;
+      auto& in = members[static_cast<size_t>(ch)];
+      if (std::find(in.begin(), in.end(), u) != in.end()) continue;
+      auto r = c.call(admin_node, "POST", "/api/v4/channels/" + ctx_.channel_ids[static_cast<size_t>(ch)] + "/members",
+                      fmt::format(R"({{"user_id":"{}"}})", clients_.at(static_cast<size_t>(u)).user_id), admin);
+      if (r.status != 201) {
+        ctx_.violation("setup", "adding a channel member failed: " + r.body);
+        return false;
+      }
+      in.push_back(u);
+      clients_.at(static_cast<size_t>(u)).channels.push_back(ch);
+    }
+  return true;
+}
+
+void Workload::start() {
+  const Duration first = ctx_.t0 + Duration{1'500'000};
+  if (ctx_.sc.post_rate > 0) next_post(first);
+  if (ctx_.sc.typing_rate > 0) next_typing(first);
+  if (ctx_.sc.search_rate > 0) next_search(first);
+}
+
+void Workload::next_post(Duration at) {
+  if (at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this] {
+    auto& k = ctx_.k;
+    auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
+    if (!cl.post_in_flight && !cl.channels.empty()) post(cl);
+    next_post(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.post_rate))});
+  });
+}
+
+void Workload::post(Client& cl) {
+  auto& k = ctx_.k;
+  const int ch = cl.channels[k.random().uniform(cl.channels.size())];
+  const int64_t n = ++cl.posts_made;
+  cl.post_in_flight = true;
+  const int i = cl.index;
+  clients_.request(i, "POST", "/api/v4/posts",
+                   fmt::format(R"({{"channel_id":"{}","message":"c{}#{}","pending_post_id":"{}:{}"}})",
+                               ctx_.channel_ids[static_cast<size_t>(ch)], i, n, cl.user_id, n),
+                   [this, i, ch, n](int status, const std::string& body) {
+                     auto& c = clients_.at(static_cast<size_t>(i));
+                     c.post_in_flight = false;
+                     if (status != 201) return;
+                     ctx_.acked.push_back(Acked{json_field(body, "id"), ch, i, n, ctx_.k.now() - ctx_.t0});
+                     ctx_.ack_time[ctx_.acked.back().id] = ctx_.k.now();
+                   });
+}
+
+void Workload::next_search(Duration at) {
+  if (at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this] {
+    auto& k = ctx_.k;
+    auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
+    const int author = static_cast<int>(k.random().uniform(clients_.all().size()));
+    clients_.request(cl.index, "POST", "/api/v4/teams/" + ctx_.team + "/posts/search",
+                     fmt::format(R"({{"terms":"c{}","is_or_search":false}})", author), [](int, const std::string&) {});
+    next_search(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.search_rate))});
+  });
+}
+
+void Workload::next_typing(Duration at) {
+  if (at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this] {
+    auto& k = ctx_.k;
+    auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
+    if (cl.socket && cl.socket->session && !cl.channels.empty() && k.state(cl.socket->node) == NodeState::up) {
+      const int ch = cl.channels[k.random().uniform(cl.channels.size())];
+      ctx_.c.send(*cl.socket,
+                  fmt::format(R"({{"action":"user_typing","seq":{},"data":{{"channel_id":"{}","parent_id":""}}}})",
+                              cl.reply_seq++, ctx_.channel_ids[static_cast<size_t>(ch)]));
+    }
+    next_typing(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.typing_rate))});
+  });
+}
+
+}  // namespace chorus::sim

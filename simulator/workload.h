@@ -1,0 +1,31 @@
+// The workload of a scenario run: the world it runs in (a team, channels, users with their memberships
+// and logins, set up before time 0) and what the clients do from 1.5 s until workload_until - posts,
+// typing and searches, each a Poisson process at the scenario's rate, by random clients.
+#pragma once
+
+#include "simulator/run_context.h"
+#include "simulator/sim_client.h"
+
+namespace chorus::sim {
+
+class Workload {
+ public:
+  Workload(RunContext& ctx, SimClients& clients) : ctx_(ctx), clients_(clients) {}
+
+  // The team, channels and users, through admin_node directly (not the load balancer); each user logs in
+  // on one of the initial nodes in turn. False (with a "setup" violation) when a step fails.
+  bool setup(int admin_node);
+  // Posts, typing and searches from 1.5 s on.
+  void start();
+
+ private:
+  void next_post(Duration at);
+  void post(Client& cl);
+  void next_search(Duration at);
+  void next_typing(Duration at);
+
+  RunContext& ctx_;
+  SimClients& clients_;
+};
+
+}  // namespace chorus::sim
