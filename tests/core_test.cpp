@@ -346,3 +346,80 @@ TEST(JobStatus, NamesRoundTripAndTheSqlLiteralIsQuoted) {
   EXPECT_EQ(chorus::jobs::sql(chorus::jobs::JobStatus::cancel_requested), "'cancel_requested'");
   EXPECT_FALSE(chorus::jobs::job_status("Pending"));
 }
+
+// Flows (server/core/flow.h): a coroutine over callback operations, with the owner's lifetime in one place.
+#include "server/core/flow.h"
+
+namespace {
+
+struct Tracker {  // a flow's local: counts how many flow frames are destroyed
+  int* destroyed;
+  explicit Tracker(int* d) : destroyed(d) {}
+  Tracker(const Tracker&) = delete;
+  ~Tracker() { ++*destroyed; }
+};
+
+// Two steps through callbacks the test holds; `steps` says how far the flow got.
+chorus::Flow two_steps(std::shared_ptr<bool> alive, std::vector<std::function<void(int)>>& pending, std::vector<int>& steps,
+                       int* destroyed) {
+  Tracker t(destroyed);
+  const int a = co_await chorus::awaiting<int>(alive, [&](auto resume) { pending.push_back(std::move(resume)); });
+  steps.push_back(a);
+  const int b = co_await chorus::awaiting<int>(alive, [&](auto resume) { pending.push_back(std::move(resume)); });
+  steps.push_back(b);
+}
+
+}  // namespace
+
+TEST(Flow, RunsTopToBottomAsItsCompletionsComeAndEndsItsFrame) {
+  auto alive = std::make_shared<bool>(true);
+  std::vector<std::function<void(int)>> pending;
+  std::vector<int> steps;
+  int destroyed = 0;
+  two_steps(alive, pending, steps, &destroyed);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_TRUE(steps.empty()) << "suspended at its first await";
+  auto first = std::move(pending[0]);
+  first(7);
+  first(8);  // a second completion of the same operation is ignored
+  ASSERT_EQ(pending.size(), 2u);
+  pending[1](9);
+  EXPECT_EQ(steps, (std::vector<int>{7, 9}));
+  EXPECT_EQ(destroyed, 1);
+}
+
+TEST(Flow, ACompletionAfterTheOwnerIsGoneRunsNothingMoreAndFreesTheFrame) {
+  auto alive = std::make_shared<bool>(true);
+  std::vector<std::function<void(int)>> pending;
+  std::vector<int> steps;
+  int destroyed = 0;
+  two_steps(alive, pending, steps, &destroyed);
+  *alive = false;
+  pending[0](7);
+  EXPECT_TRUE(steps.empty());
+  EXPECT_EQ(pending.size(), 1u) << "no second step started";
+  EXPECT_EQ(destroyed, 1);
+}
+
+TEST(Flow, ACallbackDestroyedUncalledFreesTheFrameWithoutRunningIt) {
+  auto alive = std::make_shared<bool>(true);
+  std::vector<std::function<void(int)>> pending;
+  std::vector<int> steps;
+  int destroyed = 0;
+  two_steps(alive, pending, steps, &destroyed);
+  EXPECT_EQ(destroyed, 0);
+  pending.clear();  // the operation dropped its callback (a store that stops drops its queue)
+  EXPECT_TRUE(steps.empty());
+  EXPECT_EQ(destroyed, 1);
+}
+
+TEST(Flow, ACompletionInsideTheStartResumesAtOnce) {
+  auto alive = std::make_shared<bool>(true);
+  std::vector<int> steps;
+  [](std::shared_ptr<bool> alive, std::vector<int>& steps) -> chorus::Flow {
+    auto [x, y] = co_await chorus::awaiting<int, std::string>(alive, [](auto resume) { resume(3, "cached"); });
+    steps.push_back(x);
+    steps.push_back(static_cast<int>(y.size()));
+  }(alive, steps);
+  EXPECT_EQ(steps, (std::vector<int>{3, 6}));
+}

@@ -37,6 +37,7 @@
 #include "server/app/model.h"
 #include "server/cluster/wire.h"
 #include "server/config/config.h"
+#include "server/core/flow.h"
 #include "server/core/env.h"
 
 namespace chorus::store {
@@ -228,6 +229,8 @@ class App {
   // Runs `write` when the channel's earlier writes on this node are done; false (and nothing runs) when
   // channel_write_queue_max writes already wait.
   bool in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
+  bool channel_queue_full(const std::string& channel_id) const;
+  Flow create_post_flow(Session actor, Post post, Callback<Post> done);
   std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
   // Delivery in channel order, on every node (channel_sequencer.h); fetches gaps from the master.
   void fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done);

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "server/app/app_internal.h"
+#include "server/core/flow.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
 #include "server/core/ids.h"
@@ -72,71 +73,87 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
     return done(fail<Post>(error(400, "model.post.is_valid.msg.app_error", "Message must be 1 to 16383 characters.")));
   if (!post.root_id.empty() && !is_valid_id(post.root_id)) return done(fail<Post>(bad_param("root_id")));
   if (post.pending_post_id.size() > 64) return done(fail<Post>(bad_param("pending_post_id")));
-  load_channel(post.channel_id, [this, alive = alive_, actor, post, done](AppError e, std::optional<Channel> c) mutable {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<Post>(e));
-    if (!c || c->delete_at != 0) return done(fail<Post>(not_found("channel")));
-    channel_member_ids(c->id, [this, alive, actor, post, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) mutable {
-      if (!*alive) return;
-      if (!e2.ok()) return done(fail<Post>(e2));
-      if (!ids->contains(actor.user_id)) return done(fail<Post>(forbidden()));
-      post.id = new_id(env_.random());
-      post.user_id = actor.user_id;
-      const std::vector<std::string> recipients(ids->begin(), ids->end());
-      // create_at is this node's clock, but never before the channel's last post: posts in a channel
-      // are ordered as they were made even across nodes whose clocks disagree. One transaction: the
-      // channel row moves LastPostAt forward (locking it on PostgreSQL; SQLite serialises writers), and
-      // the post takes that time. No read first, so concurrent posters queue instead of retrying.
-      const int64_t now = now_ms();
-      std::vector<Statement> s{
-          Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
-                    " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
-                    {post.channel_id, now}, 1},
-          Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
-                    " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
-                    {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id, post.channel_id}, 1},
-          Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2", {post.id, post.channel_id}}};
-      // The search index, in the same transaction: search finds a post once its creation is acknowledged.
-      if (postgres())
-        s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
-                              {post.id, post.channel_id, post.message}});
-      else
-        s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)", {post.message, post.id, post.channel_id}});
-      const bool queued = in_channel_order(post.channel_id, [this, alive, s = std::move(s), post, c, recipients, done](std::function<void()> next) mutable {
-      store_.write(std::move(s), true, [this, alive, post, c, recipients, done, next](db::Outcome o) mutable {
-        if (!*alive) return;
-        next();  // this post's place is settled: the channel's next write may go
-        if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
-          // A retry of a post already made (same pending id, on any node): answer with the first one.
-          store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
-                                  {post.user_id, post.pending_post_id}}},
-                       false, [alive, done, error = o.error](db::Outcome o2) {
-                         if (!*alive) return;
-                         if (o2.ok() && !o2.result().rows.empty()) return done(ok(post_from_row(o2.result().rows[0])));
-                         done(fail<Post>(from_db(o2.ok() ? error : o2.error)));
-                       });
-          return;
-        }
-        if (!o.ok()) return done(fail<Post>(from_db(o.error)));
-        post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
-        Event ev = posted_event(*c, post, recipients);
-        ev.channel_seq = int_at(o.results[2].rows.at(0), 1);
-        publish(std::move(ev));
-        done(ok(post));
-      });
-      });
-      if (!queued)
-        done(fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
-                              "Too many posts to this channel are waiting to be written on this server; try again.")));
-    });
+  create_post_flow(actor, std::move(post), std::move(done));
+}
+
+// The steps of a post, top to bottom (server/core/flow.h): the channel, its members, the channel's turn
+// on this node, the transaction, then the event.
+Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
+    load_channel(post.channel_id, std::move(resume));
   });
+  if (!e.ok()) co_return done(fail<Post>(e));
+  if (!c || c->delete_at != 0) co_return done(fail<Post>(not_found("channel")));
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
+    channel_member_ids(c->id, std::move(resume));
+  });
+  if (!e2.ok()) co_return done(fail<Post>(e2));
+  if (!ids->contains(actor.user_id)) co_return done(fail<Post>(forbidden()));
+  post.id = new_id(env_.random());
+  post.user_id = actor.user_id;
+  const std::vector<std::string> recipients(ids->begin(), ids->end());
+  // create_at is this node's clock, but never before the channel's last post: posts in a channel
+  // are ordered as they were made even across nodes whose clocks disagree. One transaction: the
+  // channel row moves LastPostAt forward (locking it on PostgreSQL; SQLite serialises writers), and
+  // the post takes that time. No read first, so concurrent posters queue instead of retrying.
+  const int64_t now = now_ms();
+  std::vector<Statement> s{
+      Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
+                " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
+                {post.channel_id, now}, 1},
+      Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
+                " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
+                {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id,
+                 post.channel_id},
+                1},
+      Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2",
+                {post.id, post.channel_id}}};
+  // The search index, in the same transaction: search finds a post once its creation is acknowledged.
+  if (postgres())
+    s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
+                          {post.id, post.channel_id, post.message}});
+  else
+    s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)",
+                          {post.message, post.id, post.channel_id}});
+  if (channel_queue_full(post.channel_id)) {
+    ++stats_.channel_writes_refused;
+    co_return done(fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
+                                    "Too many posts to this channel are waiting to be written on this server; try again.")));
+  }
+  // The channel's turn on this node (posts to one channel are written one after the other).
+  auto next = co_await awaiting<std::function<void()>>(alive_, [&](auto resume) {
+    in_channel_order(post.channel_id, std::move(resume));
+  });
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write(std::move(s), true, std::move(resume));
+  });
+  next();  // this post's place is settled: the channel's next write may go
+  if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
+    // A retry of a post already made (same pending id, on any node): answer with the first one.
+    const db::Error first_error = o.error;
+    db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                              {post.user_id, post.pending_post_id}}},
+                   false, std::move(resume));
+    });
+    if (o2.ok() && !o2.result().rows.empty()) co_return done(ok(post_from_row(o2.result().rows[0])));
+    co_return done(fail<Post>(from_db(o2.ok() ? first_error : o2.error)));
+  }
+  if (!o.ok()) co_return done(fail<Post>(from_db(o.error)));
+  post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
+  Event ev = posted_event(*c, post, recipients);
+  ev.channel_seq = int_at(o.results[2].rows.at(0), 1);
+  publish(std::move(ev));
+  done(ok(post));
+}
+
+bool App::channel_queue_full(const std::string& channel_id) const {
+  auto it = channel_writes_.find(channel_id);
+  return it != channel_writes_.end() && it->second.size() >= options_.channel_write_queue_max;
 }
 
 bool App::in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write) {
-  if (auto it = channel_writes_.find(channel_id); it != channel_writes_.end() && it->second.size() >= options_.channel_write_queue_max) {
-    ++stats_.channel_writes_refused;
-    return false;
-  }
+  if (channel_queue_full(channel_id)) return false;
   auto& queue = channel_writes_[channel_id];
   auto run = [this, alive = alive_, channel_id, write = std::move(write)]() mutable {
     write([this, alive, channel_id] {
