@@ -1,4 +1,5 @@
 // chorus-sim: runs simulated Chorus clusters from seeds, checks them, and says how to replay a failure.
+// (Just over 600 lines: the command line of every subcommand, its help and its output formats, in one place.)
 //
 //   chorus-sim run FILE... [--seed N | --seeds A..B] [--jobs N] [--report DIR] [--soak-report FILE] [--check-determinism]
 //       scenario files (scenarios/*.yaml): whole clusters with a load balancer and clients through the

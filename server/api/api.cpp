@@ -1,3 +1,6 @@
+// Mattermost's v4 routes and WebSocket protocol over the app (api.h). Over 600 lines on purpose: the
+// route table (routes()) is one list a reader scans for a path, and the WebSocket session shares the
+// request helpers; both compile in one translation unit with Boost.JSON (build time on 2 cores).
 #include "server/api/api.h"
 
 #include <boost/json.hpp>

@@ -1,3 +1,6 @@
+// The production database drivers (db_connector.h). Over 600 lines on purpose: SQLite and PostgreSQL share
+// the worker pool, the completion bookkeeping and the error mapping, and libpq's connect and query state
+// machines read best next to each other; split, they would need a private header of their internals.
 #include "server/runtime/db_connector.h"
 
 #include <arpa/inet.h>
