@@ -376,7 +376,7 @@ TEST(Flow, RunsTopToBottomAsItsCompletionsComeAndEndsItsFrame) {
   std::vector<std::function<void(int)>> pending;
   std::vector<int> steps;
   int destroyed = 0;
-  two_steps(alive, pending, steps, &destroyed);
+  two_steps(alive, pending, steps, &destroyed).start();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_TRUE(steps.empty()) << "suspended at its first await";
   auto first = std::move(pending[0]);
@@ -393,7 +393,7 @@ TEST(Flow, ACompletionAfterTheOwnerIsGoneRunsNothingMoreAndFreesTheFrame) {
   std::vector<std::function<void(int)>> pending;
   std::vector<int> steps;
   int destroyed = 0;
-  two_steps(alive, pending, steps, &destroyed);
+  two_steps(alive, pending, steps, &destroyed).start();
   *alive = false;
   pending[0](7);
   EXPECT_TRUE(steps.empty());
@@ -406,7 +406,7 @@ TEST(Flow, ACallbackDestroyedUncalledFreesTheFrameWithoutRunningIt) {
   std::vector<std::function<void(int)>> pending;
   std::vector<int> steps;
   int destroyed = 0;
-  two_steps(alive, pending, steps, &destroyed);
+  two_steps(alive, pending, steps, &destroyed).start();
   EXPECT_EQ(destroyed, 0);
   pending.clear();  // the operation dropped its callback (a store that stops drops its queue)
   EXPECT_TRUE(steps.empty());
@@ -420,6 +420,43 @@ TEST(Flow, ACompletionInsideTheStartResumesAtOnce) {
     auto [x, y] = co_await chorus::awaiting<int, std::string>(alive, [](auto resume) { resume(3, "cached"); });
     steps.push_back(x);
     steps.push_back(static_cast<int>(y.size()));
-  }(alive, steps);
+  }(alive, steps).start();
   EXPECT_EQ(steps, (std::vector<int>{3, 6}));
+}
+
+namespace {
+
+chorus::Flow throws_after(std::shared_ptr<bool> alive, std::vector<std::function<void(int)>>& pending, bool sync,
+                          int* destroyed) {
+  Tracker t(destroyed);
+  const int a = co_await chorus::awaiting<int>(alive, [&](auto resume) {
+    if (sync)
+      resume(1);
+    else
+      pending.push_back(std::move(resume));
+  });
+  if (a > 0) throw std::runtime_error("broken invariant");
+}
+
+}  // namespace
+
+TEST(Flow, AnExceptionGoesToWhoeverRanThatPartOfTheFlowAndTheFrameIsFreed) {
+  auto alive = std::make_shared<bool>(true);
+  std::vector<std::function<void(int)>> pending;
+  int destroyed = 0;
+  // Thrown in the part that runs at the start (the completion came at once): to the caller.
+  EXPECT_THROW(throws_after(alive, pending, true, &destroyed).start(), std::runtime_error);
+  EXPECT_EQ(destroyed, 1);
+  // Thrown after a later completion: to the code that completed it (the loop or the kernel).
+  throws_after(alive, pending, false, &destroyed).start();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_THROW(pending[0](1), std::runtime_error);
+  EXPECT_EQ(destroyed, 2);
+  // The same flow, not throwing: no exception anywhere.
+  throws_after(alive, pending, false, &destroyed).start();
+  pending[1](0);
+  EXPECT_EQ(destroyed, 3);
+  // A flow never started never runs, and its frame is freed.
+  { auto never = throws_after(alive, pending, true, &destroyed); }
+  EXPECT_EQ(destroyed, 3) << "its body (and so its locals) never began";
 }

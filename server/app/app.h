@@ -190,7 +190,20 @@ class App {
 
  private:
   Duration cache_ttl() const;  // min(cache_ttl, SessionCacheInMinutes)
-  void create_user_checked(bool admin, NewUser user, bool may_retry, Callback<User> done);
+  // The multi-step requests as flows (server/core/flow.h): the public method checks its arguments, the
+  // flow does the steps. Parameters by value: the caller's objects may be gone while the flow waits.
+  Flow create_user_flow(bool admin, NewUser user, Callback<User> done);
+  Flow login_flow(std::string login_id, std::string password, std::string device_id, AppError invalid,
+                  Callback<std::pair<User, Session>> done);
+  Flow add_team_member_flow(Session actor, std::string team_id, std::string user_id, Callback<TeamMember> done);
+  Flow remove_team_member_flow(Session actor, std::string team_id, std::string user_id, Callback<Unit> done);
+  Flow can_read_channel_flow(Session actor, std::string channel_id,
+                             std::function<void(AppError, std::optional<Channel>)> done);
+  Flow create_channel_flow(Session actor, Channel channel, Callback<Channel> done);
+  Flow add_channel_member_flow(Session actor, std::string channel_id, std::string user_id,
+                               Callback<ChannelMember> done);
+  Flow remove_channel_member_flow(Session actor, std::string channel_id, std::string user_id, Callback<Unit> done);
+  Flow analytics_flow(Callback<Analytics> done);
   // Every cache_ttl: the sessions behind this node's WebSockets are checked against the database, and
   // sockets of revoked or expired sessions are closed (the bound holds for sockets too).
   void revalidate_sockets();

@@ -6,6 +6,7 @@
 #include "server/app/app_internal.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
+#include "server/core/flow.h"
 #include "server/core/ids.h"
 #include "server/store/store.h"
 
@@ -53,23 +54,31 @@ void App::channel_member_ids(const std::string& channel_id, std::function<void(A
 
 void App::can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
   if (!is_valid_id(channel_id)) return done(bad_param("channel_id"), std::nullopt);
-  load_channel(channel_id, [this, alive = alive_, actor, channel_id, done](AppError e, std::optional<Channel> c) {
-    if (!*alive) return;
-    if (!e.ok()) return done(e, std::nullopt);
-    if (!c || c->delete_at != 0) return done(not_found("channel"), std::nullopt);
-    if (actor.is_system_admin()) return done({}, c);
-    channel_member_ids(channel_id, [this, alive, actor, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
-      if (!*alive) return;
-      if (!e2.ok()) return done(e2, std::nullopt);
-      if (ids->contains(actor.user_id)) return done({}, c);
-      if (c->type != "O") return done(forbidden(), std::nullopt);
-      is_team_member(c->team_id, actor.user_id, [c, done](AppError e3, bool member) {
-        if (!e3.ok()) return done(e3, std::nullopt);
-        if (!member) return done(forbidden(), std::nullopt);
-        done({}, c);
-      });
-    });
+  can_read_channel_flow(actor, channel_id, std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): the channel, then (unless a system admin) its members, then for a
+// public channel the team's membership.
+Flow App::can_read_channel_flow(Session actor, std::string channel_id,
+                                std::function<void(AppError, std::optional<Channel>)> done) {
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
+    load_channel(channel_id, std::move(resume));
   });
+  if (!e.ok()) co_return done(e, std::nullopt);
+  if (!c || c->delete_at != 0) co_return done(not_found("channel"), std::nullopt);
+  if (actor.is_system_admin()) co_return done({}, c);
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
+    channel_member_ids(channel_id, std::move(resume));
+  });
+  if (!e2.ok()) co_return done(e2, std::nullopt);
+  if (ids->contains(actor.user_id)) co_return done({}, c);
+  if (c->type != "O") co_return done(forbidden(), std::nullopt);
+  auto [e3, member] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
+    is_team_member(c->team_id, actor.user_id, std::move(resume));
+  });
+  if (!e3.ok()) co_return done(e3, std::nullopt);
+  if (!member) co_return done(forbidden(), std::nullopt);
+  done({}, c);
 }
 
 void App::create_channel(const Session& actor, Channel ch, Callback<Channel> done) {
@@ -79,30 +88,39 @@ void App::create_channel(const Session& actor, Channel ch, Callback<Channel> don
   if (ch.display_name.empty() || ch.display_name.size() > 64) return done(fail<Channel>(bad_param("display_name")));
   if (ch.type != "O" && ch.type != "P") return done(fail<Channel>(bad_param("type")));
   if (ch.header.size() > 1024 || ch.purpose.size() > 250) return done(fail<Channel>(bad_param("header")));
-  is_team_member(ch.team_id, actor.user_id, [this, alive = alive_, actor, ch, done](AppError e, bool member) mutable {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<Channel>(e));
-    if (!member && !actor.is_system_admin()) return done(fail<Channel>(forbidden()));
-    ch.id = new_id(env_.random());
-    ch.create_at = ch.update_at = now_ms();
-    ch.creator_id = actor.user_id;
-    std::vector<Statement> s{
-        Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose, CreatorId)"
-                  " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
-                  {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}},
-        Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user channel_admin', $3)",
-                  {ch.id, actor.user_id, ch.create_at}}};
-    store_.write(std::move(s), true, [this, alive, ch, done](db::Outcome o) {
-      if (!*alive) return;
-      if (o.error.status == db::Status::conflict)
-        return done(fail<Channel>(error(400, "store.sql_channel.save_channel.exists.app_error", "A channel with that name already exists on the same team.")));
-      if (!o.ok()) return done(fail<Channel>(from_db(o.error)));
-      Event e{"channel_created", boost::json::object{{"channel_id", ch.id}, {"team_id", ch.team_id}}};
-      e.broadcast.user_id = ch.creator_id;
-      publish(std::move(e));
-      done(ok(ch));
-    });
+  create_channel_flow(actor, std::move(ch), std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): the creator's team membership, the channel with its creator as
+// member, then the event.
+Flow App::create_channel_flow(Session actor, Channel ch, Callback<Channel> done) {
+  auto [e, member] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
+    is_team_member(ch.team_id, actor.user_id, std::move(resume));
   });
+  if (!e.ok()) co_return done(fail<Channel>(e));
+  if (!member && !actor.is_system_admin()) co_return done(fail<Channel>(forbidden()));
+  ch.id = new_id(env_.random());
+  ch.create_at = ch.update_at = now_ms();
+  ch.creator_id = actor.user_id;
+  std::vector<Statement> s{
+      Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose,"
+                " CreatorId) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
+                {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose,
+                 ch.creator_id}},
+      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
+                " VALUES ($1, $2, 'channel_user channel_admin', $3)",
+                {ch.id, actor.user_id, ch.create_at}}};
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write(std::move(s), true, std::move(resume));
+  });
+  if (o.error.status == db::Status::conflict)
+    co_return done(fail<Channel>(error(400, "store.sql_channel.save_channel.exists.app_error",
+                                       "A channel with that name already exists on the same team.")));
+  if (!o.ok()) co_return done(fail<Channel>(from_db(o.error)));
+  Event ev{"channel_created", boost::json::object{{"channel_id", ch.id}, {"team_id", ch.team_id}}};
+  ev.broadcast.user_id = ch.creator_id;
+  publish(std::move(ev));
+  done(ok(ch));
 }
 
 void App::get_channel(const Session& actor, const std::string& channel_id, Callback<Channel> done) {
@@ -151,74 +169,92 @@ void App::channels_for_user(const Session& actor, const std::string& user_id, co
 
 void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done) {
   if (!is_valid_id(user_id)) return done(fail<ChannelMember>(bad_param("user_id")));
-  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<ChannelMember>(e));
-    // Members add others; anyone who can read a public channel may join it.
-    channel_member_ids(channel_id, [this, alive, actor, c, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
-      if (!*alive) return;
-      if (!e2.ok()) return done(fail<ChannelMember>(e2));
-      const bool member = ids->contains(actor.user_id);
-      const bool self_join = actor.user_id == user_id && c->type == "O";
-      if (!member && !self_join && !actor.is_system_admin()) return done(fail<ChannelMember>(forbidden()));
-      is_team_member(c->team_id, user_id, [this, alive, c, user_id, actor, done](AppError e3, bool in_team) {
-        if (!*alive) return;
-        if (!e3.ok()) return done(fail<ChannelMember>(e3));
-        if (!in_team)
-          return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",
-                                                "The user is not a member of the channel's team.")));
-        const int64_t now = now_ms();
-        std::vector<Statement> s{Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $2, 'channel_user', $3)"
-                                           " ON CONFLICT (ChannelId, UserId) DO NOTHING",
-                                           {c->id, user_id, now}},
-                                 Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
-                                           {c->id, user_id}},
-                                 Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
-        store_.write(std::move(s), true, [this, alive, c, user_id, actor, done](db::Outcome o) {
-          if (!*alive) return;
-          if (!o.ok()) return done(fail<ChannelMember>(from_db(o.error)));
-          invalidate(cluster::ClusterEvent::inv_channel_members, c->id);
-          if (o.results[0].affected > 0) {
-            Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
-            ev.broadcast.channel_id = c->id;
-            for (const auto& r : o.results[2].rows) ev.recipients.push_back(text_at(r, 0));
-            ev.reliable = true;
-            publish(std::move(ev));
-          }
-          done(ok(channel_member_from_row(o.results[1].rows.at(0))));
-        });
-      });
-    });
+  add_channel_member_flow(actor, channel_id, user_id, std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): read access, the channel's members, the user's team membership,
+// the member (with the channel's members, the event's recipients), then the invalidation and the event.
+Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::string user_id,
+                                  Callback<ChannelMember> done) {
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
+    can_read_channel(actor, channel_id, std::move(resume));
   });
+  if (!e.ok()) co_return done(fail<ChannelMember>(e));
+  // Members add others; anyone who can read a public channel may join it.
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
+    channel_member_ids(channel_id, std::move(resume));
+  });
+  if (!e2.ok()) co_return done(fail<ChannelMember>(e2));
+  const bool member = ids->contains(actor.user_id);
+  const bool self_join = actor.user_id == user_id && c->type == "O";
+  if (!member && !self_join && !actor.is_system_admin()) co_return done(fail<ChannelMember>(forbidden()));
+  auto [e3, in_team] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
+    is_team_member(c->team_id, user_id, std::move(resume));
+  });
+  if (!e3.ok()) co_return done(fail<ChannelMember>(e3));
+  if (!in_team)
+    co_return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",
+                                             "The user is not a member of the channel's team.")));
+  const int64_t now = now_ms();
+  std::vector<Statement> s{
+      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
+                " VALUES ($1, $2, 'channel_user', $3) ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                {c->id, user_id, now}},
+      Statement{std::string("SELECT ") + kChannelMemberColumns +
+                    " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
+                {c->id, user_id}},
+      Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write(std::move(s), true, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<ChannelMember>(from_db(o.error)));
+  invalidate(cluster::ClusterEvent::inv_channel_members, c->id);
+  if (o.results[0].affected > 0) {
+    Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
+    ev.broadcast.channel_id = c->id;
+    for (const auto& r : o.results[2].rows) ev.recipients.push_back(text_at(r, 0));
+    ev.reliable = true;
+    publish(std::move(ev));
+  }
+  done(ok(channel_member_from_row(o.results[1].rows.at(0))));
 }
 
 void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done) {
   if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
-  can_read_channel(actor, channel_id, [this, alive = alive_, actor, channel_id, user_id, done](AppError e, std::optional<Channel> c) {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<Unit>(e));
-    if (c->name == "town-square") return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
-    channel_member_ids(channel_id, [this, alive, actor, channel_id, user_id, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
-      if (!*alive) return;
-      if (!e2.ok()) return done(fail<Unit>(e2));
-      if (!ids->contains(actor.user_id) && !actor.is_system_admin()) return done(fail<Unit>(forbidden()));
-      std::vector<std::string> recipients(ids->begin(), ids->end());
-      store_.write({Statement{"DELETE FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2", {channel_id, user_id}}}, false,
-                   [this, alive, actor, channel_id, user_id, recipients, done](db::Outcome o) {
-                     if (!*alive) return;
-                     if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
-                     invalidate(cluster::ClusterEvent::inv_channel_members, channel_id);
-                     if (o.result().affected > 0) {
-                       Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id}, {"channel_id", channel_id}}};
-                       ev.broadcast.channel_id = channel_id;
-                       ev.recipients = recipients;
-                       ev.reliable = true;
-                       publish(std::move(ev));
-                     }
-                     done(ok(Unit{}));
-                   });
-    });
+  remove_channel_member_flow(actor, channel_id, user_id, std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): read access, the channel's members (the event's recipients), the
+// removal, then the invalidation and the event.
+Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std::string user_id,
+                                     Callback<Unit> done) {
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
+    can_read_channel(actor, channel_id, std::move(resume));
   });
+  if (!e.ok()) co_return done(fail<Unit>(e));
+  if (c->name == "town-square")
+    co_return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
+    channel_member_ids(channel_id, std::move(resume));
+  });
+  if (!e2.ok()) co_return done(fail<Unit>(e2));
+  if (!ids->contains(actor.user_id) && !actor.is_system_admin()) co_return done(fail<Unit>(forbidden()));
+  const std::vector<std::string> recipients(ids->begin(), ids->end());
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{"DELETE FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2", {channel_id, user_id}}},
+                 false, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<Unit>(from_db(o.error)));
+  invalidate(cluster::ClusterEvent::inv_channel_members, channel_id);
+  if (o.result().affected > 0) {
+    Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id},
+                                                 {"channel_id", channel_id}}};
+    ev.broadcast.channel_id = channel_id;
+    ev.recipients = recipients;
+    ev.reliable = true;
+    publish(std::move(ev));
+  }
+  done(ok(Unit{}));
 }
 
 void App::channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done) {

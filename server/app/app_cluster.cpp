@@ -8,6 +8,7 @@
 #include "server/app/app_internal.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
+#include "server/core/flow.h"
 #include "server/core/ids.h"
 #include "server/store/store.h"
 
@@ -34,39 +35,45 @@ void App::set_messenger(cluster::Messenger* messenger) {
 
 void App::analytics(const Session& actor, Callback<Analytics> done) {
   if (!actor.is_system_admin()) return done(fail<Analytics>(forbidden()));
+  analytics_flow(std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): the database's counts, then every node's WebSocket connections.
+Flow App::analytics_flow(Callback<Analytics> done) {
   std::vector<Statement> counts{Statement{"SELECT COUNT(*) FROM Users WHERE DeleteAt = 0", {}},
                                 Statement{"SELECT COUNT(*) FROM Teams WHERE DeleteAt = 0", {}},
                                 Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'O'", {}},
                                 Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'P'", {}},
                                 Statement{"SELECT COUNT(*) FROM Posts WHERE DeleteAt = 0", {}}};
-  store_.read(std::move(counts), [this, alive = alive_, done](db::Outcome o) {
-    if (!*alive) return;
-    if (!o.ok()) return done(fail<Analytics>(from_db(o.error)));
-    Analytics a;
-    const char* names[] = {"unique_user_count", "team_count", "channel_open_count", "channel_private_count", "post_count"};
-    for (size_t i = 0; i < 5; ++i) a.rows.emplace_back(names[i], int_at(o.results[i].rows.at(0), 0));
-    const int64_t here = static_cast<int64_t>(hub_.stats().active);
-    if (!messenger_) {
-      a.rows.emplace_back("total_websocket_connections", here);
-      return done(ok(std::move(a)));
-    }
-    messenger_->request(cluster::ClusterMessage::of(cluster::ClusterEvent::cluster_stats), Duration{1'000'000},
-                        [alive, here, a, done](cluster::Replies replies) mutable {
-                          if (!*alive) return;
-                          int64_t total = here;
-                          for (const auto& [peer, reply] : replies.replies) {
-                            auto it = reply.props.find("websocket_connections");
-                            if (it == reply.props.end()) continue;
-                            try {
-                              total += std::stoll(it->second);
-                            } catch (const std::exception&) {
-                            }
-                          }
-                          a.rows.emplace_back("total_websocket_connections", total);
-                          a.nodes_missing = replies.missing;
-                          done(ok(std::move(a)));
-                        });
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.read(std::move(counts), std::move(resume));
   });
+  if (!o.ok()) co_return done(fail<Analytics>(from_db(o.error)));
+  Analytics a;
+  const char* names[] = {"unique_user_count", "team_count", "channel_open_count", "channel_private_count",
+                         "post_count"};
+  for (size_t i = 0; i < 5; ++i) a.rows.emplace_back(names[i], int_at(o.results[i].rows.at(0), 0));
+  const int64_t here = static_cast<int64_t>(hub_.stats().active);
+  if (!messenger_) {
+    a.rows.emplace_back("total_websocket_connections", here);
+    co_return done(ok(std::move(a)));
+  }
+  cluster::Replies replies = co_await awaiting<cluster::Replies>(alive_, [&](auto resume) {
+    messenger_->request(cluster::ClusterMessage::of(cluster::ClusterEvent::cluster_stats), Duration{1'000'000},
+                        std::move(resume));
+  });
+  int64_t total = here;
+  for (const auto& [peer, reply] : replies.replies) {
+    auto it = reply.props.find("websocket_connections");
+    if (it == reply.props.end()) continue;
+    try {
+      total += std::stoll(it->second);
+    } catch (const std::exception&) {
+    }
+  }
+  a.rows.emplace_back("total_websocket_connections", total);
+  a.nodes_missing = replies.missing;
+  done(ok(std::move(a)));
 }
 
 void App::find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done) {

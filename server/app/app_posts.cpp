@@ -73,7 +73,7 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
     return done(fail<Post>(error(400, "model.post.is_valid.msg.app_error", "Message must be 1 to 16383 characters.")));
   if (!post.root_id.empty() && !is_valid_id(post.root_id)) return done(fail<Post>(bad_param("root_id")));
   if (post.pending_post_id.size() > 64) return done(fail<Post>(bad_param("pending_post_id")));
-  create_post_flow(actor, std::move(post), std::move(done));
+  create_post_flow(actor, std::move(post), std::move(done)).start();
 }
 
 // The steps of a post, top to bottom (server/core/flow.h): the channel, its members, the channel's turn

@@ -6,6 +6,7 @@
 #include "server/app/app_internal.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
+#include "server/core/flow.h"
 #include "server/core/ids.h"
 #include "server/store/store.h"
 
@@ -105,69 +106,87 @@ void App::list_teams(const Session& actor, Callback<std::vector<Team>> done) {
 void App::add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<TeamMember> done) {
   if (!is_valid_id(team_id)) return done(fail<TeamMember>(bad_param("team_id")));
   if (!is_valid_id(user_id)) return done(fail<TeamMember>(bad_param("user_id")));
+  add_team_member_flow(actor, team_id, user_id, std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): the team, the actor's roles in it and the user; then the member
+// and the team's default channels in one transaction; then the invalidations and the event.
+Flow App::add_team_member_flow(Session actor, std::string team_id, std::string user_id, Callback<TeamMember> done) {
   // Who may add: a system admin, a team admin, or anyone joining an open team themselves.
-  store_.write({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE Id = $1", {team_id}},
-                Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, actor.user_id}},
-                Statement{"SELECT 1 FROM Users WHERE Id = $1", {user_id}}},
-               false, [this, alive = alive_, actor, team_id, user_id, done](db::Outcome o) {
-                 if (!*alive) return;
-                 if (!o.ok()) return done(fail<TeamMember>(from_db(o.error)));
-                 if (o.results[0].rows.empty()) return done(fail<TeamMember>(not_found("team")));
-                 if (o.results[2].rows.empty()) return done(fail<TeamMember>(not_found("user")));
-                 const Team team = team_from_row(o.results[0].rows[0]);
-                 const bool team_admin = !o.results[1].rows.empty() && text_at(o.results[1].rows[0], 0).find("team_admin") != std::string::npos;
-                 const bool self_join = actor.user_id == user_id && team.type == "O" && team.allow_open_invite;
-                 if (!actor.is_system_admin() && !team_admin && !self_join) return done(fail<TeamMember>(forbidden()));
-                 const int64_t now = now_ms();
-                 std::vector<Statement> s{
-                     Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user', $3)"
-                               " ON CONFLICT (TeamId, UserId) DO UPDATE SET DeleteAt = 0, Roles = 'team_user'",
-                               {team_id, user_id, now}},
-                     Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) SELECT Id, $2, 'channel_user', $3"
-                               " FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic') AND DeleteAt = 0"
-                               " ON CONFLICT (ChannelId, UserId) DO NOTHING",
-                               {team_id, user_id, now}},
-                     Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic')", {team_id}},
-                     Statement{std::string("SELECT ") + kTeamMemberColumns + " FROM TeamMembers WHERE TeamId = $1 AND UserId = $2",
-                               {team_id, user_id}}};
-                 store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
-                   if (!*alive) return;
-                   if (!o2.ok()) return done(fail<TeamMember>(from_db(o2.error)));
-                   for (const auto& r : o2.results[2].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
-                   Event e{"added_to_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
-                   e.broadcast.user_id = user_id;
-                   e.reliable = true;
-                   publish(std::move(e));
-                   done(ok(team_member_from_row(o2.results[3].rows.at(0))));
-                 });
-               });
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{std::string("SELECT ") + kTeamColumns + " FROM Teams WHERE Id = $1", {team_id}},
+                  Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0",
+                            {team_id, actor.user_id}},
+                  Statement{"SELECT 1 FROM Users WHERE Id = $1", {user_id}}},
+                 false, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<TeamMember>(from_db(o.error)));
+  if (o.results[0].rows.empty()) co_return done(fail<TeamMember>(not_found("team")));
+  if (o.results[2].rows.empty()) co_return done(fail<TeamMember>(not_found("user")));
+  const Team team = team_from_row(o.results[0].rows[0]);
+  const bool team_admin =
+      !o.results[1].rows.empty() && text_at(o.results[1].rows[0], 0).find("team_admin") != std::string::npos;
+  const bool self_join = actor.user_id == user_id && team.type == "O" && team.allow_open_invite;
+  if (!actor.is_system_admin() && !team_admin && !self_join) co_return done(fail<TeamMember>(forbidden()));
+  const int64_t now = now_ms();
+  std::vector<Statement> s{
+      Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user', $3)"
+                " ON CONFLICT (TeamId, UserId) DO UPDATE SET DeleteAt = 0, Roles = 'team_user'",
+                {team_id, user_id, now}},
+      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) SELECT Id, $2, 'channel_user', $3"
+                " FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic') AND DeleteAt = 0"
+                " ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                {team_id, user_id, now}},
+      Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name IN ('town-square', 'off-topic')", {team_id}},
+      Statement{std::string("SELECT ") + kTeamMemberColumns + " FROM TeamMembers WHERE TeamId = $1 AND UserId = $2",
+                {team_id, user_id}}};
+  db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write(std::move(s), true, std::move(resume));
+  });
+  if (!o2.ok()) co_return done(fail<TeamMember>(from_db(o2.error)));
+  for (const auto& r : o2.results[2].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
+  Event e{"added_to_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
+  e.broadcast.user_id = user_id;
+  e.reliable = true;
+  publish(std::move(e));
+  done(ok(team_member_from_row(o2.results[3].rows.at(0))));
 }
 
 void App::remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<Unit> done) {
   if (!is_valid_id(team_id)) return done(fail<Unit>(bad_param("team_id")));
   if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
-  store_.write({Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0", {team_id, actor.user_id}}}, false,
-               [this, alive = alive_, actor, team_id, user_id, done](db::Outcome o) {
-                 if (!*alive) return;
-                 if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
-                 const bool team_admin = !o.result().rows.empty() && text_at(o.result().rows[0], 0).find("team_admin") != std::string::npos;
-                 if (!actor.is_system_admin() && !team_admin && actor.user_id != user_id) return done(fail<Unit>(forbidden()));
-                 std::vector<Statement> s{
-                     Statement{"SELECT Id FROM Channels WHERE TeamId = $1", {team_id}},
-                     Statement{"DELETE FROM ChannelMembers WHERE UserId = $2 AND ChannelId IN (SELECT Id FROM Channels WHERE TeamId = $1)",
-                               {team_id, user_id}},
-                     Statement{"UPDATE TeamMembers SET DeleteAt = $3 WHERE TeamId = $1 AND UserId = $2", {team_id, user_id, now_ms()}}};
-                 store_.write(std::move(s), true, [this, alive, team_id, user_id, done](db::Outcome o2) {
-                   if (!*alive) return;
-                   if (!o2.ok()) return done(fail<Unit>(from_db(o2.error)));
-                   for (const auto& r : o2.results[0].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
-                   Event e{"leave_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
-                   e.broadcast.user_id = user_id;
-                   e.reliable = true;
-                   publish(std::move(e));
-                   done(ok(Unit{}));
-                 });
-               });
+  remove_team_member_flow(actor, team_id, user_id, std::move(done)).start();
+}
+
+// Top to bottom (server/core/flow.h): the actor's roles in the team; then the user out of the team and
+// its channels in one transaction; then the invalidations and the event.
+Flow App::remove_team_member_flow(Session actor, std::string team_id, std::string user_id, Callback<Unit> done) {
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{"SELECT Roles FROM TeamMembers WHERE TeamId = $1 AND UserId = $2 AND DeleteAt = 0",
+                            {team_id, actor.user_id}}},
+                 false, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<Unit>(from_db(o.error)));
+  const bool team_admin =
+      !o.result().rows.empty() && text_at(o.result().rows[0], 0).find("team_admin") != std::string::npos;
+  if (!actor.is_system_admin() && !team_admin && actor.user_id != user_id) co_return done(fail<Unit>(forbidden()));
+  std::vector<Statement> s{
+      Statement{"SELECT Id FROM Channels WHERE TeamId = $1", {team_id}},
+      Statement{"DELETE FROM ChannelMembers WHERE UserId = $2"
+                " AND ChannelId IN (SELECT Id FROM Channels WHERE TeamId = $1)",
+                {team_id, user_id}},
+      Statement{"UPDATE TeamMembers SET DeleteAt = $3 WHERE TeamId = $1 AND UserId = $2",
+                {team_id, user_id, now_ms()}}};
+  db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write(std::move(s), true, std::move(resume));
+  });
+  if (!o2.ok()) co_return done(fail<Unit>(from_db(o2.error)));
+  for (const auto& r : o2.results[0].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
+  Event e{"leave_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
+  e.broadcast.user_id = user_id;
+  e.reliable = true;
+  publish(std::move(e));
+  done(ok(Unit{}));
 }
 
 void App::team_members(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<TeamMember>> done) {

@@ -7,6 +7,7 @@
 #include "server/app/app_internal.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
+#include "server/core/flow.h"
 #include "server/core/ids.h"
 #include "server/store/store.h"
 
@@ -82,48 +83,58 @@ void App::create_user(const Session* actor, NewUser u, Callback<User> done) {
     return done(fail<User>(error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
   if (u.first_name.size() > 64 || u.last_name.size() > 64 || u.nickname.size() > 64) return done(fail<User>(bad_param("user")));
   if (u.locale.size() > 5) return done(fail<User>(bad_param("locale")));
-  create_user_checked(actor && actor->is_system_admin(), std::move(u), true, std::move(done));
+  create_user_flow(actor && actor->is_system_admin(), std::move(u), std::move(done)).start();
 }
 
-void App::create_user_checked(bool admin, NewUser u, bool may_retry, Callback<User> done) {
-  store_.write({Statement{"SELECT COUNT(*) FROM Users", {}}}, false, [this, alive = alive_, u, admin, may_retry, done](db::Outcome o) {
-    if (!*alive) return;
-    if (!o.ok()) return done(fail<User>(from_db(o.error)));
+// Sign-up, top to bottom (server/core/flow.h): may this user sign up (the first one always may), the
+// password's hash, then the user's row; a conflict starts over once, from the count.
+Flow App::create_user_flow(bool admin, NewUser u, Callback<User> done) {
+  for (bool may_retry = true;; may_retry = false) {
+    db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{"SELECT COUNT(*) FROM Users", {}}}, false, std::move(resume));
+    });
+    if (!o.ok()) co_return done(fail<User>(from_db(o.error)));
     const bool first = int_at(o.result().rows.at(0), 0) == 0;
     const auto& team = config_->TeamSettings;
     if (!first && !admin && !team.EnableUserCreation)
-      return done(fail<User>(error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
+      co_return done(fail<User>(
+          error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
     if (!first && !admin && !team.EnableOpenServer)
-      return done(fail<User>(error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
-    hash_password(u.password, [this, alive, u, admin, may_retry, done](std::string hash) {
-      if (!*alive) return;
-      if (hash.empty()) return done(fail<User>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
-      const std::string id = new_id(env_.random());
-      const int64_t now = now_ms();
-      // The first user becomes system admin. The claim is a row of its own (Systems.FirstUserId), so two
-      // nodes creating users at once on an empty database cannot both be first: the second conflicts and
-      // starts over, no longer first.
-      std::vector<Statement> s{
-          Statement{"INSERT INTO Systems (Name, Value) SELECT 'FirstUserId', $1 WHERE NOT EXISTS (SELECT 1 FROM Users)"
-                    " AND NOT EXISTS (SELECT 1 FROM Systems WHERE Name = 'FirstUserId')",
-                    {id}},
-          Statement{"INSERT INTO Users (Id, CreateAt, UpdateAt, Username, Password, Email, Nickname, FirstName, LastName, Roles, Locale,"
-                    " LastPasswordUpdate) SELECT $1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN EXISTS (SELECT 1 FROM Systems WHERE"
-                    " Name = 'FirstUserId' AND Value = $10) THEN 'system_admin system_user' ELSE 'system_user' END, $9, $2",
-                    // ($10 repeats $1: PostgreSQL deduces one type per parameter, VARCHAR for Id and TEXT for Value)
-                    {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name, u.locale.empty() ? "en" : u.locale, id}},
-          Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {id}}};
-      store_.write(std::move(s), true, [this, alive, u, admin, may_retry, done](db::Outcome o) {
-        if (!*alive) return;
-        if (o.error.status == db::Status::conflict) {
-          if (may_retry) return create_user_checked(admin, u, false, done);  // maybe lost the race to be first
-          return done(fail<User>(error(400, "app.user.save.existing.app_error", "An account with that username or email already exists.")));
-        }
-        if (!o.ok()) return done(fail<User>(from_db(o.error)));
-        done(ok(user_from_row(o.results.at(2).rows.at(0))));
-      });
+      co_return done(fail<User>(
+          error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
+    const std::string hash = co_await awaiting<std::string>(alive_, [&](auto resume) {
+      hash_password(u.password, std::move(resume));
     });
-  });
+    if (hash.empty())
+      co_return done(fail<User>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
+    const std::string id = new_id(env_.random());
+    const int64_t now = now_ms();
+    // The first user becomes system admin. The claim is a row of its own (Systems.FirstUserId), so two
+    // nodes creating users at once on an empty database cannot both be first: the second conflicts and
+    // starts over, no longer first.
+    std::vector<Statement> s{
+        Statement{"INSERT INTO Systems (Name, Value) SELECT 'FirstUserId', $1 WHERE NOT EXISTS (SELECT 1 FROM Users)"
+                  " AND NOT EXISTS (SELECT 1 FROM Systems WHERE Name = 'FirstUserId')",
+                  {id}},
+        Statement{"INSERT INTO Users (Id, CreateAt, UpdateAt, Username, Password, Email, Nickname, FirstName, LastName,"
+                  " Roles, Locale, LastPasswordUpdate) SELECT $1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN EXISTS"
+                  " (SELECT 1 FROM Systems WHERE Name = 'FirstUserId' AND Value = $10)"
+                  " THEN 'system_admin system_user' ELSE 'system_user' END, $9, $2",
+                  // ($10 repeats $1: PostgreSQL deduces one type per parameter, VARCHAR for Id and TEXT for Value)
+                  {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name,
+                   u.locale.empty() ? "en" : u.locale, id}},
+        Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {id}}};
+    db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write(std::move(s), true, std::move(resume));
+    });
+    if (o2.error.status == db::Status::conflict) {
+      if (may_retry) continue;  // maybe lost the race to be first
+      co_return done(fail<User>(
+          error(400, "app.user.save.existing.app_error", "An account with that username or email already exists.")));
+    }
+    if (!o2.ok()) co_return done(fail<User>(from_db(o2.error)));
+    co_return done(ok(user_from_row(o2.results.at(2).rows.at(0))));
+  }
 }
 
 void App::login(const std::string& login_id, const std::string& password, const std::string& device_id,
@@ -133,35 +144,43 @@ void App::login(const std::string& login_id, const std::string& password, const 
     return done(fail<std::pair<User, Session>>(invalid));
   std::string lower = login_id;
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  store_.write({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE (Username = $1 OR Email = $1) AND DeleteAt = 0", {lower}}},
-               false, [this, alive = alive_, password, device_id, invalid, done](db::Outcome o) {
-                 if (!*alive) return;
-                 if (!o.ok()) return done(fail<std::pair<User, Session>>(from_db(o.error)));
-                 if (o.result().rows.empty()) return done(fail<std::pair<User, Session>>(invalid));
-                 User user = user_from_row(o.result().rows[0]);
-                 const std::string hash = user.password_hash;
-                 check_password(password, hash, [this, alive, user, device_id, invalid, done](bool matches) {
-                   if (!*alive) return;
-                   if (!matches) return done(fail<std::pair<User, Session>>(invalid));
-                   Session s;
-                   s.id = new_id(env_.random());
-                   s.token = new_id(env_.random());
-                   s.create_at = s.last_activity_at = now_ms();
-                   s.expires_at = s.create_at + config_->ServiceSettings.SessionLengthWebInHours * 3'600'000;
-                   s.user_id = user.id;
-                   s.device_id = device_id;
-                   s.roles = user.roles;
-                   store_.write({Statement{"INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId, Roles)"
-                                           " VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
-                                           {s.id, s.token, s.create_at, s.expires_at, s.user_id, s.device_id, s.roles}}},
-                                false, [this, alive, user, s, done](db::Outcome o2) {
-                                  if (!*alive) return;
-                                  if (!o2.ok()) return done(fail<std::pair<User, Session>>(from_db(o2.error)));
-                                  sessions_.put(s.token, s, env_.now());
-                                  done(ok(std::make_pair(user, s)));
-                                });
-                 });
-               });
+  login_flow(std::move(lower), password, device_id, invalid, std::move(done)).start();
+}
+
+// A login, top to bottom (server/core/flow.h): the user by name or email, the password, then the session.
+Flow App::login_flow(std::string login_id, std::string password, std::string device_id, AppError invalid,
+                     Callback<std::pair<User, Session>> done) {
+  using Logged = std::pair<User, Session>;
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{std::string("SELECT ") + kUserColumns +
+                                " FROM Users WHERE (Username = $1 OR Email = $1) AND DeleteAt = 0",
+                            {login_id}}},
+                 false, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<Logged>(from_db(o.error)));
+  if (o.result().rows.empty()) co_return done(fail<Logged>(invalid));
+  const User user = user_from_row(o.result().rows[0]);
+  const bool matches = co_await awaiting<bool>(alive_, [&](auto resume) {
+    check_password(password, user.password_hash, std::move(resume));
+  });
+  if (!matches) co_return done(fail<Logged>(invalid));
+  Session s;
+  s.id = new_id(env_.random());
+  s.token = new_id(env_.random());
+  s.create_at = s.last_activity_at = now_ms();
+  s.expires_at = s.create_at + config_->ServiceSettings.SessionLengthWebInHours * 3'600'000;
+  s.user_id = user.id;
+  s.device_id = device_id;
+  s.roles = user.roles;
+  db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{"INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId,"
+                            " Roles) VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
+                            {s.id, s.token, s.create_at, s.expires_at, s.user_id, s.device_id, s.roles}}},
+                 false, std::move(resume));
+  });
+  if (!o2.ok()) co_return done(fail<Logged>(from_db(o2.error)));
+  sessions_.put(s.token, s, env_.now());
+  done(ok(std::make_pair(user, s)));
 }
 
 void App::logout(const Session& session, Callback<Unit> done) {

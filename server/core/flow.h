@@ -20,8 +20,8 @@
 //     ...
 //   }
 //
-// A Flow is started by calling it and runs until its first await; it is not awaited by its caller
-// (results go out through the callbacks it was given). References captured by an awaiting's start
+// A Flow runs from start() until its first await; it is not awaited by its caller (results go out
+// through the callbacks it was given). References captured by an awaiting's start
 // function are used before the flow suspends, so locals of the flow are safe to capture by reference.
 #pragma once
 
@@ -34,24 +34,72 @@
 
 namespace chorus {
 
-// A fire-and-forget coroutine: starts at once, frees its frame when it ends.
-struct Flow {
-  struct promise_type {
-    Flow get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }  // node code does not throw across the loop
+// A fire-and-forget coroutine, run by start() (`create_post_flow(...).start();`), that frees its frame
+// when it ends. [[nodiscard]]: a flow never started would never run.
+//
+// An exception that leaves a flow's body (in the simulator a failed CHORUS_ASSERT throws, so the seed
+// fails instead of chorus-sim) goes where a callback's exception went: to whoever ran that part of the
+// flow - start()'s caller, or the code that called the completion it was waiting on - and the frame is
+// freed on the way.
+struct [[nodiscard]] Flow {
+  struct State {
+    std::exception_ptr exception;  // set when the body threw; the frame then waits at its end to be freed
   };
+  struct promise_type {
+    std::shared_ptr<State> state = std::make_shared<State>();
+    Flow get_return_object() noexcept {
+      return Flow{std::coroutine_handle<promise_type>::from_promise(*this), state};
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    struct End {
+      bool failed;
+      bool await_ready() const noexcept { return !failed; }  // normally the frame goes at once
+      void await_suspend(std::coroutine_handle<>) const noexcept {}
+      void await_resume() const noexcept {}
+    };
+    End final_suspend() noexcept { return End{state->exception != nullptr}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { state->exception = std::current_exception(); }
+  };
+  using Handle = std::coroutine_handle<promise_type>;
+
+  Flow(Handle h, std::shared_ptr<State> s) : handle_(h), state_(std::move(s)) {}
+  Flow(const Flow&) = delete;
+  Flow& operator=(const Flow&) = delete;
+  ~Flow() {
+    if (handle_) handle_.destroy();  // never started
+  }
+
+  // Runs the flow up to its first wait (or its end); what that part throws goes to the caller.
+  void start() && {
+    auto h = std::exchange(handle_, {});
+    h.resume();
+    rethrow_if_failed(h, state_);
+  }
+
+  // After running a flow's frame: if its body threw, the frame is freed and the exception rethrown.
+  static void rethrow_if_failed(Handle h, const std::shared_ptr<State>& state) {
+    if (!state->exception) return;
+    auto e = std::exchange(state->exception, nullptr);
+    h.destroy();
+    std::rethrow_exception(e);
+  }
+
+ private:
+  Handle handle_;
+  std::shared_ptr<State> state_;
 };
 
 namespace flow_detail {
 
 // The suspended flow, owned by the completion callback (and its copies) until it is resumed once.
 struct Suspended {
-  std::coroutine_handle<> handle;
+  Flow::Handle handle;
+  std::shared_ptr<Flow::State> state;
   std::shared_ptr<bool> alive;
-  Suspended(std::coroutine_handle<> h, std::shared_ptr<bool> a) : handle(h), alive(std::move(a)) {}
+  bool starting = true;  // the operation is being started: a completion now needs no resume
+  Suspended(Flow::Handle h, std::shared_ptr<bool> a)
+      : handle(h), state(h.promise().state), alive(std::move(a)) {}
   Suspended(const Suspended&) = delete;
   Suspended& operator=(const Suspended&) = delete;
   ~Suspended() {
@@ -60,10 +108,9 @@ struct Suspended {
   void resume() {
     auto h = std::exchange(handle, {});
     if (!h) return;  // completed twice: the first one counts
-    if (*alive)
-      h.resume();
-    else
-      h.destroy();  // the owner is gone
+    if (!*alive) return h.destroy();  // the owner is gone
+    h.resume();
+    Flow::rethrow_if_failed(h, state);
   }
 };
 
@@ -80,15 +127,29 @@ auto awaiting(std::shared_ptr<bool> alive, Start start) {
     Start start;
     std::optional<Value> value;
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) {
+    bool await_suspend(Flow::Handle h) {
       auto suspended = std::make_shared<flow_detail::Suspended>(h, alive);
-      // The completion may run inside start (a cache hit): then the flow resumes before start returns,
-      // and this awaiter (in the flow's frame) may be gone after it: nothing touches `this` after start.
+      // If start throws, the exception goes into the flow's body, whose frame must stay: let go of it.
+      struct LetGoOnThrow {
+        flow_detail::Suspended& s;
+        int exceptions = std::uncaught_exceptions();
+        ~LetGoOnThrow() {
+          if (std::uncaught_exceptions() > exceptions) s.handle = {};
+        }
+      } let_go{*suspended};
       start([this, suspended](Args... args) {
         if (!suspended->handle) return;
-        value.emplace(std::move(args)...);
+        value.emplace(std::move(args)...);  // the frame (and this awaiter in it) still stands here
+        if (suspended->starting) {
+          suspended->handle = {};  // completed inside start (a cache hit): the flow goes on without suspending
+          return;
+        }
         suspended->resume();
       });
+      suspended->starting = false;
+      // Suspended unless it completed already. (If the operation dropped the callback uncalled, the last
+      // owner is `suspended` here, and the frame is freed as this returns: nothing touches it after.)
+      return suspended->handle != nullptr;
     }
     Value await_resume() { return std::move(*value); }
   };
