@@ -15,30 +15,18 @@
 // tail of each node's log and a non-zero exit. Every process the tool starts is stopped at the end (RAII;
 // PR_SET_PDEATHSIG if the tool itself dies), and the temporary directory is removed.
 //
-// One thread, one io_context, plain async callbacks (Boost.Beast); no coroutines.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
+// One thread, one io_context, plain async callbacks; no coroutines. The ports, the processes, the temporary
+// directory and the HTTP and WebSocket clients (Boost.Beast) are the tests' helpers: tests/free_port.h,
+// tests/child_process.h, tests/temp_dir.h, tests/support/async_client.h.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket/stream.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
@@ -49,7 +37,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -61,37 +48,38 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "tests/child_process.h"
+#include "tests/free_port.h"
+#include "tests/support/async_client.h"
+#include "tests/temp_dir.h"
 
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
 namespace json = boost::json;
 namespace fs = std::filesystem;
-using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+using chorus::testing::Child;
+using chorus::testing::ChildOptions;
+using chorus::testing::describe_exit;
+using chorus::testing::HttpJob;
+using chorus::testing::HttpPool;
+using chorus::testing::HttpResult;
+using chorus::testing::TempDir;
+using chorus::testing::truncated;
+using chorus::testing::WsConn;
+using chorus::testing::WsOpener;
 
 volatile std::sig_atomic_t g_interrupted = 0;
 void on_signal(int) { g_interrupted = 1; }
 
-int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+int64_t now_ns() { return chorus::testing::steady_now_ns(); }
 
 struct Fatal : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-std::string truncated(std::string_view s, size_t max = 300) {
-  std::string out(s.substr(0, max));
-  if (s.size() > max) out += "...";
-  for (auto& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Options.
@@ -179,69 +167,14 @@ std::string mb(int64_t kb) { return kb < 0 ? "?" : fmt::format("{:.1f}", static_
 // ---------------------------------------------------------------------------------------------------
 // The cluster: chorusd processes, their config and logs in a temporary directory.
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "chorus-load-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw Fatal("cannot create a temporary directory: " + std::string(std::strerror(errno)));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Ports that nothing listens on right now (the OS picks them), all distinct.
-std::vector<uint16_t> free_ports(size_t n) {
-  std::vector<int> fds;
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < n; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-      throw Fatal("cannot find a free port on 127.0.0.1: " + std::string(std::strerror(errno)));
-    fds.push_back(fd);
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
-
-struct NodeProc {
-  pid_t pid = -1;
+struct Node {
+  std::unique_ptr<Child> proc;  // chorusd; its stdout and stderr go to `log`
   uint16_t api_port = 0, gossip_port = 0;
   std::string log;
-  bool exited = false;
-  int status = 0;  // waitpid's
+  bool reported = false;  // check_alive told of its exit
+  bool killed = false;    // SIGTERM did not stop it within 5 s: SIGKILL did
+  pid_t pid() const { return proc->pid(); }
 };
-
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit code {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return "stopped";
-}
-
-std::vector<std::string> last_lines(const std::string& path, size_t n) {
-  std::istringstream in(read_text(path));
-  std::deque<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    lines.push_back(line);
-    if (lines.size() > n) lines.pop_front();
-  }
-  return {lines.begin(), lines.end()};
-}
 
 class Cluster {
  public:
@@ -252,7 +185,8 @@ class Cluster {
 
   void start() {
     if (::access(options_.chorusd.c_str(), X_OK) != 0)
-      throw Fatal(fmt::format("chorusd not found at {} (build it: cmake --build --preset release --target chorusd, or pass --chorusd PATH)",
+      throw Fatal(fmt::format("chorusd not found at {} (build it: cmake --build --preset release --target chorusd, "
+                              "or pass --chorusd PATH)",
                               options_.chorusd));
     json::object sql;
     if (options_.postgres.empty()) {
@@ -263,454 +197,90 @@ class Cluster {
     fs::create_directories(dir_ + "/files");
     const json::object config{
         {"SqlSettings", sql},
-        {"ClusterSettings", {{"Enable", true}, {"ClusterName", "load"}, {"OverrideHostname", "127.0.0.1"}, {"BindAddress", "127.0.0.1"}}},
+        {"ClusterSettings",
+         {{"Enable", true}, {"ClusterName", "load"}, {"OverrideHostname", "127.0.0.1"}, {"BindAddress", "127.0.0.1"}}},
         {"LogSettings", {{"ConsoleLevel", "WARN"}, {"ConsoleJson", false}, {"EnableFile", false}}},
         {"TeamSettings", {{"EnableOpenServer", true}, {"MaxUsersPerTeam", 100000}}},
         {"FileSettings", {{"Directory", dir_ + "/files/"}}}};
     config_path_ = dir_ + "/config.json";
     std::ofstream(config_path_) << json::serialize(config);
 
-    const auto ports = free_ports(2 * static_cast<size_t>(options_.nodes));
+    std::vector<uint16_t> ports;
+    try {
+      ports = chorus::testing::free_ports(2 * static_cast<size_t>(options_.nodes));
+    } catch (const std::runtime_error& e) {
+      throw Fatal(e.what());
+    }
     for (int i = 0; i < options_.nodes; ++i) {
-      NodeProc n;
+      Node n;
       n.api_port = ports[2 * i];
       n.gossip_port = ports[2 * i + 1];
       n.log = fmt::format("{}/node{}.log", dir_, i);
       spawn(n);
-      nodes.push_back(n);
+      nodes.push_back(std::move(n));
     }
   }
 
-  // Throws when a node has exited.
+  // Throws when a node has exited (once per node).
   void check_alive(const std::string& during) {
     for (size_t i = 0; i < nodes.size(); ++i) {
       auto& n = nodes[i];
-      if (n.exited || n.pid <= 0) continue;
-      int status = 0;
-      if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
-        n.exited = true;
-        n.status = status;
-        throw Fatal(fmt::format("node {} (pid {}) exited during {}: {}", i, n.pid, during, describe_exit(status)));
-      }
+      if (n.reported || n.proc->running()) continue;
+      n.reported = true;
+      throw Fatal(fmt::format("node {} (pid {}) exited during {}: {}", i, n.pid(), during,
+                              describe_exit(n.proc->status())));
     }
   }
 
   // SIGTERM (the graceful stop), then SIGKILL whatever still runs after 5 s.
   void stop() {
-    for (auto& n : nodes)
-      if (n.pid > 0 && !n.exited) ::kill(n.pid, SIGTERM);
-    const auto deadline = Clock::now() + 5s;
-    for (auto& n : nodes) {
-      while (n.pid > 0 && !n.exited) {
-        int status = 0;
-        if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
-          n.exited = true;
-          n.status = status;
-          break;
-        }
-        if (Clock::now() >= deadline) {
-          ::kill(n.pid, SIGKILL);
-          ::waitpid(n.pid, &status, 0);
-          n.exited = true;
-          n.status = status;
-          killed_.push_back(n.pid);
-          break;
-        }
-        ::usleep(10'000);
-      }
-    }
+    std::vector<Child*> procs;
+    for (auto& n : nodes) procs.push_back(n.proc.get());
+    const auto killed = chorus::testing::stop_children(procs, 5s);
+    for (size_t i = 0; i < nodes.size(); ++i) nodes[i].killed = nodes[i].killed || killed[i];
   }
 
   std::string tails(size_t lines = 25) const {
     std::string out;
     for (size_t i = 0; i < nodes.size(); ++i) {
       out += fmt::format("--- node {} (log {}), last {} lines:\n", i, nodes[i].log, lines);
-      for (const auto& l : last_lines(nodes[i].log, lines)) out += truncated(l, 400) + "\n";
+      const auto all = nodes[i].proc->lines();
+      for (size_t k = all.size() > lines ? all.size() - lines : 0; k < all.size(); ++k)
+        out += truncated(all[k], 400) + "\n";
     }
     return out;
   }
 
-  bool was_killed(pid_t pid) const { return std::find(killed_.begin(), killed_.end(), pid) != killed_.end(); }
   const std::string& config_path() const { return config_path_; }
 
-  std::vector<NodeProc> nodes;
+  std::vector<Node> nodes;
 
  private:
-  void spawn(NodeProc& n) {
-    std::vector<std::string> args{options_.chorusd, "--config", config_path_};
-    std::vector<std::string> env;
-    for (char** e = environ; e && *e; ++e)
-      if (std::string_view(*e).rfind("MM_", 0) != 0) env.emplace_back(*e);
-    env.push_back(fmt::format("MM_SERVICESETTINGS_LISTENADDRESS=127.0.0.1:{}", n.api_port));
-    env.push_back(fmt::format("MM_CLUSTERSETTINGS_GOSSIPPORT={}", n.gossip_port));
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const int log_fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (log_fd < 0 || null_fd < 0) throw Fatal("cannot open " + n.log + ": " + std::strerror(errno));
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      // The child: only async-signal-safe calls until exec. It dies with the tool (PR_SET_PDEATHSIG) and
-      // inherits the tool's open-file limit (raised to the hard limit in main).
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(null_fd, 0);
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
+  void spawn(Node& n) {
+    const std::vector<std::string> args{options_.chorusd, "--config", config_path_};
+    const std::vector<std::string> env{fmt::format("MM_SERVICESETTINGS_LISTENADDRESS=127.0.0.1:{}", n.api_port),
+                                       fmt::format("MM_CLUSTERSETTINGS_GOSSIPPORT={}", n.gossip_port)};
+    // It dies with the tool (PR_SET_PDEATHSIG) and inherits the tool's open-file limit (raised to the hard
+    // limit in main); the tool's MM_ variables are left out.
+    try {
+      n.proc = std::make_unique<Child>(args, env, ChildOptions{.output_file = n.log, .null_stdin = true,
+                                                               .die_with_parent = true});
+    } catch (const std::runtime_error& e) {
+      throw Fatal(e.what());
     }
-    ::close(log_fd);
-    ::close(null_fd);
-    if (pid < 0) throw Fatal(std::string("fork: ") + std::strerror(errno));
-    n.pid = pid;
   }
 
   const Options& options_;
   std::string dir_;
   std::string config_path_;
-  std::vector<pid_t> killed_;
-};
-
-// ---------------------------------------------------------------------------------------------------
-// HTTP: keep-alive connections, one request at a time each, in a small pool per node.
-
-struct HttpResult {
-  error_code ec;
-  unsigned status = 0;
-  std::string body, token;
-  int64_t sent_ns = 0, done_ns = 0;
-  bool ok(unsigned want) const { return !ec && status == want; }
-  bool timed_out() const { return ec == beast::error::timeout; }
-  std::string describe() const {
-    if (ec) return timed_out() ? "timeout" : ec.message();
-    return fmt::format("HTTP {} {}", status, truncated(body, 200));
-  }
-};
-
-struct HttpJob {
-  http::verb method = http::verb::get;
-  std::string target, token;
-  std::function<std::string()> body;  // built just before the request is written (fresh timestamps)
-  std::function<void(HttpResult&)> done;
-};
-
-class HttpConn : public std::enable_shared_from_this<HttpConn> {
- public:
-  HttpConn(asio::io_context& io, uint16_t port, std::chrono::milliseconds timeout)
-      : stream_(io), endpoint_(asio::ip::make_address_v4("127.0.0.1"), port), host_(fmt::format("127.0.0.1:{}", port)), timeout_(timeout) {}
-
-  void submit(HttpJob job) {
-    if (shut_) return;
-    queue_.push_back(std::move(job));
-    if (!busy_) next();
-  }
-  size_t load() const { return queue_.size() + (busy_ ? 1 : 0); }
-  // Closes the connection; queued and pending jobs are dropped without their callbacks.
-  void shutdown() {
-    shut_ = true;
-    queue_.clear();
-    current_ = {};
-    stream_.close();
-  }
-
- private:
-  void next() {
-    if (shut_ || queue_.empty()) {
-      busy_ = false;
-      return;
-    }
-    busy_ = true;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    result_ = {};
-    result_.sent_ns = now_ns();
-    if (connected_) return write();
-    stream_.expires_after(timeout_);
-    stream_.async_connect(endpoint_, [self = shared_from_this()](const error_code& ec) {
-      if (self->shut_) return;
-      if (ec) return self->fail(ec);
-      self->connected_ = true;
-      error_code ignored;
-      self->stream_.socket().set_option(tcp::no_delay(true), ignored);
-      self->write();
-    });
-  }
-
-  void write() {
-    req_ = {};
-    req_.method(current_.method);
-    req_.target(current_.target);
-    req_.version(11);
-    req_.set(http::field::host, host_);
-    req_.set(http::field::user_agent, "chorus_load");
-    if (!current_.token.empty()) req_.set(http::field::authorization, "Bearer " + current_.token);
-    result_.sent_ns = now_ns();
-    if (current_.body) {
-      req_.set(http::field::content_type, "application/json");
-      req_.body() = current_.body();
-    }
-    req_.keep_alive(true);
-    req_.prepare_payload();
-    stream_.expires_after(timeout_);
-    http::async_write(stream_, req_, [self = shared_from_this()](const error_code& ec, size_t) {
-      if (self->shut_) return;
-      if (ec) return self->fail(ec);
-      self->res_ = {};
-      http::async_read(self->stream_, self->buffer_, self->res_, [self](const error_code& ec2, size_t) {
-        if (self->shut_) return;
-        if (ec2) return self->fail(ec2);
-        self->stream_.expires_never();
-        self->result_.status = self->res_.result_int();
-        self->result_.body = std::move(self->res_.body());
-        if (auto it = self->res_.find("Token"); it != self->res_.end()) self->result_.token = std::string(it->value());
-        if (!self->res_.keep_alive()) self->reset();
-        self->finish();
-      });
-    });
-  }
-
-  void fail(const error_code& ec) {
-    result_.ec = ec;
-    reset();
-    finish();
-  }
-  void reset() {
-    stream_.close();
-    connected_ = false;
-    buffer_.clear();
-  }
-  void finish() {
-    result_.done_ns = now_ns();
-    auto done = std::move(current_.done);
-    current_ = {};
-    if (done) done(result_);
-    next();
-  }
-
-  beast::tcp_stream stream_;
-  tcp::endpoint endpoint_;
-  std::string host_;
-  std::chrono::milliseconds timeout_;
-  beast::flat_buffer buffer_;
-  http::request<http::string_body> req_;
-  http::response<http::string_body> res_;
-  std::deque<HttpJob> queue_;
-  HttpJob current_;
-  HttpResult result_;
-  bool busy_ = false, connected_ = false, shut_ = false;
-};
-
-class HttpPool {
- public:
-  HttpPool(asio::io_context& io, uint16_t port, int size, std::chrono::milliseconds timeout) {
-    for (int i = 0; i < std::max(1, size); ++i) conns_.push_back(std::make_shared<HttpConn>(io, port, timeout));
-  }
-  ~HttpPool() { shutdown(); }
-  HttpPool(const HttpPool&) = delete;
-  HttpPool& operator=(const HttpPool&) = delete;
-
-  // To the least loaded connection.
-  void submit(HttpJob job) {
-    auto best = std::min_element(conns_.begin(), conns_.end(), [](const auto& a, const auto& b) { return a->load() < b->load(); });
-    (*best)->submit(std::move(job));
-  }
-  void shutdown() {
-    for (auto& c : conns_) c->shutdown();
-  }
-
- private:
-  std::vector<std::shared_ptr<HttpConn>> conns_;
 };
 
 using Pools = std::vector<std::unique_ptr<HttpPool>>;
 
-// ---------------------------------------------------------------------------------------------------
-// WebSocket clients: connect, authenticate with the challenge, wait for the reply and the hello.
-
-class WsConn;
-
-class WsObserver {
- public:
-  virtual ~WsObserver() = default;
-  virtual void ws_ready(WsConn&) = 0;                              // authenticated and hello received
-  virtual void ws_failed(WsConn&, const std::string& why) = 0;     // before ready
-  virtual void ws_message(WsConn&, std::string_view, int64_t) {}   // after ready: text and receive time
-  virtual void ws_lost(WsConn&, const std::string& why) {}         // after ready, not closed by us
-};
-
-class WsConn : public std::enable_shared_from_this<WsConn> {
- public:
-  WsConn(asio::io_context& io, uint16_t port, std::string token, int node, int user, WsObserver* observer)
-      : ws_(io), port_(port), token_(std::move(token)), node_(node), user_(user), observer_(observer) {}
-
-  int node() const { return node_; }
-  int user() const { return user_; }
-  bool ready() const { return ready_; }
-  bool finished() const { return done_; }  // failed, lost or closed
-
-  void start() {
-    auto& tcp_layer = beast::get_lowest_layer(ws_);
-    tcp_layer.expires_after(10s);
-    tcp_layer.async_connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port_), [self = shared_from_this()](const error_code& ec) {
-      if (self->done_) return;
-      if (ec) return self->failed("connect: " + ec.message());
-      auto& lowest = beast::get_lowest_layer(self->ws_);
-      lowest.expires_never();
-      error_code ignored;
-      lowest.socket().set_option(tcp::no_delay(true), ignored);
-      websocket::stream_base::timeout t;
-      t.handshake_timeout = 10s;  // also the close handshake
-      t.idle_timeout = websocket::stream_base::none();
-      t.keep_alive_pings = false;
-      self->ws_.set_option(t);
-      self->ws_.async_handshake(fmt::format("127.0.0.1:{}", self->port_), "/api/v4/websocket", [self](const error_code& ec2) {
-        if (self->done_) return;
-        if (ec2) return self->failed("handshake: " + ec2.message());
-        self->out_ = json::serialize(json::object{{"action", "authentication_challenge"}, {"seq", 1}, {"data", {{"token", self->token_}}}});
-        self->ws_.text(true);
-        self->writing_ = true;
-        self->ws_.async_write(asio::buffer(self->out_), [self](const error_code& ec3, size_t) {
-          self->writing_ = false;
-          if (self->done_) return;
-          if (ec3) return self->failed("authentication challenge: " + ec3.message());
-          std::string().swap(self->out_);
-        });
-        self->read();
-      });
-    });
-  }
-
-  // The close handshake (1000); an unready connection is cut at once.
-  void close() {
-    if (done_) return;
-    if (!ready_ || writing_) return hard_close();
-    closing_ = true;
-    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](const error_code&) {});
-  }
-  void hard_close() {
-    done_ = true;
-    beast::get_lowest_layer(ws_).close();
-  }
-  // No more callbacks; the connection is cut.
-  void detach() {
-    observer_ = nullptr;
-    if (!done_) hard_close();
-  }
-
- private:
-  void read() {
-    ws_.async_read(buffer_, [self = shared_from_this()](const error_code& ec, size_t) {
-      if (self->done_) return;
-      if (ec) {
-        std::string why = ec.message();
-        if (ec == websocket::error::closed) {
-          const auto& r = self->ws_.reason();
-          why = fmt::format("closed by the server: {} {}", static_cast<unsigned>(r.code), std::string(r.reason.data(), r.reason.size()));
-        }
-        const bool ours = self->closing_;
-        self->done_ = true;
-        beast::get_lowest_layer(self->ws_).close();
-        if (ours) return;
-        if (!self->ready_) return self->report_failure(why);
-        if (self->observer_) self->observer_->ws_lost(*self, why);
-        return;
-      }
-      const int64_t received = now_ns();
-      const auto data = self->buffer_.cdata();
-      const std::string_view text(static_cast<const char*>(data.data()), data.size());
-      if (!self->ready_) self->greeting(text);
-      else if (self->observer_) self->observer_->ws_message(*self, text, received);
-      self->buffer_.consume(self->buffer_.size());
-      if (!self->done_) self->read();
-    });
-  }
-
-  // Before ready: the reply to the challenge ({"status":"OK","seq_reply":1}) and the hello event.
-  void greeting(std::string_view text) {
-    error_code ec;
-    const json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) return failed("not JSON: " + truncated(text));
-    const auto& o = v.as_object();
-    if (const auto* reply = o.if_contains("seq_reply")) {
-      const auto* status = o.if_contains("status");
-      if (reply->is_int64() && reply->as_int64() == 1 && status && status->is_string() && status->as_string() == "OK") auth_ok_ = true;
-      else return failed("authentication refused: " + truncated(text));
-    } else if (const auto* event = o.if_contains("event"); event && event->is_string() && event->as_string() == "hello") {
-      hello_ = true;
-    }
-    if (auth_ok_ && hello_) {
-      ready_ = true;
-      if (observer_) observer_->ws_ready(*this);
-    }
-  }
-
-  void failed(const std::string& why) {
-    hard_close();
-    report_failure(why);
-  }
-  void report_failure(const std::string& why) {
-    if (observer_) observer_->ws_failed(*this, why);
-  }
-
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
-  uint16_t port_;
-  std::string token_;
-  std::string out_;
-  int node_, user_;
-  WsObserver* observer_;
-  bool auth_ok_ = false, hello_ = false, ready_ = false, writing_ = false, closing_ = false, done_ = false;
-};
-
-// Opens a set of connections, at most `inflight_max` being set up at once.
-class Opener : public WsObserver {
- public:
-  std::vector<std::shared_ptr<WsConn>> conns;
-  size_t next = 0, inflight = 0, ready = 0, failed = 0, lost = 0;
-  size_t inflight_max = 200;
-  std::map<std::string, size_t> failures, losses;  // reason -> count
-
-  void pump() {
-    while (inflight < inflight_max && next < conns.size()) {
-      ++inflight;
-      conns[next++]->start();
-    }
-  }
-  bool all_settled() const { return ready + failed == conns.size(); }
-  void ws_ready(WsConn&) override {
-    ++ready;
-    --inflight;
-    pump();
-  }
-  void ws_failed(WsConn&, const std::string& why) override {
-    ++failed;
-    ++failures[why];
-    --inflight;
-    pump();
-  }
-  void ws_lost(WsConn&, const std::string& why) override {
-    ++lost;
-    ++losses[why];
-  }
-  size_t open_now() const {
-    size_t n = 0;
-    for (const auto& c : conns) n += c->ready() && !c->finished();
-    return n;
-  }
-};
-
-// No callbacks into an Opener after it is gone.
-struct DetachAll {
-  Opener& opener;
-  ~DetachAll() {
-    for (auto& c : opener.conns) c->detach();
-  }
-};
+// A pool of keep-alive HTTP connections to a node, the tool's name in User-Agent.
+std::unique_ptr<HttpPool> make_pool(asio::io_context& io, uint16_t port, int size, std::chrono::milliseconds timeout) {
+  return std::make_unique<HttpPool>(io, port, size, timeout, "chorus_load");
+}
 
 std::string reasons(const std::map<std::string, size_t>& m) {
   std::string out;
@@ -798,8 +368,8 @@ class Run {
   }
 
   // One request, waited for.
-  HttpResult call(int node, http::verb method, const std::string& target, const std::string& token, const std::string& body,
-                  const std::string& what, std::chrono::seconds limit = 15s) {
+  HttpResult call(int node, const std::string& method, const std::string& target, const std::string& token,
+                  const std::string& body, const std::string& what, std::chrono::seconds limit = 15s) {
     std::optional<HttpResult> result;
     HttpJob job{method, target, token, nullptr, [&result](HttpResult& r) { result = r; }};
     if (!body.empty()) job.body = [body] { return body; };
@@ -811,11 +381,11 @@ class Run {
   // Many requests at once (spread over the pools); every one must answer `want`.
   struct Item {
     int node;
-    http::verb method;
+    std::string method;
     std::string target, token, body;
     std::function<void(const HttpResult&)> on_ok;
   };
-  void batch(const std::string& what, std::vector<Item> items, unsigned want, std::chrono::seconds limit) {
+  void batch(const std::string& what, std::vector<Item> items, int want, std::chrono::seconds limit) {
     const auto start = Clock::now();
     size_t done = 0, failed = 0;
     std::string first_error;
@@ -841,13 +411,13 @@ class Run {
     const auto start = Clock::now();
     cluster_.start();
     for (const auto& n : cluster_.nodes)
-      setup_pools_.push_back(std::make_unique<HttpPool>(io_, n.api_port, std::max(2, o_.http_connections), std::chrono::milliseconds(15000)));
+      setup_pools_.push_back(make_pool(io_, n.api_port, std::max(2, o_.http_connections), 15000ms));
     // Every node answers its ping.
     const auto deadline = Clock::now() + 20s;
     for (size_t i = 0; i < cluster_.nodes.size(); ++i) {
       while (true) {
         std::optional<HttpResult> r;
-        HttpJob job{http::verb::get, "/api/v4/system/ping", "", nullptr, [&r](HttpResult& x) { r = x; }};
+        HttpJob job{"GET", "/api/v4/system/ping", "", nullptr, [&r](HttpResult& x) { r = x; }};
         setup_pools_[i]->submit(std::move(job));
         await(fmt::format("waiting for node {} to answer its ping", i), deadline, [&] { return r.has_value(); });
         if (r->ok(200)) break;
@@ -861,23 +431,24 @@ class Run {
   // The first user becomes the system admin; then every node must list all N with one version and config hash.
   void admin_and_cluster_status() {
     const auto start = Clock::now();
-    auto r = call(0, http::verb::post, "/api/v4/users", "",
+    auto r = call(0, "POST", "/api/v4/users", "",
                   json::serialize(json::object{{"username", username(0)}, {"email", username(0) + "@load.test"}, {"password", password(0)}}),
                   "creating the first user");
     if (!r.ok(201)) throw Fatal("creating the first user (the system admin): " + r.describe());
     world_.user_ids.assign(static_cast<size_t>(o_.users), "");
     world_.tokens.assign(static_cast<size_t>(o_.users), "");
     world_.user_ids[0] = id_of(r.body);
-    r = call(0, http::verb::post, "/api/v4/users/login", "", json::serialize(json::object{{"login_id", username(0)}, {"password", password(0)}}),
+    r = call(0, "POST", "/api/v4/users/login", "",
+             json::serialize(json::object{{"login_id", username(0)}, {"password", password(0)}}),
              "logging the admin in");
-    if (!r.ok(200) || r.token.empty()) throw Fatal("logging the admin in: " + r.describe());
-    world_.admin_token = world_.tokens[0] = r.token;
+    if (!r.ok(200) || r.header("Token").empty()) throw Fatal("logging the admin in: " + r.describe());
+    world_.admin_token = world_.tokens[0] = r.header("Token");
 
     const auto deadline = Clock::now() + 20s;
     std::string last;
     for (size_t i = 0; i < cluster_.nodes.size(); ++i) {
       while (true) {
-        auto s = call(static_cast<int>(i), http::verb::get, "/api/v4/cluster/status", world_.admin_token, "",
+        auto s = call(static_cast<int>(i), "GET", "/api/v4/cluster/status", world_.admin_token, "",
                       fmt::format("cluster status of node {}", i));
         if (s.ok(200) && complete_status(s.body)) break;
         last = s.describe();
@@ -898,27 +469,27 @@ class Run {
     // Users, each through its own node.
     std::vector<Item> items;
     for (int u = 1; u < U; ++u)
-      items.push_back({u % N, http::verb::post, "/api/v4/users", "",
+      items.push_back({u % N, "POST", "/api/v4/users", "",
                        json::serialize(json::object{{"username", username(u)}, {"email", username(u) + "@load.test"}, {"password", password(u)}}),
                        [this, u](const HttpResult& r) { world_.user_ids[static_cast<size_t>(u)] = id_of(r.body); }});
     batch(fmt::format("create {} users (bcrypt cost 10)", U - 1), std::move(items), 201, 120s);
     items.clear();
     for (int u = 1; u < U; ++u)
-      items.push_back({u % N, http::verb::post, "/api/v4/users/login", "",
+      items.push_back({u % N, "POST", "/api/v4/users/login", "",
                        json::serialize(json::object{{"login_id", username(u)}, {"password", password(u)}}),
-                       [this, u](const HttpResult& r) { world_.tokens[static_cast<size_t>(u)] = r.token; }});
+                       [this, u](const HttpResult& r) { world_.tokens[static_cast<size_t>(u)] = r.header("Token"); }});
     batch(fmt::format("log {} users in", U - 1), std::move(items), 200, 120s);
     for (int u = 0; u < U; ++u)
       if (world_.tokens[static_cast<size_t>(u)].empty()) throw Fatal(fmt::format("the login of {} gave no Token header", username(u)));
 
     // The team (its creator, the admin, is in it), and everyone else in it.
-    auto r = call(0, http::verb::post, "/api/v4/teams", world_.admin_token,
+    auto r = call(0, "POST", "/api/v4/teams", world_.admin_token,
                   json::serialize(json::object{{"name", "load"}, {"display_name", "Load"}, {"type", "O"}}), "creating the team");
     if (!r.ok(201)) throw Fatal("creating the team: " + r.describe());
     world_.team_id = id_of(r.body);
     items.clear();
     for (int u = 1; u < U; ++u)
-      items.push_back({u % N, http::verb::post, "/api/v4/teams/" + world_.team_id + "/members", world_.admin_token,
+      items.push_back({u % N, "POST", "/api/v4/teams/" + world_.team_id + "/members", world_.admin_token,
                        json::serialize(json::object{{"team_id", world_.team_id}, {"user_id", world_.user_ids[static_cast<size_t>(u)]}}), nullptr});
     batch(fmt::format("add {} users to the team", U - 1), std::move(items), 201, 120s);
 
@@ -929,7 +500,7 @@ class Run {
     for (int c = 0; c < C; ++c) {
       for (int j = 0; j < M; ++j) world_.members[static_cast<size_t>(c)].push_back((c * M + j) % U);
       const int creator = world_.members[static_cast<size_t>(c)][0];
-      items.push_back({creator % N, http::verb::post, "/api/v4/channels", world_.tokens[static_cast<size_t>(creator)],
+      items.push_back({creator % N, "POST", "/api/v4/channels", world_.tokens[static_cast<size_t>(creator)],
                        json::serialize(json::object{{"team_id", world_.team_id}, {"name", fmt::format("load-{}", c)},
                                                     {"display_name", fmt::format("Load {}", c)}, {"type", "O"}}),
                        [this, c](const HttpResult& res) { world_.channel_ids[static_cast<size_t>(c)] = id_of(res.body); }});
@@ -939,9 +510,12 @@ class Run {
     for (int c = 0; c < C; ++c) {
       const auto& m = world_.members[static_cast<size_t>(c)];
       for (int j = 1; j < M; ++j)
-        items.push_back({m[0] % N, http::verb::post, "/api/v4/channels/" + world_.channel_ids[static_cast<size_t>(c)] + "/members",
+        items.push_back({m[0] % N, "POST",
+                         "/api/v4/channels/" + world_.channel_ids[static_cast<size_t>(c)] + "/members",
                          world_.tokens[static_cast<size_t>(m[0])],
-                         json::serialize(json::object{{"user_id", world_.user_ids[static_cast<size_t>(m[static_cast<size_t>(j)])]}}), nullptr});
+                         json::serialize(json::object{
+                             {"user_id", world_.user_ids[static_cast<size_t>(m[static_cast<size_t>(j)])]}}),
+                         nullptr});
     }
     batch(fmt::format("add {} members to each channel", M - 1), std::move(items), 201, 180s);
   }
@@ -957,7 +531,7 @@ class Run {
 
   void idle_phase() {
     const int U = o_.users, K = o_.idle;
-    const pid_t pid = cluster_.nodes[0].pid;
+    const pid_t pid = cluster_.nodes[0].pid();
     rlimit rl{};
     ::getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur != RLIM_INFINITY && static_cast<uint64_t>(K) + 500 > rl.rlim_cur)
@@ -970,18 +544,21 @@ class Run {
     std::vector<std::string> idle_tokens(static_cast<size_t>(U));
     std::vector<Item> items;
     for (int u = 0; u < U; ++u)
-      items.push_back({0, http::verb::post, "/api/v4/users/login", "", json::serialize(json::object{{"login_id", username(u)}, {"password", password(u)}}),
-                       [&idle_tokens, u](const HttpResult& r) { idle_tokens[static_cast<size_t>(u)] = r.token; }});
+      items.push_back({0, "POST", "/api/v4/users/login", "",
+                       json::serialize(json::object{{"login_id", username(u)}, {"password", password(u)}}),
+                       [&idle_tokens, u](const HttpResult& r) {
+                         idle_tokens[static_cast<size_t>(u)] = r.header("Token");
+                       }});
     batch(fmt::format("log {} users in again (sessions for the idle phase)", U), std::move(items), 200, 120s);
 
     pause(1000ms, "the idle phase");
     const int64_t node_before = rss_kb(pid), tool_before = rss_kb(0);
     const int fds_before = count_fds(pid);
 
-    Opener opener;
-    DetachAll detach{opener};
+    WsOpener opener;  // its connections are detached (no more callbacks) when it goes
     for (int k = 0; k < K; ++k)
-      opener.conns.push_back(std::make_shared<WsConn>(io_, cluster_.nodes[0].api_port, idle_tokens[static_cast<size_t>(k % U)], 0, k % U, &opener));
+      opener.conns.push_back(chorus::testing::make_ws_conn(io_, cluster_.nodes[0].api_port,
+                                                           idle_tokens[static_cast<size_t>(k % U)], k % U, &opener));
     const auto start = Clock::now();
     opener.pump();
     std::string failure;
@@ -1010,7 +587,7 @@ class Run {
     items.clear();
     for (int u = 0; u < U; ++u)
       if (!idle_tokens[static_cast<size_t>(u)].empty())
-        items.push_back({0, http::verb::post, "/api/v4/users/logout", idle_tokens[static_cast<size_t>(u)], "", nullptr});
+        items.push_back({0, "POST", "/api/v4/users/logout", idle_tokens[static_cast<size_t>(u)], "", nullptr});
     batch(fmt::format("log the {} idle sessions out", items.size()), std::move(items), 200, 60s);
     pause(1000ms, "the idle phase");
     const int64_t node_closed = rss_kb(pid);
@@ -1064,7 +641,7 @@ class Run {
     std::vector<uint8_t> got;  // per member slot: events received
   };
 
-  class Latency : public Opener {
+  class Latency : public WsOpener {
    public:
     Latency(Run& run) : run_(run) {}
     Run& run_;
@@ -1112,7 +689,7 @@ class Run {
         return;
       }
       const auto& m = run_.world_.members[static_cast<size_t>(p.channel)];
-      const auto slot = std::find(m.begin(), m.end(), c.user());
+      const auto slot = std::find(m.begin(), m.end(), c.id());  // the id is the user
       if (slot == m.end()) {
         ++unexpected;
         return;
@@ -1122,7 +699,8 @@ class Run {
         ++duplicates;
         return;
       }
-      (c.node() == p.node ? same : other).push_back(received - sent_at);
+      const int node = run_.world_.user_node[static_cast<size_t>(c.id())];  // the node of the user's socket
+      (node == p.node ? same : other).push_back(received - sent_at);
       if (++p.delivered == m.size() && p.outcome == 1) ++complete;
     }
 
@@ -1134,7 +712,7 @@ class Run {
       p.sender = w.members[i % C][(i / C) % M];
       p.node = w.user_node[static_cast<size_t>(p.sender)];
       p.got.assign(M, 0);
-      HttpJob job{http::verb::post, "/api/v4/posts", w.tokens[static_cast<size_t>(p.sender)], nullptr, nullptr};
+      HttpJob job{"POST", "/api/v4/posts", w.tokens[static_cast<size_t>(p.sender)], nullptr, nullptr};
       job.body = [this, i] {
         auto& q = posts[i];
         q.send_ns = now_ns();
@@ -1155,7 +733,7 @@ class Run {
         } else {
           q.outcome = 2;
           ++errors;
-          ++error_kinds[r.ec ? r.ec.message() : fmt::format("HTTP {} {}", r.status, truncated(r.body, 160))];
+          ++error_kinds[!r.error.empty() ? r.error : fmt::format("HTTP {} {}", r.status, truncated(r.body, 160))];
         }
       };
       ++sent;
@@ -1176,23 +754,23 @@ class Run {
       for (int u : m) member[static_cast<size_t>(u)] = true;
     for (int u = 0; u < o_.users; ++u)
       if (member[static_cast<size_t>(u)])
-        lat.conns.push_back(std::make_shared<WsConn>(io_, cluster_.nodes[static_cast<size_t>(w.user_node[static_cast<size_t>(u)])].api_port,
-                                                     w.tokens[static_cast<size_t>(u)], w.user_node[static_cast<size_t>(u)], u, &lat));
-    DetachAll detach{lat};
+        lat.conns.push_back(chorus::testing::make_ws_conn(
+            io_, cluster_.nodes[static_cast<size_t>(w.user_node[static_cast<size_t>(u)])].api_port,
+            w.tokens[static_cast<size_t>(u)], u, &lat));  // the connection's id: its user
     lat.pump();
     await(fmt::format("opening {} WebSocket connections for the latency phase", lat.conns.size()), Clock::now() + 60s,
           [&] { return lat.all_settled(); });
     if (lat.failed > 0) throw Fatal(fmt::format("latency phase: {} WebSocket connections failed: {}", lat.failed, reasons(lat.failures)));
 
     Pools pools;
-    for (const auto& n : cluster_.nodes) pools.push_back(std::make_unique<HttpPool>(io_, n.api_port, o_.http_connections, 10000ms));
+    for (const auto& n : cluster_.nodes) pools.push_back(make_pool(io_, n.api_port, o_.http_connections, 10000ms));
     lat.pools = &pools;
     const size_t total = static_cast<size_t>(std::llround(o_.rate * o_.seconds));
     lat.posts.resize(total);
     const size_t outstanding_max = std::max<size_t>(100, static_cast<size_t>(o_.rate * 2));
 
     std::vector<double> cpu_before;
-    for (const auto& n : cluster_.nodes) cpu_before.push_back(cpu_seconds(n.pid));
+    for (const auto& n : cluster_.nodes) cpu_before.push_back(cpu_seconds(n.pid()));
     const double tool_cpu_before = cpu_seconds(0);
 
     // The schedule: post i is due at start + i/rate; a 1 ms tick sends what is due (catching up if late),
@@ -1234,7 +812,7 @@ class Run {
     const int64_t drain_end_ns = now_ns();
     timer.cancel();
     std::vector<double> cpu_used;
-    for (size_t i = 0; i < N; ++i) cpu_used.push_back(cpu_seconds(cluster_.nodes[i].pid) - cpu_before[i]);
+    for (size_t i = 0; i < N; ++i) cpu_used.push_back(cpu_seconds(cluster_.nodes[i].pid()) - cpu_before[i]);
     const double tool_cpu = cpu_seconds(0) - tool_cpu_before;
     for (auto& p : pools) p->shutdown();
 
@@ -1308,7 +886,8 @@ class Run {
     s += fmt::format("| CPU (cores busy, over sending and draining) | {}tool {:.2f} |\n", cpu,
                      tool_cpu / (static_cast<double>(drain_end_ns - lat.start_ns) / 1e9));
     std::string rss;
-    for (size_t i = 0; i < N; ++i) rss += fmt::format("{}node {} {} MB", i ? ", " : "", i, mb(rss_kb(cluster_.nodes[i].pid)));
+    for (size_t i = 0; i < N; ++i)
+      rss += fmt::format("{}node {} {} MB", i ? ", " : "", i, mb(rss_kb(cluster_.nodes[i].pid())));
     s += fmt::format("| RSS after the phase | {}, tool {} MB |\n", rss, mb(rss_kb(0)));
     if (!drained) s += "\nNot everything arrived within the drain time (12 s): see *events missing* and *unanswered*.\n";
     if (!rate_kept)
@@ -1423,12 +1002,10 @@ std::string node_logs(const Cluster& cluster) {
   std::string s = "\n## Node logs (ConsoleLevel WARN)\n\n";
   for (size_t i = 0; i < cluster.nodes.size(); ++i) {
     const auto& n = cluster.nodes[i];
-    std::istringstream in(read_text(n.log));
-    std::vector<std::string> lines;
-    std::string line;
-    while (std::getline(in, line)) lines.push_back(line);
-    s += fmt::format("- node {} (API 127.0.0.1:{}, gossip {}): {} log lines; stopped: {}{}\n", i, n.api_port, n.gossip_port, lines.size(),
-                     n.exited ? describe_exit(n.status) : "still running?", cluster.was_killed(n.pid) ? " (SIGKILL after SIGTERM did not stop it in 5 s)" : "");
+    const std::vector<std::string> lines = n.proc->lines();
+    s += fmt::format("- node {} (API 127.0.0.1:{}, gossip {}): {} log lines; stopped: {}{}\n", i, n.api_port,
+                     n.gossip_port, lines.size(), n.proc->exited() ? describe_exit(n.proc->status()) : "still running?",
+                     n.killed ? " (SIGKILL after SIGTERM did not stop it in 5 s)" : "");
     const size_t shown = std::min<size_t>(lines.size(), 8);
     if (shown > 0) {
       s += "\n  ```\n";
@@ -1500,7 +1077,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<TempDir> dir;
     std::unique_ptr<Cluster> cluster;
     try {
-      dir = std::make_unique<TempDir>();
+      dir = std::make_unique<TempDir>("chorus-load-");
       cluster = std::make_unique<Cluster>(o, dir->path());
       std::string logs;
       {

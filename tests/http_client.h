@@ -1,9 +1,11 @@
 // A small blocking HTTP/1.1 client for real-process tests: one request per connection (Connection:
 // close), loopback only, bounded by a receive timeout. Enough to drive chorusd's API from C++ tests.
+// HttpResponse is also the answer of the asynchronous, many-connection client (tests/support/async_client.h).
 #pragma once
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
