@@ -261,12 +261,14 @@ void Messenger::drop_stream(const std::string& peer) {
 
 void Messenger::deliver(const std::string& from, const ClusterMessage& message) {
   if (message.event == kOpen) {
-    // A first stream that says we missed something (a replaced one has been told at the switch).
-    In& in = in_[from];
-    if (message.props.contains(kMissed) && !in.told) {
-      in.told = true;
-      if (on_new_stream_) on_new_stream_(from, false);
-    }
+    // The sender says we missed something (a reliable message dropped unacknowledged, or sent to all
+    // while it held us dead): our clients re-sync. Not when this _open began a stream that replaced
+    // another: that switch reset them already, after everything the _open reports. An _open later in
+    // its stream does need it: the stream began before the losses it reports (a reply sent while the
+    // sender held us dead opened it; random-faults seed 43735).
+    const In& in = in_[from];
+    const bool covered_by_switch = in.told && in.delivered == 0;
+    if (message.props.contains(kMissed) && !covered_by_switch && on_new_stream_) on_new_stream_(from, false);
     return;
   }
   ++stats_.delivered;

@@ -137,7 +137,7 @@ class Messenger {
     // (we would then wait forever, on the new stream, for numbers we had already delivered). Within one
     // life the stream counter orders streams.
     std::deque<uint64_t> retired_lives;
-    bool told = false;  // on_new_stream was called for this stream
+    bool told = false;  // on_new_stream was called when this stream replaced another
   };
   // A stream id's parts (see the top of this file).
   static uint64_t life_of(uint64_t stream) { return stream >> 24; }
