@@ -288,3 +288,34 @@ TEST(Messages, TheOpeningTellsARestartedPeerWhetherItMissedMessages) {
     }
   }
 }
+
+// Random-faults seed 42902: a restarted node sent to a peer it knew only as a seed address (its
+// generation unknown); the peer's earlier life acknowledged the stream's first message and died; its next
+// life got the stream from the second message on, which it could never deliver (the first was gone
+// from the sender's queue), and the sender never saw a restart to begin a new stream. A peer whose
+// generation is not known gets no stream; once it is heard from, the opening says what it missed.
+TEST(Messages, APeerNotHeardFromYetGetsNoStreamAndIsToldWhatItMissed) {
+  MemberCluster c(11, 2);  // two: a third node would gossip node 1's generation to node 0
+  auto& k = c.kernel();
+  k.block(1, 0);  // node 0 never hears node 1 (node 1 hears node 0)
+  k.run_for(Duration{1'000'000});
+  ASSERT_NE(c.node(0), nullptr);
+  ASSERT_NE(c.node(1), nullptr);
+  ASSERT_EQ(c.node(0)->membership->members().at(c.address(1)).generation, 0u) << "node 0 knows node 1 as a seed only";
+  std::vector<std::pair<std::string, bool>> told;
+  c.node(1)->messenger->on_new_stream([&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
+  EXPECT_FALSE(c.node(0)->messenger->send_to(c.address(1), msg(1), cluster::Delivery::reliable));
+  EXPECT_EQ(c.node(0)->messenger->stats().refused_unknown, 1u);
+  EXPECT_EQ(c.node(0)->messenger->send_to_all(msg(2), cluster::Delivery::reliable), 0u);
+  k.run_for(Duration{1'000'000});
+  EXPECT_TRUE(numbers_from(c.node(1), c.address(0)).empty());
+  EXPECT_TRUE(told.empty());
+  k.unblock(1, 0);
+  ASSERT_TRUE(k.run_until([&] { return c.node(0)->membership->members().at(c.address(1)).generation != 0; },
+                          k.now() + Duration{5'000'000}));
+  k.run_for(Duration{500'000});
+  EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{c.address(0), false}})) << "the opening said: missed";
+  EXPECT_TRUE(c.node(0)->messenger->send_to(c.address(1), msg(3), cluster::Delivery::reliable));
+  k.run_for(Duration{500'000});
+  EXPECT_EQ(numbers_from(c.node(1), c.address(0)), (std::vector<int>{3}));
+}

@@ -147,6 +147,17 @@ bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, 
     env_.transport().send(peer, encode(0, 0, false, message));
     return true;
   }
+  // A stream belongs to one life of the peer: it begins anew when the peer's generation changes
+  // (on_member_change). A peer whose generation we do not know yet (a seed address not heard from) gets
+  // no stream: its acknowledgements could come from an earlier life, and a stream the earlier life
+  // acknowledged would then stall the new one forever (random-faults seed 42902). It is told what it
+  // missed when it is heard from (the _open).
+  auto member = membership_.members().find(peer);
+  if (member == membership_.members().end() || member->second.generation == 0) {
+    ++stats_.refused_unknown;
+    missed_.insert(peer);
+    return false;
+  }
   Out& out = out_[peer];
   if (out.unacked.size() >= options_.queue_max) {
     ++stats_.refused_full;
@@ -222,10 +233,12 @@ void Messenger::retransmit() {
 void Messenger::on_member_change(const Member& member) {
   // A peer declared dead, or restarted (a new generation: its memory of our stream is gone), gets a
   // fresh stream; what it had not acknowledged is lost for it, and its waiters are told.
+  // A generation of 0 is not known yet (a seed address, or one we suspected before hearing from it):
+  // no restart can be told from it, and it is not held alive until it is heard from.
   uint64_t& known = generations_[member.address];
-  const bool restarted = known != 0 && member.generation != known;
-  known = member.generation;
-  const bool alive = member.state != MemberState::dead;
+  const bool restarted = known != 0 && member.generation != 0 && member.generation != known;
+  if (member.generation != 0) known = member.generation;
+  const bool alive = member.state != MemberState::dead && member.generation != 0;
   auto was = held_alive_.try_emplace(member.address, false).first;
   const bool opens = alive && (!was->second || restarted);  // first sight, back from the dead, or a new life
   was->second = alive;

@@ -72,6 +72,7 @@ struct MessengerStats {
   uint64_t sent = 0, retransmitted = 0, delivered = 0, duplicates = 0, refused_full = 0, dropped_peer_dead = 0;
   uint64_t stale_stream = 0;  // frames of a stream the sender had replaced, ignored
   uint64_t streams_begun = 0;  // senders' streams that began here (first ones and replacements)
+  uint64_t refused_unknown = 0;  // reliable messages not sent: the peer's generation is not known yet
 };
 
 class Messenger {
