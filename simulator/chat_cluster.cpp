@@ -66,7 +66,7 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
       // A node boots from its config.json as it is now (per_node_config), or from its configured copy.
       const std::string text = options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config::to_json(configs_[static_cast<size_t>(i)]);
       auto loaded = config::load_config_text(text, "sim", {});
-      if (!loaded.loaded) throw std::runtime_error("node " + std::to_string(i) + ": its config.json does not load: " + loaded.error_text());
+      if (!loaded.ok()) throw std::runtime_error("node " + std::to_string(i) + ": its config.json does not load: " + loaded.error.text());
       node::NodeOptions no;
       no.advertise = env.node_name();
       no.hostname = no.advertise.substr(0, no.advertise.rfind(':'));
@@ -76,10 +76,10 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
         no.peers = addresses_;
         no.peers.erase(no.peers.begin() + i);
       }
-      no.read_config = [this, i](std::string&) -> std::optional<std::string> { return node_config_file(i); };
+      no.read_config = [this, i] { return Result<std::string, Failure>{{}, node_config_file(i)}; };
       no.write_config = [this, i](const std::string& text) {
         node_config_file(i) = text;
-        return std::string();
+        return Failure{};
       };
       // chorusd exits when it cannot go on: here the node crashes, just after the callback that said so.
       no.on_fatal = [this, i](const std::string& why) {
@@ -94,7 +94,7 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
       no.app.bcrypt_cost = 4;
       no.jobs = options_.jobs;
       no.messenger = options_.messenger;
-      auto n = std::make_unique<node::Node>(env, std::move(*loaded.loaded), no);
+      auto n = std::make_unique<node::Node>(env, std::move(loaded.value), no);
       if (options_.setup_node) options_.setup_node(*n, i);
       return n;
     });

@@ -181,8 +181,9 @@ void FaultInjector::mark(const fault::Fault& f) {
 
 void FaultInjector::reload(int n, node::Node& nd) {
   const auto before = nd.status().self();
-  const std::string error = nd.reload_config();
-  if (!error.empty()) return ctx_.violation("config reload", fmt::format("n{} refused its config.json: {}", n, error));
+  const Failure reloaded = nd.reload_config();
+  if (!reloaded.ok())
+    return ctx_.violation("config reload", fmt::format("n{} refused its config.json: {}", n, reloaded.message));
   ctx_.loaded(n);
   // The injected bug: peers keep the old hash.
   if (ctx_.o.bug == Bug::wrong_status && n == bug_node_) nd.status().set_self(before);

@@ -52,8 +52,8 @@ void RunContext::boot(int n) {
 
 void RunContext::loaded(int n) {
   auto cfg = config::load_config_text(c.node_config_file(n), "config.json", {});
-  loaded_hash[static_cast<size_t>(n)] = cfg.ok() ? cfg.loaded->hash : "unloadable";
-  if (cfg.ok()) master = cfg.loaded->config.SqlSettings.DataSource;
+  loaded_hash[static_cast<size_t>(n)] = cfg.ok() ? cfg.value.hash : "unloadable";
+  if (cfg.ok()) master = cfg.value.config.SqlSettings.DataSource;
 }
 
 void RunContext::set_setting(int n, const std::string& key, const std::string& value_json) {

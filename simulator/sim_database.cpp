@@ -100,11 +100,11 @@ db::Outcome SimDbServer::execute(const std::vector<db::Statement>& statements, b
     db::Outcome one = session_->run({st}, false, 0);
     if (!one.ok()) {
       all.error = one.error;
-      all.results.clear();
+      all.value.clear();
       return all;
     }
     if (is_write(st.sql)) ship({st}, false);
-    all.results.push_back(std::move(one.results.at(0)));
+    all.value.push_back(std::move(one.value.at(0)));
   }
   return all;
 }
@@ -257,11 +257,11 @@ class SimDbConnector final : public db::Connector {
                std::function<void(db::ConnectOutcome)> done) override {
     auto parsed = db::parse_data_source(driver, data_source);
     auto shared_done = std::make_shared<std::function<void(db::ConnectOutcome)>>(std::move(done));
-    if (!parsed.source) {
-      env_.post([shared_done, error = parsed.error] { (*shared_done)(db::ConnectOutcome{db::Error{db::Status::bad_request, error}, nullptr}); });
+    if (!parsed.ok()) {
+      env_.post([shared_done, error = parsed.error.message] { (*shared_done)(db::ConnectOutcome{db::Error{db::Status::bad_request, error}, nullptr}); });
       return;
     }
-    const std::string name = parsed.source->dialect == db::Dialect::postgres ? parsed.source->host : parsed.source->path;
+    const std::string name = parsed.value.dialect == db::Dialect::postgres ? parsed.value.host : parsed.value.path;
     SimDbServer* server = dbs_.find(name);
     if (!server) {
       env_.post([shared_done, name] {

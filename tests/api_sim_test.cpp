@@ -300,7 +300,7 @@ TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads)
   c.config_file() = [&] {
     config::Config cfg;
     auto loaded = config::load_config_text(c.config_file(), "t", {});
-    cfg = loaded.loaded->config;
+    cfg = loaded.value.config;
     cfg.ClusterSettings.ReadOnlyConfig = false;
     return config::to_json(cfg);
   }();

@@ -13,7 +13,7 @@ LoadResult load(const std::string& text, const Environment& env = {}) { return l
 
 // True when some error names `setting` and its message contains `fragment`.
 bool has_error(const LoadResult& r, const std::string& setting, const std::string& fragment) {
-  for (const auto& e : r.errors)
+  for (const auto& e : r.error.list)
     if (e.setting == setting && e.to_string().find(fragment) != std::string::npos) return true;
   return false;
 }
@@ -21,8 +21,8 @@ bool has_error(const LoadResult& r, const std::string& setting, const std::strin
 
 TEST(Config, EmptyObjectGivesMattermostDefaults) {
   auto r = load("{}");
-  ASSERT_TRUE(r.ok()) << r.error_text();
-  const Config& c = r.loaded->config;
+  ASSERT_TRUE(r.ok()) << r.error.text();
+  const Config& c = r.value.config;
   EXPECT_EQ(c.ServiceSettings.ListenAddress, ":8065");
   EXPECT_EQ(c.ClusterSettings.GossipPort, 8074);
   EXPECT_TRUE(c.ClusterSettings.ReadOnlyConfig);
@@ -38,7 +38,7 @@ TEST(Config, EmptyObjectGivesMattermostDefaults) {
   EXPECT_TRUE(c.JobSettings.RunJobs);
   EXPECT_EQ(c.DataRetentionSettings.MessageRetentionDays, 365);
   EXPECT_EQ(c.FileSettings.Directory, "./data/");
-  EXPECT_TRUE(r.loaded->warnings.empty());
+  EXPECT_TRUE(r.value.warnings.empty());
 }
 
 TEST(Config, ReadsTheGuidesClusterAndSqlBlocks) {
@@ -51,18 +51,18 @@ TEST(Config, ReadsTheGuidesClusterAndSqlBlocks) {
                     "DataSourceSearchReplicas": [], "MaxIdleConns": 20, "MaxOpenConns": 300,
                     "Trace": false, "AtRestEncryptKey": "", "QueryTimeout": 30}
   })");
-  ASSERT_TRUE(r.ok()) << r.error_text();
-  EXPECT_TRUE(r.loaded->config.ClusterSettings.Enable);
-  EXPECT_EQ(r.loaded->config.ClusterSettings.ClusterName, "production");
-  EXPECT_EQ(r.loaded->config.SqlSettings.DataSourceReplicas.size(), 2u);
+  ASSERT_TRUE(r.ok()) << r.error.text();
+  EXPECT_TRUE(r.value.config.ClusterSettings.Enable);
+  EXPECT_EQ(r.value.config.ClusterSettings.ClusterName, "production");
+  EXPECT_EQ(r.value.config.SqlSettings.DataSourceReplicas.size(), 2u);
 }
 
 TEST(Config, UnknownSectionsAndSettingsAreWarningsNotErrors) {
   auto r = load(R"({"PluginSettings": {"Enable": true}, "SqlSettings": {"MaxOpenConn": 5}})");
-  ASSERT_TRUE(r.ok()) << r.error_text();
-  ASSERT_EQ(r.loaded->warnings.size(), 2u);
-  EXPECT_NE(r.loaded->warnings[0].find("PluginSettings"), std::string::npos);
-  EXPECT_NE(r.loaded->warnings[1].find("SqlSettings.MaxOpenConn"), std::string::npos);
+  ASSERT_TRUE(r.ok()) << r.error.text();
+  ASSERT_EQ(r.value.warnings.size(), 2u);
+  EXPECT_NE(r.value.warnings[0].find("PluginSettings"), std::string::npos);
+  EXPECT_NE(r.value.warnings[1].find("SqlSettings.MaxOpenConn"), std::string::npos);
 }
 
 TEST(Config, WrongTypesNameTheSetting) {
@@ -75,7 +75,7 @@ TEST(Config, WrongTypesNameTheSetting) {
   EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "expected an integer, got the number 80.5"));
   EXPECT_TRUE(has_error(r, "ClusterSettings.Enable", "expected a boolean"));
   EXPECT_TRUE(has_error(r, "LogSettings", "expected an object"));
-  EXPECT_EQ(r.errors.size(), 6u) << r.error_text();  // every error at once, not just the first
+  EXPECT_EQ(r.error.list.size(), 6u) << r.error.text();  // every error at once, not just the first
 }
 
 TEST(Config, OutOfRangeNamesTheSettingAndTheRange) {
@@ -100,23 +100,23 @@ TEST(Config, UnknownDriverIsNamed) {
 TEST(Config, SyntaxErrorsGiveLineAndColumn) {
   auto r = load("{\n  \"SqlSettings\": {\n    \"MaxOpenConns\": 300,\n  }\n}");
   ASSERT_FALSE(r.ok());
-  ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_NE(r.errors[0].to_string().find("config.json:4:"), std::string::npos) << r.errors[0].to_string();
-  EXPECT_NE(r.errors[0].to_string().find("not valid JSON"), std::string::npos);
+  ASSERT_EQ(r.error.list.size(), 1u);
+  EXPECT_NE(r.error.list[0].to_string().find("config.json:4:"), std::string::npos) << r.error.list[0].to_string();
+  EXPECT_NE(r.error.list[0].to_string().find("not valid JSON"), std::string::npos);
   auto top = load("[1, 2]");
   ASSERT_FALSE(top.ok());
-  EXPECT_NE(top.error_text().find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(top.error.text().find("expected a JSON object"), std::string::npos);
   auto empty = load("");
   EXPECT_FALSE(empty.ok());
   auto trailing = load("{\"SqlSettings\": {}} {\"SqlSettings\": {\"DriverName\": \"x\"}}");
   ASSERT_FALSE(trailing.ok()) << "text after the JSON object must not be ignored";
-  EXPECT_NE(trailing.error_text().find("config.json:1:"), std::string::npos) << trailing.error_text();
+  EXPECT_NE(trailing.error.text().find("config.json:1:"), std::string::npos) << trailing.error.text();
 }
 
 TEST(Config, MissingFileIsNamed) {
   auto r = load_config_file("/nonexistent/chorus/config.json", {});
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error_text().find("/nonexistent/chorus/config.json"), std::string::npos);
+  EXPECT_NE(r.error.text().find("/nonexistent/chorus/config.json"), std::string::npos);
 }
 
 TEST(Config, EnvironmentOverridesFollowMattermostRules) {
@@ -129,16 +129,16 @@ TEST(Config, EnvironmentOverridesFollowMattermostRules) {
       {"MM_SERVICEENVIRONMENT", "production"},                       // not a setting Chorus has: ignored
   };
   auto r = load(R"({"SqlSettings": {"DataSource": "postgres://file/db"}})", env);
-  ASSERT_TRUE(r.ok()) << r.error_text();
-  const Config& c = r.loaded->config;
+  ASSERT_TRUE(r.ok()) << r.error.text();
+  const Config& c = r.value.config;
   EXPECT_EQ(c.SqlSettings.DataSource, "postgres://env/db");
   EXPECT_EQ(c.ClusterSettings.GossipPort, 9000);
   EXPECT_TRUE(c.ClusterSettings.Enable);
   ASSERT_EQ(c.SqlSettings.DataSourceReplicas.size(), 2u);
   EXPECT_EQ(c.SqlSettings.DataSourceReplicas[1], "postgres://b");
   // The file view keeps the file's values.
-  EXPECT_EQ(r.loaded->file_config.SqlSettings.DataSource, "postgres://file/db");
-  EXPECT_EQ(r.loaded->overridden.size(), 4u);
+  EXPECT_EQ(r.value.file_config.SqlSettings.DataSource, "postgres://file/db");
+  EXPECT_EQ(r.value.overridden.size(), 4u);
 }
 
 TEST(Config, BadEnvironmentValuesNameTheVariable) {
@@ -157,8 +157,8 @@ TEST(ConfigHash, LeavesOutClusterSettingsAndTheEnvironment) {
   auto b = load(R"({"ClusterSettings": {"GossipPort": 9999, "OverrideHostname": "b", "Enable": true}})",
                 {{"MM_SQLSETTINGS_MAXOPENCONNS", "7"}});
   ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_EQ(a.loaded->hash, b.loaded->hash);
-  EXPECT_EQ(a.loaded->hash.size(), 64u);
+  EXPECT_EQ(a.value.hash, b.value.hash);
+  EXPECT_EQ(a.value.hash.size(), 64u);
 }
 
 TEST(ConfigHash, ExplicitDefaultsHashLikeOmittedOnesAndAnyChangeShows) {
@@ -167,17 +167,17 @@ TEST(ConfigHash, ExplicitDefaultsHashLikeOmittedOnesAndAnyChangeShows) {
   auto changed = load(R"({"SqlSettings": {"MaxOpenConns": 301}})");
   auto changed_list = load(R"({"SqlSettings": {"DataSourceReplicas": ["x"]}})");
   ASSERT_TRUE(omitted.ok() && explicit_defaults.ok() && changed.ok() && changed_list.ok());
-  EXPECT_EQ(omitted.loaded->hash, explicit_defaults.loaded->hash);
-  EXPECT_NE(omitted.loaded->hash, changed.loaded->hash);
-  EXPECT_NE(omitted.loaded->hash, changed_list.loaded->hash);
+  EXPECT_EQ(omitted.value.hash, explicit_defaults.value.hash);
+  EXPECT_NE(omitted.value.hash, changed.value.hash);
+  EXPECT_NE(omitted.value.hash, changed_list.value.hash);
 }
 
 TEST(ConfigJson, RoundTripsThroughTheLoader) {
   auto r = load(R"({"SqlSettings": {"DataSourceReplicas": ["a", "b \"quoted\""]}, "JobSettings": {"RunJobs": false}})");
   ASSERT_TRUE(r.ok());
-  const std::string json = to_json(r.loaded->config);
+  const std::string json = to_json(r.value.config);
   auto again = load(json);
-  ASSERT_TRUE(again.ok()) << again.error_text();
-  EXPECT_EQ(to_json(again.loaded->config), json);
-  EXPECT_EQ(again.loaded->hash, r.loaded->hash);
+  ASSERT_TRUE(again.ok()) << again.error.text();
+  EXPECT_EQ(to_json(again.value.config), json);
+  EXPECT_EQ(again.value.hash, r.value.hash);
 }

@@ -223,40 +223,40 @@ TEST(Log, LinesCarryNodeAndSeamTime) {
 
 TEST(DataSource, PostgresUrlsInMattermostForm) {
   auto p = db::parse_data_source("postgres", "postgres://mmuser:p%40ss@db.example.com:5433/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes");
-  ASSERT_TRUE(p.source) << p.error;
-  EXPECT_EQ(p.source->user, "mmuser");
-  EXPECT_EQ(p.source->password, "p@ss");
-  EXPECT_EQ(p.source->host, "db.example.com");
-  EXPECT_EQ(p.source->port, 5433);
-  EXPECT_EQ(p.source->database, "mattermost");
-  EXPECT_EQ(p.source->options.at("binary_parameters"), "yes");
+  ASSERT_TRUE(p.ok()) << p.error.message;
+  EXPECT_EQ(p.value.user, "mmuser");
+  EXPECT_EQ(p.value.password, "p@ss");
+  EXPECT_EQ(p.value.host, "db.example.com");
+  EXPECT_EQ(p.value.port, 5433);
+  EXPECT_EQ(p.value.database, "mattermost");
+  EXPECT_EQ(p.value.options.at("binary_parameters"), "yes");
   auto v6 = db::parse_data_source("postgres", "postgresql://u@[::1]:6000/db");
-  ASSERT_TRUE(v6.source) << v6.error;
-  EXPECT_EQ(v6.source->host, "::1");
-  EXPECT_EQ(v6.source->port, 6000);
-  EXPECT_EQ(db::parse_data_source("postgres", "postgres://db/x").source->host, "db");
+  ASSERT_TRUE(v6.ok()) << v6.error.message;
+  EXPECT_EQ(v6.value.host, "::1");
+  EXPECT_EQ(v6.value.port, 6000);
+  EXPECT_EQ(db::parse_data_source("postgres", "postgres://db/x").value.host, "db");
 }
 
 TEST(DataSource, PasswordsNeverShowInRedactionsOrErrors) {
   // '@' and '/' inside an unencoded password: split at the last '@'.
   auto p = db::parse_data_source("postgres", "postgres://chorus:s3/cr@t@db1:5432/chorus?sslpassword=hush");
-  ASSERT_TRUE(p.source) << p.error;
-  EXPECT_EQ(p.source->password, "s3/cr@t");
-  EXPECT_EQ(p.source->host, "db1");
-  const std::string r = p.source->redacted();
+  ASSERT_TRUE(p.ok()) << p.error.message;
+  EXPECT_EQ(p.value.password, "s3/cr@t");
+  EXPECT_EQ(p.value.host, "db1");
+  const std::string r = p.value.redacted();
   EXPECT_EQ(r.find("s3"), std::string::npos) << r;
   EXPECT_EQ(r.find("hush"), std::string::npos) << r;
   EXPECT_NE(r.find("chorus:****@db1:5432/chorus"), std::string::npos) << r;
   for (const char* bad : {"postgres://u:secretpw@db1:notaport/x", "postgres://u:secretpw@db1/x?secretpw", "postgres://u:secret%zz@db/x",
                           "postgres://u:secretpw@db1/x?sslpassword=%zzsecretpw"}) {
     auto e = db::parse_data_source("postgres", bad);
-    ASSERT_FALSE(e.source) << bad;
-    EXPECT_EQ(e.error.find("secret"), std::string::npos) << e.error;
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.error.message.find("secret"), std::string::npos) << e.error.message;
   }
 }
 
 TEST(DataSource, ErrorsSayWhatIsWrong) {
-  auto err = [](const char* driver, const char* text) { return db::parse_data_source(driver, text).error; };
+  auto err = [](const char* driver, const char* text) { return db::parse_data_source(driver, text).error.message; };
   EXPECT_NE(err("postgres", "db1:5432/chorus").find("without a scheme"), std::string::npos);
   EXPECT_NE(err("postgres", "mysql://db/x").find("expected the scheme postgres://"), std::string::npos);
   EXPECT_NE(err("postgres", "postgres://db:99999/x").find("is not a number from 1 to 65535"), std::string::npos);
@@ -267,7 +267,7 @@ TEST(DataSource, ErrorsSayWhatIsWrong) {
   EXPECT_NE(err("sqlite3", ":memory:").find("in-memory"), std::string::npos);
   EXPECT_NE(err("sqlite3", "").find("no file path"), std::string::npos);
   EXPECT_NE(err("mysql", "x").find("the driver \"mysql\" is not supported"), std::string::npos);
-  EXPECT_TRUE(db::parse_data_source("sqlite3", "./data/chorus.db").source);
+  EXPECT_TRUE(db::parse_data_source("sqlite3", "./data/chorus.db").ok());
 }
 
 TEST(Assert, OnByDefaultItAbortsWithFileLineAndTheDetail) {

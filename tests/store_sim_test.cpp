@@ -147,14 +147,13 @@ TEST(StoreSim, AMigratorThatDiesHoldingTheLockIsReplacedAfterTheLease) {
 }
 
 TEST(StoreSim, ANewerSchemaWithinOneMinorIsAcceptedBeyondItRefused) {
-  std::string why;
-  EXPECT_TRUE(store::schema_compatible("0.1", "0.1.0", why));
-  EXPECT_TRUE(store::schema_compatible("0.2", "0.1.5", why));
-  EXPECT_TRUE(store::schema_compatible("0.1", "0.3.0", why));  // older schemas are migrated forward
-  EXPECT_FALSE(store::schema_compatible("0.3", "0.1.0", why));
-  EXPECT_NE(why.find("upgrade this node to 0.2 or later"), std::string::npos) << why;
-  EXPECT_FALSE(store::schema_compatible("1.0", "0.9.0", why));
-  EXPECT_NE(why.find("major versions differ"), std::string::npos);
+  EXPECT_TRUE(store::schema_compatible("0.1", "0.1.0").ok());
+  EXPECT_TRUE(store::schema_compatible("0.2", "0.1.5").ok());
+  EXPECT_TRUE(store::schema_compatible("0.1", "0.3.0").ok());  // older schemas are migrated forward
+  const Failure ahead = store::schema_compatible("0.3", "0.1.0");
+  EXPECT_NE(ahead.message.find("upgrade this node to 0.2 or later"), std::string::npos) << ahead.message;
+  const Failure major = store::schema_compatible("1.0", "0.9.0");
+  EXPECT_NE(major.message.find("major versions differ"), std::string::npos) << major.message;
 
   Cluster c(1, 1, settings(), primary_and({}));
   c.k->start(0);

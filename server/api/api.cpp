@@ -328,16 +328,19 @@ void Api::routes() {
       return c->error(AppError{403, "ent.cluster.save_config.error",
                                "Config changes through the API are off: ClusterSettings.ReadOnlyConfig is set while high availability is on. "
                                "Change config.json on every node and reload."});
-    const std::string error = node.save_config(c->request.body);
-    if (!error.empty()) return c->error(AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", error});
+    const Failure saved = node.save_config(c->request.body);
+    if (!saved.ok())
+      return c->error(AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", saved.message});
     c->respond(json_response(200, node.config_json()));
   };
   add("PUT", v4 + "/config", true, save);
   add("PUT", v4 + "/config/patch", true, save);
   add("POST", v4 + "/config/reload", true, [&node, admin_only](const C& c) {
     if (!admin_only(c)) return;
-    const std::string error = node.reload_config();
-    if (!error.empty()) return c->error(AppError{500, "api.config.reload_config.app_error", "The config file could not be reloaded.", error});
+    const Failure reloaded = node.reload_config();
+    if (!reloaded.ok())
+      return c->error(AppError{500, "api.config.reload_config.app_error", "The config file could not be reloaded.",
+                               reloaded.message});
     c->respond(ok_status());
   });
   add("POST", v4 + "/database/recycle", true, [&node, admin_only](const C& c) {

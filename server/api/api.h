@@ -32,12 +32,12 @@ class NodeControl {
   virtual std::vector<ClusterNodeRow> cluster_status() const = 0;
   // The effective config as JSON (secrets masked).
   virtual std::string config_json() const = 0;
-  // Merges `json` (sections of settings) over the file's config, saves and applies it: the empty string,
-  // else the error. PUT /config and PUT /config/patch both come here: settings not sent keep their
+  // Merges `json` (sections of settings) over the file's config, saves and applies it (or says why
+  // not: server/core/result.h). PUT /config and PUT /config/patch both come here: settings not sent keep their
   // values. Refused (403 by the caller) under ReadOnlyConfig.
   virtual bool config_read_only() const = 0;
-  virtual std::string save_config(const std::string& json) = 0;
-  virtual std::string reload_config() = 0;
+  virtual Failure save_config(const std::string& json) = 0;
+  virtual Failure reload_config() = 0;
   virtual void recycle_database() = 0;
   // The health check: writes and deletes a row in the Systems table (get_server_status).
   virtual void check_health(std::function<void(bool database_ok, std::string detail)> done) = 0;

@@ -60,11 +60,7 @@ struct AppError {
 };
 
 template <class T>
-struct Result {
-  AppError error;
-  T value{};
-  bool ok() const { return error.ok(); }
-};
+using Result = ::chorus::Result<T, AppError>;  // server/core/result.h
 template <class T>
 using Callback = std::function<void(Result<T>)>;
 struct Unit {};

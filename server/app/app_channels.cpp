@@ -209,14 +209,14 @@ Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::st
   });
   if (!o.ok()) co_return done(fail<ChannelMember>(from_db(o.error)));
   invalidate(cluster::ClusterEvent::inv_channel_members, c->id);
-  if (o.results[0].affected > 0) {
+  if (o.value[0].affected > 0) {
     Event ev{"user_added", boost::json::object{{"user_id", user_id}, {"team_id", c->team_id}}};
     ev.broadcast.channel_id = c->id;
-    for (const auto& r : o.results[2].rows) ev.recipients.push_back(text_at(r, 0));
+    for (const auto& r : o.value[2].rows) ev.recipients.push_back(text_at(r, 0));
     ev.reliable = true;
     publish(std::move(ev));
   }
-  done(ok(channel_member_from_row(o.results[1].rows.at(0))));
+  done(ok(channel_member_from_row(o.value[1].rows.at(0))));
 }
 
 void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done) {

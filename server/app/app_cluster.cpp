@@ -52,7 +52,7 @@ Flow App::analytics_flow(Callback<Analytics> done) {
   Analytics a;
   const char* names[] = {"unique_user_count", "team_count", "channel_open_count", "channel_private_count",
                          "post_count"};
-  for (size_t i = 0; i < 5; ++i) a.rows.emplace_back(names[i], int_at(o.results[i].rows.at(0), 0));
+  for (size_t i = 0; i < 5; ++i) a.rows.emplace_back(names[i], int_at(o.value[i].rows.at(0), 0));
   const int64_t here = static_cast<int64_t>(hub_.stats().active);
   if (!messenger_) {
     a.rows.emplace_back("total_websocket_connections", here);

@@ -140,9 +140,9 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
     co_return done(fail<Post>(from_db(o2.ok() ? first_error : o2.error)));
   }
   if (!o.ok()) co_return done(fail<Post>(from_db(o.error)));
-  post.create_at = post.update_at = int_at(o.results[2].rows.at(0), 0);
+  post.create_at = post.update_at = int_at(o.value[2].rows.at(0), 0);
   Event ev = posted_event(*c, post, recipients);
-  ev.channel_seq = int_at(o.results[2].rows.at(0), 1);
+  ev.channel_seq = int_at(o.value[2].rows.at(0), 1);
   publish(std::move(ev));
   done(ok(post));
 }
@@ -205,7 +205,7 @@ void App::get_posts(const Session& actor, const std::string& channel_id, PostQue
       if (!*alive) return;
       if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
       PostList list;
-      for (const auto& r : o.results.back().rows) list.posts.push_back(post_from_row(r));
+      for (const auto& r : o.value.back().rows) list.posts.push_back(post_from_row(r));
       if (ascending) std::reverse(list.posts.begin(), list.posts.end());
       done(ok(std::move(list)));
     };

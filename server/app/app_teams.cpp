@@ -121,11 +121,11 @@ Flow App::add_team_member_flow(Session actor, std::string team_id, std::string u
                  false, std::move(resume));
   });
   if (!o.ok()) co_return done(fail<TeamMember>(from_db(o.error)));
-  if (o.results[0].rows.empty()) co_return done(fail<TeamMember>(not_found("team")));
-  if (o.results[2].rows.empty()) co_return done(fail<TeamMember>(not_found("user")));
-  const Team team = team_from_row(o.results[0].rows[0]);
+  if (o.value[0].rows.empty()) co_return done(fail<TeamMember>(not_found("team")));
+  if (o.value[2].rows.empty()) co_return done(fail<TeamMember>(not_found("user")));
+  const Team team = team_from_row(o.value[0].rows[0]);
   const bool team_admin =
-      !o.results[1].rows.empty() && text_at(o.results[1].rows[0], 0).find("team_admin") != std::string::npos;
+      !o.value[1].rows.empty() && text_at(o.value[1].rows[0], 0).find("team_admin") != std::string::npos;
   const bool self_join = actor.user_id == user_id && team.type == "O" && team.allow_open_invite;
   if (!actor.is_system_admin() && !team_admin && !self_join) co_return done(fail<TeamMember>(forbidden()));
   const int64_t now = now_ms();
@@ -144,12 +144,12 @@ Flow App::add_team_member_flow(Session actor, std::string team_id, std::string u
     store_.write(std::move(s), true, std::move(resume));
   });
   if (!o2.ok()) co_return done(fail<TeamMember>(from_db(o2.error)));
-  for (const auto& r : o2.results[2].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
+  for (const auto& r : o2.value[2].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
   Event e{"added_to_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
   e.broadcast.user_id = user_id;
   e.reliable = true;
   publish(std::move(e));
-  done(ok(team_member_from_row(o2.results[3].rows.at(0))));
+  done(ok(team_member_from_row(o2.value[3].rows.at(0))));
 }
 
 void App::remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<Unit> done) {
@@ -181,7 +181,7 @@ Flow App::remove_team_member_flow(Session actor, std::string team_id, std::strin
     store_.write(std::move(s), true, std::move(resume));
   });
   if (!o2.ok()) co_return done(fail<Unit>(from_db(o2.error)));
-  for (const auto& r : o2.results[0].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
+  for (const auto& r : o2.value[0].rows) invalidate(cluster::ClusterEvent::inv_channel_members, text_at(r, 0));
   Event e{"leave_team", boost::json::object{{"team_id", team_id}, {"user_id", user_id}}};
   e.broadcast.user_id = user_id;
   e.reliable = true;

@@ -133,7 +133,7 @@ Flow App::create_user_flow(bool admin, NewUser u, Callback<User> done) {
           error(400, "app.user.save.existing.app_error", "An account with that username or email already exists.")));
     }
     if (!o2.ok()) co_return done(fail<User>(from_db(o2.error)));
-    co_return done(ok(user_from_row(o2.results.at(2).rows.at(0))));
+    co_return done(ok(user_from_row(o2.value.at(2).rows.at(0))));
   }
 }
 

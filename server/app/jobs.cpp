@@ -114,9 +114,9 @@ void Jobs::cancel(const Session& actor, const std::string& id, Callback<Job> don
   store_.write(std::move(s), true, [alive = alive_, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(failed<Job>(from_db(o.error)));
-    if (o.results[2].rows.empty()) return done(failed<Job>(not_found("job")));
-    Job j = job_from_row(o.results[2].rows[0]);
-    if (o.results[0].affected == 0 && o.results[1].affected == 0 && j.status != jobs::name(jobs::JobStatus::cancel_requested))
+    if (o.value[2].rows.empty()) return done(failed<Job>(not_found("job")));
+    Job j = job_from_row(o.value[2].rows[0]);
+    if (o.value[0].affected == 0 && o.value[1].affected == 0 && j.status != jobs::name(jobs::JobStatus::cancel_requested))
       return done(failed<Job>(AppError{400, "app.job.cancel.finished.app_error", "The job has already finished (" + j.status + "): there is nothing to cancel."}));
     done(Result<Job>{{}, std::move(j)});
   });

@@ -12,7 +12,7 @@ void load_cluster_key(Env& env, store::Store& store, std::function<void(std::str
                {"SELECT Value FROM Systems WHERE Name = $1", {std::string(kClusterKeyName)}}},
               true, [done = std::move(done)](db::Outcome o) {
                 if (!o.ok()) return done("", db::Error{o.error.status, "cannot read or create the cluster key: " + o.error.message});
-                const auto& rows = o.results.at(1).rows;
+                const auto& rows = o.value.at(1).rows;
                 if (rows.empty() || !std::holds_alternative<std::string>(rows[0][0]) || std::get<std::string>(rows[0][0]).size() < 32)
                   return done("", db::Error{db::Status::bad_request, "the cluster key in the Systems table is missing or too short"});
                 done(std::get<std::string>(rows[0][0]), db::Error{});

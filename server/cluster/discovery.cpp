@@ -111,7 +111,7 @@ void Discovery::poll() {
                  if (o.ok()) {
                    std::vector<DiscoveredNode> found;
                    std::vector<Heartbeat> beats;
-                   for (const auto& row : o.results.back().rows) {  // the SELECT (after the heartbeat, if any)
+                   for (const auto& row : o.value.back().rows) {  // the SELECT (after the heartbeat, if any)
                      found.push_back(DiscoveredNode{text(row[0]), text(row[1]), number(row[2]), number(row[3]), number(row[4])});
                      auto h = heartbeat_of(text(row[6]), number(row[5]), number(row[7]) != 0);
                      h.id = text(row[0]);

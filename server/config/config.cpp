@@ -76,40 +76,40 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-// Returns an error message, or "" when the value passes the setting's check.
-std::string check_value(const Spec& spec, const Value& v) {
+// Whether the value passes the setting's check, and if not, why.
+Failure check_value(const Spec& spec, const Value& v) {
   const Check& c = spec.check;
   switch (c.type) {
-    case Check::any: return "";
+    case Check::any: return {};
     case Check::range: {
       const int64_t n = std::get<int64_t>(v);
-      if (n < c.lo || n > c.hi) return fmt::format("{} is out of range: expected {} to {}", n, c.lo, c.hi);
-      return "";
+      if (n < c.lo || n > c.hi) return Failure{fmt::format("{} is out of range: expected {} to {}", n, c.lo, c.hi)};
+      return {};
     }
     case Check::one_of: {
       const auto& s = std::get<std::string>(v);
-      if (std::find(c.choices.begin(), c.choices.end(), s) != c.choices.end()) return "";
+      if (std::find(c.choices.begin(), c.choices.end(), s) != c.choices.end()) return {};
       std::vector<std::string> quoted;
       for (const auto& ch : c.choices) quoted.push_back("\"" + ch + "\"");
-      return fmt::format("\"{}\" is not supported: expected one of {}", s, fmt::join(quoted, ", "));
+      return Failure{fmt::format("\"{}\" is not supported: expected one of {}", s, fmt::join(quoted, ", "))};
     }
     case Check::nonempty:
-      return std::get<std::string>(v).empty() ? "must not be empty" : "";
+      return std::get<std::string>(v).empty() ? Failure{"must not be empty"} : Failure{};
     case Check::listen_address: {
       const auto& s = std::get<std::string>(v);
       const auto colon = s.rfind(':');
-      if (colon == std::string::npos) return fmt::format("\"{}\" is not an address: expected \"host:port\" or \":port\"", s);
+      if (colon == std::string::npos) return Failure{fmt::format("\"{}\" is not an address: expected \"host:port\" or \":port\"", s)};
       const std::string port = s.substr(colon + 1);
       int p = -1;
       auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
       if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535)
-        return fmt::format("\"{}\" has no valid port: expected \"host:port\" with a port from 0 to 65535", s);
-      return "";
+        return Failure{fmt::format("\"{}\" has no valid port: expected \"host:port\" with a port from 0 to 65535", s)};
+      return {};
     }
     case Check::log_level: {
       const std::string u = upper(std::get<std::string>(v));
-      if (u == "DEBUG" || u == "INFO" || u == "WARN" || u == "ERROR") return "";
-      return fmt::format("\"{}\" is not a log level: expected one of DEBUG, INFO, WARN, ERROR", std::get<std::string>(v));
+      if (u == "DEBUG" || u == "INFO" || u == "WARN" || u == "ERROR") return {};
+      return Failure{fmt::format("\"{}\" is not a log level: expected one of DEBUG, INFO, WARN, ERROR", std::get<std::string>(v))};
     }
     case Check::clock_time: {
       const auto& s = std::get<std::string>(v);
@@ -118,11 +118,11 @@ std::string check_value(const Spec& spec, const Value& v) {
         h = (s[0] - '0') * 10 + (s[1] - '0');
         m = (s[3] - '0') * 10 + (s[4] - '0');
       }
-      if (h < 0 || h > 23 || m < 0 || m > 59) return fmt::format("\"{}\" is not a time of day: expected \"HH:MM\"", s);
-      return "";
+      if (h < 0 || h > 23 || m < 0 || m > 59) return Failure{fmt::format("\"{}\" is not a time of day: expected \"HH:MM\"", s)};
+      return {};
     }
   }
-  return "";
+  return {};
 }
 
 std::string describe_json(const json::value& v) {
@@ -139,50 +139,47 @@ std::string describe_json(const json::value& v) {
   return "?";
 }
 
-// Converts a JSON value to the setting's type. Empty optional with `error` set when it cannot.
-std::optional<Value> from_json(const Spec& spec, const json::value& v, std::string& error) {
+// Converts a JSON value to the setting's type, or says why it cannot.
+Result<Value, Failure> from_json(const Spec& spec, const json::value& v) {
   switch (spec.kind) {
     case Kind::boolean:
-      if (v.is_bool()) return Value{v.get_bool()};
+      if (v.is_bool()) return {{}, Value{v.get_bool()}};
       break;
     case Kind::integer:
-      if (v.is_int64()) return Value{v.get_int64()};
-      if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return Value{static_cast<int64_t>(v.get_uint64())};
+      if (v.is_int64()) return {{}, Value{v.get_int64()}};
+      if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return {{}, Value{static_cast<int64_t>(v.get_uint64())}};
       break;
     case Kind::string:
-      if (v.is_string()) return Value{std::string(v.get_string())};
+      if (v.is_string()) return {{}, Value{std::string(v.get_string())}};
       break;
     case Kind::string_list:
       if (v.is_array()) {
         StringList list;
         for (const auto& item : v.get_array()) {
           if (!item.is_string()) {
-            error = fmt::format("expected {}, got a list holding {}", kind_name(spec.kind), describe_json(item));
-            return std::nullopt;
+            return {Failure{fmt::format("expected {}, got a list holding {}", kind_name(spec.kind), describe_json(item))}};
           }
           list.emplace_back(item.get_string());
         }
-        return Value{std::move(list)};
+        return {{}, Value{std::move(list)}};
       }
       break;
   }
-  error = fmt::format("expected {}, got {}", kind_name(spec.kind), describe_json(v));
-  return std::nullopt;
+  return {Failure{fmt::format("expected {}, got {}", kind_name(spec.kind), describe_json(v))}};
 }
 
 // Mattermost's environment rules: booleans as Go's strconv.ParseBool, integers in base 10, lists split
 // on spaces. Unlike Mattermost, a value that does not parse is an error, not silently ignored.
-std::optional<Value> from_env(const Spec& spec, const std::string& text, std::string& error) {
+Result<Value, Failure> from_env(const Spec& spec, const std::string& text) {
   switch (spec.kind) {
     case Kind::boolean: {
       static const char* truthy[] = {"1", "t", "T", "TRUE", "true", "True"};
       static const char* falsy[] = {"0", "f", "F", "FALSE", "false", "False"};
       for (const char* t : truthy)
-        if (text == t) return Value{true};
+        if (text == t) return {{}, Value{true}};
       for (const char* f : falsy)
-        if (text == f) return Value{false};
-      error = fmt::format("expected a boolean (true or false), got \"{}\"", text);
-      return std::nullopt;
+        if (text == f) return {{}, Value{false}};
+      return {Failure{fmt::format("expected a boolean (true or false), got \"{}\"", text)}};
     }
     case Kind::integer: {
       int64_t n = 0;
@@ -190,21 +187,20 @@ std::optional<Value> from_env(const Spec& spec, const std::string& text, std::st
       if (!text.empty() && text[0] == '+') ++begin;
       auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), n);
       if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
-        error = fmt::format("expected an integer, got \"{}\"", text);
-        return std::nullopt;
+        return {Failure{fmt::format("expected an integer, got \"{}\"", text)}};
       }
-      return Value{n};
+      return {{}, Value{n}};
     }
-    case Kind::string: return Value{text};
+    case Kind::string: return {{}, Value{text}};
     case Kind::string_list: {
       StringList list;
       std::istringstream in(text);
       std::string item;
       while (in >> item) list.push_back(item);
-      return Value{std::move(list)};
+      return {{}, Value{std::move(list)}};
     }
   }
-  return std::nullopt;
+  return {Failure{"unknown setting kind"}};
 }
 
 json::value to_json_value(const Value& v) {
@@ -242,9 +238,9 @@ std::string ConfigError::to_string() const {
   return fmt::format("{}: {}: {}", source, setting, message);
 }
 
-std::string LoadResult::error_text() const {
+std::string ConfigErrors::text() const {
   std::string s;
-  for (const auto& e : errors) s += e.to_string() + "\n";
+  for (const auto& e : list) s += e.to_string() + "\n";
   return s;
 }
 
@@ -262,14 +258,14 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     if (!ec) parser.finish(ec);
     if (ec) {
       auto [line, col] = line_col(text, consumed);
-      result.errors.push_back(ConfigError{"", fmt::format("{}:{}:{}", source_name, line, col),
+      result.error.list.push_back(ConfigError{"", fmt::format("{}:{}:{}", source_name, line, col),
                                           fmt::format("not valid JSON: {}", ec.message())});
       return result;
     }
     root = parser.release();
   }
   if (!root.is_object()) {
-    result.errors.push_back(ConfigError{"", source_name, fmt::format("expected a JSON object at the top, got {}", describe_json(root))});
+    result.error.list.push_back(ConfigError{"", source_name, fmt::format("expected a JSON object at the top, got {}", describe_json(root))});
     return result;
   }
 
@@ -284,7 +280,7 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     }
     if (section_value.is_null()) continue;
     if (!section_value.is_object()) {
-      result.errors.push_back(ConfigError{section, source_name, fmt::format("expected an object, got {}", describe_json(section_value))});
+      result.error.list.push_back(ConfigError{section, source_name, fmt::format("expected an object, got {}", describe_json(section_value))});
       continue;
     }
     for (const auto& [name_key, value] : section_value.get_object()) {
@@ -295,12 +291,12 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
         continue;
       }
       if (value.is_null()) continue;  // as in Go: null keeps the default
-      std::string error;
-      auto v = from_json(*spec, value, error);
-      if (v && (error = check_value(*spec, *v)).empty()) {
-        spec->set(loaded.file_config, *v);
+      auto v = from_json(*spec, value);
+      if (v.ok()) v.error = check_value(*spec, v.value);
+      if (v.ok()) {
+        spec->set(loaded.file_config, v.value);
       } else {
-        result.errors.push_back(ConfigError{spec->path(), source_name, error});
+        result.error.list.push_back(ConfigError{spec->path(), source_name, v.error.message});
       }
     }
   }
@@ -320,19 +316,19 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
       if (known_section) loaded.warnings.push_back(fmt::format("environment {}: names no setting Chorus uses (ignored)", key));
       continue;
     }
-    std::string error;
-    auto v = from_env(*spec, text_value, error);
-    if (v && (error = check_value(*spec, *v)).empty()) {
-      spec->set(loaded.config, *v);
+    auto v = from_env(*spec, text_value);
+    if (v.ok()) v.error = check_value(*spec, v.value);
+    if (v.ok()) {
+      spec->set(loaded.config, v.value);
       loaded.overridden.push_back(spec->path());
     } else {
-      result.errors.push_back(ConfigError{spec->path(), "environment " + key, error});
+      result.error.list.push_back(ConfigError{spec->path(), "environment " + key, v.error.message});
     }
   }
 
-  if (!result.errors.empty()) return result;
+  if (!result.error.list.empty()) return result;
   loaded.hash = config_hash(loaded.file_config);
-  result.loaded = std::move(loaded);
+  result.value = std::move(loaded);
   return result;
 }
 
@@ -340,7 +336,7 @@ LoadResult load_config_file(const std::string& path, const Environment& environm
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult r;
-    r.errors.push_back(ConfigError{"", path, "cannot open the config file (missing or unreadable)"});
+    r.error.list.push_back(ConfigError{"", path, "cannot open the config file (missing or unreadable)"});
     return r;
   }
   std::stringstream buf;

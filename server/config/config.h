@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "server/core/result.h"
+
 namespace chorus::config {
 
 using StringList = std::vector<std::string>;
@@ -143,12 +145,14 @@ struct LoadedConfig {
   std::vector<std::string> overridden;  // settings taken from the environment ("SqlSettings.DataSource")
 };
 
-struct LoadResult {
-  std::optional<LoadedConfig> loaded;  // set when errors is empty
-  std::vector<ConfigError> errors;
-  bool ok() const { return loaded.has_value(); }
-  std::string error_text() const;      // every error, one per line
+// Every bad setting, each named (server/core/result.h: config's error type).
+struct ConfigErrors {
+  std::vector<ConfigError> list;
+  bool ok() const { return list.empty(); }
+  std::string text() const;  // every error, one per line
 };
+
+using LoadResult = Result<LoadedConfig, ConfigErrors>;  // the value is set when there is no error
 
 using Environment = std::map<std::string, std::string>;
 

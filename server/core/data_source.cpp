@@ -48,7 +48,7 @@ bool percent_decode(const std::string& in, std::string& out) {
   return true;
 }
 
-ParsedDataSource fail(std::string message) { return ParsedDataSource{std::nullopt, std::move(message)}; }
+ParsedDataSource fail(std::string message) { return ParsedDataSource{Failure{std::move(message)}}; }
 
 ParsedDataSource parse_postgres(const std::string& text) {
   DataSource ds;
@@ -131,7 +131,7 @@ ParsedDataSource parse_postgres(const std::string& text) {
     for (const char* m : modes) known |= it->second == m;
     if (!known) return fail(fmt::format("sslmode \"{}\" is not one of disable, allow, prefer, require, verify-ca, verify-full", it->second));
   }
-  return ParsedDataSource{std::move(ds), ""};
+  return ParsedDataSource{{}, std::move(ds)};
 }
 
 ParsedDataSource parse_sqlite(const std::string& text) {
@@ -149,7 +149,7 @@ ParsedDataSource parse_sqlite(const std::string& text) {
   if (path == ":memory:" || text.find("mode=memory") != std::string::npos)
     return fail("an in-memory SQLite database cannot be shared by a node's connections or by several nodes: give a file path");
   ds.path = path;
-  return ParsedDataSource{std::move(ds), ""};
+  return ParsedDataSource{{}, std::move(ds)};
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 
 #include "server/core/database.h"
 
+#include "server/core/result.h"
+
 namespace chorus::db {
 
 struct DataSource {
@@ -35,10 +37,7 @@ struct DataSource {
   std::string server_name() const;
 };
 
-struct ParsedDataSource {
-  std::optional<DataSource> source;
-  std::string error;  // set when source is empty
-};
+using ParsedDataSource = Result<DataSource, Failure>;  // server/core/result.h
 
 // driver is SqlSettings.DriverName. Unknown drivers are an error too.
 ParsedDataSource parse_data_source(const std::string& driver, const std::string& text);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "server/core/time.h"
+#include "server/core/result.h"
 
 namespace chorus::db {
 
@@ -73,19 +74,19 @@ enum class Status {
 };
 const char* to_string(Status s);
 
+// The store's error (server/core/result.h): a Status to route and retry on, and the server's text.
 struct Error {
   Status status = Status::ok;
   std::string message;
+  bool ok() const { return status == Status::ok; }
 };
 
 enum class Dialect { sqlite, postgres };
 
-struct Outcome {
-  Error error;                   // status ok when it worked
-  std::vector<ResultSet> results;  // one per statement
+// What statements gave: a Result whose value is one ResultSet per statement.
+struct Outcome : Result<std::vector<ResultSet>, Error> {
   Dialect dialect = Dialect::sqlite;  // what the server that answered speaks (the simulator's are SQLite)
-  bool ok() const { return error.status == Status::ok; }
-  const ResultSet& result() const { return results.at(0); }
+  const ResultSet& result() const { return value.at(0); }
 };
 
 using Done = std::function<void(Outcome)>;
@@ -103,10 +104,7 @@ class Connection {
   virtual const std::string& server() const = 0;
 };
 
-struct ConnectOutcome {
-  Error error;
-  std::unique_ptr<Connection> connection;
-};
+using ConnectOutcome = Result<std::unique_ptr<Connection>, Error>;
 
 // Opens connections. `driver` is SqlSettings.DriverName ("sqlite3" or "postgres"); `data_source` is the
 // setting's string; `application_name` tags the session on the server (pg_stat_activity).

@@ -54,7 +54,7 @@ void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t delete
                            Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}}};
   run->step(std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)), [run, cutoff, deleted, batches](bool ok, db::Outcome o) {
     if (!ok) return;
-    const int64_t n = o.results.at(2).affected;  // [0] is the fence
+    const int64_t n = o.value.at(2).affected;  // [0] is the fence
     if (n == 0) return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
     const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
     run->env().set_timer(pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
@@ -145,7 +145,7 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                                           [run, indexed](bool ok, db::Outcome done) {
                                             if (!ok) return;
                                             run->finish(true, {{"indexed_posts", std::to_string(indexed)},
-                                                               {"removed_entries", std::to_string(done.results.at(1).affected)}});
+                                                               {"removed_entries", std::to_string(done.value.at(1).affected)}});
                                           });
                        }
                        const bool pg = run->store().router().dialect() == db::Dialect::postgres;

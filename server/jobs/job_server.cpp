@@ -263,7 +263,7 @@ void JobServer::schedule(const Recurring& r) {
                    --ticks_in_flight_;
                    if (!o2.ok()) return;
                    int64_t made = 0;
-                   for (const auto& res : o2.results) made += res.affected;
+                   for (const auto& res : o2.value) made += res.affected;
                    stats_.scheduled += static_cast<uint64_t>(made);
                    if (made > 0) env_.log().info("jobs: scheduled {} {} job(s)", made, r.type);
                  });
@@ -308,7 +308,7 @@ void JobServer::recover() {
                    if (!*alive) return;
                    --ticks_in_flight_;
                    int64_t n = 0;
-                   for (const auto& res : o2.results) n += res.affected;
+                   for (const auto& res : o2.value) n += res.affected;
                    if (n > 0) {
                      stats_.recovered += static_cast<uint64_t>(n);
                      env_.log().warn("jobs: recovered {} job(s) whose worker stopped reporting", n);

@@ -46,8 +46,9 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
     if (m.kind() == cluster::ClusterEvent::config_changed) {
       // A peer saved config.json through the API (ReadOnlyConfig off): read it again.
-      const std::string error = reload_config();
-      if (!error.empty()) env_.log().error("config: {} changed the config, but it does not load here: {}", from, error);
+      const Failure reloaded = reload_config();
+      if (!reloaded.ok())
+        env_.log().error("config: {} changed the config, but it does not load here: {}", from, reloaded.message);
       return;
     }
     app_->on_cluster_message(from, m);
@@ -266,16 +267,16 @@ bool Node::config_read_only() const {
   return cs.Enable && cs.ReadOnlyConfig;
 }
 
-std::string Node::save_config(const std::string& text) {
-  if (!options_.write_config) return "this node has no config file to write";
+Failure Node::save_config(const std::string& text) {
+  if (!options_.write_config) return Failure{"this node has no config file to write"};
   boost::system::error_code ec;
   auto incoming = json::parse(text, ec);
-  if (ec || !incoming.is_object()) return "the body is not a JSON object";
+  if (ec || !incoming.is_object()) return Failure{"the body is not a JSON object"};
   // Start from the file's settings (never the environment's), merge the change over them.
   auto merged = json::parse(config::to_json(config_.file_config), ec);
-  if (ec) return "internal: the current config does not serialize";
+  if (ec) return Failure{"internal: the current config does not serialize"};
   for (auto& [section, settings] : incoming.as_object()) {
-    if (!settings.is_object()) return "section " + std::string(section) + " is not an object";
+    if (!settings.is_object()) return Failure{"section " + std::string(section) + " is not an object"};
     auto& target = merged.as_object()[section];
     if (!target.is_object()) target = json::object{};
     for (auto& [name, value] : settings.as_object()) {
@@ -287,26 +288,25 @@ std::string Node::save_config(const std::string& text) {
   }
   const std::string out = json::serialize(merged);
   auto loaded = config::load_config_text(out, "config (API)", options_.environment);
-  if (!loaded.ok()) return loaded.error_text();
-  if (auto errors = store::check_data_sources(loaded.loaded->config.SqlSettings); !errors.empty()) return errors.front();
-  if (std::string error = options_.write_config(out); !error.empty()) return error;
-  apply(std::move(*loaded.loaded));
+  if (!loaded.ok()) return Failure{loaded.error.text()};
+  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty()) return Failure{errors.front()};
+  if (Failure written = options_.write_config(out); !written.ok()) return written;
+  apply(std::move(loaded.value));
   env_.log().info("config: saved through the API; hash {}", config_.hash);
   messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::config_changed, config_.hash), cluster::Delivery::reliable);
-  return "";
+  return {};
 }
 
-std::string Node::reload_config() {
-  if (!options_.read_config) return "this node has no config file";
-  std::string error;
-  auto text = options_.read_config(error);
-  if (!text) return error;
-  auto loaded = config::load_config_text(*text, "config.json", options_.environment);
-  if (!loaded.ok()) return loaded.error_text();
-  if (auto errors = store::check_data_sources(loaded.loaded->config.SqlSettings); !errors.empty()) return errors.front();
-  apply(std::move(*loaded.loaded));
+Failure Node::reload_config() {
+  if (!options_.read_config) return Failure{"this node has no config file"};
+  auto text = options_.read_config();
+  if (!text.ok()) return text.error;
+  auto loaded = config::load_config_text(text.value, "config.json", options_.environment);
+  if (!loaded.ok()) return Failure{loaded.error.text()};
+  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty()) return Failure{errors.front()};
+  apply(std::move(loaded.value));
   env_.log().info("config: reloaded; hash {}", config_.hash);
-  return "";
+  return {};
 }
 
 void Node::apply(config::LoadedConfig next) {

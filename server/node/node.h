@@ -41,9 +41,9 @@ struct NodeOptions {
   std::string version;
   std::vector<std::string> peers;  // fixed peers (--peer), besides discovery
   config::Environment environment;  // MM_ overrides, kept for reloads
-  // The config file: read (text, or nullopt and the error) and write (empty on success, else the error).
-  std::function<std::optional<std::string>(std::string& error)> read_config;
-  std::function<std::string(const std::string& text)> write_config;
+  // The config file: read (its text) and write (server/core/result.h).
+  std::function<Result<std::string, Failure>()> read_config;
+  std::function<Failure(const std::string& text)> write_config;
   // The runtime's part in the cluster key: the transport must authenticate (and maybe encrypt) with it.
   std::function<void(const std::string& cluster_name, const std::string& key, bool encrypt)> use_cluster_key;
   // Called once if the node cannot start (the reason), so the process can exit.
@@ -75,8 +75,8 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::vector<api::ClusterNodeRow> cluster_status() const override;
   std::string config_json() const override;
   bool config_read_only() const override;
-  std::string save_config(const std::string& json) override;
-  std::string reload_config() override;
+  Failure save_config(const std::string& json) override;
+  Failure reload_config() override;
   void recycle_database() override { store_->recycle(); }
   void check_health(std::function<void(bool, std::string)> done) override;
   std::string cut_off_reason() const override { return cut_off_reason_; }

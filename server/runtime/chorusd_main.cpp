@@ -75,29 +75,27 @@ std::string cluster_hostname(const chorus::config::ClusterSettings& cs) {
   return os_hostname();
 }
 
-std::optional<std::string> read_file(const std::string& path, std::string& error) {
+chorus::Result<std::string, chorus::Failure> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot open the config file " + path;
-    return std::nullopt;
-  }
+  if (!in) return {chorus::Failure{"cannot open the config file " + path}};
   std::stringstream ss;
   ss << in.rdbuf();
-  return ss.str();
+  return {{}, ss.str()};
 }
 
 // Writes next to the file, then renames: a reader never sees half a config.
-std::string write_file(const std::string& path, const std::string& text) {
+chorus::Failure write_file(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return "cannot write " + tmp;
+    if (!out) return chorus::Failure{"cannot write " + tmp};
     out << text;
-    if (!out.flush()) return "cannot write " + tmp;
+    if (!out.flush()) return chorus::Failure{"cannot write " + tmp};
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  return ec ? "cannot replace " + path + ": " + ec.message() : "";
+  if (ec) return chorus::Failure{"cannot replace " + path + ": " + ec.message()};
+  return {};
 }
 
 // ServiceSettings.ListenAddress: ":8065", "127.0.0.1:8065" or "[::1]:8065".
@@ -139,18 +137,18 @@ int main(int argc, char** argv) {
   const auto environment = read_environment();
   const auto loaded = chorus::config::load_config_file(config_path, environment);
   if (!loaded.ok()) {
-    std::fprintf(stderr, "chorusd: invalid configuration:\n%s", loaded.error_text().c_str());
+    std::fprintf(stderr, "chorusd: invalid configuration:\n%s", loaded.error.text().c_str());
     return 2;
   }
-  const auto& cfg = loaded.loaded->config;
+  const auto& cfg = loaded.value.config;
   if (auto errors = chorus::store::check_data_sources(cfg.SqlSettings); !errors.empty()) {
     std::fprintf(stderr, "chorusd: invalid configuration:\n");
     for (const auto& e : errors) std::fprintf(stderr, "%s: %s\n", config_path.c_str(), e.c_str());
     return 2;
   }
   if (check_only) {
-    for (const auto& w : loaded.loaded->warnings) std::printf("warning: %s\n", w.c_str());
-    std::printf("config ok, hash %s\n", loaded.loaded->hash.c_str());
+    for (const auto& w : loaded.value.warnings) std::printf("warning: %s\n", w.c_str());
+    std::printf("config ok, hash %s\n", loaded.value.hash.c_str());
     return 0;
   }
 
@@ -179,9 +177,9 @@ int main(int argc, char** argv) {
   }
   auto& log = env->log();
   log.info("chorusd {} starting; gossip on {}:{} as {}; config hash {}", CHORUS_VERSION, topts.bind_host, topts.port,
-           advertise, loaded.loaded->hash);
-  for (const auto& w : loaded.loaded->warnings) log.warn("config: {}", w);
-  for (const auto& o : loaded.loaded->overridden) log.info("config: {} set from the environment", o);
+           advertise, loaded.value.hash);
+  for (const auto& w : loaded.value.warnings) log.warn("config: {}", w);
+  for (const auto& o : loaded.value.overridden) log.info("config: {} set from the environment", o);
 
   int exit_code = 0;
   chorus::node::NodeOptions no;
@@ -190,7 +188,7 @@ int main(int argc, char** argv) {
   no.version = CHORUS_VERSION;
   no.peers = peers;
   no.environment = environment;
-  no.read_config = [config_path](std::string& error) { return read_file(config_path, error); };
+  no.read_config = [config_path] { return read_file(config_path); };
   no.write_config = [config_path](const std::string& text) { return write_file(config_path, text); };
   no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) { env->tcp().set_cluster(name, key, encrypt); };
   no.on_fatal = [&](const std::string&) {
@@ -198,7 +196,7 @@ int main(int argc, char** argv) {
     io.stop();
   };
   env->local_files().set_root(cfg.FileSettings.Directory);  // compliance exports, shared by the nodes
-  chorus::node::Node node(*env, *loaded.loaded, no);
+  chorus::node::Node node(*env, loaded.value, no);
 
   const auto& ss = cfg.ServiceSettings;
   chorus::runtime::HttpServerOptions hopts;

@@ -206,7 +206,7 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
       return out;
     }
   }
-  out.connection = std::make_unique<SqliteConnection>(shared, h, ds.server_name());
+  out.value = std::make_unique<SqliteConnection>(shared, h, ds.server_name());
   return out;
 }
 
@@ -373,7 +373,7 @@ class PgConnection final : public db::Connection {
     st->busy = false;
     st->timer.cancel();
     st->grace.cancel();
-    if (!op->outcome.ok()) op->outcome.results.clear();
+    if (!op->outcome.ok()) op->outcome.value.clear();
     op->outcome.dialect = db::Dialect::postgres;
     if (st->conn && PQstatus(st->conn) != CONNECTION_OK) st->broken = true;
     auto done = std::move(op->done);
@@ -516,7 +516,7 @@ class PgConnection final : public db::Connection {
     const auto& stmt = op->statements[op->next];
     if (stmt.expect_rows >= 0 && rs.affected != stmt.expect_rows)
       return fail(st, op, db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", stmt.expect_rows, rs.affected)});
-    op->outcome.results.push_back(std::move(rs));
+    op->outcome.value.push_back(std::move(rs));
     ++op->next;
     step(st, op);
   }
@@ -554,7 +554,7 @@ void pg_connect_finish(const std::shared_ptr<PgConnect>& c, db::Error error) {
   db::ConnectOutcome out;
   if (error.status == db::Status::ok) {
     PQsetnonblocking(c->state->conn, 1);
-    out.connection = std::make_unique<PgConnection>(c->state, c->server);
+    out.value = std::make_unique<PgConnection>(c->state, c->server);
   } else {
     out.error = std::move(error);
     c->state->close();
@@ -690,22 +690,22 @@ DbConnector::~DbConnector() {
 void DbConnector::connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
                           Duration timeout, std::function<void(db::ConnectOutcome)> done) {
   auto parsed = db::parse_data_source(driver, data_source);
-  if (!parsed.source) {
-    asio::post(shared_->io, [done = std::move(done), error = parsed.error] {
+  if (!parsed.ok()) {
+    asio::post(shared_->io, [done = std::move(done), error = parsed.error.message] {
       db::ConnectOutcome out;
       out.error = db::Error{db::Status::bad_request, error};
       done(std::move(out));
     });
     return;
   }
-  if (parsed.source->dialect == db::Dialect::postgres) {
-    open_pg(*parsed.source, application_name, timeout, shared_, std::move(done));
+  if (parsed.value.dialect == db::Dialect::postgres) {
+    open_pg(parsed.value, application_name, timeout, shared_, std::move(done));
     return;
   }
   auto shared = shared_;
   // ConnectOutcome holds a unique_ptr: carry it through a shared_ptr across threads.
   using Holder = std::shared_ptr<db::ConnectOutcome>;
-  shared_->offload<Holder>([ds = *parsed.source, shared]() -> Holder { return std::make_shared<db::ConnectOutcome>(open_sqlite(ds, shared)); },
+  shared_->offload<Holder>([ds = parsed.value, shared]() -> Holder { return std::make_shared<db::ConnectOutcome>(open_sqlite(ds, shared)); },
                            [done = std::move(done)](Holder h) { done(std::move(*h)); }, shared_);
 }
 

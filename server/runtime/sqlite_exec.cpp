@@ -185,7 +185,7 @@ db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements
       out.error = db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", st.expect_rows, rs.affected)};
       break;
     }
-    out.results.push_back(std::move(rs));
+    out.value.push_back(std::move(rs));
   }
   if (transaction) {
     if (out.ok()) {
@@ -196,7 +196,7 @@ db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements
     }
   }
   sqlite3_progress_handler(db_, 0, nullptr, nullptr);
-  if (!out.ok()) out.results.clear();
+  if (!out.ok()) out.value.clear();
   return out;
 }
 

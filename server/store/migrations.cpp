@@ -27,22 +27,19 @@ const char* kLockId = "migrations";
 
 }  // namespace
 
-bool schema_compatible(const std::string& schema_release, const std::string& binary_version, std::string& why) {
+Failure schema_compatible(const std::string& schema_release, const std::string& binary_version) {
   int smaj = 0, smin = 0, bmaj = 0, bmin = 0;
-  if (!parse_major_minor(schema_release, smaj, smin) || !parse_major_minor(binary_version, bmaj, bmin)) {
-    why = fmt::format("cannot compare schema release \"{}\" with binary version \"{}\"", schema_release, binary_version);
-    return false;
-  }
-  if (smaj != bmaj) {
-    why = fmt::format("the database schema is at release {} and this binary is {}: major versions differ", schema_release, binary_version);
-    return false;
-  }
-  if (smin > bmin + 1) {
-    why = fmt::format("the database schema is at release {}, more than one minor version ahead of this binary ({}): "
-                      "upgrade this node to {}.{} or later", schema_release, binary_version, smaj, smin - 1);
-    return false;
-  }
-  return true;
+  if (!parse_major_minor(schema_release, smaj, smin) || !parse_major_minor(binary_version, bmaj, bmin))
+    return Failure{fmt::format("cannot compare schema release \"{}\" with binary version \"{}\"", schema_release,
+                               binary_version)};
+  if (smaj != bmaj)
+    return Failure{fmt::format("the database schema is at release {} and this binary is {}: major versions differ",
+                               schema_release, binary_version)};
+  if (smin > bmin + 1)
+    return Failure{fmt::format("the database schema is at release {}, more than one minor version ahead of this binary "
+                               "({}): upgrade this node to {}.{} or later",
+                               schema_release, binary_version, smaj, smin - 1)};
+  return {};
 }
 
 Migrator::Migrator(Env& env, Router& router, const std::vector<Migration>& migrations, MigrationOptions options)
@@ -107,9 +104,8 @@ void Migrator::read_applied() {
       }
     }
     if (!result_.schema_release.empty()) {
-      std::string why;
-      if (!schema_compatible(result_.schema_release, options_.binary_version, why))
-        return release_and_finish(db::Error{db::Status::bad_request, why});
+      if (Failure why = schema_compatible(result_.schema_release, options_.binary_version); !why.ok())
+        return release_and_finish(db::Error{db::Status::bad_request, why.message});
     }
     pending_.clear();
     for (const auto& m : migrations_)

@@ -39,7 +39,7 @@ struct MigrationResult {
 };
 
 // "0.1" and "0.2" are compatible with a 0.1.x binary; "0.3" and "1.0" are not. Exposed for tests.
-bool schema_compatible(const std::string& schema_release, const std::string& binary_version, std::string& why);
+Failure schema_compatible(const std::string& schema_release, const std::string& binary_version);
 
 class Migrator {
  public:

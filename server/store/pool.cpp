@@ -78,7 +78,7 @@ void Pool::open_for(Request request) {
   env_.database().connect(options_.driver, options_.data_source, options_.application_name, options_.connect_timeout,
     [this, alive, request = std::move(request)](db::ConnectOutcome outcome) mutable {
       if (!*alive) return;
-      if (!outcome.connection) {
+      if (!outcome.value) {
         --open_;
         --busy_;
         ++counters_.connect_failures;
@@ -87,7 +87,7 @@ void Pool::open_for(Request request) {
         if (*alive) open_for_waiters();
         return;
       }
-      execute(std::move(outcome.connection), env_.now(), generation_, std::move(request));
+      execute(std::move(outcome.value), env_.now(), generation_, std::move(request));
     });
 }
 
@@ -138,12 +138,12 @@ void Pool::probe(Duration timeout, db::Done done) {
   env_.database().connect(options_.driver, options_.data_source, options_.application_name, timeout,
     [alive, timeout, done = std::move(done)](db::ConnectOutcome outcome) mutable {
       if (!*alive) return;
-      if (!outcome.connection) {
+      if (!outcome.value) {
         done(db::Outcome{outcome.error, {}});
         return;
       }
-      db::Connection* raw = outcome.connection.get();
-      auto holder = std::make_shared<std::unique_ptr<db::Connection>>(std::move(outcome.connection));
+      db::Connection* raw = outcome.value.get();
+      auto holder = std::make_shared<std::unique_ptr<db::Connection>>(std::move(outcome.value));
       raw->run({db::Statement{"SELECT 1", {}}}, false, timeout, [alive, holder, done = std::move(done)](db::Outcome o) {
         if (*alive) done(std::move(o));
       });

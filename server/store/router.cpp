@@ -19,7 +19,7 @@ std::vector<std::string> check_data_sources(const config::SqlSettings& sql) {
   std::vector<std::string> errors;
   auto check = [&](const std::string& setting, const std::string& text) {
     auto parsed = db::parse_data_source(sql.DriverName, text);
-    if (!parsed.source) errors.push_back(fmt::format("{}: {}", setting, parsed.error));
+    if (!parsed.ok()) errors.push_back(fmt::format("{}: {}", setting, parsed.error.message));
   };
   check("SqlSettings.DataSource", sql.DataSource);
   for (size_t i = 0; i < sql.DataSourceReplicas.size(); ++i) check(fmt::format("SqlSettings.DataSourceReplicas[{}]", i), sql.DataSourceReplicas[i]);
@@ -31,7 +31,7 @@ std::vector<std::string> check_data_sources(const config::SqlSettings& sql) {
 namespace {
 std::string redacted(const std::string& driver, const std::string& text) {
   auto parsed = db::parse_data_source(driver, text);
-  return parsed.source ? parsed.source->redacted() : text;
+  return parsed.ok() ? parsed.value.redacted() : text;
 }
 }  // namespace
 
