@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <array>
 #include <chrono>
+#include <set>
 
 #include "server/core/codec.h"
 #include "server/core/frame.h"
@@ -464,4 +466,23 @@ TEST_F(TransportTest, EncryptedFramesAreUnreadableOnTheWireAndTamperingIsRefused
   EXPECT_TRUE(closed_by_server(fd));
   EXPECT_TRUE(sink.contains("frame 2 failed authentication"));
   ::close(fd);
+}
+
+// Issue 13: session tokens, salts, the cluster key and ids came from a xoshiro256** seeded with 64 bits,
+// whose state two outputs give away. Production draws every one from the OS's CSPRNG: it has no seed to
+// share, two nodes' draws are unrelated, and the bits are balanced.
+TEST_F(TransportTest, ProductionRandomnessIsTheOperatingSystemsCsprng) {
+  AsioEnv a(io, "a", sink, LogLevel::warn, options("a"));
+  AsioEnv b(io, "b", sink, LogLevel::warn, options("b"));
+  ASSERT_NE(dynamic_cast<SystemRandom*>(&a.random()), nullptr) << "not a seeded PRNG";
+  std::set<uint64_t> seen;
+  std::array<int, 64> ones{};
+  constexpr int kDraws = 4096;  // several refills of the 512-byte buffer
+  for (int i = 0; i < kDraws; ++i) {
+    const uint64_t x = a.random().next_u64(), y = b.random().next_u64();
+    EXPECT_TRUE(seen.insert(x).second && seen.insert(y).second) << "a repeated 64-bit draw";
+    for (int bit = 0; bit < 64; ++bit) ones[static_cast<size_t>(bit)] += static_cast<int>((x >> bit) & 1);
+  }
+  for (int bit = 0; bit < 64; ++bit)  // mean 2048, sd 32: 6 sd either side
+    EXPECT_NEAR(ones[static_cast<size_t>(bit)], kDraws / 2, 192) << "bit " << bit;
 }

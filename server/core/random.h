@@ -1,8 +1,9 @@
-// Randomness as the seam gives it: one small PRNG interface, and the draws built on it.
+// Randomness as the seam gives it: one small interface, and the draws built on it.
 //
 // Components never seed their own generator: they draw from the Random their Env hands them. In
-// production it is seeded from the OS (server/runtime); in the simulator every node draws from the one
-// generator of the run, seeded by the run's seed, so a seed replays the same choices. Any layer may use it.
+// production that is the operating system's CSPRNG (SystemRandom, server/runtime/asio_env.h): secrets
+// (tokens, salts, the cluster key) and ids come from it. In the simulator every node draws from the one
+// xoshiro256** of the run, seeded by the run's seed, so a seed replays the same choices. Any layer may use it.
 #pragma once
 
 #include <cstdint>

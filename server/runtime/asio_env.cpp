@@ -5,15 +5,25 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
-#include <random>
+#include <cstring>
+#include <openssl/rand.h>
+#include <stdexcept>
 
 namespace chorus::runtime {
 
 namespace asio = boost::asio;
 
-uint64_t os_random_seed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+uint64_t SystemRandom::next_u64() {
+  if (used_ + sizeof(uint64_t) > sizeof(buffer_)) {
+    // Fails only when OpenSSL cannot seed from the kernel: nothing secret can be made, so stop.
+    if (RAND_bytes(buffer_, sizeof(buffer_)) != 1) throw std::runtime_error("no randomness from the operating system (OpenSSL RAND_bytes)");
+    used_ = 0;
+  }
+  uint64_t v = 0;
+  std::memcpy(&v, buffer_ + used_, sizeof(v));
+  std::memset(buffer_ + used_, 0, sizeof(v));  // a drawn secret does not stay behind
+  used_ += sizeof(v);
+  return v;
 }
 
 // Live timers by id. Shared with pending handlers so a handler that runs after the env is gone sees
@@ -30,7 +40,6 @@ AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, Log
     : io_(io),
       name_(std::move(node_name)),
       logger_(name_, *this, sink, level),
-      random_(os_random_seed()),
       timers_(std::make_shared<Timers>()) {
   transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
   database_ = std::make_unique<DbConnector>(io, logger_, database_threads);

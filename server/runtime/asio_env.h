@@ -1,5 +1,5 @@
 // The production side of the seam for one node: real clocks, Asio timers on the node's io_context, a
-// PRNG seeded from the OS, and the TCP transport. All callbacks run on the thread that runs the
+// CSPRNG (the OS's, through OpenSSL), and the TCP transport. All callbacks run on the thread that runs the
 // io_context (the node's loop). Only server/runtime and its tests include this header.
 #pragma once
 
@@ -17,6 +17,20 @@ class thread_pool;
 }
 
 namespace chorus::runtime {
+
+// Production randomness: every draw comes from the operating system's CSPRNG (OpenSSL's RAND_bytes,
+// seeded and reseeded from the kernel), bought 512 bytes at a time. Session tokens, bcrypt salts, the
+// cluster key and every id come from here, so no output tells anything about another (a seeded PRNG
+// such as the simulator's xoshiro256** gives its state away in two outputs). Not seedable on purpose.
+// Used on the node's loop only (the buffer is not locked).
+class SystemRandom final : public Random {
+ public:
+  uint64_t next_u64() override;
+
+ private:
+  unsigned char buffer_[512];
+  size_t used_ = sizeof(buffer_);
+};
 
 class AsioEnv final : public Env {
  public:
@@ -45,7 +59,7 @@ class AsioEnv final : public Env {
   boost::asio::io_context& io_;
   std::string name_;
   Logger logger_;
-  Xoshiro256 random_;
+  SystemRandom random_;
   std::shared_ptr<Timers> timers_;
   std::unique_ptr<TcpTransport> transport_;
   std::unique_ptr<DbConnector> database_;
@@ -53,7 +67,6 @@ class AsioEnv final : public Env {
   std::unique_ptr<boost::asio::thread_pool> cpu_;  // run_blocking's workers
 };
 
-// Seeds from the OS (std::random_device). For production envs only.
-uint64_t os_random_seed();
+
 
 }  // namespace chorus::runtime
