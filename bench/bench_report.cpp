@@ -1,7 +1,7 @@
 // Turns Google Benchmark's JSON output (reports/bench.json) into reports/bench.md: the figures the
 // foundation is judged on, with ratios computed from benchmarks of the same run.
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <fstream>
 #include <iostream>
@@ -38,14 +38,16 @@ int main(int argc, char** argv) {
   };
   const auto& ctx = root.at("context").as_object();
   std::cout << "# Benchmarks\n\n";
-  std::cout << fmt::format("Run {} on {} CPUs at {} MHz. Chorus built Release (`make bench`); Google Benchmark's own "
-                           "library build as Debian ships it: {}.\n\n",
-                           std::string(ctx.at("date").as_string()), ctx.at("num_cpus").to_number<int>(),
-                           ctx.at("mhz_per_cpu").to_number<int>(), std::string(ctx.at("library_build_type").as_string()));
+  std::cout << fmt::format(
+      "Run {} on {} CPUs at {} MHz. Chorus built Release (`make bench`); Google Benchmark's own "
+      "library build as Debian ships it: {}.\n\n",
+      std::string(ctx.at("date").as_string()), ctx.at("num_cpus").to_number<int>(),
+      ctx.at("mhz_per_cpu").to_number<int>(), std::string(ctx.at("library_build_type").as_string()));
   std::cout << "## Simulator\n\n| workload | events/s | simulated s per wall s |\n|---|---:|---:|\n";
   for (const char* n : {"5", "25"}) {
     const std::string flood = fmt::format("BM_SimTimerPlusMessageEvents/{}/real_time", n);
-    std::cout << fmt::format("| timer + message events, {} nodes | {:.2f} M | |\n", n, num(flood, "events_per_s") / 1e6);
+    std::cout << fmt::format("| timer + message events, {} nodes | {:.2f} M | |\n", n,
+                             num(flood, "events_per_s") / 1e6);
   }
   for (const char* n : {"5", "25"}) {
     const std::string ping = fmt::format("BM_SimPingClusterUnderFaults/{}/real_time", n);
@@ -53,25 +55,33 @@ int main(int argc, char** argv) {
                              num(ping, "events_per_s") / 1e6, num(ping, "sim_s_per_wall_s"));
   }
   std::cout << "\nTarget: at least 5 M timer-plus-message events per second on one core.\n\n";
-  std::cout << "## Gossip frames\n\n| payload | encode GB/s | decode GB/s | decode M frames/s | memcpy GB/s | decode / memcpy |\n|---:|---:|---:|---:|---:|---:|\n";
+  std::cout << "## Gossip frames\n\n| payload | encode GB/s | decode GB/s | decode M frames/s | memcpy GB/s | decode / "
+               "memcpy |\n|---:|---:|---:|---:|---:|---:|\n";
   for (const char* n : {"64", "1024", "65536"}) {
     const double enc = num(fmt::format("BM_FrameEncode/{}", n), "bytes_per_second") / 1e9;
     const double dec = num(fmt::format("BM_FrameDecodeStream/{}", n), "bytes_per_second") / 1e9;
     const double mem = num(fmt::format("BM_MemcpyBaseline/{}", n), "bytes_per_second") / 1e9;
     const double fps = num(fmt::format("BM_FrameDecodeStream/{}", n), "frames_per_s") / 1e6;
-    std::cout << fmt::format("| {} B | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} |\n", n, enc, dec, fps, mem, mem > 0 ? dec / mem : 0);
+    std::cout << fmt::format("| {} B | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} |\n", n, enc, dec, fps, mem,
+                             mem > 0 ? dec / mem : 0);
   }
-  std::cout << "\nDecode is fed 4 KiB reads of a stream of 64 frames, as a socket delivers them; memcpy copies the same "
-               "bytes in the same 4 KiB steps. A frame that lies whole in one read is handed out in place (no copy), so "
-               "decode beats memcpy for mid-sized frames; small frames pay a per-frame callback; frames larger than a "
-               "read are copied once.\n";
+  std::cout
+      << "\nDecode is fed 4 KiB reads of a stream of 64 frames, as a socket delivers them; memcpy copies the same "
+         "bytes in the same 4 KiB steps. A frame that lies whole in one read is handed out in place (no copy), so "
+         "decode beats memcpy for mid-sized frames; small frames pay a per-frame callback; frames larger than a "
+         "read are copied once.\n";
   std::cout << "\n## Store overhead (one point read or write at a time, same statement)\n\n"
-               "Medians of 5 repetitions.\n\n| operation | raw µs | through the store µs | ratio (target <= 1.10) |\n|---|---:|---:|---:|\n";
+               "Medians of 5 repetitions.\n\n| operation | raw µs | through the store µs | ratio (target <= 1.10) "
+               "|\n|---|---:|---:|---:|\n";
   for (const auto& [label, raw, via] : std::vector<std::tuple<const char*, const char*, const char*>>{
-           {"SQLite point read", "BM_SqliteRawPointRead/repeats:5/real_time_median", "BM_SqliteStorePointRead/repeats:5/real_time_median"},
-           {"SQLite point write", "BM_SqliteRawPointWrite/repeats:5/real_time_median", "BM_SqliteStorePointWrite/repeats:5/real_time_median"},
-           {"PostgreSQL point read", "BM_PgRawPointRead/repeats:5/real_time_median", "BM_PgStorePointRead/repeats:5/real_time_median"},
-           {"PostgreSQL point write", "BM_PgRawPointWrite/repeats:5/real_time_median", "BM_PgStorePointWrite/repeats:5/real_time_median"}}) {
+           {"SQLite point read", "BM_SqliteRawPointRead/repeats:5/real_time_median",
+            "BM_SqliteStorePointRead/repeats:5/real_time_median"},
+           {"SQLite point write", "BM_SqliteRawPointWrite/repeats:5/real_time_median",
+            "BM_SqliteStorePointWrite/repeats:5/real_time_median"},
+           {"PostgreSQL point read", "BM_PgRawPointRead/repeats:5/real_time_median",
+            "BM_PgStorePointRead/repeats:5/real_time_median"},
+           {"PostgreSQL point write", "BM_PgRawPointWrite/repeats:5/real_time_median",
+            "BM_PgStorePointWrite/repeats:5/real_time_median"}}) {
     const double r = num(raw, "real_time") / 1000, v = num(via, "real_time") / 1000;
     std::cout << fmt::format("| {} | {:.1f} | {:.1f} | {:.2f} |\n", label, r, v, r > 0 ? v / r : 0);
   }
@@ -84,11 +94,12 @@ int main(int argc, char** argv) {
                "in-process baseline. On this 2-core machine the PostgreSQL ratios move by several percent between "
                "runs (the server, the benchmark and the kernel share the cores).\n";
   std::cout << "\n## Pool under 64 concurrent requests (PostgreSQL point reads)\n\n"
-               "| MaxOpenConns | reads/s | connections opened | share of requests that queued | failed |\n|---:|---:|---:|---:|---:|\n";
+               "| MaxOpenConns | reads/s | connections opened | share of requests that queued | failed "
+               "|\n|---:|---:|---:|---:|---:|\n";
   for (const char* n : {"8", "32", "64"}) {
     const std::string b = fmt::format("BM_PgPool64Concurrent/{}/repeats:3/real_time_median", n);
-    std::cout << fmt::format("| {} | {:.0f} | {:.0f} | {:.2f} | {:.0f} |\n", n, num(b, "items_per_second"), num(b, "opened"),
-                             num(b, "waited_share"), num(b, "failed"));
+    std::cout << fmt::format("| {} | {:.0f} | {:.0f} | {:.2f} | {:.0f} |\n", n, num(b, "items_per_second"),
+                             num(b, "opened"), num(b, "waited_share"), num(b, "failed"));
   }
   std::cout << "\nThe pool never opens more than MaxOpenConns; requests beyond it queue (FIFO, bounded) and none fail. "
                "Connections are opened before timing. On this 2-core machine, more PostgreSQL backends than cores add "

@@ -23,12 +23,12 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -104,7 +104,9 @@ struct Options {
 // ---------------------------------------------------------------------------------------------------
 // /proc: memory, CPU time and open files of a process (0: this one).
 
-std::string proc_path(pid_t pid, const char* what) { return pid == 0 ? std::string("/proc/self/") + what : fmt::format("/proc/{}/{}", pid, what); }
+std::string proc_path(pid_t pid, const char* what) {
+  return pid == 0 ? std::string("/proc/self/") + what : fmt::format("/proc/{}/{}", pid, what);
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -144,7 +146,9 @@ double cpu_seconds(pid_t pid) {
 int count_fds(pid_t pid) {
   std::error_code ec;
   int n = 0;
-  for (auto it = fs::directory_iterator(proc_path(pid, "fd"), ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+  for (auto it = fs::directory_iterator(proc_path(pid, "fd"), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++n;
   return ec ? -1 : n;
 }
 
@@ -185,9 +189,10 @@ class Cluster {
 
   void start() {
     if (::access(options_.chorusd.c_str(), X_OK) != 0)
-      throw Fatal(fmt::format("chorusd not found at {} (build it: cmake --build --preset release --target chorusd, "
-                              "or pass --chorusd PATH)",
-                              options_.chorusd));
+      throw Fatal(
+          fmt::format("chorusd not found at {} (build it: cmake --build --preset release --target chorusd, "
+                      "or pass --chorusd PATH)",
+                      options_.chorusd));
     json::object sql;
     if (options_.postgres.empty()) {
       sql = {{"DriverName", "sqlite3"}, {"DataSource", dir_ + "/chorus.db"}};
@@ -227,8 +232,8 @@ class Cluster {
       auto& n = nodes[i];
       if (n.reported || n.proc->running()) continue;
       n.reported = true;
-      throw Fatal(fmt::format("node {} (pid {}) exited during {}: {}", i, n.pid(), during,
-                              describe_exit(n.proc->status())));
+      throw Fatal(
+          fmt::format("node {} (pid {}) exited during {}: {}", i, n.pid(), during, describe_exit(n.proc->status())));
     }
   }
 
@@ -263,8 +268,8 @@ class Cluster {
     // It dies with the tool (PR_SET_PDEATHSIG) and inherits the tool's open-file limit (raised to the hard
     // limit in main); the tool's MM_ variables are left out.
     try {
-      n.proc = std::make_unique<Child>(args, env, ChildOptions{.output_file = n.log, .null_stdin = true,
-                                                               .die_with_parent = true});
+      n.proc = std::make_unique<Child>(args, env,
+                                       ChildOptions{.output_file = n.log, .null_stdin = true, .die_with_parent = true});
     } catch (const std::runtime_error& e) {
       throw Fatal(e.what());
     }
@@ -358,7 +363,8 @@ class Run {
       if (g_interrupted) throw Fatal("interrupted during " + what);
       cluster_.check_alive(what);
       if (Clock::now() >= limit)
-        throw Fatal(fmt::format("{}: not done in time ({})", what, limit == overall_deadline_ ? "the overall deadline, --timeout" : "its own deadline"));
+        throw Fatal(fmt::format("{}: not done in time ({})", what,
+                                limit == overall_deadline_ ? "the overall deadline, --timeout" : "its own deadline"));
       io_.run_for(20ms);
     }
   }
@@ -403,8 +409,10 @@ class Run {
       setup_pools_[it.node]->submit(std::move(job));
     }
     await(what, Clock::now() + limit, [&] { return done == items.size(); });
-    if (failed > 0) throw Fatal(fmt::format("{}: {} of {} requests failed; the first: {}", what, failed, items.size(), first_error));
-    setup_lines_.push_back(fmt::format("| {} | {} | {:.1f} |", what, items.size(), std::chrono::duration<double>(Clock::now() - start).count()));
+    if (failed > 0)
+      throw Fatal(fmt::format("{}: {} of {} requests failed; the first: {}", what, failed, items.size(), first_error));
+    setup_lines_.push_back(fmt::format("| {} | {} | {:.1f} |", what, items.size(),
+                                       std::chrono::duration<double>(Clock::now() - start).count()));
   }
 
   void start_cluster() {
@@ -424,15 +432,16 @@ class Run {
         pause(100ms, fmt::format("waiting for node {} to answer its ping", i));
       }
     }
-    setup_lines_.push_back(fmt::format("| start {} nodes, each answers GET /system/ping | {} | {:.1f} |", o_.nodes, o_.nodes,
-                                       std::chrono::duration<double>(Clock::now() - start).count()));
+    setup_lines_.push_back(fmt::format("| start {} nodes, each answers GET /system/ping | {} | {:.1f} |", o_.nodes,
+                                       o_.nodes, std::chrono::duration<double>(Clock::now() - start).count()));
   }
 
   // The first user becomes the system admin; then every node must list all N with one version and config hash.
   void admin_and_cluster_status() {
     const auto start = Clock::now();
     auto r = call(0, "POST", "/api/v4/users", "",
-                  json::serialize(json::object{{"username", username(0)}, {"email", username(0) + "@load.test"}, {"password", password(0)}}),
+                  json::serialize(json::object{
+                      {"username", username(0)}, {"email", username(0) + "@load.test"}, {"password", password(0)}}),
                   "creating the first user");
     if (!r.ok(201)) throw Fatal("creating the first user (the system admin): " + r.describe());
     world_.user_ids.assign(static_cast<size_t>(o_.users), "");
@@ -453,13 +462,15 @@ class Run {
         if (s.ok(200) && complete_status(s.body)) break;
         last = s.describe();
         if (Clock::now() >= deadline)
-          throw Fatal(fmt::format("node {} does not list all {} nodes with one version and config hash within 20 s; last answer: {}", i,
-                                  o_.nodes, last));
+          throw Fatal(fmt::format(
+              "node {} does not list all {} nodes with one version and config hash within 20 s; last answer: {}", i,
+              o_.nodes, last));
         pause(100ms, "waiting for the nodes to see each other");
       }
     }
-    setup_lines_.push_back(fmt::format("| first user (system admin), login, every node lists all {} in /cluster/status | 3+ | {:.1f} |",
-                                       o_.nodes, std::chrono::duration<double>(Clock::now() - start).count()));
+    setup_lines_.push_back(
+        fmt::format("| first user (system admin), login, every node lists all {} in /cluster/status | 3+ | {:.1f} |",
+                    o_.nodes, std::chrono::duration<double>(Clock::now() - start).count()));
   }
 
   void setup() {
@@ -469,9 +480,11 @@ class Run {
     // Users, each through its own node.
     std::vector<Item> items;
     for (int u = 1; u < U; ++u)
-      items.push_back({u % N, "POST", "/api/v4/users", "",
-                       json::serialize(json::object{{"username", username(u)}, {"email", username(u) + "@load.test"}, {"password", password(u)}}),
-                       [this, u](const HttpResult& r) { world_.user_ids[static_cast<size_t>(u)] = id_of(r.body); }});
+      items.push_back(
+          {u % N, "POST", "/api/v4/users", "",
+           json::serialize(json::object{
+               {"username", username(u)}, {"email", username(u) + "@load.test"}, {"password", password(u)}}),
+           [this, u](const HttpResult& r) { world_.user_ids[static_cast<size_t>(u)] = id_of(r.body); }});
     batch(fmt::format("create {} users (bcrypt cost 10)", U - 1), std::move(items), 201, 120s);
     items.clear();
     for (int u = 1; u < U; ++u)
@@ -480,17 +493,21 @@ class Run {
                        [this, u](const HttpResult& r) { world_.tokens[static_cast<size_t>(u)] = r.header("Token"); }});
     batch(fmt::format("log {} users in", U - 1), std::move(items), 200, 120s);
     for (int u = 0; u < U; ++u)
-      if (world_.tokens[static_cast<size_t>(u)].empty()) throw Fatal(fmt::format("the login of {} gave no Token header", username(u)));
+      if (world_.tokens[static_cast<size_t>(u)].empty())
+        throw Fatal(fmt::format("the login of {} gave no Token header", username(u)));
 
     // The team (its creator, the admin, is in it), and everyone else in it.
     auto r = call(0, "POST", "/api/v4/teams", world_.admin_token,
-                  json::serialize(json::object{{"name", "load"}, {"display_name", "Load"}, {"type", "O"}}), "creating the team");
+                  json::serialize(json::object{{"name", "load"}, {"display_name", "Load"}, {"type", "O"}}),
+                  "creating the team");
     if (!r.ok(201)) throw Fatal("creating the team: " + r.describe());
     world_.team_id = id_of(r.body);
     items.clear();
     for (int u = 1; u < U; ++u)
       items.push_back({u % N, "POST", "/api/v4/teams/" + world_.team_id + "/members", world_.admin_token,
-                       json::serialize(json::object{{"team_id", world_.team_id}, {"user_id", world_.user_ids[static_cast<size_t>(u)]}}), nullptr});
+                       json::serialize(json::object{{"team_id", world_.team_id},
+                                                    {"user_id", world_.user_ids[static_cast<size_t>(u)]}}),
+                       nullptr});
     batch(fmt::format("add {} users to the team", U - 1), std::move(items), 201, 120s);
 
     // Channels: channel c has the members (c*M + j) % U, j < M; the first creates it and adds the others.
@@ -500,22 +517,25 @@ class Run {
     for (int c = 0; c < C; ++c) {
       for (int j = 0; j < M; ++j) world_.members[static_cast<size_t>(c)].push_back((c * M + j) % U);
       const int creator = world_.members[static_cast<size_t>(c)][0];
-      items.push_back({creator % N, "POST", "/api/v4/channels", world_.tokens[static_cast<size_t>(creator)],
-                       json::serialize(json::object{{"team_id", world_.team_id}, {"name", fmt::format("load-{}", c)},
-                                                    {"display_name", fmt::format("Load {}", c)}, {"type", "O"}}),
-                       [this, c](const HttpResult& res) { world_.channel_ids[static_cast<size_t>(c)] = id_of(res.body); }});
+      items.push_back(
+          {creator % N, "POST", "/api/v4/channels", world_.tokens[static_cast<size_t>(creator)],
+           json::serialize(json::object{{"team_id", world_.team_id},
+                                        {"name", fmt::format("load-{}", c)},
+                                        {"display_name", fmt::format("Load {}", c)},
+                                        {"type", "O"}}),
+           [this, c](const HttpResult& res) { world_.channel_ids[static_cast<size_t>(c)] = id_of(res.body); }});
     }
     batch(fmt::format("create {} channels", C), std::move(items), 201, 120s);
     items.clear();
     for (int c = 0; c < C; ++c) {
       const auto& m = world_.members[static_cast<size_t>(c)];
       for (int j = 1; j < M; ++j)
-        items.push_back({m[0] % N, "POST",
-                         "/api/v4/channels/" + world_.channel_ids[static_cast<size_t>(c)] + "/members",
-                         world_.tokens[static_cast<size_t>(m[0])],
-                         json::serialize(json::object{
-                             {"user_id", world_.user_ids[static_cast<size_t>(m[static_cast<size_t>(j)])]}}),
-                         nullptr});
+        items.push_back(
+            {m[0] % N, "POST", "/api/v4/channels/" + world_.channel_ids[static_cast<size_t>(c)] + "/members",
+             world_.tokens[static_cast<size_t>(m[0])],
+             json::serialize(
+                 json::object{{"user_id", world_.user_ids[static_cast<size_t>(m[static_cast<size_t>(j)])]}}),
+             nullptr});
     }
     batch(fmt::format("add {} members to each channel", M - 1), std::move(items), 201, 180s);
   }
@@ -535,20 +555,21 @@ class Run {
     rlimit rl{};
     ::getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur != RLIM_INFINITY && static_cast<uint64_t>(K) + 500 > rl.rlim_cur)
-      throw Fatal(fmt::format("--idle {} needs about {} open files in the tool and in chorusd, but the limit is {} (hard {}): raise the hard "
-                              "limit (ulimit -Hn, LimitNOFILE) or lower --idle",
-                              K, K + 500, rl.rlim_cur, rl.rlim_max));
+      throw Fatal(
+          fmt::format("--idle {} needs about {} open files in the tool and in chorusd, but the limit is {} (hard {}): "
+                      "raise the hard "
+                      "limit (ulimit -Hn, LimitNOFILE) or lower --idle",
+                      K, K + 500, rl.rlim_cur, rl.rlim_max));
 
     // Sessions of their own, so that logging them out afterwards drops every idle connection from the hub
     // (a closed connection stays in the hub, inactive, for 5 minutes and would still get events).
     std::vector<std::string> idle_tokens(static_cast<size_t>(U));
     std::vector<Item> items;
     for (int u = 0; u < U; ++u)
-      items.push_back({0, "POST", "/api/v4/users/login", "",
-                       json::serialize(json::object{{"login_id", username(u)}, {"password", password(u)}}),
-                       [&idle_tokens, u](const HttpResult& r) {
-                         idle_tokens[static_cast<size_t>(u)] = r.header("Token");
-                       }});
+      items.push_back(
+          {0, "POST", "/api/v4/users/login", "",
+           json::serialize(json::object{{"login_id", username(u)}, {"password", password(u)}}),
+           [&idle_tokens, u](const HttpResult& r) { idle_tokens[static_cast<size_t>(u)] = r.header("Token"); }});
     batch(fmt::format("log {} users in again (sessions for the idle phase)", U), std::move(items), 200, 120s);
 
     pause(1000ms, "the idle phase");
@@ -592,23 +613,31 @@ class Run {
     pause(1000ms, "the idle phase");
     const int64_t node_closed = rss_kb(pid);
 
-    const double per_conn_kib = open > 0 ? static_cast<double>(node_after - node_before) / static_cast<double>(open) : 0;
-    const double tool_per_conn_kib = open > 0 ? static_cast<double>(tool_after - tool_before) / static_cast<double>(open) : 0;
+    const double per_conn_kib =
+        open > 0 ? static_cast<double>(node_after - node_before) / static_cast<double>(open) : 0;
+    const double tool_per_conn_kib =
+        open > 0 ? static_cast<double>(tool_after - tool_before) / static_cast<double>(open) : 0;
     const double target_kb = 200e6 / 1024;
     idle_measured = true;
     // Met only when measured at the target's size (or more); a failure at any size is a miss.
-    const bool within = failure.empty() && open == static_cast<size_t>(K) && static_cast<double>(node_after) <= target_kb;
+    const bool within =
+        failure.empty() && open == static_cast<size_t>(K) && static_cast<double>(node_after) <= target_kb;
     idle_target_met = within && K >= 10000;
-    const std::string idle_verdict = idle_target_met ? "met" : !within ? "NOT met" : "not judged (fewer connections than the target's 10,000)";
+    const std::string idle_verdict = idle_target_met ? "met"
+                                     : !within       ? "NOT met"
+                                                     : "not judged (fewer connections than the target's 10,000)";
 
-    std::string s = fmt::format("\n## a. Idle WebSocket connections (node 0)\n\n"
-                                "{} connections to node 0, authenticated (challenge, then `hello`), spread over {} users "
-                                "(sessions of their own). RSS is VmRSS from /proc; MB = 10^6 bytes, KiB = 1024 bytes.\n\n",
-                                K, U);
+    std::string s = fmt::format(
+        "\n## a. Idle WebSocket connections (node 0)\n\n"
+        "{} connections to node 0, authenticated (challenge, then `hello`), spread over {} users "
+        "(sessions of their own). RSS is VmRSS from /proc; MB = 10^6 bytes, KiB = 1024 bytes.\n\n",
+        K, U);
     s += "| | value |\n| --- | ---: |\n";
     s += fmt::format("| connections open with their hello | {} of {} |\n", open, K);
-    s += fmt::format("| failed to open | {}{} |\n", opener.failed, opener.failed ? " (" + reasons(opener.failures) + ")" : "");
-    s += fmt::format("| lost while open | {}{} |\n", opener.lost, opener.lost ? " (" + reasons(opener.losses) + ")" : "");
+    s += fmt::format("| failed to open | {}{} |\n", opener.failed,
+                     opener.failed ? " (" + reasons(opener.failures) + ")" : "");
+    s += fmt::format("| lost while open | {}{} |\n", opener.lost,
+                     opener.lost ? " (" + reasons(opener.losses) + ")" : "");
     s += fmt::format("| time to open them all (at most 200 at once) | {:.1f} s ({:.0f}/s) |\n", open_seconds,
                      open_seconds > 0 ? static_cast<double>(opener.ready) / open_seconds : 0);
     s += fmt::format("| node 0 RSS before | {} MB |\n", mb(node_before));
@@ -617,17 +646,19 @@ class Run {
     s += fmt::format("| **node 0 memory per idle connection** | **{:.1f} KiB** |\n", per_conn_kib);
     s += fmt::format("| node 0 RSS after closing them and logging their sessions out | {} MB |\n", mb(node_closed));
     s += fmt::format("| node 0 open files before / with all open | {} / {} |\n", fds_before, fds_after);
-    s += fmt::format("| the tool's RSS before / with all open | {} / {} MB ({:.1f} KiB per connection) |\n", mb(tool_before), mb(tool_after),
-                     tool_per_conn_kib);
-    s += fmt::format("| open-file limit (soft / hard): tool, node 0 | {}, {} |\n", open_files_limit(0), open_files_limit(pid));
+    s += fmt::format("| the tool's RSS before / with all open | {} / {} MB ({:.1f} KiB per connection) |\n",
+                     mb(tool_before), mb(tool_after), tool_per_conn_kib);
+    s += fmt::format("| open-file limit (soft / hard): tool, node 0 | {}, {} |\n", open_files_limit(0),
+                     open_files_limit(pid));
     if (!failure.empty()) s += fmt::format("\n**The phase did not complete:** {}\n", failure);
-    s += fmt::format("\nTarget (from the issue): 10,000 idle connections in at most 200 MB resident on the node: **{}** "
-                     "({} connections, node RSS {} MB{}).\n",
-                     idle_verdict, open, mb(node_after),
-                     K != 10000 ? "; measured with --idle " + std::to_string(K) + ", not 10,000" : "");
+    s += fmt::format(
+        "\nTarget (from the issue): 10,000 idle connections in at most 200 MB resident on the node: **{}** "
+        "({} connections, node RSS {} MB{}).\n",
+        idle_verdict, open, mb(node_after),
+        K != 10000 ? "; measured with --idle " + std::to_string(K) + ", not 10,000" : "");
     out(s);
-    verdicts.push_back(fmt::format("Idle: {} connections, node RSS {} MB, {:.1f} KiB per connection: target {}", open, mb(node_after), per_conn_kib,
-                                   idle_verdict));
+    verdicts.push_back(fmt::format("Idle: {} connections, node RSS {} MB, {:.1f} KiB per connection: target {}", open,
+                                   mb(node_after), per_conn_kib, idle_verdict));
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -675,7 +706,8 @@ class Run {
       const json::value* message = !ec && post.is_object() ? post.as_object().if_contains("message") : nullptr;
       unsigned long long seq = 0;
       long long sent_at = 0;
-      if (!message || !message->is_string() || std::sscanf(message->as_string().c_str(), "load %llu %lld", &seq, &sent_at) != 2) {
+      if (!message || !message->is_string() ||
+          std::sscanf(message->as_string().c_str(), "load %llu %lld", &seq, &sent_at) != 2) {
         ++unparsable;
         return;
       }
@@ -760,7 +792,8 @@ class Run {
     lat.pump();
     await(fmt::format("opening {} WebSocket connections for the latency phase", lat.conns.size()), Clock::now() + 60s,
           [&] { return lat.all_settled(); });
-    if (lat.failed > 0) throw Fatal(fmt::format("latency phase: {} WebSocket connections failed: {}", lat.failed, reasons(lat.failures)));
+    if (lat.failed > 0)
+      throw Fatal(fmt::format("latency phase: {} WebSocket connections failed: {}", lat.failed, reasons(lat.failures)));
 
     Pools pools;
     for (const auto& n : cluster_.nodes) pools.push_back(make_pool(io_, n.api_port, o_.http_connections, 10000ms));
@@ -804,7 +837,8 @@ class Run {
     // Drain: every answer, and every event of every post answered 201, or 12 s.
     bool drained = true;
     try {
-      await("waiting for the last answers and events", Clock::now() + 12s, [&] { return lat.answered == lat.sent && lat.complete == lat.ok; });
+      await("waiting for the last answers and events", Clock::now() + 12s,
+            [&] { return lat.answered == lat.sent && lat.complete == lat.ok; });
     } catch (const Fatal&) {
       if (g_interrupted) throw;
       drained = false;
@@ -842,18 +876,24 @@ class Run {
 
     latency_measured = true;
     const bool rate_kept = achieved >= 0.95 * o_.rate && lat.sent == total;
-    const bool within = rate_kept && other.n > 0 && other.p99 < 20.0 && missing == 0 && lat.duplicates == 0 && lat.errors == 0 &&
-                        lat.timeouts == 0 && unanswered == 0;
+    const bool within = rate_kept && other.n > 0 && other.p99 < 20.0 && missing == 0 && lat.duplicates == 0 &&
+                        lat.errors == 0 && lat.timeouts == 0 && unanswered == 0;
     const bool at_target = o_.rate >= 500 && o_.members >= 10 && N > 1;
     latency_target_met = within && at_target;
-    const std::string latency_verdict = latency_target_met ? "met" : !within ? "NOT met" : "not judged (settings below the target's)";
+    const std::string latency_verdict = latency_target_met ? "met"
+                                        : !within          ? "NOT met"
+                                                           : "not judged (settings below the target's)";
 
     std::string s = fmt::format(
         "\n## b. Delivery latency\n\n"
-        "{} posts/s for {} s into {} channels of {} members; {} users, one WebSocket each on node `user % {}`; each post is sent by a member "
-        "through `POST /api/v4/posts` on the node its own socket is on ({} keep-alive HTTP connections per node). Latency = the `posted` "
-        "event's arrival at a member's socket - the moment the tool began writing the request (its own steady clock; the timestamp is in the "
-        "message). *Same node*: the receiver's socket is on the node the post was sent to; *other node*: it went through the cluster.\n\n",
+        "{} posts/s for {} s into {} channels of {} members; {} users, one WebSocket each on node `user % {}`; each "
+        "post is sent by a member "
+        "through `POST /api/v4/posts` on the node its own socket is on ({} keep-alive HTTP connections per node). "
+        "Latency = the `posted` "
+        "event's arrival at a member's socket - the moment the tool began writing the request (its own steady clock; "
+        "the timestamp is in the "
+        "message). *Same node*: the receiver's socket is on the node the post was sent to; *other node*: it went "
+        "through the cluster.\n\n",
         o_.rate, o_.seconds, w.channel_ids.size(), o_.members, lat.conns.size(), N, o_.http_connections);
     s += "| delivery | events | p50 ms | p99 ms | max ms | mean ms |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
     auto row = [](const char* name, const Dist& d) {
@@ -869,7 +909,8 @@ class Run {
     s += fmt::format("| **posts per second achieved** (sent) | **{:.1f}** of {} |\n", achieved, o_.rate);
     s += fmt::format("| posts answered 201 per second | {:.1f} |\n", ok_rate);
     s += fmt::format("| answered 201 | {} |\n", lat.ok);
-    s += fmt::format("| errors (other answers, connection errors) | {}{} |\n", lat.errors, lat.errors ? " (" + reasons(lat.error_kinds) + ")" : "");
+    s += fmt::format("| errors (other answers, connection errors) | {}{} |\n", lat.errors,
+                     lat.errors ? " (" + reasons(lat.error_kinds) + ")" : "");
     s += fmt::format("| timeouts (no answer within 10 s) | {} |\n", lat.timeouts);
     s += fmt::format("| unanswered at the end | {} |\n", unanswered);
     s += fmt::format("| ticks at the outstanding-request cap ({}) | {} |\n", outstanding_max, lat.backlog_ticks);
@@ -878,37 +919,48 @@ class Run {
                      static_cast<double>(drain_end_ns - send_end_ns) / 1e9, missing, posts_incomplete);
     s += fmt::format("| **duplicate events** | **{}** |\n", lat.duplicates);
     s += fmt::format("| events for posts whose request failed or timed out | {} |\n", delivered_for_failed);
-    s += fmt::format("| posted events to a non-member / unknown post / unparsable | {} / {} / {} |\n", lat.unexpected, lat.unknown, lat.unparsable);
+    s += fmt::format("| posted events to a non-member / unknown post / unparsable | {} / {} / {} |\n", lat.unexpected,
+                     lat.unknown, lat.unparsable);
     s += fmt::format("| other events received | {} |\n", lat.other_events);
-    s += fmt::format("| sockets lost during the phase | {}{} |\n", lost_sockets, lost_sockets ? " (" + reasons(lat.losses) + ")" : "");
+    s += fmt::format("| sockets lost during the phase | {}{} |\n", lost_sockets,
+                     lost_sockets ? " (" + reasons(lat.losses) + ")" : "");
     std::string cpu;
-    for (size_t i = 0; i < N; ++i) cpu += fmt::format("node {} {:.2f}, ", i, cpu_used[i] / (static_cast<double>(drain_end_ns - lat.start_ns) / 1e9));
+    for (size_t i = 0; i < N; ++i)
+      cpu += fmt::format("node {} {:.2f}, ", i, cpu_used[i] / (static_cast<double>(drain_end_ns - lat.start_ns) / 1e9));
     s += fmt::format("| CPU (cores busy, over sending and draining) | {}tool {:.2f} |\n", cpu,
                      tool_cpu / (static_cast<double>(drain_end_ns - lat.start_ns) / 1e9));
     std::string rss;
     for (size_t i = 0; i < N; ++i)
       rss += fmt::format("{}node {} {} MB", i ? ", " : "", i, mb(rss_kb(cluster_.nodes[i].pid())));
     s += fmt::format("| RSS after the phase | {}, tool {} MB |\n", rss, mb(rss_kb(0)));
-    if (!drained) s += "\nNot everything arrived within the drain time (12 s): see *events missing* and *unanswered*.\n";
+    if (!drained)
+      s += "\nNot everything arrived within the drain time (12 s): see *events missing* and *unanswered*.\n";
     if (!rate_kept)
-      s += fmt::format("\n**The generator did not keep the rate:** {:.1f} posts/s sent of {} asked ({} of {} posts). The figures above are at "
-                       "the rate achieved.\n",
-                       achieved, o_.rate, lat.sent, total);
-    s += fmt::format("\nTarget (from the issue): other-node delivery p99 under 20 ms at 500 posts/s with 10 members per channel, every event "
-                     "delivered once: **{}** (other-node p99 {} ms at {:.1f} posts/s, {} members; {} missing, {} duplicates, {} errors, {} timeouts{}).\n",
-                     latency_verdict, ms(other.p99), achieved, o_.members, missing, lat.duplicates, lat.errors, lat.timeouts,
-                     (o_.rate != 500 || o_.members != 10) ? "; measured with other settings than the target's" : "");
+      s += fmt::format(
+          "\n**The generator did not keep the rate:** {:.1f} posts/s sent of {} asked ({} of {} posts). The figures "
+          "above are at "
+          "the rate achieved.\n",
+          achieved, o_.rate, lat.sent, total);
+    s += fmt::format(
+        "\nTarget (from the issue): other-node delivery p99 under 20 ms at 500 posts/s with 10 members per channel, "
+        "every event "
+        "delivered once: **{}** (other-node p99 {} ms at {:.1f} posts/s, {} members; {} missing, {} duplicates, {} "
+        "errors, {} timeouts{}).\n",
+        latency_verdict, ms(other.p99), achieved, o_.members, missing, lat.duplicates, lat.errors, lat.timeouts,
+        (o_.rate != 500 || o_.members != 10) ? "; measured with other settings than the target's" : "");
     out(s);
-    verdicts.push_back(fmt::format("Latency: other-node p99 {} ms, same-node p99 {} ms at {:.1f} posts/s; {} missing, {} duplicates, {} errors, {} "
-                                   "timeouts: target {}",
-                                   ms(other.p99), ms(same.p99), achieved, missing, lat.duplicates, lat.errors, lat.timeouts,
-                                   latency_verdict));
+    verdicts.push_back(fmt::format(
+        "Latency: other-node p99 {} ms, same-node p99 {} ms at {:.1f} posts/s; {} missing, {} duplicates, {} errors, "
+        "{} "
+        "timeouts: target {}",
+        ms(other.p99), ms(same.p99), achieved, missing, lat.duplicates, lat.errors, lat.timeouts, latency_verdict));
 
     // Close the sockets (the close handshake, bounded).
     for (auto& c : lat.conns) c->close();
     try {
-      await("closing the latency sockets", Clock::now() + 10s,
-            [&] { return std::all_of(lat.conns.begin(), lat.conns.end(), [](const auto& c) { return c->finished(); }); });
+      await("closing the latency sockets", Clock::now() + 10s, [&] {
+        return std::all_of(lat.conns.begin(), lat.conns.end(), [](const auto& c) { return c->finished(); });
+      });
     } catch (const Fatal&) {
       if (g_interrupted) throw;
     }
@@ -952,7 +1004,9 @@ class Run {
 // The report.
 
 std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@%+") == std::string::npos) return s;
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@%+") ==
+                        std::string::npos)
+    return s;
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
@@ -976,8 +1030,8 @@ std::string machine() {
       if (l.rfind("MemTotal:", 0) == 0) return std::strtoll(l.c_str() + 9, nullptr, 10);
     return int64_t{-1};
   }();
-  return fmt::format("nproc {}, Linux {} ({}), {}, {:.1f} GB RAM", sysconf(_SC_NPROCESSORS_ONLN), u.release, u.machine, cpu,
-                     static_cast<double>(mem) * 1024 / 1e9);
+  return fmt::format("nproc {}, Linux {} ({}), {}, {:.1f} GB RAM", sysconf(_SC_NPROCESSORS_ONLN), u.release, u.machine,
+                     cpu, static_cast<double>(mem) * 1024 / 1e9);
 }
 
 // The 1, 5 and 15 minute load averages: other work on the machine shows here.
@@ -1011,7 +1065,8 @@ std::string node_logs(const Cluster& cluster) {
       s += "\n  ```\n";
       for (size_t k = 0; k < shown; ++k) s += "  " + truncated(lines[k], 300) + "\n";
       if (lines.size() > shown + 3) s += "  ...\n";
-      for (size_t k = std::max(shown, lines.size() >= 3 ? lines.size() - 3 : 0); k < lines.size(); ++k) s += "  " + truncated(lines[k], 300) + "\n";
+      for (size_t k = std::max(shown, lines.size() >= 3 ? lines.size() - 3 : 0); k < lines.size(); ++k)
+        s += "  " + truncated(lines[k], 300) + "\n";
       s += "  ```\n";
     }
   }
@@ -1021,24 +1076,35 @@ std::string node_logs(const Cluster& cluster) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"chorus_load: starts a Chorus cluster on loopback, measures idle WebSocket memory and post delivery latency, writes a report"};
+  CLI::App app{
+      "chorus_load: starts a Chorus cluster on loopback, measures idle WebSocket memory and post delivery latency, "
+      "writes a report"};
   Options o;
   app.add_option("--chorusd", o.chorusd, "path to chorusd")->capture_default_str();
-  app.add_option("--postgres", o.postgres, "PostgreSQL data source (an empty database) instead of SQLite in the temp dir");
+  app.add_option("--postgres", o.postgres,
+                 "PostgreSQL data source (an empty database) instead of SQLite in the temp dir");
   app.add_option("--nodes", o.nodes, "chorusd processes")->capture_default_str()->check(CLI::Range(1, 16));
   app.add_option("--users", o.users, "users (bcrypt makes each creation and login cost ~50-100 ms of server CPU)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  app.add_option("--channels", o.channels, "channels for the latency phase")->capture_default_str()->check(CLI::Range(1, 100000));
+  app.add_option("--channels", o.channels, "channels for the latency phase")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--members", o.members, "members per channel")->capture_default_str()->check(CLI::Range(1, 1000));
-  app.add_option("--idle", o.idle, "idle WebSocket connections to node 0")->capture_default_str()->check(CLI::Range(1, 1000000));
+  app.add_option("--idle", o.idle, "idle WebSocket connections to node 0")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--rate", o.rate, "posts per second")->capture_default_str()->check(CLI::Range(0.1, 100000.0));
   app.add_option("--seconds", o.seconds, "seconds of posting")->capture_default_str()->check(CLI::Range(1, 3600));
   app.add_flag("--skip-idle", o.skip_idle, "skip the idle-connection measurement");
   app.add_flag("--skip-latency", o.skip_latency, "skip the latency measurement");
   app.add_option("--report", o.report, "Markdown report to write")->capture_default_str();
-  app.add_option("--http-connections", o.http_connections, "keep-alive HTTP connections per node")->capture_default_str()->check(CLI::Range(1, 256));
-  app.add_option("--timeout", o.timeout, "overall deadline in seconds")->capture_default_str()->check(CLI::Range(10, 86400));
+  app.add_option("--http-connections", o.http_connections, "keep-alive HTTP connections per node")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--timeout", o.timeout, "overall deadline in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 86400));
   CLI11_PARSE(app, argc, argv);
   if (o.members > o.users) {
     std::fprintf(stderr, "chorus_load: --members (%d) cannot exceed --users (%d)\n", o.members, o.users);
@@ -1058,17 +1124,24 @@ int main(int argc, char** argv) {
 
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + shell_quote(argv[i]);
-  std::string header = fmt::format("# Chorus load test\n\n{}\n\n- command: `{}`\n- machine: {}\n", utc_now(), command, machine());
-  header += fmt::format("- cluster: {} chorusd nodes on 127.0.0.1 ({}), started and stopped by the tool; database: {}\n", o.nodes, o.chorusd,
-                        o.postgres.empty() ? "SQLite (one file in a temp dir, shared by the nodes)" : "PostgreSQL (--postgres)");
-  header += fmt::format("- load average at the start (1/5/15 min): {} (anything above 0 is other work sharing the {} cores)\n", load_average(),
-                        sysconf(_SC_NPROCESSORS_ONLN));
-  header += fmt::format("- settings: {} users, {} channels x {} members, --idle {}, --rate {}, --seconds {}{}{}\n", o.users, o.channels, o.members,
-                        o.idle, o.rate, o.seconds, o.skip_idle ? ", --skip-idle" : "", o.skip_latency ? ", --skip-latency" : "");
-  header += fmt::format("- open files: the tool raised its soft limit from {} to the hard limit {}; chorusd inherits it and needs one per "
-                        "connection (for the idle phase more than --idle)\n",
-                        soft_before == RLIM_INFINITY ? std::string("unlimited") : std::to_string(soft_before),
-                        rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
+  std::string header =
+      fmt::format("# Chorus load test\n\n{}\n\n- command: `{}`\n- machine: {}\n", utc_now(), command, machine());
+  header += fmt::format(
+      "- cluster: {} chorusd nodes on 127.0.0.1 ({}), started and stopped by the tool; database: {}\n", o.nodes,
+      o.chorusd,
+      o.postgres.empty() ? "SQLite (one file in a temp dir, shared by the nodes)" : "PostgreSQL (--postgres)");
+  header += fmt::format(
+      "- load average at the start (1/5/15 min): {} (anything above 0 is other work sharing the {} cores)\n",
+      load_average(), sysconf(_SC_NPROCESSORS_ONLN));
+  header += fmt::format("- settings: {} users, {} channels x {} members, --idle {}, --rate {}, --seconds {}{}{}\n",
+                        o.users, o.channels, o.members, o.idle, o.rate, o.seconds, o.skip_idle ? ", --skip-idle" : "",
+                        o.skip_latency ? ", --skip-latency" : "");
+  header += fmt::format(
+      "- open files: the tool raised its soft limit from {} to the hard limit {}; chorusd inherits it and needs one "
+      "per "
+      "connection (for the idle phase more than --idle)\n",
+      soft_before == RLIM_INFINITY ? std::string("unlimited") : std::to_string(soft_before),
+      rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
   std::fputs(header.c_str(), stdout);
 
   int code = 0;

@@ -50,7 +50,8 @@ void BM_MemcpyBaseline(benchmark::State& state) {
   const auto src = payload_of(64 * (n + 4));
   std::vector<uint8_t> dst(src.size());
   for (auto _ : state) {
-    for (size_t pos = 0; pos < src.size(); pos += 4096) std::memcpy(dst.data() + pos, src.data() + pos, std::min<size_t>(4096, src.size() - pos));
+    for (size_t pos = 0; pos < src.size(); pos += 4096)
+      std::memcpy(dst.data() + pos, src.data() + pos, std::min<size_t>(4096, src.size() - pos));
     benchmark::DoNotOptimize(dst.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 64 * static_cast<int64_t>(n));

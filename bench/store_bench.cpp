@@ -92,7 +92,8 @@ config::SqlSettings pg_settings() {
 }
 
 const char* kRead = "SELECT Value FROM Systems WHERE Name = $1";
-const char* kWrite = "INSERT INTO Systems (Name, Value) VALUES ($1, $2) ON CONFLICT (Name) DO UPDATE SET Value = excluded.Value";
+const char* kWrite =
+    "INSERT INTO Systems (Name, Value) VALUES ($1, $2) ON CONFLICT (Name) DO UPDATE SET Value = excluded.Value";
 
 // ---- SQLite
 
@@ -126,7 +127,9 @@ void BM_SqliteRawPointWrite(benchmark::State& state) {
   sqlite3_open_v2(sqlite_path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
   sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO Systems (Name, Value) VALUES (?1, ?2) ON CONFLICT (Name) DO UPDATE SET Value = excluded.Value", -1, &st, nullptr);
+  sqlite3_prepare_v2(
+      db, "INSERT INTO Systems (Name, Value) VALUES (?1, ?2) ON CONFLICT (Name) DO UPDATE SET Value = excluded.Value",
+      -1, &st, nullptr);
   int64_t i = 0;
   for (auto _ : state) {
     const std::string v = std::to_string(i++);
@@ -150,7 +153,8 @@ BENCHMARK(BM_SqliteStorePointWrite)->UseRealTime()->Repetitions(5)->ReportAggreg
 // ---- PostgreSQL
 
 PGconn* raw_pg() {
-  PGconn* c = PQconnectdb(("postgresql://chorus:chorus-pw@127.0.0.1:" + std::to_string(pg().port(0)) + "/chorus?sslmode=disable").c_str());
+  PGconn* c = PQconnectdb(
+      ("postgresql://chorus:chorus-pw@127.0.0.1:" + std::to_string(pg().port(0)) + "/chorus?sslmode=disable").c_str());
   if (PQstatus(c) != CONNECTION_OK) throw std::runtime_error(PQerrorMessage(c));
   return c;
 }
@@ -234,6 +238,13 @@ void BM_PgPool64Concurrent(benchmark::State& state) {
   state.counters["opened"] = static_cast<double>(st.opened);
   state.counters["waited_share"] = st.requests ? static_cast<double>(st.waited) / static_cast<double>(st.requests) : 0;
 }
-BENCHMARK(BM_PgPool64Concurrent)->Arg(8)->Arg(32)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond)->Repetitions(3)->ReportAggregatesOnly(true);
+BENCHMARK(BM_PgPool64Concurrent)
+    ->Arg(8)
+    ->Arg(32)
+    ->Arg(64)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Repetitions(3)
+    ->ReportAggregatesOnly(true);
 
 }  // namespace

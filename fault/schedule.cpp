@@ -9,36 +9,63 @@ namespace chorus::fault {
 
 const char* to_string(FaultKind kind) {
   switch (kind) {
-    case FaultKind::crash: return "crash";
-    case FaultKind::restart: return "restart";
-    case FaultKind::pause: return "pause";
-    case FaultKind::resume: return "resume";
-    case FaultKind::partition: return "partition";
-    case FaultKind::isolate: return "isolate";
-    case FaultKind::block: return "block";
-    case FaultKind::heal: return "heal";
-    case FaultKind::loss: return "loss";
-    case FaultKind::clock_skew: return "clock_skew";
-    case FaultKind::clock_drift: return "clock_drift";
-    case FaultKind::stop: return "stop";
-    case FaultKind::start: return "start";
-    case FaultKind::set_config: return "set_config";
-    case FaultKind::reload: return "reload";
-    case FaultKind::recycle: return "recycle";
-    case FaultKind::db_stop: return "db_stop";
-    case FaultKind::db_start: return "db_start";
-    case FaultKind::db_lag: return "db_lag";
-    case FaultKind::db_slow: return "db_slow";
-    case FaultKind::db_promote: return "db_promote";
-    case FaultKind::lb_only: return "lb_only";
-    case FaultKind::lb_stop: return "lb_stop";
-    case FaultKind::lb_start: return "lb_start";
-    case FaultKind::drop_clients: return "drop_clients";
+    case FaultKind::crash:
+      return "crash";
+    case FaultKind::restart:
+      return "restart";
+    case FaultKind::pause:
+      return "pause";
+    case FaultKind::resume:
+      return "resume";
+    case FaultKind::partition:
+      return "partition";
+    case FaultKind::isolate:
+      return "isolate";
+    case FaultKind::block:
+      return "block";
+    case FaultKind::heal:
+      return "heal";
+    case FaultKind::loss:
+      return "loss";
+    case FaultKind::clock_skew:
+      return "clock_skew";
+    case FaultKind::clock_drift:
+      return "clock_drift";
+    case FaultKind::stop:
+      return "stop";
+    case FaultKind::start:
+      return "start";
+    case FaultKind::set_config:
+      return "set_config";
+    case FaultKind::reload:
+      return "reload";
+    case FaultKind::recycle:
+      return "recycle";
+    case FaultKind::db_stop:
+      return "db_stop";
+    case FaultKind::db_start:
+      return "db_start";
+    case FaultKind::db_lag:
+      return "db_lag";
+    case FaultKind::db_slow:
+      return "db_slow";
+    case FaultKind::db_promote:
+      return "db_promote";
+    case FaultKind::lb_only:
+      return "lb_only";
+    case FaultKind::lb_stop:
+      return "lb_stop";
+    case FaultKind::lb_start:
+      return "lb_start";
+    case FaultKind::drop_clients:
+      return "drop_clients";
   }
   return "?";
 }
 
-bool is_network_or_process_fault(FaultKind kind) { return static_cast<int>(kind) <= static_cast<int>(FaultKind::clock_drift); }
+bool is_network_or_process_fault(FaultKind kind) {
+  return static_cast<int>(kind) <= static_cast<int>(FaultKind::clock_drift);
+}
 
 std::string to_string(const Fault& f) {
   std::string s = fmt::format("{:>9.3f}s {}", static_cast<double>(f.at.count()) / 1e6, to_string(f.kind));
@@ -62,22 +89,31 @@ std::vector<std::string> check_schedule(const FaultSchedule& schedule, uint32_t 
   Duration previous{0};
   for (size_t i = 0; i < schedule.faults.size(); ++i) {
     const Fault& f = schedule.faults[i];
-    auto problem = [&](const std::string& what) { errors.push_back(fmt::format("fault {} ({}): {}", i + 1, to_string(f), what)); };
-    if (f.at < previous) problem(fmt::format("at {} ms, before the fault ahead of it ({} ms)", to_ms(f.at), to_ms(previous)));
+    auto problem = [&](const std::string& what) {
+      errors.push_back(fmt::format("fault {} ({}): {}", i + 1, to_string(f), what));
+    };
+    if (f.at < previous)
+      problem(fmt::format("at {} ms, before the fault ahead of it ({} ms)", to_ms(f.at), to_ms(previous)));
     previous = std::max(previous, f.at);
     for (uint32_t n : f.nodes)
-      if (n >= node_count) problem(fmt::format("node {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
+      if (n >= node_count)
+        problem(fmt::format("node {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
     for (uint32_t n : f.peers)
-      if (n >= node_count) problem(fmt::format("peer {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
+      if (n >= node_count)
+        problem(fmt::format("peer {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
     const bool needs_node = f.kind != FaultKind::heal && f.kind != FaultKind::loss && f.kind != FaultKind::lb_only &&
-                            f.kind != FaultKind::lb_stop && f.kind != FaultKind::lb_start && !(f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote);
-    const bool needs_text = (f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote) || f.kind == FaultKind::set_config;
-    if (needs_text && f.text.empty()) problem(f.kind == FaultKind::set_config ? "names no setting" : "names no database server");
+                            f.kind != FaultKind::lb_stop && f.kind != FaultKind::lb_start &&
+                            !(f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote);
+    const bool needs_text =
+        (f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote) || f.kind == FaultKind::set_config;
+    if (needs_text && f.text.empty())
+      problem(f.kind == FaultKind::set_config ? "names no setting" : "names no database server");
     if (f.kind == FaultKind::db_slow && f.value < 1) problem("a slow factor must be at least 1");
     if (needs_node && f.nodes.empty()) problem("names no node");
     if ((f.kind == FaultKind::block || f.kind == FaultKind::isolate) && f.peers.empty()) problem("names no peer");
     if (f.kind == FaultKind::loss && (f.value < 0 || f.value > 1)) problem("loss must be from 0 to 1");
-    if (f.kind == FaultKind::clock_drift && (f.value <= -100'000 || f.value >= 100'000)) problem("drift must be within +-100000 ppm");
+    if (f.kind == FaultKind::clock_drift && (f.value <= -100'000 || f.value >= 100'000))
+      problem("drift must be within +-100000 ppm");
   }
   return errors;
 }
@@ -98,9 +134,9 @@ std::vector<uint32_t> random_subset(Random& random, uint32_t n, uint32_t min_siz
 
 FaultSchedule random_schedule(Random& random, uint32_t node_count, const SwarmOptions& options) {
   assert(node_count >= 2);
-  const bool allowed[kFamilies] = {options.allow_crash, options.allow_pause,     options.allow_partition,
+  const bool allowed[kFamilies] = {options.allow_crash,     options.allow_pause,     options.allow_partition,
                                    options.allow_partition, options.allow_partition, options.allow_loss,
-                                   options.allow_clock, options.allow_clock};
+                                   options.allow_clock,     options.allow_clock};
   double weight[kFamilies] = {};
   double total = 0;
   for (int f = 0; f < kFamilies; ++f) {
@@ -146,11 +182,13 @@ FaultSchedule random_schedule(Random& random, uint32_t node_count, const SwarmOp
         break;
       }
       case kPartition:
-        out.push_back(Fault{at, FaultKind::partition, random_subset(random, node_count, 1, node_count / 2), {}, 0, Duration{0}});
+        out.push_back(
+            Fault{at, FaultKind::partition, random_subset(random, node_count, 1, node_count / 2), {}, 0, Duration{0}});
         out.push_back(Fault{repair_at, FaultKind::heal, {}, {}, 0, Duration{0}});
         break;
       case kIsolate:
-        out.push_back(Fault{at, FaultKind::isolate, {victim}, random_subset(random, node_count, 1, node_count - 1), 0, Duration{0}});
+        out.push_back(Fault{
+            at, FaultKind::isolate, {victim}, random_subset(random, node_count, 1, node_count - 1), 0, Duration{0}});
         out.push_back(Fault{repair_at, FaultKind::heal, {}, {}, 0, Duration{0}});
         break;
       case kBlock: {
@@ -165,10 +203,16 @@ FaultSchedule random_schedule(Random& random, uint32_t node_count, const SwarmOp
         out.push_back(Fault{repair_at, FaultKind::loss, {}, {}, 0, Duration{0}});
         break;
       case kSkew:
-        out.push_back(Fault{at, FaultKind::clock_skew, {victim}, {}, 0, Duration{random.uniform_range(-10'000'000, 10'000'000)}});
+        out.push_back(
+            Fault{at, FaultKind::clock_skew, {victim}, {}, 0, Duration{random.uniform_range(-10'000'000, 10'000'000)}});
         break;
       case kDrift:
-        out.push_back(Fault{at, FaultKind::clock_drift, {victim}, {}, static_cast<double>(random.uniform_range(-500, 500)), Duration{0}});
+        out.push_back(Fault{at,
+                            FaultKind::clock_drift,
+                            {victim},
+                            {},
+                            static_cast<double>(random.uniform_range(-500, 500)),
+                            Duration{0}});
         break;
     }
   }

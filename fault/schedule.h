@@ -30,20 +30,20 @@ enum class FaultKind {
   clock_drift,  // nodes[0]'s clocks run `value` ppm fast (negative: slow)
   // Operations of the HA guide's procedures (the simulator's scenario runner applies these; the real
   // injector will map them to systemctl, file edits and the admin API):
-  stop,               // nodes[0] shuts down cleanly (SIGTERM)
-  start,              // nodes[0] starts (a new server, or one that was stopped); `text`: its version, if it changes
-  set_config,         // nodes' config.json: `text` is "Section.Setting=JSON value"; not loaded until reload or restart
-  reload,             // nodes[0] reloads its config.json from disk
-  recycle,            // nodes[0] recycles its database connections
-  db_stop,            // database server `text` stops
-  db_start,           // database server `text` starts
-  db_lag,             // replica `text` applies its primary's writes `amount` late
-  db_slow,            // database server `text` serves `value` times slower
-  db_promote,         // replica `text` becomes a primary
-  lb_only,            // the load balancer sends new requests only to `nodes` (empty: to every node again)
-  lb_stop,            // the load balancer stops: every client request fails
-  lb_start,           // the load balancer starts again
-  drop_clients,       // every client WebSocket on nodes[0] drops (the clients' network blips; the node is fine)
+  stop,          // nodes[0] shuts down cleanly (SIGTERM)
+  start,         // nodes[0] starts (a new server, or one that was stopped); `text`: its version, if it changes
+  set_config,    // nodes' config.json: `text` is "Section.Setting=JSON value"; not loaded until reload or restart
+  reload,        // nodes[0] reloads its config.json from disk
+  recycle,       // nodes[0] recycles its database connections
+  db_stop,       // database server `text` stops
+  db_start,      // database server `text` starts
+  db_lag,        // replica `text` applies its primary's writes `amount` late
+  db_slow,       // database server `text` serves `value` times slower
+  db_promote,    // replica `text` becomes a primary
+  lb_only,       // the load balancer sends new requests only to `nodes` (empty: to every node again)
+  lb_stop,       // the load balancer stops: every client request fails
+  lb_start,      // the load balancer starts again
+  drop_clients,  // every client WebSocket on nodes[0] drops (the clients' network blips; the node is fine)
 };
 const char* to_string(FaultKind kind);
 

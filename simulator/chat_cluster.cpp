@@ -41,7 +41,8 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
   o.log_sink = options_.log_sink;
   k_ = std::make_unique<Kernel>(o);
   k_->databases().add(DbServerOptions{.name = "db1", .service_time = options_.db_service_time});
-  for (const auto& r : options_.replicas) k_->databases().add(DbServerOptions{.name = r, .service_time = options_.db_service_time, .primary = "db1"});
+  for (const auto& r : options_.replicas)
+    k_->databases().add(DbServerOptions{.name = r, .service_time = options_.db_service_time, .primary = "db1"});
   for (int i = 0; i < options_.nodes; ++i) addresses_.push_back(fmt::format("10.0.0.{}:8074", i + 1));
   config::Config base;
   // The simulated servers are SQLite databases: the nodes speak SQLite's dialect to them (the FTS5 search
@@ -64,9 +65,12 @@ ChatCluster::ChatCluster(ChatClusterOptions options) : options_(std::move(option
     versions_.push_back(v < options_.versions.size() && !options_.versions[v].empty() ? options_.versions[v] : "0.1.0");
     k_->add_node(addresses_[static_cast<size_t>(i)], [this, i](Env& env) {
       // A node boots from its config.json as it is now (per_node_config), or from its configured copy.
-      const std::string text = options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config::to_json(configs_[static_cast<size_t>(i)]);
+      const std::string text = options_.per_node_config ? node_files_[static_cast<size_t>(i)]
+                                                        : config::to_json(configs_[static_cast<size_t>(i)]);
       auto loaded = config::load_config_text(text, "sim", {});
-      if (!loaded.ok()) throw std::runtime_error("node " + std::to_string(i) + ": its config.json does not load: " + loaded.error.text());
+      if (!loaded.ok())
+        throw std::runtime_error("node " + std::to_string(i) +
+                                 ": its config.json does not load: " + loaded.error.text());
       node::NodeOptions no;
       no.advertise = env.node_name();
       no.hostname = no.advertise.substr(0, no.advertise.rfind(':'));
@@ -121,8 +125,8 @@ bool ChatCluster::start_all(Duration limit) {
       k_->now() + limit);
 }
 
-void ChatCluster::call_async(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
-                             std::function<void(api::Response)> done) {
+void ChatCluster::call_async(int i, const std::string& method, const std::string& target, const std::string& body,
+                             const std::string& token, std::function<void(api::Response)> done) {
   api::Request r;
   r.method = method;
   const auto q = target.find('?');
@@ -147,13 +151,14 @@ void ChatCluster::call_async(int i, const std::string& method, const std::string
   // On the node's loop, as a request arriving from the network: held while the node is paused, never
   // handled if the node dies first (the client then sees no answer).
   const auto index = static_cast<NodeIndex>(i);
-  k_->call_on_node(index, k_->incarnation(index), k_->now_us(), [this, i, r = std::move(r), done = std::move(done)]() mutable {
-    if (auto* live = node(i)) live->api().handle(std::move(r), std::move(done));
-  });
+  k_->call_on_node(index, k_->incarnation(index), k_->now_us(),
+                   [this, i, r = std::move(r), done = std::move(done)]() mutable {
+                     if (auto* live = node(i)) live->api().handle(std::move(r), std::move(done));
+                   });
 }
 
-api::Response ChatCluster::call(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
-                                Duration limit) {
+api::Response ChatCluster::call(int i, const std::string& method, const std::string& target, const std::string& body,
+                                const std::string& token, Duration limit) {
   auto out = std::make_shared<std::optional<api::Response>>();
   call_async(i, method, target, body, token, [out](api::Response resp) { *out = std::move(resp); });
   k_->run_until([&] { return out->has_value(); }, k_->now() + limit);
@@ -162,9 +167,12 @@ api::Response ChatCluster::call(int i, const std::string& method, const std::str
 }
 
 std::string ChatCluster::signup_and_login(int i, const std::string& username, std::string* user_id) {
-  const auto created = call(i, "POST", "/api/v4/users",
-                            json::serialize(json::object{{"username", username}, {"email", username + "@example.com"}, {"password", "password-" + username}}));
-  auto login = call(i, "POST", "/api/v4/users/login", json::serialize(json::object{{"login_id", username}, {"password", "password-" + username}}));
+  const auto created =
+      call(i, "POST", "/api/v4/users",
+           json::serialize(json::object{
+               {"username", username}, {"email", username + "@example.com"}, {"password", "password-" + username}}));
+  auto login = call(i, "POST", "/api/v4/users/login",
+                    json::serialize(json::object{{"login_id", username}, {"password", "password-" + username}}));
   if (login.status != 200) return "";
   if (user_id) *user_id = std::string(json::parse(login.body).as_object().at("id").as_string());
   for (const auto& [k, v] : login.headers)
@@ -172,7 +180,8 @@ std::string ChatCluster::signup_and_login(int i, const std::string& username, st
   return "";
 }
 
-std::unique_ptr<SimSocket> ChatCluster::connect(int i, const std::string& token, const std::string& connection_id, int64_t sequence_number) {
+std::unique_ptr<SimSocket> ChatCluster::connect(int i, const std::string& token, const std::string& connection_id,
+                                                int64_t sequence_number) {
   auto s = std::make_unique<SimSocket>();
   s->node = static_cast<NodeIndex>(i);
   s->kernel = k_.get();
@@ -192,7 +201,8 @@ std::unique_ptr<SimSocket> ChatCluster::connect(int i, const std::string& token,
     s->close_code = static_cast<uint16_t>(refusal.status);
     return s;
   }
-  send(*s, json::serialize(json::object{{"action", "authentication_challenge"}, {"seq", 1}, {"data", json::object{{"token", token}}}}));
+  send(*s, json::serialize(json::object{
+               {"action", "authentication_challenge"}, {"seq", 1}, {"data", json::object{{"token", token}}}}));
   return s;
 }
 

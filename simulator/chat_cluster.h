@@ -44,7 +44,7 @@ class SimSocket final : public api::SocketSink {
 struct ChatClusterOptions {
   uint64_t seed = 1;
   int nodes = 3;
-  std::vector<std::string> replicas;  // read replica server names
+  std::vector<std::string> replicas;                         // read replica server names
   std::function<void(config::Config&, int node)> configure;  // per-node config tweaks
   jobs::JobServerOptions jobs;                               // job server timings (worker_id is set per node)
   cluster::MessengerOptions messenger;                       // every node's (an injected bug sets one)
@@ -55,9 +55,9 @@ struct ChatClusterOptions {
   bool per_node_config = false;       // each node has its own config.json (node_config_file); else one shared file
   // Migrations a version brings besides the built-in ones (a release with a schema change).
   std::function<std::vector<store::Migration>(const std::string& version)> migrations_for;
-  bool keep_trace = false;            // keep the kernel's trace records (replay, divergence reports)
-  Duration db_service_time{200};      // per statement, on every simulated database server
-  LogSink* log_sink = nullptr;        // the nodes' logs (null: discarded)
+  bool keep_trace = false;        // keep the kernel's trace records (replay, divergence reports)
+  Duration db_service_time{200};  // per statement, on every simulated database server
+  LogSink* log_sink = nullptr;    // the nodes' logs (null: discarded)
   // A node gave up (chorusd would exit): it is crashed right after, and this is told why.
   std::function<void(int node, const std::string& why)> on_fatal;
   app::AppOptions app;  // every node's (bcrypt_cost is set to 4)
@@ -77,22 +77,25 @@ class ChatCluster {
   // The shared config.json (nodes read it on reload).
   std::string& config_file() { return config_file_; }
   // Node i's config.json: its own with per_node_config, else the shared one.
-  std::string& node_config_file(int i) { return options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config_file_; }
+  std::string& node_config_file(int i) {
+    return options_.per_node_config ? node_files_[static_cast<size_t>(i)] : config_file_;
+  }
   const std::string& version(int i) const { return versions_[static_cast<size_t>(i)]; }
   void set_version(int i, std::string version) { versions_[static_cast<size_t>(i)] = std::move(version); }
 
   // An HTTP call on node i, run until answered (or `limit` of virtual time: status 0).
-  api::Response call(int i, const std::string& method, const std::string& target, const std::string& body = "", const std::string& token = "",
-                     Duration limit = Duration{30'000'000});
+  api::Response call(int i, const std::string& method, const std::string& target, const std::string& body = "",
+                     const std::string& token = "", Duration limit = Duration{30'000'000});
   // The same, without waiting: done runs when the node answers (never, if it dies first). The request
   // is handled on the node's loop, so a paused node answers when it resumes.
-  void call_async(int i, const std::string& method, const std::string& target, const std::string& body, const std::string& token,
-                  std::function<void(api::Response)> done);
+  void call_async(int i, const std::string& method, const std::string& target, const std::string& body,
+                  const std::string& token, std::function<void(api::Response)> done);
   // Creates a user (through the API) and logs in on node i: returns the token and fills user_id.
   std::string signup_and_login(int i, const std::string& username, std::string* user_id = nullptr);
   // Opens a WebSocket on node i (query: connection_id and sequence_number) and authenticates with the
   // challenge, as the official client does.
-  std::unique_ptr<SimSocket> connect(int i, const std::string& token, const std::string& connection_id = "", int64_t sequence_number = 0);
+  std::unique_ptr<SimSocket> connect(int i, const std::string& token, const std::string& connection_id = "",
+                                     int64_t sequence_number = 0);
   // The client side goes away (the node sees the socket close).
   void disconnect(SimSocket& socket);
   void send(SimSocket& socket, const std::string& text);

@@ -68,12 +68,18 @@ Duration FaultInjector::first_death(int n) const {
 
 std::optional<FaultKind> FaultInjector::repair_of(FaultKind kind) {
   switch (kind) {
-    case FaultKind::crash: return FaultKind::restart;
-    case FaultKind::pause: return FaultKind::resume;
-    case FaultKind::stop: return FaultKind::start;
-    case FaultKind::db_stop: return FaultKind::db_start;
-    case FaultKind::lb_stop: return FaultKind::lb_start;
-    default: return std::nullopt;
+    case FaultKind::crash:
+      return FaultKind::restart;
+    case FaultKind::pause:
+      return FaultKind::resume;
+    case FaultKind::stop:
+      return FaultKind::start;
+    case FaultKind::db_stop:
+      return FaultKind::db_start;
+    case FaultKind::lb_stop:
+      return FaultKind::lb_start;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -84,7 +90,9 @@ void FaultInjector::apply(const fault::Fault& f, bool retry) {
   last_change_ = k.now();
   if (!retry) mark(f);
   switch (f.kind) {
-    case FaultKind::crash: k.crash(f.nodes[0]); break;
+    case FaultKind::crash:
+      k.crash(f.nodes[0]);
+      break;
     case FaultKind::restart:
       if (k.state(f.nodes[0]) == NodeState::down) ctx_.boot(static_cast<int>(f.nodes[0]));
       break;
@@ -103,8 +111,12 @@ void FaultInjector::apply(const fault::Fault& f, bool retry) {
         ctx_.boot(static_cast<int>(f.nodes[0]));
       }
       break;
-    case FaultKind::pause: k.pause(f.nodes[0]); break;
-    case FaultKind::resume: k.resume(f.nodes[0]); break;
+    case FaultKind::pause:
+      k.pause(f.nodes[0]);
+      break;
+    case FaultKind::resume:
+      k.resume(f.nodes[0]);
+      break;
     case FaultKind::partition: {
       std::vector<bool> side(static_cast<size_t>(nodes), false);
       for (uint32_t n : f.nodes) side[n] = true;
@@ -134,7 +146,9 @@ void FaultInjector::apply(const fault::Fault& f, bool retry) {
       apply_fault(k, f);
       break;
     case FaultKind::clock_skew:
-    case FaultKind::clock_drift: apply_fault(k, f); break;
+    case FaultKind::clock_drift:
+      apply_fault(k, f);
+      break;
     case FaultKind::set_config: {
       const auto eq = f.text.find('=');
       for (uint32_t n : f.nodes) ctx_.set_setting(static_cast<int>(n), f.text.substr(0, eq), f.text.substr(eq + 1));
@@ -147,15 +161,33 @@ void FaultInjector::apply(const fault::Fault& f, bool retry) {
     case FaultKind::recycle:
       for (uint32_t n : f.nodes) ctx_.on_node(static_cast<int>(n), [](node::Node& nd) { nd.recycle_database(); });
       break;
-    case FaultKind::db_stop: k.databases().find(f.text)->stop(); break;
-    case FaultKind::db_start: k.databases().find(f.text)->start(); break;
-    case FaultKind::db_promote: k.databases().find(f.text)->promote(); break;
-    case FaultKind::db_lag: k.databases().find(f.text)->set_replication_lag(f.amount); break;
-    case FaultKind::db_slow: k.databases().find(f.text)->set_slow_factor(f.value); break;
-    case FaultKind::lb_only: lb_.only(f.nodes); break;
-    case FaultKind::lb_stop: lb_.set_up(false); break;
-    case FaultKind::lb_start: lb_.set_up(true); break;
-    case FaultKind::drop_clients: clients_.drop_on(f.nodes[0]); break;
+    case FaultKind::db_stop:
+      k.databases().find(f.text)->stop();
+      break;
+    case FaultKind::db_start:
+      k.databases().find(f.text)->start();
+      break;
+    case FaultKind::db_promote:
+      k.databases().find(f.text)->promote();
+      break;
+    case FaultKind::db_lag:
+      k.databases().find(f.text)->set_replication_lag(f.amount);
+      break;
+    case FaultKind::db_slow:
+      k.databases().find(f.text)->set_slow_factor(f.value);
+      break;
+    case FaultKind::lb_only:
+      lb_.only(f.nodes);
+      break;
+    case FaultKind::lb_stop:
+      lb_.set_up(false);
+      break;
+    case FaultKind::lb_start:
+      lb_.set_up(true);
+      break;
+    case FaultKind::drop_clients:
+      clients_.drop_on(f.nodes[0]);
+      break;
   }
 }
 
@@ -195,7 +227,8 @@ void FaultInjector::schedule_bug() {
   auto& k = ctx_.k;
   const Duration at = ctx_.t0 + Duration{ctx_.sc.duration.count() * 2 / 5};
   switch (ctx_.o.bug) {
-    case Bug::none: break;
+    case Bug::none:
+      break;
     case Bug::lose_post:
       k.at(at, [this] {
         if (ctx_.acked.empty()) return;
@@ -232,7 +265,8 @@ void FaultInjector::schedule_bug() {
         last_change_ = ctx_.k.now();
       });
       break;
-    case Bug::random_stream_ids: break;  // in every node's messenger from the start (scenario_run.cpp)
+    case Bug::random_stream_ids:
+      break;  // in every node's messenger from the start (scenario_run.cpp)
     case Bug::failed_assertion:
       k.at(at, [this] {
         ctx_.on_node(0, [](node::Node&) { CHORUS_ASSERT(1 + 1 == 3, "injected by --bug failed_assertion"); });

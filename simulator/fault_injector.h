@@ -27,9 +27,9 @@ class FaultInjector {
   void schedule_bug();
 
   // What the checkers ask.
-  bool reachable(int a, int b) const;  // no cut either way
-  bool one_way(int a, int b) const;    // cut one way only
-  bool quiet() const { return loss_ == 0; }  // no link loses frames
+  bool reachable(int a, int b) const;                    // no cut either way
+  bool one_way(int a, int b) const;                      // cut one way only
+  bool quiet() const { return loss_ == 0; }              // no link loses frames
   Duration last_change() const { return last_change_; }  // when a fault or an operation last changed something
   // When node n first died in the schedule (its first kill, pause, stop or isolation; -1: never).
   Duration first_death(int n) const;

@@ -13,26 +13,46 @@ namespace chorus::sim {
 
 const char* to_string(TraceKind kind) {
   switch (kind) {
-    case TraceKind::deliver: return "deliver";
-    case TraceKind::drop_loss: return "drop(loss)";
-    case TraceKind::drop_blocked: return "drop(partition)";
-    case TraceKind::drop_down: return "drop(receiver down)";
-    case TraceKind::duplicate: return "duplicate";
-    case TraceKind::timer: return "timer";
-    case TraceKind::connect_up: return "connect";
-    case TraceKind::connect_refused: return "connect refused";
-    case TraceKind::connect_timeout: return "connect timeout";
-    case TraceKind::reset: return "connection reset";
-    case TraceKind::crash: return "crash";
-    case TraceKind::stop: return "stop";
-    case TraceKind::restart: return "start";
-    case TraceKind::pause: return "pause";
-    case TraceKind::resume: return "resume";
-    case TraceKind::clock_skew: return "clock skew";
-    case TraceKind::clock_drift: return "clock drift";
-    case TraceKind::link_change: return "link change";
-    case TraceKind::action: return "action";
-    case TraceKind::db: return "database";
+    case TraceKind::deliver:
+      return "deliver";
+    case TraceKind::drop_loss:
+      return "drop(loss)";
+    case TraceKind::drop_blocked:
+      return "drop(partition)";
+    case TraceKind::drop_down:
+      return "drop(receiver down)";
+    case TraceKind::duplicate:
+      return "duplicate";
+    case TraceKind::timer:
+      return "timer";
+    case TraceKind::connect_up:
+      return "connect";
+    case TraceKind::connect_refused:
+      return "connect refused";
+    case TraceKind::connect_timeout:
+      return "connect timeout";
+    case TraceKind::reset:
+      return "connection reset";
+    case TraceKind::crash:
+      return "crash";
+    case TraceKind::stop:
+      return "stop";
+    case TraceKind::restart:
+      return "start";
+    case TraceKind::pause:
+      return "pause";
+    case TraceKind::resume:
+      return "resume";
+    case TraceKind::clock_skew:
+      return "clock skew";
+    case TraceKind::clock_drift:
+      return "clock drift";
+    case TraceKind::link_change:
+      return "link change";
+    case TraceKind::action:
+      return "action";
+    case TraceKind::db:
+      return "database";
   }
   return "?";
 }
@@ -99,12 +119,14 @@ int64_t Kernel::local_mono_us(NodeIndex i) const {
 
 int64_t Kernel::local_wall_us(NodeIndex i) const {
   const Node& n = node(i);
-  return static_cast<int64_t>(n.anchor_wall_us + static_cast<double>(now_us_ - n.anchor_virtual_us) * n.rate) + n.skew_us;
+  return static_cast<int64_t>(n.anchor_wall_us + static_cast<double>(now_us_ - n.anchor_virtual_us) * n.rate) +
+         n.skew_us;
 }
 
 int64_t Kernel::virtual_due(NodeIndex i, Duration local_delay) const {
   const double rate = node(i).rate;
-  const int64_t d = local_delay.count() <= 0 ? 0 : static_cast<int64_t>(std::ceil(static_cast<double>(local_delay.count()) / rate));
+  const int64_t d =
+      local_delay.count() <= 0 ? 0 : static_cast<int64_t>(std::ceil(static_cast<double>(local_delay.count()) / rate));
   return now_us_ + d;
 }
 
@@ -290,7 +312,8 @@ void Kernel::call_on_node(NodeIndex i, uint32_t incarnation, int64_t time_us, Ta
   n.env->set_timer_virtual(std::max(time_us, now_us_), std::move(fn));
 }
 
-uint32_t Kernel::alloc_message(NodeIndex from, NodeIndex to, uint32_t to_incarnation, std::span<const uint8_t> payload) {
+uint32_t Kernel::alloc_message(NodeIndex from, NodeIndex to, uint32_t to_incarnation,
+                               std::span<const uint8_t> payload) {
   uint32_t slot;
   if (!free_messages_.empty()) {
     slot = free_messages_.back();
@@ -407,7 +430,9 @@ void Kernel::record(TraceKind kind, NodeIndex a, NodeIndex b, uint64_t detail) {
 }
 
 std::string Kernel::describe(const TraceRecord& r) const {
-  auto name = [&](NodeIndex i) { return i == kNoNode ? std::string("-") : (i < nodes_.size() ? nodes_[i].address : fmt::format("#{}", i)); };
+  auto name = [&](NodeIndex i) {
+    return i == kNoNode ? std::string("-") : (i < nodes_.size() ? nodes_[i].address : fmt::format("#{}", i));
+  };
   return fmt::format("t={:.6f}s {} {} -> {} detail={:#x}", static_cast<double>(r.time_us) / 1e6, to_string(r.kind),
                      name(r.a), name(r.b), r.detail);
 }

@@ -58,18 +58,35 @@ struct LinkConfig {
 };
 
 enum class TraceKind : uint8_t {
-  deliver, drop_loss, drop_blocked, drop_down, duplicate,
-  timer, connect_up, connect_refused, connect_timeout, reset,
-  crash, stop, restart, pause, resume, clock_skew, clock_drift, link_change, action, db,
+  deliver,
+  drop_loss,
+  drop_blocked,
+  drop_down,
+  duplicate,
+  timer,
+  connect_up,
+  connect_refused,
+  connect_timeout,
+  reset,
+  crash,
+  stop,
+  restart,
+  pause,
+  resume,
+  clock_skew,
+  clock_drift,
+  link_change,
+  action,
+  db,
 };
 const char* to_string(TraceKind kind);
 
 struct TraceRecord {
   int64_t time_us;
   TraceKind kind;
-  NodeIndex a;       // the node acted on, or the sender
-  NodeIndex b;       // the receiver, or kNoNode
-  uint64_t detail;   // payload hash, timer id, or a fault's parameter
+  NodeIndex a;      // the node acted on, or the sender
+  NodeIndex b;      // the receiver, or kNoNode
+  uint64_t detail;  // payload hash, timer id, or a fault's parameter
 };
 
 enum class NodeState { down, up, paused };
@@ -83,7 +100,7 @@ class Kernel {
 
   struct Options {
     uint64_t seed = 1;
-    bool keep_trace = true;           // keep records (for divergence reports); the hash is always kept
+    bool keep_trace = true;                // keep records (for divergence reports); the hash is always kept
     size_t trace_records_max = 4'000'000;  // about 160 MB; the hash covers everything past it
     Duration connect_timeout{1'000'000};
     Duration reconnect_base{100'000};
@@ -91,7 +108,7 @@ class Kernel {
     uint32_t send_queue_frames_max = kDefaultSendQueueFramesMax;
     uint32_t frame_size_max = kDefaultFrameSizeMax;
     LinkConfig default_link;
-    LogSink* log_sink = nullptr;      // null: logs are discarded
+    LogSink* log_sink = nullptr;  // null: logs are discarded
     LogLevel log_level = LogLevel::info;
     int64_t wall_epoch_us = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z: virtual time 0 on the wall
   };
@@ -108,13 +125,13 @@ class Kernel {
   NodeIndex find(const std::string& address) const;  // kNoNode when unknown
 
   // Node lifecycle and faults (take effect now, in virtual time).
-  void start(NodeIndex i);     // boot a down node (first start or restart after crash/stop)
-  void crash(NodeIndex i);     // memory lost, no stop() called; peers see their connections reset
-  void stop(NodeIndex i);      // clean: Process::stop, then down when it reports done
-  void pause(NodeIndex i);     // frozen: its events wait; its connections stay up
-  void resume(NodeIndex i);    // held events run now, late
-  void set_clock_skew(NodeIndex i, Duration skew);     // wall clock offset
-  void set_clock_drift_ppm(NodeIndex i, double ppm);   // rate error of both its clocks
+  void start(NodeIndex i);                          // boot a down node (first start or restart after crash/stop)
+  void crash(NodeIndex i);                          // memory lost, no stop() called; peers see their connections reset
+  void stop(NodeIndex i);                           // clean: Process::stop, then down when it reports done
+  void pause(NodeIndex i);                          // frozen: its events wait; its connections stay up
+  void resume(NodeIndex i);                         // held events run now, late
+  void set_clock_skew(NodeIndex i, Duration skew);  // wall clock offset
+  void set_clock_drift_ppm(NodeIndex i, double ppm);  // rate error of both its clocks
   NodeState state(NodeIndex i) const;
   uint32_t incarnation(NodeIndex i) const;
   Process* process(NodeIndex i);  // null when down
@@ -123,11 +140,11 @@ class Kernel {
   // Links (directed, from -> to).
   LinkConfig& link(NodeIndex from, NodeIndex to);
   void set_link(NodeIndex from, NodeIndex to, const LinkConfig& config);
-  void block(NodeIndex from, NodeIndex to);    // one-way cut
+  void block(NodeIndex from, NodeIndex to);  // one-way cut
   void unblock(NodeIndex from, NodeIndex to);
-  void partition(const std::vector<NodeIndex>& side);  // cut side from the rest, both ways
+  void partition(const std::vector<NodeIndex>& side);             // cut side from the rest, both ways
   void isolate(NodeIndex i, const std::vector<NodeIndex>& from);  // cut i from these peers, both ways
-  void heal();  // unblock every link
+  void heal();                                                    // unblock every link
 
   // Running.
   int64_t now_us() const { return now_us_; }
@@ -156,8 +173,8 @@ class Kernel {
   SimDatabases& databases() { return *databases_; }
   // The shared file storage (a NAS every node mounts): path -> contents. Survives node crashes.
   std::map<std::string, std::string>& shared_files() { return shared_files_; }
-  bool step();                      // runs one event; false when the queue is empty
-  void run_until(Duration t);       // runs every event up to and including t, then sets now to t
+  bool step();                 // runs one event; false when the queue is empty
+  void run_until(Duration t);  // runs every event up to and including t, then sets now to t
   void run_for(Duration d) { run_until(now() + d); }
   // Runs until pred() holds (checked after each event) or t is reached. True if pred held.
   bool run_until(const std::function<bool()>& pred, Duration t);
@@ -181,9 +198,9 @@ class Kernel {
   struct Event {
     int64_t time_us;
     uint64_t seq;
-    uint64_t id;             // timer id, message slot, connection token, or action slot
-    NodeIndex node;          // the node whose loop runs it (kNoNode for actions)
-    uint32_t incarnation;    // the node's incarnation when scheduled; stale events are dropped
+    uint64_t id;           // timer id, message slot, connection token, or action slot
+    NodeIndex node;        // the node whose loop runs it (kNoNode for actions)
+    uint32_t incarnation;  // the node's incarnation when scheduled; stale events are dropped
     EventKind kind;
     bool operator>(const Event& o) const { return time_us != o.time_us ? time_us > o.time_us : seq > o.seq; }
   };

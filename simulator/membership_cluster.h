@@ -16,7 +16,8 @@ namespace chorus::sim {
 
 class MemberNode final : public Process, public TransportHandler {
  public:
-  MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, cluster::NodeInfo info, int* deaths);
+  MemberNode(Env& env, std::vector<std::string> seeds, cluster::MembershipOptions options, cluster::NodeInfo info,
+             int* deaths);
   void start() override;
   void stop(Task done) override;
   void on_frame(const std::string& from, std::span<const uint8_t> p) override {

@@ -55,7 +55,9 @@ std::string PingCluster::describe_connectivity() {
   std::string s;
   for (NodeIndex i = 0; i < kernel_->node_count(); ++i) {
     PingNode* n = node(i);
-    s += fmt::format("{}: {}", kernel_->address(i), n ? fmt::format("{} of {} peers connected", n->connected_count(), kernel_->node_count() - 1) : "down");
+    s += fmt::format(
+        "{}: {}", kernel_->address(i),
+        n ? fmt::format("{} of {} peers connected", n->connected_count(), kernel_->node_count() - 1) : "down");
     if (n) {
       for (const auto& [peer, rtt] : n->peers())
         if (rtt.srtt_us >= 0) s += fmt::format(", {} srtt {:.2f} ms", peer, rtt.srtt_us / 1000.0);
@@ -79,7 +81,8 @@ std::optional<Divergence> first_divergence(const Kernel& a, const Kernel& b) {
   return d;
 }
 
-std::optional<Divergence> check_determinism(uint64_t seed, const std::function<std::unique_ptr<Kernel>(uint64_t)>& make) {
+std::optional<Divergence> check_determinism(uint64_t seed,
+                                            const std::function<std::unique_ptr<Kernel>(uint64_t)>& make) {
   auto first = make(seed);
   auto second = make(seed);
   return first_divergence(*first, *second);

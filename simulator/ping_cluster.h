@@ -17,9 +17,9 @@ namespace chorus::sim {
 struct PingClusterSpec {
   uint32_t nodes = 5;
   Duration ping_interval{200'000};
-  Duration duration{30'000'000};   // total simulated time
+  Duration duration{30'000'000};  // total simulated time
   bool random_faults = true;
-  fault::SwarmOptions swarm;        // horizon must be < duration to leave a quiet tail
+  fault::SwarmOptions swarm;  // horizon must be < duration to leave a quiet tail
   LinkConfig link;
   bool keep_trace = true;
   LogSink* log_sink = nullptr;
@@ -54,7 +54,8 @@ struct Divergence {
 
 // Runs make(seed) twice to completion (the callback builds and runs a kernel and returns it) and
 // compares the traces record by record. Nullopt when the runs are identical.
-std::optional<Divergence> check_determinism(uint64_t seed, const std::function<std::unique_ptr<Kernel>(uint64_t)>& make);
+std::optional<Divergence> check_determinism(uint64_t seed,
+                                            const std::function<std::unique_ptr<Kernel>(uint64_t)>& make);
 std::optional<Divergence> first_divergence(const Kernel& a, const Kernel& b);
 
 }  // namespace chorus::sim

@@ -4,8 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chorus::sim {
@@ -15,9 +15,9 @@ struct RunRecord {
   std::string description;  // one paragraph, from the scenario file
   std::string file;         // the scenario file, as given
   uint64_t seed = 0;
-  double duration_s = 0;    // simulated seconds
-  double wall_s = 0;        // wall seconds the run took
-  double setup_wall_s = 0;  // of which: the setup before time 0 (users with bcrypt, team, channels, logins)
+  double duration_s = 0;           // simulated seconds
+  double wall_s = 0;               // wall seconds the run took
+  double setup_wall_s = 0;         // of which: the setup before time 0 (users with bcrypt, team, channels, logins)
   std::vector<std::string> nodes;  // a name per node lane ("n0 10.0.0.1:8074")
 
   // The cluster sampled at regular times. state: 'u' up, 'd' down, 'p' paused, '-' not (yet) part of
@@ -51,7 +51,7 @@ struct RunRecord {
   std::vector<std::pair<std::string, std::string>> metrics;  // name, value (already formatted)
 
   struct Check {
-    std::string name;    // "no acknowledged post lost", "expect: detect n1 within 3s", ...
+    std::string name;  // "no acknowledged post lost", "expect: detect n1 within 3s", ...
     bool passed = true;
     std::string detail;  // the measured figure, or the first violation
   };
@@ -76,13 +76,13 @@ std::string render_markdown(const RunRecord& run, const std::string& svg_file_na
 struct IndexRow {
   std::string scenario;
   std::string description;
-  std::string page;      // the Markdown page of its representative run, relative to the index
+  std::string page;  // the Markdown page of its representative run, relative to the index
   int seeds = 0;
   int failed_seeds = 0;
   std::vector<uint64_t> failing;  // seeds that failed
-  double simulated_s = 0;          // over all seeds
+  double simulated_s = 0;         // over all seeds
   double wall_s = 0;
-  double setup_wall_s = 0;         // of which: setup before each run's time 0
+  double setup_wall_s = 0;  // of which: setup before each run's time 0
 };
 // The index page: a table of scenarios (pass/fail, seeds, speed), and how to reproduce the run.
 std::string render_index(const std::vector<IndexRow>& rows, const std::string& command);

@@ -48,8 +48,8 @@ struct RunContext {
   std::string admin, team;  // the admin's token, the team's id
   std::vector<std::string> channel_ids;
   std::unordered_map<std::string, int> channel_index;  // channel id -> index
-  std::vector<std::vector<int>> members;              // channel index -> its members (client indices)
-  std::vector<Acked> acked;                           // in acknowledgement order
+  std::vector<std::vector<int>> members;               // channel index -> its members (client indices)
+  std::vector<Acked> acked;                            // in acknowledgement order
   std::unordered_map<std::string, Duration> ack_time;  // post id -> when its author got the 201
   std::unordered_map<std::string, int> origin;         // post message -> the node that handled its request
 

@@ -68,9 +68,9 @@ void RunMetrics::on_sample(const checkers::Sample& s) {
   for (int n = 0; n < ctx_.sc.nodes; ++n) {
     const auto st = ctx_.k.state(static_cast<NodeIndex>(n));
     r.state += ctx_.start_time[static_cast<size_t>(n)] < Duration{0} ? '-'
-               : st == NodeState::paused                            ? 'p'
-               : st == NodeState::up                                ? 'u'
-                                                                    : 'd';
+               : st == NodeState::paused                             ? 'p'
+               : st == NodeState::up                                 ? 'u'
+                                                                     : 'd';
     int red = 0, green = 0;
     for (int v : s.alive) {
       if (v == n) continue;
@@ -124,9 +124,8 @@ void RunMetrics::finish(const SimClients& clients, const checkers::EventsInOrder
   m.emplace_back("clients with an open WebSocket at the end", std::to_string(t.open));
   m.emplace_back("requests ok / failed",
                  fmt::format("{} / {} ({:.2f}% failed)", t.ok, t.failed, t.failed_share() * 100));
-  m.emplace_back("request latency p50 / p99 / max",
-                 fmt::format("{:.1f} / {:.1f} / {:.1f} ms", latency(0.5) / 1e3, latency(0.99) / 1e3,
-                             latency(1.0) / 1e3));
+  m.emplace_back("request latency p50 / p99 / max", fmt::format("{:.1f} / {:.1f} / {:.1f} ms", latency(0.5) / 1e3,
+                                                                latency(0.99) / 1e3, latency(1.0) / 1e3));
   m.emplace_back("longest client gap", fmt_s(t.gap));
   m.emplace_back("longest cluster downtime", fmt_s(downtime_));
   m.emplace_back("posts acknowledged", std::to_string(ctx_.acked.size()));

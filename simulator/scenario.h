@@ -32,16 +32,16 @@ struct RandomFaults {
 
 struct Expectation {
   enum class Kind {
-    detect,          // node's death (its first kill, pause, stop or isolation) is seen by every live peer within `bound`
-    leader,          // at `at`, every live node (of `viewers`, if given) names `node` as leader
-    status,          // at `at`, every live node (of `viewers`) that reaches `node` shows it `colour` (node -1: every live peer)
-    max_failed,      // failed client requests, as a share of all (value)
-    max_gap,         // a client unserved: from its first failed request (after a success) to a later failure
-    max_downtime,    // the same over all clients: failures with no success of anyone between
+    detect,  // node's death (its first kill, pause, stop or isolation) is seen by every live peer within `bound`
+    leader,  // at `at`, every live node (of `viewers`, if given) names `node` as leader
+    status,  // at `at`, every live node (of `viewers`) that reaches `node` shows it `colour` (node -1: every live peer)
+    max_failed,    // failed client requests, as a share of all (value)
+    max_gap,       // a client unserved: from its first failed request (after a success) to a later failure
+    max_downtime,  // the same over all clients: failures with no success of anyone between
 
-    max_p99,         // p99 client request latency over the run
-    min_jobs,        // completed probe jobs (value)
-    max_resyncs,     // WebSocket reconnects that got a new connection instead of resuming (value)
+    max_p99,      // p99 client request latency over the run
+    min_jobs,     // completed probe jobs (value)
+    max_resyncs,  // WebSocket reconnects that got a new connection instead of resuming (value)
   };
   Kind kind = Kind::detect;
   Duration at{0};
@@ -73,15 +73,16 @@ struct Scenario {
   int health_fails = 2;                 // consecutive failed checks before an upstream is taken out
   int workers = 32;                     // capacity model: requests a node serves at once
   Duration service_time{1'000};         // CPU time per request
-  Duration boot_time{5'000'000};        // an `upgrade` starts the server this long after stopping it (the guide: a restart takes about 5 s)
+  Duration boot_time{
+      5'000'000};  // an `upgrade` starts the server this long after stopping it (the guide: a restart takes about 5 s)
 
   // Workload.
   int users = 12;
   int channels = 3;
-  int members = 6;          // users per channel
-  double post_rate = 4;     // posts per second, all clients together
-  double typing_rate = 2;   // typing events per second
-  double search_rate = 0;   // post searches per second (they go to the search replicas)
+  int members = 6;         // users per channel
+  double post_rate = 4;    // posts per second, all clients together
+  double typing_rate = 2;  // typing events per second
+  double search_rate = 0;  // post searches per second (they go to the search replicas)
   Duration request_timeout{10'000'000};
   Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
   Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle
@@ -102,18 +103,23 @@ ScenarioParse parse_scenario_text(const std::string& text, const std::string& fi
 ScenarioParse parse_scenario_file(const std::string& path);
 
 // The checkers that are always on, by the names their violations carry (known_bugs names them too).
-inline constexpr std::array<const char*, 7> kCheckers{"no acknowledged post lost", "events in order, never twice", "one leader per connected group",
-                                                      "recurring jobs run once per period", "cluster status matches the truth", "no node crashes",
+inline constexpr std::array<const char*, 7> kCheckers{"no acknowledged post lost",
+                                                      "events in order, never twice",
+                                                      "one leader per connected group",
+                                                      "recurring jobs run once per period",
+                                                      "cluster status matches the truth",
+                                                      "no node crashes",
                                                       "queues stay bounded"};
 
 // Bugs a test can inject, each to show that its checker catches it.
 enum class Bug {
   none,
-  lose_post,     // an acknowledged post is deleted from the database
-  two_leaders,   // a node is cut off without the checkers being told (a hidden partition)
-  double_job,    // a second job is scheduled for a period that has one (the unique key bypassed)
-  wrong_status,  // a node's config change is hidden from its peers' status (stale announcements)
-  random_stream_ids,  // message streams with random ids, as before seed 3077's fix (a late frame retires the live stream)
+  lose_post,          // an acknowledged post is deleted from the database
+  two_leaders,        // a node is cut off without the checkers being told (a hidden partition)
+  double_job,         // a second job is scheduled for a period that has one (the unique key bypassed)
+  wrong_status,       // a node's config change is hidden from its peers' status (stale announcements)
+  random_stream_ids,  // message streams with random ids, as before seed 3077's fix (a late frame retires the live
+                      // stream)
   failed_assertion,   // an always-on assertion fails in a node's code (a broken invariant)
 };
 
@@ -123,7 +129,7 @@ struct RunOptions {
   Bug bug = Bug::none;
   // Replaces the scenario's timeline and random faults (shrink): the exact schedule to apply.
   std::optional<std::vector<fault::Fault>> schedule;
-  LogSink* log = nullptr;   // the nodes' logs
+  LogSink* log = nullptr;                   // the nodes' logs
   std::optional<uint64_t> describe_record;  // with keep_trace: describe this trace record (divergence reports)
 };
 
@@ -131,7 +137,7 @@ struct Violation {
   Duration at{0};
   std::string checker;  // "no acknowledged post lost", ...
   std::string what;
-  std::string kind;     // how it failed, where a checker tells kinds apart ("acknowledged after the last repair")
+  std::string kind;  // how it failed, where a checker tells kinds apart ("acknowledged after the last repair")
 };
 // The same checker failing the same way (shrink keeps only candidates that do).
 bool same_failure(const Violation& a, const Violation& b);
@@ -145,7 +151,7 @@ struct RunResult {
   std::vector<std::string> trace_window;  // with keep_trace: the trace around the first violation
   std::vector<uint64_t> trace_hashes;     // with keep_trace: the running hash after each record
   std::string described_record;           // RunOptions::describe_record, described
-  std::vector<Violation> known;  // violations of the scenario's known bugs
+  std::vector<Violation> known;           // violations of the scenario's known bugs
   bool ok() const { return violations.empty(); }
 };
 

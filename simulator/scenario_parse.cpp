@@ -36,7 +36,9 @@ class Parser {
       const auto key = it->first.as<std::string>();
       bool ok = false;
       for (const char* k : known) ok = ok || key == k;
-      if (!ok) fail(it->first, fmt::format("unknown key \"{}\" in {}; expected one of: {}", key, what, fmt::join(known, ", ")));
+      if (!ok)
+        fail(it->first,
+             fmt::format("unknown key \"{}\" in {}; expected one of: {}", key, what, fmt::join(known, ", ")));
     }
   }
 
@@ -76,11 +78,16 @@ class Parser {
     }
     const std::string unit = s.substr(used);
     double scale = 0;
-    if (unit.empty() || unit == "s") scale = 1e6;
-    else if (unit == "ms") scale = 1e3;
-    else if (unit == "us") scale = 1;
-    else if (unit == "m" || unit == "min") scale = 60e6;
-    else fail(n, fmt::format("{}: unknown unit \"{}\" in \"{}\"; expected s, ms, us or m", what, unit, s));
+    if (unit.empty() || unit == "s")
+      scale = 1e6;
+    else if (unit == "ms")
+      scale = 1e3;
+    else if (unit == "us")
+      scale = 1;
+    else if (unit == "m" || unit == "min")
+      scale = 60e6;
+    else
+      fail(n, fmt::format("{}: unknown unit \"{}\" in \"{}\"; expected s, ms, us or m", what, unit, s));
     if (v < 0) fail(n, fmt::format("{} must not be negative, found \"{}\"", what, s));
     return Duration{static_cast<int64_t>(std::llround(v * scale))};
   }
@@ -96,8 +103,11 @@ class Parser {
       if (used != s.size()) v = -1;
     } catch (const std::exception&) {
     }
-    if (v < 0) fail(n, fmt::format("{}: expected a node number (0 to {}) or n0..n{}, found \"{}\"", what, nodes_ - 1, nodes_ - 1, n.as<std::string>()));
-    if (v >= nodes_) fail(n, fmt::format("{}: node {} does not exist; the topology has nodes 0 to {}", what, v, nodes_ - 1));
+    if (v < 0)
+      fail(n, fmt::format("{}: expected a node number (0 to {}) or n0..n{}, found \"{}\"", what, nodes_ - 1, nodes_ - 1,
+                          n.as<std::string>()));
+    if (v >= nodes_)
+      fail(n, fmt::format("{}: node {} does not exist; the topology has nodes 0 to {}", what, v, nodes_ - 1));
     return static_cast<uint32_t>(v);
   }
   // One node, a list of nodes, or "all".
@@ -116,24 +126,31 @@ class Parser {
   std::string database(const YAML::Node& n, const char* what) const {
     const std::string s = str(n, what);
     if (!databases_.count(s))
-      fail(n, fmt::format("{}: database server \"{}\" does not exist; the topology has: {}", what, s, fmt::join(databases_, ", ")));
+      fail(n, fmt::format("{}: database server \"{}\" does not exist; the topology has: {}", what, s,
+                          fmt::join(databases_, ", ")));
     return s;
   }
 
   Scenario parse(const YAML::Node& root) {
     Scenario sc;
     sc.file = file_;
-    keys(root, {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect", "known_bugs", "regression_seeds"}, "the scenario");
+    keys(root,
+         {"name", "description", "duration", "seeds", "topology", "workload", "timeline", "random_faults", "expect",
+          "known_bugs", "regression_seeds"},
+         "the scenario");
     if (!root["name"]) fail(root, "the scenario has no name");
     sc.name = str(root["name"], "name");
     if (root["description"]) sc.description = str(root["description"], "description");
     if (root["duration"]) sc.duration = duration(root["duration"], "duration");
-    if (sc.duration < Duration{5'000'000} || sc.duration > Duration{3'600'000'000}) fail(root["duration"], "duration must be from 5s to 60m");
+    if (sc.duration < Duration{5'000'000} || sc.duration > Duration{3'600'000'000})
+      fail(root["duration"], "duration must be from 5s to 60m");
     if (root["seeds"]) sc.seeds = integer(root["seeds"], "seeds", 1, 10000);
     if (root["regression_seeds"]) {
       const auto& rs = root["regression_seeds"];
       if (!rs.IsSequence()) fail(rs, "regression_seeds must be a list of seeds, such as [3077]");
-      for (const auto& e : rs) sc.regression_seeds.push_back(static_cast<uint64_t>(integer(e, "a regression seed", 1, std::numeric_limits<int>::max())));
+      for (const auto& e : rs)
+        sc.regression_seeds.push_back(
+            static_cast<uint64_t>(integer(e, "a regression seed", 1, std::numeric_limits<int>::max())));
     }
     if (root["topology"]) topology(root["topology"], sc);
     nodes_ = sc.nodes;
@@ -152,7 +169,8 @@ class Parser {
       for (const auto& e : kb) {
         keys(e, {"checker", "bug"}, "a known bug");
         const std::string c = str(e["checker"], "checker");
-        if (!checkers.count(c)) fail(e["checker"], fmt::format("unknown checker \"{}\"; expected one of: {}", c, fmt::join(checkers, ", ")));
+        if (!checkers.count(c))
+          fail(e["checker"], fmt::format("unknown checker \"{}\"; expected one of: {}", c, fmt::join(checkers, ", ")));
         sc.known_bugs.emplace_back(c, e["bug"] ? str(e["bug"], "bug") : "");
       }
     }
@@ -161,7 +179,8 @@ class Parser {
 
  private:
   void topology(const YAML::Node& t, Scenario& sc) {
-    keys(t, {"nodes", "initial", "versions", "config", "databases", "load_balancer", "capacity", "boot_time"}, "topology");
+    keys(t, {"nodes", "initial", "versions", "config", "databases", "load_balancer", "capacity", "boot_time"},
+         "topology");
     if (t["nodes"]) sc.nodes = integer(t["nodes"], "topology.nodes", 1, 64);
     nodes_ = sc.nodes;
     if (t["initial"]) {
@@ -202,7 +221,8 @@ class Parser {
     const std::string v = str(n, "version");
     int a, b, c;
     char tail;
-    if (std::sscanf(v.c_str(), "%d.%d.%d%c", &a, &b, &c, &tail) != 3) fail(n, fmt::format("a version is major.minor.patch, found \"{}\"", v));
+    if (std::sscanf(v.c_str(), "%d.%d.%d%c", &a, &b, &c, &tail) != 3)
+      fail(n, fmt::format("a version is major.minor.patch, found \"{}\"", v));
     return v;
   }
 
@@ -242,12 +262,16 @@ class Parser {
   }
 
   void workload(const YAML::Node& w, Scenario& sc) {
-    keys(w, {"users", "channels", "members", "post_rate", "typing_rate", "search_rate", "request_timeout", "job_period", "until"}, "workload");
+    keys(w,
+         {"users", "channels", "members", "post_rate", "typing_rate", "search_rate", "request_timeout", "job_period",
+          "until"},
+         "workload");
     if (w["search_rate"]) sc.search_rate = number(w["search_rate"], "search_rate", 0, 100000);
     if (w["users"]) sc.users = integer(w["users"], "users", 1, 100000);
     if (w["channels"]) sc.channels = integer(w["channels"], "channels", 1, 10000);
     if (w["members"]) sc.members = integer(w["members"], "members", 1, 100000);
-    if (sc.members > sc.users) fail(w["members"] ? w["members"] : w, fmt::format("members ({}) cannot exceed users ({})", sc.members, sc.users));
+    if (sc.members > sc.users)
+      fail(w["members"] ? w["members"] : w, fmt::format("members ({}) cannot exceed users ({})", sc.members, sc.users));
     if (w["post_rate"]) sc.post_rate = number(w["post_rate"], "post_rate", 0, 100000);
     if (w["typing_rate"]) sc.typing_rate = number(w["typing_rate"], "typing_rate", 0, 100000);
     if (w["request_timeout"]) sc.request_timeout = duration(w["request_timeout"], "request_timeout");
@@ -267,8 +291,10 @@ class Parser {
       if (!e["at"]) fail(e, "a timeline entry needs `at` (its time)");
       const Duration at = duration(e["at"], "at");
       if (at < previous)
-        fail(e["at"], fmt::format("time {} is before the previous entry's {}; the timeline must be in time order", fmt_s(at), fmt_s(previous)));
-      if (at > sc.duration) fail(e["at"], fmt::format("time {} is after the end of the scenario ({})", fmt_s(at), fmt_s(sc.duration)));
+        fail(e["at"], fmt::format("time {} is before the previous entry's {}; the timeline must be in time order",
+                                  fmt_s(at), fmt_s(previous)));
+      if (at > sc.duration)
+        fail(e["at"], fmt::format("time {} is after the end of the scenario ({})", fmt_s(at), fmt_s(sc.duration)));
       previous = at;
       int ops = 0;
       for (auto it = e.begin(); it != e.end(); ++it) {
@@ -283,15 +309,18 @@ class Parser {
 
   void operation(const std::string& op, const YAML::Node& key, const YAML::Node& v, Duration at, Scenario& sc) {
     using fault::FaultKind;
-    auto add = [&](FaultKind kind, std::vector<uint32_t> ns = {}, std::vector<uint32_t> peers = {}, double value = 0, Duration amount = Duration{0},
-                   std::string text = "") { sc.timeline.push_back(fault::Fault{at, kind, std::move(ns), std::move(peers), value, amount, std::move(text)}); };
+    auto add = [&](FaultKind kind, std::vector<uint32_t> ns = {}, std::vector<uint32_t> peers = {}, double value = 0,
+                   Duration amount = Duration{0}, std::string text = "") {
+      sc.timeline.push_back(fault::Fault{at, kind, std::move(ns), std::move(peers), value, amount, std::move(text)});
+    };
     if (op == "kill") return add(FaultKind::crash, {node(v, "kill")});
     if (op == "restart") return add(FaultKind::restart, {node(v, "restart")});
     if (op == "stop") return add(FaultKind::stop, {node(v, "stop")});
     if (op == "start") {
       if (v.IsMap()) {
         keys(v, {"node", "version"}, "start");
-        return add(FaultKind::start, {node(v["node"], "start.node")}, {}, 0, Duration{0}, v["version"] ? version(v["version"]) : "");
+        return add(FaultKind::start, {node(v["node"], "start.node")}, {}, 0, Duration{0},
+                   v["version"] ? version(v["version"]) : "");
       }
       return add(FaultKind::start, {node(v, "start")});
     }
@@ -299,9 +328,11 @@ class Parser {
       keys(v, {"node", "version"}, "upgrade");
       if (!v["node"] || !v["version"]) fail(v, "upgrade needs node and version");
       const uint32_t n = node(v["node"], "upgrade.node");
-      if (at + sc.boot_time > sc.duration) fail(v, "the upgraded server would start after the end of the scenario (at + topology.boot_time)");
+      if (at + sc.boot_time > sc.duration)
+        fail(v, "the upgraded server would start after the end of the scenario (at + topology.boot_time)");
       add(FaultKind::stop, {n});
-      sc.timeline.push_back(fault::Fault{at + sc.boot_time, FaultKind::start, {n}, {}, 0, Duration{0}, version(v["version"])});
+      sc.timeline.push_back(
+          fault::Fault{at + sc.boot_time, FaultKind::start, {n}, {}, 0, Duration{0}, version(v["version"])});
       return;
     }
     if (op == "pause") return add(FaultKind::pause, {node(v, "pause")});
@@ -337,12 +368,14 @@ class Parser {
     if (op == "drift") {
       keys(v, {"node", "ppm"}, "drift");
       if (!v["node"] || !v["ppm"]) fail(v, "drift needs node and ppm (e.g. {node: 1, ppm: 200})");
-      return add(FaultKind::clock_drift, {node(v["node"], "drift.node")}, {}, number(v["ppm"], "drift.ppm", -99'999, 99'999));
+      return add(FaultKind::clock_drift, {node(v["node"], "drift.node")}, {},
+                 number(v["ppm"], "drift.ppm", -99'999, 99'999));
     }
     if (op == "set_config") {
       keys(v, {"nodes", "setting", "value"}, "set_config");
       if (!v["setting"] || !v["value"]) fail(v, "set_config needs setting and value");
-      return add(FaultKind::set_config, v["nodes"] ? nodes(v["nodes"], "set_config.nodes") : nodes(YAML::Node("all"), ""), {}, 0, Duration{0},
+      return add(FaultKind::set_config,
+                 v["nodes"] ? nodes(v["nodes"], "set_config.nodes") : nodes(YAML::Node("all"), ""), {}, 0, Duration{0},
                  setting_name(v["setting"]) + "=" + json_value(v["value"]));
     }
     if (op == "reload") return add(FaultKind::reload, nodes(v, "reload"));
@@ -350,8 +383,9 @@ class Parser {
     if (op == "switch_datasource") {  // every node's config.json points DataSource at `to`, which leaves the replicas
       keys(v, {"to", "nodes"}, "switch_datasource");
       const std::string to = database(v["to"], "switch_datasource.to");
-      return add(FaultKind::set_config, v["nodes"] ? nodes(v["nodes"], "switch_datasource.nodes") : nodes(YAML::Node("all"), ""), {}, 0, Duration{0},
-                 "SqlSettings.DataSource=\"" + to + "\"");
+      return add(FaultKind::set_config,
+                 v["nodes"] ? nodes(v["nodes"], "switch_datasource.nodes") : nodes(YAML::Node("all"), ""), {}, 0,
+                 Duration{0}, "SqlSettings.DataSource=\"" + to + "\"");
     }
     if (op == "db_stop") return add(FaultKind::db_stop, {}, {}, 0, Duration{0}, database(v, "db_stop"));
     if (op == "db_start") return add(FaultKind::db_start, {}, {}, 0, Duration{0}, database(v, "db_start"));
@@ -364,15 +398,18 @@ class Parser {
     if (op == "db_slow") {
       keys(v, {"db", "factor"}, "db_slow");
       if (!v["db"] || !v["factor"]) fail(v, "db_slow needs db and factor");
-      return add(FaultKind::db_slow, {}, {}, number(v["factor"], "db_slow.factor", 1, 1e6), Duration{0}, database(v["db"], "db_slow.db"));
+      return add(FaultKind::db_slow, {}, {}, number(v["factor"], "db_slow.factor", 1, 1e6), Duration{0},
+                 database(v["db"], "db_slow.db"));
     }
     if (op == "lb_only") return add(FaultKind::lb_only, nodes(v, "lb_only"));
     if (op == "lb_all") return add(FaultKind::lb_only);
     if (op == "lb_stop") return add(FaultKind::lb_stop);
     if (op == "lb_start") return add(FaultKind::lb_start);
     if (op == "drop_clients") return add(FaultKind::drop_clients, {node(v, "drop_clients")});
-    fail(key, fmt::format("unknown operation \"{}\"; expected one of: kill, restart, stop, start, upgrade, pause, resume, partition, isolate, cut, "
-                          "heal, loss, skew, drift, set_config, reload, recycle, switch_datasource, db_stop, db_start, db_promote, db_lag, db_slow, "
+    fail(key, fmt::format("unknown operation \"{}\"; expected one of: kill, restart, stop, start, upgrade, pause, "
+                          "resume, partition, isolate, cut, "
+                          "heal, loss, skew, drift, set_config, reload, recycle, switch_datasource, db_stop, db_start, "
+                          "db_promote, db_lag, db_slow, "
                           "lb_only, lb_all, lb_stop, lb_start, drop_clients",
                           op));
   }
@@ -383,24 +420,35 @@ class Parser {
     rf.from = r["from"] ? duration(r["from"], "from") : Duration{0};
     rf.until = r["until"] ? duration(r["until"], "until") : sc.workload_until - Duration{10'000'000};
     if (rf.until <= rf.from) fail(r, "random_faults: until must be after from");
-    if (rf.until > sc.duration) fail(r["until"] ? r["until"] : r, "random_faults.until is after the end of the scenario");
+    if (rf.until > sc.duration)
+      fail(r["until"] ? r["until"] : r, "random_faults.until is after the end of the scenario");
     if (r["per_second"]) rf.per_second = number(r["per_second"], "per_second", 0.001, 100);
-    if (!r["families"] || !r["families"].IsSequence()) fail(r, "random_faults needs families: a list of crash, pause, partition, loss, clock");
+    if (!r["families"] || !r["families"].IsSequence())
+      fail(r, "random_faults needs families: a list of crash, pause, partition, loss, clock");
     rf.families = fault::SwarmOptions{};
-    rf.families.allow_crash = rf.families.allow_pause = rf.families.allow_partition = rf.families.allow_loss = rf.families.allow_clock = false;
+    rf.families.allow_crash = rf.families.allow_pause = rf.families.allow_partition = rf.families.allow_loss =
+        rf.families.allow_clock = false;
     for (const auto& f : r["families"]) {
       const std::string name = str(f, "family");
-      if (name == "crash") rf.families.allow_crash = true;
-      else if (name == "pause") rf.families.allow_pause = true;
-      else if (name == "partition") rf.families.allow_partition = true;
-      else if (name == "loss") rf.families.allow_loss = true;
-      else if (name == "clock") rf.families.allow_clock = true;
-      else fail(f, fmt::format("unknown fault family \"{}\"; expected one of: crash, pause, partition, loss, clock", name));
+      if (name == "crash")
+        rf.families.allow_crash = true;
+      else if (name == "pause")
+        rf.families.allow_pause = true;
+      else if (name == "partition")
+        rf.families.allow_partition = true;
+      else if (name == "loss")
+        rf.families.allow_loss = true;
+      else if (name == "clock")
+        rf.families.allow_clock = true;
+      else
+        fail(f,
+             fmt::format("unknown fault family \"{}\"; expected one of: crash, pause, partition, loss, clock", name));
     }
     if (r["nodes"]) rf.nodes = nodes(r["nodes"], "random_faults.nodes");
     if (rf.nodes.size() == 1) fail(r["nodes"], "random faults need at least two nodes to choose from");
     if (rf.nodes.empty() && (sc.initial.empty() ? sc.nodes : static_cast<int>(sc.initial.size())) < 2)
-      fail(r, "random faults need at least two nodes to choose from (the nodes started at time 0, unless `nodes` says)");
+      fail(r,
+           "random faults need at least two nodes to choose from (the nodes started at time 0, unless `nodes` says)");
     sc.random = rf;
   }
 
@@ -436,23 +484,31 @@ class Parser {
         x.node = v["node"] ? static_cast<int>(node(v["node"], "status.node")) : -1;
         if (v["viewers"]) x.viewers = nodes(v["viewers"], "status.viewers");
         x.colour = str(v["colour"], "status.colour");
-        if (x.colour != "red" && x.colour != "green") fail(v["colour"], fmt::format("colour is red or green, found \"{}\"", x.colour));
-        x.text = x.node >= 0 ? fmt::format("at {} the live peers{} show n{} {}", fmt_s(x.at), viewers_text(x.viewers), x.node, x.colour)
-                             : fmt::format("at {} every live node{} shows every live peer {}", fmt_s(x.at), viewers_text(x.viewers), x.colour);
+        if (x.colour != "red" && x.colour != "green")
+          fail(v["colour"], fmt::format("colour is red or green, found \"{}\"", x.colour));
+        x.text = x.node >= 0 ? fmt::format("at {} the live peers{} show n{} {}", fmt_s(x.at), viewers_text(x.viewers),
+                                           x.node, x.colour)
+                             : fmt::format("at {} every live node{} shows every live peer {}", fmt_s(x.at),
+                                           viewers_text(x.viewers), x.colour);
       } else if (kind == "max_failed") {
         x.kind = K::max_failed;
         std::string s = str(v, "max_failed");
         const bool percent = !s.empty() && s.back() == '%';
-        x.value = number(YAML::Node(percent ? s.substr(0, s.size() - 1) : s), "max_failed", 0, percent ? 100 : 1) / (percent ? 100 : 1);
+        x.value = number(YAML::Node(percent ? s.substr(0, s.size() - 1) : s), "max_failed", 0, percent ? 100 : 1) /
+                  (percent ? 100 : 1);
         x.text = fmt::format("failed client requests at most {:.2f}%", x.value * 100);
       } else if (kind == "max_gap") {
         x.kind = K::max_gap;
         x.bound = duration(v, "max_gap");
-        x.text = fmt::format("no client goes unserved for more than {} (from its first failed request to its last one before a success)", fmt_s(x.bound));
+        x.text = fmt::format(
+            "no client goes unserved for more than {} (from its first failed request to its last one before a success)",
+            fmt_s(x.bound));
       } else if (kind == "max_downtime") {
         x.kind = K::max_downtime;
         x.bound = duration(v, "max_downtime");
-        x.text = fmt::format("the cluster serves nobody for at most {} (downtime: failures with no success of any client between)", fmt_s(x.bound));
+        x.text = fmt::format(
+            "the cluster serves nobody for at most {} (downtime: failures with no success of any client between)",
+            fmt_s(x.bound));
       } else if (kind == "max_p99") {
         x.kind = K::max_p99;
         x.bound = duration(v, "max_p99");
@@ -466,7 +522,8 @@ class Parser {
         x.value = integer(v, "min_jobs", 0, 1000000);
         x.text = fmt::format("at least {} probe jobs completed", x.value);
       } else {
-        fail(it->first, fmt::format("unknown expectation \"{}\"; expected one of: detect, leader, status, max_failed, max_gap, max_downtime, "
+        fail(it->first, fmt::format("unknown expectation \"{}\"; expected one of: detect, leader, status, max_failed, "
+                                    "max_gap, max_downtime, "
                                     "max_p99, max_resyncs, min_jobs",
                                     kind));
       }
@@ -474,7 +531,9 @@ class Parser {
     }
   }
 
-  static std::string viewers_text(const std::vector<uint32_t>& v) { return v.empty() ? "" : fmt::format(" of n{}", fmt::join(v, ", n")); }
+  static std::string viewers_text(const std::vector<uint32_t>& v) {
+    return v.empty() ? "" : fmt::format(" of n{}", fmt::join(v, ", n"));
+  }
 
   static std::string fmt_s(Duration d) { return fmt::format("{:g}s", static_cast<double>(d.count()) / 1e6); }
 
@@ -491,7 +550,8 @@ ScenarioParse parse_scenario_text(const std::string& text, const std::string& fi
   try {
     const YAML::Node root = YAML::Load(text);
     if (!root.IsMap()) {
-      out.errors.push_back(fmt::format("{}:1:1: a scenario file is a YAML map (name, topology, workload, timeline, expect)", file_name));
+      out.errors.push_back(
+          fmt::format("{}:1:1: a scenario file is a YAML map (name, topology, workload, timeline, expect)", file_name));
       return out;
     }
     out.scenario = p.parse(root);
@@ -521,35 +581,84 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
     const uint32_t n = f.nodes.empty() ? 0 : f.nodes[0];
     std::string op;
     switch (f.kind) {
-      case FaultKind::crash: op = fmt::format("kill: {}", n); break;
-      case FaultKind::restart: op = fmt::format("restart: {}", n); break;
-      case FaultKind::stop: op = fmt::format("stop: {}", n); break;
-      case FaultKind::start: op = f.text.empty() ? fmt::format("start: {}", n) : fmt::format("start: {{node: {}, version: {}}}", n, f.text); break;
-      case FaultKind::pause: op = fmt::format("pause: {}", n); break;
-      case FaultKind::resume: op = fmt::format("resume: {}", n); break;
-      case FaultKind::partition: op = fmt::format("partition: {}", list(f.nodes)); break;
-      case FaultKind::isolate: op = fmt::format("isolate: {{node: {}, from: {}}}", n, list(f.peers)); break;
-      case FaultKind::block: op = fmt::format("cut: {{from: {}, to: {}}}", n, f.peers.empty() ? 0 : f.peers[0]); break;
-      case FaultKind::heal: op = "heal: true"; break;
-      case FaultKind::loss: op = fmt::format("loss: {}", f.value); break;
-      case FaultKind::clock_skew: op = fmt::format("skew: {{node: {}, by: {}us}}", n, f.amount.count()); break;
-      case FaultKind::clock_drift: op = fmt::format("drift: {{node: {}, ppm: {}}}", n, f.value); break;
+      case FaultKind::crash:
+        op = fmt::format("kill: {}", n);
+        break;
+      case FaultKind::restart:
+        op = fmt::format("restart: {}", n);
+        break;
+      case FaultKind::stop:
+        op = fmt::format("stop: {}", n);
+        break;
+      case FaultKind::start:
+        op = f.text.empty() ? fmt::format("start: {}", n) : fmt::format("start: {{node: {}, version: {}}}", n, f.text);
+        break;
+      case FaultKind::pause:
+        op = fmt::format("pause: {}", n);
+        break;
+      case FaultKind::resume:
+        op = fmt::format("resume: {}", n);
+        break;
+      case FaultKind::partition:
+        op = fmt::format("partition: {}", list(f.nodes));
+        break;
+      case FaultKind::isolate:
+        op = fmt::format("isolate: {{node: {}, from: {}}}", n, list(f.peers));
+        break;
+      case FaultKind::block:
+        op = fmt::format("cut: {{from: {}, to: {}}}", n, f.peers.empty() ? 0 : f.peers[0]);
+        break;
+      case FaultKind::heal:
+        op = "heal: true";
+        break;
+      case FaultKind::loss:
+        op = fmt::format("loss: {}", f.value);
+        break;
+      case FaultKind::clock_skew:
+        op = fmt::format("skew: {{node: {}, by: {}us}}", n, f.amount.count());
+        break;
+      case FaultKind::clock_drift:
+        op = fmt::format("drift: {{node: {}, ppm: {}}}", n, f.value);
+        break;
       case FaultKind::set_config: {
         const auto eq = f.text.find('=');
-        op = fmt::format("set_config: {{nodes: {}, setting: {}, value: {}}}", list(f.nodes), f.text.substr(0, eq), f.text.substr(eq + 1));  // JSON is YAML
+        op = fmt::format("set_config: {{nodes: {}, setting: {}, value: {}}}", list(f.nodes), f.text.substr(0, eq),
+                         f.text.substr(eq + 1));  // JSON is YAML
         break;
       }
-      case FaultKind::reload: op = fmt::format("reload: {}", list(f.nodes)); break;
-      case FaultKind::recycle: op = fmt::format("recycle: {}", list(f.nodes)); break;
-      case FaultKind::db_stop: op = "db_stop: " + f.text; break;
-      case FaultKind::db_start: op = "db_start: " + f.text; break;
-      case FaultKind::db_promote: op = "db_promote: " + f.text; break;
-      case FaultKind::db_lag: op = fmt::format("db_lag: {{db: {}, lag: {}us}}", f.text, f.amount.count()); break;
-      case FaultKind::db_slow: op = fmt::format("db_slow: {{db: {}, factor: {}}}", f.text, f.value); break;
-      case FaultKind::lb_only: op = f.nodes.empty() ? "lb_all: true" : fmt::format("lb_only: {}", list(f.nodes)); break;
-      case FaultKind::lb_stop: op = "lb_stop: true"; break;
-      case FaultKind::lb_start: op = "lb_start: true"; break;
-      case FaultKind::drop_clients: op = fmt::format("drop_clients: {}", n); break;
+      case FaultKind::reload:
+        op = fmt::format("reload: {}", list(f.nodes));
+        break;
+      case FaultKind::recycle:
+        op = fmt::format("recycle: {}", list(f.nodes));
+        break;
+      case FaultKind::db_stop:
+        op = "db_stop: " + f.text;
+        break;
+      case FaultKind::db_start:
+        op = "db_start: " + f.text;
+        break;
+      case FaultKind::db_promote:
+        op = "db_promote: " + f.text;
+        break;
+      case FaultKind::db_lag:
+        op = fmt::format("db_lag: {{db: {}, lag: {}us}}", f.text, f.amount.count());
+        break;
+      case FaultKind::db_slow:
+        op = fmt::format("db_slow: {{db: {}, factor: {}}}", f.text, f.value);
+        break;
+      case FaultKind::lb_only:
+        op = f.nodes.empty() ? "lb_all: true" : fmt::format("lb_only: {}", list(f.nodes));
+        break;
+      case FaultKind::lb_stop:
+        op = "lb_stop: true";
+        break;
+      case FaultKind::lb_start:
+        op = "lb_start: true";
+        break;
+      case FaultKind::drop_clients:
+        op = fmt::format("drop_clients: {}", n);
+        break;
     }
     out += fmt::format("  - {{at: {}, {}}}\n", at, op);
   }

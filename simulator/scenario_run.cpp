@@ -46,13 +46,17 @@ std::vector<store::Migration> simulator_migrations(const std::string& version) {
   // Numbered after the server's own migrations, whatever their count.
   const int next = static_cast<int>(store::migrations().size()) + 1;
   std::vector<store::Migration> out{
-      {next, "simulator: the probe job's record of its runs", "0.1",
+      {next,
+       "simulator: the probe job's record of its runs",
+       "0.1",
        {"CREATE TABLE ProbeRuns (JobId TEXT NOT NULL, Period TEXT NOT NULL, Node TEXT NOT NULL, "
         "Attempt BIGINT NOT NULL)"}}};
   int major = 0, minor = 0, patch = 0;
   std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch);
   if (major > 0 || minor >= 2)
-    out.push_back({next + 1, "simulator: release 0.2's schema change (reactions)", "0.2",
+    out.push_back({next + 1,
+                   "simulator: release 0.2's schema change (reactions)",
+                   "0.2",
                    {"CREATE TABLE Reactions (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL, "
                     "EmojiName VARCHAR(64) NOT NULL, CreateAt BIGINT NOT NULL, "
                     "PRIMARY KEY (PostId, UserId, EmojiName))"}});
@@ -182,7 +186,9 @@ class Run {
     for (int i = 1; i <= sc.replicas; ++i)
       dbs.find(fmt::format("replica{}", i))->set_replication_lag(sc.replication_lag);
     for (int i = 1; i <= sc.search_replicas; ++i)
-      dbs.add(DbServerOptions{.name = fmt::format("search{}", i), .service_time = sc.db_service_time, .primary = "db1",
+      dbs.add(DbServerOptions{.name = fmt::format("search{}", i),
+                              .service_time = sc.db_service_time,
+                              .primary = "db1",
                               .replication_lag = sc.replication_lag});
     // Every node's config.json: the scenario's settings on top of the base.
     for (int i = 0; i < sc.nodes; ++i)

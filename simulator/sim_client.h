@@ -44,7 +44,7 @@ struct Client {
   int64_t reply_seq = 1;
   // Data
   std::unordered_set<std::string> have;  // post ids received (events or re-syncs)
-  int64_t synced_at_ms = 0;               // a re-sync asks for the posts since this (wall ms)
+  int64_t synced_at_ms = 0;              // a re-sync asks for the posts since this (wall ms)
   bool post_in_flight = false;
   int64_t posts_made = 0;
   // Availability

@@ -17,7 +17,8 @@ bool is_write(const std::string& sql) {
   size_t i = 0;
   while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
   std::string word;
-  while (i < sql.size() && std::isalpha(static_cast<unsigned char>(sql[i]))) word += static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i++])));
+  while (i < sql.size() && std::isalpha(static_cast<unsigned char>(sql[i])))
+    word += static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i++])));
   return word != "SELECT" && word != "EXPLAIN";
 }
 
@@ -35,7 +36,8 @@ db::Outcome failure(db::Status status, std::string message) {
 
 uint64_t sql_hash(const std::vector<db::Statement>& statements) {
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (const auto& s : statements) h = fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.sql.data()), s.sql.size()), h);
+  for (const auto& s : statements)
+    h = fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.sql.data()), s.sql.size()), h);
   return h;
 }
 
@@ -56,7 +58,8 @@ SimDbServer::~SimDbServer() {
 }
 
 Duration SimDbServer::service_time(size_t statements) const {
-  return Duration{static_cast<int64_t>(static_cast<double>(options_.service_time.count() * static_cast<int64_t>(statements)) * slow_factor_)};
+  return Duration{static_cast<int64_t>(
+      static_cast<double>(options_.service_time.count() * static_cast<int64_t>(statements)) * slow_factor_)};
 }
 
 void SimDbServer::stop() {
@@ -86,7 +89,8 @@ db::Outcome SimDbServer::execute(const std::vector<db::Statement>& statements, b
   statements_run_ += statements.size();
   const bool writes = has_write(statements);
   if (writes && read_only())
-    return failure(db::Status::read_only, "cannot execute a write in a read-only transaction (this server is a replica)");
+    return failure(db::Status::read_only,
+                   "cannot execute a write in a read-only transaction (this server is a replica)");
   if (!writes || replicas_.empty()) return session_->run(statements, transaction, 0);
   if (transaction) {
     db::Outcome o = session_->run(statements, true, 0);
@@ -164,8 +168,10 @@ SimDbServer* SimDatabases::find(const std::string& name) {
 }
 
 void SimDatabases::cut(NodeIndex node, const std::string& server, bool is_cut) {
-  if (is_cut) cuts_.insert({node, server});
-  else cuts_.erase({node, server});
+  if (is_cut)
+    cuts_.insert({node, server});
+  else
+    cuts_.erase({node, server});
   kernel_.record(TraceKind::link_change, node, kNoNode, is_cut ? 0xdc : 0xdd);
 }
 
@@ -253,19 +259,22 @@ class SimDbConnection final : public db::Connection {
 class SimDbConnector final : public db::Connector {
  public:
   SimDbConnector(SimDatabases& dbs, SimEnv& env, NodeIndex node) : dbs_(dbs), env_(env), node_(node) {}
-  void connect(const std::string& driver, const std::string& data_source, const std::string& application_name, Duration timeout,
-               std::function<void(db::ConnectOutcome)> done) override {
+  void connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
+               Duration timeout, std::function<void(db::ConnectOutcome)> done) override {
     auto parsed = db::parse_data_source(driver, data_source);
     auto shared_done = std::make_shared<std::function<void(db::ConnectOutcome)>>(std::move(done));
     if (!parsed.ok()) {
-      env_.post([shared_done, error = parsed.error.message] { (*shared_done)(db::ConnectOutcome{db::Error{db::Status::bad_request, error}, nullptr}); });
+      env_.post([shared_done, error = parsed.error.message] {
+        (*shared_done)(db::ConnectOutcome{db::Error{db::Status::bad_request, error}, nullptr});
+      });
       return;
     }
     const std::string name = parsed.value.dialect == db::Dialect::postgres ? parsed.value.host : parsed.value.path;
     SimDbServer* server = dbs_.find(name);
     if (!server) {
       env_.post([shared_done, name] {
-        (*shared_done)(db::ConnectOutcome{db::Error{db::Status::unavailable, fmt::format("could not resolve host \"{}\"", name)}, nullptr});
+        (*shared_done)(db::ConnectOutcome{
+            db::Error{db::Status::unavailable, fmt::format("could not resolve host \"{}\"", name)}, nullptr});
       });
       return;
     }
@@ -274,7 +283,8 @@ class SimDbConnector final : public db::Connector {
     state->timeout_timer = env_.set_timer(timeout, [state, shared_done, name] {
       if (state->answered) return;
       state->answered = true;
-      (*shared_done)(db::ConnectOutcome{db::Error{db::Status::unavailable, fmt::format("timeout connecting to {}", name)}, nullptr});
+      (*shared_done)(db::ConnectOutcome{
+          db::Error{db::Status::unavailable, fmt::format("timeout connecting to {}", name)}, nullptr});
     });
     const int64_t arrive = k.now_us() + server->options().latency.sample(k.random()).count();
     const uint32_t incarnation = k.incarnation(node_);
@@ -294,7 +304,8 @@ class SimDbConnector final : public db::Connector {
         if (state->answered) return;
         state->answered = true;
         if (!up) {
-          (*shared_done)(db::ConnectOutcome{db::Error{db::Status::unavailable, fmt::format("connection to {} refused", server->name())}, nullptr});
+          (*shared_done)(db::ConnectOutcome{
+              db::Error{db::Status::unavailable, fmt::format("connection to {} refused", server->name())}, nullptr});
           return;
         }
         (*shared_done)(db::ConnectOutcome{db::Error{}, std::make_unique<SimDbConnection>(*dbs, *env, node, *server)});

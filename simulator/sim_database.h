@@ -25,10 +25,10 @@
 namespace chorus::sim {
 
 struct DbServerOptions {
-  std::string name;                 // host (postgres) or path (sqlite3)
-  Duration service_time{200};       // per statement
+  std::string name;                                                      // host (postgres) or path (sqlite3)
+  Duration service_time{200};                                            // per statement
   LatencyModel latency{Duration{150}, Duration{100}, Duration{10'000}};  // one way, node <-> server
-  std::string primary;              // set: this server is a streaming replica of that one
+  std::string primary;  // set: this server is a streaming replica of that one
   Duration replication_lag{0};
 };
 
@@ -44,7 +44,7 @@ class SimDbServer {
   // Faults.
   void stop();
   void start();
-  void promote();                        // a replica becomes a primary: read-write, no more replication
+  void promote();  // a replica becomes a primary: read-write, no more replication
   void set_slow_factor(double factor) { slow_factor_ = factor; }
   void set_replication_lag(Duration lag) { options_.replication_lag = lag; }
   double slow_factor() const { return slow_factor_; }
@@ -74,8 +74,8 @@ class SimDbServer {
   uint32_t epoch_ = 0;
   double slow_factor_ = 1.0;
   uint64_t statements_run_ = 0;
-  std::vector<LogEntry> log_;     // committed write batches (a primary's WAL, for its replicas)
-  size_t applied_ = 0;            // replica: entries of the primary's log applied
+  std::vector<LogEntry> log_;  // committed write batches (a primary's WAL, for its replicas)
+  size_t applied_ = 0;         // replica: entries of the primary's log applied
   bool apply_pending_ = false;
   std::vector<SimDbServer*> replicas_;
   SimDbServer* primary_ = nullptr;

@@ -26,9 +26,7 @@ SimEnv::~SimEnv() {
 
 MonoTime SimEnv::now() const { return MonoTime{kernel_.local_mono_us(self_)}; }
 
-WallTime SimEnv::wall_now() const {
-  return WallTime{kernel_.local_wall_us(self_)};
-}
+WallTime SimEnv::wall_now() const { return WallTime{kernel_.local_wall_us(self_)}; }
 
 Random& SimEnv::random() { return kernel_.random(); }
 
@@ -108,7 +106,8 @@ void SimEnv::stop() {
 
 void SimEnv::add_peer(const std::string& address) {
   if (stopped_ || conns_.contains(address)) return;
-  auto [it, inserted] = conns_.emplace(address, Conn{.backoff = Backoff(kernel_.options().reconnect_base, kernel_.options().reconnect_cap)});
+  auto [it, inserted] = conns_.emplace(
+      address, Conn{.backoff = Backoff(kernel_.options().reconnect_base, kernel_.options().reconnect_cap)});
   begin_connect(it->first, it->second);
 }
 
@@ -174,7 +173,8 @@ void SimEnv::on_connect_result(uint64_t token) {
     if (handler_) handler_->on_peer_up(p.peer);  // p is a local copy
     return;
   }
-  kernel_.record(p.outcome == Outcome::timeout ? TraceKind::connect_timeout : TraceKind::connect_refused, self_, p.target, token);
+  kernel_.record(p.outcome == Outcome::timeout ? TraceKind::connect_timeout : TraceKind::connect_refused, self_,
+                 p.target, token);
   connect_failed(it->first, conn);
 }
 
@@ -183,7 +183,8 @@ void SimEnv::reset_connections_to(NodeIndex dead, uint32_t dead_incarnation) {
     if (conn.state != ConnState::up || conn.target != dead || conn.target_incarnation != dead_incarnation) continue;
     if (conn.reset_pending || kernel_.link(dead, self_).blocked) continue;  // the RST cannot reach us
     conn.reset_pending = true;
-    kernel_.push(kernel_.now_us() + kernel_.sample_latency(dead, self_).count(), Kernel::EventKind::reset_notify, self_, conn.token);
+    kernel_.push(kernel_.now_us() + kernel_.sample_latency(dead, self_).count(), Kernel::EventKind::reset_notify, self_,
+                 conn.token);
   }
 }
 

@@ -38,10 +38,10 @@ bool Workload::setup(int admin_node) {
     Client cl;
     cl.index = u;
     const std::string name = fmt::format("user{}", u);
-    auto r = c.call(admin_node, "POST", "/api/v4/users",
-                    fmt::format(R"({{"username":"{}","email":"{}@example.com","password":"password-{}"}})", name, name,
-                                name),
-                    admin);
+    auto r = c.call(
+        admin_node, "POST", "/api/v4/users",
+        fmt::format(R"({{"username":"{}","email":"{}@example.com","password":"password-{}"}})", name, name, name),
+        admin);
     if (r.status != 201) {
       ctx_.violation("setup", "creating a user failed: " + r.body);
       return false;

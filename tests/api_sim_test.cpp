@@ -45,7 +45,8 @@ void expect_error(const api::Response& r, int status, const std::string& id_pref
   auto v = body(r);
   ASSERT_TRUE(v.is_object()) << r.body;
   auto& o = v.as_object();
-  EXPECT_TRUE(o.contains("id") && o.contains("message") && o.contains("detailed_error") && o.contains("request_id")) << r.body;
+  EXPECT_TRUE(o.contains("id") && o.contains("message") && o.contains("detailed_error") && o.contains("request_id"))
+      << r.body;
   EXPECT_EQ(o.at("status_code").as_int64(), status);
   if (!id_prefix.empty()) {
     EXPECT_EQ(std::string(o.at("id").as_string()).rfind(id_prefix, 0), 0u) << r.body;
@@ -61,18 +62,22 @@ World make_world(ChatCluster& c, int a_node = 0, int b_node = 1) {
   World w;
   w.a = c.signup_and_login(a_node, "alice", &w.a_id);
   // The admin creates the second user (the server is not open).
-  auto created = c.call(a_node, "POST", "/api/v4/users", obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), w.a);
+  auto created = c.call(a_node, "POST", "/api/v4/users",
+                        obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), w.a);
   EXPECT_EQ(created.status, 201) << created.body;
   auto login = c.call(b_node, "POST", "/api/v4/users/login", obj({{"login_id", "bob"}, {"password", "password-bob"}}));
   EXPECT_EQ(login.status, 200) << login.body;
   w.b = header(login, "Token");
   w.b_id = field(login, "id");
-  auto team = c.call(a_node, "POST", "/api/v4/teams", obj({{"name", "eng"}, {"display_name", "Engineering"}, {"type", "O"}}), w.a);
+  auto team = c.call(a_node, "POST", "/api/v4/teams",
+                     obj({{"name", "eng"}, {"display_name", "Engineering"}, {"type", "O"}}), w.a);
   EXPECT_EQ(team.status, 201) << team.body;
   w.team = field(team, "id");
-  auto member = c.call(a_node, "POST", "/api/v4/teams/" + w.team + "/members", obj({{"team_id", w.team}, {"user_id", w.b_id}}), w.a);
+  auto member = c.call(a_node, "POST", "/api/v4/teams/" + w.team + "/members",
+                       obj({{"team_id", w.team}, {"user_id", w.b_id}}), w.a);
   EXPECT_EQ(member.status, 201) << member.body;
-  auto ch = c.call(a_node, "POST", "/api/v4/channels", obj({{"team_id", w.team}, {"name", "general"}, {"display_name", "General"}, {"type", "O"}}), w.a);
+  auto ch = c.call(a_node, "POST", "/api/v4/channels",
+                   obj({{"team_id", w.team}, {"name", "general"}, {"display_name", "General"}, {"type", "O"}}), w.a);
   EXPECT_EQ(ch.status, 201) << ch.body;
   w.channel = field(ch, "id");
   auto add = c.call(a_node, "POST", "/api/v4/channels/" + w.channel + "/members", obj({{"user_id", w.b_id}}), w.a);
@@ -107,16 +112,20 @@ bool seqs_contiguous(const SimSocket& s) {
 TEST(ApiSim, FirstUserIsAdminLaterOnesNeedAnOpenServerLoginGivesATokenHeader) {
   ChatCluster c({.seed = 1, .nodes = 2});
   ASSERT_TRUE(c.start_all());
-  auto first = c.call(0, "POST", "/api/v4/users", obj({{"username", "root"}, {"email", "root@example.com"}, {"password", "password-root"}}));
+  auto first = c.call(0, "POST", "/api/v4/users",
+                      obj({{"username", "root"}, {"email", "root@example.com"}, {"password", "password-root"}}));
   ASSERT_EQ(first.status, 201) << first.body;
   EXPECT_EQ(field(first, "roles"), "system_admin system_user");
   EXPECT_FALSE(body(first).as_object().contains("password")) << "no password hash ever leaves the server";
   EXPECT_EQ(header(first, "Content-Type"), "application/json");
   // EnableOpenServer is off: a stranger cannot sign up.
-  expect_error(c.call(1, "POST", "/api/v4/users", obj({{"username", "eve"}, {"email", "eve@example.com"}, {"password", "password-eve"}})), 403);
+  expect_error(c.call(1, "POST", "/api/v4/users",
+                      obj({{"username", "eve"}, {"email", "eve@example.com"}, {"password", "password-eve"}})),
+               403);
   auto bad = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "root"}, {"password", "wrong-password"}}));
   expect_error(bad, 401, "api.user.login.invalid_credentials");
-  auto login = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "root@example.com"}, {"password", "password-root"}}));
+  auto login =
+      c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "root@example.com"}, {"password", "password-root"}}));
   ASSERT_EQ(login.status, 200) << login.body;
   const std::string token = header(login, "Token");
   EXPECT_EQ(token.size(), 26u);
@@ -150,17 +159,22 @@ TEST(ApiSim, APostOnOneNodeReachesAMembersSocketOnAnotherInOrderAndTypingToo) {
     EXPECT_EQ(posted_messages(*sa), expected) << "the author's own socket too";
     EXPECT_TRUE(seqs_contiguous(*sb));
     // Typing: to the other members, not back to the typist.
-    c.send(*sa, obj({{"action", "user_typing"}, {"seq", 2}, {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
+    c.send(*sa, obj({{"action", "user_typing"},
+                     {"seq", 2},
+                     {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
     c.kernel().run_for(Duration{200'000});
     ASSERT_EQ(events_of(*sb, "typing").size(), 1u);
-    EXPECT_EQ(json::parse(events_of(*sb, "typing")[0]).as_object().at("data").as_object().at("user_id").as_string(), w.a_id);
+    EXPECT_EQ(json::parse(events_of(*sb, "typing")[0]).as_object().at("data").as_object().at("user_id").as_string(),
+              w.a_id);
     EXPECT_TRUE(events_of(*sa, "typing").empty());
     // The posts are there over REST too, newest first, with pages.
     auto list = c.call(2, "GET", "/api/v4/channels/" + w.channel + "/posts?page=0&per_page=5", "", w.b);
     ASSERT_EQ(list.status, 200) << list.body;
     auto order = body(list).as_object().at("order").as_array();
     ASSERT_EQ(order.size(), 5u);
-    EXPECT_EQ(body(list).as_object().at("posts").as_object().at(order[0].as_string()).as_object().at("message").as_string(), "m19");
+    EXPECT_EQ(
+        body(list).as_object().at("posts").as_object().at(order[0].as_string()).as_object().at("message").as_string(),
+        "m19");
   }
 }
 
@@ -170,7 +184,8 @@ TEST(ApiSim, ASocketResumesWithTheEventsItMissedOnTheSameNodeOrAnother) {
   World w = make_world(c, 0, 1);
   auto sb = c.connect(1, w.b);
   c.kernel().run_for(Duration{100'000});
-  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  const std::string conn = std::string(
+      json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
   ASSERT_EQ(post(c, 0, w, w.a, "before").status, 201);
   c.kernel().run_for(Duration{200'000});
   const int64_t next = seqs_of(*sb).back() + 1;
@@ -208,7 +223,9 @@ TEST(ApiSim, ASocketResumesWithTheEventsItMissedOnTheSameNodeOrAnother) {
   auto stolen = c.connect(2, w.a, conn, next3);
   c.kernel().run_for(Duration{200'000});
   ASSERT_EQ(events_of(*stolen, "hello").size(), 1u) << "another user never resumes someone's connection";
-  EXPECT_NE(json::parse(events_of(*stolen, "hello")[0]).as_object().at("data").as_object().at("connection_id").as_string(), conn);
+  EXPECT_NE(
+      json::parse(events_of(*stolen, "hello")[0]).as_object().at("data").as_object().at("connection_id").as_string(),
+      conn);
   auto fresh = c.connect(2, w.b, conn, next3);
   c.kernel().run_for(Duration{200'000});
   ASSERT_EQ(events_of(*fresh, "hello").size(), 1u);
@@ -224,7 +241,8 @@ TEST(ApiSim, AResumedClientLosesNothingWhenTheNodeItWasOnDies) {
   World w = make_world(c, 0, 1);
   auto sb = c.connect(1, w.b);
   c.kernel().run_for(Duration{100'000});
-  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  const std::string conn = std::string(
+      json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
   const int64_t since = c.kernel().options().wall_epoch_us / 1000;
   c.kernel().crash(1);
   for (int i = 0; i < 5; ++i) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", i)).status, 201);
@@ -282,7 +300,9 @@ TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads)
     ChatCluster c({.seed = 3, .nodes = 2});
     ASSERT_TRUE(c.start_all());
     World w = make_world(c);
-    expect_error(c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "x"}}}}), w.a), 403, "ent.cluster.save_config");
+    expect_error(
+        c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "x"}}}}), w.a), 403,
+        "ent.cluster.save_config");
     expect_error(c.call(0, "GET", "/api/v4/config", "", w.b), 403);  // admins only
     auto cfg = c.call(0, "GET", "/api/v4/config", "", w.a);
     ASSERT_EQ(cfg.status, 200);
@@ -296,7 +316,9 @@ TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads)
       EXPECT_EQ(row.as_object().at("version").as_string(), "0.1.0");
     }
   }
-  ChatCluster c({.seed = 4, .nodes = 3, .configure = [](config::Config& cfg, int) { cfg.ClusterSettings.ReadOnlyConfig = false; }});
+  ChatCluster c({.seed = 4, .nodes = 3, .configure = [](config::Config& cfg, int) {
+                   cfg.ClusterSettings.ReadOnlyConfig = false;
+                 }});
   c.config_file() = [&] {
     config::Config cfg;
     auto loaded = config::load_config_text(c.config_file(), "t", {});
@@ -307,7 +329,8 @@ TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads)
   ASSERT_TRUE(c.start_all());
   World w = make_world(c);
   const std::string before = c.node(2)->config().hash;
-  auto saved = c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "Renamed"}}}}), w.a);
+  auto saved =
+      c.call(0, "PUT", "/api/v4/config/patch", obj({{"TeamSettings", json::object{{"SiteName", "Renamed"}}}}), w.a);
   ASSERT_EQ(saved.status, 200) << saved.body;
   c.kernel().run_for(Duration{1'000'000});
   for (int i = 0; i < 3; ++i) {
@@ -316,7 +339,9 @@ TEST(ApiSim, ReadOnlyConfigRefusesChangesThroughTheApiOtherwiseEveryNodeReloads)
   }
   c.kernel().run_for(Duration{6'000'000});
   for (const auto& p : c.node(1)->status().peers()) EXPECT_TRUE(p.green) << p.info.address << ": " << p.reason;
-  expect_error(c.call(0, "PUT", "/api/v4/config/patch", obj({{"SqlSettings", json::object{{"MaxOpenConns", "many"}}}}), w.a), 400);
+  expect_error(
+      c.call(0, "PUT", "/api/v4/config/patch", obj({{"SqlSettings", json::object{{"MaxOpenConns", "many"}}}}), w.a),
+      400);
 }
 
 TEST(ApiSim, BadInputGetsMattermostsErrorShapeAndLosesNothing) {
@@ -325,18 +350,22 @@ TEST(ApiSim, BadInputGetsMattermostsErrorShapeAndLosesNothing) {
   World w = make_world(c);
   expect_error(c.call(0, "POST", "/api/v4/posts", "{not json", w.a), 400, "api.context.invalid_body_param");
   expect_error(c.call(0, "POST", "/api/v4/posts", "[1,2]", w.a), 400);
-  expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", 42}, {"message", "x"}}), w.a), 400, "api.context.invalid_param");
+  expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", 42}, {"message", "x"}}), w.a), 400,
+               "api.context.invalid_param");
   expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", "not-an-id"}, {"message", "x"}}), w.a), 400);
   expect_error(c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", ""}}), w.a), 400);
   expect_error(c.call(0, "GET", "/api/v4/nothing/here", "", w.a), 404, "api.context.404");
   expect_error(c.call(0, "DELETE", "/api/v4/users/me", "", w.a), 405);
   expect_error(c.call(0, "GET", "/api/v4/users/me", ""), 401);
-  expect_error(c.call(0, "GET", "/api/v4/users/me", "", "bogus-token-bogus-token-00"), 401, "api.context.session_expired");
+  expect_error(c.call(0, "GET", "/api/v4/users/me", "", "bogus-token-bogus-token-00"), 401,
+               "api.context.session_expired");
   expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?page=-1", "", w.a), 400);
   expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?per_page=abc", "", w.a), 400);
   expect_error(c.call(0, "GET", "/api/v4/channels/" + std::string(26, 'z') + "/posts", "", w.a), 404);
   // Not a member: no reading a private channel, no posting.
-  auto carol = c.call(0, "POST", "/api/v4/users", obj({{"username", "carol"}, {"email", "carol@example.com"}, {"password", "password-carol"}}), w.a);
+  auto carol =
+      c.call(0, "POST", "/api/v4/users",
+             obj({{"username", "carol"}, {"email", "carol@example.com"}, {"password", "password-carol"}}), w.a);
   ASSERT_EQ(carol.status, 201);
   auto cl = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "carol"}, {"password", "password-carol"}}));
   const std::string carol_token = header(cl, "Token");
@@ -346,15 +375,18 @@ TEST(ApiSim, BadInputGetsMattermostsErrorShapeAndLosesNothing) {
   // Garbage on a WebSocket is ignored; the socket keeps working.
   auto s = c.connect(1, w.b);
   c.kernel().run_for(Duration{100'000});
-  for (const char* junk : {"", "{", "[]", "{\"action\":5}", "{\"action\":\"user_typing\",\"data\":\"x\"}", "\xff\xfe"}) c.send(*s, junk);
+  for (const char* junk : {"", "{", "[]", "{\"action\":5}", "{\"action\":\"user_typing\",\"data\":\"x\"}", "\xff\xfe"})
+    c.send(*s, junk);
   c.send(*s, obj({{"action", "nope"}, {"seq", 9}}));
   ASSERT_EQ(post(c, 0, w, w.a, "still fine").status, 201);
   c.kernel().run_for(Duration{200'000});
   EXPECT_EQ(posted_messages(*s), std::vector<std::string>{"still fine"});
   EXPECT_FALSE(s->close_code.has_value());
   // A retried post (same pending_post_id) is stored once.
-  const auto p1 = c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
-  const auto p2 = c.call(1, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
+  const auto p1 = c.call(0, "POST", "/api/v4/posts",
+                         obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
+  const auto p2 = c.call(1, "POST", "/api/v4/posts",
+                         obj({{"channel_id", w.channel}, {"message", "once"}, {"pending_post_id", "abc:1"}}), w.a);
   ASSERT_EQ(p1.status, 201);
   ASSERT_EQ(p2.status, 201) << p2.body;
   EXPECT_EQ(field(p1, "id"), field(p2, "id"));
@@ -367,7 +399,8 @@ TEST(ApiSim, ASlowConsumerLosesTypingFirstThenIsClosedAndResumesWithoutLoss) {
   auto sb = c.connect(1, w.b);
   auto sa = c.connect(0, w.a);
   c.kernel().run_for(Duration{100'000});
-  const std::string conn = std::string(json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+  const std::string conn = std::string(
+      json::parse(events_of(*sb, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
   sb->reading = false;  // b stops reading: frames pile up in its send queue
   int posted = 0;
   for (; posted < 140; ++posted) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
@@ -376,7 +409,8 @@ TEST(ApiSim, ASlowConsumerLosesTypingFirstThenIsClosedAndResumesWithoutLoss) {
   c.kernel().run_for(Duration{300'000});
   EXPECT_TRUE(events_of(*sb, "typing").empty()) << "half full: typing is dropped";
   EXPECT_FALSE(sb->close_code.has_value());
-  for (; posted < 300 && !sb->close_code; ++posted) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
+  for (; posted < 300 && !sb->close_code; ++posted)
+    ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
   c.kernel().run_for(Duration{300'000});
   ASSERT_TRUE(sb->close_code.has_value()) << "closed when full";
   EXPECT_EQ(*sb->close_code, 1008);
@@ -395,7 +429,8 @@ TEST(ApiSim, JobsCanBeCreatedListedReadAndCanceledByAdminsWithClearErrors) {
   ChatCluster c({.seed = 17, .nodes = 2});
   ASSERT_TRUE(c.start_all());
   World w = make_world(c);
-  auto created = c.call(0, "POST", "/api/v4/jobs", obj({{"type", "data_retention"}, {"data", json::object{{"reason", "test"}}}}), w.a);
+  auto created = c.call(0, "POST", "/api/v4/jobs",
+                        obj({{"type", "data_retention"}, {"data", json::object{{"reason", "test"}}}}), w.a);
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string id = field(created, "id");
   EXPECT_EQ(field(created, "status"), "pending");
@@ -407,9 +442,11 @@ TEST(ApiSim, JobsCanBeCreatedListedReadAndCanceledByAdminsWithClearErrors) {
   EXPECT_EQ(body(list).as_array().size(), 1u);
   ASSERT_EQ(c.call(0, "POST", "/api/v4/jobs/" + id + "/cancel", "", w.a).status, 200);
   EXPECT_EQ(field(c.call(0, "GET", "/api/v4/jobs/" + id, "", w.a), "status"), "canceled");
-  expect_error(c.call(0, "POST", "/api/v4/jobs/" + id + "/cancel", "", w.a), 400, "app.job.cancel.finished");  // nothing left to cancel
+  expect_error(c.call(0, "POST", "/api/v4/jobs/" + id + "/cancel", "", w.a), 400,
+               "app.job.cancel.finished");  // nothing left to cancel
   expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "mine_bitcoin"}}), w.a), 400, "app.job.create.type");
-  expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}, {"data", json::object{{"n", 5}}}}), w.a), 400);
+  expect_error(
+      c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}, {"data", json::object{{"n", 5}}}}), w.a), 400);
   expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}, {"data", "x"}}), w.a), 400);
   expect_error(c.call(0, "POST", "/api/v4/jobs", obj({{"type", "message_export"}}), w.b), 403);
   expect_error(c.call(0, "GET", "/api/v4/jobs/" + std::string(26, 'y'), "", w.a), 404);
@@ -427,7 +464,8 @@ TEST(ApiSim, AnalyticsCountWebSocketsOnEveryNodeThroughClusterStats) {
   ASSERT_EQ(a.status, 200) << a.body;
   std::map<std::string, int64_t> rows;
   const auto parsed = body(a);
-  for (const auto& r : parsed.as_array()) rows[std::string(r.as_object().at("name").as_string())] = r.as_object().at("value").as_int64();
+  for (const auto& r : parsed.as_array())
+    rows[std::string(r.as_object().at("name").as_string())] = r.as_object().at("value").as_int64();
   EXPECT_EQ(rows["total_websocket_connections"], 4) << "one on node 0, one on node 1, two on node 2";
   EXPECT_EQ(rows["unique_user_count"], 2);
   EXPECT_EQ(rows["team_count"], 1);
@@ -446,8 +484,8 @@ TEST(ApiSim, ConcurrentPostsInOneChannelFromEveryNodeAllLandOnceEachWithItsOwnTi
     auto sb = c.connect(1, w.b);
     int answered = 0, created = 0;
     for (int i = 0; i < 30; ++i)
-      c.call_async(i % 3, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("c{}", i)}}), i % 2 ? w.a : w.b,
-                   [&](api::Response r) {
+      c.call_async(i % 3, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("c{}", i)}}),
+                   i % 2 ? w.a : w.b, [&](api::Response r) {
                      ++answered;
                      created += r.status == 201;
                      EXPECT_EQ(r.status, 201) << r.body;
@@ -475,13 +513,17 @@ TEST(ApiSim, ConcurrentPostsInOneChannelFromEveryNodeAllLandOnceEachWithItsOwnTi
 
 TEST(ApiSim, TwoUsersSigningUpAtOnceOnTwoNodesMakeOneAdmin) {
   for (uint64_t seed = 1; seed <= 10; ++seed) {
-    ChatCluster c({.seed = seed, .nodes = 2, .configure = [](config::Config& cfg, int) { cfg.TeamSettings.EnableOpenServer = true; }});
+    ChatCluster c({.seed = seed, .nodes = 2, .configure = [](config::Config& cfg, int) {
+                     cfg.TeamSettings.EnableOpenServer = true;
+                   }});
     ASSERT_TRUE(c.start_all());
     std::vector<api::Response> got;
     for (int i = 0; i < 2; ++i)
       c.call_async(i, "POST", "/api/v4/users",
-                   obj({{"username", fmt::format("user{}", i)}, {"email", fmt::format("u{}@example.com", i)}, {"password", "password-123"}}), "",
-                   [&](api::Response r) { got.push_back(r); });
+                   obj({{"username", fmt::format("user{}", i)},
+                        {"email", fmt::format("u{}@example.com", i)},
+                        {"password", "password-123"}}),
+                   "", [&](api::Response r) { got.push_back(r); });
     ASSERT_TRUE(c.kernel().run_until([&] { return got.size() == 2; }, c.kernel().now() + Duration{10'000'000}));
     int admins = 0;
     for (const auto& r : got) {
@@ -524,7 +566,9 @@ TEST(ApiSim, MessagesBehindTheChallengeWaitForTheAuthenticationInOrder) {
     // Node 2 has never seen b's session: the challenge needs the database.
     auto s = c.connect(2, w.b);
     c.send(*s, obj({{"action", "ping"}, {"seq", 2}}));
-    c.send(*s, obj({{"action", "user_typing"}, {"seq", 3}, {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
+    c.send(*s, obj({{"action", "user_typing"},
+                    {"seq", 3},
+                    {"data", json::object{{"channel_id", w.channel}, {"parent_id", ""}}}}));
     c.kernel().run_for(Duration{200'000});
     std::vector<int64_t> replies;
     for (const auto& f : s->received) {
@@ -568,11 +612,13 @@ TEST(ApiSim, APostHeldUpBetweenNodesIsFilledFromTheDatabaseInItsPlaceAndNotDeliv
     ASSERT_EQ(post(c, 0, w, w.a, "held up").status, 201);
     ASSERT_EQ(post(c, 1, w, w.a, "after").status, 201);
     c.kernel().run_for(Duration{1'000'000});
-    EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"})) << "the gap is filled in order";
+    EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"}))
+        << "the gap is filled in order";
     EXPECT_GE(c.node(2)->app().stats().posts_filled, 1u);
     c.kernel().heal();
     c.kernel().run_for(Duration{5'000'000});
-    EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"})) << "the late event is not delivered again";
+    EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held up", "after"}))
+        << "the late event is not delivered again";
     EXPECT_TRUE(seqs_contiguous(*sb));
   }
 }
@@ -619,15 +665,16 @@ TEST(ApiSim, PostsPastTheChannelWriteQueueBoundGet503AndEveryAcknowledgedOneLand
   std::vector<std::string> created;
   int refused = 0;
   for (int i = 0; i < 20; ++i)
-    c.call_async(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("q{}", i)}}), w.a, [&](api::Response r) {
-      ++answered;
-      if (r.status == 201) {
-        created.push_back(field(r, "message"));
-      } else {
-        expect_error(r, 503, "api.post.create_post.too_many_waiting.app_error");
-        ++refused;
-      }
-    });
+    c.call_async(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", fmt::format("q{}", i)}}), w.a,
+                 [&](api::Response r) {
+                   ++answered;
+                   if (r.status == 201) {
+                     created.push_back(field(r, "message"));
+                   } else {
+                     expect_error(r, 503, "api.post.create_post.too_many_waiting.app_error");
+                     ++refused;
+                   }
+                 });
   ASSERT_TRUE(c.kernel().run_until([&] { return answered == 20; }, c.kernel().now() + Duration{60'000'000}));
   EXPECT_GT(refused, 0) << "20 posts at once, at most 5 wait";
   EXPECT_GE(created.size(), 5u);

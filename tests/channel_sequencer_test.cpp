@@ -209,10 +209,12 @@ TEST(ChannelSequencer, AnyArrivalOrderDeliversInOrderOnceAndLosesNothingSilently
     for (const auto& id : got) seqs.push_back(std::stoll(id.substr(1)));
     for (size_t i = 1; i < seqs.size(); ++i) EXPECT_LT(seqs[i - 1], seqs[i]) << "out of order or twice";
     EXPECT_EQ(seqs.back(), 20);
-    for (int64_t s = seqs.front(); s <= 20; ++s) EXPECT_NE(std::find(seqs.begin(), seqs.end(), s), seqs.end()) << "post " << s << " lost";
+    for (int64_t s = seqs.front(); s <= 20; ++s)
+      EXPECT_NE(std::find(seqs.begin(), seqs.end(), s), seqs.end()) << "post " << s << " lost";
     for (int64_t s = 1; s < seqs.front(); ++s) {
       const auto& r = f.host().resets;
-      EXPECT_NE(std::find(r.begin(), r.end(), "p" + std::to_string(s)), r.end()) << "post " << s << " before the first: reset";
+      EXPECT_NE(std::find(r.begin(), r.end(), "p" + std::to_string(s)), r.end())
+          << "post " << s << " before the first: reset";
     }
   }
 }

@@ -22,7 +22,7 @@ struct Client {
   std::string user_id, token;
   int node = 0;
   std::unique_ptr<SimSocket> socket;
-  size_t read = 0;              // frames of `socket` already processed
+  size_t read = 0;  // frames of `socket` already processed
   std::string connection_id;
   int64_t next_seq = 0;
   int64_t synced_at = 0;        // wall ms of the last re-sync
@@ -60,7 +60,8 @@ struct Harness {
         const int64_t seq = o.at("seq").as_int64();
         if (event == "hello") {
           const std::string id(o.at("data").as_object().at("connection_id").as_string());
-          if (!cl.connection_id.empty() && id != cl.connection_id) resync(cl);  // a new connection: missed events are gone
+          if (!cl.connection_id.empty() && id != cl.connection_id)
+            resync(cl);  // a new connection: missed events are gone
           cl.connection_id = id;
           cl.next_seq = 0;
           cl.seen_on_connection.clear();
@@ -92,7 +93,8 @@ struct Harness {
     ++cl.resyncs;
     const int64_t since = cl.synced_at;
     cl.synced_at = wall_ms() - 60'000;  // generous: clocks of other nodes may lag
-    auto r = c.call(n, "GET", fmt::format("/api/v4/channels/{}/posts?since={}", channel, since), "", cl.token, Duration{5'000'000});
+    auto r = c.call(n, "GET", fmt::format("/api/v4/channels/{}/posts?since={}", channel, since), "", cl.token,
+                    Duration{5'000'000});
     if (r.status != 200) {
       cl.synced_at = since;  // try again at the next hello
       return;
@@ -115,15 +117,25 @@ TEST(ChatFaultsSim, NoAcknowledgedPostIsLostThroughCrashesRestartsAndPartitions)
     const std::string admin = c.signup_and_login(0, "admin", &admin_id);
     auto team = c.call(0, "POST", "/api/v4/teams", R"({"name":"team1","display_name":"T"})", admin);
     h.team = std::string(json::parse(team.body).as_object().at("id").as_string());
-    auto ch = c.call(0, "POST", "/api/v4/channels", fmt::format(R"({{"team_id":"{}","name":"general2","display_name":"G"}})", h.team), admin);
+    auto ch = c.call(0, "POST", "/api/v4/channels",
+                     fmt::format(R"({{"team_id":"{}","name":"general2","display_name":"G"}})", h.team), admin);
     h.channel = std::string(json::parse(ch.body).as_object().at("id").as_string());
     for (int i = 0; i < 5; ++i) {
       const std::string name = fmt::format("user{}", i);
-      auto u = c.call(0, "POST", "/api/v4/users", fmt::format(R"({{"username":"{}","email":"{}@e.com","password":"password-{}"}})", name, name, name), admin);
+      auto u = c.call(
+          0, "POST", "/api/v4/users",
+          fmt::format(R"({{"username":"{}","email":"{}@e.com","password":"password-{}"}})", name, name, name), admin);
       const std::string uid(json::parse(u.body).as_object().at("id").as_string());
-      ASSERT_EQ(c.call(0, "POST", "/api/v4/teams/" + h.team + "/members", fmt::format(R"({{"team_id":"{}","user_id":"{}"}})", h.team, uid), admin).status, 201);
-      ASSERT_EQ(c.call(0, "POST", "/api/v4/channels/" + h.channel + "/members", fmt::format(R"({{"user_id":"{}"}})", uid), admin).status, 201);
-      auto login = c.call(i % 3, "POST", "/api/v4/users/login", fmt::format(R"({{"login_id":"{}","password":"password-{}"}})", name, name));
+      ASSERT_EQ(c.call(0, "POST", "/api/v4/teams/" + h.team + "/members",
+                       fmt::format(R"({{"team_id":"{}","user_id":"{}"}})", h.team, uid), admin)
+                    .status,
+                201);
+      ASSERT_EQ(c.call(0, "POST", "/api/v4/channels/" + h.channel + "/members",
+                       fmt::format(R"({{"user_id":"{}"}})", uid), admin)
+                    .status,
+                201);
+      auto login = c.call(i % 3, "POST", "/api/v4/users/login",
+                          fmt::format(R"({{"login_id":"{}","password":"password-{}"}})", name, name));
       Client cl;
       cl.user_id = uid;
       for (const auto& [k, v] : login.headers)
@@ -145,10 +157,12 @@ TEST(ChatFaultsSim, NoAcknowledgedPostIsLostThroughCrashesRestartsAndPartitions)
       const int n = h.live_node(author.node);
       if (n >= 0) {
         const std::string msg = fmt::format("p{}", seq++);
-        c.call_async(n, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"{}"}})", h.channel, msg), author.token,
-                     [&h](api::Response r) {
-                       if (r.status == 201) h.acknowledged.insert(std::string(json::parse(r.body).as_object().at("id").as_string()));
-                       else ++h.failed_posts;
+        c.call_async(n, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"{}"}})", h.channel, msg),
+                     author.token, [&h](api::Response r) {
+                       if (r.status == 201)
+                         h.acknowledged.insert(std::string(json::parse(r.body).as_object().at("id").as_string()));
+                       else
+                         ++h.failed_posts;
                      });
       }
       k.run_for(Duration{rng.uniform_range(50'000, 150'000)});
@@ -187,7 +201,8 @@ TEST(ChatFaultsSim, NoAcknowledgedPostIsLostThroughCrashesRestartsAndPartitions)
     auto stored = db->execute({db::Statement{"SELECT Id FROM Posts", {}}}, false);
     std::set<std::string> in_db;
     for (const auto& r : stored.result().rows) in_db.insert(std::get<std::string>(r.at(0)));
-    for (const auto& id : h.acknowledged) EXPECT_TRUE(in_db.contains(id)) << "acknowledged post " << id << " is not in the database";
+    for (const auto& id : h.acknowledged)
+      EXPECT_TRUE(in_db.contains(id)) << "acknowledged post " << id << " is not in the database";
     // Delivered: every member's client has every acknowledged post (events, resume or re-sync), and no
     // connection saw a gap it did not repair or an event twice.
     for (const auto& cl : h.clients) {
@@ -201,7 +216,7 @@ TEST(ChatFaultsSim, NoAcknowledgedPostIsLostThroughCrashesRestartsAndPartitions)
     }
     total_acknowledged += static_cast<int>(h.acknowledged.size());
   }
-  std::printf("chat under faults: %d acknowledged posts, %d reconnects, %d re-syncs after a new connection\n", total_acknowledged, total_resumes,
-              total_resyncs);
+  std::printf("chat under faults: %d acknowledged posts, %d reconnects, %d re-syncs after a new connection\n",
+              total_acknowledged, total_resumes, total_resyncs);
   EXPECT_GT(total_resyncs, 0) << "the faults did cost some clients their connection";
 }

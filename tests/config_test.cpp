@@ -9,7 +9,9 @@
 using namespace chorus::config;
 
 namespace {
-LoadResult load(const std::string& text, const Environment& env = {}) { return load_config_text(text, "config.json", env); }
+LoadResult load(const std::string& text, const Environment& env = {}) {
+  return load_config_text(text, "config.json", env);
+}
 
 // True when some error names `setting` and its message contains `fragment`.
 bool has_error(const LoadResult& r, const std::string& setting, const std::string& fragment) {
@@ -93,7 +95,8 @@ TEST(Config, OutOfRangeNamesTheSettingAndTheRange) {
 TEST(Config, UnknownDriverIsNamed) {
   auto r = load(R"({"SqlSettings": {"DriverName": "mysql"}, "FileSettings": {"DriverName": "amazons3"}})");
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(has_error(r, "SqlSettings.DriverName", "\"mysql\" is not supported: expected one of \"sqlite3\", \"postgres\""));
+  EXPECT_TRUE(
+      has_error(r, "SqlSettings.DriverName", "\"mysql\" is not supported: expected one of \"sqlite3\", \"postgres\""));
   EXPECT_TRUE(has_error(r, "FileSettings.DriverName", "\"amazons3\" is not supported"));
 }
 
@@ -122,11 +125,11 @@ TEST(Config, MissingFileIsNamed) {
 TEST(Config, EnvironmentOverridesFollowMattermostRules) {
   Environment env = {
       {"MM_SQLSETTINGS_DATASOURCE", "postgres://env/db"},
-      {"mm_clustersettings_gossipport", "9000"},                    // any case
-      {"MM_ClusterSettings_Enable", "T"},                            // Go's ParseBool forms
+      {"mm_clustersettings_gossipport", "9000"},                           // any case
+      {"MM_ClusterSettings_Enable", "T"},                                  // Go's ParseBool forms
       {"MM_SQLSETTINGS_DATASOURCEREPLICAS", "postgres://a postgres://b"},  // lists split on spaces
-      {"PATH", "/usr/bin"},                                          // not ours
-      {"MM_SERVICEENVIRONMENT", "production"},                       // not a setting Chorus has: ignored
+      {"PATH", "/usr/bin"},                                                // not ours
+      {"MM_SERVICEENVIRONMENT", "production"},                             // not a setting Chorus has: ignored
   };
   auto r = load(R"({"SqlSettings": {"DataSource": "postgres://file/db"}})", env);
   ASSERT_TRUE(r.ok()) << r.error.text();
@@ -142,8 +145,10 @@ TEST(Config, EnvironmentOverridesFollowMattermostRules) {
 }
 
 TEST(Config, BadEnvironmentValuesNameTheVariable) {
-  auto r = load("{}", {{"MM_CLUSTERSETTINGS_GOSSIPPORT", "eighty"}, {"MM_SQLSETTINGS_TRACE", "maybe"},
-                       {"MM_SQLSETTINGS_DRIVERNAME", "oracle"}, {"MM_SQLSETTINGS_MAXOPENCONNS", "-3"}});
+  auto r = load("{}", {{"MM_CLUSTERSETTINGS_GOSSIPPORT", "eighty"},
+                       {"MM_SQLSETTINGS_TRACE", "maybe"},
+                       {"MM_SQLSETTINGS_DRIVERNAME", "oracle"},
+                       {"MM_SQLSETTINGS_MAXOPENCONNS", "-3"}});
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "environment MM_CLUSTERSETTINGS_GOSSIPPORT"));
   EXPECT_TRUE(has_error(r, "ClusterSettings.GossipPort", "expected an integer, got \"eighty\""));

@@ -5,8 +5,8 @@
 #include "server/core/assert.h"
 #include "server/core/backoff.h"
 #include "server/core/codec.h"
-#include "server/core/frame.h"
 #include "server/core/env.h"
+#include "server/core/frame.h"
 #include "server/core/log.h"
 #include "server/core/random.h"
 
@@ -77,7 +77,8 @@ TEST(Frame, EncodesBigEndianLength) {
 }
 
 // Any split of a stream of frames into chunks yields the same frames in order.
-RC_GTEST_PROP(Frame, DecoderIsIndependentOfChunking, (std::vector<std::vector<uint8_t>> payloads, std::vector<uint8_t> cuts)) {
+RC_GTEST_PROP(Frame, DecoderIsIndependentOfChunking,
+              (std::vector<std::vector<uint8_t>> payloads, std::vector<uint8_t> cuts)) {
   std::vector<uint8_t> stream;
   for (const auto& p : payloads) encode_frame(p, stream);
   FrameDecoder d(1 << 20);
@@ -87,7 +88,8 @@ RC_GTEST_PROP(Frame, DecoderIsIndependentOfChunking, (std::vector<std::vector<ui
   while (pos < stream.size()) {
     size_t n = cuts.empty() ? stream.size() : 1 + cuts[cut_index++ % cuts.size()] % 17;
     n = std::min(n, stream.size() - pos);
-    auto err = d.feed(std::span<const uint8_t>(stream.data() + pos, n), [&](std::span<const uint8_t> f) { got.emplace_back(f.begin(), f.end()); });
+    auto err = d.feed(std::span<const uint8_t>(stream.data() + pos, n),
+                      [&](std::span<const uint8_t> f) { got.emplace_back(f.begin(), f.end()); });
     RC_ASSERT(err == FrameDecoder::Error::none);
     pos += n;
   }
@@ -114,7 +116,8 @@ TEST(Frame, HalfAFrameIsPartial) {
   EXPECT_EQ(d.feed(std::span<const uint8_t>(f.data(), 50), [&](auto) { ++frames; }), FrameDecoder::Error::none);
   EXPECT_TRUE(d.partial());
   EXPECT_EQ(frames, 0);
-  EXPECT_EQ(d.feed(std::span<const uint8_t>(f.data() + 50, f.size() - 50), [&](auto) { ++frames; }), FrameDecoder::Error::none);
+  EXPECT_EQ(d.feed(std::span<const uint8_t>(f.data() + 50, f.size() - 50), [&](auto) { ++frames; }),
+            FrameDecoder::Error::none);
   EXPECT_EQ(frames, 1);
   EXPECT_FALSE(d.partial());
 }
@@ -125,7 +128,12 @@ TEST(Frame, ZeroLengthFrames) {
   encode_frame({}, stream);
   encode_frame({}, stream);
   int frames = 0;
-  EXPECT_EQ(d.feed(stream, [&](auto f) { EXPECT_TRUE(f.empty()); ++frames; }), FrameDecoder::Error::none);
+  EXPECT_EQ(d.feed(stream,
+                   [&](auto f) {
+                     EXPECT_TRUE(f.empty());
+                     ++frames;
+                   }),
+            FrameDecoder::Error::none);
   EXPECT_EQ(frames, 2);
 }
 
@@ -222,7 +230,9 @@ TEST(Log, LinesCarryNodeAndSeamTime) {
 #include "server/core/data_source.h"
 
 TEST(DataSource, PostgresUrlsInMattermostForm) {
-  auto p = db::parse_data_source("postgres", "postgres://mmuser:p%40ss@db.example.com:5433/mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes");
+  auto p = db::parse_data_source("postgres",
+                                 "postgres://mmuser:p%40ss@db.example.com:5433/"
+                                 "mattermost?sslmode=disable&connect_timeout=10&binary_parameters=yes");
   ASSERT_TRUE(p.ok()) << p.error.message;
   EXPECT_EQ(p.value.user, "mmuser");
   EXPECT_EQ(p.value.password, "p@ss");
@@ -247,8 +257,8 @@ TEST(DataSource, PasswordsNeverShowInRedactionsOrErrors) {
   EXPECT_EQ(r.find("s3"), std::string::npos) << r;
   EXPECT_EQ(r.find("hush"), std::string::npos) << r;
   EXPECT_NE(r.find("chorus:****@db1:5432/chorus"), std::string::npos) << r;
-  for (const char* bad : {"postgres://u:secretpw@db1:notaport/x", "postgres://u:secretpw@db1/x?secretpw", "postgres://u:secret%zz@db/x",
-                          "postgres://u:secretpw@db1/x?sslpassword=%zzsecretpw"}) {
+  for (const char* bad : {"postgres://u:secretpw@db1:notaport/x", "postgres://u:secretpw@db1/x?secretpw",
+                          "postgres://u:secret%zz@db/x", "postgres://u:secretpw@db1/x?sslpassword=%zzsecretpw"}) {
     auto e = db::parse_data_source("postgres", bad);
     ASSERT_FALSE(e.ok()) << bad;
     EXPECT_EQ(e.error.message.find("secret"), std::string::npos) << e.error.message;
@@ -337,7 +347,8 @@ TEST(Wire, EveryFrameTypeAndEventNameRoundTripsAndNothingElseIsKnown) {
     EXPECT_EQ(chorus::cluster::name(event), name);
     EXPECT_EQ(chorus::cluster::cluster_event(name), event);
   }
-  EXPECT_FALSE(chorus::cluster::cluster_event("inv_something_new")) << "a newer version's event is not taken for another";
+  EXPECT_FALSE(chorus::cluster::cluster_event("inv_something_new"))
+      << "a newer version's event is not taken for another";
   EXPECT_FALSE(chorus::cluster::cluster_event(""));
 }
 
@@ -360,8 +371,8 @@ struct Tracker {  // a flow's local: counts how many flow frames are destroyed
 };
 
 // Two steps through callbacks the test holds; `steps` says how far the flow got.
-chorus::Flow two_steps(std::shared_ptr<bool> alive, std::vector<std::function<void(int)>>& pending, std::vector<int>& steps,
-                       int* destroyed) {
+chorus::Flow two_steps(std::shared_ptr<bool> alive, std::vector<std::function<void(int)>>& pending,
+                       std::vector<int>& steps, int* destroyed) {
   Tracker t(destroyed);
   const int a = co_await chorus::awaiting<int>(alive, [&](auto resume) { pending.push_back(std::move(resume)); });
   steps.push_back(a);
@@ -420,7 +431,8 @@ TEST(Flow, ACompletionInsideTheStartResumesAtOnce) {
     auto [x, y] = co_await chorus::awaiting<int, std::string>(alive, [](auto resume) { resume(3, "cached"); });
     steps.push_back(x);
     steps.push_back(static_cast<int>(y.size()));
-  }(alive, steps).start();
+  }(alive, steps)
+                                                                  .start();
   EXPECT_EQ(steps, (std::vector<int>{3, 6}));
 }
 

@@ -46,7 +46,8 @@ TEST(Determinism, TwoHundredSeedsOfFiveNodesUnderRandomFaultsReplayExactly) {
     ASSERT_TRUE(first.fully_connected()) << "seed " << seed << " did not heal:\n" << first.describe_connectivity();
     auto second = run_ping(seed, spec);
     auto d = first_divergence(first.kernel(), *second);
-    ASSERT_FALSE(d.has_value()) << "seed " << seed << " diverged at record " << d->index << ":\n  " << d->first_run << "\n  " << d->second_run;
+    ASSERT_FALSE(d.has_value()) << "seed " << seed << " diverged at record " << d->index << ":\n  " << d->first_run
+                                << "\n  " << d->second_run;
     distinct_hashes.insert(first.kernel().trace_hash());
   }
   // The seeds really explored different runs, with real faults in them.
@@ -62,9 +63,10 @@ TEST(Determinism, EveryFaultFamilyShowsUpAcrossSeeds) {
     Xoshiro256 r(seed ^ 0x5eed5eed5eed5eedULL);
     for (const auto& f : fault::random_schedule(r, 5, spec.swarm).faults) seen[f.kind]++;
   }
-  for (auto kind : {fault::FaultKind::crash, fault::FaultKind::restart, fault::FaultKind::pause, fault::FaultKind::resume,
-                    fault::FaultKind::partition, fault::FaultKind::isolate, fault::FaultKind::block, fault::FaultKind::heal,
-                    fault::FaultKind::loss, fault::FaultKind::clock_skew, fault::FaultKind::clock_drift})
+  for (auto kind :
+       {fault::FaultKind::crash, fault::FaultKind::restart, fault::FaultKind::pause, fault::FaultKind::resume,
+        fault::FaultKind::partition, fault::FaultKind::isolate, fault::FaultKind::block, fault::FaultKind::heal,
+        fault::FaultKind::loss, fault::FaultKind::clock_skew, fault::FaultKind::clock_drift})
     EXPECT_GT(seen[kind], 10) << fault::to_string(kind);
 }
 
@@ -132,8 +134,8 @@ TEST(Determinism, ReadingTheRealClockInANodeIsCaughtAndLocated) {
     ASSERT_TRUE(d.has_value()) << "the check missed a node reading the real clock";
     EXPECT_FALSE(d->first_run.empty());
     EXPECT_NE(d->first_run, d->second_run);
-    std::printf("caught: runs part at record %llu\n  first:  %s\n  second: %s\n", static_cast<unsigned long long>(d->index),
-                d->first_run.c_str(), d->second_run.c_str());
+    std::printf("caught: runs part at record %llu\n  first:  %s\n  second: %s\n",
+                static_cast<unsigned long long>(d->index), d->first_run.c_str(), d->second_run.c_str());
   }
 }
 

@@ -34,10 +34,11 @@ class DiscoveringNode final : public Process {
       o.poll = Duration{1'000'000};
       o.refresh = Duration{2'000'000};
       o.stale_after = Duration{10'000'000};
-      discovery = std::make_unique<cluster::Discovery>(env_, *store, o, [this](const std::vector<cluster::DiscoveredNode>& p) {
-        seen.clear();
-        for (const auto& n : p) seen.push_back(n.address());
-      });
+      discovery =
+          std::make_unique<cluster::Discovery>(env_, *store, o, [this](const std::vector<cluster::DiscoveredNode>& p) {
+            seen.clear();
+            for (const auto& n : p) seen.push_back(n.address());
+          });
       discovery->start([this](db::Error e2) { registered = e2.status == db::Status::ok; });
     });
   }
@@ -65,7 +66,8 @@ struct World {
     k->databases().add(DbServerOptions{.name = "db1"});
   }
   NodeIndex add(const std::string& cluster, int64_t port) {
-    return k->add_node(fmt::format("10.0.0.1:{}", port), [cluster, port](Env& env) { return std::make_unique<DiscoveringNode>(env, cluster, port); });
+    return k->add_node(fmt::format("10.0.0.1:{}", port),
+                       [cluster, port](Env& env) { return std::make_unique<DiscoveringNode>(env, cluster, port); });
   }
   DiscoveringNode& n(NodeIndex i) { return *dynamic_cast<DiscoveringNode*>(k->process(i)); }
   int64_t rows() {
@@ -83,11 +85,14 @@ TEST(Discovery, NodesOfOneClusterFindEachOtherAndNoOneElse) {
     for (int p = 0; p < 3; ++p) w.add("production", 8074 + p);
     const NodeIndex other = w.add("staging", 9000);
     for (NodeIndex i = 0; i < 4; ++i) w.k->start(i);
-    ASSERT_TRUE(w.k->run_until([&] {
-      for (NodeIndex i = 0; i < 3; ++i)
-        if (w.n(i).seen.size() != 2) return false;
-      return w.n(other).registered;
-    }, Duration{10'000'000})) << "seed " << seed;
+    ASSERT_TRUE(w.k->run_until(
+        [&] {
+          for (NodeIndex i = 0; i < 3; ++i)
+            if (w.n(i).seen.size() != 2) return false;
+          return w.n(other).registered;
+        },
+        Duration{10'000'000}))
+        << "seed " << seed;
     for (NodeIndex i = 0; i < 3; ++i)
       for (const auto& a : w.n(i).seen) EXPECT_NE(a, "10.0.0.1:9000");
     EXPECT_TRUE(w.n(other).seen.empty());
@@ -101,7 +106,8 @@ TEST(Discovery, CleanStopRemovesTheRowCrashLeavesItToGoStale) {
   for (NodeIndex i = 0; i < 3; ++i) w.k->start(i);
   ASSERT_TRUE(w.k->run_until([&] { return w.n(0).seen.size() == 2; }, Duration{10'000'000}));
   w.k->stop(2);
-  ASSERT_TRUE(w.k->run_until([&] { return w.n(0).seen.size() == 1 && w.n(1).seen.size() == 1; }, w.k->now() + Duration{5'000'000}));
+  ASSERT_TRUE(w.k->run_until([&] { return w.n(0).seen.size() == 1 && w.n(1).seen.size() == 1; },
+                             w.k->now() + Duration{5'000'000}));
   EXPECT_EQ(w.rows(), 2);
   // A crash leaves the row; it is ignored once LastPingAt is older than stale_after (10 s here)...
   w.k->crash(1);
@@ -111,7 +117,8 @@ TEST(Discovery, CleanStopRemovesTheRowCrashLeavesItToGoStale) {
   EXPECT_EQ(w.rows(), 2);
   // ...and deleted by the next node that starts.
   w.k->start(2);
-  ASSERT_TRUE(w.k->run_until([&] { return w.n(2).registered && w.n(0).seen.size() == 1; }, w.k->now() + Duration{5'000'000}));
+  ASSERT_TRUE(
+      w.k->run_until([&] { return w.n(2).registered && w.n(0).seen.size() == 1; }, w.k->now() + Duration{5'000'000}));
   EXPECT_EQ(w.rows(), 2);
   EXPECT_EQ(w.n(0).seen[0], "10.0.0.1:8076");
 }
@@ -169,7 +176,8 @@ TEST(ReachRule, AnIsolatedNodeIsCutOffOnceItsPeersProveAliveAndTheMajorityStaysS
   const auto stopped = majority.evaluate("b", bc, {beat("a", 6, {"a"}, true), beat("c", 6, bc)});
   EXPECT_FALSE(stopped.cut_off);
   EXPECT_EQ(stopped.stopped_serving, (std::vector<std::string>{"a"}));
-  EXPECT_TRUE(majority.evaluate("b", bc, {beat("a", 7, {"a"}, true), beat("c", 7, bc)}).stopped_serving.empty()) << "once";
+  EXPECT_TRUE(majority.evaluate("b", bc, {beat("a", 7, {"a"}, true), beat("c", 7, bc)}).stopped_serving.empty())
+      << "once";
   // The heal: b and c are in a's group again, a serves at once.
   EXPECT_FALSE(isolated.evaluate("a", all, {beat("b", 5, all), beat("c", 5, all)}).cut_off);
 }
@@ -179,16 +187,17 @@ TEST(ReachRule, ADeadPeerIsNeverTakenForAPartition) {
   const std::set<std::string> all{"a", "b", "c"};
   r.evaluate("b", all, {beat("a", 1, all), beat("c", 1, all)});
   // a crashed: its row keeps its last beat and reach (3 nodes, more than b's 2) until it goes stale.
-  for (int i = 0; i < 10; ++i) EXPECT_FALSE(r.evaluate("b", {"b", "c"}, {beat("a", 1, all), beat("c", 2 + i, {"b", "c"})}).cut_off);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_FALSE(r.evaluate("b", {"b", "c"}, {beat("a", 1, all), beat("c", 2 + i, {"b", "c"})}).cut_off);
 }
 
 TEST(ReachRule, EverySplitLeavesExactlyTheLargestGroupServingAndHalvesGoToTheLowestAddress) {
   // Any split of five nodes into groups: every node evaluates its own group against the others' rows.
   const std::vector<std::vector<std::set<std::string>>> splits{
-      {{"a", "b"}, {"c", "d"}},             // halves of four: a's half serves
-      {{"a"}, {"b", "c", "d"}, {"e"}},      // the three serve
-      {{"a", "e"}, {"b", "c"}, {"d"}},      // two twos: a's pair serves
-      {{"a"}, {"b"}},                       // a cluster of two split: a serves
+      {{"a", "b"}, {"c", "d"}},         // halves of four: a's half serves
+      {{"a"}, {"b", "c", "d"}, {"e"}},  // the three serve
+      {{"a", "e"}, {"b", "c"}, {"d"}},  // two twos: a's pair serves
+      {{"a"}, {"b"}},                   // a cluster of two split: a serves
   };
   for (const auto& groups : splits) {
     std::map<std::string, cluster::ReachRule> rules;
@@ -266,5 +275,6 @@ TEST(ReachRule, AReachThatNamesUsProvesNothing) {
   cluster::ReachRule a;
   const std::set<std::string> all{"a", "b", "c"};
   a.evaluate("a", {"a", "b"}, {beat("b", 1, {"a", "b"}), beat("c", 1, {"c"})});
-  for (int i = 2; i < 8; ++i) EXPECT_FALSE(a.evaluate("a", {"a", "b"}, {beat("b", i, {"a", "b"}), beat("c", i, all)}).cut_off) << i;
+  for (int i = 2; i < 8; ++i)
+    EXPECT_FALSE(a.evaluate("a", {"a", "b"}, {beat("b", i, {"a", "b"}), beat("c", i, all)}).cut_off) << i;
 }

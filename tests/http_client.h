@@ -28,8 +28,8 @@ struct HttpResponse {
   }
 };
 
-inline HttpResponse http_request(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
-                                 const std::string& token = "", int timeout_ms = 10000) {
+inline HttpResponse http_request(uint16_t port, const std::string& method, const std::string& target,
+                                 const std::string& body = "", const std::string& token = "", int timeout_ms = 10000) {
   HttpResponse out;
   const int fd = connect_loopback(port);
   if (fd < 0) return out;
@@ -37,7 +37,8 @@ inline HttpResponse http_request(uint16_t port, const std::string& method, const
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-  if (!body.empty() || method == "POST" || method == "PUT") req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string raw;
@@ -53,7 +54,8 @@ inline HttpResponse http_request(uint16_t port, const std::string& method, const
     const size_t eol = raw.find("\r\n", pos);
     const std::string line = raw.substr(pos, eol - pos);
     const auto colon = line.find(':');
-    if (colon != std::string::npos) out.headers.emplace_back(line.substr(0, colon), line.substr(line.find_first_not_of(' ', colon + 1)));
+    if (colon != std::string::npos)
+      out.headers.emplace_back(line.substr(0, colon), line.substr(line.find_first_not_of(' ', colon + 1)));
     pos = eol + 2;
   }
   out.body = raw.substr(end + 4);

@@ -73,7 +73,8 @@ struct FakeHandler : api::Handler {
     if (r.path == "/throw") throw std::runtime_error("boom");
     if (r.path == "/json") return respond(api::Response{201, {}, "{\"ok\":true}"});
     if (r.path == "/weird")  // a 204 with a body, a header trying to inject another, a name that is no token
-      return respond(api::Response{204, {{"X-Bad", "a\r\nSet-Cookie: x=1"}, {"Bad Name", "v"}, {"X-Good", "g"}}, "dropped"});
+      return respond(
+          api::Response{204, {{"X-Bad", "a\r\nSet-Cookie: x=1"}, {"Bad Name", "v"}, {"X-Good", "g"}}, "dropped"});
     if (r.path == "/twice") {
       respond(api::Response{200, {}, "first"});
       respond(api::Response{200, {}, "second"});  // dropped
@@ -87,7 +88,8 @@ struct FakeHandler : api::Handler {
     respond(api::Response{200, {{"Content-Type", "text/plain"}, {"X-Reply", "yes"}}, body});
   }
 
-  std::unique_ptr<api::SocketSession> open_socket(const api::Request& r, api::SocketSink& sink, api::Response& refusal) override {
+  std::unique_ptr<api::SocketSession> open_socket(const api::Request& r, api::SocketSink& sink,
+                                                  api::Response& refusal) override {
     if (r.path == "/refuse") {
       refusal = api::Response{403, {{"Content-Type", "application/json"}}, "{\"id\":\"refused\",\"status_code\":403}"};
       return nullptr;
@@ -143,7 +145,9 @@ class HttpServerTest : public ::testing::Test {
   bool run_until(const std::function<bool()>& pred, int ms = 2000) {
     return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms));
   }
-  void run_for(int ms) { run_until([] { return false; }, ms); }
+  void run_for(int ms) {
+    run_until([] { return false; }, ms);
+  }
 
   // -1 when the connection is refused.
   int raw_connect(uint16_t port) {
@@ -241,22 +245,23 @@ struct WsClient {
   std::deque<std::string> out;
 
   void connect(uint16_t port, const std::string& target = "/api/v4/websocket") {
-    ws.next_layer().async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), [this, target](const error_code& ec) {
-      if (ec) {
-        handshake_ec = ec;
-        ended = true;
-        return;
-      }
-      ws.async_handshake("127.0.0.1", target, [this](const error_code& ec) {
-        handshake_ec = ec;
-        if (ec) {
-          ended = true;
-          return;
-        }
-        open = true;
-        read();
-      });
-    });
+    ws.next_layer().async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                  [this, target](const error_code& ec) {
+                                    if (ec) {
+                                      handshake_ec = ec;
+                                      ended = true;
+                                      return;
+                                    }
+                                    ws.async_handshake("127.0.0.1", target, [this](const error_code& ec) {
+                                      handshake_ec = ec;
+                                      if (ec) {
+                                        ended = true;
+                                        return;
+                                      }
+                                      open = true;
+                                      read();
+                                    });
+                                  });
   }
   void read() {
     ws.async_read(buffer, [this](const error_code& ec, size_t) {
@@ -288,10 +293,13 @@ TEST_F(HttpServerTest, ParsesRequestsAndKeepsConnectionsAlive) {
   int fd = raw_connect(server->local_port());
 
   // GET with a query and percent-encoding.
-  auto r = request(fd, "GET /api/v4/users%2Fme%20x?per_page=60&term=a+b%26c&term2=%E2%9C%93&flag HTTP/1.1\r\nHost: x\r\nX-Test: hello\r\n\r\n");
+  auto r = request(fd,
+                   "GET /api/v4/users%2Fme%20x?per_page=60&term=a+b%26c&term2=%E2%9C%93&flag HTTP/1.1\r\nHost: "
+                   "x\r\nX-Test: hello\r\n\r\n");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body,
-            "GET /api/v4/users/me x\nq[flag]=\nq[per_page]=60\nq[term]=a b&c\nq[term2]=\xE2\x9C\x93\nx-test=hello\nremote=ok\nbody=");
+            "GET /api/v4/users/me x\nq[flag]=\nq[per_page]=60\nq[term]=a "
+            "b&c\nq[term2]=\xE2\x9C\x93\nx-test=hello\nremote=ok\nbody=");
   EXPECT_EQ(r.header("server"), "chorus");
   EXPECT_EQ(r.header("content-type"), "text/plain");
   EXPECT_EQ(r.header("x-reply"), "yes");
@@ -304,7 +312,8 @@ TEST_F(HttpServerTest, ParsesRequestsAndKeepsConnectionsAlive) {
   EXPECT_EQ(r.body, "POST /echo\nx-test=\nremote=ok\nbody=hello world");
 
   // A chunked body.
-  r = request(fd, "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  r = request(fd,
+              "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
   EXPECT_EQ(r.body, "PUT /c\nx-test=\nremote=ok\nbody=hello world");
 
   // A body and no Content-Type from the handler: application/json, exactly.
@@ -411,11 +420,14 @@ TEST_F(HttpServerTest, MalformedRequestsGetJsonErrorsAndAreClosed) {
       {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400},
       {"bad percent-encoding in the path", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
       {"body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + std::string(1000, 'x'), 413},
-      {"chunked body too large", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + [] {
-         std::string s;
-         for (int i = 0; i < 20; ++i) s += "1000\r\n" + std::string(4096, 'y') + "\r\n";
-         return s;
-       }(), 413},
+      {"chunked body too large",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           [] {
+             std::string s;
+             for (int i = 0; i < 20; ++i) s += "1000\r\n" + std::string(4096, 'y') + "\r\n";
+             return s;
+           }(),
+       413},
       {"header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'b') + "\r\n\r\n", 431},
   };
   for (const auto& c : cases) {
@@ -429,8 +441,9 @@ TEST_F(HttpServerTest, MalformedRequestsGetJsonErrorsAndAreClosed) {
     EXPECT_EQ(r.header("content-length"), std::to_string(r.body.size()));
     EXPECT_EQ(r.body.rfind("{\"id\":\"api.", 0), 0u) << r.body;
     EXPECT_NE(r.body.find("\"message\":\""), std::string::npos) << r.body;
-    EXPECT_NE(r.body.find("\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(c.status) + "}"),
-              std::string::npos)
+    EXPECT_NE(
+        r.body.find("\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(c.status) + "}"),
+        std::string::npos)
         << r.body;
     ::shutdown(fd, SHUT_WR);  // as a client does on "Connection: close"; the server stops lingering
     EXPECT_TRUE(closed_by_server(fd));
@@ -449,7 +462,8 @@ TEST_F(HttpServerTest, RandomGarbageNeverStopsTheServer) {
   const uint16_t port = server->local_port();
   uint64_t x = 4242;
   auto next = [&] { return static_cast<uint8_t>((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56); };
-  const std::vector<std::string> prefixes = {"", "GET / HTTP/1.1\r\n", "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+  const std::vector<std::string> prefixes = {"", "GET / HTTP/1.1\r\n",
+                                             "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
                                              "POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n", kUpgrade};
   for (int round = 0; round < 50; ++round) {
     int fd = raw_connect(port);
@@ -606,7 +620,7 @@ TEST_F(HttpServerTest, GracefulStopFinishesRequestsClosesWebSocketsAndStopsAccep
   bool done = false;
   server->stop(Duration{2'000'000}, [&] { done = true; });
   EXPECT_TRUE(closed_by_server(idle, 500));  // idle keep-alive: closed at once
-  auto r = read_response(busy);               // in flight: answered, then closed
+  auto r = read_response(busy);              // in flight: answered, then closed
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "late answer");
   EXPECT_EQ(r.header("connection"), "close");
@@ -624,7 +638,9 @@ TEST_F(HttpServerTest, StopClosesWhatIsLeftAfterTheGracePeriod) {
   // A request whose answer never comes.
   struct Silent : api::Handler {
     void handle(api::Request, api::Respond r) override { kept.push_back(std::move(r)); }
-    std::unique_ptr<api::SocketSession> open_socket(const api::Request&, api::SocketSink&, api::Response&) override { return nullptr; }
+    std::unique_ptr<api::SocketSession> open_socket(const api::Request&, api::SocketSink&, api::Response&) override {
+      return nullptr;
+    }
     std::vector<api::Respond> kept;
   } silent;
   HttpServer other(io, env, options(), silent);
@@ -669,7 +685,9 @@ TEST_F(HttpServerTest, BindFailureNamesTheAddress) {
     HttpServer second(io, env, o, handler);
     FAIL() << "binding a port in use should fail";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot listen on HTTP address 127.0.0.1:" + std::to_string(o.port)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot listen on HTTP address 127.0.0.1:" + std::to_string(o.port)),
+              std::string::npos)
+        << e.what();
   }
   o.bind_host = "not-an-ip";
   EXPECT_THROW(HttpServer(io, env, o, handler), std::runtime_error);

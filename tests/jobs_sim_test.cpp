@@ -24,8 +24,9 @@ constexpr int64_t kPeriodUs = 2'000'000;
 void add_probe(node::Node& n, int node) {
   n.job_server().add_kind("probe", [node](std::shared_ptr<jobs::JobRun> run) {
     const std::string period = run->data().count("period") ? run->data().at("period") : "";
-    run->step({db::Statement{"INSERT INTO ProbeRuns (JobId, Period, Node) VALUES ($1, $2, $3)", {run->id(), period, int64_t{node}}}}, 10,
-              [run](bool ok, db::Outcome) {
+    run->step({db::Statement{"INSERT INTO ProbeRuns (JobId, Period, Node) VALUES ($1, $2, $3)",
+                             {run->id(), period, int64_t{node}}}},
+              10, [run](bool ok, db::Outcome) {
                 if (!ok) return;
                 run->env().set_timer(Duration{700'000}, [run] {
                   run->step({}, 90, [run](bool ok2, db::Outcome) {
@@ -62,7 +63,8 @@ std::tuple<std::string, std::string, std::string> admin_team_channel(ChatCluster
   const std::string admin = c.signup_and_login(0, "admin");
   auto team = c.call(0, "POST", "/api/v4/teams", R"({"name":"team1","display_name":"T"})", admin);
   const std::string team_id(json::parse(team.body).as_object().at("id").as_string());
-  auto ch = c.call(0, "POST", "/api/v4/channels", fmt::format(R"({{"team_id":"{}","name":"c","display_name":"C"}})", team_id), admin);
+  auto ch = c.call(0, "POST", "/api/v4/channels",
+                   fmt::format(R"({{"team_id":"{}","name":"c","display_name":"C"}})", team_id), admin);
   return {admin, team_id, std::string(json::parse(ch.body).as_object().at("id").as_string())};
 }
 
@@ -73,7 +75,12 @@ TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPa
   for (uint64_t seed = 1; seed <= 30; ++seed) {
     SCOPED_TRACE(fmt::format("seed {}", seed));
     ChatCluster c(probe_cluster(seed));
-    ASSERT_TRUE(c.kernel().databases().find("db1")->execute({db::Statement{"CREATE TABLE ProbeRuns (JobId TEXT, Period TEXT, Node INTEGER)", {}}}, false).ok());
+    ASSERT_TRUE(
+        c.kernel()
+            .databases()
+            .find("db1")
+            ->execute({db::Statement{"CREATE TABLE ProbeRuns (JobId TEXT, Period TEXT, Node INTEGER)", {}}}, false)
+            .ok());
     ASSERT_TRUE(c.start_all());
     auto& k = c.kernel();
     auto& rng = k.random();
@@ -106,7 +113,8 @@ TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPa
         case 4:
           if (k.state(static_cast<NodeIndex>(victim)) == NodeState::up) {
             k.pause(static_cast<NodeIndex>(victim));
-            k.at(k.now() + Duration{rng.uniform_range(500'000, 5'000'000)}, [&k, victim] { k.resume(static_cast<NodeIndex>(victim)); });
+            k.at(k.now() + Duration{rng.uniform_range(500'000, 5'000'000)},
+                 [&k, victim] { k.resume(static_cast<NodeIndex>(victim)); });
           }
           break;
       }
@@ -118,7 +126,8 @@ TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPa
       if (k.state(static_cast<NodeIndex>(i)) == NodeState::down) k.start(static_cast<NodeIndex>(i));
     }
     k.run_for(Duration{15'000'000});
-    const auto all = rows(c, "SELECT ScheduleKey, Status, Attempts FROM Jobs WHERE Type = 'probe' ORDER BY ScheduleKey");
+    const auto all =
+        rows(c, "SELECT ScheduleKey, Status, Attempts FROM Jobs WHERE Type = 'probe' ORDER BY ScheduleKey");
     ASSERT_GE(all.size(), 20u) << "about one job per 2 s of a 60 s run";
     // Periods are contiguous: none skipped, none twice (the key is unique).
     int64_t prev = -1;
@@ -139,7 +148,8 @@ TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPa
     }
     EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Jobs WHERE Type = 'probe' AND Status = 'error'"), 0);
     // Each period's work was committed by one attempt at a time; a second commit only after a recovery.
-    const int64_t doubles = count(c, "SELECT COUNT(*) FROM (SELECT JobId FROM ProbeRuns GROUP BY JobId HAVING COUNT(*) > 1) x");
+    const int64_t doubles =
+        count(c, "SELECT COUNT(*) FROM (SELECT JobId FROM ProbeRuns GROUP BY JobId HAVING COUNT(*) > 1) x");
     const int64_t retried = count(c, "SELECT COUNT(*) FROM Jobs WHERE Type = 'probe' AND Attempts > 1");
     EXPECT_LE(doubles, retried) << "work committed twice only for jobs that were handed to another attempt";
     for (int i = 0; i < 3; ++i)
@@ -151,12 +161,18 @@ TEST(JobsSim, EveryPeriodRunsOnceThroughLeaderDeathsWorkerCrashesPartitionsAndPa
   }
   EXPECT_GT(leader_crashes, 5) << "the schedules did kill leaders";
   EXPECT_GT(recovered, 0) << "the schedules did leave jobs of dead workers to recover";
-  std::printf("jobs: %d leader crashes, %d jobs recovered by the rule, %d stale attempts fenced out\n", leader_crashes, recovered, fenced);
+  std::printf("jobs: %d leader crashes, %d jobs recovered by the rule, %d stale attempts fenced out\n", leader_crashes,
+              recovered, fenced);
 }
 
 TEST(JobsSim, TwoLeadersDuringAPartitionScheduleEachPeriodOnce) {
   ChatCluster c(probe_cluster(41));
-  ASSERT_TRUE(c.kernel().databases().find("db1")->execute({db::Statement{"CREATE TABLE ProbeRuns (JobId TEXT, Period TEXT, Node INTEGER)", {}}}, false).ok());
+  ASSERT_TRUE(
+      c.kernel()
+          .databases()
+          .find("db1")
+          ->execute({db::Statement{"CREATE TABLE ProbeRuns (JobId TEXT, Period TEXT, Node INTEGER)", {}}}, false)
+          .ok());
   ASSERT_TRUE(c.start_all());
   auto& k = c.kernel();
   k.partition({0});  // node 0 alone is its own leader; nodes 1 and 2 elect node 1
@@ -176,7 +192,10 @@ TEST(JobsSim, TwoLeadersDuringAPartitionScheduleEachPeriodOnce) {
     const auto& b = std::get<std::string>(keys[i][0]);
     EXPECT_EQ(std::stoll(b.substr(b.rfind(':') + 1)), std::stoll(a.substr(a.rfind(':') + 1)) + 1) << a << " then " << b;
   }
-  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Jobs WHERE Type = 'probe' AND Status NOT IN ('success', 'in_progress', 'pending')"), 0);
+  EXPECT_EQ(
+      count(c,
+            "SELECT COUNT(*) FROM Jobs WHERE Type = 'probe' AND Status NOT IN ('success', 'in_progress', 'pending')"),
+      0);
 }
 
 TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
@@ -192,7 +211,10 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   ASSERT_TRUE(c.start_all());
   const auto [admin, team_id, channel] = admin_team_channel(c);
   for (int i = 0; i < 40; ++i) {
-    auto r = c.call(i % 2, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"note {} about zebras, quote \" and comma ,"}})", channel, i), admin);
+    auto r = c.call(
+        i % 2, "POST", "/api/v4/posts",
+        fmt::format(R"({{"channel_id":"{}","message":"note {} about zebras, quote \" and comma ,"}})", channel, i),
+        admin);
     ASSERT_EQ(r.status, 201) << r.body;
   }
   // Search finds a post as soon as its creation is acknowledged.
@@ -202,24 +224,38 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   // Age 25 of them past the limit (1 h), then retention runs while posts keep coming.
   auto* db = c.kernel().databases().find("db1");
   const int64_t old = c.kernel().options().wall_epoch_us / 1000 - 2 * 3'600'000;
-  ASSERT_TRUE(db->execute({db::Statement{"UPDATE Posts SET CreateAt = $1 WHERE Id IN (SELECT Id FROM Posts ORDER BY CreateAt LIMIT 25)", {old}}}, false).ok());
+  ASSERT_TRUE(
+      db->execute(
+            {db::Statement{
+                "UPDATE Posts SET CreateAt = $1 WHERE Id IN (SELECT Id FROM Posts ORDER BY CreateAt LIMIT 25)", {old}}},
+            false)
+          .ok());
   auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention"})", admin);
   ASSERT_EQ(job.status, 201);
   const std::string job_id(json::parse(job.body).as_object().at("id").as_string());
   for (int i = 0; i < 10; ++i) {
-    ASSERT_EQ(c.call(i % 2, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"fresh {}"}})", channel, i), admin).status, 201);
+    ASSERT_EQ(c.call(i % 2, "POST", "/api/v4/posts",
+                     fmt::format(R"({{"channel_id":"{}","message":"fresh {}"}})", channel, i), admin)
+                  .status,
+              201);
     c.kernel().run_for(Duration{100'000});
   }
-  auto succeeded = [&](const std::string& id) { return count(c, "SELECT COUNT(*) FROM Jobs WHERE Status = 'success' AND Id = '" + id + "'") == 1; };
+  auto succeeded = [&](const std::string& id) {
+    return count(c, "SELECT COUNT(*) FROM Jobs WHERE Status = 'success' AND Id = '" + id + "'") == 1;
+  };
   ASSERT_TRUE(c.kernel().run_until([&] { return succeeded(job_id); }, c.kernel().now() + Duration{20'000'000}));
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts"), 40 - 25 + 10) << "exactly the posts past the limit are gone";
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts WHERE CreateAt = " + std::to_string(old)), 0);
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM PostsFts"), 25) << "their index entries too";
-  auto data = json::parse(c.call(0, "GET", "/api/v4/jobs/" + job_id, "", admin).body).as_object().at("data").as_object();
+  auto data =
+      json::parse(c.call(0, "GET", "/api/v4/jobs/" + job_id, "", admin).body).as_object().at("data").as_object();
   EXPECT_EQ(data.at("deleted_posts").as_string(), "25");
 
   // Compliance export of everything left: the files match the database.
-  auto ex = c.call(1, "POST", "/api/v4/jobs", fmt::format(R"({{"type":"message_export","data":{{"start_at":"0","end_at":"{}"}}}})", old + 10 * 3'600'000), admin);
+  auto ex = c.call(
+      1, "POST", "/api/v4/jobs",
+      fmt::format(R"({{"type":"message_export","data":{{"start_at":"0","end_at":"{}"}}}})", old + 10 * 3'600'000),
+      admin);
   ASSERT_EQ(ex.status, 201) << ex.body;
   const std::string ex_id(json::parse(ex.body).as_object().at("id").as_string());
   ASSERT_TRUE(c.kernel().run_until([&] { return succeeded(ex_id); }, c.kernel().now() + Duration{20'000'000}));
@@ -236,11 +272,20 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   }
   const std::string& csv = files.at("export/" + ex_id + ".csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(db_rows.size() + 1));
-  EXPECT_NE(csv.find("\"note 39 about zebras, quote \"\" and comma ,\""), std::string::npos) << "quoted as RFC 4180 says";
+  EXPECT_NE(csv.find("\"note 39 about zebras, quote \"\" and comma ,\""), std::string::npos)
+      << "quoted as RFC 4180 says";
 
   // The index loses an entry (and keeps a stale one): the indexing job repairs both.
-  ASSERT_TRUE(db->execute({db::Statement{"DELETE FROM PostsFts WHERE PostId = (SELECT Id FROM Posts ORDER BY CreateAt DESC LIMIT 1)", {}}}, false).ok());
-  ASSERT_TRUE(db->execute({db::Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ('ghost zebras', 'gone', 'x')", {}}}, false).ok());
+  ASSERT_TRUE(
+      db->execute({db::Statement{
+                      "DELETE FROM PostsFts WHERE PostId = (SELECT Id FROM Posts ORDER BY CreateAt DESC LIMIT 1)", {}}},
+                  false)
+          .ok());
+  ASSERT_TRUE(
+      db->execute({db::Statement{
+                      "INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ('ghost zebras', 'gone', 'x')", {}}},
+                  false)
+          .ok());
   auto ix = c.call(0, "POST", "/api/v4/jobs", R"({"type":"search_indexing"})", admin);
   ASSERT_EQ(ix.status, 201);
   const std::string ix_id(json::parse(ix.body).as_object().at("id").as_string());
@@ -262,10 +307,15 @@ TEST(JobsSim, ACanceledRunningJobStopsAtItsNextStep) {
   ASSERT_TRUE(c.start_all());
   const auto [admin, team_id, channel] = admin_team_channel(c);
   for (int i = 0; i < 20; ++i)
-    ASSERT_EQ(c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin).status, 201);
-  auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);
+    ASSERT_EQ(
+        c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin)
+            .status,
+        201);
+  auto job =
+      c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);
   const std::string id(json::parse(job.body).as_object().at("id").as_string());
-  ASSERT_TRUE(c.kernel().run_until([&] { return count(c, "SELECT COUNT(*) FROM Posts") <= 17; }, c.kernel().now() + Duration{10'000'000}));
+  ASSERT_TRUE(c.kernel().run_until([&] { return count(c, "SELECT COUNT(*) FROM Posts") <= 17; },
+                                   c.kernel().now() + Duration{10'000'000}));
   ASSERT_EQ(c.call(1, "POST", "/api/v4/jobs/" + id + "/cancel", "", admin).status, 200);
   c.kernel().run_for(Duration{3'000'000});
   auto got = json::parse(c.call(0, "GET", "/api/v4/jobs/" + id, "", admin).body).as_object();
@@ -282,7 +332,8 @@ TEST(JobsSim, LongPausesAndSkewedClocksDoNotMakeALiveJobLookDeadAndACleanStopCos
   o.jobs.stuck_after = Duration{3'000'000};
   o.configure = [](config::Config& cfg, int) {
     cfg.DataRetentionSettings.BatchSize = 2;
-    cfg.DataRetentionSettings.TimeBetweenBatchesMilliseconds = 5000;  // longer than stuck_after: the heartbeat covers it
+    cfg.DataRetentionSettings.TimeBetweenBatchesMilliseconds =
+        5000;  // longer than stuck_after: the heartbeat covers it
   };
   ChatCluster c(o);
   ASSERT_TRUE(c.start_all());
@@ -292,21 +343,35 @@ TEST(JobsSim, LongPausesAndSkewedClocksDoNotMakeALiveJobLookDeadAndACleanStopCos
   k.set_clock_skew(1, Duration{-7'000'000});
   const auto [admin, team_id, channel] = admin_team_channel(c);
   for (int i = 0; i < 8; ++i)
-    ASSERT_EQ(c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin).status, 201);
+    ASSERT_EQ(
+        c.call(0, "POST", "/api/v4/posts", fmt::format(R"({{"channel_id":"{}","message":"m{}"}})", channel, i), admin)
+            .status,
+        201);
   const int64_t posts = count(c, "SELECT COUNT(*) FROM Posts");
-  auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);
+  auto job =
+      c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention","data":{"cutoff":"99999999999999"}})", admin);
   const std::string id(json::parse(job.body).as_object().at("id").as_string());
-  ASSERT_TRUE(k.run_until([&] { return count(c, "SELECT COUNT(*) FROM Posts") < posts; }, k.now() + Duration{5'000'000}));
+  ASSERT_TRUE(
+      k.run_until([&] { return count(c, "SELECT COUNT(*) FROM Posts") < posts; }, k.now() + Duration{5'000'000}));
   // Stop the worker cleanly mid-job: it hands the job back without spending the attempt.
   const auto worker = std::get<std::string>(rows(c, "SELECT WorkerId FROM Jobs WHERE Id = '" + id + "'").at(0).at(0));
   const int w = worker == c.address(0) ? 0 : worker == c.address(1) ? 1 : 2;
   k.stop(static_cast<NodeIndex>(w));
-  ASSERT_TRUE(k.run_until([&] { return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) != "in_progress"; },
-                          k.now() + Duration{2'000'000}));
+  ASSERT_TRUE(k.run_until(
+      [&] {
+        return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) !=
+               "in_progress";
+      },
+      k.now() + Duration{2'000'000}));
   // Another node takes it and finishes it across pauses longer than stuck_after, on skewed clocks.
-  ASSERT_TRUE(k.run_until([&] { return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) == "success"; },
-                          k.now() + Duration{60'000'000}));
-  EXPECT_EQ(std::get<int64_t>(rows(c, "SELECT Attempts FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)), 1) << "the clean stop cost no attempt";
+  ASSERT_TRUE(k.run_until(
+      [&] {
+        return std::get<std::string>(rows(c, "SELECT Status FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)) ==
+               "success";
+      },
+      k.now() + Duration{60'000'000}));
+  EXPECT_EQ(std::get<int64_t>(rows(c, "SELECT Attempts FROM Jobs WHERE Id = '" + id + "'").at(0).at(0)), 1)
+      << "the clean stop cost no attempt";
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts"), 0);
   for (int i = 0; i < 3; ++i) {
     if (c.node(i)) {

@@ -45,17 +45,19 @@ TEST(Membership, ACrashedNodeIsDeclaredDeadByEveryPeerWithinThreeSeconds) {
     std::vector<double> seconds;
     for (uint64_t seed = 1; seed <= 40; ++seed) {
       Cluster c(seed, n);
-      ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(n)); }, Duration{5'000'000})) << "n=" << n << " seed " << seed;
+      ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(n)); }, Duration{5'000'000}))
+          << "n=" << n << " seed " << seed;
       c.k->run_for(Duration{2'000'000});
       const int victim = static_cast<int>(c.k->random().uniform(static_cast<uint64_t>(n)));
       c.k->crash(victim);
       const auto t0 = c.k->now();
-      ASSERT_TRUE(c.k->run_until([&] { return c.all_see(victim, MemberState::dead); }, t0 + Duration{10'000'000})) << "n=" << n << " seed " << seed;
+      ASSERT_TRUE(c.k->run_until([&] { return c.all_see(victim, MemberState::dead); }, t0 + Duration{10'000'000}))
+          << "n=" << n << " seed " << seed;
       seconds.push_back(static_cast<double>((c.k->now() - t0).count()) / 1e6);
       EXPECT_EQ(c.deaths(), n - 1) << "only the victim dies, once per peer (n=" << n << " seed " << seed << ")";
     }
-    std::printf("n=%d: crash declared dead by all peers in p50 %.2f s, p99 %.2f s, max %.2f s\n", n, percentile(seconds, 0.5),
-                percentile(seconds, 0.99), percentile(seconds, 1.0));
+    std::printf("n=%d: crash declared dead by all peers in p50 %.2f s, p99 %.2f s, max %.2f s\n", n,
+                percentile(seconds, 0.5), percentile(seconds, 0.99), percentile(seconds, 1.0));
     EXPECT_LE(percentile(seconds, 0.99), 3.0) << "n=" << n;
   }
 }
@@ -85,15 +87,17 @@ TEST(Membership, APausedNodeIsDeclaredDeadThenWelcomedBack) {
     c.k->pause(2);
     const auto t0 = c.k->now();
     ASSERT_TRUE(c.k->run_until([&] { return c.all_see(2, MemberState::dead); }, t0 + Duration{10'000'000}))
-        << "seed " << seed << " now " << c.k->now().count() << " events " << c.k->events_processed() << " state seen by 0: "
-        << cluster::to_string(c.node(0)->state_of(c.addrs[2]));
+        << "seed " << seed << " now " << c.k->now().count() << " events " << c.k->events_processed()
+        << " state seen by 0: " << cluster::to_string(c.node(0)->state_of(c.addrs[2]));
     EXPECT_LE((c.k->now() - t0).count(), 3'000'000) << "seed " << seed;
     c.k->run_for(Duration{2'000'000});
     c.k->resume(2);
     const auto t1 = c.k->now();
-    ASSERT_TRUE(c.k->run_until([&] { return c.all_alive(); }, t1 + Duration{10'000'000})) << "not welcomed back, seed " << seed;
+    ASSERT_TRUE(c.k->run_until([&] { return c.all_alive(); }, t1 + Duration{10'000'000}))
+        << "not welcomed back, seed " << seed;
     std::printf("seed %llu: paused node dead after %.2f s, back after %.2f s\n", static_cast<unsigned long long>(seed),
-                static_cast<double>((t1 - t0).count() - 2'000'000) / 1e6, static_cast<double>((c.k->now() - t1).count()) / 1e6);
+                static_cast<double>((t1 - t0).count() - 2'000'000) / 1e6,
+                static_cast<double>((c.k->now() - t1).count()) / 1e6);
   }
 }
 
@@ -104,28 +108,39 @@ TEST(Election, EveryConnectedGroupHasExactlyOneLeaderItsLowestAddress) {
     EXPECT_EQ(c.node(3)->membership->leader(), "10.0.0.1:8074");
     // Halves: each side elects its own lowest.
     c.k->partition({0, 1});
-    ASSERT_TRUE(c.k->run_until([&] { return c.one_leader({0, 1}) && c.one_leader({2, 3, 4}); }, c.k->now() + Duration{10'000'000})) << "seed " << seed;
+    ASSERT_TRUE(c.k->run_until(
+        [&] {
+          return c.one_leader({0, 1}) && c.one_leader({2, 3, 4});
+        },
+        c.k->now() + Duration{10'000'000}))
+        << "seed " << seed;
     EXPECT_EQ(c.node(4)->membership->leader(), "10.0.0.3:8074");
     // Healed: one leader again.
     c.k->heal();
-    ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{15'000'000})) << "seed " << seed;
+    ASSERT_TRUE(
+        c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{15'000'000}))
+        << "seed " << seed;
     // The leader dies: the next lowest takes over; back (a new generation), it takes the lead again.
     c.k->crash(0);
     ASSERT_TRUE(c.k->run_until([&] { return c.one_leader({1, 2, 3, 4}); }, c.k->now() + Duration{5'000'000}));
     EXPECT_EQ(c.node(2)->membership->leader(), "10.0.0.2:8074");
     c.k->run_for(Duration{1'000'000});
     c.k->start(0);
-    ASSERT_TRUE(c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{10'000'000})) << "seed " << seed;
+    ASSERT_TRUE(
+        c.k->run_until([&] { return c.all_alive() && c.one_leader(range(5)); }, c.k->now() + Duration{10'000'000}))
+        << "seed " << seed;
   }
 }
 
 TEST(Membership, MalformedMessagesAreDroppedAndChangeNothing) {
   Cluster c(1, 3);
   c.k->run_for(Duration{2'000'000});
-  for (const std::vector<uint8_t>& junk : std::vector<std::vector<uint8_t>>{{0x10}, {0x11, 1}, {0x12, 0xff, 0xff}, {0x13, 0, 0, 0, 0, 0, 0, 9}}) {
+  for (const std::vector<uint8_t>& junk :
+       std::vector<std::vector<uint8_t>>{{0x10}, {0x11, 1}, {0x12, 0xff, 0xff}, {0x13, 0, 0, 0, 0, 0, 0, 9}}) {
     EXPECT_TRUE(c.node(0)->membership->handle_frame("10.0.0.2:8074", junk));
   }
-  EXPECT_FALSE(c.node(0)->membership->handle_frame("10.0.0.2:8074", std::vector<uint8_t>{0x01, 2}));  // not a membership message
+  EXPECT_FALSE(
+      c.node(0)->membership->handle_frame("10.0.0.2:8074", std::vector<uint8_t>{0x01, 2}));  // not a membership message
   c.k->run_for(Duration{2'000'000});
   EXPECT_TRUE(c.all_alive());
 }
@@ -153,10 +168,12 @@ RC_GTEST_PROP(ElectionProperty, AfterFaultsStopAllLiveNodesAgreeOnTheLowest, ())
   if (!settled) {
     std::string view;
     for (int i = 0; i < n; ++i) {
-      view += fmt::format("node {} ({}): leader {}, inc {}; sees", i, static_cast<int>(c.k->state(i)), c.node(i) ? c.node(i)->membership->leader() : "-",
+      view += fmt::format("node {} ({}): leader {}, inc {}; sees", i, static_cast<int>(c.k->state(i)),
+                          c.node(i) ? c.node(i)->membership->leader() : "-",
                           c.node(i) ? c.node(i)->membership->incarnation() : 0);
       if (c.node(i))
-        for (const auto& [a, m] : c.node(i)->membership->members()) view += fmt::format(" {}={}/g{}/i{}", a, cluster::to_string(m.state), m.generation % 100000, m.incarnation);
+        for (const auto& [a, m] : c.node(i)->membership->members())
+          view += fmt::format(" {}={}/g{}/i{}", a, cluster::to_string(m.state), m.generation % 100000, m.incarnation);
       view += "\n";
     }
     RC_LOG() << "seed " << seed << " n " << n << "\n" << fault::to_string(schedule) << view;
@@ -238,7 +255,8 @@ RC_GTEST_PROP(RollingUpgradeProperty, OneNodeAtATimeKeepsALeaderAndEndsGreen, ()
         bool leader_serves = false;
         for (int j = 0; j < n; ++j) leader_serves |= c.live(j) && c.address(j) == leader;
         if (!leader_serves && violations++ == 0)
-          RC_LOG() << "at " << k.now().count() << " us node " << c.address(i) << " names " << leader << " which does not serve\n";
+          RC_LOG() << "at " << k.now().count() << " us node " << c.address(i) << " names " << leader
+                   << " which does not serve\n";
         for (const auto& p : c.node(i)->status->peers()) flagged |= p.reason.find("incompatible") != std::string::npos;
       }
     }
@@ -256,12 +274,14 @@ RC_GTEST_PROP(RollingUpgradeProperty, OneNodeAtATimeKeepsALeaderAndEndsGreen, ()
     k.run_for(Duration{3'000'000});
   }
   RC_ASSERT(violations == 0);
-  const bool green = k.run_until([&] {
-    for (int i = 0; i < n; ++i)
-      for (const auto& p : c.node(i)->status->peers())
-        if (!p.green) return false;
-    return true;
-  }, k.now() + Duration{10'000'000});
+  const bool green = k.run_until(
+      [&] {
+        for (int i = 0; i < n; ++i)
+          for (const auto& p : c.node(i)->status->peers())
+            if (!p.green) return false;
+        return true;
+      },
+      k.now() + Duration{10'000'000});
   RC_ASSERT(green);
   RC_ASSERT(flagged == too_far);
 }
@@ -279,8 +299,10 @@ RC_GTEST_PROP(DetectionProperty, NoFalseDeathsUnderLossAndEveryCrashFoundWithinT
   k.run_for(Duration{20'000'000});
   RC_ASSERT(c.deaths() == 0);
   const int victim = static_cast<int>(k.random().uniform(static_cast<uint64_t>(n)));
-  if (hang) k.pause(static_cast<NodeIndex>(victim));
-  else k.crash(static_cast<NodeIndex>(victim));
+  if (hang)
+    k.pause(static_cast<NodeIndex>(victim));
+  else
+    k.crash(static_cast<NodeIndex>(victim));
   const auto t0 = k.now();
   RC_ASSERT(k.run_until([&] { return c.all_see(victim, cluster::MemberState::dead); }, t0 + Duration{3'000'000}));
   RC_ASSERT(c.deaths() == n - 1);

@@ -12,7 +12,9 @@ using namespace chorus;
 using namespace chorus::sim;
 
 namespace {
-cluster::ClusterMessage msg(int i) { return cluster::ClusterMessage::of(cluster::ClusterEvent::publish, std::to_string(i), {{"k", "v"}}); }
+cluster::ClusterMessage msg(int i) {
+  return cluster::ClusterMessage::of(cluster::ClusterEvent::publish, std::to_string(i), {{"k", "v"}});
+}
 
 std::vector<int> numbers_from(MemberNode* n, const std::string& from) {
   std::vector<int> out;
@@ -42,7 +44,8 @@ TEST(Messages, ReliableArriveExactlyOnceInOrderThroughLossDuplicationAndReorderi
     }
     // Loss this heavy makes members suspect each other now and then; nobody is declared dead in
     // practice, and the property holds regardless: what arrives, arrives once and in order.
-    ASSERT_TRUE(k.run_until([&] { return done == 300; }, k.now() + Duration{60'000'000})) << "seed " << seed << ": " << done;
+    ASSERT_TRUE(k.run_until([&] { return done == 300; }, k.now() + Duration{60'000'000}))
+        << "seed " << seed << ": " << done;
     for (int peer = 1; peer < 4; ++peer) {
       const auto got = numbers_from(c.node(peer), c.address(0));
       std::vector<int> expected(300);
@@ -80,7 +83,8 @@ TEST(Messages, QueuesAreBounded) {
   k.run_for(Duration{2'000'000});
   k.block(0, 2);
   int queued = 0;
-  for (int i = 0; i < 10'050; ++i) queued += c.node(0)->messenger->send_to(c.address(2), msg(i), cluster::Delivery::reliable);
+  for (int i = 0; i < 10'050; ++i)
+    queued += c.node(0)->messenger->send_to(c.address(2), msg(i), cluster::Delivery::reliable);
   EXPECT_EQ(queued, 10'000);
   EXPECT_EQ(c.node(0)->messenger->stats().refused_full, 50u);
 }
@@ -102,7 +106,8 @@ TEST(Messages, ARestartedPeerGetsAFreshStreamAndNothingStale) {
   k.run_for(Duration{1'000'000});
   for (int i = 9; i <= 11; ++i) c.node(0)->messenger->send_to(c.address(1), msg(i), cluster::Delivery::reliable);
   k.run_for(Duration{2'000'000});
-  EXPECT_EQ(numbers_from(c.node(1), c.address(0)), (std::vector<int>{9, 10, 11})) << "the old life's 6-8 are not replayed into the new one";
+  EXPECT_EQ(numbers_from(c.node(1), c.address(0)), (std::vector<int>{9, 10, 11}))
+      << "the old life's 6-8 are not replayed into the new one";
   EXPECT_EQ(c.node(0)->messenger->queued(c.address(1)), 0u);
 }
 
@@ -166,7 +171,8 @@ TEST(Messages, MalformedFramesAreDropped) {
   MemberCluster c(7, 2);
   c.kernel().run_for(Duration{1'000'000});
   auto* n = c.node(0);
-  for (const std::vector<uint8_t>& junk : std::vector<std::vector<uint8_t>>{{0x30}, {0x31, 1, 2}, {0x30, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff}})
+  for (const std::vector<uint8_t>& junk :
+       std::vector<std::vector<uint8_t>>{{0x30}, {0x31, 1, 2}, {0x30, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff}})
     EXPECT_TRUE(n->messenger->handle_frame(c.address(1), junk));
   EXPECT_TRUE(n->received.empty());
 }
@@ -181,26 +187,28 @@ TEST(Messages, RequestsCollectOneReplyPerPeerThroughLoss) {
     for (int i = 0; i < 4; ++i) {
       auto* n = c.node(i);
       const std::string me = c.address(i);
-      n->messenger->serve("cluster_stats", [n, me](const std::string& from, const cluster::ClusterMessage& req, auto reply) {
-        reply(cluster::ClusterMessage{"", me + " answers " + req.data + " from " + from, {}});
-      });
+      n->messenger->serve("cluster_stats",
+                          [n, me](const std::string& from, const cluster::ClusterMessage& req, auto reply) {
+                            reply(cluster::ClusterMessage{"", me + " answers " + req.data + " from " + from, {}});
+                          });
     }
     for (NodeIndex a = 0; a < 4; ++a)
       for (NodeIndex b = 0; b < 4; ++b) k.link(a, b).loss = 0.2;
     int answered = 0;
     for (int r = 0; r < 20; ++r) {
-      c.node(0)->messenger->request(cluster::ClusterMessage{"cluster_stats", std::to_string(r), {}}, Duration{10'000'000},
-                                    [&, r](cluster::Replies got) {
-                                      EXPECT_TRUE(got.missing.empty()) << "seed " << seed;
-                                      ASSERT_EQ(got.replies.size(), 3u);
-                                      for (int i = 1; i < 4; ++i) {
-                                        const auto& m = got.replies.at(c.address(i));
-                                        EXPECT_EQ(m.event, "cluster_stats");
-                                        EXPECT_EQ(m.data, c.address(i) + " answers " + std::to_string(r) + " from " + c.address(0));
-                                        EXPECT_TRUE(m.props.empty()) << "the correlation props are not the caller's business";
-                                      }
-                                      ++answered;
-                                    });
+      c.node(0)->messenger->request(
+          cluster::ClusterMessage{"cluster_stats", std::to_string(r), {}}, Duration{10'000'000},
+          [&, r](cluster::Replies got) {
+            EXPECT_TRUE(got.missing.empty()) << "seed " << seed;
+            ASSERT_EQ(got.replies.size(), 3u);
+            for (int i = 1; i < 4; ++i) {
+              const auto& m = got.replies.at(c.address(i));
+              EXPECT_EQ(m.event, "cluster_stats");
+              EXPECT_EQ(m.data, c.address(i) + " answers " + std::to_string(r) + " from " + c.address(0));
+              EXPECT_TRUE(m.props.empty()) << "the correlation props are not the caller's business";
+            }
+            ++answered;
+          });
       k.run_for(Duration{10'000});
     }
     ASSERT_TRUE(k.run_until([&] { return answered == 20; }, k.now() + Duration{20'000'000})) << "seed " << seed;
@@ -221,7 +229,8 @@ TEST(Messages, ARequestEndsWhenASilentPeerDiesOrTheTimeoutPasses) {
   }
   std::optional<cluster::Replies> got;
   const Duration asked = k.now();
-  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{1'000'000}, [&](cluster::Replies r) { got = r; });
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{1'000'000},
+                                [&](cluster::Replies r) { got = r; });
   ASSERT_TRUE(k.run_until([&] { return got.has_value(); }, k.now() + Duration{5'000'000}));
   EXPECT_GE((k.now() - asked).count(), 1'000'000) << "only the timeout ends a wait on a live, silent peer";
   EXPECT_EQ(got->replies.size(), 2u);
@@ -231,8 +240,8 @@ TEST(Messages, ARequestEndsWhenASilentPeerDiesOrTheTimeoutPasses) {
   got.reset();
   k.block(0, 2);
   k.block(2, 0);
-  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{60'000'000}, [&](cluster::Replies r) { got = r; },
-                                {c.address(1), c.address(2)});
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "conn", {}}, Duration{60'000'000},
+                                [&](cluster::Replies r) { got = r; }, {c.address(1), c.address(2)});
   k.crash(2);
   ASSERT_TRUE(k.run_until([&] { return got.has_value(); }, k.now() + Duration{10'000'000})) << "no hang on a dead peer";
   EXPECT_EQ(got->replies.size(), 1u);
@@ -240,8 +249,8 @@ TEST(Messages, ARequestEndsWhenASilentPeerDiesOrTheTimeoutPasses) {
 
   // Nobody to ask: answered at once, empty.
   got.reset();
-  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "", {}}, Duration{1'000'000}, [&](cluster::Replies r) { got = r; },
-                                {"nowhere:1"});
+  c.node(0)->messenger->request(cluster::ClusterMessage{"ws_queues", "", {}}, Duration{1'000'000},
+                                [&](cluster::Replies r) { got = r; }, {"nowhere:1"});
   k.run_for(Duration{1'000});
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(got->replies.empty());
@@ -279,10 +288,12 @@ TEST(Messages, TheOpeningTellsARestartedPeerWhetherItMissedMessages) {
     k.start(2);
     ASSERT_NE(c.node(2), nullptr);
     std::vector<std::pair<std::string, bool>> told;
-    c.node(2)->messenger->on_new_stream([&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
+    c.node(2)->messenger->on_new_stream(
+        [&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
     k.run_for(Duration{3'000'000});
     if (published_while_dead) {
-      EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{c.address(0), false}})) << "n0 skipped a message for it; n1 did not";
+      EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{c.address(0), false}}))
+          << "n0 skipped a message for it; n1 did not";
     } else {
       EXPECT_TRUE(told.empty()) << "nothing was missed: no re-sync";
     }
@@ -303,7 +314,8 @@ TEST(Messages, APeerNotHeardFromYetGetsNoStreamAndIsToldWhatItMissed) {
   ASSERT_NE(c.node(1), nullptr);
   ASSERT_EQ(c.node(0)->membership->members().at(c.address(1)).generation, 0u) << "node 0 knows node 1 as a seed only";
   std::vector<std::pair<std::string, bool>> told;
-  c.node(1)->messenger->on_new_stream([&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
+  c.node(1)->messenger->on_new_stream(
+      [&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
   EXPECT_FALSE(c.node(0)->messenger->send_to(c.address(1), msg(1), cluster::Delivery::reliable));
   EXPECT_EQ(c.node(0)->messenger->stats().refused_unknown, 1u);
   EXPECT_EQ(c.node(0)->messenger->send_to_all(msg(2), cluster::Delivery::reliable), 0u);

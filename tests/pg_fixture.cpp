@@ -22,7 +22,6 @@ namespace {
 
 const char* kBin = "/usr/lib/postgresql/15/bin";
 
-
 // Runs a shell command; returns (exit status, combined output).
 std::pair<int, std::string> shell(const std::string& command) {
   std::string out;
@@ -45,7 +44,8 @@ std::string quote(const std::string& s) {
 
 PgCluster::PgCluster() {
   if (!std::filesystem::exists(std::string(kBin) + "/initdb"))
-    throw std::runtime_error("PostgreSQL 15 is not installed (no /usr/lib/postgresql/15/bin/initdb): apt-get install postgresql-15");
+    throw std::runtime_error(
+        "PostgreSQL 15 is not installed (no /usr/lib/postgresql/15/bin/initdb): apt-get install postgresql-15");
   char tmpl[] = "/tmp/chorus-pg-XXXXXX";
   if (!::mkdtemp(tmpl)) throw std::runtime_error("cannot create a temporary directory for PostgreSQL");
   root_ = tmpl;
@@ -54,7 +54,8 @@ PgCluster::PgCluster() {
   if (::geteuid() == 0) {
     // initdb refuses root: run the servers as a dedicated unprivileged user.
     user_ = "chorus-pg";
-    auto [rc, out] = shell("id -u " + user_ + " >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin " + user_);
+    auto [rc, out] = shell("id -u " + user_ +
+                           " >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin " + user_);
     if (rc != 0) throw std::runtime_error("cannot create the user " + user_ + " for PostgreSQL: " + out);
     shell("chown -R " + user_ + " " + quote(root_));
     ::chmod(root_.c_str(), 0755);
@@ -63,7 +64,9 @@ PgCluster::PgCluster() {
 
 PgCluster::~PgCluster() {
   for (size_t i = 0; i < servers_.size(); ++i)
-    if (servers_[i].running) shell(std::string(user_.empty() ? "" : "runuser -u " + user_ + " -- ") + kBin + "/pg_ctl -D " + quote(servers_[i].dir) + " -m immediate -w -t 10 stop");
+    if (servers_[i].running)
+      shell(std::string(user_.empty() ? "" : "runuser -u " + user_ + " -- ") + kBin + "/pg_ctl -D " +
+            quote(servers_[i].dir) + " -m immediate -w -t 10 stop");
   std::error_code ec;
   std::filesystem::remove_all(root_, ec);
 }
@@ -71,7 +74,8 @@ PgCluster::~PgCluster() {
 std::string PgCluster::run_as_pg(const std::string& command) const {
   const std::string full = user_.empty() ? command : "runuser -u " + user_ + " -- " + command;
   auto [rc, out] = shell(full);
-  if (rc != 0) throw std::runtime_error("PostgreSQL command failed (" + std::to_string(rc) + "): " + command + "\n" + out);
+  if (rc != 0)
+    throw std::runtime_error("PostgreSQL command failed (" + std::to_string(rc) + "): " + command + "\n" + out);
   return out;
 }
 
@@ -91,10 +95,12 @@ void PgCluster::start(int replicas) {
   // Primary.
   Server primary{root_ + "/s0", free_port(), false};
   servers_.push_back(primary);
-  run_as_pg(std::string(kBin) + "/initdb -D " + quote(primary.dir) + " -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync");
+  run_as_pg(std::string(kBin) + "/initdb -D " + quote(primary.dir) +
+            " -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync");
   {
     std::ofstream conf(primary.dir + "/postgresql.conf", std::ios::app);
-    conf << "listen_addresses = '127.0.0.1'\nport = " << primary.port << "\nunix_socket_directories = '" << socket_dir_ << "'\n"
+    conf << "listen_addresses = '127.0.0.1'\nport = " << primary.port << "\nunix_socket_directories = '" << socket_dir_
+         << "'\n"
          << "wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\nfsync = off\nfull_page_writes = off\n"
          << "max_connections = 200\nshared_buffers = 32MB\nlog_min_messages = warning\n";
   }
@@ -128,13 +134,16 @@ std::string PgCluster::data_source(int server, const std::string& database, cons
 }
 
 void PgCluster::stop(int server, bool crash) {
-  run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + (crash ? " -m immediate" : " -m fast") + " -w -t 30 stop");
+  run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) +
+            (crash ? " -m immediate" : " -m fast") + " -w -t 30 stop");
   servers_.at(server).running = false;
 }
 
 void PgCluster::restart(int server) { start_server(server); }
 
-void PgCluster::promote(int server) { run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + " -w -t 30 promote"); }
+void PgCluster::promote(int server) {
+  run_as_pg(std::string(kBin) + "/pg_ctl -D " + quote(servers_.at(server).dir) + " -w -t 30 promote");
+}
 
 void PgCluster::freeze(int server) {
   const std::string pidfile = servers_.at(server).dir + "/postmaster.pid";
@@ -148,8 +157,9 @@ void PgCluster::thaw(int server) {
 }
 
 std::string PgCluster::psql(int server, const std::string& sql, const std::string& database) const {
-  std::string out = run_as_pg("/usr/bin/psql -X -q -A -t -v ON_ERROR_STOP=1 -h " + quote(socket_dir_) + " -p " +
-                              std::to_string(servers_.at(server).port) + " -U postgres -d " + database + " -c " + quote(sql));
+  std::string out =
+      run_as_pg("/usr/bin/psql -X -q -A -t -v ON_ERROR_STOP=1 -h " + quote(socket_dir_) + " -p " +
+                std::to_string(servers_.at(server).port) + " -U postgres -d " + database + " -c " + quote(sql));
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
 }
@@ -162,7 +172,8 @@ void PgCluster::wait_caught_up(int replica, int timeout_ms) const {
     if (ok == "t") return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  throw std::runtime_error("replica " + std::to_string(replica) + " did not catch up with the primary within " + std::to_string(timeout_ms) + " ms");
+  throw std::runtime_error("replica " + std::to_string(replica) + " did not catch up with the primary within " +
+                           std::to_string(timeout_ms) + " ms");
 }
 
 }  // namespace chorus::testing

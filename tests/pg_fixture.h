@@ -21,7 +21,8 @@ class PgCluster {
   // A new, empty database on the primary, once every running standby has it too; returns its name.
   std::string create_database(const std::string& name);
 
-  std::string data_source(int server, const std::string& database = "chorus", const std::string& password = "chorus-pw") const;
+  std::string data_source(int server, const std::string& database = "chorus",
+                          const std::string& password = "chorus-pw") const;
   int port(int server) const { return servers_.at(server).port; }
   size_t size() const { return servers_.size(); }
 

@@ -64,7 +64,8 @@ void ping_cluster_body(Harness& h) {
       if (h.node(i)->peers().at(victim).connected) return false;
     return true;
   };
-  ASSERT_TRUE(h.run_until(victim_down_everywhere, Duration{1'000'000})) << "a killed node's connection was not seen to drop within 1 s";
+  ASSERT_TRUE(h.run_until(victim_down_everywhere, Duration{1'000'000}))
+      << "a killed node's connection was not seen to drop within 1 s";
   EXPECT_EQ(h.node(0)->peers().at(h.address(1)).connected, true) << "the survivors stay connected";
 
   // Back: everyone reconnects (reconnect backoff is capped at 1 s).
@@ -86,11 +87,14 @@ class SimHarness final : public Harness {
     kernel_ = std::make_unique<sim::Kernel>(o);
     for (size_t i = 0; i < n; ++i) addresses_.push_back("10.0.0." + std::to_string(i + 1) + ":8074");
     for (size_t i = 0; i < n; ++i)
-      kernel_->add_node(addresses_[i], [this](Env& env) { return std::make_unique<PingNode>(env, addresses_, PingNode::Options{}); });
+      kernel_->add_node(addresses_[i],
+                        [this](Env& env) { return std::make_unique<PingNode>(env, addresses_, PingNode::Options{}); });
     for (size_t i = 0; i < n; ++i) kernel_->start(static_cast<sim::NodeIndex>(i));
   }
   size_t size() override { return addresses_.size(); }
-  PingNode* node(size_t i) override { return dynamic_cast<PingNode*>(kernel_->process(static_cast<sim::NodeIndex>(i))); }
+  PingNode* node(size_t i) override {
+    return dynamic_cast<PingNode*>(kernel_->process(static_cast<sim::NodeIndex>(i)));
+  }
   std::string address(size_t i) override { return addresses_[i]; }
   bool run_until(const std::function<bool()>& pred, Duration timeout) override {
     return kernel_->run_until(pred, kernel_->now() + timeout);
@@ -104,7 +108,6 @@ class SimHarness final : public Harness {
 };
 
 // --- real side: three nodes on loopback TCP in this process, one io_context.
-
 
 class TcpHarness final : public Harness {
  public:
@@ -175,7 +178,8 @@ TEST(Ping, MalformedFramesAreCountedNotFatal) {
   k.start(0);
   k.start(1);
   k.run_for(Duration{500'000});
-  for (const std::vector<uint8_t>& junk : std::vector<std::vector<uint8_t>>{{}, {9, 9, 9}, {1}, {2, 0x80}, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 7}}) {
+  for (const std::vector<uint8_t>& junk :
+       std::vector<std::vector<uint8_t>>{{}, {9, 9, 9}, {1}, {2, 0x80}, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 7}}) {
     k.env(0)->transport().send("b:1", junk);
   }
   k.run_for(Duration{500'000});

@@ -26,10 +26,9 @@ extern char** environ;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using chorus::testing::free_port;
 using chorus::testing::Child;
+using chorus::testing::free_port;
 using chorus::testing::wait_ms;
-
 
 class ChorusdCluster : public ::testing::Test {
  protected:
@@ -42,7 +41,8 @@ class ChorusdCluster : public ::testing::Test {
       "ServiceSettings": {"ListenAddress": "127.0.0.1:0"},
       "ClusterSettings": {"Enable": true, "ClusterName": "test", "OverrideHostname": "127.0.0.1",
                           "BindAddress": "127.0.0.1", "GossipPort": 8074},
-      "SqlSettings": {"DriverName": "sqlite3", "DataSource": ")" << (dir_ / "data" / "chorus.db").string() << R"("},
+      "SqlSettings": {"DriverName": "sqlite3", "DataSource": ")"
+                           << (dir_ / "data" / "chorus.db").string() << R"("},
       "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
     })";
     for (int i = 0; i < 3; ++i) ports_.push_back(free_port());
@@ -58,7 +58,8 @@ class ChorusdCluster : public ::testing::Test {
         args.push_back("--peer");
         args.push_back(address(j));
       }
-    return std::make_unique<Child>(args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])});
+    return std::make_unique<Child>(
+        args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])});
   }
 
   std::filesystem::path dir_;
@@ -74,19 +75,25 @@ TEST_F(ChorusdCluster, ThreeNodesSeeEachOtherLoseAKilledOneWithinASecondAndRecon
   auto sees = [&](int i, int j, const char* state, size_t from = 0) {
     return nodes[i]->find("ping: peer " + address(j) + " " + state, from) >= 0;
   };
-  ASSERT_GE(wait_ms([&] {
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 3; ++j)
-        if (i != j && !sees(i, j, "up")) return false;
-    return true;
-  }, 5000), 0) << "nodes did not connect:\n" << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+  ASSERT_GE(wait_ms(
+                [&] {
+                  for (int i = 0; i < 3; ++i)
+                    for (int j = 0; j < 3; ++j)
+                      if (i != j && !sees(i, j, "up")) return false;
+                  return true;
+                },
+                5000),
+            0)
+      << "nodes did not connect:\n"
+      << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
 
   // The per-node port came from the environment, and the config hash is the same on every node.
   const int hash_line = nodes[0]->find("config hash ");
   ASSERT_GE(hash_line, 0);
   const std::string out0 = nodes[0]->output();
   const std::string hash = out0.substr(out0.find("config hash ") + 12, 64);
-  for (int i = 1; i < 3; ++i) EXPECT_GE(nodes[i]->find("config hash " + hash), 0) << "config hashes differ across nodes";
+  for (int i = 1; i < 3; ++i)
+    EXPECT_GE(nodes[i]->find("config hash " + hash), 0) << "config hashes differ across nodes";
   EXPECT_GE(nodes[1]->find("ClusterSettings.GossipPort set from the environment"), 0);
 
   // SIGKILL node 2: both others see its connection drop within 1 s.
@@ -99,7 +106,8 @@ TEST_F(ChorusdCluster, ThreeNodesSeeEachOtherLoseAKilledOneWithinASecondAndRecon
 
   // Back on the same port: the others reconnect (backoff capped at 1 s), and it reaches them.
   nodes[2] = spawn(2);
-  const int64_t back = wait_ms([&] { return sees(0, 2, "up", mark0) && sees(1, 2, "up", mark1) && sees(2, 0, "up") && sees(2, 1, "up"); }, 4000);
+  const int64_t back = wait_ms(
+      [&] { return sees(0, 2, "up", mark0) && sees(1, 2, "up", mark1) && sees(2, 0, "up") && sees(2, 1, "up"); }, 4000);
   ASSERT_GE(back, 0) << "no reconnect:\n" << nodes[0]->output() << nodes[2]->output();
   std::printf("restarted node reconnected in %lld ms\n", static_cast<long long>(back));
 
@@ -114,15 +122,23 @@ TEST_F(ChorusdCluster, ThreeNodesSeeEachOtherLoseAKilledOneWithinASecondAndRecon
 TEST_F(ChorusdCluster, ThreeNodesStartingAtOnceOnOneSqliteFileMigrateItOnce) {
   std::vector<std::unique_ptr<Child>> nodes;
   for (int i = 0; i < 3; ++i) nodes.push_back(spawn(i));
-  ASSERT_GE(wait_ms([&] {
-    for (auto& n : nodes)
-      if (n->find("database ready, schema " + std::to_string(chorus::store::migrations().size()) + " (release 0.1)") < 0) return false;
-    return true;
-  }, 15000), 0) << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+  ASSERT_GE(wait_ms(
+                [&] {
+                  for (auto& n : nodes)
+                    if (n->find("database ready, schema " + std::to_string(chorus::store::migrations().size()) +
+                                " (release 0.1)") < 0)
+                      return false;
+                  return true;
+                },
+                15000),
+            0)
+      << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
   int applied = 0, migrators = 0;
   for (auto& n : nodes) {
     int here = 0;
-    for (int line = n->find("applied migration"); line >= 0; line = n->find("applied migration", static_cast<size_t>(line) + 1)) ++here;
+    for (int line = n->find("applied migration"); line >= 0;
+         line = n->find("applied migration", static_cast<size_t>(line) + 1))
+      ++here;
     applied += here;
     migrators += here > 0;
   }
@@ -135,33 +151,47 @@ TEST_F(ChorusdCluster, ThreeNodesStartingAtOnceOnOneSqliteFileMigrateItOnce) {
 TEST_F(ChorusdCluster, AnUnreachableMasterOrABadDataSourceStopsTheNodeWithTheReason) {
   Child bad_source({CHORUSD_PATH, "--config", config_}, {"MM_SQLSETTINGS_DATASOURCE=postgres://x@db/chorus"});
   EXPECT_EQ(bad_source.wait_exit(3000), 2);
-  EXPECT_NE(bad_source.output().find("SqlSettings.DataSource: this looks like a URL, but DriverName is sqlite3"), std::string::npos) << bad_source.output();
+  EXPECT_NE(bad_source.output().find("SqlSettings.DataSource: this looks like a URL, but DriverName is sqlite3"),
+            std::string::npos)
+      << bad_source.output();
 
   Child unreachable({CHORUSD_PATH, "--config", config_},
-                    {"MM_SQLSETTINGS_DRIVERNAME=postgres", "MM_SQLSETTINGS_DATASOURCE=postgres://chorus:secret@127.0.0.1:1/chorus?connect_timeout=2",
+                    {"MM_SQLSETTINGS_DRIVERNAME=postgres",
+                     "MM_SQLSETTINGS_DATASOURCE=postgres://chorus:secret@127.0.0.1:1/chorus?connect_timeout=2",
                      "MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[0])});
   EXPECT_EQ(unreachable.wait_exit(10000), 1);
   const std::string out = unreachable.output();
-  EXPECT_NE(out.find("cannot reach the master database (SqlSettings.DataSource postgres://chorus:****@127.0.0.1:1/chorus"), std::string::npos) << out;
+  EXPECT_NE(
+      out.find("cannot reach the master database (SqlSettings.DataSource postgres://chorus:****@127.0.0.1:1/chorus"),
+      std::string::npos)
+      << out;
   EXPECT_EQ(out.find("secret"), std::string::npos) << "the password must not be logged";
 }
 
 TEST_F(ChorusdCluster, NodesFindEachOtherThroughClusterDiscoveryWithoutPeerFlags) {
   std::vector<std::unique_ptr<Child>> nodes;
   for (int i = 0; i < 3; ++i)
-    nodes.push_back(std::make_unique<Child>(std::vector<std::string>{CHORUSD_PATH, "--config", config_},
-                                            std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
-  auto sees = [&](int i, int j, const char* state) { return nodes[i]->find("ping: peer " + address(j) + " " + state) >= 0; };
-  ASSERT_GE(wait_ms([&] {
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 3; ++j)
-        if (i != j && !sees(i, j, "up")) return false;
-    return true;
-  }, 10000), 0) << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+    nodes.push_back(std::make_unique<Child>(
+        std::vector<std::string>{CHORUSD_PATH, "--config", config_},
+        std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
+  auto sees = [&](int i, int j, const char* state) {
+    return nodes[i]->find("ping: peer " + address(j) + " " + state) >= 0;
+  };
+  ASSERT_GE(wait_ms(
+                [&] {
+                  for (int i = 0; i < 3; ++i)
+                    for (int j = 0; j < 3; ++j)
+                      if (i != j && !sees(i, j, "up")) return false;
+                  return true;
+                },
+                10000),
+            0)
+      << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
   // A clean stop removes the node's row; the others drop it from their peers.
   nodes[2]->signal(SIGTERM);
   EXPECT_EQ(nodes[2]->wait_exit(3000), 0);
-  ASSERT_GE(wait_ms([&] { return nodes[0]->find("ping: peer " + address(2) + " removed") >= 0; }, 5000), 0) << nodes[0]->output();
+  ASSERT_GE(wait_ms([&] { return nodes[0]->find("ping: peer " + address(2) + " removed") >= 0; }, 5000), 0)
+      << nodes[0]->output();
   for (int i = 0; i < 2; ++i) nodes[i]->signal(SIGTERM);
   for (int i = 0; i < 2; ++i) EXPECT_EQ(nodes[i]->wait_exit(3000), 0);
 }
@@ -178,12 +208,18 @@ TEST_F(ChorusdCluster, ANodeWithAnotherConfigIsRedWithTheReason) {
   std::vector<std::unique_ptr<Child>> nodes;
   for (int i = 0; i < 3; ++i) {
     std::vector<std::string> args = {CHORUSD_PATH, "--config", i == 2 ? other : config_};
-    nodes.push_back(std::make_unique<Child>(args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
+    nodes.push_back(std::make_unique<Child>(
+        args, std::vector<std::string>{"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[i])}));
   }
-  ASSERT_GE(wait_ms([&] {
-    return nodes[0]->find(address(2) + " is red: config hash differs from ours") >= 0 &&
-           nodes[2]->find(address(0) + " is red: config hash differs from ours") >= 0 && nodes[0]->find(address(1) + " is green") >= 0;
-  }, 8000), 0) << nodes[0]->output() << nodes[2]->output();
+  ASSERT_GE(wait_ms(
+                [&] {
+                  return nodes[0]->find(address(2) + " is red: config hash differs from ours") >= 0 &&
+                         nodes[2]->find(address(0) + " is red: config hash differs from ours") >= 0 &&
+                         nodes[0]->find(address(1) + " is green") >= 0;
+                },
+                8000),
+            0)
+      << nodes[0]->output() << nodes[2]->output();
   for (auto& n : nodes) n->signal(SIGTERM);
   for (auto& n : nodes) EXPECT_EQ(n->wait_exit(3000), 0);
 }
@@ -195,7 +231,9 @@ TEST_F(ChorusdCluster, BadConfigIsRefusedWithTheSettingNamed) {
   const std::string out = c.output();
   EXPECT_NE(out.find("SqlSettings.DriverName: \"mysql\" is not supported"), std::string::npos) << out;
   EXPECT_NE(out.find("SqlSettings.MaxOpenConns: expected an integer"), std::string::npos) << out;
-  EXPECT_NE(out.find("environment MM_CLUSTERSETTINGS_GOSSIPPORT: ClusterSettings.GossipPort: 99999 is out of range"), std::string::npos) << out;
+  EXPECT_NE(out.find("environment MM_CLUSTERSETTINGS_GOSSIPPORT: ClusterSettings.GossipPort: 99999 is out of range"),
+            std::string::npos)
+      << out;
 
   Child missing({CHORUSD_PATH, "--config", (dir_ / "nope.json").string()}, {});
   EXPECT_EQ(missing.wait_exit(3000), 2);
@@ -207,7 +245,9 @@ TEST_F(ChorusdCluster, PortInUseIsAClearFatalError) {
   ASSERT_GE(wait_ms([&] { return first->find("ping: started") >= 0; }, 3000), 0) << first->output();
   auto second = spawn(0);
   EXPECT_EQ(second->wait_exit(3000), 1);
-  EXPECT_NE(second->output().find("cannot listen on gossip address 127.0.0.1:" + std::to_string(ports_[0])), std::string::npos) << second->output();
+  EXPECT_NE(second->output().find("cannot listen on gossip address 127.0.0.1:" + std::to_string(ports_[0])),
+            std::string::npos)
+      << second->output();
 }
 
 namespace {
@@ -231,15 +271,22 @@ TEST_F(ChorusdCluster, KillingTheLeaderMovesLeadershipWithinThreeSecondsAndAStop
   std::vector<int> order = {0, 1, 2};
   std::sort(order.begin(), order.end(), [&](int a, int b) { return address(a) < address(b); });
   const int first = order[0], second = order[1], third = order[2];
-  ASSERT_GE(wait_ms([&] {
-    for (auto& n : nodes)
-      if (last_leader(*n) != address(first)) return false;
-    return true;
-  }, 8000), 0) << "no agreement on the first leader:\n" << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
+  ASSERT_GE(wait_ms(
+                [&] {
+                  for (auto& n : nodes)
+                    if (last_leader(*n) != address(first)) return false;
+                  return true;
+                },
+                8000),
+            0)
+      << "no agreement on the first leader:\n"
+      << nodes[0]->output() << nodes[1]->output() << nodes[2]->output();
 
   // SIGKILL the leader: the other two agree on the next lowest within 3 s.
   nodes[first]->signal(SIGKILL);
-  const int64_t moved = wait_ms([&] { return last_leader(*nodes[second]) == address(second) && last_leader(*nodes[third]) == address(second); }, 3000);
+  const int64_t moved = wait_ms(
+      [&] { return last_leader(*nodes[second]) == address(second) && last_leader(*nodes[third]) == address(second); },
+      3000);
   ASSERT_GE(moved, 0) << "leadership did not move within 3 s:\n" << nodes[second]->output() << nodes[third]->output();
   std::printf("leader killed: both survivors named the new leader after %lld ms\n", static_cast<long long>(moved));
 
@@ -256,9 +303,11 @@ TEST_F(ChorusdCluster, KillingTheLeaderMovesLeadershipWithinThreeSecondsAndAStop
   // A clean stop (SIGTERM) of the leader hands the leadership over at once: no detection wait.
   const size_t before = nodes[third]->line_count();
   nodes[second]->signal(SIGTERM);
-  const int64_t handed = wait_ms([&] { return nodes[third]->find("leader is now " + address(third), before) >= 0; }, 3000);
+  const int64_t handed =
+      wait_ms([&] { return nodes[third]->find("leader is now " + address(third), before) >= 0; }, 3000);
   EXPECT_GE(handed, 0) << nodes[third]->output();
-  EXPECT_LT(handed, 800) << "a leaving leader is replaced without waiting for failure detection (which takes about 1 s)";
+  EXPECT_LT(handed, 800)
+      << "a leaving leader is replaced without waiting for failure detection (which takes about 1 s)";
   EXPECT_EQ(nodes[second]->wait_exit(3000), 0);
   nodes[third]->signal(SIGTERM);
   EXPECT_EQ(nodes[third]->wait_exit(3000), 0);

@@ -31,23 +31,30 @@ std::string xml_problem(const std::string& s) {
     for (size_t a = text.find('&'); a != std::string_view::npos; a = text.find('&', a + 1)) {
       const std::string_view rest = text.substr(a);
       bool entity = false;
-      for (const char* e : {"&amp;", "&lt;", "&gt;", "&quot;", "&apos;"}) entity = entity || rest.substr(0, std::string_view(e).size()) == e;
+      for (const char* e : {"&amp;", "&lt;", "&gt;", "&quot;", "&apos;"})
+        entity = entity || rest.substr(0, std::string_view(e).size()) == e;
       if (!entity) return "bare '&' in: " + std::string(text.substr(a, 20));
     }
     return "";
   };
   while (i < s.size()) {
     const size_t lt = s.find('<', i);
-    if (auto p = bad_text(std::string_view(s).substr(i, lt == std::string::npos ? std::string::npos : lt - i)); !p.empty()) return p;
+    if (auto p = bad_text(std::string_view(s).substr(i, lt == std::string::npos ? std::string::npos : lt - i));
+        !p.empty())
+      return p;
     if (lt == std::string::npos) break;
     // A tag: scan to its '>' outside quoted attribute values.
     size_t j = lt + 1;
     char quote = 0;
     for (; j < s.size() && (quote || s[j] != '>'); ++j) {
-      if (quote && s[j] == quote) quote = 0;
-      else if (!quote && (s[j] == '"' || s[j] == '\'')) quote = s[j];
-      else if (quote && (s[j] == '<' || s[j] == '>')) return "bare '<' or '>' in an attribute";
-      else if (!quote && s[j] == '<') return "'<' inside a tag at " + std::to_string(j);
+      if (quote && s[j] == quote)
+        quote = 0;
+      else if (!quote && (s[j] == '"' || s[j] == '\''))
+        quote = s[j];
+      else if (quote && (s[j] == '<' || s[j] == '>'))
+        return "bare '<' or '>' in an attribute";
+      else if (!quote && s[j] == '<')
+        return "'<' inside a tag at " + std::to_string(j);
     }
     if (j == s.size()) return "unterminated tag";
     const std::string tag = s.substr(lt + 1, j - lt - 1);
@@ -56,7 +63,8 @@ std::string xml_problem(const std::string& s) {
     const std::string name = tag.substr(tag[0] == '/' ? 1 : 0, tag.find_first_of(" \n/", 1) - (tag[0] == '/' ? 1 : 0));
     if (name.empty() || !std::isalpha(static_cast<unsigned char>(name[0]))) return "bad tag <" + tag + ">";
     if (tag[0] == '/') {
-      if (open.empty() || open.back() != name) return "</" + name + "> closes " + (open.empty() ? "nothing" : "<" + open.back() + ">");
+      if (open.empty() || open.back() != name)
+        return "</" + name + "> closes " + (open.empty() ? "nothing" : "<" + open.back() + ">");
       open.pop_back();
       if (open.empty() && s.find_first_not_of(" \n", i) != std::string::npos) return "content after the root";
     } else if (tag.back() != '/') {
@@ -86,10 +94,14 @@ RunRecord sample_run() {
     s.leader = t < 5 ? 0 : 2;
     r.samples.push_back(s);
   }
-  r.marks = {{5, "kill n1", {1}}, {8, "restart n1", {1}}, {10, "pause n2", {2}}, {12, "resume n2", {2}},
+  r.marks = {{5, "kill n1", {1}},
+             {8, "restart n1", {1}},
+             {10, "pause n2", {2}},
+             {12, "resume n2", {2}},
              {14, "loss <&>\"' 5%", {}}};
   r.bucket_s = 1;
-  for (int k = 0; k < 20; ++k) r.availability.push_back({static_cast<double>(k), k == 3 ? 0 : 9, k == 5 || k == 6 ? 3 : 0});
+  for (int k = 0; k < 20; ++k)
+    r.availability.push_back({static_cast<double>(k), k == 3 ? 0 : 9, k == 5 || k == 6 ? 3 : 0});
   r.metrics = {{"posts acknowledged", "171"}, {"p99 post latency", "12.5 ms"}};
   r.checks = {{"no acknowledged post lost", true, "171 of 171 found"},
               {"expect: detect n1 within 3s", false, "detected after 3.4 s | by n0 only"}};
@@ -105,7 +117,8 @@ TEST(Report, SvgIsWellFormedAndSelfContained) {
   EXPECT_EQ(xml_problem(svg), "");
   EXPECT_EQ(count(svg, "<g"), count(svg, "</g>"));
   EXPECT_NE(svg.find("font-family=\"monospace\""), std::string::npos);
-  for (const char* external : {"<style", "<script", "href=", "url(", "@import"}) EXPECT_EQ(svg.find(external), std::string::npos) << external;
+  for (const char* external : {"<style", "<script", "href=", "url(", "@import"})
+    EXPECT_EQ(svg.find(external), std::string::npos) << external;
   // The checker itself catches what it is there for.
   EXPECT_NE(xml_problem("<svg><g></svg>"), "");
   EXPECT_NE(xml_problem("<svg><text>a & b</text></svg>"), "");
@@ -167,7 +180,8 @@ TEST(Report, SvgStaggersMarkLabelsThatWouldOverlap) {
   // The labels' baselines: the four close marks on four rows; the far one back on the first.
   std::regex label("<text x=\"[0-9.]+\" y=\"([0-9.]+)\" font-size=\"10\" stroke=\"#ffffff\"");
   std::vector<std::string> ys;
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), label); it != std::sregex_iterator(); ++it) ys.push_back((*it)[1]);
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), label); it != std::sregex_iterator(); ++it)
+    ys.push_back((*it)[1]);
   ASSERT_EQ(ys.size(), 5u);
   EXPECT_EQ(std::set<std::string>(ys.begin(), ys.begin() + 4).size(), 4u);
   EXPECT_EQ(ys[4], ys[0]);
@@ -217,7 +231,8 @@ TEST(Report, MarkdownSummary) {
   EXPECT_NE(md.find("Simulated 20.0 s in 0.05 s wall (400x real time)"), std::string::npos);
   EXPECT_NE(md.find("| check | result | detail |"), std::string::npos);
   EXPECT_NE(md.find("| no acknowledged post lost | PASS | 171 of 171 found |"), std::string::npos);
-  EXPECT_NE(md.find("| expect: detect n1 within 3s | **FAIL** | detected after 3.4 s \\| by n0 only |"), std::string::npos);
+  EXPECT_NE(md.find("| expect: detect n1 within 3s | **FAIL** | detected after 3.4 s \\| by n0 only |"),
+            std::string::npos);
   EXPECT_NE(md.find("| posts acknowledged | 171 |"), std::string::npos);
   EXPECT_NE(md.find("| p99 post latency | 12.5 ms |"), std::string::npos);
   EXPECT_NE(md.find("![timeline](leader-crash-42.svg)"), std::string::npos);
@@ -241,10 +256,13 @@ TEST(Report, IndexListsEveryScenario) {
   const std::string md = render_index(rows, "chorus-sim run scenarios/ --seeds 1..20");
   EXPECT_EQ(md.rfind("# Scenario runs\n", 0), 0u);
   EXPECT_NE(md.find("`chorus-sim run scenarios/ --seeds 1..20`"), std::string::npos);
-  EXPECT_NE(md.find("| [leader-crash](<leader-crash/seed-3.md>) | **FAIL** | 20 | 2 (3, 17) | 400.0 | 1.25 | 320x | The leader crashes. |"),
+  EXPECT_NE(md.find("| [leader-crash](<leader-crash/seed-3.md>) | **FAIL** | 20 | 2 (3, 17) | 400.0 | 1.25 | 320x | "
+                    "The leader crashes. |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| [partition \\| heal](<partition/seed-1.md>) | PASS | 20 | 0 | 600.0 | 2.00 | 300x |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| [partition \\| heal](<partition/seed-1.md>) | PASS | 20 | 0 | 600.0 | 2.00 | 300x |"),
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("| **total** | **FAIL** (1 of 2) | 40 | 2 | 1000.0 | 3.25 | 308x |"), std::string::npos) << md;
   // Every table row has as many cells as the header.
   std::istringstream lines(md);

@@ -9,7 +9,8 @@
 namespace chorus::testing {
 
 // True if pred held within `limit`.
-inline bool run_io_until(boost::asio::io_context& io, const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+inline bool run_io_until(boost::asio::io_context& io, const std::function<bool()>& pred,
+                         std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return pred();

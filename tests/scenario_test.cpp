@@ -38,12 +38,14 @@ Scenario load(const std::string& file) {
 
 std::string describe(const RunResult& r) {
   std::string s;
-  for (const auto& v : r.violations) s += fmt::format("  {:.3f}s [{}] {}\n", static_cast<double>(v.at.count()) / 1e6, v.checker, v.what);
+  for (const auto& v : r.violations)
+    s += fmt::format("  {:.3f}s [{}] {}\n", static_cast<double>(v.at.count()) / 1e6, v.checker, v.what);
   return s;
 }
 
 bool tripped(const RunResult& r, const std::string& checker) {
-  return std::any_of(r.violations.begin(), r.violations.end(), [&](const Violation& v) { return v.checker == checker; });
+  return std::any_of(r.violations.begin(), r.violations.end(),
+                     [&](const Violation& v) { return v.checker == checker; });
 }
 
 // A short scenario for the checker and shrink tests: a kill and a restart under a steady workload.
@@ -107,16 +109,20 @@ std::string scenario_test_name(const std::vector<std::string>& files, size_t ind
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioFile, testing::ValuesIn(scenario_files()), [](const testing::TestParamInfo<std::string>& info) {
-  return scenario_test_name(scenario_files(), info.index);
-});
+INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioFile, testing::ValuesIn(scenario_files()),
+                         [](const testing::TestParamInfo<std::string>& info) {
+                           return scenario_test_name(scenario_files(), info.index);
+                         });
 
 TEST(ScenarioFiles, AnyFileNameMakesAUniqueValidTestName) {
-  const std::vector<std::string> files{"random-faults.yaml", "random-faults.shrunk-3077.yaml", "random_faults.yaml", "été.yaml", ".yaml"};
+  const std::vector<std::string> files{"random-faults.yaml", "random-faults.shrunk-3077.yaml", "random_faults.yaml",
+                                       "été.yaml", ".yaml"};
   std::set<std::string> names;
   for (size_t i = 0; i < files.size(); ++i) {
     const std::string n = scenario_test_name(files, i);
-    EXPECT_TRUE(std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; })) << n;
+    EXPECT_TRUE(std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    })) << n;
     names.insert(n);
   }
   EXPECT_EQ(names.size(), files.size());
@@ -161,7 +167,8 @@ TEST(ScenarioCheckers, AFailedAssertionIsAViolationOfTheSeedThatShrinksAndReplay
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.violations.front().checker, "no node crashes");
   EXPECT_EQ(r.violations.front().kind, "assertion");
-  EXPECT_NE(r.violations.front().what.find("assertion failed: 1 + 1 == 3 (injected by --bug failed_assertion)"), std::string::npos)
+  EXPECT_NE(r.violations.front().what.find("assertion failed: 1 + 1 == 3 (injected by --bug failed_assertion)"),
+            std::string::npos)
       << r.violations.front().what;
   EXPECT_EQ(run_scenario(sc, o).trace_hash, r.trace_hash) << "replays exactly";
   const auto shrunk = shrink_schedule(sc, o, r);
@@ -221,7 +228,8 @@ TEST(ScenarioReplay, ASeedReplaysEventForEventAndAnotherSeedDiffers) {
 
 TEST(ScenarioShrink, CutsTheScheduleToTheFaultsTheFailureNeeds) {
   // The lost post does not depend on any fault: every fault of a random schedule shrinks away.
-  Scenario sc = small("random_faults: {from: 2s, until: 18s, per_second: 0.5, families: [crash, pause, partition, loss, clock]}\n");
+  Scenario sc = small(
+      "random_faults: {from: 2s, until: 18s, per_second: 0.5, families: [crash, pause, partition, loss, clock]}\n");
   RunOptions o;
   o.seed = 5;
   o.bug = Bug::lose_post;
@@ -236,14 +244,15 @@ TEST(ScenarioShrink, CutsTheScheduleToTheFaultsTheFailureNeeds) {
   // The shrunk schedule, written as a scenario file and read back, fails the same way (checker and kind).
   const auto replayed = run_scenario(
       *parse_scenario_text("name: shrunk\nduration: 30s\ntopology: {nodes: 3}\n"
-                           "workload: {users: 6, channels: 2, members: 4, post_rate: 3, job_period: 3s}\n" + schedule_yaml(shrunk.schedule),
+                           "workload: {users: 6, channels: 2, members: 4, post_rate: 3, job_period: 3s}\n" +
+                               schedule_yaml(shrunk.schedule),
                            "shrunk.yaml")
            .scenario,
       o);
   ASSERT_FALSE(replayed.ok());
-  EXPECT_TRUE(std::any_of(replayed.violations.begin(), replayed.violations.end(),
-                          [&](const Violation& v) { return same_failure(v, failed.violations.front()); }))
-      << describe(replayed);
+  EXPECT_TRUE(std::any_of(replayed.violations.begin(), replayed.violations.end(), [&](const Violation& v) {
+    return same_failure(v, failed.violations.front());
+  })) << describe(replayed);
   // And a failure that needs a fault keeps it with its repair: n2 shown green at 10 s fails only if n2
   // is killed at 6 s; its restart at 14 s is the schedule's repair phase.
   Scenario needs = small("expect:\n  - status: {at: 10s, node: 2, colour: green}\n");
@@ -285,7 +294,8 @@ TEST(ScenarioShrink, AFaultGoesWithItsRepairAndOnlyTheSameKindOfFailureCounts) {
 }
 
 TEST(ScenarioShrink, TheShrunkTimelineIsYamlThatParsesToTheSameSchedule) {
-  Scenario sc = small("random_faults: {from: 2s, until: 18s, per_second: 1, families: [crash, pause, partition, loss, clock]}\n");
+  Scenario sc =
+      small("random_faults: {from: 2s, until: 18s, per_second: 1, families: [crash, pause, partition, loss, clock]}\n");
   RunOptions o;
   o.seed = 9;
   const auto r = run_scenario(sc, o);
@@ -311,15 +321,21 @@ TEST(ScenarioParse, BadFilesAreRefusedWithFileLineAndWhatWasExpected) {
     const char* expected;  // part of the message
   };
   const Case cases[] = {
-      {"name: x\ntopolgy: {nodes: 3}\n", "bad.yaml:2:1:", "unknown key \"topolgy\" in the scenario; expected one of: name, description"},
-      {"name: x\ntimeline:\n  - {at: 5s, kil: 1}\n", "bad.yaml:3:14:", "unknown operation \"kil\"; expected one of: kill, restart"},
-      {"name: x\ntimeline:\n  - {at: 10s, kill: 1}\n  - {at: 5s, restart: 1}\n", "bad.yaml:4:10:",
-       "time 5s is before the previous entry's 10s; the timeline must be in time order"},
-      {"name: x\ntopology: {nodes: 3}\ntimeline:\n  - {at: 5s, kill: 7}\n", "bad.yaml:4:20:", "node 7 does not exist; the topology has nodes 0 to 2"},
+      {"name: x\ntopolgy: {nodes: 3}\n",
+       "bad.yaml:2:1:", "unknown key \"topolgy\" in the scenario; expected one of: name, description"},
+      {"name: x\ntimeline:\n  - {at: 5s, kil: 1}\n",
+       "bad.yaml:3:14:", "unknown operation \"kil\"; expected one of: kill, restart"},
+      {"name: x\ntimeline:\n  - {at: 10s, kill: 1}\n  - {at: 5s, restart: 1}\n",
+       "bad.yaml:4:10:", "time 5s is before the previous entry's 10s; the timeline must be in time order"},
+      {"name: x\ntopology: {nodes: 3}\ntimeline:\n  - {at: 5s, kill: 7}\n",
+       "bad.yaml:4:20:", "node 7 does not exist; the topology has nodes 0 to 2"},
       {"name: x\nduration: 30 seconds\n", "bad.yaml:2:11:", "unknown unit \" seconds\""},
-      {"name: x\nrandom_faults: {families: [crash, meteor]}\n", "bad.yaml:2:35:", "unknown fault family \"meteor\"; expected one of: crash, pause"},
-      {"name: x\nexpect:\n  - {detect: {node: 1, within: 3s}}\n  - {max_gapp: 3s}\n", "bad.yaml:4:6:", "unknown expectation \"max_gapp\""},
-      {"name: x\ntimeline:\n  - {at: 5s, db_stop: replica3}\n", "bad.yaml:3:23:", "database server \"replica3\" does not exist"},
+      {"name: x\nrandom_faults: {families: [crash, meteor]}\n",
+       "bad.yaml:2:35:", "unknown fault family \"meteor\"; expected one of: crash, pause"},
+      {"name: x\nexpect:\n  - {detect: {node: 1, within: 3s}}\n  - {max_gapp: 3s}\n",
+       "bad.yaml:4:6:", "unknown expectation \"max_gapp\""},
+      {"name: x\ntimeline:\n  - {at: 5s, db_stop: replica3}\n",
+       "bad.yaml:3:23:", "database server \"replica3\" does not exist"},
       {"name: x\ntimeline: [ {at: 5s\n", "bad.yaml:", ""},  // YAML syntax
       {"name: x\nworkload: {users: 3, members: 5}\n", "bad.yaml:2:31:", "members (5) cannot exceed users (3)"},
       {"name: x\nexpect:\n  - {status: {at: 5s, colour: blue}}\n", "bad.yaml:3:31:", "colour is red or green"},
@@ -348,7 +364,9 @@ TEST(ForkedPool, EveryItemComesBackOnceAndAWorkerThatDiesCostsOnlyItsItem) {
         if (i == 7 || i == 8) std::abort();  // a run that dies (an assertion, a crash); 8 and 7 on two workers
         return "item " + std::to_string(i);
       },
-      [&](size_t i, const std::optional<std::string>& r) { EXPECT_TRUE(got.emplace(i, r).second) << "item " << i << " twice"; });
+      [&](size_t i, const std::optional<std::string>& r) {
+        EXPECT_TRUE(got.emplace(i, r).second) << "item " << i << " twice";
+      });
   ASSERT_EQ(got.size(), 40u);
   for (const auto& [i, r] : got) {
     if (i == 7 || i == 8) {
@@ -359,6 +377,8 @@ TEST(ForkedPool, EveryItemComesBackOnceAndAWorkerThatDiesCostsOnlyItsItem) {
   }
   // One process: everything in order, here.
   std::vector<size_t> order;
-  run_forked(5, 1, [](size_t i) { return std::to_string(i); }, [&](size_t i, const std::optional<std::string>&) { order.push_back(i); });
+  run_forked(
+      5, 1, [](size_t i) { return std::to_string(i); },
+      [&](size_t i, const std::optional<std::string>&) { order.push_back(i); });
   EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3, 4}));
 }

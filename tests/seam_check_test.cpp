@@ -19,12 +19,19 @@ struct Rule {
 
 const std::vector<Rule>& rules() {
   static const std::vector<Rule> r = {
-      {"reads a clock", std::regex(R"(\b(steady_clock|system_clock|high_resolution_clock|utc_clock|file_clock)\b|\b(gettimeofday|clock_gettime|timespec_get)\s*\(|\btime\s*\(\s*(NULL|nullptr|0)?\s*\))")},
+      {"reads a clock",
+       std::regex(
+           R"(\b(steady_clock|system_clock|high_resolution_clock|utc_clock|file_clock)\b|\b(gettimeofday|clock_gettime|timespec_get)\s*\(|\btime\s*\(\s*(NULL|nullptr|0)?\s*\))")},
       {"sleeps", std::regex(R"(\b(sleep_for|sleep_until|usleep|nanosleep)\b|\bsleep\s*\()")},
-      {"starts a thread", std::regex(R"(std::(thread|jthread|async)\b|\bpthread_create\b|\bfork\s*\(|#\s*include\s*<(thread|future)>)")},
-      {"draws its own randomness", std::regex(R"(\brandom_device\b|(^|[^\w.>:])(rand|srand|srandom|getrandom|arc4random)\s*\(|std::s?rand\s*\(|/dev/u?random|\b(mt19937(_64)?|default_random_engine|minstd_rand)\b)")},
+      {"starts a thread",
+       std::regex(R"(std::(thread|jthread|async)\b|\bpthread_create\b|\bfork\s*\(|#\s*include\s*<(thread|future)>)")},
+      {"draws its own randomness",
+       std::regex(
+           R"(\brandom_device\b|(^|[^\w.>:])(rand|srand|srandom|getrandom|arc4random)\s*\(|std::s?rand\s*\(|/dev/u?random|\b(mt19937(_64)?|default_random_engine|minstd_rand)\b)")},
       {"reads the environment", std::regex(R"(\b(getenv|secure_getenv)\s*\(|\benviron\b)")},
-      {"opens a socket", std::regex(R"(\bsocket\s*\(|#\s*include\s*<(sys/socket\.h|netinet/[a-z_]+\.h|arpa/inet\.h|netdb\.h)>|boost/asio|\basio::|\bgetaddrinfo\b)")},
+      {"opens a socket",
+       std::regex(
+           R"(\bsocket\s*\(|#\s*include\s*<(sys/socket\.h|netinet/[a-z_]+\.h|arpa/inet\.h|netdb\.h)>|boost/asio|\basio::|\bgetaddrinfo\b)")},
   };
   return r;
 }
@@ -58,7 +65,8 @@ std::vector<std::string> violations(const std::string& text) {
   while (std::getline(in, line)) {
     ++n;
     for (const auto& rule : rules())
-      if (std::regex_search(line, rule.pattern)) found.push_back("line " + std::to_string(n) + ": " + rule.what + ": " + line);
+      if (std::regex_search(line, rule.pattern))
+        found.push_back("line " + std::to_string(n) + ": " + rule.what + ": " + line);
   }
   return found;
 }

@@ -98,8 +98,8 @@ TEST(SimKernel, LatencyFollowsTheLinkModel) {
     lo = std::min(lo, latency);
     hi = std::max(hi, latency);
   }
-  EXPECT_GE(lo, 1000);    // the floor
-  EXPECT_LE(hi, 20'000);  // the cap
+  EXPECT_GE(lo, 1000);                 // the floor
+  EXPECT_LE(hi, 20'000);               // the cap
   EXPECT_NEAR(sum / 4000, 3000, 150);  // floor + exponential mean
 }
 
@@ -324,7 +324,9 @@ TEST(FaultSchedule, BadSchedulesAreRefusedWithTheFaultNamed) {
   s.faults.push_back(fault::Fault{Duration{3'000'000}, fault::FaultKind::loss, {}, {}, 1.5, Duration{0}});
   const auto errors = schedule_faults(k, s);
   ASSERT_EQ(errors.size(), 4u);
-  EXPECT_NE(errors[0].find("fault 1 (    2.000s crash nodes=5): node 5 does not exist (the cluster has nodes 0 to 1)"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("fault 1 (    2.000s crash nodes=5): node 5 does not exist (the cluster has nodes 0 to 1)"),
+            std::string::npos)
+      << errors[0];
   EXPECT_NE(errors[1].find("before the fault ahead of it"), std::string::npos) << errors[1];
   EXPECT_NE(errors[2].find("names no peer"), std::string::npos) << errors[2];
   EXPECT_NE(errors[3].find("loss must be from 0 to 1"), std::string::npos) << errors[3];

@@ -44,7 +44,9 @@ struct Node {
 
 class PgStoreTest : public ::testing::Test {
  protected:
-  bool run_until(const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms)); }
+  bool run_until(const std::function<bool()>& pred, int ms) {
+    return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms));
+  }
   db::Error start(Node& n, int ms = 20'000) {
     std::optional<db::Error> e;
     n.store->start([&](db::Error err) { e = err; });
@@ -54,10 +56,12 @@ class PgStoreTest : public ::testing::Test {
   db::Outcome call(const std::function<void(db::Done)>& op, int ms = 20'000) {
     std::optional<db::Outcome> out;
     op([&](db::Outcome o) { out = std::move(o); });
-    if (!run_until([&] { return out.has_value(); }, ms)) return db::Outcome{db::Error{db::Status::timeout, "no answer"}, {}};
+    if (!run_until([&] { return out.has_value(); }, ms))
+      return db::Outcome{db::Error{db::Status::timeout, "no answer"}, {}};
     return *out;
   }
-  config::SqlSettings settings(PgCluster& pg, std::vector<int> replicas, std::vector<int> search, const std::string& database = "chorus") {
+  config::SqlSettings settings(PgCluster& pg, std::vector<int> replicas, std::vector<int> search,
+                               const std::string& database = "chorus") {
     config::SqlSettings s;
     s.DriverName = "postgres";
     s.DataSource = pg.data_source(0, database);
@@ -94,11 +98,15 @@ TEST_F(PgStoreTest, ReadsLandOnTheReplicasAsTheServersSeeIt) {
   const std::string dbname = pg.create_database("reads");
   Node n(io, "reader", settings(pg, {1, 2}, {}, dbname), sink);
   ASSERT_EQ(start(n).status, db::Status::ok);
-  ASSERT_TRUE(call([&](db::Done d) { n.store->write({{"INSERT INTO Systems VALUES ('k', 'v')", {}}}, false, d); }).ok());
+  ASSERT_TRUE(call([&](db::Done d) {
+                n.store->write({{"INSERT INTO Systems VALUES ('k', 'v')", {}}}, false, d);
+              }).ok());
   pg.wait_caught_up(1);
   pg.wait_caught_up(2);
   for (int i = 0; i < 20; ++i) {
-    auto o = call([&](db::Done d) { n.store->read({{"SELECT Value FROM Systems WHERE Name = $1", {std::string("k")}}}, d); });
+    auto o = call([&](db::Done d) {
+      n.store->read({{"SELECT Value FROM Systems WHERE Name = $1", {std::string("k")}}}, d);
+    });
     ASSERT_TRUE(o.ok()) << o.error.message;
     ASSERT_EQ(std::get<std::string>(o.result().rows.at(0).at(0)), "v");
   }
@@ -125,7 +133,8 @@ TEST_F(PgStoreTest, AReplicaStoppedMidRunIsSkippedAndUsedAgainWhenBack) {
   const auto stopped_at = SteadyClock::now();
   read_some(20);
   ASSERT_TRUE(run_until([&] { return !n.store->router().status()[2].online; }, 3000));
-  EXPECT_LT(SteadyClock::now() - stopped_at, std::chrono::milliseconds(2500)) << "not marked offline within ReplicaMonitorIntervalSeconds";
+  EXPECT_LT(SteadyClock::now() - stopped_at, std::chrono::milliseconds(2500))
+      << "not marked offline within ReplicaMonitorIntervalSeconds";
   EXPECT_EQ(failed, 0) << "reads must not fail while a replica dies: they move to the next server";
   const auto reads_before = n.store->router().status()[2].reads;
   pg.restart(2);
@@ -227,7 +236,8 @@ TEST_F(PgStoreTest, BadDataSourcesAreClearErrorsNamingTheSetting) {
     Node n(io, "badpw", sql, sink);
     auto e = start(n);
     EXPECT_EQ(e.status, db::Status::auth_failed) << e.message;
-    EXPECT_NE(e.message.find("SqlSettings.DataSource postgres://chorus:****@127.0.0.1"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("SqlSettings.DataSource postgres://chorus:****@127.0.0.1"), std::string::npos)
+        << e.message;
     EXPECT_NE(e.message.find("password authentication failed"), std::string::npos) << e.message;
   }
   {
@@ -244,8 +254,11 @@ TEST_F(PgStoreTest, BadDataSourcesAreClearErrorsNamingTheSetting) {
     sql.DataSourceSearchReplicas.push_back("mysql://x");
     auto errors = store::check_data_sources(sql);
     ASSERT_EQ(errors.size(), 2u);
-    EXPECT_NE(errors[0].find("SqlSettings.DataSourceReplicas[1]: the port \"notaport\""), std::string::npos) << errors[0];
-    EXPECT_NE(errors[1].find("SqlSettings.DataSourceSearchReplicas[0]: expected the scheme postgres://"), std::string::npos) << errors[1];
+    EXPECT_NE(errors[0].find("SqlSettings.DataSourceReplicas[1]: the port \"notaport\""), std::string::npos)
+        << errors[0];
+    EXPECT_NE(errors[1].find("SqlSettings.DataSourceSearchReplicas[0]: expected the scheme postgres://"),
+              std::string::npos)
+        << errors[1];
     sql.DriverName = "oracle";
     EXPECT_NE(store::check_data_sources(sql)[0].find("the driver \"oracle\" is not supported"), std::string::npos);
   }
@@ -274,7 +287,9 @@ TEST(PgFailover, PromoteSwitchReloadRecycleLosesNoAcknowledgedWrite) {
   sql.ReplicaMonitorIntervalSeconds = 1;
   sql.QueryTimeout = 3;
   Node n(io, "writer", sql, sink);
-  auto run_until = [&](const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms)); };
+  auto run_until = [&](const std::function<bool()>& pred, int ms) {
+    return chorus::testing::run_io_until(io, pred, std::chrono::milliseconds(ms));
+  };
   std::optional<db::Error> started;
   n.store->start([&](db::Error e) { started = e; });
   ASSERT_TRUE(run_until([&] { return started.has_value(); }, 20'000));
@@ -288,8 +303,10 @@ TEST(PgFailover, PromoteSwitchReloadRecycleLosesNoAcknowledgedWrite) {
     if (!writing) return;
     const std::string key = fmt::format("w{}", next++);
     n.store->write({{"INSERT INTO Systems VALUES ($1, 'x')", {key}}}, false, [&, key](db::Outcome o) {
-      if (o.ok()) acknowledged.push_back(key);
-      else ++failed;
+      if (o.ok())
+        acknowledged.push_back(key);
+      else
+        ++failed;
       write_one();
     });
   };
@@ -305,7 +322,8 @@ TEST(PgFailover, PromoteSwitchReloadRecycleLosesNoAcknowledgedWrite) {
   ASSERT_TRUE(n.store->reload(sql).empty());
   n.store->recycle();
   const size_t acked_at_switch = acknowledged.size();
-  ASSERT_TRUE(run_until([&] { return acknowledged.size() >= acked_at_switch + 200; }, 15'000)) << "writes did not resume on the new master";
+  ASSERT_TRUE(run_until([&] { return acknowledged.size() >= acked_at_switch + 200; }, 15'000))
+      << "writes did not resume on the new master";
   writing = false;
   run_until([] { return false; }, 200);
   // Every acknowledged write is on the new master.
@@ -318,7 +336,8 @@ TEST(PgFailover, PromoteSwitchReloadRecycleLosesNoAcknowledgedWrite) {
     present.insert(rows.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
     pos = nl == std::string::npos ? rows.size() : nl + 1;
   }
-  for (const auto& key : acknowledged) ASSERT_TRUE(present.contains(key)) << key << " was acknowledged but is missing after failover";
-  std::printf("failover: %zu writes acknowledged, %d failed during the switch, %s rows on the new master\n", acknowledged.size(), failed,
-              count.c_str());
+  for (const auto& key : acknowledged)
+    ASSERT_TRUE(present.contains(key)) << key << " was acknowledged but is missing after failover";
+  std::printf("failover: %zu writes acknowledged, %d failed during the switch, %s rows on the new master\n",
+              acknowledged.size(), failed, count.c_str());
 }

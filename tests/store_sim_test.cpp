@@ -18,7 +18,8 @@ namespace {
 // A node that opens the store at start and records the outcome.
 class StoreNode final : public Process {
  public:
-  StoreNode(Env& env, config::SqlSettings sql, std::string version = "0.1.0") : env_(env), sql_(std::move(sql)), version_(std::move(version)) {}
+  StoreNode(Env& env, config::SqlSettings sql, std::string version = "0.1.0")
+      : env_(env), sql_(std::move(sql)), version_(std::move(version)) {}
   void start() override {
     store = std::make_unique<store::Store>(env_, sql_, store::StoreOptions{env_.node_name(), version_, {}});
     store->start([this](db::Error e) {
@@ -68,7 +69,8 @@ struct Cluster {
     return true;
   }
   // Runs a store call on node i and waits (in virtual time) for its answer.
-  db::Outcome call(NodeIndex i, const std::function<void(store::Store&, db::Done)>& op, Duration limit = Duration{60'000'000}) {
+  db::Outcome call(NodeIndex i, const std::function<void(store::Store&, db::Done)>& op,
+                   Duration limit = Duration{60'000'000}) {
     std::optional<db::Outcome> out;
     op(*node(i).store, [&](db::Outcome o) { out = std::move(o); });
     k->run_until([&] { return out.has_value(); }, k->now() + limit);
@@ -109,7 +111,8 @@ TEST(StoreSim, ThreeNodesStartingAtOnceMigrateExactlyOnce) {
     }
     EXPECT_EQ(applied, static_cast<int>(store::migrations().size()));
     EXPECT_EQ(migrators, 1);
-    EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"), static_cast<int64_t>(store::migrations().size()));
+    EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"),
+              static_cast<int64_t>(store::migrations().size()));
     EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_lock"), 0);  // released
   }
 }
@@ -122,13 +125,15 @@ TEST(StoreSim, AMigratorThatDiesHoldingTheLockIsReplacedAfterTheLease) {
     for (NodeIndex i = 0; i < 3; ++i) c.k->start(i);
     // Crash whichever node takes the lock, right after it takes it.
     NodeIndex victim = kNoNode;
-    ASSERT_TRUE(c.k->run_until([&] {
-      if (count_rows(c.db("db1"), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'db_lock'") == 0) return false;
-      auto o = c.db("db1").execute({db::Statement{"SELECT Holder FROM db_lock", {}}}, false);
-      if (!o.ok() || o.result().rows.empty()) return false;
-      victim = c.k->find(std::get<std::string>(o.result().rows[0][0]));
-      return true;
-    }, Duration{10'000'000}));
+    ASSERT_TRUE(c.k->run_until(
+        [&] {
+          if (count_rows(c.db("db1"), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'db_lock'") == 0) return false;
+          auto o = c.db("db1").execute({db::Statement{"SELECT Holder FROM db_lock", {}}}, false);
+          if (!o.ok() || o.result().rows.empty()) return false;
+          victim = c.k->find(std::get<std::string>(o.result().rows[0][0]));
+          return true;
+        },
+        Duration{10'000'000}));
     ASSERT_NE(victim, kNoNode);
     c.k->crash(victim);
     const auto crashed_at = c.k->now();
@@ -139,7 +144,8 @@ TEST(StoreSim, AMigratorThatDiesHoldingTheLockIsReplacedAfterTheLease) {
       EXPECT_EQ(c.node(i).store->schema().schema_version, static_cast<int>(store::migrations().size()));
     }
     // Nothing recorded twice; the lock was taken over after the victim's lease ran out.
-    EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"), static_cast<int64_t>(store::migrations().size()));
+    EXPECT_EQ(count_rows(c.db("db1"), "SELECT COUNT(*) FROM db_migrations"),
+              static_cast<int64_t>(store::migrations().size()));
     EXPECT_LE((c.k->now() - crashed_at).count(), 20'000'000);
     ++recovered;
   }
@@ -159,22 +165,32 @@ TEST(StoreSim, ANewerSchemaWithinOneMinorIsAcceptedBeyondItRefused) {
   c.k->start(0);
   ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{10'000'000}));
   // A later release migrated the database further.
-  ASSERT_TRUE(c.db("db1").execute({db::Statement{"INSERT INTO db_migrations VALUES (99, 'future', '0.3', 0, 'x')", {}}}, false).ok());
+  ASSERT_TRUE(c.db("db1")
+                  .execute({db::Statement{"INSERT INTO db_migrations VALUES (99, 'future', '0.3', 0, 'x')", {}}}, false)
+                  .ok());
   c.k->crash(0);
   c.k->start(0);
   ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, c.k->now() + Duration{10'000'000}));
   EXPECT_EQ(c.node(0).start_error.status, db::Status::bad_request);
-  EXPECT_NE(c.node(0).start_error.message.find("more than one minor version ahead"), std::string::npos) << c.node(0).start_error.message;
+  EXPECT_NE(c.node(0).start_error.message.find("more than one minor version ahead"), std::string::npos)
+      << c.node(0).start_error.message;
 }
 
 TEST(StoreSim, ReadsRoundRobinOverReplicasAndSkipAStoppedOne) {
   Cluster c(7, 1, settings({"db2", "db3"}), primary_and({"db2", "db3"}));
   c.k->start(0);
   ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{10'000'000}));
-  ASSERT_TRUE(c.call(0, [](store::Store& s, db::Done d) { s.write({{"INSERT INTO Systems VALUES ('k', 'v')", {}}}, false, d); }).ok());
+  ASSERT_TRUE(c.call(0, [](store::Store& s, db::Done d) {
+                 s.write({{"INSERT INTO Systems VALUES ('k', 'v')", {}}}, false, d);
+               }).ok());
   c.k->run_for(Duration{100'000});  // replication
-  auto read = [&] { return c.call(0, [](store::Store& s, db::Done d) { s.read({{"SELECT Value FROM Systems WHERE Name = 'k'", {}}}, d); }); };
-  const auto before1 = c.db("db1").statements_run(), before2 = c.db("db2").statements_run(), before3 = c.db("db3").statements_run();
+  auto read = [&] {
+    return c.call(0, [](store::Store& s, db::Done d) {
+      s.read({{"SELECT Value FROM Systems WHERE Name = 'k'", {}}}, d);
+    });
+  };
+  const auto before1 = c.db("db1").statements_run(), before2 = c.db("db2").statements_run(),
+             before3 = c.db("db3").statements_run();
   for (int i = 0; i < 20; ++i) {
     auto o = read();
     ASSERT_TRUE(o.ok()) << o.error.message;
@@ -192,8 +208,10 @@ TEST(StoreSim, ReadsRoundRobinOverReplicasAndSkipAStoppedOne) {
   EXPECT_TRUE(status[2].online);
   c.db("db2").start();
   const auto back_at = c.k->now();
-  ASSERT_TRUE(c.k->run_until([&] { return c.node(0).store->router().status()[1].online; }, back_at + Duration{5'000'000}));
-  EXPECT_LE((c.k->now() - back_at).count(), 1'100'000) << "an offline replica is re-checked every ReplicaMonitorIntervalSeconds";
+  ASSERT_TRUE(
+      c.k->run_until([&] { return c.node(0).store->router().status()[1].online; }, back_at + Duration{5'000'000}));
+  EXPECT_LE((c.k->now() - back_at).count(), 1'100'000)
+      << "an offline replica is re-checked every ReplicaMonitorIntervalSeconds";
   const auto again2 = c.db("db2").statements_run();
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(read().ok());
   EXPECT_GT(c.db("db2").statements_run(), again2);
@@ -205,7 +223,8 @@ TEST(StoreSim, AReplicaCutOffWithoutTrafficIsFoundByTheMonitor) {
   ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{10'000'000}));
   c.k->databases().cut(0, "db2", true);
   const auto cut_at = c.k->now();
-  ASSERT_TRUE(c.k->run_until([&] { return !c.node(0).store->router().status()[1].online; }, cut_at + Duration{20'000'000}));
+  ASSERT_TRUE(
+      c.k->run_until([&] { return !c.node(0).store->router().status()[1].online; }, cut_at + Duration{20'000'000}));
   // Probe every 1 s with a probe timeout of 1 s: found within 2 intervals.
   EXPECT_LE((c.k->now() - cut_at).count(), 2'100'000);
   auto o = c.call(0, [](store::Store& s, db::Done d) { s.read({{"SELECT 1", {}}}, d); });
@@ -240,7 +259,9 @@ TEST(StoreSim, UnreachableMasterIsFatalUnreachableReplicaStartsOffline) {
     c.k->start(0);
     ASSERT_TRUE(c.k->run_until([&] { return c.all_started(); }, Duration{30'000'000}));
     EXPECT_EQ(c.node(0).start_error.status, db::Status::unavailable);
-    EXPECT_NE(c.node(0).start_error.message.find("cannot reach the master database (SqlSettings.DataSource postgres://chorus:****@db1"), std::string::npos)
+    EXPECT_NE(c.node(0).start_error.message.find(
+                  "cannot reach the master database (SqlSettings.DataSource postgres://chorus:****@db1"),
+              std::string::npos)
         << c.node(0).start_error.message;
   }
   {
@@ -253,7 +274,8 @@ TEST(StoreSim, UnreachableMasterIsFatalUnreachableReplicaStartsOffline) {
     EXPECT_FALSE(st[1].online);
     EXPECT_FALSE(st[2].online);
     c.db("db2").start();
-    ASSERT_TRUE(c.k->run_until([&] { return c.node(0).store->router().status()[1].online; }, c.k->now() + Duration{3'000'000}));
+    ASSERT_TRUE(
+        c.k->run_until([&] { return c.node(0).store->router().status()[1].online; }, c.k->now() + Duration{3'000'000}));
   }
 }
 
@@ -282,10 +304,12 @@ TEST(StoreSim, SixtyFourConcurrentRequestsShareEightConnections) {
       ++answered;
       ok += o.ok();
     });
-  c.k->run_until([&] {
-    max_open = std::max(max_open, s.router().status()[0].pool.open);
-    return answered == 64;
-  }, c.k->now() + Duration{10'000'000});
+  c.k->run_until(
+      [&] {
+        max_open = std::max(max_open, s.router().status()[0].pool.open);
+        return answered == 64;
+      },
+      c.k->now() + Duration{10'000'000});
   EXPECT_EQ(ok, 64);
   EXPECT_LE(max_open, 8);
   const auto st = s.router().status()[0].pool;
@@ -333,8 +357,10 @@ TEST(StoreSim, ManualFailoverLosesNoAcknowledgedWrite) {
       if (!writing) return;
       const std::string key = fmt::format("post{}", next++);
       c.node(n).store->write({{"INSERT INTO Systems VALUES ($1, 'x')", {key}}}, false, [&, key, n](db::Outcome o) {
-        if (o.ok()) acknowledged.push_back(key);
-        else ++failed;
+        if (o.ok())
+          acknowledged.push_back(key);
+        else
+          ++failed;
         c.k->at(c.k->now() + Duration{1'000}, [&, n] { write_one(n); });
       });
     };

@@ -31,7 +31,9 @@ class SqliteStoreTest : public ::testing::Test {
     env_.reset();
     std::filesystem::remove_all(dir_);
   }
-  bool run_until(const std::function<bool()>& pred, int ms) { return chorus::testing::run_io_until(io_, pred, std::chrono::milliseconds(ms)); }
+  bool run_until(const std::function<bool()>& pred, int ms) {
+    return chorus::testing::run_io_until(io_, pred, std::chrono::milliseconds(ms));
+  }
   void start() {
     runtime::TcpTransportOptions t;
     t.bind_host = "127.0.0.1";
@@ -47,7 +49,8 @@ class SqliteStoreTest : public ::testing::Test {
   db::Outcome call(const std::function<void(db::Done)>& op, int ms = 10'000) {
     std::optional<db::Outcome> out;
     op([&](db::Outcome o) { out = std::move(o); });
-    if (!run_until([&] { return out.has_value(); }, ms)) return db::Outcome{db::Error{db::Status::timeout, "no answer"}, {}};
+    if (!run_until([&] { return out.has_value(); }, ms))
+      return db::Outcome{db::Error{db::Status::timeout, "no answer"}, {}};
     return *out;
   }
 
@@ -65,7 +68,8 @@ TEST_F(SqliteStoreTest, AWriteWaitsForAnotherProcessesLockInsteadOfFailing) {
   start();
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open(sql_.DataSource.c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE; INSERT INTO Systems VALUES ('held', '1')", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE; INSERT INTO Systems VALUES ('held', '1')", nullptr, nullptr, nullptr),
+            SQLITE_OK);
   // The other connection commits 300 ms from now, from another thread.
   std::thread releaser([other] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -77,7 +81,9 @@ TEST_F(SqliteStoreTest, AWriteWaitsForAnotherProcessesLockInsteadOfFailing) {
   sqlite3_close(other);
   ASSERT_TRUE(o.ok()) << o.error.message;
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250)) << "the write waited for the lock";
-  auto r = call([&](db::Done d) { store_->read({{"SELECT COUNT(*) FROM Systems WHERE Name IN ('held', 'mine')", {}}}, d); });
+  auto r = call([&](db::Done d) {
+    store_->read({{"SELECT COUNT(*) FROM Systems WHERE Name IN ('held', 'mine')", {}}}, d);
+  });
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(std::get<int64_t>(r.result().rows[0][0]), 2);
 }
@@ -86,7 +92,10 @@ TEST_F(SqliteStoreTest, QueryTimeoutInterruptsALongQuery) {
   start();
   const auto t0 = std::chrono::steady_clock::now();
   auto o = call([&](db::Done d) {
-    store_->read({{"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT COUNT(*) FROM c", {}}}, d);
+    store_->read({{"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000000) SELECT "
+                   "COUNT(*) FROM c",
+                   {}}},
+                 d);
   });
   EXPECT_EQ(o.error.status, db::Status::timeout) << o.error.message;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2500));
@@ -95,11 +104,16 @@ TEST_F(SqliteStoreTest, QueryTimeoutInterruptsALongQuery) {
 
 TEST_F(SqliteStoreTest, TransactionsAreAllOrNothingAndExpectRowsGuardsThem) {
   start();
-  ASSERT_TRUE(call([&](db::Done d) { store_->write({{"INSERT INTO Jobs (Id, Type, CreateAt, Status) VALUES ('j1', 't', 1, 'pending')", {}}}, false, d); }).ok());
+  ASSERT_TRUE(call([&](db::Done d) {
+                store_->write({{"INSERT INTO Jobs (Id, Type, CreateAt, Status) VALUES ('j1', 't', 1, 'pending')", {}}},
+                              false, d);
+              }).ok());
   // Claimed when exactly one row changed: the first claim wins, the second changes nothing and rolls back.
   auto claim = [&](const std::string& worker) {
     return call([&](db::Done d) {
-      store_->write({{"UPDATE Jobs SET Status = 'in_progress', WorkerId = $1 WHERE Id = 'j1' AND Status = 'pending'", {worker}, 1},
+      store_->write({{"UPDATE Jobs SET Status = 'in_progress', WorkerId = $1 WHERE Id = 'j1' AND Status = 'pending'",
+                      {worker},
+                      1},
                      {"INSERT INTO Systems VALUES ($1, 'claimed')", {worker}}},
                     true, d);
     });

@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
 #include <array>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <set>
 
@@ -30,7 +30,9 @@ using chorus::testing::CaptureSink;
 struct Recorder : TransportHandler {
   std::vector<std::pair<std::string, std::vector<uint8_t>>> frames;
   std::vector<std::string> ups, downs;
-  void on_frame(const std::string& from, std::span<const uint8_t> p) override { frames.emplace_back(from, std::vector<uint8_t>(p.begin(), p.end())); }
+  void on_frame(const std::string& from, std::span<const uint8_t> p) override {
+    frames.emplace_back(from, std::vector<uint8_t>(p.begin(), p.end()));
+  }
   void on_peer_up(const std::string& peer) override { ups.push_back(peer); }
   void on_peer_down(const std::string& peer) override { downs.push_back(peer); }
 };
@@ -59,16 +61,20 @@ class TransportTest : public ::testing::Test {
     EXPECT_GE(fd, 0) << "connection to port " << port << " refused";
     return fd;
   }
-  void raw_send(int fd, const std::vector<uint8_t>& bytes) { ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+  void raw_send(int fd, const std::vector<uint8_t>& bytes) {
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
   // True once the server has closed the raw connection (EOF or reset), running the loop meanwhile.
   bool closed_by_server(int fd, int ms = 2000) {
-    return run_until([&] {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 0) <= 0) return false;
-      uint8_t b[256];
-      const ssize_t n = ::recv(fd, b, sizeof b, MSG_DONTWAIT);
-      return n == 0 || (n < 0 && errno != EAGAIN);
-    }, ms);
+    return run_until(
+        [&] {
+          pollfd p{fd, POLLIN, 0};
+          if (::poll(&p, 1, 0) <= 0) return false;
+          uint8_t b[256];
+          const ssize_t n = ::recv(fd, b, sizeof b, MSG_DONTWAIT);
+          return n == 0 || (n < 0 && errno != EAGAIN);
+        },
+        ms);
   }
   std::vector<uint8_t> hello(const std::string& addr, uint16_t version = kWireVersion) {
     return encode_frame(encode_hello_payload(Hello{version, addr}));
@@ -89,10 +95,11 @@ TEST_F(TransportTest, FramesFlowBetweenTwoNodes) {
   const std::string b_addr = "127.0.0.1:" + std::to_string(b.tcp().local_port());
   a.transport().add_peer(b_addr);
   ASSERT_TRUE(run_until([&] { return !ra.ups.empty(); }));
-  for (uint8_t i = 0; i < 50; ++i) EXPECT_EQ(a.transport().send(b_addr, std::vector<uint8_t>(i, i)), SendStatus::queued);
+  for (uint8_t i = 0; i < 50; ++i)
+    EXPECT_EQ(a.transport().send(b_addr, std::vector<uint8_t>(i, i)), SendStatus::queued);
   ASSERT_TRUE(run_until([&] { return rb.frames.size() == 50; }));
   for (uint8_t i = 0; i < 50; ++i) {
-    EXPECT_EQ(rb.frames[i].first, "a");  // the sender's advertised address
+    EXPECT_EQ(rb.frames[i].first, "a");                          // the sender's advertised address
     EXPECT_EQ(rb.frames[i].second, std::vector<uint8_t>(i, i));  // in order over one connection
   }
   EXPECT_EQ(a.transport().send(b_addr, std::vector<uint8_t>(2000, 1)), SendStatus::too_large);
@@ -144,7 +151,8 @@ TEST_F(TransportTest, GarbageOnThePortIsLoggedAndDroppedAndTheNodeKeepsServing) 
   };
   std::vector<uint8_t> random_bytes(300);
   uint64_t x = 12345;
-  for (auto& b : random_bytes) b = static_cast<uint8_t>((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56);
+  for (auto& b : random_bytes)
+    b = static_cast<uint8_t>((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56);
   random_bytes[0] = 0;  // a small length, so the garbage is read as a (bad) Hello, not an oversized frame
   random_bytes[1] = 0;
   random_bytes[2] = 0;
@@ -331,7 +339,8 @@ TEST_F(TransportTest, OnlyPeersOfTheSameClusterHoldingItsKeyGetThrough) {
     o.cluster_key = key;
     return o;
   };
-  AsioEnv node(io, "node", sink, LogLevel::debug, keyed("node:1", "production", "k3y-of-production-cluster-0123456789"));
+  AsioEnv node(io, "node", sink, LogLevel::debug,
+               keyed("node:1", "production", "k3y-of-production-cluster-0123456789"));
   Recorder r;
   node.transport().start(r);
   const std::string node_addr = "127.0.0.1:" + std::to_string(node.tcp().local_port());
@@ -351,9 +360,10 @@ TEST_F(TransportTest, OnlyPeersOfTheSameClusterHoldingItsKeyGetThrough) {
     const char* name;
     std::string cluster, key, logged;
   };
-  for (const auto& c : std::vector<Case>{{"wrong key", "production", "some-other-key-0000000000000000000", "does not hold the cluster key"},
-                                         {"no key", "production", "", "does not hold the cluster key"},
-                                         {"other cluster", "staging", "k3y-of-production-cluster-0123456789", "belongs to cluster \"staging\""}}) {
+  for (const auto& c : std::vector<Case>{
+           {"wrong key", "production", "some-other-key-0000000000000000000", "does not hold the cluster key"},
+           {"no key", "production", "", "does not hold the cluster key"},
+           {"other cluster", "staging", "k3y-of-production-cluster-0123456789", "belongs to cluster \"staging\""}}) {
     SCOPED_TRACE(c.name);
     sink.lines.clear();
     const size_t before = r.frames.size();
@@ -423,12 +433,14 @@ TEST_F(TransportTest, EncryptedFramesAreUnreadableOnTheWireAndTamperingIsRefused
       return conn >= 0;
     }));
     std::vector<uint8_t> wire;
-    run_until([&] {
-      uint8_t b[4096];
-      const ssize_t n = ::recv(conn, b, sizeof b, MSG_DONTWAIT);
-      if (n > 0) wire.insert(wire.end(), b, b + n);
-      return false;
-    }, 150);
+    run_until(
+        [&] {
+          uint8_t b[4096];
+          const ssize_t n = ::recv(conn, b, sizeof b, MSG_DONTWAIT);
+          if (n > 0) wire.insert(wire.end(), b, b + n);
+          return false;
+        },
+        150);
     ::close(conn);
     sender.transport().remove_peer(wiretap);
     return wire;
@@ -439,7 +451,8 @@ TEST_F(TransportTest, EncryptedFramesAreUnreadableOnTheWireAndTamperingIsRefused
   EXPECT_EQ(text.find(secret), std::string::npos) << "the payload is not visible on the wire";
   EXPECT_EQ(text.find("the-payload"), std::string::npos);
   const auto again = capture();
-  EXPECT_NE(std::vector<uint8_t>(again.begin() + 100, again.end()), std::vector<uint8_t>(wire.begin() + 100, wire.end()))
+  EXPECT_NE(std::vector<uint8_t>(again.begin() + 100, again.end()),
+            std::vector<uint8_t>(wire.begin() + 100, wire.end()))
       << "a new connection seals the same frames differently";
   ::close(listener);
 

@@ -117,7 +117,11 @@ json::object post_list_json(const app::PostList& list) {
     order.emplace_back(p.id);
     posts[p.id] = p.to_json();
   }
-  return {{"order", order}, {"posts", posts}, {"next_post_id", list.next_post_id}, {"prev_post_id", list.prev_post_id}, {"has_next", false}};
+  return {{"order", order},
+          {"posts", posts},
+          {"next_post_id", list.next_post_id},
+          {"prev_post_id", list.prev_post_id},
+          {"has_next", false}};
 }
 
 }  // namespace
@@ -167,7 +171,8 @@ struct Api::Call {
     boost::system::error_code ec;
     auto v = json::parse(request.body, ec);
     if (ec || !v.is_object()) {
-      error(AppError{400, "api.context.invalid_body_param.app_error", "Invalid or missing body in request: a JSON object was expected.",
+      error(AppError{400, "api.context.invalid_body_param.app_error",
+                     "Invalid or missing body in request: a JSON object was expected.",
                      ec ? ec.message() : "not an object"});
       return std::nullopt;
     }
@@ -177,7 +182,8 @@ struct Api::Call {
     boost::system::error_code ec;
     auto v = json::parse(request.body, ec);
     if (ec || !v.is_array()) {
-      error(AppError{400, "api.context.invalid_body_param.app_error", "Invalid or missing body in request: a JSON array of strings was expected.",
+      error(AppError{400, "api.context.invalid_body_param.app_error",
+                     "Invalid or missing body in request: a JSON array of strings was expected.",
                      ec ? ec.message() : "not an array"});
       return std::nullopt;
     }
@@ -234,12 +240,14 @@ void Api::handle(Request request, Respond respond) {
     respond(std::move(r));
   };
   call->keep_alive = call;
-  if (draining_) return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
+  if (draining_)
+    return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
   // Cut off from the larger part of the cluster: only the health check and the cluster status answer
   // (an operator asks this node why); whatever it acknowledged, other nodes' clients would not hear of.
   if (const std::string why = node_.cut_off_reason();
       !why.empty() && call->request.path != "/api/v4/system/ping" && call->request.path != "/api/v4/cluster/status")
-    return call->respond(error_response(503, "api.server.cut_off.app_error", "This server is cut off from the rest of the cluster.", why));
+    return call->respond(error_response(503, "api.server.cut_off.app_error",
+                                        "This server is cut off from the rest of the cluster.", why));
   const auto segments = split_path(call->request.path);
   bool path_matched = false;
   for (const auto& e : routes_) {
@@ -248,8 +256,10 @@ void Api::handle(Request request, Respond respond) {
     bool match = true;
     for (size_t i = 0; i < segments.size() && match; ++i) {
       const auto& p = e.segments[i];
-      if (p.size() > 2 && p.front() == '{' && p.back() == '}') params[p.substr(1, p.size() - 2)] = segments[i];
-      else match = p == segments[i];
+      if (p.size() > 2 && p.front() == '{' && p.back() == '}')
+        params[p.substr(1, p.size() - 2)] = segments[i];
+      else
+        match = p == segments[i];
     }
     if (!match) continue;
     path_matched = true;
@@ -258,8 +268,8 @@ void Api::handle(Request request, Respond respond) {
     if (!e.auth) return e.run(call);
     const std::string token = request_token(call->request);
     if (token.empty())
-      return call->respond(error_response(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.",
-                                          "token not provided"));
+      return call->respond(error_response(401, "api.context.session_expired.app_error",
+                                          "Invalid or expired session, please login again.", "token not provided"));
     auto run = e.run;
     app_.authenticate(token, [call, run](Result<Session> r) {
       if (!r.ok()) return call->error(r.error);
@@ -269,8 +279,10 @@ void Api::handle(Request request, Respond respond) {
     return;
   }
   if (path_matched)
-    return call->respond(error_response(405, "api.context.method_not_allowed.app_error", "Method not allowed for this route."));
-  call->respond(error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.", "There doesn't appear to be an api call for the url='" + call->request.path + "'."));
+    return call->respond(
+        error_response(405, "api.context.method_not_allowed.app_error", "Method not allowed for this route."));
+  call->respond(error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.",
+                               "There doesn't appear to be an api call for the url='" + call->request.path + "'."));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -284,9 +296,12 @@ void Api::routes() {
 
   // --- system and cluster
   add("GET", v4 + "/system/ping", false, [this](const C& c) {
-    const bool full = c->request.query.contains("get_server_status") && c->request.query.at("get_server_status") == "true";
-    const bool rest = c->request.query.contains("use_rest_semantics") && c->request.query.at("use_rest_semantics") == "true";
-    auto answer = [c, rest](bool healthy, json::object extra, std::vector<std::pair<std::string, std::string>> headers) {
+    const bool full =
+        c->request.query.contains("get_server_status") && c->request.query.at("get_server_status") == "true";
+    const bool rest =
+        c->request.query.contains("use_rest_semantics") && c->request.query.at("use_rest_semantics") == "true";
+    auto answer = [c, rest](bool healthy, json::object extra,
+                            std::vector<std::pair<std::string, std::string>> headers) {
       extra["status"] = healthy ? "OK" : "UNHEALTHY";
       extra["ActiveSearchBackend"] = "database";
       Response r = json_response(healthy || rest ? 200 : 500, json::serialize(extra));
@@ -303,7 +318,8 @@ void Api::routes() {
       extra["database_status"] = db_ok ? "OK" : "UNHEALTHY";
       extra["filestore_status"] = "OK";
       if (!db_ok) extra["database_error"] = detail;
-      answer(db_ok && cut.empty(), extra, {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
+      answer(db_ok && cut.empty(), extra,
+             {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
     });
   });
   auto admin_only = [](const C& c) {
@@ -315,8 +331,12 @@ void Api::routes() {
     if (!admin_only(c)) return;
     json::array rows;
     for (const auto& n : node.cluster_status())
-      rows.push_back(json::object{{"id", n.id}, {"version", n.version}, {"schema_version", n.schema_version}, {"config_hash", n.config_hash},
-                                  {"ipaddress", n.ipaddress}, {"hostname", n.hostname}});
+      rows.push_back(json::object{{"id", n.id},
+                                  {"version", n.version},
+                                  {"schema_version", n.schema_version},
+                                  {"config_hash", n.config_hash},
+                                  {"ipaddress", n.ipaddress},
+                                  {"hostname", n.hostname}});
     c->json(200, rows);
   });
   add("GET", v4 + "/config", true, [&node, admin_only](const C& c) {
@@ -326,11 +346,13 @@ void Api::routes() {
     if (!admin_only(c)) return;
     if (node.config_read_only())
       return c->error(AppError{403, "ent.cluster.save_config.error",
-                               "Config changes through the API are off: ClusterSettings.ReadOnlyConfig is set while high availability is on. "
+                               "Config changes through the API are off: ClusterSettings.ReadOnlyConfig is set while "
+                               "high availability is on. "
                                "Change config.json on every node and reload."});
     const Failure saved = node.save_config(c->request.body);
     if (!saved.ok())
-      return c->error(AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", saved.message});
+      return c->error(
+          AppError{400, "api.config.update_config.invalid.app_error", "The config is not valid.", saved.message});
     c->respond(json_response(200, node.config_json()));
   };
   add("PUT", v4 + "/config", true, save);
@@ -363,9 +385,11 @@ void Api::routes() {
   auto& jobs = jobs_;
   auto list_jobs = [&jobs](const C& c, const std::string& type) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
+              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
-    jobs.list(c->session, type, page, per_page, c->then<std::vector<app::Job>>([c](const std::vector<app::Job>& j) { c->json(200, to_array(j)); }));
+    jobs.list(c->session, type, page, per_page,
+              c->then<std::vector<app::Job>>([c](const std::vector<app::Job>& j) { c->json(200, to_array(j)); }));
   };
   add("GET", v4 + "/jobs", true, [list_jobs](const C& c) { list_jobs(c, ""); });
   add("GET", v4 + "/jobs/type/{type}", true, [list_jobs](const C& c) { list_jobs(c, c->params["type"]); });
@@ -392,8 +416,8 @@ void Api::routes() {
   add("POST", v4 + "/users", false, [this, &app](const C& c) {
     auto b = c->body_object();
     if (!b) return;
-    app::NewUser u{b->str("username"), b->str("email"), b->str("password"), b->str("first_name"), b->str("last_name"), b->str("nickname"),
-                   b->str("locale")};
+    app::NewUser u{b->str("username"),  b->str("email"),    b->str("password"), b->str("first_name"),
+                   b->str("last_name"), b->str("nickname"), b->str("locale")};
     if (c->bad_type(*b)) return;
     auto create = [c, &app, u](const Session* actor) {
       app.create_user(actor, u, c->then<app::User>([c](const app::User& user) { c->json(201, user.to_json()); }));
@@ -410,15 +434,17 @@ void Api::routes() {
     auto b = c->body_object();
     if (!b) return;
     const std::string login_id = b->str("login_id"), password = b->str("password");
-    const std::string device = b->o.contains("deviceId") ? b->str("deviceId") : b->str("device_id");  // the client sends deviceId
+    const std::string device =
+        b->o.contains("deviceId") ? b->str("deviceId") : b->str("device_id");  // the client sends deviceId
     if (c->bad_type(*b)) return;
-    app.login(login_id, password, device, c->then<std::pair<app::User, Session>>([c](const std::pair<app::User, Session>& r) {
-      Response resp = json_response(200, json::serialize(r.first.to_json()));
-      resp.headers.emplace_back("Token", r.second.token);
-      resp.headers.emplace_back("Set-Cookie", "MMAUTHTOKEN=" + r.second.token + "; Path=/; HttpOnly; SameSite=Lax");
-      resp.headers.emplace_back("Set-Cookie", "MMUSERID=" + r.first.id + "; Path=/; SameSite=Lax");
-      c->respond(std::move(resp));
-    }));
+    app.login(
+        login_id, password, device, c->then<std::pair<app::User, Session>>([c](const std::pair<app::User, Session>& r) {
+          Response resp = json_response(200, json::serialize(r.first.to_json()));
+          resp.headers.emplace_back("Token", r.second.token);
+          resp.headers.emplace_back("Set-Cookie", "MMAUTHTOKEN=" + r.second.token + "; Path=/; HttpOnly; SameSite=Lax");
+          resp.headers.emplace_back("Set-Cookie", "MMUSERID=" + r.first.id + "; Path=/; SameSite=Lax");
+          c->respond(std::move(resp));
+        }));
   });
   add("POST", v4 + "/users/logout", true, [&app](const C& c) {
     app.logout(c->session, c->then<app::Unit>([c](const app::Unit&) {
@@ -429,38 +455,51 @@ void Api::routes() {
   });
   add("GET", v4 + "/users", true, [&app](const C& c) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
+              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
-    app.list_users(c->session, page, per_page, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+    app.list_users(c->session, page, per_page, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
+      c->json(200, to_array(u));
+    }));
   });
   add("POST", v4 + "/users/ids", true, [&app](const C& c) {
     auto ids = c->body_strings();
     if (!ids) return;
-    app.get_users_by_ids(c->session, *ids, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+    app.get_users_by_ids(c->session, *ids, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
+      c->json(200, to_array(u));
+    }));
   });
   add("GET", v4 + "/users/username/{username}", true, [&app](const C& c) {
-    app.get_user_by_username(c->session, c->params["username"], c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+    app.get_user_by_username(c->session, c->params["username"],
+                             c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
   });
   add("GET", v4 + "/users/{user_id}", true, [&app](const C& c) {
-    app.get_user(c->session, c->user_param(), c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+    app.get_user(c->session, c->user_param(),
+                 c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
   });
   add("GET", v4 + "/users/{user_id}/teams", true, [&app](const C& c) {
-    app.teams_for_user(c->session, c->user_param(), c->then<std::vector<app::Team>>([c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
+    app.teams_for_user(
+        c->session, c->user_param(),
+        c->then<std::vector<app::Team>>([c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
   });
   add("GET", v4 + "/users/{user_id}/teams/members", true, [&app](const C& c) {
     app.team_members_for_user(c->session, c->user_param(),
-                              c->then<std::vector<app::TeamMember>>([c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
+                              c->then<std::vector<app::TeamMember>>(
+                                  [c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
   });
   add("GET", v4 + "/users/{user_id}/teams/{team_id}/channels", true, [&app](const C& c) {
-    app.channels_for_user(c->session, c->user_param(), c->params["team_id"],
-                          c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
+    app.channels_for_user(
+        c->session, c->user_param(), c->params["team_id"],
+        c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
   });
   add("GET", v4 + "/users/{user_id}/teams/{team_id}/channels/members", true, [&app](const C& c) {
     app.channel_members_for_user(c->session, c->user_param(), c->params["team_id"],
-                                 c->then<std::vector<app::ChannelMember>>([c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
+                                 c->then<std::vector<app::ChannelMember>>(
+                                     [c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
   });
   add("GET", v4 + "/users/{user_id}/status", true, [&app](const C& c) {
-    app.get_status(c->session, c->user_param(), c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
+    app.get_status(c->session, c->user_param(),
+                   c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
   });
   add("PUT", v4 + "/users/{user_id}/status", true, [&app](const C& c) {
     auto b = c->body_object();
@@ -468,12 +507,15 @@ void Api::routes() {
     const std::string status = b->str("status"), user = b->str("user_id");
     if (c->bad_type(*b)) return;
     if (!user.empty() && user != c->user_param()) return c->error(app::bad_param("user_id"));
-    app.set_status(c->session, c->user_param(), status, c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
+    app.set_status(c->session, c->user_param(), status,
+                   c->then<app::Status>([c](const app::Status& s) { c->json(200, s.to_json()); }));
   });
   add("POST", v4 + "/users/status/ids", true, [&app](const C& c) {
     auto ids = c->body_strings();
     if (!ids) return;
-    app.get_statuses(c->session, *ids, c->then<std::vector<app::Status>>([c](const std::vector<app::Status>& s) { c->json(200, to_array(s)); }));
+    app.get_statuses(c->session, *ids, c->then<std::vector<app::Status>>([c](const std::vector<app::Status>& s) {
+      c->json(200, to_array(s));
+    }));
   });
 
   // --- teams
@@ -492,13 +534,16 @@ void Api::routes() {
     app.create_team(c->session, t, c->then<app::Team>([c](const app::Team& team) { c->json(201, team.to_json()); }));
   });
   add("GET", v4 + "/teams", true, [&app](const C& c) {
-    app.list_teams(c->session, c->then<std::vector<app::Team>>([c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
+    app.list_teams(c->session, c->then<std::vector<app::Team>>(
+                                   [c](const std::vector<app::Team>& t) { c->json(200, to_array(t)); }));
   });
   add("GET", v4 + "/teams/{team_id}", true, [&app](const C& c) {
-    app.get_team(c->session, c->params["team_id"], c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
+    app.get_team(c->session, c->params["team_id"],
+                 c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
   });
   add("GET", v4 + "/teams/name/{name}", true, [&app](const C& c) {
-    app.get_team_by_name(c->session, c->params["name"], c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
+    app.get_team_by_name(c->session, c->params["name"],
+                         c->then<app::Team>([c](const app::Team& t) { c->json(200, t.to_json()); }));
   });
   add("POST", v4 + "/teams/{team_id}/members", true, [&app](const C& c) {
     auto b = c->body_object();
@@ -506,24 +551,30 @@ void Api::routes() {
     const std::string team = b->str("team_id"), user = b->str("user_id");
     if (c->bad_type(*b)) return;
     if (team != c->params["team_id"]) return c->error(app::bad_param("team_id"));
-    app.add_team_member(c->session, team, user, c->then<app::TeamMember>([c](const app::TeamMember& m) { c->json(201, m.to_json()); }));
+    app.add_team_member(c->session, team, user,
+                        c->then<app::TeamMember>([c](const app::TeamMember& m) { c->json(201, m.to_json()); }));
   });
   add("GET", v4 + "/teams/{team_id}/members", true, [&app](const C& c) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
+              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
     app.team_members(c->session, c->params["team_id"], page, per_page,
-                     c->then<std::vector<app::TeamMember>>([c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
+                     c->then<std::vector<app::TeamMember>>(
+                         [c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
   });
   add("DELETE", v4 + "/teams/{team_id}/members/{user_id}", true, [&app](const C& c) {
-    app.remove_team_member(c->session, c->params["team_id"], c->user_param(), c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+    app.remove_team_member(c->session, c->params["team_id"], c->user_param(),
+                           c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
   });
   add("GET", v4 + "/teams/{team_id}/channels", true, [&app](const C& c) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
+              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
-    app.public_channels(c->session, c->params["team_id"], page, per_page,
-                        c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
+    app.public_channels(
+        c->session, c->params["team_id"], page, per_page,
+        c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
   });
   add("GET", v4 + "/teams/{team_id}/channels/name/{channel_name}", true, [&app](const C& c) {
     app.get_channel_by_name(c->session, c->params["team_id"], c->params["channel_name"],
@@ -536,7 +587,8 @@ void Api::routes() {
     const bool is_or = b->boolean("is_or_search");
     const int64_t page = b->integer("page", 0), per_page = b->integer("per_page", 60);
     if (c->bad_type(*b)) return;
-    if (page < 0 || page > 100000 || per_page < 1 || per_page > 200) return c->error(app::bad_param("page or per_page"));
+    if (page < 0 || page > 100000 || per_page < 1 || per_page > 200)
+      return c->error(app::bad_param("page or per_page"));
     app.search_posts(c->session, c->params["team_id"], terms, is_or, static_cast<int>(page), static_cast<int>(per_page),
                      c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
   });
@@ -554,25 +606,30 @@ void Api::routes() {
     ch.purpose = b->str("purpose");
     if (ch.type.empty()) ch.type = "O";
     if (c->bad_type(*b)) return;
-    app.create_channel(c->session, ch, c->then<app::Channel>([c](const app::Channel& created) { c->json(201, created.to_json()); }));
+    app.create_channel(c->session, ch,
+                       c->then<app::Channel>([c](const app::Channel& created) { c->json(201, created.to_json()); }));
   });
   add("GET", v4 + "/channels/{channel_id}", true, [&app](const C& c) {
-    app.get_channel(c->session, c->params["channel_id"], c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));
+    app.get_channel(c->session, c->params["channel_id"],
+                    c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));
   });
   add("POST", v4 + "/channels/{channel_id}/members", true, [&app](const C& c) {
     auto b = c->body_object();
     if (!b) return;
     const std::string user = b->str("user_id");
     if (c->bad_type(*b)) return;
-    app.add_channel_member(c->session, c->params["channel_id"], user,
-                           c->then<app::ChannelMember>([c](const app::ChannelMember& m) { c->json(201, m.to_json()); }));
+    app.add_channel_member(
+        c->session, c->params["channel_id"], user,
+        c->then<app::ChannelMember>([c](const app::ChannelMember& m) { c->json(201, m.to_json()); }));
   });
   add("GET", v4 + "/channels/{channel_id}/members", true, [&app](const C& c) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad), per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
+              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
     app.channel_members(c->session, c->params["channel_id"], page, per_page,
-                        c->then<std::vector<app::ChannelMember>>([c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
+                        c->then<std::vector<app::ChannelMember>>(
+                            [c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
   });
   add("DELETE", v4 + "/channels/{channel_id}/members/{user_id}", true, [&app](const C& c) {
     app.remove_channel_member(c->session, c->params["channel_id"], c->user_param(),
@@ -595,7 +652,8 @@ void Api::routes() {
     if (auto it = c->request.query.find("before"); it != c->request.query.end()) q.before = it->second;
     if (auto it = c->request.query.find("after"); it != c->request.query.end()) q.after = it->second;
     if (bad) return c->error(app::bad_param("page, per_page or since"));
-    app.get_posts(c->session, c->params["channel_id"], q, c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
+    app.get_posts(c->session, c->params["channel_id"], q,
+                  c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
   });
 
   // --- posts
@@ -607,12 +665,14 @@ void Api::routes() {
     p.message = b->str("message");
     p.root_id = b->str("root_id");
     p.pending_post_id = b->str("pending_post_id");
-    if (auto it = b->o.find("props"); it != b->o.end() && it->value().is_object()) p.props = json::serialize(it->value());
+    if (auto it = b->o.find("props"); it != b->o.end() && it->value().is_object())
+      p.props = json::serialize(it->value());
     if (c->bad_type(*b)) return;
     app.create_post(c->session, p, c->then<app::Post>([c](const app::Post& post) { c->json(201, post.to_json()); }));
   });
   add("GET", v4 + "/posts/{post_id}", true, [&app](const C& c) {
-    app.get_post(c->session, c->params["post_id"], c->then<app::Post>([c](const app::Post& p) { c->json(200, p.to_json()); }));
+    app.get_post(c->session, c->params["post_id"],
+                 c->then<app::Post>([c](const app::Post& p) { c->json(200, p.to_json()); }));
   });
 }
 
@@ -677,22 +737,29 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
       return;
     }
     auto& o = v.as_object();
-    const std::string action = o.contains("action") && o["action"].is_string() ? std::string(o["action"].as_string()) : "";
+    const std::string action =
+        o.contains("action") && o["action"].is_string() ? std::string(o["action"].as_string()) : "";
     const int64_t seq = o.contains("seq") && o["seq"].is_int64() ? o["seq"].as_int64() : 0;
     json::object data = o.contains("data") && o["data"].is_object() ? o["data"].as_object() : json::object{};
-    auto str = [&](const char* key) { return data.contains(key) && data[key].is_string() ? std::string(data[key].as_string()) : std::string(); };
+    auto str = [&](const char* key) {
+      return data.contains(key) && data[key].is_string() ? std::string(data[key].as_string()) : std::string();
+    };
     if (action == "authentication_challenge") {
       if (session_) return reply(seq, true);
       const std::string token = str("token");
-      if (token.empty()) return fail(seq, "api.web_socket_router.no_token.app_error", "No token in the authentication challenge.");
+      if (token.empty())
+        return fail(seq, "api.web_socket_router.no_token.app_error", "No token in the authentication challenge.");
       return authenticate(token, seq);
     }
-    if (!session_) return fail(seq, "api.web_socket_router.not_authenticated.app_error", "The connection is not authenticated yet.");
+    if (!session_)
+      return fail(seq, "api.web_socket_router.not_authenticated.app_error", "The connection is not authenticated yet.");
     if (action == "ping") {
       return send_reply(json::object{{"status", "OK"},
                                      {"seq_reply", seq},
-                                     {"data", json::object{{"text", "pong"}, {"version", options_.server_version},
-                                                           {"server_time", env_.wall_now().us / 1000}, {"node_id", options_.hostname}}}});
+                                     {"data", json::object{{"text", "pong"},
+                                                           {"version", options_.server_version},
+                                                           {"server_time", env_.wall_now().us / 1000},
+                                                           {"node_id", options_.hostname}}}});
     }
     if (action == "user_typing") {
       app_.user_typing(*session_, str("channel_id"), str("parent_id"));
@@ -739,7 +806,9 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
       const auto opened = hub_.open(user, session_->token, this, connection_id_, sequence_number_);
       if (!*alive) return;  // the socket closed while opening (it may be gone)
       registered_ = opened.connection_id;
-      if (opened.resumed) env_.log().debug("websocket: connection {} resumed at {} ({} events resent)", registered_, sequence_number_, opened.replayed);
+      if (opened.resumed)
+        env_.log().debug("websocket: connection {} resumed at {} ({} events resent)", registered_, sequence_number_,
+                         opened.replayed);
     };
     if (connection_id_.empty() || sequence_number_ <= 0 || hub_.holds(connection_id_)) return open();
     app_.find_connection(connection_id_, user, Duration{1'000'000}, [this, alive = alive_, open](bool) {
@@ -750,12 +819,14 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
 
   void reply(int64_t seq, bool ok) { send_reply(json::object{{"status", ok ? "OK" : "FAIL"}, {"seq_reply", seq}}); }
   void fail(int64_t seq, const std::string& id, const std::string& message) {
-    send_reply(json::object{{"status", "FAIL"}, {"seq_reply", seq}, {"error", json::object{{"id", id}, {"message", message}}}});
+    send_reply(json::object{
+        {"status", "FAIL"}, {"seq_reply", seq}, {"error", json::object{{"id", id}, {"message", message}}}});
   }
   void send_reply(const json::object& o) {
     if (closed_ || closing_) return;
     if (sink_.queued_frames() >= options_.websocket_queue_max) {
-      env_.log().info("websocket: closed a connection that does not read its replies ({} frames queued)", sink_.queued_frames());
+      env_.log().info("websocket: closed a connection that does not read its replies ({} frames queued)",
+                      sink_.queued_frames());
       return close(1008, "send queue full");
     }
     send_text(json::serialize(o));
@@ -790,7 +861,8 @@ std::unique_ptr<SocketSession> Api::open_socket(const Request& request, SocketSi
     return nullptr;
   }
   if (const std::string why = node_.cut_off_reason(); !why.empty()) {
-    refusal = error_response(503, "api.server.cut_off.app_error", "This server is cut off from the rest of the cluster.", why);
+    refusal = error_response(503, "api.server.cut_off.app_error",
+                             "This server is cut off from the rest of the cluster.", why);
     return nullptr;
   }
   return std::make_unique<WebSocket>(env_, app_, hub_, sink, request, options_);

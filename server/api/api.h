@@ -91,7 +91,8 @@ class Api final : public Handler {
 };
 
 // Mattermost's error body.
-Response error_response(int status, const std::string& id, const std::string& message, const std::string& detailed = "");
+Response error_response(int status, const std::string& id, const std::string& message,
+                        const std::string& detailed = "");
 Response json_response(int status, std::string body);
 // The session token of a request (header, cookie or query), or "".
 std::string request_token(const Request& request);

@@ -23,7 +23,8 @@ namespace chorus::app {
 using namespace detail;
 
 AppError bad_param(const std::string& name) {
-  return error(400, "api.context.invalid_param.app_error", "Invalid or missing " + name + " parameter in request body or URL.");
+  return error(400, "api.context.invalid_param.app_error",
+               "Invalid or missing " + name + " parameter in request body or URL.");
 }
 AppError not_found(const std::string& what) {
   return error(404, "app." + what + ".missing.app_error", "Unable to find the " + what + ".");
@@ -88,8 +89,8 @@ void App::hash_password(const std::string& password, std::function<void(std::str
   env_.run_blocking(
       [password, salt_bytes, cost, out] {
         char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-        if (!crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), salt_bytes.data(), static_cast<int>(salt_bytes.size()), setting,
-                              sizeof setting))
+        if (!crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), salt_bytes.data(),
+                              static_cast<int>(salt_bytes.size()), setting, sizeof setting))
           return;
         auto data = std::make_unique<crypt_data>();
         const char* hash = crypt_rn(password.c_str(), setting, data.get(), sizeof(crypt_data));

@@ -22,8 +22,8 @@
 // channel_sequencer.h orders posted events; ttl_cache.h is the caches.
 #pragma once
 
-#include <functional>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,12 +33,12 @@
 
 #include "server/app/channel_sequencer.h"
 #include "server/app/hub.h"
-#include "server/app/ttl_cache.h"
 #include "server/app/model.h"
+#include "server/app/ttl_cache.h"
 #include "server/cluster/wire.h"
 #include "server/config/config.h"
-#include "server/core/flow.h"
 #include "server/core/env.h"
+#include "server/core/flow.h"
 
 namespace chorus::store {
 class Store;
@@ -66,12 +66,12 @@ using Callback = std::function<void(Result<T>)>;
 struct Unit {};
 
 struct AppOptions {
-  int bcrypt_cost = 10;               // Mattermost's cost; the simulator uses 4
-  Duration cache_ttl{10'000'000};     // see the staleness bound above
+  int bcrypt_cost = 10;            // Mattermost's cost; the simulator uses 4
+  Duration cache_ttl{10'000'000};  // see the staleness bound above
   size_t cache_entries_max = 100'000;
   int per_page_max = 200;
-  Duration gap_wait{300'000};         // a channel's post ahead of a gap waits this long for the missing ones
-  Duration first_wait{50'000};        // the first post of a channel a node sees waits this long for earlier ones
+  Duration gap_wait{300'000};   // a channel's post ahead of a gap waits this long for the missing ones
+  Duration first_wait{50'000};  // the first post of a channel a node sees waits this long for earlier ones
   // Posts to one channel are written one after the other (in_channel_order); past this many waiting on
   // this node, a new post gets 503 (api.post.create_post.too_many_waiting.app_error) and the client retries.
   size_t channel_write_queue_max = 1000;
@@ -83,7 +83,7 @@ struct NewUser {
 
 struct PostQuery {
   int page = 0, per_page = 60;
-  int64_t since = 0;        // posts changed since (ms): the client's re-sync after a reconnect
+  int64_t since = 0;          // posts changed since (ms): the client's re-sync after a reconnect
   std::string before, after;  // post ids
 };
 
@@ -125,20 +125,29 @@ class App {
   void get_team_by_name(const Session& actor, const std::string& name, Callback<Team> done);
   void teams_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<Team>> done);
   void list_teams(const Session& actor, Callback<std::vector<Team>> done);
-  void add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<TeamMember> done);
-  void remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id, Callback<Unit> done);
-  void team_members(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<TeamMember>> done);
+  void add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id,
+                       Callback<TeamMember> done);
+  void remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id,
+                          Callback<Unit> done);
+  void team_members(const Session& actor, const std::string& team_id, int page, int per_page,
+                    Callback<std::vector<TeamMember>> done);
   void team_members_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<TeamMember>> done);
 
   // Channels.
   void create_channel(const Session& actor, Channel channel, Callback<Channel> done);
   void get_channel(const Session& actor, const std::string& channel_id, Callback<Channel> done);
-  void get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name, Callback<Channel> done);
-  void public_channels(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<Channel>> done);
-  void channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id, Callback<std::vector<Channel>> done);
-  void add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done);
-  void remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done);
-  void channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done);
+  void get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name,
+                           Callback<Channel> done);
+  void public_channels(const Session& actor, const std::string& team_id, int page, int per_page,
+                       Callback<std::vector<Channel>> done);
+  void channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
+                         Callback<std::vector<Channel>> done);
+  void add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                          Callback<ChannelMember> done);
+  void remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                             Callback<Unit> done);
+  void channel_members(const Session& actor, const std::string& channel_id, int page, int per_page,
+                       Callback<std::vector<ChannelMember>> done);
   void channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
                                 Callback<std::vector<ChannelMember>> done);
 
@@ -146,8 +155,8 @@ class App {
   void create_post(const Session& actor, Post post, Callback<Post> done);
   void get_post(const Session& actor, const std::string& post_id, Callback<Post> done);
   void get_posts(const Session& actor, const std::string& channel_id, PostQuery query, Callback<PostList> done);
-  void search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page, int per_page,
-                    Callback<PostList> done);
+  void search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page,
+                    int per_page, Callback<PostList> done);
 
   // Statuses and typing.
   void get_status(const Session& actor, const std::string& user_id, Callback<Status> done);
@@ -159,7 +168,8 @@ class App {
   void publish(Event event);
   // A client resuming a WebSocket connection this node does not hold: asks the other nodes for its
   // queue (ws_queues, at most `timeout`) and takes it over. done(true) when the hub now holds it.
-  void find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done);
+  void find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout,
+                       std::function<void(bool)> done);
 
   // Server-wide figures for the admin (Mattermost's "standard" analytics): counts from the database and
   // the WebSocket connections of every node, gathered with a cluster_stats request (nodes that do not
@@ -173,7 +183,7 @@ class App {
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, invalidations_sent = 0, invalidations_received = 0, events_published = 0,
              events_received = 0, cache_flushes = 0;
-    uint64_t posts_filled = 0;  // posts read from the database to fill a gap in a channel's order
+    uint64_t posts_filled = 0;            // posts read from the database to fill a gap in a channel's order
     uint64_t channel_writes_refused = 0;  // posts refused (503): channel_write_queue_max waited already
     uint64_t channels_evicted = 0;        // idle channel-order entries forgotten
   };
@@ -208,11 +218,13 @@ class App {
   void on_published(const std::string& from, const cluster::ClusterMessage& m);  // a peer's event for our clients
   void on_status_update(const cluster::ClusterMessage& m);
   // Channel membership: the set of user ids (cached), and the caller's membership.
-  void channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done);
+  void channel_member_ids(const std::string& channel_id,
+                          std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done);
   void load_channel(const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done);
   void is_team_member(const std::string& team_id, const std::string& user_id, std::function<void(AppError, bool)> done);
   // Channel read access: a member, or a team member for a public channel, or a system admin.
-  void can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done);
+  void can_read_channel(const Session& actor, const std::string& channel_id,
+                        std::function<void(AppError, std::optional<Channel>)> done);
   void hash_password(const std::string& password, std::function<void(std::string)> done);
   void check_password(const std::string& password, const std::string& hash, std::function<void(bool)> done);
   int64_t now_ms() const;
@@ -226,9 +238,11 @@ class App {
   cluster::Messenger* messenger_ = nullptr;
   TtlCache<std::string, Session> sessions_{options_.cache_entries_max};  // by token
   TtlCache<std::string, User> users_{options_.cache_entries_max};        // by id
-  TtlCache<std::string, std::shared_ptr<const std::set<std::string>>> channel_members_{options_.cache_entries_max};  // by channel id
+  TtlCache<std::string, std::shared_ptr<const std::set<std::string>>> channel_members_{
+      options_.cache_entries_max};                                       // by channel id
   TtlCache<std::string, Channel> channels_{options_.cache_entries_max};  // by id
-  TtlCache<std::string, Status> statuses_{options_.cache_entries_max};   // by user id (statuses live in memory and the Status table)
+  TtlCache<std::string, Status> statuses_{
+      options_.cache_entries_max};  // by user id (statuses live in memory and the Status table)
   // Any invalidation drops the fills in flight of every cache (they may concern what was invalidated).
   void invalidate_fills();
   TimerId revalidate_timer_ = 0;

@@ -34,7 +34,8 @@ void App::load_channel(const std::string& channel_id, std::function<void(AppErro
               });
 }
 
-void App::channel_member_ids(const std::string& channel_id, std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done) {
+void App::channel_member_ids(const std::string& channel_id,
+                             std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done) {
   if (const auto* cached = channel_members_.get(channel_id, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
     return done({}, *cached);
@@ -52,7 +53,8 @@ void App::channel_member_ids(const std::string& channel_id, std::function<void(A
                });
 }
 
-void App::can_read_channel(const Session& actor, const std::string& channel_id, std::function<void(AppError, std::optional<Channel>)> done) {
+void App::can_read_channel(const Session& actor, const std::string& channel_id,
+                           std::function<void(AppError, std::optional<Channel>)> done) {
   if (!is_valid_id(channel_id)) return done(bad_param("channel_id"), std::nullopt);
   can_read_channel_flow(actor, channel_id, std::move(done)).start();
 }
@@ -61,21 +63,18 @@ void App::can_read_channel(const Session& actor, const std::string& channel_id, 
 // public channel the team's membership.
 Flow App::can_read_channel_flow(Session actor, std::string channel_id,
                                 std::function<void(AppError, std::optional<Channel>)> done) {
-  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
-    load_channel(channel_id, std::move(resume));
-  });
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
+      alive_, [&](auto resume) { load_channel(channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(e, std::nullopt);
   if (!c || c->delete_at != 0) co_return done(not_found("channel"), std::nullopt);
   if (actor.is_system_admin()) co_return done({}, c);
-  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
-    channel_member_ids(channel_id, std::move(resume));
-  });
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
+      alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
   if (!e2.ok()) co_return done(e2, std::nullopt);
   if (ids->contains(actor.user_id)) co_return done({}, c);
   if (c->type != "O") co_return done(forbidden(), std::nullopt);
-  auto [e3, member] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
-    is_team_member(c->team_id, actor.user_id, std::move(resume));
-  });
+  auto [e3, member] = co_await awaiting<AppError, bool>(
+      alive_, [&](auto resume) { is_team_member(c->team_id, actor.user_id, std::move(resume)); });
   if (!e3.ok()) co_return done(e3, std::nullopt);
   if (!member) co_return done(forbidden(), std::nullopt);
   done({}, c);
@@ -84,7 +83,8 @@ Flow App::can_read_channel_flow(Session actor, std::string channel_id,
 void App::create_channel(const Session& actor, Channel ch, Callback<Channel> done) {
   if (!is_valid_id(ch.team_id)) return done(fail<Channel>(bad_param("team_id")));
   if (!valid_name(ch.name, 1, 64, true, false))
-    return done(fail<Channel>(error(400, "model.channel.is_valid.2_or_more.app_error", "Name must be 1-64 lowercase letters, numbers, - or _.")));
+    return done(fail<Channel>(error(400, "model.channel.is_valid.2_or_more.app_error",
+                                    "Name must be 1-64 lowercase letters, numbers, - or _.")));
   if (ch.display_name.empty() || ch.display_name.size() > 64) return done(fail<Channel>(bad_param("display_name")));
   if (ch.type != "O" && ch.type != "P") return done(fail<Channel>(bad_param("type")));
   if (ch.header.size() > 1024 || ch.purpose.size() > 250) return done(fail<Channel>(bad_param("header")));
@@ -94,25 +94,23 @@ void App::create_channel(const Session& actor, Channel ch, Callback<Channel> don
 // Top to bottom (server/core/flow.h): the creator's team membership, the channel with its creator as
 // member, then the event.
 Flow App::create_channel_flow(Session actor, Channel ch, Callback<Channel> done) {
-  auto [e, member] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
-    is_team_member(ch.team_id, actor.user_id, std::move(resume));
-  });
+  auto [e, member] = co_await awaiting<AppError, bool>(
+      alive_, [&](auto resume) { is_team_member(ch.team_id, actor.user_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<Channel>(e));
   if (!member && !actor.is_system_admin()) co_return done(fail<Channel>(forbidden()));
   ch.id = new_id(env_.random());
   ch.create_at = ch.update_at = now_ms();
   ch.creator_id = actor.user_id;
   std::vector<Statement> s{
-      Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose,"
-                " CreatorId) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
-                {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose,
-                 ch.creator_id}},
+      Statement{
+          "INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose,"
+          " CreatorId) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
+          {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}},
       Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
                 " VALUES ($1, $2, 'channel_user channel_admin', $3)",
                 {ch.id, actor.user_id, ch.create_at}}};
-  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.write(std::move(s), true, std::move(resume));
-  });
+  db::Outcome o =
+      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   if (o.error.status == db::Status::conflict)
     co_return done(fail<Channel>(error(400, "store.sql_channel.save_channel.exists.app_error",
                                        "A channel with that name already exists on the same team.")));
@@ -130,7 +128,8 @@ void App::get_channel(const Session& actor, const std::string& channel_id, Callb
   });
 }
 
-void App::get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name, Callback<Channel> done) {
+void App::get_channel_by_name(const Session& actor, const std::string& team_id, const std::string& name,
+                              Callback<Channel> done) {
   if (!is_valid_id(team_id)) return done(fail<Channel>(bad_param("team_id")));
   if (!valid_name(name, 1, 64, true, false)) return done(fail<Channel>(bad_param("channel_name")));
   store_.read({Statement{"SELECT Id FROM Channels WHERE TeamId = $1 AND Name = $2 AND DeleteAt = 0", {team_id, name}}},
@@ -142,32 +141,39 @@ void App::get_channel_by_name(const Session& actor, const std::string& team_id, 
               });
 }
 
-void App::public_channels(const Session& actor, const std::string& team_id, int page, int per_page, Callback<std::vector<Channel>> done) {
+void App::public_channels(const Session& actor, const std::string& team_id, int page, int per_page,
+                          Callback<std::vector<Channel>> done) {
   if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
   per_page = clamp_per_page(per_page, options_.per_page_max);
-  is_team_member(team_id, actor.user_id, [this, alive = alive_, actor, team_id, page, per_page, done](AppError e, bool member) {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<std::vector<Channel>>(e));
-    if (!member && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
-    store_.read({Statement{std::string("SELECT ") + kChannelColumns +
-                               " FROM Channels WHERE TeamId = $1 AND Type = 'O' AND DeleteAt = 0 ORDER BY DisplayName LIMIT $2 OFFSET $3",
-                           {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-                rows_as<Channel>(alive, channel_from_row, done));
-  });
+  is_team_member(
+      team_id, actor.user_id, [this, alive = alive_, actor, team_id, page, per_page, done](AppError e, bool member) {
+        if (!*alive) return;
+        if (!e.ok()) return done(fail<std::vector<Channel>>(e));
+        if (!member && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
+        store_.read(
+            {Statement{std::string("SELECT ") + kChannelColumns +
+                           " FROM Channels WHERE TeamId = $1 AND Type = 'O' AND DeleteAt = 0 ORDER BY DisplayName "
+                           "LIMIT $2 OFFSET $3",
+                       {team_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+            rows_as<Channel>(alive, channel_from_row, done));
+      });
 }
 
-void App::channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id, Callback<std::vector<Channel>> done) {
+void App::channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
+                            Callback<std::vector<Channel>> done) {
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
   if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
   const std::string cols = prefixed(kChannelColumns, "c.");
   store_.read({Statement{"SELECT " + cols +
-                             " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND c.TeamId = $2 AND c.DeleteAt = 0"
+                             " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND "
+                             "c.TeamId = $2 AND c.DeleteAt = 0"
                              " ORDER BY c.DisplayName",
                          {user_id, team_id}}},
               rows_as<Channel>(alive_, channel_from_row, done));
 }
 
-void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<ChannelMember> done) {
+void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                             Callback<ChannelMember> done) {
   if (!is_valid_id(user_id)) return done(fail<ChannelMember>(bad_param("user_id")));
   add_channel_member_flow(actor, channel_id, user_id, std::move(done)).start();
 }
@@ -176,37 +182,32 @@ void App::add_channel_member(const Session& actor, const std::string& channel_id
 // the member (with the channel's members, the event's recipients), then the invalidation and the event.
 Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::string user_id,
                                   Callback<ChannelMember> done) {
-  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
-    can_read_channel(actor, channel_id, std::move(resume));
-  });
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
+      alive_, [&](auto resume) { can_read_channel(actor, channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<ChannelMember>(e));
   // Members add others; anyone who can read a public channel may join it.
-  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
-    channel_member_ids(channel_id, std::move(resume));
-  });
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
+      alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<ChannelMember>(e2));
   const bool member = ids->contains(actor.user_id);
   const bool self_join = actor.user_id == user_id && c->type == "O";
   if (!member && !self_join && !actor.is_system_admin()) co_return done(fail<ChannelMember>(forbidden()));
-  auto [e3, in_team] = co_await awaiting<AppError, bool>(alive_, [&](auto resume) {
-    is_team_member(c->team_id, user_id, std::move(resume));
-  });
+  auto [e3, in_team] = co_await awaiting<AppError, bool>(
+      alive_, [&](auto resume) { is_team_member(c->team_id, user_id, std::move(resume)); });
   if (!e3.ok()) co_return done(fail<ChannelMember>(e3));
   if (!in_team)
     co_return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",
                                              "The user is not a member of the channel's team.")));
   const int64_t now = now_ms();
-  std::vector<Statement> s{
-      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
-                " VALUES ($1, $2, 'channel_user', $3) ON CONFLICT (ChannelId, UserId) DO NOTHING",
-                {c->id, user_id, now}},
-      Statement{std::string("SELECT ") + kChannelMemberColumns +
-                    " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
-                {c->id, user_id}},
-      Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
-  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.write(std::move(s), true, std::move(resume));
-  });
+  std::vector<Statement> s{Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
+                                     " VALUES ($1, $2, 'channel_user', $3) ON CONFLICT (ChannelId, UserId) DO NOTHING",
+                                     {c->id, user_id, now}},
+                           Statement{std::string("SELECT ") + kChannelMemberColumns +
+                                         " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
+                                     {c->id, user_id}},
+                           Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {c->id}}};
+  db::Outcome o =
+      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   if (!o.ok()) co_return done(fail<ChannelMember>(from_db(o.error)));
   invalidate(cluster::ClusterEvent::inv_channel_members, c->id);
   if (o.value[0].affected > 0) {
@@ -219,24 +220,22 @@ Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::st
   done(ok(channel_member_from_row(o.value[1].rows.at(0))));
 }
 
-void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id, Callback<Unit> done) {
+void App::remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                                Callback<Unit> done) {
   if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
   remove_channel_member_flow(actor, channel_id, user_id, std::move(done)).start();
 }
 
 // Top to bottom (server/core/flow.h): read access, the channel's members (the event's recipients), the
 // removal, then the invalidation and the event.
-Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std::string user_id,
-                                     Callback<Unit> done) {
-  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
-    can_read_channel(actor, channel_id, std::move(resume));
-  });
+Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std::string user_id, Callback<Unit> done) {
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
+      alive_, [&](auto resume) { can_read_channel(actor, channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<Unit>(e));
   if (c->name == "town-square")
     co_return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
-  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
-    channel_member_ids(channel_id, std::move(resume));
-  });
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
+      alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<Unit>(e2));
   if (!ids->contains(actor.user_id) && !actor.is_system_admin()) co_return done(fail<Unit>(forbidden()));
   const std::vector<std::string> recipients(ids->begin(), ids->end());
@@ -247,8 +246,8 @@ Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std:
   if (!o.ok()) co_return done(fail<Unit>(from_db(o.error)));
   invalidate(cluster::ClusterEvent::inv_channel_members, channel_id);
   if (o.result().affected > 0) {
-    Event ev{"user_removed", boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id},
-                                                 {"channel_id", channel_id}}};
+    Event ev{"user_removed",
+             boost::json::object{{"user_id", user_id}, {"remover_id", actor.user_id}, {"channel_id", channel_id}}};
     ev.broadcast.channel_id = channel_id;
     ev.recipients = recipients;
     ev.reliable = true;
@@ -257,15 +256,19 @@ Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std:
   done(ok(Unit{}));
 }
 
-void App::channel_members(const Session& actor, const std::string& channel_id, int page, int per_page, Callback<std::vector<ChannelMember>> done) {
+void App::channel_members(const Session& actor, const std::string& channel_id, int page, int per_page,
+                          Callback<std::vector<ChannelMember>> done) {
   per_page = clamp_per_page(per_page, options_.per_page_max);
-  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, page, per_page, done](AppError e, std::optional<Channel>) {
-    if (!*alive) return;
-    if (!e.ok()) return done(fail<std::vector<ChannelMember>>(e));
-    store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns + " FROM ChannelMembers WHERE ChannelId = $1 ORDER BY UserId LIMIT $2 OFFSET $3",
-                           {channel_id, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
-                rows_as<ChannelMember>(alive, channel_member_from_row, done));
-  });
+  can_read_channel(
+      actor, channel_id, [this, alive = alive_, channel_id, page, per_page, done](AppError e, std::optional<Channel>) {
+        if (!*alive) return;
+        if (!e.ok()) return done(fail<std::vector<ChannelMember>>(e));
+        store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns +
+                                   " FROM ChannelMembers WHERE ChannelId = $1 ORDER BY UserId LIMIT $2 OFFSET $3",
+                               {channel_id, static_cast<int64_t>(per_page),
+                                static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+                    rows_as<ChannelMember>(alive, channel_member_from_row, done));
+      });
 }
 
 void App::channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
@@ -273,9 +276,12 @@ void App::channel_members_for_user(const Session& actor, const std::string& user
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<ChannelMember>>(forbidden()));
   if (!is_valid_id(team_id)) return done(fail<std::vector<ChannelMember>>(bad_param("team_id")));
   const std::string cols = prefixed(kChannelMemberColumns, "m.");
-  store_.read({Statement{"SELECT " + cols + " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
-                         {user_id, team_id}}},
-              rows_as<ChannelMember>(alive_, channel_member_from_row, done));
+  store_.read(
+      {Statement{
+          "SELECT " + cols +
+              " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
+          {user_id, team_id}}},
+      rows_as<ChannelMember>(alive_, channel_member_from_row, done));
 }
 
 }  // namespace chorus::app

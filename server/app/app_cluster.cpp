@@ -20,17 +20,22 @@ void App::set_messenger(cluster::Messenger* messenger) {
   messenger_ = messenger;
   if (!messenger_) return;
   // A peer gathers the cluster's figures: ours.
-  messenger_->serve(cluster::ClusterEvent::cluster_stats, [this](const std::string&, const cluster::ClusterMessage&, cluster::Messenger::Reply reply) {
-    const auto h = hub_.stats();
-    reply(cluster::ClusterMessage{"", "", {{"websocket_connections", std::to_string(h.active)}, {"inactive_connections", std::to_string(h.inactive)}}});
-  });
+  messenger_->serve(cluster::ClusterEvent::cluster_stats,
+                    [this](const std::string&, const cluster::ClusterMessage&, cluster::Messenger::Reply reply) {
+                      const auto h = hub_.stats();
+                      reply(cluster::ClusterMessage{"",
+                                                    "",
+                                                    {{"websocket_connections", std::to_string(h.active)},
+                                                     {"inactive_connections", std::to_string(h.inactive)}}});
+                    });
   // A peer asks for a connection's queue: hand it over if we hold it for that user (and forget it).
-  messenger_->serve(cluster::ClusterEvent::ws_queues, [this](const std::string& from, const cluster::ClusterMessage& m, cluster::Messenger::Reply reply) {
-    auto user = m.props.find("user_id");
-    auto queue = user == m.props.end() ? std::nullopt : hub_.export_queue(m.data, user->second);
-    if (queue) env_.log().info("app: handed WebSocket connection {} over to {}", m.data, from);
-    reply(cluster::ClusterMessage{"", queue.value_or(""), {}});
-  });
+  messenger_->serve(cluster::ClusterEvent::ws_queues,
+                    [this](const std::string& from, const cluster::ClusterMessage& m, cluster::Messenger::Reply reply) {
+                      auto user = m.props.find("user_id");
+                      auto queue = user == m.props.end() ? std::nullopt : hub_.export_queue(m.data, user->second);
+                      if (queue) env_.log().info("app: handed WebSocket connection {} over to {}", m.data, from);
+                      reply(cluster::ClusterMessage{"", queue.value_or(""), {}});
+                    });
 }
 
 void App::analytics(const Session& actor, Callback<Analytics> done) {
@@ -45,9 +50,8 @@ Flow App::analytics_flow(Callback<Analytics> done) {
                                 Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'O'", {}},
                                 Statement{"SELECT COUNT(*) FROM Channels WHERE DeleteAt = 0 AND Type = 'P'", {}},
                                 Statement{"SELECT COUNT(*) FROM Posts WHERE DeleteAt = 0", {}}};
-  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.read(std::move(counts), std::move(resume));
-  });
+  db::Outcome o =
+      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.read(std::move(counts), std::move(resume)); });
   if (!o.ok()) co_return done(fail<Analytics>(from_db(o.error)));
   Analytics a;
   const char* names[] = {"unique_user_count", "team_count", "channel_open_count", "channel_private_count",
@@ -76,28 +80,31 @@ Flow App::analytics_flow(Callback<Analytics> done) {
   done(ok(std::move(a)));
 }
 
-void App::find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout, std::function<void(bool)> done) {
+void App::find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout,
+                          std::function<void(bool)> done) {
   if (hub_.holds(connection_id)) return done(true);
   if (!messenger_) return done(false);
   // Events for this user that arrive while the queue is on its way would be missing from it: the hub
   // notes them, and then the connection is not resumed (the client gets a hello and re-syncs).
   hub_.begin_import(user_id);
-  messenger_->request(cluster::ClusterMessage::of(cluster::ClusterEvent::ws_queues, connection_id, {{"user_id", user_id}}), timeout,
-                      [this, alive = alive_, connection_id, user_id, done](cluster::Replies replies) {
-                        if (!*alive) return;
-                        bool imported = false;
-                        for (const auto& [peer, reply] : replies.replies)
-                          if (!imported && !reply.data.empty() && hub_.import_queue(reply.data)) {
-                            env_.log().info("app: took WebSocket connection {} over from {}", connection_id, peer);
-                            imported = true;
-                          }
-                        if (hub_.end_import(user_id) && imported) {
-                          env_.log().info("app: events for user {} arrived during the handover of {}: not resumed", user_id, connection_id);
-                          hub_.forget(connection_id);
-                          return done(false);
-                        }
-                        done(hub_.holds(connection_id));
-                      });
+  messenger_->request(
+      cluster::ClusterMessage::of(cluster::ClusterEvent::ws_queues, connection_id, {{"user_id", user_id}}), timeout,
+      [this, alive = alive_, connection_id, user_id, done](cluster::Replies replies) {
+        if (!*alive) return;
+        bool imported = false;
+        for (const auto& [peer, reply] : replies.replies)
+          if (!imported && !reply.data.empty() && hub_.import_queue(reply.data)) {
+            env_.log().info("app: took WebSocket connection {} over from {}", connection_id, peer);
+            imported = true;
+          }
+        if (hub_.end_import(user_id) && imported) {
+          env_.log().info("app: events for user {} arrived during the handover of {}: not resumed", user_id,
+                          connection_id);
+          hub_.forget(connection_id);
+          return done(false);
+        }
+        done(hub_.holds(connection_id));
+      });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -183,7 +190,8 @@ void App::on_status_update(const cluster::ClusterMessage& m) {
   if (auto it = o.find("user_id"); it != o.end() && it->value().is_string()) s.user_id = it->value().as_string();
   if (auto it = o.find("status"); it != o.end() && it->value().is_string()) s.status = it->value().as_string();
   if (auto it = o.find("manual"); it != o.end() && it->value().is_bool()) s.manual = it->value().as_bool();
-  if (auto it = o.find("last_activity_at"); it != o.end() && it->value().is_int64()) s.last_activity_at = it->value().as_int64();
+  if (auto it = o.find("last_activity_at"); it != o.end() && it->value().is_int64())
+    s.last_activity_at = it->value().as_int64();
   if (!s.user_id.empty()) statuses_.put(s.user_id, s, env_.now());
 }
 

@@ -33,7 +33,8 @@ Result<T> ok(T value) {
 inline bool valid_name(const std::string& s, size_t min, size_t max, bool allow_underscore, bool allow_dot) {
   if (s.size() < min || s.size() > max) return false;
   for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (allow_underscore && c == '_') || (allow_dot && c == '.');
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (allow_underscore && c == '_') ||
+                    (allow_dot && c == '.');
     if (!ok) return false;
   }
   return true;
@@ -79,10 +80,10 @@ inline std::vector<std::string> words_of(const std::string& text) {
   return out;
 }
 
-
 // A store callback that turns every row into a T for `done` (nothing happens once the App is gone).
 template <class T>
-db::Done rows_as(std::shared_ptr<bool> alive, T (*from_row)(const std::vector<db::Value>&), Callback<std::vector<T>> done) {
+db::Done rows_as(std::shared_ptr<bool> alive, T (*from_row)(const std::vector<db::Value>&),
+                 Callback<std::vector<T>> done) {
   return [alive = std::move(alive), from_row, done = std::move(done)](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<std::vector<T>>(from_db(o.error)));

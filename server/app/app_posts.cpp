@@ -5,9 +5,9 @@
 #include <boost/json.hpp>
 
 #include "server/app/app_internal.h"
-#include "server/core/flow.h"
 #include "server/cluster/messages.h"
 #include "server/core/assert.h"
+#include "server/core/flow.h"
 #include "server/core/ids.h"
 #include "server/store/store.h"
 
@@ -20,32 +20,37 @@ using namespace detail;
 
 // The posts of a channel with after < create_at < before, as posted events to its members (the
 // sequencer's gap fill): nullopt when the master, the channel or its members cannot be read.
-void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done) {
-  store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND CreateAt > $2 AND CreateAt < $3 ORDER BY CreateAt ASC LIMIT 1000",
-                          {channel, after, before}}},
-               false, [this, alive = alive_, channel, done](db::Outcome out) {
-                 if (!*alive) return;
-                 if (!out.ok()) return done(std::nullopt);
-                 std::vector<Post> posts;
-                 for (const auto& row : out.result().rows) posts.push_back(post_from_row(row));
-                 if (posts.empty()) return done(std::vector<Event>{});
-                 load_channel(channel, [this, alive, channel, posts, done](AppError e, std::optional<Channel> c) {
-                   if (!*alive) return;
-                   if (!e.ok() || !c) return done(std::nullopt);
-                   channel_member_ids(channel, [this, alive, posts, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
-                     if (!*alive) return;
-                     if (!e2.ok()) return done(std::nullopt);
-                     const std::vector<std::string> recipients(ids->begin(), ids->end());
-                     std::vector<Event> filled;
-                     for (const auto& p : posts) {
-                       Event ev = posted_event(*c, p, recipients);
-                       ev.id = new_id(env_.random());
-                       filled.push_back(std::move(ev));
-                     }
-                     done(std::move(filled));
-                   });
-                 });
-               });
+void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t before,
+                              ChannelSequencer::Fetched done) {
+  store_.write(
+      {Statement{
+          std::string("SELECT ") + kPostColumns +
+              " FROM Posts WHERE ChannelId = $1 AND CreateAt > $2 AND CreateAt < $3 ORDER BY CreateAt ASC LIMIT 1000",
+          {channel, after, before}}},
+      false, [this, alive = alive_, channel, done](db::Outcome out) {
+        if (!*alive) return;
+        if (!out.ok()) return done(std::nullopt);
+        std::vector<Post> posts;
+        for (const auto& row : out.result().rows) posts.push_back(post_from_row(row));
+        if (posts.empty()) return done(std::vector<Event>{});
+        load_channel(channel, [this, alive, channel, posts, done](AppError e, std::optional<Channel> c) {
+          if (!*alive) return;
+          if (!e.ok() || !c) return done(std::nullopt);
+          channel_member_ids(
+              channel, [this, alive, posts, c, done](AppError e2, std::shared_ptr<const std::set<std::string>> ids) {
+                if (!*alive) return;
+                if (!e2.ok()) return done(std::nullopt);
+                const std::vector<std::string> recipients(ids->begin(), ids->end());
+                std::vector<Event> filled;
+                for (const auto& p : posts) {
+                  Event ev = posted_event(*c, p, recipients);
+                  ev.id = new_id(env_.random());
+                  filled.push_back(std::move(ev));
+                }
+                done(std::move(filled));
+              });
+        });
+      });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -79,14 +84,12 @@ void App::create_post(const Session& actor, Post post, Callback<Post> done) {
 // The steps of a post, top to bottom (server/core/flow.h): the channel, its members, the channel's turn
 // on this node, the transaction, then the event.
 Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
-  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(alive_, [&](auto resume) {
-    load_channel(post.channel_id, std::move(resume));
-  });
+  auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
+      alive_, [&](auto resume) { load_channel(post.channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<Post>(e));
   if (!c || c->delete_at != 0) co_return done(fail<Post>(not_found("channel")));
-  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(alive_, [&](auto resume) {
-    channel_member_ids(c->id, std::move(resume));
-  });
+  auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
+      alive_, [&](auto resume) { channel_member_ids(c->id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<Post>(e2));
   if (!ids->contains(actor.user_id)) co_return done(fail<Post>(forbidden()));
   post.id = new_id(env_.random());
@@ -100,12 +103,14 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   std::vector<Statement> s{
       Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
                 " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
-                {post.channel_id, now}, 1},
-      Statement{"INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
-                " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
-                {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id,
-                 post.channel_id},
+                {post.channel_id, now},
                 1},
+      Statement{
+          "INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
+          " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
+          {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id,
+           post.channel_id},
+          1},
       Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2",
                 {post.id, post.channel_id}}};
   // The search index, in the same transaction: search finds a post once its creation is acknowledged.
@@ -117,24 +122,24 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
                           {post.message, post.id, post.channel_id}});
   if (channel_queue_full(post.channel_id)) {
     ++stats_.channel_writes_refused;
-    co_return done(fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
-                                    "Too many posts to this channel are waiting to be written on this server; try again.")));
+    co_return done(
+        fail<Post>(error(503, "api.post.create_post.too_many_waiting.app_error",
+                         "Too many posts to this channel are waiting to be written on this server; try again.")));
   }
   // The channel's turn on this node (posts to one channel are written one after the other).
-  auto next = co_await awaiting<std::function<void()>>(alive_, [&](auto resume) {
-    in_channel_order(post.channel_id, std::move(resume));
-  });
-  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.write(std::move(s), true, std::move(resume));
-  });
+  auto next = co_await awaiting<std::function<void()>>(
+      alive_, [&](auto resume) { in_channel_order(post.channel_id, std::move(resume)); });
+  db::Outcome o =
+      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   next();  // this post's place is settled: the channel's next write may go
   if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
     // A retry of a post already made (same pending id, on any node): answer with the first one.
     const db::Error first_error = o.error;
     db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-      store_.write({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
-                              {post.user_id, post.pending_post_id}}},
-                   false, std::move(resume));
+      store_.write(
+          {Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                     {post.user_id, post.pending_post_id}}},
+          false, std::move(resume));
     });
     if (o2.ok() && !o2.result().rows.empty()) co_return done(ok(post_from_row(o2.result().rows[0])));
     co_return done(fail<Post>(from_db(o2.ok() ? first_error : o2.error)));
@@ -178,17 +183,18 @@ bool App::in_channel_order(const std::string& channel_id, std::function<void(std
 
 void App::get_post(const Session& actor, const std::string& post_id, Callback<Post> done) {
   if (!is_valid_id(post_id)) return done(fail<Post>(bad_param("post_id")));
-  store_.read({Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1 AND DeleteAt = 0", {post_id}}},
-              [this, alive = alive_, actor, done](db::Outcome o) {
-                if (!*alive) return;
-                if (!o.ok()) return done(fail<Post>(from_db(o.error)));
-                if (o.result().rows.empty()) return done(fail<Post>(not_found("post")));
-                Post p = post_from_row(o.result().rows[0]);
-                can_read_channel(actor, p.channel_id, [p, done](AppError e, std::optional<Channel>) {
-                  if (!e.ok()) return done(fail<Post>(e));
-                  done(ok(p));
-                });
-              });
+  store_.read(
+      {Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1 AND DeleteAt = 0", {post_id}}},
+      [this, alive = alive_, actor, done](db::Outcome o) {
+        if (!*alive) return;
+        if (!o.ok()) return done(fail<Post>(from_db(o.error)));
+        if (o.result().rows.empty()) return done(fail<Post>(not_found("post")));
+        Post p = post_from_row(o.result().rows[0]);
+        can_read_channel(actor, p.channel_id, [p, done](AppError e, std::optional<Channel>) {
+          if (!e.ok()) return done(fail<Post>(e));
+          done(ok(p));
+        });
+      });
 }
 
 void App::get_posts(const Session& actor, const std::string& channel_id, PostQuery q, Callback<PostList> done) {
@@ -211,32 +217,37 @@ void App::get_posts(const Session& actor, const std::string& channel_id, PostQue
     };
     if (q.since > 0) {
       // The re-sync after a reconnect: every post changed since, from the master (no replica lag).
-      store_.write({Statement{cols + "UpdateAt >= $2 ORDER BY CreateAt DESC, Id DESC LIMIT 1000", {channel_id, q.since}}}, false,
-                   [finish](db::Outcome o) { finish(std::move(o), false); });
+      store_.write(
+          {Statement{cols + "UpdateAt >= $2 ORDER BY CreateAt DESC, Id DESC LIMIT 1000", {channel_id, q.since}}}, false,
+          [finish](db::Outcome o) { finish(std::move(o), false); });
     } else if (!q.before.empty() || !q.after.empty()) {
       const bool before = !q.before.empty();
       const std::string pivot = before ? q.before : q.after;
-      const std::string cmp = before ? "(CreateAt < $2 OR (CreateAt = $2 AND Id < $3))" : "(CreateAt > $2 OR (CreateAt = $2 AND Id > $3))";
-      store_.read({Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {pivot}}},
-                  [this, alive, cols, cmp, before, pivot, channel_id, limit, offset, finish, done](db::Outcome o) {
-                    if (!*alive) return;
-                    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
-                    if (o.result().rows.empty()) return done(ok(PostList{}));
-                    const int64_t at = int_at(o.result().rows[0], 0);
-                    store_.read({Statement{cols + cmp + (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
-                                               " LIMIT $4 OFFSET $5",
-                                           {channel_id, at, pivot, limit, offset}}},
-                                [finish, before](db::Outcome o2) { finish(std::move(o2), !before); });
-                  });
+      const std::string cmp =
+          before ? "(CreateAt < $2 OR (CreateAt = $2 AND Id < $3))" : "(CreateAt > $2 OR (CreateAt = $2 AND Id > $3))";
+      store_.read({Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {pivot}}}, [this, alive, cols, cmp, before,
+                                                                                     pivot, channel_id, limit, offset,
+                                                                                     finish, done](db::Outcome o) {
+        if (!*alive) return;
+        if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+        if (o.result().rows.empty()) return done(ok(PostList{}));
+        const int64_t at = int_at(o.result().rows[0], 0);
+        store_.read(
+            {Statement{cols + cmp + (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
+                           " LIMIT $4 OFFSET $5",
+                       {channel_id, at, pivot, limit, offset}}},
+            [finish, before](db::Outcome o2) { finish(std::move(o2), !before); });
+      });
     } else {
-      store_.read({Statement{cols + "DeleteAt = 0 ORDER BY CreateAt DESC, Id DESC LIMIT $2 OFFSET $3", {channel_id, limit, offset}}},
+      store_.read({Statement{cols + "DeleteAt = 0 ORDER BY CreateAt DESC, Id DESC LIMIT $2 OFFSET $3",
+                             {channel_id, limit, offset}}},
                   [finish](db::Outcome o) { finish(std::move(o), false); });
     }
   });
 }
 
-void App::search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page, int per_page,
-                       Callback<PostList> done) {
+void App::search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page,
+                       int per_page, Callback<PostList> done) {
   if (!is_valid_id(team_id)) return done(fail<PostList>(bad_param("team_id")));
   const auto words = words_of(terms);
   if (words.empty()) return done(fail<PostList>(bad_param("terms")));
@@ -253,15 +264,17 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
       query += (query.empty() ? "" : (is_or ? " OR " : " AND ")) + quoted + "\"";
     }
   }
-  std::vector<Value> params{actor.user_id, team_id, query, static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page};
+  std::vector<Value> params{actor.user_id, team_id, query, static_cast<int64_t>(per_page),
+                            static_cast<int64_t>(std::max(page, 0)) * per_page};
   const std::string cols = prefixed(kPostColumns, "p.");
   // Only channels the searcher belongs to, in that team.
-  const std::string match = postgres() ? "JOIN PostsFts f ON f.PostId = p.Id WHERE f.Body @@ websearch_to_tsquery('simple', $3)"
-                                       : "WHERE p.Id IN (SELECT PostId FROM PostsFts WHERE PostsFts MATCH $3)";
+  const std::string match =
+      postgres() ? "JOIN PostsFts f ON f.PostId = p.Id WHERE f.Body @@ websearch_to_tsquery('simple', $3)"
+                 : "WHERE p.Id IN (SELECT PostId FROM PostsFts WHERE PostsFts MATCH $3)";
   const std::string sql = "SELECT " + cols +
                           " FROM Posts p JOIN ChannelMembers m ON m.ChannelId = p.ChannelId AND m.UserId = $1"
-                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 " + match +
-                          " AND p.DeleteAt = 0 ORDER BY p.CreateAt DESC LIMIT $4 OFFSET $5";
+                          " JOIN Channels c ON c.Id = p.ChannelId AND c.TeamId = $2 " +
+                          match + " AND p.DeleteAt = 0 ORDER BY p.CreateAt DESC LIMIT $4 OFFSET $5";
   store_.search({Statement{sql, params}}, [alive = alive_, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<PostList>(from_db(o.error)));

@@ -36,7 +36,8 @@ void App::get_status(const Session& actor, const std::string& user_id, Callback<
               });
 }
 
-void App::get_statuses(const Session& actor, const std::vector<std::string>& user_ids, Callback<std::vector<Status>> done) {
+void App::get_statuses(const Session& actor, const std::vector<std::string>& user_ids,
+                       Callback<std::vector<Status>> done) {
   if (user_ids.size() > 1000) return done(fail<std::vector<Status>>(bad_param("user_ids")));
   auto out = std::make_shared<std::vector<Status>>();
   auto remaining = std::make_shared<size_t>(user_ids.size());
@@ -54,10 +55,12 @@ void App::get_statuses(const Session& actor, const std::vector<std::string>& use
     });
 }
 
-void App::set_status(const Session& actor, const std::string& user_id, const std::string& status, Callback<Status> done) {
+void App::set_status(const Session& actor, const std::string& user_id, const std::string& status,
+                     Callback<Status> done) {
   if (!is_valid_id(user_id)) return done(fail<Status>(bad_param("user_id")));
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<Status>(forbidden()));
-  if (status != "online" && status != "away" && status != "dnd" && status != "offline") return done(fail<Status>(bad_param("status")));
+  if (status != "online" && status != "away" && status != "dnd" && status != "offline")
+    return done(fail<Status>(bad_param("status")));
   Status s{user_id, status, true, now_ms()};
   store_.write({Statement{"INSERT INTO Status (UserId, Status, Manual, LastActivityAt) VALUES ($1, $2, 1, $3)"
                           " ON CONFLICT (UserId) DO UPDATE SET Status = $2, Manual = 1, LastActivityAt = $3",
@@ -67,7 +70,8 @@ void App::set_status(const Session& actor, const std::string& user_id, const std
                  if (!o.ok()) return done(fail<Status>(from_db(o.error)));
                  statuses_.put(s.user_id, s, env_.now());
                  if (messenger_)
-                   messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::update_status, boost::json::serialize(s.to_json())),
+                   messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::update_status,
+                                                                       boost::json::serialize(s.to_json())),
                                            cluster::Delivery::best_effort);
                  Event ev{"status_change", boost::json::object{{"status", s.status}, {"user_id", s.user_id}}};
                  ev.broadcast.user_id = s.user_id;
@@ -78,7 +82,8 @@ void App::set_status(const Session& actor, const std::string& user_id, const std
 
 void App::user_typing(const Session& actor, const std::string& channel_id, const std::string& parent_id) {
   if (!is_valid_id(channel_id)) return;
-  channel_member_ids(channel_id, [this, alive = alive_, actor, channel_id, parent_id](AppError e, std::shared_ptr<const std::set<std::string>> ids) {
+  channel_member_ids(channel_id, [this, alive = alive_, actor, channel_id, parent_id](
+                                     AppError e, std::shared_ptr<const std::set<std::string>> ids) {
     if (!*alive || !e.ok() || !ids->contains(actor.user_id)) return;
     Event ev{"typing", boost::json::object{{"parent_id", parent_id}, {"user_id", actor.user_id}}};
     ev.broadcast.channel_id = channel_id;

@@ -30,8 +30,8 @@ void App::revalidate_sockets() {
       in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
       (*batch)[all[i].first] = all[i].second;
     }
-    store_.write({Statement{"SELECT Token FROM Sessions WHERE ExpiresAt > $1 AND Token IN (" + in + ")", params}}, false,
-                 [this, alive = alive_, batch](db::Outcome o) {
+    store_.write({Statement{"SELECT Token FROM Sessions WHERE ExpiresAt > $1 AND Token IN (" + in + ")", params}},
+                 false, [this, alive = alive_, batch](db::Outcome o) {
                    if (!*alive || !o.ok()) return;  // a database hiccup revokes nothing
                    for (const auto& r : o.result().rows) batch->erase(text_at(r, 0));
                    for (const auto& [token, user] : *batch) {
@@ -47,7 +47,8 @@ void App::revalidate_sockets() {
 // Sessions and users.
 
 void App::authenticate(const std::string& token, Callback<Session> done) {
-  const auto expired = error(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.");
+  const auto expired =
+      error(401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.");
   if (token.empty() || token.size() > 64) return done(fail<Session>(expired));
   if (const Session* cached = sessions_.get(token, env_.now(), cache_ttl())) {
     ++stats_.cache_hits;
@@ -56,8 +57,8 @@ void App::authenticate(const std::string& token, Callback<Session> done) {
   }
   ++stats_.cache_misses;
   // From the master: a session made a moment ago on another node must be found.
-  store_.write({Statement{std::string("SELECT ") + kSessionColumns + " FROM Sessions WHERE Token = $1", {token}}}, false,
-               [this, alive = alive_, token, expired, done, epoch = sessions_.epoch()](db::Outcome o) {
+  store_.write({Statement{std::string("SELECT ") + kSessionColumns + " FROM Sessions WHERE Token = $1", {token}}},
+               false, [this, alive = alive_, token, expired, done, epoch = sessions_.epoch()](db::Outcome o) {
                  if (!*alive) return;
                  if (!o.ok()) return done(fail<Session>(from_db(o.error)));
                  if (o.result().rows.empty()) return done(fail<Session>(expired));
@@ -73,15 +74,18 @@ void App::create_user(const Session* actor, NewUser u, Callback<User> done) {
   for (auto& c : u.username) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (auto& c : u.email) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (!valid_name(u.username, 3, 22, true, true) || !(u.username[0] >= 'a' && u.username[0] <= 'z'))
-    return done(fail<User>(error(400, "model.user.is_valid.username.app_error",
-                                 "Username must begin with a letter and contain between 3 to 22 lowercase characters made up of numbers, "
-                                 "letters, and the symbols '.', '-', and '_'.")));
+    return done(fail<User>(
+        error(400, "model.user.is_valid.username.app_error",
+              "Username must begin with a letter and contain between 3 to 22 lowercase characters made up of numbers, "
+              "letters, and the symbols '.', '-', and '_'.")));
   const auto at = u.email.find('@');
   if (u.email.size() > 128 || at == std::string::npos || at == 0 || at + 1 == u.email.size())
     return done(fail<User>(error(400, "model.user.is_valid.email.app_error", "Invalid email.")));
   if (u.password.size() < 8 || u.password.size() > 72)
-    return done(fail<User>(error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
-  if (u.first_name.size() > 64 || u.last_name.size() > 64 || u.nickname.size() > 64) return done(fail<User>(bad_param("user")));
+    return done(fail<User>(
+        error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
+  if (u.first_name.size() > 64 || u.last_name.size() > 64 || u.nickname.size() > 64)
+    return done(fail<User>(bad_param("user")));
   if (u.locale.size() > 5) return done(fail<User>(bad_param("locale")));
   create_user_flow(actor && actor->is_system_admin(), std::move(u), std::move(done)).start();
 }
@@ -97,14 +101,13 @@ Flow App::create_user_flow(bool admin, NewUser u, Callback<User> done) {
     const bool first = int_at(o.result().rows.at(0), 0) == 0;
     const auto& team = config_->TeamSettings;
     if (!first && !admin && !team.EnableUserCreation)
-      co_return done(fail<User>(
-          error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
+      co_return done(
+          fail<User>(error(403, "api.user.create_user.signup_email_disabled.app_error", "User sign-up is disabled.")));
     if (!first && !admin && !team.EnableOpenServer)
-      co_return done(fail<User>(
-          error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
-    const std::string hash = co_await awaiting<std::string>(alive_, [&](auto resume) {
-      hash_password(u.password, std::move(resume));
-    });
+      co_return done(
+          fail<User>(error(403, "api.user.create_user.no_open_server", "This server does not allow open signups.")));
+    const std::string hash =
+        co_await awaiting<std::string>(alive_, [&](auto resume) { hash_password(u.password, std::move(resume)); });
     if (hash.empty())
       co_return done(fail<User>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
     const std::string id = new_id(env_.random());
@@ -124,9 +127,8 @@ Flow App::create_user_flow(bool admin, NewUser u, Callback<User> done) {
                   {id, now, u.username, hash, u.email, u.nickname, u.first_name, u.last_name,
                    u.locale.empty() ? "en" : u.locale, id}},
         Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {id}}};
-    db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-      store_.write(std::move(s), true, std::move(resume));
-    });
+    db::Outcome o2 = co_await awaiting<db::Outcome>(
+        alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
     if (o2.error.status == db::Status::conflict) {
       if (may_retry) continue;  // maybe lost the race to be first
       co_return done(fail<User>(
@@ -139,7 +141,8 @@ Flow App::create_user_flow(bool admin, NewUser u, Callback<User> done) {
 
 void App::login(const std::string& login_id, const std::string& password, const std::string& device_id,
                 Callback<std::pair<User, Session>> done) {
-  const auto invalid = error(401, "api.user.login.invalid_credentials_email_username", "Enter a valid email or username and/or password.");
+  const auto invalid = error(401, "api.user.login.invalid_credentials_email_username",
+                             "Enter a valid email or username and/or password.");
   if (login_id.empty() || login_id.size() > 128 || password.empty() || password.size() > 72)
     return done(fail<std::pair<User, Session>>(invalid));
   std::string lower = login_id;
@@ -160,9 +163,8 @@ Flow App::login_flow(std::string login_id, std::string password, std::string dev
   if (!o.ok()) co_return done(fail<Logged>(from_db(o.error)));
   if (o.result().rows.empty()) co_return done(fail<Logged>(invalid));
   const User user = user_from_row(o.result().rows[0]);
-  const bool matches = co_await awaiting<bool>(alive_, [&](auto resume) {
-    check_password(password, user.password_hash, std::move(resume));
-  });
+  const bool matches = co_await awaiting<bool>(
+      alive_, [&](auto resume) { check_password(password, user.password_hash, std::move(resume)); });
   if (!matches) co_return done(fail<Logged>(invalid));
   Session s;
   s.id = new_id(env_.random());
@@ -224,7 +226,8 @@ void App::get_user_by_username(const Session& actor, const std::string& username
               });
 }
 
-void App::get_users_by_ids(const Session& actor, const std::vector<std::string>& ids, Callback<std::vector<User>> done) {
+void App::get_users_by_ids(const Session& actor, const std::vector<std::string>& ids,
+                           Callback<std::vector<User>> done) {
   if (ids.empty()) return done(ok(std::vector<User>{}));
   if (ids.size() > 1000) return done(fail<std::vector<User>>(bad_param("user_ids")));
   std::string in;
@@ -234,13 +237,16 @@ void App::get_users_by_ids(const Session& actor, const std::vector<std::string>&
     params.emplace_back(id);
     in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
   }
-  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id IN (" + in + ") ORDER BY Username", params}},
-              rows_as<User>(alive_, user_from_row, done));
+  store_.read(
+      {Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id IN (" + in + ") ORDER BY Username",
+                 params}},
+      rows_as<User>(alive_, user_from_row, done));
 }
 
 void App::list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done) {
   per_page = clamp_per_page(per_page, options_.per_page_max);
-  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0 ORDER BY Username LIMIT $1 OFFSET $2",
+  store_.read({Statement{std::string("SELECT ") + kUserColumns +
+                             " FROM Users WHERE DeleteAt = 0 ORDER BY Username LIMIT $1 OFFSET $2",
                          {static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
               rows_as<User>(alive_, user_from_row, done));
 }

@@ -54,8 +54,9 @@ void ChannelSequencer::on_event(Event event) {
     ++late_resets_;
     const size_t n = reset_(event);
     if (n > 0)
-      env_.log().info("app: post {} came after its place in channel {}: {} WebSocket connections reset so their clients re-sync", event.post_id,
-                      channel, n);
+      env_.log().info(
+          "app: post {} came after its place in channel {}: {} WebSocket connections reset so their clients re-sync",
+          event.post_id, channel, n);
     return;
   }
   o.held.emplace(event.channel_seq, std::move(event));
@@ -95,7 +96,8 @@ void ChannelSequencer::deliver_post(Channel& o, const Event& event) {
   o.last_create_at = std::max(o.last_create_at, event.create_at);
   if (!event.post_id.empty() && o.recent_set.insert(event.post_id).second) {
     o.recent.push_back(event.post_id);
-    while (o.recent.size() > options_.recent_max) {  // beyond this a late event resets its recipients instead (safe, rarer)
+    while (o.recent.size() >
+           options_.recent_max) {  // beyond this a late event resets its recipients instead (safe, rarer)
       o.recent_set.erase(o.recent.front());
       o.recent.pop_front();
     }
@@ -115,8 +117,8 @@ void ChannelSequencer::release_held(const std::string& channel) {
     o.timer = 0;
   }
   CHORUS_ASSERT(o.timer == 0 || !o.held.empty(), "channel {}: a timer armed with nothing held", channel);
-  CHORUS_ASSERT(o.held.empty() || o.held.begin()->first > o.next, "channel {}: seq {} held at or below next {}", channel,
-                o.held.begin()->first, o.next);
+  CHORUS_ASSERT(o.held.empty() || o.held.begin()->first > o.next, "channel {}: seq {} held at or below next {}",
+                channel, o.held.begin()->first, o.next);
 }
 
 // The posts between the last delivered and the first waiting one, from the master, delivered in their
@@ -127,21 +129,22 @@ void ChannelSequencer::fill_gap(const std::string& channel) {
   o.fetching = true;
   const int64_t upto = o.held.begin()->second.create_at;
   const int64_t upto_seq = o.held.begin()->first;
-  fetch_(channel, o.last_create_at, upto, [this, alive = alive_, channel, upto_seq](std::optional<std::vector<Event>> filled) {
-    if (!*alive) return;
-    Channel& oo = channels_[channel];
-    oo.fetching = false;
-    // Unreadable (the master is away): what waited goes out rather than wait on.
-    if (filled)
-      for (auto& e : *filled)
-        if (!oo.recent_set.contains(e.post_id)) {
-          ++posts_filled_;
-          deliver_post(oo, e);
-        }
-    oo.next = std::max(oo.next, upto_seq);
-    release_held(channel);
-    if (!oo.held.empty() && oo.timer == 0) fill_gap(channel);  // another gap further on
-  });
+  fetch_(channel, o.last_create_at, upto,
+         [this, alive = alive_, channel, upto_seq](std::optional<std::vector<Event>> filled) {
+           if (!*alive) return;
+           Channel& oo = channels_[channel];
+           oo.fetching = false;
+           // Unreadable (the master is away): what waited goes out rather than wait on.
+           if (filled)
+             for (auto& e : *filled)
+               if (!oo.recent_set.contains(e.post_id)) {
+                 ++posts_filled_;
+                 deliver_post(oo, e);
+               }
+           oo.next = std::max(oo.next, upto_seq);
+           release_held(channel);
+           if (!oo.held.empty() && oo.timer == 0) fill_gap(channel);  // another gap further on
+         });
 }
 
 }  // namespace chorus::app

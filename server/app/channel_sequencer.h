@@ -39,9 +39,9 @@
 namespace chorus::app {
 
 struct SequencerOptions {
-  Duration gap_wait{300'000};   // a post ahead of a gap waits this long for the missing ones
-  Duration first_wait{50'000};  // the first post of a channel seen here waits this long for earlier ones
-  size_t recent_max = 64;       // delivered post ids remembered per channel (a late duplicate is dropped)
+  Duration gap_wait{300'000};        // a post ahead of a gap waits this long for the missing ones
+  Duration first_wait{50'000};       // the first post of a channel seen here waits this long for earlier ones
+  size_t recent_max = 64;            // delivered post ids remembered per channel (a late duplicate is dropped)
   Duration idle_evict{600'000'000};  // an idle channel's entry is forgotten after this long
 };
 
@@ -62,9 +62,9 @@ class ChannelSequencer {
 
   void on_event(Event event);
 
-  uint64_t posts_filled() const { return posts_filled_; }   // delivered from a fetch
-  uint64_t late_resets() const { return late_resets_; }     // posts that came after their place
-  uint64_t evicted() const { return evicted_; }             // idle channels forgotten
+  uint64_t posts_filled() const { return posts_filled_; }  // delivered from a fetch
+  uint64_t late_resets() const { return late_resets_; }    // posts that came after their place
+  uint64_t evicted() const { return evicted_; }            // idle channels forgotten
   size_t channels() const { return channels_.size(); }
   // The next seq to deliver in `channel` (0: none seen yet), and how many wait: for tests and reports.
   int64_t next(const std::string& channel) const;
@@ -72,14 +72,14 @@ class ChannelSequencer {
 
  private:
   struct Channel {
-    int64_t next = 0;              // the seq to deliver next (0: nothing seen yet)
-    int64_t last_create_at = 0;    // of the last post delivered
+    int64_t next = 0;               // the seq to deliver next (0: nothing seen yet)
+    int64_t last_create_at = 0;     // of the last post delivered
     std::map<int64_t, Event> held;  // ahead of a gap, by seq
     TimerId timer = 0;
     bool fetching = false;
     std::deque<std::string> recent;  // post ids delivered lately (oldest first)
     std::set<std::string> recent_set;
-    MonoTime last_post;               // when its last post arrived
+    MonoTime last_post;  // when its last post arrived
   };
   void evict_idle();
   void deliver_post(Channel& c, const Event& event);

@@ -1,5 +1,5 @@
-#include "server/core/assert.h"
 #include "server/app/hub.h"
+#include "server/core/assert.h"
 
 #include <boost/json.hpp>
 #include <functional>
@@ -20,8 +20,8 @@ json::object broadcast_json(const Broadcast& b) {
     for (const auto& u : b.omit_users) o[u] = true;
     omit = std::move(o);
   }
-  return {{"omit_users", omit}, {"user_id", b.user_id}, {"channel_id", b.channel_id}, {"team_id", b.team_id},
-          {"connection_id", ""}, {"omit_connection_id", ""}};
+  return {{"omit_users", omit},   {"user_id", b.user_id}, {"channel_id", b.channel_id},
+          {"team_id", b.team_id}, {"connection_id", ""},  {"omit_connection_id", ""}};
 }
 
 std::string str_of(const json::object& o, const char* key) {
@@ -35,7 +35,8 @@ const std::string& Event::frame_prefix() const {
   if (frame_prefix_cache.empty()) {
     // Mattermost's frame is {"event", "data", "broadcast", "seq"}: everything but the seq, without its
     // closing brace, then `"seq":`.
-    std::string whole = json::serialize(json::object{{"event", event}, {"data", data}, {"broadcast", broadcast_json(broadcast)}});
+    std::string whole =
+        json::serialize(json::object{{"event", event}, {"data", data}, {"broadcast", broadcast_json(broadcast)}});
     whole.pop_back();
     frame_prefix_cache = std::move(whole) + ",\"seq\":";
   }
@@ -86,7 +87,8 @@ std::optional<Event> Event::from_cluster(const std::string& text) {
     auto it = o.find(key);
     if (it == o.end() || !it->value().is_array()) continue;
     for (const auto& u : it->value().as_array())
-      if (u.is_string()) (std::string(key) == "recipients" ? e.recipients : e.broadcast.omit_users).emplace_back(u.as_string());
+      if (u.is_string())
+        (std::string(key) == "recipients" ? e.recipients : e.broadcast.omit_users).emplace_back(u.as_string());
   }
   if (auto it = o.find("reliable"); it != o.end() && it->value().is_bool()) e.reliable = it->value().as_bool();
   if (auto it = o.find("order"); it != o.end() && it->value().is_array()) {
@@ -108,8 +110,8 @@ Hub::~Hub() {
   if (sweep_timer_) env_.cancel_timer(sweep_timer_);
 }
 
-Hub::Opened Hub::open(const std::string& user_id, const std::string& token, ConnectionSink* sink, const std::string& connection_id,
-                      int64_t sequence_number) {
+Hub::Opened Hub::open(const std::string& user_id, const std::string& token, ConnectionSink* sink,
+                      const std::string& connection_id, int64_t sequence_number) {
   ++stats_.opened;
   auto it = connection_id.empty() ? conns_.end() : conns_.find(connection_id);
   if (it != conns_.end() && it->second.user_id == user_id) {
@@ -142,7 +144,9 @@ Hub::Opened Hub::open(const std::string& user_id, const std::string& token, Conn
   const std::string id = c.id;
   by_user_[user_id].insert(id);
   auto& conn = conns_.emplace(id, std::move(c)).first->second;
-  Event hello{"hello", json::object{{"server_version", options_.server_version}, {"connection_id", id}, {"server_hostname", options_.hostname}}};
+  Event hello{"hello", json::object{{"server_version", options_.server_version},
+                                    {"connection_id", id},
+                                    {"server_hostname", options_.hostname}}};
   hello.broadcast.user_id = user_id;
   send(conn, hello, true);
   return Opened{id, false, 0};
@@ -188,7 +192,8 @@ void Hub::send(Conn& c, const Event& e, bool first) {
   const uint64_t id_hash = e.id.empty() ? 0 : std::hash<std::string>{}(e.id);
   if (!e.id.empty())
     for (const auto& sent : c.dead)
-      if (sent.id_hash == id_hash && sent.event_id == e.id) return;  // already sent on this connection (a handover overlap)
+      if (sent.id_hash == id_hash && sent.event_id == e.id)
+        return;  // already sent on this connection (a handover overlap)
   if (c.sink && !first) {
     const size_t waiting = c.sink->queued_frames();
     if (waiting >= options_.send_queue_max) {
@@ -212,7 +217,8 @@ void Hub::send(Conn& c, const Event& e, bool first) {
     c.sink->send_text(text);
     ++stats_.sent;
   }
-  CHORUS_ASSERT(c.dead.empty() || c.dead.back().seq < seq, "connection {}: seq {} after {}", c.id, seq, c.dead.back().seq);
+  CHORUS_ASSERT(c.dead.empty() || c.dead.back().seq < seq, "connection {}: seq {} after {}", c.id, seq,
+                c.dead.back().seq);
   c.dead.push_back(Sent{seq, std::move(text), e.id, id_hash});
   while (c.dead.size() > options_.dead_queue_max) c.dead.pop_front();
   CHORUS_ASSERT(c.dead.size() <= options_.dead_queue_max);
@@ -222,7 +228,8 @@ void Hub::deliver(const Event& e) {
   std::vector<std::string> users = e.recipients;
   if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
   for (const auto& u : users) {
-    if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end()) continue;
+    if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end())
+      continue;
     if (auto imp = importing_.find(u); imp != importing_.end() && !e.droppable()) imp->second.tainted = true;
     auto it = by_user_.find(u);
     if (it == by_user_.end()) continue;
@@ -321,7 +328,8 @@ std::optional<std::string> Hub::export_queue(const std::string& connection_id, c
   }
   json::array dead;
   for (const auto& sent : c.dead) dead.push_back(json::array{sent.seq, sent.text, sent.event_id});
-  std::string out = json::serialize(json::object{{"id", c.id}, {"user_id", c.user_id}, {"next_seq", c.next_seq}, {"dead", dead}});
+  std::string out =
+      json::serialize(json::object{{"id", c.id}, {"user_id", c.user_id}, {"next_seq", c.next_seq}, {"dead", dead}});
   drop(connection_id);
   return out;
 }
@@ -336,10 +344,13 @@ bool Hub::import_queue(const std::string& text) {
   c.user_id = str_of(o, "user_id");
   auto ns = o.find("next_seq");
   auto dead = o.find("dead");
-  if (c.id.empty() || c.user_id.empty() || ns == o.end() || !ns->value().is_int64() || dead == o.end() || !dead->value().is_array()) return false;
+  if (c.id.empty() || c.user_id.empty() || ns == o.end() || !ns->value().is_int64() || dead == o.end() ||
+      !dead->value().is_array())
+    return false;
   c.next_seq = ns->value().as_int64();
   for (const auto& e : dead->value().as_array()) {
-    if (!e.is_array() || e.as_array().size() != 3 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string() || !e.as_array()[2].is_string())
+    if (!e.is_array() || e.as_array().size() != 3 || !e.as_array()[0].is_int64() || !e.as_array()[1].is_string() ||
+        !e.as_array()[2].is_string())
       return false;
     std::string id(e.as_array()[2].as_string());
     const uint64_t h = id.empty() ? 0 : std::hash<std::string>{}(id);

@@ -73,7 +73,7 @@ struct HubOptions {
   size_t dead_queue_max = 128;
   Duration inactive_keep{300'000'000};  // 5 min
   size_t connections_max = 200'000;     // active and inactive
-  size_t inactive_per_user_max = 32;   // a client reconnecting in a loop cannot pile them up
+  size_t inactive_per_user_max = 32;    // a client reconnecting in a loop cannot pile them up
   std::string server_version = "0.0.0";
   std::string hostname;
 };
@@ -90,8 +90,8 @@ class Hub {
   };
   // An authenticated connection. See the header comment for resume; a connection of another user is
   // never resumed.
-  Opened open(const std::string& user_id, const std::string& session_token, ConnectionSink* sink, const std::string& connection_id,
-              int64_t sequence_number);
+  Opened open(const std::string& user_id, const std::string& session_token, ConnectionSink* sink,
+              const std::string& connection_id, int64_t sequence_number);
   // The socket is gone (closed by either side): the connection turns inactive, unless it has moved to
   // another socket meanwhile (a resume).
   void closed(const std::string& connection_id, const ConnectionSink* sink);
@@ -137,8 +137,8 @@ class Hub {
   struct Conn {
     std::string id, user_id, token;
     int64_t next_seq = 0;
-    std::deque<Sent> dead;  // oldest first
-    ConnectionSink* sink = nullptr;                    // null while inactive
+    std::deque<Sent> dead;           // oldest first
+    ConnectionSink* sink = nullptr;  // null while inactive
     MonoTime inactive_since{};
   };
   void send(Conn& c, const Event& e, bool first = false);

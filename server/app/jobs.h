@@ -21,7 +21,8 @@ struct Job {
   std::string data = "{}";  // a JSON object of strings, as Mattermost's StringMap
   boost::json::object to_json() const;
 };
-inline constexpr const char* kJobColumns = "Id, Type, Priority, CreateAt, StartAt, LastActivityAt, Status, Progress, Data";
+inline constexpr const char* kJobColumns =
+    "Id, Type, Priority, CreateAt, StartAt, LastActivityAt, Status, Progress, Data";
 Job job_from_row(const std::vector<db::Value>& row);
 
 // The job types Chorus knows (Mattermost's names).

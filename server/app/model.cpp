@@ -22,27 +22,28 @@ bool User::is_system_admin() const { return has_role(roles, "system_admin"); }
 bool Session::is_system_admin() const { return has_role(roles, "system_admin"); }
 
 json::object User::to_json() const {
-  return {{"id", id},
-          {"create_at", create_at},
-          {"update_at", update_at},
-          {"delete_at", delete_at},
-          {"username", username},
-          {"auth_data", ""},
-          {"auth_service", ""},
-          {"email", email},
-          {"email_verified", email_verified},
-          {"nickname", nickname},
-          {"first_name", first_name},
-          {"last_name", last_name},
-          {"position", position},
-          {"roles", roles},
-          {"locale", locale},
-          {"timezone", json::object{{"automaticTimezone", ""}, {"manualTimezone", ""}, {"useAutomaticTimezone", "true"}}},
-          {"notify_props", json::object{}},
-          {"props", json::object{}},
-          {"last_password_update", last_password_update},
-          {"is_bot", false},
-          {"mfa_active", false}};
+  return {
+      {"id", id},
+      {"create_at", create_at},
+      {"update_at", update_at},
+      {"delete_at", delete_at},
+      {"username", username},
+      {"auth_data", ""},
+      {"auth_service", ""},
+      {"email", email},
+      {"email_verified", email_verified},
+      {"nickname", nickname},
+      {"first_name", first_name},
+      {"last_name", last_name},
+      {"position", position},
+      {"roles", roles},
+      {"locale", locale},
+      {"timezone", json::object{{"automaticTimezone", ""}, {"manualTimezone", ""}, {"useAutomaticTimezone", "true"}}},
+      {"notify_props", json::object{}},
+      {"props", json::object{}},
+      {"last_password_update", last_password_update},
+      {"is_bot", false},
+      {"mfa_active", false}};
 }
 
 User user_from_row(const std::vector<db::Value>& r) {
@@ -66,8 +67,16 @@ User user_from_row(const std::vector<db::Value>& r) {
 }
 
 json::object Session::to_json() const {
-  return {{"id", id},         {"token", token},     {"create_at", create_at}, {"expires_at", expires_at}, {"last_activity_at", last_activity_at},
-          {"user_id", user_id}, {"device_id", device_id}, {"roles", roles},   {"is_oauth", false},        {"props", json::object{}}};
+  return {{"id", id},
+          {"token", token},
+          {"create_at", create_at},
+          {"expires_at", expires_at},
+          {"last_activity_at", last_activity_at},
+          {"user_id", user_id},
+          {"device_id", device_id},
+          {"roles", roles},
+          {"is_oauth", false},
+          {"props", json::object{}}};
 }
 
 Session session_from_row(const std::vector<db::Value>& r) {
@@ -119,7 +128,7 @@ Team team_from_row(const std::vector<db::Value>& r) {
 
 json::object TeamMember::to_json() const {
   const bool admin = roles.find("team_admin") != std::string::npos;
-  return {{"team_id", team_id}, {"user_id", user_id}, {"roles", roles}, {"delete_at", delete_at},
+  return {{"team_id", team_id},  {"user_id", user_id},    {"roles", roles},        {"delete_at", delete_at},
           {"scheme_user", true}, {"scheme_admin", admin}, {"scheme_guest", false}, {"explicit_roles", ""}};
 }
 
@@ -179,7 +188,8 @@ json::object ChannelMember::to_json() const {
           {"mention_count", mention_count},
           {"mention_count_root", mention_count},
           {"urgent_mention_count", 0},
-          {"notify_props", json::object{{"desktop", "default"}, {"email", "default"}, {"mark_unread", "all"}, {"push", "default"}}},
+          {"notify_props",
+           json::object{{"desktop", "default"}, {"email", "default"}, {"mark_unread", "all"}, {"push", "default"}}},
           {"last_update_at", last_update_at},
           {"scheme_user", true},
           {"scheme_admin", admin},
@@ -243,7 +253,11 @@ Post post_from_row(const std::vector<db::Value>& r) {
 }
 
 json::object Status::to_json() const {
-  return {{"user_id", user_id}, {"status", status}, {"manual", manual}, {"last_activity_at", last_activity_at}, {"active_channel", ""}};
+  return {{"user_id", user_id},
+          {"status", status},
+          {"manual", manual},
+          {"last_activity_at", last_activity_at},
+          {"active_channel", ""}};
 }
 
 }  // namespace chorus::app

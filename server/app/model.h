@@ -27,7 +27,8 @@ struct User {
 };
 // Columns in the order from_row expects.
 inline constexpr const char* kUserColumns =
-    "Id, CreateAt, UpdateAt, DeleteAt, Username, Password, Email, EmailVerified, Nickname, FirstName, LastName, Position, Roles,"
+    "Id, CreateAt, UpdateAt, DeleteAt, Username, Password, Email, EmailVerified, Nickname, FirstName, LastName, "
+    "Position, Roles,"
     " Locale, LastPasswordUpdate";
 User user_from_row(const std::vector<db::Value>& row);
 
@@ -38,7 +39,8 @@ struct Session {
   bool is_system_admin() const;
   json::object to_json() const;
 };
-inline constexpr const char* kSessionColumns = "Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId, Roles";
+inline constexpr const char* kSessionColumns =
+    "Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId, Roles";
 Session session_from_row(const std::vector<db::Value>& row);
 
 struct Team {
@@ -48,7 +50,8 @@ struct Team {
   bool allow_open_invite = false;
   json::object to_json() const;
 };
-inline constexpr const char* kTeamColumns = "Id, CreateAt, UpdateAt, DeleteAt, DisplayName, Name, Description, Email, Type, AllowOpenInvite";
+inline constexpr const char* kTeamColumns =
+    "Id, CreateAt, UpdateAt, DeleteAt, DisplayName, Name, Description, Email, Type, AllowOpenInvite";
 Team team_from_row(const std::vector<db::Value>& row);
 
 struct TeamMember {
@@ -68,7 +71,8 @@ struct Channel {
   json::object to_json() const;
 };
 inline constexpr const char* kChannelColumns =
-    "Id, CreateAt, UpdateAt, DeleteAt, TeamId, Type, DisplayName, Name, Header, Purpose, LastPostAt, TotalMsgCount, CreatorId";
+    "Id, CreateAt, UpdateAt, DeleteAt, TeamId, Type, DisplayName, Name, Header, Purpose, LastPostAt, TotalMsgCount, "
+    "CreatorId";
 Channel channel_from_row(const std::vector<db::Value>& row);
 
 struct ChannelMember {
@@ -76,7 +80,8 @@ struct ChannelMember {
   int64_t last_viewed_at = 0, msg_count = 0, mention_count = 0, last_update_at = 0;
   json::object to_json() const;
 };
-inline constexpr const char* kChannelMemberColumns = "ChannelId, UserId, Roles, LastViewedAt, MsgCount, MentionCount, LastUpdateAt";
+inline constexpr const char* kChannelMemberColumns =
+    "ChannelId, UserId, Roles, LastViewedAt, MsgCount, MentionCount, LastUpdateAt";
 ChannelMember channel_member_from_row(const std::vector<db::Value>& row);
 
 struct Post {

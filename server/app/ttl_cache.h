@@ -35,7 +35,8 @@ class TtlCache {
   void erase(const K& key) { entries_.erase(key); }
   template <class Pred>
   void erase_if(Pred pred) {
-    for (auto it = entries_.begin(); it != entries_.end();) it = pred(it->second.value) ? entries_.erase(it) : std::next(it);
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = pred(it->second.value) ? entries_.erase(it) : std::next(it);
   }
   void clear() { entries_.clear(); }
   // Reads in flight no longer fill the cache.

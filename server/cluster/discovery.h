@@ -36,10 +36,10 @@ struct DiscoveredNode {
 
 struct DiscoveryOptions {
   std::string cluster_name;
-  std::string hostname;          // OverrideHostname / first IPv4 / OS hostname, resolved by the runtime
+  std::string hostname;  // OverrideHostname / first IPv4 / OS hostname, resolved by the runtime
   int64_t gossip_port = 8074;
-  Duration refresh{10'000'000};  // LastPingAt (Mattermost: 60 s)
-  Duration poll{2'000'000};      // how often peers are read: how soon a new server is found
+  Duration refresh{10'000'000};         // LastPingAt (Mattermost: 60 s)
+  Duration poll{2'000'000};             // how often peers are read: how soon a new server is found
   Duration stale_after{1'800'000'000};  // 30 min, as Mattermost
 };
 
@@ -56,10 +56,12 @@ class Discovery {
   // whether it has stopped serving. Written with the next poll.
   void set_reach(const std::string& self, const std::set<std::string>& group, bool cut_off);
   // Every successful poll: the heartbeats of the other fresh rows that carry one.
-  void on_heartbeats(std::function<void(const std::vector<Heartbeat>&)> callback) { on_heartbeats_ = std::move(callback); }
+  void on_heartbeats(std::function<void(const std::vector<Heartbeat>&)> callback) {
+    on_heartbeats_ = std::move(callback);
+  }
 
   void start(std::function<void(db::Error)> done);  // registered (or the error)
-  void stop(std::function<void()> done);             // row deleted (best effort)
+  void stop(std::function<void()> done);            // row deleted (best effort)
 
   const std::string& id() const { return id_; }
   const std::vector<DiscoveredNode>& peers() const { return peers_; }

@@ -19,17 +19,25 @@ constexpr int kDeadGossipEvery = 5;  // ticks between messages to one member dec
 
 const char* to_string(MemberState s) {
   switch (s) {
-    case MemberState::alive: return "alive";
-    case MemberState::suspect: return "suspect";
-    case MemberState::dead: return "dead";
+    case MemberState::alive:
+      return "alive";
+    case MemberState::suspect:
+      return "suspect";
+    case MemberState::dead:
+      return "dead";
   }
   return "?";
 }
 
 Membership::Membership(Env& env, std::string self, uint64_t generation, MembershipOptions options,
                        std::function<void(const Member&)> on_change, std::function<void(const std::string&)> on_leader)
-    : env_(env), self_(std::move(self)), generation_(generation), options_(options), on_change_(std::move(on_change)),
-      on_leader_(std::move(on_leader)), leader_(self_) {
+    : env_(env),
+      self_(std::move(self)),
+      generation_(generation),
+      options_(options),
+      on_change_(std::move(on_change)),
+      on_leader_(std::move(on_leader)),
+      leader_(self_) {
   assert(options_.probe_timeout < options_.probe_interval);
   assert(options_.suspicion_min <= options_.suspicion_max);
 }
@@ -85,7 +93,8 @@ void put(ByteWriter& w, const std::string& address, uint64_t generation, uint64_
 }
 }  // namespace
 
-void Membership::send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target, const Update* extra) {
+void Membership::send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target,
+                      const Update* extra) {
   ByteWriter w;
   w.u8(type);
   w.varint(seq);
@@ -123,14 +132,16 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
   if (!running_) return true;
   apply(sender, sender.address);
   // It talks, yet we hold it dead (it was paused, or cut off): tell it, so it refutes and rejoins.
-  if (auto it = members_.find(sender.address); it != members_.end() && it->second.state != MemberState::alive &&
-                                               it->second.generation >= sender.generation) {
+  if (auto it = members_.find(sender.address);
+      it != members_.end() && it->second.state != MemberState::alive && it->second.generation >= sender.generation) {
     const Update record = update_of(it->second);
     send(sender.address, kGossip, 0, "", &record);
   }
   for (const auto& u : updates) apply(u, sender.address);
   switch (type) {
-    case kPing: send(sender.address, kAck, seq); break;
+    case kPing:
+      send(sender.address, kAck, seq);
+      break;
     case kAck:
       if (seq == probe_seq_ && sender.address == probe_target_) {
         probe_acked_ = true;
@@ -154,7 +165,8 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
       });
       break;
     }
-    case kGossip: break;
+    case kGossip:
+      break;
   }
   return true;
 }
@@ -185,7 +197,8 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
     if (u.generation == generation_ && u.state != MemberState::alive && u.incarnation >= incarnation_) {
       incarnation_ = u.incarnation + 1;
       local_health_ = std::min(options_.local_health_max, local_health_ + 1);
-      env_.log().info("membership: refuting a {} report about us with incarnation {}", to_string(u.state), incarnation_);
+      env_.log().info("membership: refuting a {} report about us with incarnation {}", to_string(u.state),
+                      incarnation_);
       gossip_.push_back(Queued{self_update(), options_.gossip_repeat});
       disseminate(self_update());
     }
@@ -206,11 +219,14 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
     accept = !m.heard || u.generation > m.generation;
   } else {
     switch (u.state) {
-      case MemberState::alive: accept = u.incarnation > m.incarnation; break;
+      case MemberState::alive:
+        accept = u.incarnation > m.incarnation;
+        break;
       case MemberState::suspect:
         accept = (m.state == MemberState::alive && u.incarnation >= m.incarnation) ||
                  (m.state == MemberState::suspect && u.incarnation > m.incarnation);
-        if (!accept && m.state == MemberState::suspect && u.incarnation == m.incarnation) start_suspicion(m, reporter);  // a confirmation
+        if (!accept && m.state == MemberState::suspect && u.incarnation == m.incarnation)
+          start_suspicion(m, reporter);  // a confirmation
         break;
       case MemberState::dead:
         accept = (m.state != MemberState::dead && u.incarnation >= m.incarnation) ||
@@ -239,7 +255,8 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   if (before != m.state || !was_heard || generation_before != m.generation) {
     m.since = env_.now();
     if (before != m.state)
-      env_.log().info("membership: {} is {} (generation {}, incarnation {})", m.address, to_string(m.state), m.generation, m.incarnation);
+      env_.log().info("membership: {} is {} (generation {}, incarnation {})", m.address, to_string(m.state),
+                      m.generation, m.incarnation);
     if (on_change_) on_change_(m);  // a state change, a member first heard from, or a restart
     recompute_leader();
   }
@@ -255,11 +272,14 @@ void Membership::start_suspicion(Member& m, const std::string& reporter) {
   const double c = static_cast<double>(s.reporters.size());
   const double k = static_cast<double>(std::max(1, options_.suspicion_confirmations));
   const double span = static_cast<double>((options_.suspicion_max - options_.suspicion_min).count());
-  const int64_t timeout = std::max(options_.suspicion_min.count(),
-                                   options_.suspicion_max.count() - static_cast<int64_t>(span * std::log(c + 1) / std::log(k + 1)));
+  const int64_t timeout =
+      std::max(options_.suspicion_min.count(),
+               options_.suspicion_max.count() - static_cast<int64_t>(span * std::log(c + 1) / std::log(k + 1)));
   const Duration remaining = std::max(Duration{0}, Duration{timeout} - (env_.now() - s.started));
   if (s.timer) env_.cancel_timer(s.timer);
-  s.timer = env_.set_timer(remaining, [this, addr = m.address, gen = m.generation, inc = m.incarnation] { suspicion_expired(addr, gen, inc); });
+  s.timer = env_.set_timer(remaining, [this, addr = m.address, gen = m.generation, inc = m.incarnation] {
+    suspicion_expired(addr, gen, inc);
+  });
 }
 
 void Membership::suspicion_expired(const std::string& address, uint64_t generation, uint64_t incarnation) {

@@ -37,8 +37,8 @@ struct Member {
   uint64_t generation = 0;   // the member's start time (wall ms): a restart is newer
   uint64_t incarnation = 0;  // bumped by the member to refute a suspicion
   MemberState state = MemberState::alive;
-  MonoTime since;            // when the state last changed, on this node's clock
-  bool heard = false;        // a message from it has arrived (a seed address until then)
+  MonoTime since;      // when the state last changed, on this node's clock
+  bool heard = false;  // a message from it has arrived (a seed address until then)
 };
 
 struct MembershipOptions {
@@ -99,7 +99,8 @@ class Membership {
   void start_suspicion(Member& m, const std::string& reporter);
   void suspicion_expired(const std::string& address, uint64_t generation, uint64_t incarnation);
   void disseminate(const Update& u);
-  void send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target = "", const Update* extra = nullptr);
+  void send(const std::string& to, uint8_t type, uint64_t seq, const std::string& target = "",
+            const Update* extra = nullptr);
   Update self_update() const { return Update{self_, generation_, incarnation_, MemberState::alive}; }
   Update update_of(const Member& m) const { return Update{m.address, m.generation, m.incarnation, m.state}; }
   void recompute_leader();

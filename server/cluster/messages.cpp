@@ -45,13 +45,15 @@ namespace {
 // Props that carry the request/response correlation; callers' props never start with "_".
 constexpr const char* kRequestId = "_request";
 constexpr const char* kReplyTo = "_reply_to";
-constexpr std::string_view kOpen = name(ClusterEvent::open);  // opens a stream (see on_member_change); never handed to subscribers
+constexpr std::string_view kOpen =
+    name(ClusterEvent::open);              // opens a stream (see on_member_change); never handed to subscribers
 constexpr const char* kMissed = "missed";  // on _open: the sender dropped or skipped reliable messages for us
 }  // namespace
 
 void Messenger::serve(const std::string& event, Responder respond) { responders_[event] = std::move(respond); }
 
-void Messenger::request(const ClusterMessage& request, Duration timeout, std::function<void(Replies)> done, std::vector<std::string> peers) {
+void Messenger::request(const ClusterMessage& request, Duration timeout, std::function<void(Replies)> done,
+                        std::vector<std::string> peers) {
   if (peers.empty())
     for (const auto& [addr, m] : membership_.members())
       if (m.state != MemberState::dead) peers.push_back(addr);
@@ -64,8 +66,10 @@ void Messenger::request(const ClusterMessage& request, Duration timeout, std::fu
   for (const auto& peer : peers) {
     auto known = members.find(peer);
     const bool live = known != members.end() && known->second.state != MemberState::dead;
-    if (live && enqueue(peer, m, Delivery::reliable, nullptr)) p.waiting.insert(peer);
-    else p.replies.missing.push_back(peer);
+    if (live && enqueue(peer, m, Delivery::reliable, nullptr))
+      p.waiting.insert(peer);
+    else
+      p.replies.missing.push_back(peer);
   }
   if (p.waiting.empty()) {
     env_.post([this, id, alive = alive_] {
@@ -95,7 +99,8 @@ void Messenger::finish(uint64_t id) {
 void Messenger::on_request(const std::string& from, const ClusterMessage& message) {
   auto it = responders_.find(message.event);
   const std::string id = message.props.at(kRequestId);
-  auto reply = [this, from, id, event = message.event, alive = alive_, once = std::make_shared<bool>(false)](ClusterMessage answer) {
+  auto reply = [this, from, id, event = message.event, alive = alive_,
+                once = std::make_shared<bool>(false)](ClusterMessage answer) {
     if (!*alive || *once) return;
     *once = true;
     answer.event = event;
@@ -137,9 +142,11 @@ void Messenger::settle(const std::shared_ptr<Waiter>& w) {
   }
 }
 
-bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter) {
+bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery,
+                        const std::shared_ptr<Waiter>& waiter) {
   if (message.data.size() > options_.data_size_max) {
-    env_.log().warn("messages: refused a {} message of {} bytes (limit {})", message.event, message.data.size(), options_.data_size_max);
+    env_.log().warn("messages: refused a {} message of {} bytes (limit {})", message.event, message.data.size(),
+                    options_.data_size_max);
     return false;
   }
   ++stats_.sent;
@@ -161,7 +168,8 @@ bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, 
   Out& out = out_[peer];
   if (out.unacked.size() >= options_.queue_max) {
     ++stats_.refused_full;
-    env_.log().warn("messages: the queue to {} is full ({} unacknowledged): refused a {} message", peer, out.unacked.size(), message.event);
+    env_.log().warn("messages: the queue to {} is full ({} unacknowledged): refused a {} message", peer,
+                    out.unacked.size(), message.event);
     return false;
   }
   if (out.stream == 0) out.stream = new_stream();
@@ -186,23 +194,29 @@ uint64_t Messenger::new_stream() {
 }
 
 bool Messenger::is_stale(const In& in, uint64_t stream) {
-  if (std::find(in.retired_lives.begin(), in.retired_lives.end(), life_of(stream)) != in.retired_lives.end()) return true;
+  if (std::find(in.retired_lives.begin(), in.retired_lives.end(), life_of(stream)) != in.retired_lives.end())
+    return true;
   return in.stream != 0 && life_of(stream) == life_of(in.stream) && counter_of(stream) < counter_of(in.stream);
 }
 
 size_t Messenger::send_to_all(const ClusterMessage& message, Delivery delivery, std::function<void()> all_done) {
   std::vector<std::string> peers;
   for (const auto& [addr, m] : membership_.members()) {
-    if (m.state != MemberState::dead) peers.push_back(addr);
-    else if (delivery == Delivery::reliable) missed_.insert(addr);  // told when it is held alive again
+    if (m.state != MemberState::dead)
+      peers.push_back(addr);
+    else if (delivery == Delivery::reliable)
+      missed_.insert(addr);  // told when it is held alive again
   }
   // (best effort frames carry stream 0: they are not numbered)
   std::shared_ptr<Waiter> waiter;
-  if (all_done && delivery == Delivery::reliable) waiter = std::make_shared<Waiter>(Waiter{peers.size() + 1, std::move(all_done)});
+  if (all_done && delivery == Delivery::reliable)
+    waiter = std::make_shared<Waiter>(Waiter{peers.size() + 1, std::move(all_done)});
   size_t queued = 0;
   for (const auto& p : peers) {
-    if (enqueue(p, message, delivery, waiter)) ++queued;
-    else settle(waiter);  // refused for this peer: it will never acknowledge
+    if (enqueue(p, message, delivery, waiter))
+      ++queued;
+    else
+      settle(waiter);  // refused for this peer: it will never acknowledge
   }
   settle(waiter);  // the +1: every peer has been given its share
   return queued;

@@ -11,10 +11,10 @@
 // (random-faults seed 3077: a late first frame of a dropped stream, taken for a new one, retired the live
 // stream for good). A sender opens a stream (an internal "_open" message) as soon as it holds a peer
 // alive, so the peer learns at once that messages sent while it was dead or unknown never came
-// (random-faults seed 14211: a restarted node's clients missed a post a peer made before it saw the node). The receiver delivers in sequence, holds a bounded
-// window of early arrivals, drops duplicates, and acknowledges cumulatively. The sender retransmits what
-// is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is dropped
-// and the waiters are told. Frames: 0x30 data, 0x31 ack.
+// (random-faults seed 14211: a restarted node's clients missed a post a peer made before it saw the node). The receiver
+// delivers in sequence, holds a bounded window of early arrivals, drops duplicates, and acknowledges cumulatively. The
+// sender retransmits what is unacknowledged every retry interval. A peer declared dead gets nothing more: its queue is
+// dropped and the waiters are told. Frames: 0x30 data, 0x31 ack.
 //
 // Request/response pairs (cluster_stats, ws_queues, ...): a request goes reliably to the chosen peers
 // with a request id in its props; each peer's server for that event answers once, reliably, and the
@@ -54,9 +54,9 @@ enum class Delivery { best_effort, reliable };
 
 struct MessengerOptions {
   Duration retry_interval{200'000};
-  size_t queue_max = 10'000;         // unacknowledged reliable messages per peer
-  size_t receive_window = 1'024;     // early arrivals held per sender
-  size_t data_size_max = 1u << 20;   // bytes of data in one message
+  size_t queue_max = 10'000;        // unacknowledged reliable messages per peer
+  size_t receive_window = 1'024;    // early arrivals held per sender
+  size_t data_size_max = 1u << 20;  // bytes of data in one message
   // An injected bug for the simulator's tests (chorus-sim --bug random_stream_ids): stream ids drawn at
   // random, as before random-faults seed 3077, so a late frame of a dropped stream can retire the live one.
   bool random_stream_ids = false;
@@ -70,8 +70,8 @@ struct Replies {
 
 struct MessengerStats {
   uint64_t sent = 0, retransmitted = 0, delivered = 0, duplicates = 0, refused_full = 0, dropped_peer_dead = 0;
-  uint64_t stale_stream = 0;  // frames of a stream the sender had replaced, ignored
-  uint64_t streams_begun = 0;  // senders' streams that began here (first ones and replacements)
+  uint64_t stale_stream = 0;     // frames of a stream the sender had replaced, ignored
+  uint64_t streams_begun = 0;    // senders' streams that began here (first ones and replacements)
   uint64_t refused_unknown = 0;  // reliable messages not sent: the peer's generation is not known yet
 };
 
@@ -99,7 +99,9 @@ class Messenger {
   // while it held our earlier life, or it held us dead). The callback lets the node make its clients
   // re-sync. A sender opens a stream to a peer as soon as it holds it alive (first sight, back from the
   // dead, a new generation), so this comes within a round trip of that, not with its next real message.
-  void on_new_stream(std::function<void(const std::string& from, bool replaced)> callback) { on_new_stream_ = std::move(callback); }
+  void on_new_stream(std::function<void(const std::string& from, bool replaced)> callback) {
+    on_new_stream_ = std::move(callback);
+  }
 
   // Serves requests for `event`: `respond` is called with the request and must call `reply` once
   // (now or later, on this node's loop). One server per event.
@@ -156,7 +158,8 @@ class Messenger {
   void on_reply(const std::string& from, const ClusterMessage& message);
   void finish(uint64_t id);
   void drop_stream(const std::string& peer);  // its unacknowledged messages are lost; waiters and requests told
-  bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery, const std::shared_ptr<Waiter>& waiter);
+  bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery,
+               const std::shared_ptr<Waiter>& waiter);
   void retransmit();
   void deliver(const std::string& from, const ClusterMessage& message);
   static void settle(const std::shared_ptr<Waiter>& w);
@@ -165,8 +168,8 @@ class Messenger {
   Membership& membership_;
   MessengerOptions options_;
   std::map<std::string, uint64_t> generations_;  // last known generation per peer
-  uint64_t life_ = 0;             // this process's life, drawn at the first stream
-  uint64_t streams_begun_ = 0;    // streams this life began (the counter part of an id)
+  uint64_t life_ = 0;                            // this process's life, drawn at the first stream
+  uint64_t streams_begun_ = 0;                   // streams this life began (the counter part of an id)
   std::map<std::string, Out> out_;
   std::map<std::string, In> in_;
   std::multimap<std::string, Handler> handlers_;

@@ -80,7 +80,8 @@ void PingNode::on_frame(const std::string& from, std::span<const uint8_t> payloa
   if (it == peers_.end()) {
     // The peer advertises another address than the one we were given for it: say so once.
     if (unknown_senders_.insert(from).second)
-      env_.log().warn("ping: pong from {}, which is not a configured peer (does its advertised address differ from --peer?)", from);
+      env_.log().warn(
+          "ping: pong from {}, which is not a configured peer (does its advertised address differ from --peer?)", from);
     return;
   }
   PeerRtt& p = it->second;

@@ -22,14 +22,14 @@ namespace chorus {
 
 struct PeerRtt {
   bool connected = false;
-  uint64_t ups = 0;             // times the connection came up
-  uint64_t downs = 0;           // times it dropped
+  uint64_t ups = 0;    // times the connection came up
+  uint64_t downs = 0;  // times it dropped
   uint64_t pings_sent = 0;
   uint64_t pongs_received = 0;
   int64_t last_rtt_us = -1;
-  int64_t srtt_us = -1;         // smoothed, -1 before the first sample
+  int64_t srtt_us = -1;  // smoothed, -1 before the first sample
   int64_t rttvar_us = 0;
-  MonoTime last_change;         // when connected last changed
+  MonoTime last_change;  // when connected last changed
 };
 
 struct PingEvent {

@@ -10,7 +10,8 @@ bool reaches_more(const std::set<std::string>& a, const std::set<std::string>& b
   return *a.begin() < *b.begin();
 }
 
-ReachVerdict ReachRule::evaluate(const std::string& self, const std::set<std::string>& group, const std::vector<Heartbeat>& rows) {
+ReachVerdict ReachRule::evaluate(const std::string& self, const std::set<std::string>& group,
+                                 const std::vector<Heartbeat>& rows) {
   ReachVerdict v;
   std::map<std::string, int64_t> lost;
   std::map<std::string, bool> cut;
@@ -22,8 +23,10 @@ ReachVerdict ReachRule::evaluate(const std::string& self, const std::set<std::st
     const std::string key = row.id.empty() ? row.address : row.id;
     cut[key] = row.cut_off;
     Seen& s = seen[key];
-    if (auto prev = seen_.find(key); prev != seen_.end()) s = Seen{row.beat, row.beat == prev->second.beat ? prev->second.unchanged + 1 : 0};
-    else s = Seen{row.beat, 0};
+    if (auto prev = seen_.find(key); prev != seen_.end())
+      s = Seen{row.beat, row.beat == prev->second.beat ? prev->second.unchanged + 1 : 0};
+    else
+      s = Seen{row.beat, 0};
     if (group.contains(row.address)) continue;  // reachable: not lost (or found again)
     auto known = beat_when_lost_.find(key);
     // A Beat below the one we noted is another run's (a row re-inserted): start counting again.
@@ -37,9 +40,10 @@ ReachVerdict ReachRule::evaluate(const std::string& self, const std::set<std::st
     const bool a_group = row.reach.size() >= 2 || nodes.size() == 2;  // not gossip broken everywhere
     if (beating && apart && a_group && !row.reach.empty() && reaches_more(row.reach, group) && !v.cut_off) {
       v.cut_off = true;
-      v.reason = fmt::format("cut off from the part of the cluster that serves: {} reaches {} node(s) ({}){}, this node reaches {} ({})", row.address,
-                             row.reach.size(), fmt::join(row.reach, ", "), row.reach.size() == group.size() ? " with a lower address" : "",
-                             group.size(), fmt::join(group, ", "));
+      v.reason = fmt::format(
+          "cut off from the part of the cluster that serves: {} reaches {} node(s) ({}){}, this node reaches {} ({})",
+          row.address, row.reach.size(), fmt::join(row.reach, ", "),
+          row.reach.size() == group.size() ? " with a lower address" : "", group.size(), fmt::join(group, ", "));
     }
   }
   beat_when_lost_ = std::move(lost);

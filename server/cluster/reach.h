@@ -54,10 +54,12 @@ struct ReachVerdict {
 
 class ReachRule {
  public:
-  explicit ReachRule(int64_t beats_alive = 2, int stale_polls = 3) : beats_alive_(beats_alive), stale_polls_(stale_polls) {}
+  explicit ReachRule(int64_t beats_alive = 2, int stale_polls = 3)
+      : beats_alive_(beats_alive), stale_polls_(stale_polls) {}
 
   // `group`: this node and the members its membership holds alive. `rows`: the other nodes' fresh rows.
-  ReachVerdict evaluate(const std::string& self, const std::set<std::string>& group, const std::vector<Heartbeat>& rows);
+  ReachVerdict evaluate(const std::string& self, const std::set<std::string>& group,
+                        const std::vector<Heartbeat>& rows);
 
   bool cut_off() const { return cut_off_; }
 
@@ -69,8 +71,8 @@ class ReachRule {
     int64_t beat = 0;
     int unchanged = 0;  // evaluations since the Beat last moved
   };
-  std::map<std::string, Seen> seen_;  // every row's Beat: a row that stops beating proves nothing
-  std::map<std::string, bool> seen_cut_off_;       // their CutOff as last read
+  std::map<std::string, Seen> seen_;          // every row's Beat: a row that stops beating proves nothing
+  std::map<std::string, bool> seen_cut_off_;  // their CutOff as last read
   bool cut_off_ = false;
 };
 

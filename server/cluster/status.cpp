@@ -17,7 +17,8 @@ bool major_minor(const std::string& v, int& major, int& minor) {
   const auto dot = v.find('.');
   if (dot == std::string::npos) return false;
   const auto dot2 = v.find('.', dot + 1);
-  const std::string a = v.substr(0, dot), b = v.substr(dot + 1, dot2 == std::string::npos ? std::string::npos : dot2 - dot - 1);
+  const std::string a = v.substr(0, dot),
+                    b = v.substr(dot + 1, dot2 == std::string::npos ? std::string::npos : dot2 - dot - 1);
   return !a.empty() && !b.empty() && std::from_chars(a.data(), a.data() + a.size(), major).ec == std::errc() &&
          std::from_chars(b.data(), b.data() + b.size(), minor).ec == std::errc();
 }
@@ -110,8 +111,10 @@ bool ClusterStatus::handle_frame(const std::string& from, std::span<const uint8_
   const PeerStatus now = evaluate(p.info.address);
   auto last = logged_reason_.find(p.info.address);
   if (last == logged_reason_.end() || last->second != now.reason) {
-    if (!now.reason.empty()) env_.log().warn("status: {} is red: {}", p.info.address, now.reason);
-    else env_.log().info("status: {} is green", p.info.address);
+    if (!now.reason.empty())
+      env_.log().warn("status: {} is red: {}", p.info.address, now.reason);
+    else
+      env_.log().info("status: {} is green", p.info.address);
     logged_reason_[p.info.address] = now.reason;
   }
   return true;
@@ -127,13 +130,17 @@ PeerStatus ClusterStatus::evaluate(const std::string& address) const {
   p.info.address = address;
   auto m = membership_.members().find(address);
   p.state = m == membership_.members().end() ? MemberState::dead : m->second.state;
-  if (p.state == MemberState::dead) p.reason = "down";
-  else if (!p.heard) p.reason = "no status received yet";
+  if (p.state == MemberState::dead)
+    p.reason = "down";
+  else if (!p.heard)
+    p.reason = "no status received yet";
   else if (p.info.version != self_.version)
     p.reason = versions_compatible(p.info.version, self_.version)
                    ? fmt::format("version {} differs from ours ({})", p.info.version, self_.version)
-                   : fmt::format("version {} is incompatible with ours ({}): more than one minor version apart", p.info.version, self_.version);
-  else if (p.info.config_hash != self_.config_hash) p.reason = "config hash differs from ours";
+                   : fmt::format("version {} is incompatible with ours ({}): more than one minor version apart",
+                                 p.info.version, self_.version);
+  else if (p.info.config_hash != self_.config_hash)
+    p.reason = "config hash differs from ours";
   p.green = p.reason.empty();
   return p;
 }

@@ -35,7 +35,7 @@ struct PeerStatus {
   bool heard = false;     // a status announcement has arrived
   MonoTime last_contact;  // when it last arrived
   bool green = false;
-  std::string reason;     // why red ("" when green)
+  std::string reason;  // why red ("" when green)
 };
 
 // True when the two versions may run in one cluster: same major, minor within one.

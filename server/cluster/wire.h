@@ -52,16 +52,16 @@ constexpr std::optional<FrameType> frame_type(std::span<const uint8_t> payload) 
 }
 
 enum class ClusterEvent {
-  open,                 // "_open": the messenger opens a stream (never handed to subscribers)
-  publish,              // a WebSocket event for the receiver's clients (app)
-  update_status,        // a user's status changed (app)
-  inv_user,             // cache invalidations (app)
+  open,           // "_open": the messenger opens a stream (never handed to subscribers)
+  publish,        // a WebSocket event for the receiver's clients (app)
+  update_status,  // a user's status changed (app)
+  inv_user,       // cache invalidations (app)
   inv_channel,
   inv_channel_members,
-  clear_session_user,   // a user's sessions, or one token, revoked (app)
-  config_changed,       // a peer saved config.json: reload (node)
-  cluster_stats,        // request: this node's WebSocket figures (analytics)
-  ws_queues,            // request: hand a WebSocket connection's queue over (resume on another node)
+  clear_session_user,  // a user's sessions, or one token, revoked (app)
+  config_changed,      // a peer saved config.json: reload (node)
+  cluster_stats,       // request: this node's WebSocket figures (analytics)
+  ws_queues,           // request: hand a WebSocket connection's queue over (resume on another node)
 };
 
 inline constexpr std::array<std::pair<ClusterEvent, std::string_view>, 10> kClusterEvents{{

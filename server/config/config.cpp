@@ -21,18 +21,35 @@ namespace {
 using Value = std::variant<bool, int64_t, std::string, StringList>;
 
 enum class Kind { boolean, integer, string, string_list };
-template <typename T> constexpr Kind kind_of();
-template <> constexpr Kind kind_of<bool>() { return Kind::boolean; }
-template <> constexpr Kind kind_of<int64_t>() { return Kind::integer; }
-template <> constexpr Kind kind_of<std::string>() { return Kind::string; }
-template <> constexpr Kind kind_of<StringList>() { return Kind::string_list; }
+template <typename T>
+constexpr Kind kind_of();
+template <>
+constexpr Kind kind_of<bool>() {
+  return Kind::boolean;
+}
+template <>
+constexpr Kind kind_of<int64_t>() {
+  return Kind::integer;
+}
+template <>
+constexpr Kind kind_of<std::string>() {
+  return Kind::string;
+}
+template <>
+constexpr Kind kind_of<StringList>() {
+  return Kind::string_list;
+}
 
 const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::boolean: return "a boolean (true or false)";
-    case Kind::integer: return "an integer";
-    case Kind::string: return "a string";
-    case Kind::string_list: return "a list of strings";
+    case Kind::boolean:
+      return "a boolean (true or false)";
+    case Kind::integer:
+      return "an integer";
+    case Kind::string:
+      return "a string";
+    case Kind::string_list:
+      return "a list of strings";
   }
   return "?";
 }
@@ -61,9 +78,12 @@ struct Spec {
 };
 
 const std::vector<Spec>& specs() {
-#define CHORUS_SPEC(SECTION, TYPE, NAME, DEF, CHECK)                                   \
-  Spec{#SECTION, #NAME, kind_of<TYPE>(), CHECK,                                        \
-       [](const Config& c) -> Value { return c.SECTION.NAME; },                        \
+#define CHORUS_SPEC(SECTION, TYPE, NAME, DEF, CHECK)            \
+  Spec{#SECTION,                                                \
+       #NAME,                                                   \
+       kind_of<TYPE>(),                                         \
+       CHECK,                                                   \
+       [](const Config& c) -> Value { return c.SECTION.NAME; }, \
        [](Config& c, const Value& v) { c.SECTION.NAME = std::get<TYPE>(v); }},
   static const std::vector<Spec> all = {CHORUS_ALL_SETTINGS(CHORUS_SPEC)};
 #undef CHORUS_SPEC
@@ -80,7 +100,8 @@ std::string upper(std::string_view s) {
 Failure check_value(const Spec& spec, const Value& v) {
   const Check& c = spec.check;
   switch (c.type) {
-    case Check::any: return {};
+    case Check::any:
+      return {};
     case Check::range: {
       const int64_t n = std::get<int64_t>(v);
       if (n < c.lo || n > c.hi) return Failure{fmt::format("{} is out of range: expected {} to {}", n, c.lo, c.hi)};
@@ -98,7 +119,8 @@ Failure check_value(const Spec& spec, const Value& v) {
     case Check::listen_address: {
       const auto& s = std::get<std::string>(v);
       const auto colon = s.rfind(':');
-      if (colon == std::string::npos) return Failure{fmt::format("\"{}\" is not an address: expected \"host:port\" or \":port\"", s)};
+      if (colon == std::string::npos)
+        return Failure{fmt::format("\"{}\" is not an address: expected \"host:port\" or \":port\"", s)};
       const std::string port = s.substr(colon + 1);
       int p = -1;
       auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
@@ -109,16 +131,19 @@ Failure check_value(const Spec& spec, const Value& v) {
     case Check::log_level: {
       const std::string u = upper(std::get<std::string>(v));
       if (u == "DEBUG" || u == "INFO" || u == "WARN" || u == "ERROR") return {};
-      return Failure{fmt::format("\"{}\" is not a log level: expected one of DEBUG, INFO, WARN, ERROR", std::get<std::string>(v))};
+      return Failure{
+          fmt::format("\"{}\" is not a log level: expected one of DEBUG, INFO, WARN, ERROR", std::get<std::string>(v))};
     }
     case Check::clock_time: {
       const auto& s = std::get<std::string>(v);
       int h = -1, m = -1;
-      if (s.size() == 5 && s[2] == ':' && std::isdigit(s[0]) && std::isdigit(s[1]) && std::isdigit(s[3]) && std::isdigit(s[4])) {
+      if (s.size() == 5 && s[2] == ':' && std::isdigit(s[0]) && std::isdigit(s[1]) && std::isdigit(s[3]) &&
+          std::isdigit(s[4])) {
         h = (s[0] - '0') * 10 + (s[1] - '0');
         m = (s[3] - '0') * 10 + (s[4] - '0');
       }
-      if (h < 0 || h > 23 || m < 0 || m > 59) return Failure{fmt::format("\"{}\" is not a time of day: expected \"HH:MM\"", s)};
+      if (h < 0 || h > 23 || m < 0 || m > 59)
+        return Failure{fmt::format("\"{}\" is not a time of day: expected \"HH:MM\"", s)};
       return {};
     }
   }
@@ -127,14 +152,21 @@ Failure check_value(const Spec& spec, const Value& v) {
 
 std::string describe_json(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return v.get_bool() ? "true" : "false";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return v.get_bool() ? "true" : "false";
     case json::kind::int64:
-    case json::kind::uint64: return "the number " + json::serialize(v);
-    case json::kind::double_: return fmt::format("the number {}", v.get_double());
-    case json::kind::string: return "the string " + json::serialize(v);
-    case json::kind::array: return "a list";
-    case json::kind::object: return "an object";
+    case json::kind::uint64:
+      return "the number " + json::serialize(v);
+    case json::kind::double_:
+      return fmt::format("the number {}", v.get_double());
+    case json::kind::string:
+      return "the string " + json::serialize(v);
+    case json::kind::array:
+      return "a list";
+    case json::kind::object:
+      return "an object";
   }
   return "?";
 }
@@ -147,7 +179,8 @@ Result<Value, Failure> from_json(const Spec& spec, const json::value& v) {
       break;
     case Kind::integer:
       if (v.is_int64()) return {{}, Value{v.get_int64()}};
-      if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return {{}, Value{static_cast<int64_t>(v.get_uint64())}};
+      if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX))
+        return {{}, Value{static_cast<int64_t>(v.get_uint64())}};
       break;
     case Kind::string:
       if (v.is_string()) return {{}, Value{std::string(v.get_string())}};
@@ -157,7 +190,8 @@ Result<Value, Failure> from_json(const Spec& spec, const json::value& v) {
         StringList list;
         for (const auto& item : v.get_array()) {
           if (!item.is_string()) {
-            return {Failure{fmt::format("expected {}, got a list holding {}", kind_name(spec.kind), describe_json(item))}};
+            return {
+                Failure{fmt::format("expected {}, got a list holding {}", kind_name(spec.kind), describe_json(item))}};
           }
           list.emplace_back(item.get_string());
         }
@@ -191,7 +225,8 @@ Result<Value, Failure> from_env(const Spec& spec, const std::string& text) {
       }
       return {{}, Value{n}};
     }
-    case Kind::string: return {{}, Value{text}};
+    case Kind::string:
+      return {{}, Value{text}};
     case Kind::string_list: {
       StringList list;
       std::istringstream in(text);
@@ -204,18 +239,20 @@ Result<Value, Failure> from_env(const Spec& spec, const std::string& text) {
 }
 
 json::value to_json_value(const Value& v) {
-  return std::visit([](const auto& x) -> json::value {
-    using T = std::decay_t<decltype(x)>;
-    if constexpr (std::is_same_v<T, StringList>) {
-      json::array a;
-      for (const auto& s : x) a.emplace_back(json::string_view(s));
-      return a;
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      return json::value(json::string_view(x));
-    } else {
-      return json::value(x);
-    }
-  }, v);
+  return std::visit(
+      [](const auto& x) -> json::value {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, StringList>) {
+          json::array a;
+          for (const auto& s : x) a.emplace_back(json::string_view(s));
+          return a;
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          return json::value(json::string_view(x));
+        } else {
+          return json::value(x);
+        }
+      },
+      v);
 }
 
 std::pair<int, int> line_col(const std::string& text, size_t offset) {
@@ -259,13 +296,14 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     if (ec) {
       auto [line, col] = line_col(text, consumed);
       result.error.list.push_back(ConfigError{"", fmt::format("{}:{}:{}", source_name, line, col),
-                                          fmt::format("not valid JSON: {}", ec.message())});
+                                              fmt::format("not valid JSON: {}", ec.message())});
       return result;
     }
     root = parser.release();
   }
   if (!root.is_object()) {
-    result.error.list.push_back(ConfigError{"", source_name, fmt::format("expected a JSON object at the top, got {}", describe_json(root))});
+    result.error.list.push_back(
+        ConfigError{"", source_name, fmt::format("expected a JSON object at the top, got {}", describe_json(root))});
     return result;
   }
 
@@ -280,14 +318,17 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     }
     if (section_value.is_null()) continue;
     if (!section_value.is_object()) {
-      result.error.list.push_back(ConfigError{section, source_name, fmt::format("expected an object, got {}", describe_json(section_value))});
+      result.error.list.push_back(
+          ConfigError{section, source_name, fmt::format("expected an object, got {}", describe_json(section_value))});
       continue;
     }
     for (const auto& [name_key, value] : section_value.get_object()) {
       const std::string name(name_key);
-      auto spec = std::find_if(all.begin(), all.end(), [&](const Spec& s) { return section == s.section && name == s.name; });
+      auto spec =
+          std::find_if(all.begin(), all.end(), [&](const Spec& s) { return section == s.section && name == s.name; });
       if (spec == all.end()) {
-        loaded.warnings.push_back(fmt::format("{}: setting {}.{} is not used by Chorus (ignored)", source_name, section, name));
+        loaded.warnings.push_back(
+            fmt::format("{}: setting {}.{} is not used by Chorus (ignored)", source_name, section, name));
         continue;
       }
       if (value.is_null()) continue;  // as in Go: null keeps the default
@@ -310,10 +351,13 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     const auto underscore = rest.find('_');
     const std::string section = rest.substr(0, underscore);
     const std::string setting = underscore == std::string::npos ? "" : rest.substr(underscore + 1);
-    auto spec = std::find_if(all.begin(), all.end(), [&](const Spec& s) { return upper(s.section) == section && upper(s.name) == setting; });
+    auto spec = std::find_if(all.begin(), all.end(),
+                             [&](const Spec& s) { return upper(s.section) == section && upper(s.name) == setting; });
     if (spec == all.end()) {
-      const bool known_section = std::any_of(all.begin(), all.end(), [&](const Spec& s) { return upper(s.section) == section; });
-      if (known_section) loaded.warnings.push_back(fmt::format("environment {}: names no setting Chorus uses (ignored)", key));
+      const bool known_section =
+          std::any_of(all.begin(), all.end(), [&](const Spec& s) { return upper(s.section) == section; });
+      if (known_section)
+        loaded.warnings.push_back(fmt::format("environment {}: names no setting Chorus uses (ignored)", key));
       continue;
     }
     auto v = from_env(*spec, text_value);

@@ -22,100 +22,116 @@ namespace chorus::config {
 using StringList = std::vector<std::string>;
 
 // X(section, type, name, default, check)
-#define CHORUS_SERVICE_SETTINGS(X)                                                   \
-  X(ServiceSettings, std::string, SiteURL, "", any())                               \
-  X(ServiceSettings, std::string, ListenAddress, ":8065", listen_address())          \
-  X(ServiceSettings, int64_t, ReadTimeout, 300, range(1, 86400))                     \
-  X(ServiceSettings, int64_t, WriteTimeout, 300, range(1, 86400))                    \
-  X(ServiceSettings, int64_t, IdleTimeout, 60, range(1, 86400))                      \
+#define CHORUS_SERVICE_SETTINGS(X)                                                      \
+  X(ServiceSettings, std::string, SiteURL, "", any())                                   \
+  X(ServiceSettings, std::string, ListenAddress, ":8065", listen_address())             \
+  X(ServiceSettings, int64_t, ReadTimeout, 300, range(1, 86400))                        \
+  X(ServiceSettings, int64_t, WriteTimeout, 300, range(1, 86400))                       \
+  X(ServiceSettings, int64_t, IdleTimeout, 60, range(1, 86400))                         \
   X(ServiceSettings, int64_t, MaximumPayloadSizeBytes, 300000, range(1024, 1073741824)) \
-  X(ServiceSettings, int64_t, MaximumURLLength, 2048, range(256, 1048576))           \
-  X(ServiceSettings, int64_t, SessionLengthWebInHours, 720, range(1, 876000))        \
+  X(ServiceSettings, int64_t, MaximumURLLength, 2048, range(256, 1048576))              \
+  X(ServiceSettings, int64_t, SessionLengthWebInHours, 720, range(1, 876000))           \
   X(ServiceSettings, int64_t, SessionCacheInMinutes, 10, range(0, 525600))
 
-#define CHORUS_SQL_SETTINGS(X)                                                       \
-  X(SqlSettings, std::string, DriverName, "sqlite3", one_of({"sqlite3", "postgres"})) \
-  X(SqlSettings, std::string, DataSource, "./data/chorus.db", nonempty())            \
-  X(SqlSettings, StringList, DataSourceReplicas, {}, any())                          \
-  X(SqlSettings, StringList, DataSourceSearchReplicas, {}, any())                    \
-  X(SqlSettings, int64_t, MaxIdleConns, 20, range(0, 100000))                        \
-  X(SqlSettings, int64_t, MaxOpenConns, 300, range(1, 100000))                       \
+#define CHORUS_SQL_SETTINGS(X)                                                         \
+  X(SqlSettings, std::string, DriverName, "sqlite3", one_of({"sqlite3", "postgres"}))  \
+  X(SqlSettings, std::string, DataSource, "./data/chorus.db", nonempty())              \
+  X(SqlSettings, StringList, DataSourceReplicas, {}, any())                            \
+  X(SqlSettings, StringList, DataSourceSearchReplicas, {}, any())                      \
+  X(SqlSettings, int64_t, MaxIdleConns, 20, range(0, 100000))                          \
+  X(SqlSettings, int64_t, MaxOpenConns, 300, range(1, 100000))                         \
   X(SqlSettings, int64_t, ConnMaxLifetimeMilliseconds, 3600000, range(0, 31536000000)) \
-  X(SqlSettings, int64_t, ConnMaxIdleTimeMilliseconds, 300000, range(0, 31536000000)) \
-  X(SqlSettings, bool, Trace, false, any())                                          \
-  X(SqlSettings, std::string, AtRestEncryptKey, "", any())                           \
-  X(SqlSettings, int64_t, QueryTimeout, 30, range(1, 86400))                         \
-  X(SqlSettings, bool, DisableDatabaseSearch, false, any())                          \
-  X(SqlSettings, int64_t, ReplicaMonitorIntervalSeconds, 5, range(1, 3600))          \
+  X(SqlSettings, int64_t, ConnMaxIdleTimeMilliseconds, 300000, range(0, 31536000000))  \
+  X(SqlSettings, bool, Trace, false, any())                                            \
+  X(SqlSettings, std::string, AtRestEncryptKey, "", any())                             \
+  X(SqlSettings, int64_t, QueryTimeout, 30, range(1, 86400))                           \
+  X(SqlSettings, bool, DisableDatabaseSearch, false, any())                            \
+  X(SqlSettings, int64_t, ReplicaMonitorIntervalSeconds, 5, range(1, 3600))            \
   X(SqlSettings, int64_t, MigrationsStatementTimeoutSeconds, 100000, range(1, 31536000))
 
-#define CHORUS_CLUSTER_SETTINGS(X)                                                   \
-  X(ClusterSettings, bool, Enable, false, any())                                     \
-  X(ClusterSettings, std::string, ClusterName, "", any())                            \
-  X(ClusterSettings, std::string, OverrideHostname, "", any())                       \
-  X(ClusterSettings, std::string, NetworkInterface, "", any())                       \
-  X(ClusterSettings, std::string, BindAddress, "", any())                            \
-  X(ClusterSettings, std::string, AdvertiseAddress, "", any())                       \
-  X(ClusterSettings, bool, UseIpAddress, true, any())                                \
-  X(ClusterSettings, bool, EnableGossipCompression, true, any())                     \
-  X(ClusterSettings, bool, EnableExperimentalGossipEncryption, false, any())         \
-  X(ClusterSettings, bool, ReadOnlyConfig, true, any())                              \
+#define CHORUS_CLUSTER_SETTINGS(X)                                           \
+  X(ClusterSettings, bool, Enable, false, any())                             \
+  X(ClusterSettings, std::string, ClusterName, "", any())                    \
+  X(ClusterSettings, std::string, OverrideHostname, "", any())               \
+  X(ClusterSettings, std::string, NetworkInterface, "", any())               \
+  X(ClusterSettings, std::string, BindAddress, "", any())                    \
+  X(ClusterSettings, std::string, AdvertiseAddress, "", any())               \
+  X(ClusterSettings, bool, UseIpAddress, true, any())                        \
+  X(ClusterSettings, bool, EnableGossipCompression, true, any())             \
+  X(ClusterSettings, bool, EnableExperimentalGossipEncryption, false, any()) \
+  X(ClusterSettings, bool, ReadOnlyConfig, true, any())                      \
   X(ClusterSettings, int64_t, GossipPort, 8074, range(1, 65535))
 
-#define CHORUS_FILE_SETTINGS(X)                                                      \
-  X(FileSettings, std::string, DriverName, "local", one_of({"local"}))              \
-  X(FileSettings, std::string, Directory, "./data/", nonempty())                     \
+#define CHORUS_FILE_SETTINGS(X)                                        \
+  X(FileSettings, std::string, DriverName, "local", one_of({"local"})) \
+  X(FileSettings, std::string, Directory, "./data/", nonempty())       \
   X(FileSettings, int64_t, MaxFileSize, 104857600, range(1, 1099511627776))
 
-#define CHORUS_JOB_SETTINGS(X)                                                       \
-  X(JobSettings, bool, RunJobs, true, any())                                         \
-  X(JobSettings, bool, RunScheduler, true, any())                                    \
-  X(JobSettings, int64_t, CleanupJobsThresholdDays, -1, range(-1, 36500))            \
-  X(JobSettings, int64_t, CleanupConfigThresholdDays, -1, range(-1, 36500))         \
+#define CHORUS_JOB_SETTINGS(X)                                              \
+  X(JobSettings, bool, RunJobs, true, any())                                \
+  X(JobSettings, bool, RunScheduler, true, any())                           \
+  X(JobSettings, int64_t, CleanupJobsThresholdDays, -1, range(-1, 36500))   \
+  X(JobSettings, int64_t, CleanupConfigThresholdDays, -1, range(-1, 36500)) \
   X(JobSettings, int64_t, WorkerTimeoutSeconds, 15, range(2, 86400))
 
-#define CHORUS_LOG_SETTINGS(X)                                                       \
-  X(LogSettings, bool, EnableConsole, true, any())                                   \
-  X(LogSettings, std::string, ConsoleLevel, "DEBUG", log_level())                   \
-  X(LogSettings, bool, ConsoleJson, true, any())                                     \
-  X(LogSettings, bool, EnableColor, false, any())                                    \
-  X(LogSettings, bool, EnableFile, true, any())                                      \
-  X(LogSettings, std::string, FileLevel, "INFO", log_level())                       \
-  X(LogSettings, bool, FileJson, true, any())                                        \
+#define CHORUS_LOG_SETTINGS(X)                                    \
+  X(LogSettings, bool, EnableConsole, true, any())                \
+  X(LogSettings, std::string, ConsoleLevel, "DEBUG", log_level()) \
+  X(LogSettings, bool, ConsoleJson, true, any())                  \
+  X(LogSettings, bool, EnableColor, false, any())                 \
+  X(LogSettings, bool, EnableFile, true, any())                   \
+  X(LogSettings, std::string, FileLevel, "INFO", log_level())     \
+  X(LogSettings, bool, FileJson, true, any())                     \
   X(LogSettings, std::string, FileLocation, "", any())
 
-#define CHORUS_TEAM_SETTINGS(X)                                                      \
-  X(TeamSettings, std::string, SiteName, "Chorus", nonempty())                       \
-  X(TeamSettings, int64_t, MaxUsersPerTeam, 50, range(1, 10000000))                  \
-  X(TeamSettings, bool, EnableUserCreation, true, any())                             \
-  X(TeamSettings, bool, EnableOpenServer, false, any())                              \
-  X(TeamSettings, std::string, RestrictCreationToDomains, "", any())                 \
+#define CHORUS_TEAM_SETTINGS(X)                                      \
+  X(TeamSettings, std::string, SiteName, "Chorus", nonempty())       \
+  X(TeamSettings, int64_t, MaxUsersPerTeam, 50, range(1, 10000000))  \
+  X(TeamSettings, bool, EnableUserCreation, true, any())             \
+  X(TeamSettings, bool, EnableOpenServer, false, any())              \
+  X(TeamSettings, std::string, RestrictCreationToDomains, "", any()) \
   X(TeamSettings, int64_t, MaxChannelsPerTeam, 2000, range(1, 10000000))
 
 #define CHORUS_DATA_RETENTION_SETTINGS(X)                                            \
-  X(DataRetentionSettings, bool, EnableMessageDeletion, false, any())               \
-  X(DataRetentionSettings, bool, EnableFileDeletion, false, any())                  \
-  X(DataRetentionSettings, int64_t, MessageRetentionDays, 365, range(1, 36500))     \
-  X(DataRetentionSettings, int64_t, MessageRetentionHours, 0, range(0, 876000))     \
-  X(DataRetentionSettings, int64_t, FileRetentionDays, 365, range(1, 36500))        \
+  X(DataRetentionSettings, bool, EnableMessageDeletion, false, any())                \
+  X(DataRetentionSettings, bool, EnableFileDeletion, false, any())                   \
+  X(DataRetentionSettings, int64_t, MessageRetentionDays, 365, range(1, 36500))      \
+  X(DataRetentionSettings, int64_t, MessageRetentionHours, 0, range(0, 876000))      \
+  X(DataRetentionSettings, int64_t, FileRetentionDays, 365, range(1, 36500))         \
   X(DataRetentionSettings, std::string, DeletionJobStartTime, "02:00", clock_time()) \
-  X(DataRetentionSettings, int64_t, BatchSize, 3000, range(1, 1000000))             \
+  X(DataRetentionSettings, int64_t, BatchSize, 3000, range(1, 1000000))              \
   X(DataRetentionSettings, int64_t, TimeBetweenBatchesMilliseconds, 100, range(0, 3600000))
 
-#define CHORUS_ALL_SETTINGS(X)                                                       \
-  CHORUS_SERVICE_SETTINGS(X) CHORUS_SQL_SETTINGS(X) CHORUS_CLUSTER_SETTINGS(X)        \
-  CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) CHORUS_LOG_SETTINGS(X)               \
-  CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X)
+#define CHORUS_ALL_SETTINGS(X)                                                                     \
+  CHORUS_SERVICE_SETTINGS(X)                                                                       \
+  CHORUS_SQL_SETTINGS(X) CHORUS_CLUSTER_SETTINGS(X) CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) \
+      CHORUS_LOG_SETTINGS(X) CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X)
 
 #define CHORUS_CONFIG_FIELD(section, type, name, def, check) type name = def;
-struct ServiceSettings { CHORUS_SERVICE_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct SqlSettings { CHORUS_SQL_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct ClusterSettings { CHORUS_CLUSTER_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct FileSettings { CHORUS_FILE_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct JobSettings { CHORUS_JOB_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct LogSettings { CHORUS_LOG_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct TeamSettings { CHORUS_TEAM_SETTINGS(CHORUS_CONFIG_FIELD) };
-struct DataRetentionSettings { CHORUS_DATA_RETENTION_SETTINGS(CHORUS_CONFIG_FIELD) };
+struct ServiceSettings {
+  CHORUS_SERVICE_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct SqlSettings {
+  CHORUS_SQL_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct ClusterSettings {
+  CHORUS_CLUSTER_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct FileSettings {
+  CHORUS_FILE_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct JobSettings {
+  CHORUS_JOB_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct LogSettings {
+  CHORUS_LOG_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct TeamSettings {
+  CHORUS_TEAM_SETTINGS(CHORUS_CONFIG_FIELD)
+};
+struct DataRetentionSettings {
+  CHORUS_DATA_RETENTION_SETTINGS(CHORUS_CONFIG_FIELD)
+};
 #undef CHORUS_CONFIG_FIELD
 
 // Members are named as the sections in config.json (qualified types keep the names unambiguous).
@@ -138,9 +154,9 @@ struct ConfigError {
 };
 
 struct LoadedConfig {
-  Config config;        // what the node runs with: defaults < file < environment
-  Config file_config;   // defaults < file: what the hash covers
-  std::string hash;     // config_hash(file_config)
+  Config config;                        // what the node runs with: defaults < file < environment
+  Config file_config;                   // defaults < file: what the hash covers
+  std::string hash;                     // config_hash(file_config)
   std::vector<std::string> warnings;    // unknown sections or settings, ignored
   std::vector<std::string> overridden;  // settings taken from the environment ("SqlSettings.DataSource")
 };

@@ -37,8 +37,8 @@ std::string assert_detail(fmt::format_string<Args...> f, Args&&... args) {
 
 }  // namespace chorus
 
-#define CHORUS_ASSERT(cond, ...)                                                                          \
-  do {                                                                                                    \
-    if (!(cond)) [[unlikely]]                                                                             \
+#define CHORUS_ASSERT(cond, ...)                                                                           \
+  do {                                                                                                     \
+    if (!(cond)) [[unlikely]]                                                                              \
       ::chorus::assertion_failed(__FILE__, __LINE__, #cond, ::chorus::detail::assert_detail(__VA_ARGS__)); \
   } while (0)

@@ -9,14 +9,22 @@ namespace chorus::db {
 
 const char* to_string(Status s) {
   switch (s) {
-    case Status::ok: return "ok";
-    case Status::unavailable: return "unavailable";
-    case Status::overloaded: return "overloaded";
-    case Status::timeout: return "timeout";
-    case Status::conflict: return "conflict";
-    case Status::read_only: return "read_only";
-    case Status::auth_failed: return "auth_failed";
-    case Status::bad_request: return "bad_request";
+    case Status::ok:
+      return "ok";
+    case Status::unavailable:
+      return "unavailable";
+    case Status::overloaded:
+      return "overloaded";
+    case Status::timeout:
+      return "timeout";
+    case Status::conflict:
+      return "conflict";
+    case Status::read_only:
+      return "read_only";
+    case Status::auth_failed:
+      return "auth_failed";
+    case Status::bad_request:
+      return "bad_request";
   }
   return "?";
 }
@@ -40,7 +48,8 @@ bool percent_decode(const std::string& in, std::string& out) {
       out += in[i];
       continue;
     }
-    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) || !std::isxdigit(static_cast<unsigned char>(in[i + 2])))
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(in[i + 2])))
       return false;
     out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
     i += 2;
@@ -58,8 +67,12 @@ ParsedDataSource parse_postgres(const std::string& text) {
   for (const char* scheme : {"postgres://", "postgresql://"})
     if (text.rfind(scheme, 0) == 0) rest = text.substr(std::string(scheme).size());
   if (rest.empty() && text.find("://") == std::string::npos)
-    return fail("expected a URL such as postgres://user:password@host:5432/database?sslmode=disable, got something without a scheme");
-  if (rest.empty()) return fail(fmt::format("expected the scheme postgres:// or postgresql://, got \"{}\"", text.substr(0, text.find("://") + 3)));
+    return fail(
+        "expected a URL such as postgres://user:password@host:5432/database?sslmode=disable, got something without a "
+        "scheme");
+  if (rest.empty())
+    return fail(fmt::format("expected the scheme postgres:// or postgresql://, got \"{}\"",
+                            text.substr(0, text.find("://") + 3)));
 
   // Split off the query.
   std::string query;
@@ -116,7 +129,8 @@ ParsedDataSource parse_postgres(const std::string& text) {
     // Option values may be secrets (sslpassword): errors name the key only.
     if (eq == std::string::npos || eq == 0) return fail("an option after '?' is not key=value");
     std::string value;
-    if (!percent_decode(pair.substr(eq + 1), value)) return fail(fmt::format("the option {} has a bad percent-encoding", pair.substr(0, eq)));
+    if (!percent_decode(pair.substr(eq + 1), value))
+      return fail(fmt::format("the option {} has a bad percent-encoding", pair.substr(0, eq)));
     ds.options[pair.substr(0, eq)] = value;
   }
   if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) {
@@ -129,7 +143,9 @@ ParsedDataSource parse_postgres(const std::string& text) {
     static const char* modes[] = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
     bool known = false;
     for (const char* m : modes) known |= it->second == m;
-    if (!known) return fail(fmt::format("sslmode \"{}\" is not one of disable, allow, prefer, require, verify-ca, verify-full", it->second));
+    if (!known)
+      return fail(fmt::format("sslmode \"{}\" is not one of disable, allow, prefer, require, verify-ca, verify-full",
+                              it->second));
   }
   return ParsedDataSource{{}, std::move(ds)};
 }
@@ -144,10 +160,13 @@ ParsedDataSource parse_sqlite(const std::string& text) {
     if (auto q = path.find('?'); q != std::string::npos) path = path.substr(0, q);
   }
   if (path.find("://") != std::string::npos)
-    return fail("this looks like a URL, but DriverName is sqlite3, which takes a file path (set DriverName to postgres for a PostgreSQL URL)");
+    return fail(
+        "this looks like a URL, but DriverName is sqlite3, which takes a file path (set DriverName to postgres for a "
+        "PostgreSQL URL)");
   if (path.empty()) return fail("no file path given");
   if (path == ":memory:" || text.find("mode=memory") != std::string::npos)
-    return fail("an in-memory SQLite database cannot be shared by a node's connections or by several nodes: give a file path");
+    return fail(
+        "an in-memory SQLite database cannot be shared by a node's connections or by several nodes: give a file path");
   ds.path = path;
   return ParsedDataSource{{}, std::move(ds)};
 }

@@ -20,11 +20,11 @@ namespace chorus::db {
 
 struct DataSource {
   Dialect dialect = Dialect::sqlite;
-  std::string text;       // as given
+  std::string text;  // as given
   // postgres
   std::string user;
   std::string password;
-  std::string host;       // "localhost" when omitted
+  std::string host;  // "localhost" when omitted
   int port = 5432;
   std::string database;
   std::map<std::string, std::string> options;  // query parameters (sslmode, connect_timeout, ...)

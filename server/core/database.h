@@ -18,8 +18,8 @@
 #include <variant>
 #include <vector>
 
-#include "server/core/time.h"
 #include "server/core/result.h"
+#include "server/core/time.h"
 
 namespace chorus::db {
 

@@ -32,7 +32,8 @@ class FileStore {
   // Replaces the file whole (a reader sees the old or the new contents, never a mix). done("") or the error.
   virtual void write(const std::string& path, std::string data, std::function<void(std::string error)> done) = 0;
   // The file's contents, or nullopt and the error.
-  virtual void read(const std::string& path, std::function<void(std::optional<std::string> data, std::string error)> done) = 0;
+  virtual void read(const std::string& path,
+                    std::function<void(std::optional<std::string> data, std::string error)> done) = 0;
 };
 
 class Clock {

@@ -47,9 +47,7 @@ struct [[nodiscard]] Flow {
   };
   struct promise_type {
     std::shared_ptr<State> state = std::make_shared<State>();
-    Flow get_return_object() noexcept {
-      return Flow{std::coroutine_handle<promise_type>::from_promise(*this), state};
-    }
+    Flow get_return_object() noexcept { return Flow{std::coroutine_handle<promise_type>::from_promise(*this), state}; }
     std::suspend_always initial_suspend() noexcept { return {}; }
     struct End {
       bool failed;
@@ -98,8 +96,7 @@ struct Suspended {
   std::shared_ptr<Flow::State> state;
   std::shared_ptr<bool> alive;
   bool starting = true;  // the operation is being started: a completion now needs no resume
-  Suspended(Flow::Handle h, std::shared_ptr<bool> a)
-      : handle(h), state(h.promise().state), alive(std::move(a)) {}
+  Suspended(Flow::Handle h, std::shared_ptr<bool> a) : handle(h), state(h.promise().state), alive(std::move(a)) {}
   Suspended(const Suspended&) = delete;
   Suspended& operator=(const Suspended&) = delete;
   ~Suspended() {
@@ -107,7 +104,7 @@ struct Suspended {
   }
   void resume() {
     auto h = std::exchange(handle, {});
-    if (!h) return;  // completed twice: the first one counts
+    if (!h) return;                   // completed twice: the first one counts
     if (!*alive) return h.destroy();  // the owner is gone
     h.resume();
     Flow::rethrow_if_failed(h, state);
@@ -120,8 +117,8 @@ struct Suspended {
 // or a tuple for several). `start` receives that callback and starts the operation with it.
 template <class... Args, class Start>
 auto awaiting(std::shared_ptr<bool> alive, Start start) {
-  using Value = std::conditional_t<sizeof...(Args) == 1, std::tuple_element_t<0, std::tuple<Args..., void>>,
-                                   std::tuple<Args...>>;
+  using Value =
+      std::conditional_t<sizeof...(Args) == 1, std::tuple_element_t<0, std::tuple<Args..., void>>, std::tuple<Args...>>;
   struct Awaiter {
     std::shared_ptr<bool> alive;
     Start start;

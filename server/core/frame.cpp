@@ -14,10 +14,14 @@ constexpr uint8_t kMagic[4] = {'C', 'H', 'R', 'S'};
 
 const char* to_string(SendStatus status) {
   switch (status) {
-    case SendStatus::queued: return "queued";
-    case SendStatus::not_connected: return "not_connected";
-    case SendStatus::queue_full: return "queue_full";
-    case SendStatus::too_large: return "too_large";
+    case SendStatus::queued:
+      return "queued";
+    case SendStatus::not_connected:
+      return "not_connected";
+    case SendStatus::queue_full:
+      return "queue_full";
+    case SendStatus::too_large:
+      return "too_large";
   }
   return "?";
 }
@@ -79,8 +83,8 @@ FrameDecoder::Error FrameDecoder::feed(std::span<const uint8_t> bytes,
       have_header_bytes_ += static_cast<uint32_t>(take);
       pos += take;
       if (have_header_bytes_ < kFrameHeaderSize) break;
-      const uint32_t n = (uint32_t{header_[0]} << 24) | (uint32_t{header_[1]} << 16) |
-                         (uint32_t{header_[2]} << 8) | uint32_t{header_[3]};
+      const uint32_t n = (uint32_t{header_[0]} << 24) | (uint32_t{header_[1]} << 16) | (uint32_t{header_[2]} << 8) |
+                         uint32_t{header_[3]};
       if (n > frame_size_max_) {
         bad_length_ = n;
         failed_ = true;

@@ -5,9 +5,9 @@
 // and a proof that it holds the cluster key (HMAC-SHA256; empty when the cluster has no key). A receiver
 // that sees anything else first, a length above its maximum, a Hello of another wire version or cluster,
 // or a proof that does not verify, closes the connection. With a key, every later frame starts with a
-// 16-byte tag: HMAC-SHA256 over the frame's number on its connection and its body (server/runtime). The FrameDecoder takes bytes in chunks of any size (as they come off a socket) and
-// yields whole frames; it never buffers more than one maximum frame. Used by server/runtime; kept here,
-// with no I/O, so it can be tested and benchmarked alone.
+// 16-byte tag: HMAC-SHA256 over the frame's number on its connection and its body (server/runtime). The FrameDecoder
+// takes bytes in chunks of any size (as they come off a socket) and yields whole frames; it never buffers more than one
+// maximum frame. Used by server/runtime; kept here, with no I/O, so it can be tested and benchmarked alone.
 #pragma once
 
 #include <cstdint>

@@ -10,10 +10,14 @@ namespace chorus {
 
 std::string_view to_string(LogLevel level) {
   switch (level) {
-    case LogLevel::debug: return "DEBUG";
-    case LogLevel::info: return "INFO";
-    case LogLevel::warn: return "WARN";
-    case LogLevel::error: return "ERROR";
+    case LogLevel::debug:
+      return "DEBUG";
+    case LogLevel::info:
+      return "INFO";
+    case LogLevel::warn:
+      return "WARN";
+    case LogLevel::error:
+      return "ERROR";
   }
   return "?";
 }
@@ -21,11 +25,16 @@ std::string_view to_string(LogLevel level) {
 bool parse_log_level(std::string_view text, LogLevel& out) {
   std::string upper(text);
   std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
-  if (upper == "DEBUG") out = LogLevel::debug;
-  else if (upper == "INFO") out = LogLevel::info;
-  else if (upper == "WARN" || upper == "WARNING") out = LogLevel::warn;
-  else if (upper == "ERROR") out = LogLevel::error;
-  else return false;
+  if (upper == "DEBUG")
+    out = LogLevel::debug;
+  else if (upper == "INFO")
+    out = LogLevel::info;
+  else if (upper == "WARN" || upper == "WARNING")
+    out = LogLevel::warn;
+  else if (upper == "ERROR")
+    out = LogLevel::error;
+  else
+    return false;
   return true;
 }
 

@@ -52,13 +52,21 @@ class Logger {
   bool enabled(LogLevel level) const { return level >= min_level_; }
 
   template <typename... Args>
-  void debug(fmt::format_string<Args...> f, Args&&... args) { emit(LogLevel::debug, f, std::forward<Args>(args)...); }
+  void debug(fmt::format_string<Args...> f, Args&&... args) {
+    emit(LogLevel::debug, f, std::forward<Args>(args)...);
+  }
   template <typename... Args>
-  void info(fmt::format_string<Args...> f, Args&&... args) { emit(LogLevel::info, f, std::forward<Args>(args)...); }
+  void info(fmt::format_string<Args...> f, Args&&... args) {
+    emit(LogLevel::info, f, std::forward<Args>(args)...);
+  }
   template <typename... Args>
-  void warn(fmt::format_string<Args...> f, Args&&... args) { emit(LogLevel::warn, f, std::forward<Args>(args)...); }
+  void warn(fmt::format_string<Args...> f, Args&&... args) {
+    emit(LogLevel::warn, f, std::forward<Args>(args)...);
+  }
   template <typename... Args>
-  void error(fmt::format_string<Args...> f, Args&&... args) { emit(LogLevel::error, f, std::forward<Args>(args)...); }
+  void error(fmt::format_string<Args...> f, Args&&... args) {
+    emit(LogLevel::error, f, std::forward<Args>(args)...);
+  }
 
  private:
   template <typename... Args>

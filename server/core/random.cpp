@@ -51,7 +51,7 @@ uint64_t Random::uniform(uint64_t n) {
 int64_t Random::uniform_range(int64_t lo, int64_t hi) {
   assert(lo <= hi);
   const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) + 1;  // no signed overflow
-  if (span == 0) return static_cast<int64_t>(next_u64());  // the full 64-bit range
+  if (span == 0) return static_cast<int64_t>(next_u64());                           // the full 64-bit range
   return static_cast<int64_t>(static_cast<uint64_t>(lo) + uniform(span));
 }
 

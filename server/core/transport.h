@@ -42,7 +42,7 @@ const char* to_string(SendStatus status);
 struct TransportStats {
   uint64_t frames_sent = 0;
   uint64_t frames_received = 0;
-  uint64_t frames_dropped = 0;     // not_connected, queue_full, too_large, or lost with a connection
+  uint64_t frames_dropped = 0;       // not_connected, queue_full, too_large, or lost with a connection
   uint64_t connections_refused = 0;  // inbound connections closed for bad input (garbage, oversize, silence)
 };
 

@@ -52,20 +52,25 @@ void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t delete
   const std::string batch = "SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2";
   std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + batch + ")", {cutoff, dr.BatchSize}},
                            Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}}};
-  run->step(std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)), [run, cutoff, deleted, batches](bool ok, db::Outcome o) {
-    if (!ok) return;
-    const int64_t n = o.value.at(2).affected;  // [0] is the fence
-    if (n == 0) return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
-    const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
-    run->env().set_timer(pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
-  });
+  run->step(
+      std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)),
+      [run, cutoff, deleted, batches](bool ok, db::Outcome o) {
+        if (!ok) return;
+        const int64_t n = o.value.at(2).affected;  // [0] is the fence
+        if (n == 0)
+          return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
+        const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
+        run->env().set_timer(
+            pause, [run, cutoff, deleted, batches, n] { retention_batch(run, cutoff, deleted + n, batches + 1); });
+      });
 }
 
 void data_retention(std::shared_ptr<JobRun> run) {
   const auto& dr = run->config().DataRetentionSettings;
   if (!dr.EnableMessageDeletion && !run->data().contains("cutoff"))
     return run->finish(true, {{"skipped", "DataRetentionSettings.EnableMessageDeletion is off"}});
-  const int64_t keep_ms = dr.MessageRetentionHours > 0 ? dr.MessageRetentionHours * 3'600'000 : dr.MessageRetentionDays * 86'400'000;
+  const int64_t keep_ms =
+      dr.MessageRetentionHours > 0 ? dr.MessageRetentionHours * 3'600'000 : dr.MessageRetentionDays * 86'400'000;
   const int64_t cutoff = data_int(*run, "cutoff", run->env().wall_now().millis() - keep_ms);
   retention_batch(run, cutoff, 0, 0);
 }
@@ -92,10 +97,17 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
         if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
         const auto& rows = o.result().rows;
         for (const auto& r : rows) {
-          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text_at(r, 0)), int_at(r, 1), csv_field(text_at(r, 2)), csv_field(text_at(r, 3)),
-                                csv_field(text_at(r, 4)), csv_field(text_at(r, 5)), csv_field(text_at(r, 6)), csv_field(text_at(r, 7)));
-          x->rows.push_back(json::object{{"post_id", text_at(r, 0)}, {"create_at", int_at(r, 1)}, {"user_id", text_at(r, 2)}, {"username", text_at(r, 3)},
-                                         {"channel_id", text_at(r, 4)}, {"channel_name", text_at(r, 5)}, {"team_id", text_at(r, 6)}, {"message", text_at(r, 7)}});
+          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text_at(r, 0)), int_at(r, 1),
+                                csv_field(text_at(r, 2)), csv_field(text_at(r, 3)), csv_field(text_at(r, 4)),
+                                csv_field(text_at(r, 5)), csv_field(text_at(r, 6)), csv_field(text_at(r, 7)));
+          x->rows.push_back(json::object{{"post_id", text_at(r, 0)},
+                                         {"create_at", int_at(r, 1)},
+                                         {"user_id", text_at(r, 2)},
+                                         {"username", text_at(r, 3)},
+                                         {"channel_id", text_at(r, 4)},
+                                         {"channel_name", text_at(r, 5)},
+                                         {"team_id", text_at(r, 6)},
+                                         {"message", text_at(r, 7)}});
         }
         if (rows.size() == 1000) {
           x->last_at = int_at(rows.back(), 1);
@@ -107,11 +119,13 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
         }
         // Named per attempt: a stale attempt (fenced out, still writing) never overwrites the files the
         // finishing attempt names in its data.
-        const std::string base = "export/" + run->id() + (run->attempt() > 1 ? "-" + std::to_string(run->attempt()) : "");
+        const std::string base =
+            "export/" + run->id() + (run->attempt() > 1 ? "-" + std::to_string(run->attempt()) : "");
         const size_t n = x->rows.size();
         run->env().files().write(base + ".csv", std::move(x->csv), [run, x, base, n](std::string error) {
           if (!error.empty()) return run->finish(false, {{"error", error}});
-          const std::string doc = json::serialize(json::object{{"start_at", x->start}, {"end_at", x->end}, {"posts", x->rows}});
+          const std::string doc =
+              json::serialize(json::object{{"start_at", x->start}, {"end_at", x->end}, {"posts", x->rows}});
           run->env().files().write(base + ".json", doc, [run, base, n](std::string error2) {
             if (!error2.empty()) return run->finish(false, {{"error", error2}});
             run->finish(true, {{"csv", base + ".csv"}, {"json", base + ".json"}, {"posts", std::to_string(n)}});
@@ -133,7 +147,8 @@ void message_export(std::shared_ptr<JobRun> run) {
 
 void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_id, int64_t indexed) {
   if (!run->active()) return;
-  run->store().write({Statement{"SELECT Id, CreateAt, ChannelId, Message FROM Posts WHERE DeleteAt = 0 AND (CreateAt > $1 OR (CreateAt = $1 AND Id > $2))"
+  run->store().write({Statement{"SELECT Id, CreateAt, ChannelId, Message FROM Posts WHERE DeleteAt = 0 AND (CreateAt > "
+                                "$1 OR (CreateAt = $1 AND Id > $2))"
                                 " ORDER BY CreateAt, Id LIMIT 500",
                                 {last_at, last_id}}},
                      false, [run, indexed](db::Outcome o) {
@@ -141,11 +156,14 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                        const auto& rows = o.result().rows;
                        if (rows.empty()) {
                          // Entries whose posts are gone (deleted by an older binary, restored backups, ...).
-                         return run->step({Statement{"DELETE FROM PostsFts WHERE NOT EXISTS (SELECT 1 FROM Posts p WHERE p.Id = PostsFts.PostId AND p.DeleteAt = 0)", {}}}, 99,
-                                          [run, indexed](bool ok, db::Outcome done) {
+                         return run->step({Statement{"DELETE FROM PostsFts WHERE NOT EXISTS (SELECT 1 FROM Posts p "
+                                                     "WHERE p.Id = PostsFts.PostId AND p.DeleteAt = 0)",
+                                                     {}}},
+                                          99, [run, indexed](bool ok, db::Outcome done) {
                                             if (!ok) return;
-                                            run->finish(true, {{"indexed_posts", std::to_string(indexed)},
-                                                               {"removed_entries", std::to_string(done.value.at(1).affected)}});
+                                            run->finish(
+                                                true, {{"indexed_posts", std::to_string(indexed)},
+                                                       {"removed_entries", std::to_string(done.value.at(1).affected)}});
                                           });
                        }
                        const bool pg = run->store().router().dialect() == db::Dialect::postgres;
@@ -158,7 +176,8 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                            values.emplace_back(text_at(r, 0));
                            values.emplace_back(text_at(r, 2));
                            values.emplace_back(text_at(r, 3));
-                           tuples += fmt::format("{}(${}, ${}, to_tsvector('simple', ${}))", tuples.empty() ? "" : ", ", k + 1, k + 2, k + 3);
+                           tuples += fmt::format("{}(${}, ${}, to_tsvector('simple', ${}))", tuples.empty() ? "" : ", ",
+                                                 k + 1, k + 2, k + 3);
                          } else {
                            values.emplace_back(text_at(r, 3));
                            values.emplace_back(text_at(r, 0));
@@ -168,7 +187,8 @@ void index_page(std::shared_ptr<JobRun> run, int64_t last_at, std::string last_i
                        }
                        std::vector<Statement> s{
                            Statement{"DELETE FROM PostsFts WHERE PostId IN (" + placeholders(1, ids.size()) + ")", ids},
-                           Statement{std::string(pg ? "INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES " : "INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ") +
+                           Statement{std::string(pg ? "INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES "
+                                                    : "INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ") +
                                          tuples,
                                      values}};
                        const int64_t at = int_at(rows.back(), 1);

@@ -19,8 +19,10 @@ std::vector<Recurring> recurring_from_config(const config::Config& config) {
   std::vector<Recurring> out;
   const auto& dr = config.DataRetentionSettings;
   if (dr.EnableMessageDeletion) {
-    const int hh = std::stoi(dr.DeletionJobStartTime.substr(0, 2)), mm = std::stoi(dr.DeletionJobStartTime.substr(3, 2));
-    out.push_back(Recurring{"data_retention", Duration{86'400'000'000}, Duration{(hh * 3600LL + mm * 60LL) * 1'000'000}, true});
+    const int hh = std::stoi(dr.DeletionJobStartTime.substr(0, 2)),
+              mm = std::stoi(dr.DeletionJobStartTime.substr(3, 2));
+    out.push_back(
+        Recurring{"data_retention", Duration{86'400'000'000}, Duration{(hh * 3600LL + mm * 60LL) * 1'000'000}, true});
   }
   out.push_back(Recurring{"search_indexing", Duration{86'400'000'000}, Duration{3LL * 3600 * 1'000'000}, true});
   return out;
@@ -66,8 +68,12 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
 
   // The fence: this attempt still holds the job and it is still running.
   Statement fence(int progress) const {
-    return Statement{"UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND WorkerId = $4 AND Attempts = $5 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
-                     {server_.env_.wall_now().millis(), static_cast<int64_t>(progress), id_, server_.options_.worker_id, attempt_}, 1};
+    return Statement{
+        "UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND WorkerId = $4 AND Attempts = $5 AND "
+        "Status = " +
+            jobs::sql(jobs::JobStatus::in_progress),
+        {server_.env_.wall_now().millis(), static_cast<int64_t>(progress), id_, server_.options_.worker_id, attempt_},
+        1};
   }
 
   void step(std::vector<Statement> statements, int progress, std::function<void(bool, db::Outcome)> done) override {
@@ -81,10 +87,12 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
       if (!*self->alive_ || self->ended_) return;
       if (o.ok()) return done(true, std::move(o));
       if (o.error.status == db::Status::conflict) return self->lost_or_canceled();
-      if (o.error.status == db::Status::unavailable || o.error.status == db::Status::timeout || o.error.status == db::Status::overloaded) {
+      if (o.error.status == db::Status::unavailable || o.error.status == db::Status::timeout ||
+          o.error.status == db::Status::overloaded) {
         // A database outage: stop here and leave the job in progress; the rule hands it on once the
         // database answers again (a retry, not a failure).
-        self->server_.env_.log().warn("jobs: {} {} stops at a database error ({}); the rule will retry it", self->type_, self->id_, o.error.message);
+        self->server_.env_.log().warn("jobs: {} {} stops at a database error ({}); the rule will retry it", self->type_,
+                                      self->id_, o.error.message);
         self->ended_ = true;
         return self->release();
       }
@@ -109,8 +117,10 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
     if (!active()) return;
     ended_ = true;
     if (heartbeat_timer_) server_.env_.cancel_timer(heartbeat_timer_);
-    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::pending) + ", WorkerId = '', Attempts = Attempts - 1, LastActivityAt = $1 WHERE Id = $2"
-                                    " AND WorkerId = $3 AND Attempts = $4 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
+    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::pending) +
+                                        ", WorkerId = '', Attempts = Attempts - 1, LastActivityAt = $1 WHERE Id = $2"
+                                        " AND WorkerId = $3 AND Attempts = $4 AND Status = " +
+                                        jobs::sql(jobs::JobStatus::in_progress),
                                     {server_.env_.wall_now().millis(), id_, server_.options_.worker_id, attempt_}}},
                          false, [](db::Outcome) {});
     server_.env_.log().info("jobs: {} {} handed back to the queue (this node stops)", type_, id_);
@@ -123,22 +133,26 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
     for (auto& [k, v] : result) data[k] = v;
     const std::string status(name(success ? JobStatus::success : JobStatus::error));
     auto self = shared_from_this();
-    server_.store_.write({Statement{"UPDATE Jobs SET Status = $1, Progress = $2, LastActivityAt = $3, Data = $4 WHERE Id = $5 AND WorkerId = $6"
-                                    " AND Attempts = $7 AND Status = " + jobs::sql(jobs::JobStatus::in_progress),
-                                    {status, int64_t{success ? 100 : 0}, server_.env_.wall_now().millis(), data_text(data), id_,
-                                     server_.options_.worker_id, attempt_},
-                                    1}},
-                         true, [self, success](db::Outcome o) {
-                           if (!*self->alive_) return;
-                           if (o.ok()) {
-                             ++(success ? self->server_.stats_.succeeded : self->server_.stats_.failed);
-                             self->server_.env_.log().info("jobs: {} {} ({}) {}", self->type_, self->id_, self->attempt_, success ? "succeeded" : "failed");
-                           } else {
-                             self->ended_ = false;
-                             return self->lost_or_canceled();
-                           }
-                           self->release();
-                         });
+    server_.store_.write(
+        {Statement{
+            "UPDATE Jobs SET Status = $1, Progress = $2, LastActivityAt = $3, Data = $4 WHERE Id = $5 AND WorkerId = $6"
+            " AND Attempts = $7 AND Status = " +
+                jobs::sql(jobs::JobStatus::in_progress),
+            {status, int64_t{success ? 100 : 0}, server_.env_.wall_now().millis(), data_text(data), id_,
+             server_.options_.worker_id, attempt_},
+            1}},
+        true, [self, success](db::Outcome o) {
+          if (!*self->alive_) return;
+          if (o.ok()) {
+            ++(success ? self->server_.stats_.succeeded : self->server_.stats_.failed);
+            self->server_.env_.log().info("jobs: {} {} ({}) {}", self->type_, self->id_, self->attempt_,
+                                          success ? "succeeded" : "failed");
+          } else {
+            self->ended_ = false;
+            return self->lost_or_canceled();
+          }
+          self->release();
+        });
   }
 
  private:
@@ -146,8 +160,10 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
   void lost_or_canceled() {
     ended_ = true;
     auto self = shared_from_this();
-    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) + ", LastActivityAt = $1 WHERE Id = $2 AND WorkerId = $3 AND Attempts = $4"
-                                    " AND Status = " + jobs::sql(jobs::JobStatus::cancel_requested),
+    server_.store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) +
+                                        ", LastActivityAt = $1 WHERE Id = $2 AND WorkerId = $3 AND Attempts = $4"
+                                        " AND Status = " +
+                                        jobs::sql(jobs::JobStatus::cancel_requested),
                                     {server_.env_.wall_now().millis(), id_, server_.options_.worker_id, attempt_}}},
                          false, [self](db::Outcome o) {
                            if (!*self->alive_) return;
@@ -156,7 +172,8 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
                              self->server_.env_.log().info("jobs: {} {} canceled", self->type_, self->id_);
                            } else {
                              ++self->server_.stats_.fenced;
-                             self->server_.env_.log().warn("jobs: {} {} attempt {} lost its claim; stopping", self->type_, self->id_, self->attempt_);
+                             self->server_.env_.log().warn("jobs: {} {} attempt {} lost its claim; stopping",
+                                                           self->type_, self->id_, self->attempt_);
                            }
                            self->release();
                          });
@@ -201,7 +218,8 @@ void JobServer::start() {
   running_ = true;
   tick_timer_ = env_.set_timer(options_.scheduler_tick, [this] { tick(); });
   // Workers start after a random part of the poll interval, so nodes do not poll in step.
-  const auto first = Duration{static_cast<int64_t>(env_.random().uniform(static_cast<uint64_t>(options_.poll.count()) + 1))};
+  const auto first =
+      Duration{static_cast<int64_t>(env_.random().uniform(static_cast<uint64_t>(options_.poll.count()) + 1))};
   poll_timer_ = env_.set_timer(first, [this] {
     poll_timer_ = 0;
     poll();
@@ -228,52 +246,61 @@ void JobServer::schedule(const Recurring& r) {
   const int64_t now_us = env_.wall_now().us;
   const int64_t current = (now_us - r.offset.count()) / r.period.count();
   ++ticks_in_flight_;
-  store_.write({Statement{"SELECT MAX(ScheduleKey) FROM Jobs WHERE Type = $1 AND ScheduleKey LIKE $2", {r.type, r.type + ":%"}}}, false,
-               [this, alive = alive_, r, current](db::Outcome o) {
-                 if (!*alive) return;
-                 --ticks_in_flight_;
-                 if (!o.ok()) return;
-                 int64_t from = current;
-                 const auto& row = o.result().rows.at(0);
-                 if (const auto* last = std::get_if<std::string>(&row.at(0))) {
-                   try {
-                     from = std::stoll(last->substr(last->rfind(':') + 1)) + 1;
-                   } catch (const std::exception&) {
-                   }
-                 }
-                 if (from > current) return;
-                 if (r.latest_only) from = current;
-                 if (current - from >= options_.catch_up_max) {
-                   env_.log().warn("jobs: {} periods of {} were not scheduled; scheduling the last {}", current - from + 1, r.type, options_.catch_up_max);
-                   from = current - options_.catch_up_max + 1;
-                 }
-                 std::vector<Statement> inserts;
-                 for (int64_t k = from; k <= current; ++k) {
-                   const int64_t start_ms = (r.offset.count() + k * r.period.count()) / 1000;
-                   const int64_t end_ms = start_ms + r.period.count() / 1000;
-                   std::map<std::string, std::string> data{{"period", std::to_string(k)}, {"period_start", std::to_string(start_ms)},
-                                                           {"period_end", std::to_string(end_ms)}, {"scheduled_by", options_.worker_id}};
-                   inserts.push_back(Statement{"INSERT INTO Jobs (Id, Type, Priority, CreateAt, Status, Progress, Data, ScheduleKey)"
-                                               " VALUES ($1, $2, 0, $3, " + jobs::sql(jobs::JobStatus::pending) + ", 0, $4, $5) ON CONFLICT (ScheduleKey) DO NOTHING",
-                                               {new_id(env_.random()), r.type, env_.wall_now().millis(), data_text(data), schedule_key(r.type, k)}});
-                 }
-                 ++ticks_in_flight_;
-                 store_.write(std::move(inserts), true, [this, alive, r](db::Outcome o2) {
-                   if (!*alive) return;
-                   --ticks_in_flight_;
-                   if (!o2.ok()) return;
-                   int64_t made = 0;
-                   for (const auto& res : o2.value) made += res.affected;
-                   stats_.scheduled += static_cast<uint64_t>(made);
-                   if (made > 0) env_.log().info("jobs: scheduled {} {} job(s)", made, r.type);
-                 });
-               });
+  store_.write(
+      {Statement{"SELECT MAX(ScheduleKey) FROM Jobs WHERE Type = $1 AND ScheduleKey LIKE $2", {r.type, r.type + ":%"}}},
+      false, [this, alive = alive_, r, current](db::Outcome o) {
+        if (!*alive) return;
+        --ticks_in_flight_;
+        if (!o.ok()) return;
+        int64_t from = current;
+        const auto& row = o.result().rows.at(0);
+        if (const auto* last = std::get_if<std::string>(&row.at(0))) {
+          try {
+            from = std::stoll(last->substr(last->rfind(':') + 1)) + 1;
+          } catch (const std::exception&) {
+          }
+        }
+        if (from > current) return;
+        if (r.latest_only) from = current;
+        if (current - from >= options_.catch_up_max) {
+          env_.log().warn("jobs: {} periods of {} were not scheduled; scheduling the last {}", current - from + 1,
+                          r.type, options_.catch_up_max);
+          from = current - options_.catch_up_max + 1;
+        }
+        std::vector<Statement> inserts;
+        for (int64_t k = from; k <= current; ++k) {
+          const int64_t start_ms = (r.offset.count() + k * r.period.count()) / 1000;
+          const int64_t end_ms = start_ms + r.period.count() / 1000;
+          std::map<std::string, std::string> data{{"period", std::to_string(k)},
+                                                  {"period_start", std::to_string(start_ms)},
+                                                  {"period_end", std::to_string(end_ms)},
+                                                  {"scheduled_by", options_.worker_id}};
+          inserts.push_back(Statement{
+              "INSERT INTO Jobs (Id, Type, Priority, CreateAt, Status, Progress, Data, ScheduleKey)"
+              " VALUES ($1, $2, 0, $3, " +
+                  jobs::sql(jobs::JobStatus::pending) + ", 0, $4, $5) ON CONFLICT (ScheduleKey) DO NOTHING",
+              {new_id(env_.random()), r.type, env_.wall_now().millis(), data_text(data), schedule_key(r.type, k)}});
+        }
+        ++ticks_in_flight_;
+        store_.write(std::move(inserts), true, [this, alive, r](db::Outcome o2) {
+          if (!*alive) return;
+          --ticks_in_flight_;
+          if (!o2.ok()) return;
+          int64_t made = 0;
+          for (const auto& res : o2.value) made += res.affected;
+          stats_.scheduled += static_cast<uint64_t>(made);
+          if (made > 0) env_.log().info("jobs: scheduled {} {} job(s)", made, r.type);
+        });
+      });
 }
 
 void JobServer::recover() {
   ++ticks_in_flight_;
-  store_.write({Statement{"SELECT Id, LastActivityAt, Status FROM Jobs WHERE Status IN (" + jobs::sql(jobs::JobStatus::in_progress) + ", " + jobs::sql(jobs::JobStatus::cancel_requested) + ")", {}}}, false,
-               [this, alive = alive_](db::Outcome o) {
+  store_.write({Statement{"SELECT Id, LastActivityAt, Status FROM Jobs WHERE Status IN (" +
+                              jobs::sql(jobs::JobStatus::in_progress) + ", " +
+                              jobs::sql(jobs::JobStatus::cancel_requested) + ")",
+                          {}}},
+               false, [this, alive = alive_](db::Outcome o) {
                  if (!*alive) return;
                  --ticks_in_flight_;
                  if (!o.ok() || !leader_) return;
@@ -293,12 +320,19 @@ void JobServer::recover() {
                    // Silent for stuck_after on our clock: the rule. Conditional on the value we watched, so a
                    // worker that stepped meanwhile keeps its job.
                    if (job_status(status) == JobStatus::in_progress)
-                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN " + jobs::sql(jobs::JobStatus::error) + " ELSE " + jobs::sql(jobs::JobStatus::pending) + " END, WorkerId = '',"
-                                                    " LastActivityAt = $2 WHERE Id = $3 AND Status = " + jobs::sql(jobs::JobStatus::in_progress) + " AND LastActivityAt = $4",
-                                                    {static_cast<int64_t>(options_.attempts_max), env_.wall_now().millis(), id, activity}});
+                     recoveries.push_back(Statement{
+                         "UPDATE Jobs SET Status = CASE WHEN Attempts >= $1 THEN " + jobs::sql(jobs::JobStatus::error) +
+                             " ELSE " + jobs::sql(jobs::JobStatus::pending) +
+                             " END, WorkerId = '',"
+                             " LastActivityAt = $2 WHERE Id = $3 AND Status = " +
+                             jobs::sql(jobs::JobStatus::in_progress) + " AND LastActivityAt = $4",
+                         {static_cast<int64_t>(options_.attempts_max), env_.wall_now().millis(), id, activity}});
                    else
-                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) + ", WorkerId = '', LastActivityAt = $1 WHERE Id = $2"
-                                                    " AND Status = " + jobs::sql(jobs::JobStatus::cancel_requested) + " AND LastActivityAt = $3",
+                     recoveries.push_back(Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::canceled) +
+                                                        ", WorkerId = '', LastActivityAt = $1 WHERE Id = $2"
+                                                        " AND Status = " +
+                                                        jobs::sql(jobs::JobStatus::cancel_requested) +
+                                                        " AND LastActivityAt = $3",
                                                     {env_.wall_now().millis(), id, activity}});
                  }
                  watched_ = std::move(still);
@@ -319,10 +353,11 @@ void JobServer::recover() {
 
 void JobServer::poll() {
   if (!running_ || busy_ || !config_->JobSettings.RunJobs) {
-    if (running_ && !poll_timer_) poll_timer_ = env_.set_timer(options_.poll, [this] {
-      poll_timer_ = 0;
-      poll();
-    });
+    if (running_ && !poll_timer_)
+      poll_timer_ = env_.set_timer(options_.poll, [this] {
+        poll_timer_ = 0;
+        poll();
+      });
     return;
   }
   if (poll_timer_) {
@@ -344,31 +379,36 @@ void JobServer::poll() {
     });
     return;
   }
-  store_.write({Statement{"SELECT Id, Attempts, Type, Data FROM Jobs WHERE Status = " + jobs::sql(jobs::JobStatus::pending) + " AND Type IN (" + types + ") ORDER BY CreateAt, Id LIMIT 1",
-                          params}},
-               false, [this, alive = alive_](db::Outcome o) {
-                 if (!*alive) return;
-                 if (!o.ok() || o.result().rows.empty()) {
-                   busy_ = false;
-                   if (running_) poll_timer_ = env_.set_timer(options_.poll, [this] {
-                     poll_timer_ = 0;
-                     poll();
-                   });
-                   return;
-                 }
-                 if (!running_) {
-                   busy_ = false;
-                   return;
-                 }
-                 const auto& r = o.result().rows[0];
-                 claim(db::text_at(r, 0), db::int_at(r, 1), db::text_at(r, 2), db::text_at(r, 3));
-               });
+  store_.write(
+      {Statement{"SELECT Id, Attempts, Type, Data FROM Jobs WHERE Status = " + jobs::sql(jobs::JobStatus::pending) +
+                     " AND Type IN (" + types + ") ORDER BY CreateAt, Id LIMIT 1",
+                 params}},
+      false, [this, alive = alive_](db::Outcome o) {
+        if (!*alive) return;
+        if (!o.ok() || o.result().rows.empty()) {
+          busy_ = false;
+          if (running_)
+            poll_timer_ = env_.set_timer(options_.poll, [this] {
+              poll_timer_ = 0;
+              poll();
+            });
+          return;
+        }
+        if (!running_) {
+          busy_ = false;
+          return;
+        }
+        const auto& r = o.result().rows[0];
+        claim(db::text_at(r, 0), db::int_at(r, 1), db::text_at(r, 2), db::text_at(r, 3));
+      });
 }
 
 void JobServer::claim(const std::string& id, int64_t attempts, const std::string& type, const std::string& data) {
   const int64_t now = env_.wall_now().millis();
-  store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::in_progress) + ", StartAt = $1, LastActivityAt = $1, WorkerId = $2, Attempts = Attempts + 1"
-                          " WHERE Id = $3 AND Status = " + jobs::sql(jobs::JobStatus::pending) + " AND Attempts = $4",
+  store_.write({Statement{"UPDATE Jobs SET Status = " + jobs::sql(jobs::JobStatus::in_progress) +
+                              ", StartAt = $1, LastActivityAt = $1, WorkerId = $2, Attempts = Attempts + 1"
+                              " WHERE Id = $3 AND Status = " +
+                              jobs::sql(jobs::JobStatus::pending) + " AND Attempts = $4",
                           {now, options_.worker_id, id, attempts}}},
                false, [this, alive = alive_, id, attempts, type, data](db::Outcome o) {
                  if (!*alive) return;

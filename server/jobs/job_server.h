@@ -53,14 +53,14 @@ struct Recurring {
 };
 
 struct JobServerOptions {
-  std::string worker_id;                  // this node (its gossip address)
+  std::string worker_id;  // this node (its gossip address)
   Duration scheduler_tick{1'000'000};
-  Duration poll{1'000'000};               // a worker looks for pending jobs (with jitter)
-  Duration heartbeat{2'000'000};          // a long step refreshes LastActivityAt at least this often
-  Duration stuck_after{15'000'000};       // no activity for this long: the worker is presumed dead
+  Duration poll{1'000'000};          // a worker looks for pending jobs (with jitter)
+  Duration heartbeat{2'000'000};     // a long step refreshes LastActivityAt at least this often
+  Duration stuck_after{15'000'000};  // no activity for this long: the worker is presumed dead
   int attempts_max = 3;
-  int catch_up_max = 1000;                // periods created at once after an outage
-  std::vector<Recurring> recurring;       // empty: from the config (see recurring_from_config)
+  int catch_up_max = 1000;           // periods created at once after an outage
+  std::vector<Recurring> recurring;  // empty: from the config (see recurring_from_config)
 };
 
 // The recurring jobs the config asks for: data retention daily at DeletionJobStartTime (when
@@ -80,7 +80,8 @@ class JobRun {
   // Commits `statements` in one transaction after the fence check, with the job's progress (0-100).
   // done(true) when committed; done(false) when the job lost its claim or was asked to stop (the run must
   // end: call finish only if the reason was not a lost claim - the server handles both).
-  virtual void step(std::vector<db::Statement> statements, int progress, std::function<void(bool ok, db::Outcome)> done) = 0;
+  virtual void step(std::vector<db::Statement> statements, int progress,
+                    std::function<void(bool ok, db::Outcome)> done) = 0;
   // Ends the run: success (with result data) or error (with a reason).
   virtual void finish(bool success, std::map<std::string, std::string> result) = 0;
   virtual Env& env() = 0;
@@ -117,9 +118,9 @@ class JobServer {
   class Run;
 
  private:
-  void tick();     // scheduler and recovery (leader)
+  void tick();  // scheduler and recovery (leader)
   void watch_running(int64_t epoch);
-  void poll();     // worker
+  void poll();  // worker
   void schedule(const Recurring& r);
   void recover();
   void claim(const std::string& id, int64_t attempts, const std::string& type, const std::string& data);
@@ -131,7 +132,7 @@ class JobServer {
   std::map<std::string, JobKind> kinds_;
   bool leader_ = false;
   bool running_ = false;
-  bool busy_ = false;  // one job at a time per node
+  bool busy_ = false;        // one job at a time per node
   int ticks_in_flight_ = 0;  // a slow database does not pile up scheduler queries
   // The leader's view of running jobs: LastActivityAt last seen, and when (its monotonic clock) it changed.
   struct Seen {

@@ -12,7 +12,8 @@ namespace json = boost::json;
 Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     : env_(env), config_(std::move(config)), options_(std::move(options)) {
   const auto& cfg = config_.config;
-  store_ = std::make_unique<store::Store>(env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}, options_.extra_migrations});
+  store_ = std::make_unique<store::Store>(
+      env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}, options_.extra_migrations});
   membership_ = std::make_unique<cluster::Membership>(
       env_, options_.advertise, static_cast<uint64_t>(env_.wall_now().us), options_.membership,
       [this](const cluster::Member& m) { on_member_change(m); },
@@ -41,7 +42,9 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     const size_t n = hub_->reset_all();
     if (n > 0)
       env_.log().info("hub: {} {}: {} WebSocket connections reset so their clients re-sync", from,
-                      replaced ? "started a new message stream to us (it lost what it had for us)" : "opened its message stream to us", n);
+                      replaced ? "started a new message stream to us (it lost what it had for us)"
+                               : "opened its message stream to us",
+                      n);
   });
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
     if (m.kind() == cluster::ClusterEvent::config_changed) {
@@ -57,23 +60,26 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   auto jo = options_.jobs;
   jo.worker_id = options_.advertise;
   // Chorus's own setting: how long a running job may go without a step before the rule recovers it.
-  if (jo.stuck_after == jobs::JobServerOptions{}.stuck_after) jo.stuck_after = Duration{cfg.JobSettings.WorkerTimeoutSeconds * 1'000'000};
+  if (jo.stuck_after == jobs::JobServerOptions{}.stuck_after)
+    jo.stuck_after = Duration{cfg.JobSettings.WorkerTimeoutSeconds * 1'000'000};
   job_server_ = std::make_unique<jobs::JobServer>(env_, *store_, config_.config, jo);
   jobs::add_standard_kinds(*job_server_);
-  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this, api::ApiOptions{options_.version, options_.advertise});
+  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this,
+                                    api::ApiOptions{options_.version, options_.advertise});
   const auto& cs = cfg.ClusterSettings;
   if (cs.Enable) {
     cluster::DiscoveryOptions d;
     d.cluster_name = cs.ClusterName;
     d.hostname = options_.hostname;
     d.gossip_port = cs.GossipPort;
-    discovery_ = std::make_unique<cluster::Discovery>(env_, *store_, d, [this, name = cs.ClusterName](const std::vector<cluster::DiscoveredNode>& found) {
-      std::vector<std::string> all = options_.peers;
-      for (const auto& n : found) all.push_back(n.address());
-      env_.log().info("discovery: {} peers in cluster \"{}\"", found.size(), name);
-      ping_->set_peers(all);
-      for (const auto& n : found) membership_->add_seed(n.address());
-    });
+    discovery_ = std::make_unique<cluster::Discovery>(
+        env_, *store_, d, [this, name = cs.ClusterName](const std::vector<cluster::DiscoveredNode>& found) {
+          std::vector<std::string> all = options_.peers;
+          for (const auto& n : found) all.push_back(n.address());
+          env_.log().info("discovery: {} peers in cluster \"{}\"", found.size(), name);
+          ping_->set_peers(all);
+          for (const auto& n : found) membership_->add_seed(n.address());
+        });
     discovery_->on_heartbeats([this](const std::vector<cluster::Heartbeat>& beats) { on_heartbeats(beats); });
     discovery_->set_reach(options_.advertise, {options_.advertise}, false);
   }
@@ -95,8 +101,10 @@ void Node::start() {
       if (e.status != db::Status::ok) return fatal(e.message);
       const auto& cs = config_.config.ClusterSettings;
       // Only processes holding the cluster's key (from its database) and its ClusterName may gossip.
-      if (options_.use_cluster_key) options_.use_cluster_key(cs.ClusterName, key, cs.EnableExperimentalGossipEncryption);
-      if (cs.EnableExperimentalGossipEncryption) env_.log().info("gossip: frames sealed with AES-256-GCM under the cluster key");
+      if (options_.use_cluster_key)
+        options_.use_cluster_key(cs.ClusterName, key, cs.EnableExperimentalGossipEncryption);
+      if (cs.EnableExperimentalGossipEncryption)
+        env_.log().info("gossip: frames sealed with AES-256-GCM under the cluster key");
       env_.transport().start(*this);
       ping_->start();
       for (const auto& p : options_.peers) membership_->add_seed(p);
@@ -191,7 +199,10 @@ void Node::on_member_change(const cluster::Member& m) {
     const size_t n = hub_->reset_all();
     if (n > 0)
       env_.log().info("hub: {} {}: {} WebSocket connections reset so their clients re-sync", m.address,
-                      died ? "died" : revived ? "is back" : "restarted", n);
+                      died      ? "died"
+                      : revived ? "is back"
+                                : "restarted",
+                      n);
   }
 }
 
@@ -209,7 +220,9 @@ void Node::on_heartbeats(const std::vector<cluster::Heartbeat>& beats) {
   if (verdict.cut_off && cut_off_reason_.empty()) {
     cut_off_reason_ = verdict.reason;
     const size_t n = hub_->reset_all();
-    env_.log().warn("cluster: {}; this node stops serving (ping unhealthy, requests 503) and closed {} WebSocket connections", verdict.reason, n);
+    env_.log().warn(
+        "cluster: {}; this node stops serving (ping unhealthy, requests 503) and closed {} WebSocket connections",
+        verdict.reason, n);
   } else if (!verdict.cut_off && !cut_off_reason_.empty()) {
     cut_off_reason_.clear();
     env_.log().info("cluster: reaching the part of the cluster that serves again; this node serves");
@@ -220,8 +233,9 @@ void Node::on_heartbeats(const std::vector<cluster::Heartbeat>& beats) {
   if (!verdict.stopped_serving.empty() && cut_off_reason_.empty()) {
     const size_t n = hub_->reset_all();
     if (n > 0)
-      env_.log().info("hub: {} is cut off from us and stopped serving: {} WebSocket connections reset so their clients re-sync",
-                      verdict.stopped_serving.front(), n);
+      env_.log().info(
+          "hub: {} is cut off from us and stopped serving: {} WebSocket connections reset so their clients re-sync",
+          verdict.stopped_serving.front(), n);
   }
   discovery_->set_reach(options_.advertise, group, !cut_off_reason_.empty());
 }
@@ -234,10 +248,12 @@ std::vector<api::ClusterNodeRow> Node::cluster_status() const {
   if (!cluster_enabled()) return rows;
   auto host_of = [](const std::string& address) { return address.substr(0, address.rfind(':')); };
   const auto& self = status_->self();
-  rows.push_back({self.address, self.version, self.schema_version, self.config_hash, host_of(self.address), self.hostname});
+  rows.push_back(
+      {self.address, self.version, self.schema_version, self.config_hash, host_of(self.address), self.hostname});
   for (const auto& p : status_->peers()) {
     if (p.state == cluster::MemberState::dead) continue;  // Mattermost lists the nodes that answer
-    rows.push_back({p.info.address, p.info.version, p.info.schema_version, p.info.config_hash, host_of(p.info.address), p.info.hostname});
+    rows.push_back({p.info.address, p.info.version, p.info.schema_version, p.info.config_hash, host_of(p.info.address),
+                    p.info.hostname});
   }
   return rows;
 }
@@ -282,18 +298,22 @@ Failure Node::save_config(const std::string& text) {
     for (auto& [name, value] : settings.as_object()) {
       // A masked secret sent back unchanged keeps the current value.
       if (value.is_string() && value.as_string() == kMasked) continue;
-      if (value.is_array() && !value.as_array().empty() && value.as_array()[0].is_string() && value.as_array()[0].as_string() == kMasked) continue;
+      if (value.is_array() && !value.as_array().empty() && value.as_array()[0].is_string() &&
+          value.as_array()[0].as_string() == kMasked)
+        continue;
       target.as_object()[name] = value;
     }
   }
   const std::string out = json::serialize(merged);
   auto loaded = config::load_config_text(out, "config (API)", options_.environment);
   if (!loaded.ok()) return Failure{loaded.error.text()};
-  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty()) return Failure{errors.front()};
+  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty())
+    return Failure{errors.front()};
   if (Failure written = options_.write_config(out); !written.ok()) return written;
   apply(std::move(loaded.value));
   env_.log().info("config: saved through the API; hash {}", config_.hash);
-  messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::config_changed, config_.hash), cluster::Delivery::reliable);
+  messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::config_changed, config_.hash),
+                          cluster::Delivery::reliable);
   return {};
 }
 
@@ -303,7 +323,8 @@ Failure Node::reload_config() {
   if (!text.ok()) return text.error;
   auto loaded = config::load_config_text(text.value, "config.json", options_.environment);
   if (!loaded.ok()) return Failure{loaded.error.text()};
-  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty()) return Failure{errors.front()};
+  if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty())
+    return Failure{errors.front()};
   apply(std::move(loaded.value));
   env_.log().info("config: reloaded; hash {}", config_.hash);
   return {};
@@ -320,20 +341,22 @@ void Node::apply(config::LoadedConfig next) {
   info.config_hash = config_.hash;
   status_->set_self(info);  // peers see the new hash: green again when all agree
   const auto& cs = config_.config.ClusterSettings;
-  if (cs.Enable != old_cluster.Enable || cs.ClusterName != old_cluster.ClusterName || cs.GossipPort != old_cluster.GossipPort ||
+  if (cs.Enable != old_cluster.Enable || cs.ClusterName != old_cluster.ClusterName ||
+      cs.GossipPort != old_cluster.GossipPort ||
       cs.EnableExperimentalGossipEncryption != old_cluster.EnableExperimentalGossipEncryption)
     env_.log().warn("config: ClusterSettings changes take effect when the node restarts");
 }
 
 void Node::check_health(std::function<void(bool, std::string)> done) {
   const std::string name = "health_check_" + options_.advertise;
-  store_->write({db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}},
-                 db::Statement{"INSERT INTO Systems (Name, Value) VALUES ($1, $2)", {name, std::to_string(env_.wall_now().us)}},
-                 db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}}},
-                true, [alive = alive_, done](db::Outcome o) {
-                  if (!*alive) return;
-                  done(o.ok(), o.ok() ? "" : std::string(db::to_string(o.error.status)) + ": " + o.error.message);
-                });
+  store_->write(
+      {db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}},
+       db::Statement{"INSERT INTO Systems (Name, Value) VALUES ($1, $2)", {name, std::to_string(env_.wall_now().us)}},
+       db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}}},
+      true, [alive = alive_, done](db::Outcome o) {
+        if (!*alive) return;
+        done(o.ok(), o.ok() ? "" : std::string(db::to_string(o.error.status)) + ": " + o.error.message);
+      });
 }
 
 }  // namespace chorus::node

@@ -12,9 +12,7 @@
 
 #include <functional>
 #include <map>
-#include <map>
 #include <memory>
-#include <set>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,7 +37,7 @@ struct NodeOptions {
   std::string advertise;  // gossip address "host:port": the node's id in the cluster
   std::string hostname;
   std::string version;
-  std::vector<std::string> peers;  // fixed peers (--peer), besides discovery
+  std::vector<std::string> peers;   // fixed peers (--peer), besides discovery
   config::Environment environment;  // MM_ overrides, kept for reloads
   // The config file: read (its text) and write (server/core/result.h).
   std::function<Result<std::string, Failure>()> read_config;

@@ -1,12 +1,12 @@
 #include "server/runtime/asio_env.h"
 
+#include <openssl/rand.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstring>
-#include <openssl/rand.h>
 #include <stdexcept>
 
 namespace chorus::runtime {
@@ -16,7 +16,8 @@ namespace asio = boost::asio;
 uint64_t SystemRandom::next_u64() {
   if (used_ + sizeof(uint64_t) > sizeof(buffer_)) {
     // Fails only when OpenSSL cannot seed from the kernel: nothing secret can be made, so stop.
-    if (RAND_bytes(buffer_, sizeof(buffer_)) != 1) throw std::runtime_error("no randomness from the operating system (OpenSSL RAND_bytes)");
+    if (RAND_bytes(buffer_, sizeof(buffer_)) != 1)
+      throw std::runtime_error("no randomness from the operating system (OpenSSL RAND_bytes)");
     used_ = 0;
   }
   uint64_t v = 0;
@@ -37,10 +38,7 @@ struct AsioEnv::Timers {
 
 AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, LogLevel level,
                  TcpTransportOptions transport_options, size_t database_threads)
-    : io_(io),
-      name_(std::move(node_name)),
-      logger_(name_, *this, sink, level),
-      timers_(std::make_shared<Timers>()) {
+    : io_(io), name_(std::move(node_name)), logger_(name_, *this, sink, level), timers_(std::make_shared<Timers>()) {
   transport_ = std::make_unique<TcpTransport>(io, *this, std::move(transport_options));
   database_ = std::make_unique<DbConnector>(io, logger_, database_threads);
   cpu_ = std::make_unique<asio::thread_pool>(2);
@@ -48,7 +46,7 @@ AsioEnv::AsioEnv(asio::io_context& io, std::string node_name, LogSink& sink, Log
 }
 
 AsioEnv::~AsioEnv() {
-  cpu_->join();  // work in flight finishes; its completions find the env gone and do nothing
+  cpu_->join();       // work in flight finishes; its completions find the env gone and do nothing
   database_.reset();  // joins its worker threads: nothing is posted after this
   transport_.reset();
   timers_->alive = false;
@@ -61,11 +59,13 @@ AsioEnv::~AsioEnv() {
 }
 
 MonoTime AsioEnv::now() const {
-  return MonoTime{std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()};
+  return MonoTime{
+      std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()};
 }
 
 WallTime AsioEnv::wall_now() const {
-  return WallTime{std::chrono::duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
+  return WallTime{
+      std::chrono::duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
 }
 
 TimerId AsioEnv::set_timer(Duration delay, Task fn) {

@@ -67,6 +67,4 @@ class AsioEnv final : public Env {
   std::unique_ptr<boost::asio::thread_pool> cpu_;  // run_blocking's workers
 };
 
-
-
 }  // namespace chorus::runtime

@@ -160,7 +160,8 @@ int main(int argc, char** argv) {
 
   const auto& cs = cfg.ClusterSettings;
   const std::string host = cluster_hostname(cs);
-  const std::string advertise = !cs.AdvertiseAddress.empty() ? cs.AdvertiseAddress : host + ":" + std::to_string(cs.GossipPort);
+  const std::string advertise =
+      !cs.AdvertiseAddress.empty() ? cs.AdvertiseAddress : host + ":" + std::to_string(cs.GossipPort);
 
   chorus::runtime::TcpTransportOptions topts;
   topts.bind_host = cs.BindAddress.empty() ? "0.0.0.0" : cs.BindAddress;
@@ -190,7 +191,9 @@ int main(int argc, char** argv) {
   no.environment = environment;
   no.read_config = [config_path] { return read_file(config_path); };
   no.write_config = [config_path](const std::string& text) { return write_file(config_path, text); };
-  no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) { env->tcp().set_cluster(name, key, encrypt); };
+  no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) {
+    env->tcp().set_cluster(name, key, encrypt);
+  };
   no.on_fatal = [&](const std::string&) {
     exit_code = 1;
     io.stop();

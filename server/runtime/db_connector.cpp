@@ -10,8 +10,8 @@
 #include <sqlite3.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cassert>
 #include <chrono>
@@ -116,7 +116,8 @@ struct DbConnector::Shared {
 namespace {
 
 int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // ---------------- SQLite
@@ -148,20 +149,21 @@ class SqliteConnection final : public db::Connection {
     if (transaction || statements.size() == 1) {
       const int64_t budget = steady_ns() + kInlineBudget.count() * 1000;
       bool would_wait = false;
-      db::Outcome o = h->session->run(statements, transaction, deadline ? std::min(deadline, budget) : budget, &would_wait);
+      db::Outcome o =
+          h->session->run(statements, transaction, deadline ? std::min(deadline, budget) : budget, &would_wait);
       if (!would_wait || (deadline && steady_ns() >= deadline)) {
         if (o.error.status == db::Status::unavailable) *usable = false;
         asio::post(shared_->io, [done = std::move(done), o = std::move(o)]() mutable { done(std::move(o)); });
         return;
       }
     }
-    shared_->offload<db::Outcome>(
-        [h, statements = std::move(statements), transaction, deadline] { return h->session->run(statements, transaction, deadline); },
-        [usable, done = std::move(done)](db::Outcome o) {
-          if (o.error.status == db::Status::unavailable) *usable = false;
-          done(std::move(o));
-        },
-        shared_);
+    shared_->offload<db::Outcome>([h, statements = std::move(statements), transaction,
+                                   deadline] { return h->session->run(statements, transaction, deadline); },
+                                  [usable, done = std::move(done)](db::Outcome o) {
+                                    if (o.error.status == db::Status::unavailable) *usable = false;
+                                    done(std::move(o));
+                                  },
+                                  shared_);
   }
   bool usable() const override { return *usable_; }
   const std::string& server() const override { return server_; }
@@ -179,9 +181,11 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
   const auto parent = std::filesystem::path(ds.path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   auto h = std::make_shared<SqliteHandle>();
-  const int rc = sqlite3_open_v2(ds.path.c_str(), &h->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(ds.path.c_str(), &h->db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    out.error = db::Error{db::Status::unavailable, fmt::format("cannot open SQLite database {}: {}", ds.path, h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc))};
+    out.error = db::Error{db::Status::unavailable, fmt::format("cannot open SQLite database {}: {}", ds.path,
+                                                               h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc))};
     return out;
   }
   h->session = std::make_unique<SqliteSession>(h->db);
@@ -194,14 +198,16 @@ db::ConnectOutcome open_sqlite(const db::DataSource& ds, const std::shared_ptr<D
     // same, SQLite answers "locked" at once (no busy handler for this one). Retried for up to the busy
     // timeout, on this worker thread.
     int rc2 = sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg);
-    for (int waited_ms = 0; (rc2 == SQLITE_BUSY || rc2 == SQLITE_LOCKED) && waited_ms < SqliteSession::kBusyTimeoutMs; waited_ms += 20) {
+    for (int waited_ms = 0; (rc2 == SQLITE_BUSY || rc2 == SQLITE_LOCKED) && waited_ms < SqliteSession::kBusyTimeoutMs;
+         waited_ms += 20) {
       sqlite3_free(msg);
       msg = nullptr;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       rc2 = sqlite3_exec(h->db, pragma, nullptr, nullptr, &msg);
     }
     if (rc2 != SQLITE_OK) {
-      out.error = db::Error{db::Status::unavailable, fmt::format("cannot set up SQLite database {} ({}): {}", ds.path, pragma, msg ? msg : "")};
+      out.error = db::Error{db::Status::unavailable,
+                            fmt::format("cannot set up SQLite database {} ({}): {}", ds.path, pragma, msg ? msg : "")};
       sqlite3_free(msg);
       return out;
     }
@@ -228,10 +234,18 @@ db::Value pg_value(const PGresult* r, int row, int col) {
   if (PQgetisnull(r, row, col)) return db::Null{};
   const char* v = PQgetvalue(r, row, col);
   switch (PQftype(r, col)) {
-    case 20: case 21: case 23: return static_cast<int64_t>(std::strtoll(v, nullptr, 10));  // int8, int2, int4
-    case 16: return static_cast<int64_t>(v[0] == 't' ? 1 : 0);                            // bool
-    case 700: case 701: case 1700: return std::strtod(v, nullptr);                        // float4, float8, numeric
-    default: return std::string(v, static_cast<size_t>(PQgetlength(r, row, col)));
+    case 20:
+    case 21:
+    case 23:
+      return static_cast<int64_t>(std::strtoll(v, nullptr, 10));  // int8, int2, int4
+    case 16:
+      return static_cast<int64_t>(v[0] == 't' ? 1 : 0);  // bool
+    case 700:
+    case 701:
+    case 1700:
+      return std::strtod(v, nullptr);  // float4, float8, numeric
+    default:
+      return std::string(v, static_cast<size_t>(PQgetlength(r, row, col)));
   }
 }
 
@@ -241,7 +255,11 @@ db::Value pg_value(const PGresult* r, int row, int col) {
 // worker with their own data (never the PgState).
 struct PgState : std::enable_shared_from_this<PgState> {
   PgState(std::shared_ptr<DbConnector::Shared> shared, PGconn* conn)
-      : shared(std::move(shared)), conn(conn), socket(this->shared->io), timer(this->shared->io), grace(this->shared->io) {}
+      : shared(std::move(shared)),
+        conn(conn),
+        socket(this->shared->io),
+        timer(this->shared->io),
+        grace(this->shared->io) {}
   ~PgState() { close(); }
 
   void close() {
@@ -290,7 +308,7 @@ struct PgState : std::enable_shared_from_this<PgState> {
 struct PgOperation {
   std::vector<db::Statement> statements;
   bool transaction = false;
-  size_t next = 0;            // next statement to send
+  size_t next = 0;  // next statement to send
   enum class Phase { begin, statements, commit, rollback } phase = Phase::statements;
   PGresult* first = nullptr;  // the current command's result, while waiting for the rest of it
   db::Outcome outcome;
@@ -314,7 +332,8 @@ void send_cancel(const std::shared_ptr<DbConnector::Shared>& shared, PGconn* con
 
 class PgConnection final : public db::Connection {
  public:
-  PgConnection(std::shared_ptr<PgState> state, std::string server) : state_(std::move(state)), server_(std::move(server)) {}
+  PgConnection(std::shared_ptr<PgState> state, std::string server)
+      : state_(std::move(state)), server_(std::move(server)) {}
   ~PgConnection() override {
     // A query in flight keeps the state alive until its callbacks run; they see `broken`.
     state_->broken = true;
@@ -342,7 +361,8 @@ class PgConnection final : public db::Connection {
         st->grace.async_wait([st, op, id](const boost::system::error_code& e) {
           if (e || st->operation != id || op->finished) return;
           st->broken = true;
-          op->outcome.error = db::Error{db::Status::timeout, "the query timed out and the server did not answer the cancel request"};
+          op->outcome.error =
+              db::Error{db::Status::timeout, "the query timed out and the server did not answer the cancel request"};
           finish(st, op);
           st->close();
         });
@@ -382,8 +402,8 @@ class PgConnection final : public db::Connection {
 
   static void fail(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op, db::Error error) {
     if (op->outcome.ok()) op->outcome.error = std::move(error);
-    if (op->transaction && op->phase != PgOperation::Phase::rollback && op->phase != PgOperation::Phase::begin && !st->broken &&
-        PQstatus(st->conn) == CONNECTION_OK) {
+    if (op->transaction && op->phase != PgOperation::Phase::rollback && op->phase != PgOperation::Phase::begin &&
+        !st->broken && PQstatus(st->conn) == CONNECTION_OK) {
       op->phase = PgOperation::Phase::rollback;
       send(st, op, "ROLLBACK", {});
       return;
@@ -395,7 +415,8 @@ class PgConnection final : public db::Connection {
   static void step(const std::shared_ptr<PgState>& st, const std::shared_ptr<PgOperation>& op) {
     using Phase = PgOperation::Phase;
     switch (op->phase) {
-      case Phase::begin: return send(st, op, "BEGIN", {});
+      case Phase::begin:
+        return send(st, op, "BEGIN", {});
       case Phase::statements:
         if (op->next < op->statements.size()) {
           const auto& s = op->statements[op->next];
@@ -407,7 +428,8 @@ class PgConnection final : public db::Connection {
         }
         return finish(st, op);
       case Phase::commit:
-      case Phase::rollback: return finish(st, op);
+      case Phase::rollback:
+        return finish(st, op);
     }
   }
 
@@ -419,12 +441,16 @@ class PgConnection final : public db::Connection {
     for (size_t i = 0; i < params.size(); ++i) {
       const auto& p = params[i];
       if (std::holds_alternative<db::Null>(p)) continue;
-      if (auto* n = std::get_if<int64_t>(&p)) texts[i] = std::to_string(*n);
-      else if (auto* d = std::get_if<double>(&p)) texts[i] = fmt::format("{}", *d);
-      else texts[i] = std::get<std::string>(p);
+      if (auto* n = std::get_if<int64_t>(&p))
+        texts[i] = std::to_string(*n);
+      else if (auto* d = std::get_if<double>(&p))
+        texts[i] = fmt::format("{}", *d);
+      else
+        texts[i] = std::get<std::string>(p);
       values[i] = texts[i].c_str();
     }
-    if (!PQsendQueryParams(st->conn, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0)) {
+    if (!PQsendQueryParams(st->conn, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                           nullptr, 0)) {
       st->broken = true;
       return fail(st, op, db::Error{db::Status::unavailable, trimmed(PQerrorMessage(st->conn))});
     }
@@ -467,8 +493,10 @@ class PgConnection final : public db::Connection {
         PQclear(first);
         return;
       }
-      if (!op->first) op->first = r;
-      else PQclear(r);
+      if (!op->first)
+        op->first = r;
+      else
+        PQclear(r);
     }
     st->wait(asio::posix::stream_descriptor::wait_read, [st, op](bool ok) {
       if (!ok) return lost(st, op);
@@ -491,7 +519,8 @@ class PgConnection final : public db::Connection {
       const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
       const bool bad = PQstatus(st->conn) == CONNECTION_BAD;
       if (bad) st->broken = true;
-      return fail(st, op, db::Error{pg_status(state, bad), trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(st->conn))});
+      return fail(st, op,
+                  db::Error{pg_status(state, bad), trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(st->conn))});
     }
     if (op->phase == Phase::begin) {
       op->phase = Phase::statements;
@@ -515,7 +544,9 @@ class PgConnection final : public db::Connection {
     rs.affected = (is_select || !tuples || !*tuples) ? 0 : std::strtoll(tuples, nullptr, 10);
     const auto& stmt = op->statements[op->next];
     if (stmt.expect_rows >= 0 && rs.affected != stmt.expect_rows)
-      return fail(st, op, db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", stmt.expect_rows, rs.affected)});
+      return fail(st, op,
+                  db::Error{db::Status::conflict,
+                            fmt::format("expected {} changed rows, got {}", stmt.expect_rows, rs.affected)});
     op->outcome.value.push_back(std::move(rs));
     ++op->next;
     step(st, op);
@@ -531,10 +562,13 @@ class PgConnection final : public db::Connection {
 };
 
 bool libpq_option(const std::string& key) {
-  static const char* known[] = {"sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "connect_timeout",
-                                "options", "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
-                                "keepalives_count", "tcp_user_timeout", "gssencmode", "krbsrvname", "channel_binding",
-                                "client_encoding", "passfile", "service"};
+  static const char* known[] = {"sslmode",          "sslcert",          "sslkey",
+                                "sslrootcert",      "sslcrl",           "sslpassword",
+                                "connect_timeout",  "options",          "target_session_attrs",
+                                "keepalives",       "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "gssencmode",
+                                "krbsrvname",       "channel_binding",  "client_encoding",
+                                "passfile",         "service"};
   for (const char* k : known)
     if (key == k) return true;
   return false;
@@ -570,11 +604,13 @@ void pg_connect_poll(const std::shared_ptr<PgConnect>& c) {
   if (poll == PGRES_POLLING_FAILED || !st.bind_socket(/*force=*/true)) {
     std::string msg = PQerrorMessage(st.conn);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    const bool auth = msg.find("authentication failed") != std::string::npos || msg.find("no password supplied") != std::string::npos;
+    const bool auth =
+        msg.find("authentication failed") != std::string::npos || msg.find("no password supplied") != std::string::npos;
     return pg_connect_finish(c, db::Error{auth ? db::Status::auth_failed : db::Status::unavailable,
                                           fmt::format("cannot connect to PostgreSQL at {}: {}", c->server, msg)});
   }
-  const auto type = poll == PGRES_POLLING_WRITING ? asio::posix::stream_descriptor::wait_write : asio::posix::stream_descriptor::wait_read;
+  const auto type = poll == PGRES_POLLING_WRITING ? asio::posix::stream_descriptor::wait_write
+                                                  : asio::posix::stream_descriptor::wait_read;
   st.wait(type, [c](bool) { pg_connect_poll(c); });
 }
 
@@ -585,12 +621,11 @@ bool is_ip_literal(const std::string& host) {
 }
 
 // Starts the non-blocking connect once the host's address is known (hostaddr: libpq does no lookup).
-void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, const std::string& app_name, Duration limit,
-                      const std::shared_ptr<DbConnector::Shared>& shared, std::function<void(db::ConnectOutcome)> done) {
-  std::vector<std::pair<std::string, std::string>> kv = {{"host", ds.host},
-                                                         {"port", std::to_string(ds.port)},
-                                                         {"dbname", ds.database},
-                                                         {"application_name", app_name}};
+void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, const std::string& app_name,
+                      Duration limit, const std::shared_ptr<DbConnector::Shared>& shared,
+                      std::function<void(db::ConnectOutcome)> done) {
+  std::vector<std::pair<std::string, std::string>> kv = {
+      {"host", ds.host}, {"port", std::to_string(ds.port)}, {"dbname", ds.database}, {"application_name", app_name}};
   if (!hostaddr.empty()) kv.emplace_back("hostaddr", hostaddr);
   if (!ds.user.empty()) kv.emplace_back("user", ds.user);
   if (!ds.password.empty()) kv.emplace_back("password", ds.password);
@@ -611,13 +646,18 @@ void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, con
   c->server = ds.server_name();
   if (!c->state->conn || PQstatus(c->state->conn) == CONNECTION_BAD) {
     std::string msg = c->state->conn ? PQerrorMessage(c->state->conn) : "out of memory";
-    asio::post(shared->io, [c, msg] { pg_connect_finish(c, db::Error{db::Status::unavailable, "cannot connect to PostgreSQL at " + c->server + ": " + msg}); });
+    asio::post(shared->io, [c, msg] {
+      pg_connect_finish(
+          c, db::Error{db::Status::unavailable, "cannot connect to PostgreSQL at " + c->server + ": " + msg});
+    });
     return;
   }
   c->state->timer.expires_after(limit);
   c->state->timer.async_wait([c, limit](const boost::system::error_code& ec) {
     if (ec) return;
-    pg_connect_finish(c, db::Error{db::Status::unavailable, fmt::format("cannot connect to PostgreSQL at {}: no answer within {} ms", c->server, to_ms(limit))});
+    pg_connect_finish(
+        c, db::Error{db::Status::unavailable, fmt::format("cannot connect to PostgreSQL at {}: no answer within {} ms",
+                                                          c->server, to_ms(limit))});
   });
   if (!c->state->bind_socket(true)) {
     asio::post(shared->io, [c] { pg_connect_poll(c); });
@@ -627,8 +667,8 @@ void pg_connect_start(const db::DataSource& ds, const std::string& hostaddr, con
   c->state->wait(asio::posix::stream_descriptor::wait_write, [c](bool) { pg_connect_poll(c); });
 }
 
-void open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout, const std::shared_ptr<DbConnector::Shared>& shared,
-             std::function<void(db::ConnectOutcome)> done) {
+void open_pg(const db::DataSource& ds, const std::string& app_name, Duration timeout,
+             const std::shared_ptr<DbConnector::Shared>& shared, std::function<void(db::ConnectOutcome)> done) {
   // The connect's limit: the caller's, or the data source's connect_timeout if smaller (0 means none there).
   Duration limit = timeout.count() > 0 ? timeout : Duration{10'000'000};
   if (auto it = ds.options.find("connect_timeout"); it != ds.options.end()) {
@@ -648,8 +688,9 @@ void open_pg(const db::DataSource& ds, const std::string& app_name, Duration tim
         std::string addr;
         if (getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0 && res) {
           char text[INET6_ADDRSTRLEN] = {};
-          const void* src = res->ai_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr)
-                                                      : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr);
+          const void* src = res->ai_family == AF_INET
+                                ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr)
+                                : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr);
           if (inet_ntop(res->ai_family, src, text, sizeof text)) addr = text;
           freeaddrinfo(res);
         }
@@ -658,7 +699,9 @@ void open_pg(const db::DataSource& ds, const std::string& app_name, Duration tim
       [ds, app_name, limit, shared, done = std::move(done)](std::string addr) mutable {
         if (addr.empty()) {
           db::ConnectOutcome out;
-          out.error = db::Error{db::Status::unavailable, fmt::format("cannot connect to PostgreSQL at {}: cannot resolve host \"{}\"", ds.server_name(), ds.host)};
+          out.error = db::Error{
+              db::Status::unavailable,
+              fmt::format("cannot connect to PostgreSQL at {}: cannot resolve host \"{}\"", ds.server_name(), ds.host)};
           return done(std::move(out));
         }
         pg_connect_start(ds, addr, app_name, limit, shared, std::move(done));
@@ -669,7 +712,8 @@ void open_pg(const db::DataSource& ds, const std::string& app_name, Duration tim
 }  // namespace
 
 DbConnector::DbConnector(asio::io_context& io, Logger& log, size_t worker_threads)
-    : workers_(std::make_unique<DbWorkers>(worker_threads)), shared_(std::make_shared<Shared>(io, log, workers_.get())) {}
+    : workers_(std::make_unique<DbWorkers>(worker_threads)),
+      shared_(std::make_shared<Shared>(io, log, workers_.get())) {}
 
 DbConnector::~DbConnector() {
   shared_->alive = false;
@@ -687,8 +731,9 @@ DbConnector::~DbConnector() {
   shared_->connects.clear();
 }
 
-void DbConnector::connect(const std::string& driver, const std::string& data_source, const std::string& application_name,
-                          Duration timeout, std::function<void(db::ConnectOutcome)> done) {
+void DbConnector::connect(const std::string& driver, const std::string& data_source,
+                          const std::string& application_name, Duration timeout,
+                          std::function<void(db::ConnectOutcome)> done) {
   auto parsed = db::parse_data_source(driver, data_source);
   if (!parsed.ok()) {
     asio::post(shared_->io, [done = std::move(done), error = parsed.error.message] {
@@ -705,8 +750,9 @@ void DbConnector::connect(const std::string& driver, const std::string& data_sou
   auto shared = shared_;
   // ConnectOutcome holds a unique_ptr: carry it through a shared_ptr across threads.
   using Holder = std::shared_ptr<db::ConnectOutcome>;
-  shared_->offload<Holder>([ds = parsed.value, shared]() -> Holder { return std::make_shared<db::ConnectOutcome>(open_sqlite(ds, shared)); },
-                           [done = std::move(done)](Holder h) { done(std::move(*h)); }, shared_);
+  shared_->offload<Holder>(
+      [ds = parsed.value, shared]() -> Holder { return std::make_shared<db::ConnectOutcome>(open_sqlite(ds, shared)); },
+      [done = std::move(done)](Holder h) { done(std::move(*h)); }, shared_);
 }
 
 }  // namespace chorus::runtime

@@ -11,7 +11,9 @@ namespace chorus::runtime {
 
 namespace {
 
-std::span<const uint8_t> bytes_of(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 // 12-byte GCM nonce: 4 zero bytes and the frame number, big-endian. Unique per connection key.
 std::array<uint8_t, 12> gcm_nonce(uint64_t n) {
@@ -63,15 +65,18 @@ std::vector<uint8_t> seal_frame(const std::string& key, bool encrypt, uint64_t n
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   const auto iv = gcm_nonce(n);
   int len = 0;
-  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, reinterpret_cast<const uint8_t*>(key.data()), iv.data()) == 1;
-  ok = ok && EVP_EncryptUpdate(ctx.get(), out.data() + kFrameTagSize, &len, payload.data(), static_cast<int>(payload.size())) == 1;
+  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                                      reinterpret_cast<const uint8_t*>(key.data()), iv.data()) == 1;
+  ok = ok && EVP_EncryptUpdate(ctx.get(), out.data() + kFrameTagSize, &len, payload.data(),
+                               static_cast<int>(payload.size())) == 1;
   ok = ok && EVP_EncryptFinal_ex(ctx.get(), out.data() + kFrameTagSize + len, &len) == 1;
   ok = ok && EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kFrameTagSize, out.data()) == 1;
   if (!ok) throw std::runtime_error("gossip: AES-256-GCM encryption failed (OpenSSL)");
   return out;
 }
 
-bool open_frame(const std::string& key, bool encrypted, uint64_t n, std::span<const uint8_t> frame, std::vector<uint8_t>& out) {
+bool open_frame(const std::string& key, bool encrypted, uint64_t n, std::span<const uint8_t> frame,
+                std::vector<uint8_t>& out) {
   if (frame.size() < kFrameTagSize) return false;
   const auto body = frame.subspan(kFrameTagSize);
   if (!encrypted) {
@@ -86,7 +91,8 @@ bool open_frame(const std::string& key, bool encrypted, uint64_t n, std::span<co
   int len = 0;
   std::array<uint8_t, kFrameTagSize> tag;
   std::copy(frame.begin(), frame.begin() + kFrameTagSize, tag.begin());
-  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, reinterpret_cast<const uint8_t*>(key.data()), iv.data()) == 1;
+  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                                      reinterpret_cast<const uint8_t*>(key.data()), iv.data()) == 1;
   ok = ok && EVP_DecryptUpdate(ctx.get(), out.data(), &len, body.data(), static_cast<int>(body.size())) == 1;
   ok = ok && EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kFrameTagSize, tag.data()) == 1;
   ok = ok && EVP_DecryptFinal_ex(ctx.get(), out.data() + len, &len) == 1;  // fails when the tag does not verify

@@ -34,8 +34,10 @@ std::string frame_tag(const std::string& connection_key, uint64_t n, std::span<c
 
 // Frame n of a connection as it goes on the wire (without the length header): tag (or GCM tag) then the
 // body (or the ciphertext).
-std::vector<uint8_t> seal_frame(const std::string& connection_key, bool encrypt, uint64_t n, std::span<const uint8_t> payload);
+std::vector<uint8_t> seal_frame(const std::string& connection_key, bool encrypt, uint64_t n,
+                                std::span<const uint8_t> payload);
 // The payload of frame n, into `out`. False when the frame fails authentication.
-bool open_frame(const std::string& connection_key, bool encrypted, uint64_t n, std::span<const uint8_t> frame, std::vector<uint8_t>& out);
+bool open_frame(const std::string& connection_key, bool encrypted, uint64_t n, std::span<const uint8_t> frame,
+                std::vector<uint8_t>& out);
 
 }  // namespace chorus::runtime

@@ -4,6 +4,7 @@
 #include "server/runtime/http_server.h"
 #include "server/runtime/spdlog_sink.h"  // json_escape
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -14,14 +15,13 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <algorithm>
 #include <deque>
 #include <optional>
 #include <set>
@@ -138,13 +138,15 @@ std::string endpoint_text(const tcp::socket& s) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-bool is_http_error(const error_code& ec) { return ec.category() == http::make_error_code(http::error::bad_method).category(); }
+bool is_http_error(const error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category();
+}
 
 // A peer going away or our own close: no news.
 bool is_quiet_error(const error_code& ec) {
   return ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::eof ||
-         ec == asio::error::connection_reset || ec == asio::error::operation_aborted || ec == asio::error::broken_pipe ||
-         ec == asio::error::bad_descriptor;
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == asio::error::broken_pipe || ec == asio::error::bad_descriptor;
 }
 
 }  // namespace
@@ -188,7 +190,9 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
   enum class State { reading, handling, writing, lingering, upgrading, websocket, closed };
 
   Connection(std::shared_ptr<Server> server, tcp::socket socket)
-      : server_(std::move(server)), stream_(std::move(socket)), buffer_(server_->options.header_size_max + 64 * 1024),
+      : server_(std::move(server)),
+        stream_(std::move(socket)),
+        buffer_(server_->options.header_size_max + 64 * 1024),
         close_timer_(server_->io) {
     remote_ = endpoint_text(stream_.socket());
   }
@@ -215,7 +219,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
     if (reason.size() > 123) reason.resize(123);
     // Codes a peer may not send (1004-1006, 1015, below 1000, 1016-2999, from 5000) would fail the
     // client's handshake: 1000 goes instead.
-    const bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+    const bool sendable =
+        (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
     close_reason_ = websocket::close_reason(sendable ? code : std::uint16_t{1000});
     close_reason_.reason.assign(reason.data(), reason.size());
     if (state_ == State::websocket) arm_close_timer();  // else once the handshake is done
@@ -279,7 +284,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
     close_timer_.expires_after(options().ws_close_timeout);
     close_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
       if (ec || self->closed()) return;
-      self->log().debug("http: websocket from {}: close not done within {} ms", self->remote_, to_ms(self->options().ws_close_timeout));
+      self->log().debug("http: websocket from {}: close not done within {} ms", self->remote_,
+                        to_ms(self->options().ws_close_timeout));
       self->finish();
     });
   }
@@ -347,23 +353,29 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
         return finish();
       }
       ++server_->stats.bad_requests;
-      log().warn("http: closed connection from {}: request not received within {} ms", remote_, to_ms(options().read_timeout));
+      log().warn("http: closed connection from {}: request not received within {} ms", remote_,
+                 to_ms(options().read_timeout));
       return finish();
     }
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
-      return bad_request(431, "api.context.request_header_too_large.app_error",
-                         "Request header fields too large (limit " + std::to_string(options().header_size_max) + " bytes).", ec);
+      return bad_request(
+          431, "api.context.request_header_too_large.app_error",
+          "Request header fields too large (limit " + std::to_string(options().header_size_max) + " bytes).", ec);
     if (ec == http::error::body_limit)
       return bad_request(413, "api.context.request_body_too_large.app_error",
                          "Request body too large (limit " + std::to_string(options().body_size_max) + " bytes).", ec);
     if (is_http_error(ec) && !is_quiet_error(ec)) {
       const bool body = parser_ && parser_->is_header_done();
-      return bad_request(400, body ? "api.context.invalid_body_param.app_error" : "api.context.malformed_request.app_error",
+      return bad_request(400,
+                         body ? "api.context.invalid_body_param.app_error" : "api.context.malformed_request.app_error",
                          std::string("Malformed HTTP request: ") + ec.message() + ".", ec);
     }
-    if (!is_quiet_error(ec)) log().debug("http: connection from {} failed: {}", remote_, ec.message());
-    else if (ec == http::error::partial_message) log().debug("http: connection from {} closed in the middle of a request", remote_);
-    else if (ec != asio::error::operation_aborted) log().debug("http: connection from {} closed by the client", remote_);
+    if (!is_quiet_error(ec))
+      log().debug("http: connection from {} failed: {}", remote_, ec.message());
+    else if (ec == http::error::partial_message)
+      log().debug("http: connection from {} closed in the middle of a request", remote_);
+    else if (ec != asio::error::operation_aborted)
+      log().debug("http: connection from {} closed by the client", remote_);
     finish();
   }
 
@@ -533,7 +545,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
       refusal = error_response(500, "api.context.internal_error.app_error", "Internal server error.");
     }
     if (!session) {
-      if (refusal.status == 0) refusal = error_response(400, "api.web_socket.connect.upgrade.app_error", "WebSocket upgrade refused.");
+      if (refusal.status == 0)
+        refusal = error_response(400, "api.web_socket.connect.upgrade.app_error", "WebSocket upgrade refused.");
       log().debug("http: websocket upgrade from {} refused with {}", remote_, refusal.status);
       close_requested_ = false;
       out_.clear();
@@ -546,7 +559,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
     stream_.expires_never();  // the WebSocket stream keeps its own timeouts
     ws_ = std::make_unique<WebSocket>(std::move(stream_));
     ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-    ws_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) { res.set(http::field::server, "chorus"); }));
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "chorus"); }));
     websocket::permessage_deflate pmd;
     pmd.server_enable = false;
     pmd.client_enable = false;
@@ -572,7 +586,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
       if (self->closed()) return;
       if (ec) {
         if (ec == websocket::error::closed) {
-          self->log().debug("http: websocket from {} closed by the client ({})", self->remote_, self->ws_->reason().code);
+          self->log().debug("http: websocket from {} closed by the client ({})", self->remote_,
+                            self->ws_->reason().code);
         } else if (ec == beast::error::timeout || is_quiet_error(ec)) {
           self->log().debug("http: websocket from {} lost: {}", self->remote_, ec.message());
         } else {
@@ -670,8 +685,8 @@ void HttpServer::Impl::listen() {
   if (!ec) acceptor.bind(ep, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    throw std::runtime_error("cannot listen on HTTP address " + options.bind_host + ":" + std::to_string(options.port) + ": " +
-                             ec.message());
+    throw std::runtime_error("cannot listen on HTTP address " + options.bind_host + ":" + std::to_string(options.port) +
+                             ": " + ec.message());
   port = acceptor.local_endpoint(ec).port();
 }
 
@@ -697,7 +712,8 @@ void HttpServer::Impl::accept() {
 
 void HttpServer::Impl::on_accepted(tcp::socket socket) {
   if (connections.size() >= options.connections_max) {
-    log().warn("http: refused connection from {}: {} connections already open", endpoint_text(socket), connections.size());
+    log().warn("http: refused connection from {}: {} connections already open", endpoint_text(socket),
+               connections.size());
     error_code ignored;
     socket.close(ignored);
     return;

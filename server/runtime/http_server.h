@@ -33,15 +33,15 @@ namespace chorus::runtime {
 
 struct HttpServerOptions {
   std::string bind_host = "0.0.0.0";
-  uint16_t port = 8065;                   // 0: any free port (tests); see HttpServer::local_port
-  size_t header_size_max = 16 * 1024;     // request line and headers; beyond it: 431
-  size_t body_size_max = 8u << 20;        // beyond it: 413
-  Duration read_timeout{30'000'000};      // a request (headers and body) must arrive within this of its first byte
-  Duration idle_timeout{120'000'000};     // a keep-alive connection may wait this long for its next request
-  Duration write_timeout{300'000'000};    // a response must be taken by the client within this
-  size_t connections_max = 20'000;        // HTTP and WebSocket together; beyond it new ones are closed at once
-  size_t ws_message_size_max = 64 * 1024; // a larger WebSocket message closes the connection (1009)
-  Duration ws_close_timeout{5'000'000};   // after SocketSink::close, the close handshake must end within this
+  uint16_t port = 8065;                    // 0: any free port (tests); see HttpServer::local_port
+  size_t header_size_max = 16 * 1024;      // request line and headers; beyond it: 431
+  size_t body_size_max = 8u << 20;         // beyond it: 413
+  Duration read_timeout{30'000'000};       // a request (headers and body) must arrive within this of its first byte
+  Duration idle_timeout{120'000'000};      // a keep-alive connection may wait this long for its next request
+  Duration write_timeout{300'000'000};     // a response must be taken by the client within this
+  size_t connections_max = 20'000;         // HTTP and WebSocket together; beyond it new ones are closed at once
+  size_t ws_message_size_max = 64 * 1024;  // a larger WebSocket message closes the connection (1009)
+  Duration ws_close_timeout{5'000'000};    // after SocketSink::close, the close handshake must end within this
 };
 
 class HttpServer {

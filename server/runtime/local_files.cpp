@@ -17,7 +17,8 @@ bool safe_relative_path(const std::string& path) {
 }
 
 void LocalFiles::write(const std::string& path, std::string data, std::function<void(std::string)> done) {
-  if (!safe_relative_path(path)) return done("refused file path \"" + path + "\": it must stay under FileSettings.Directory");
+  if (!safe_relative_path(path))
+    return done("refused file path \"" + path + "\": it must stay under FileSettings.Directory");
   auto error = std::make_shared<std::string>();
   const fs::path target = fs::path(root_) / path;
   env_.run_blocking(

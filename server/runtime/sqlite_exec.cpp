@@ -32,20 +32,27 @@ db::Status sqlite_status(int code) {
   switch (code & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
-    case SQLITE_DONE: return db::Status::ok;
-    case SQLITE_CONSTRAINT: return db::Status::conflict;
+    case SQLITE_DONE:
+      return db::Status::ok;
+    case SQLITE_CONSTRAINT:
+      return db::Status::conflict;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-    case SQLITE_INTERRUPT: return db::Status::timeout;
-    case SQLITE_READONLY: return db::Status::read_only;
+    case SQLITE_INTERRUPT:
+      return db::Status::timeout;
+    case SQLITE_READONLY:
+      return db::Status::read_only;
     case SQLITE_AUTH:
-    case SQLITE_PERM: return db::Status::auth_failed;
+    case SQLITE_PERM:
+      return db::Status::auth_failed;
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-    case SQLITE_FULL: return db::Status::unavailable;
-    default: return db::Status::bad_request;
+    case SQLITE_FULL:
+      return db::Status::unavailable;
+    default:
+      return db::Status::bad_request;
   }
 }
 
@@ -55,7 +62,8 @@ SqliteSession::~SqliteSession() {
 
 namespace {
 int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 int progress(void* arg) {
   const int64_t deadline = *static_cast<int64_t*>(arg);
@@ -108,7 +116,8 @@ int fine_busy_wait(void*, int tries) {
 
 void SqliteSession::wait_on_locks(sqlite3* db) { sqlite3_busy_handler(db, fine_busy_wait, nullptr); }
 
-db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait) {
+db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns,
+                               bool* would_wait) {
   if (would_wait) {
     *would_wait = false;
     sqlite3_busy_timeout(db_, 0);  // fail at once on a lock instead of waiting
@@ -121,7 +130,8 @@ db::Outcome SqliteSession::run(const std::vector<db::Statement>& statements, boo
   return out;
 }
 
-db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns) {
+db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements, bool transaction,
+                                    int64_t deadline_ns) {
   db::Outcome out;
   last_code_ = SQLITE_OK;
   int64_t deadline = deadline_ns;
@@ -140,15 +150,19 @@ db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements
     for (size_t i = 0; i < st.params.size() && !bad_bind; ++i) {
       const int idx = static_cast<int>(i + 1);
       int rc = SQLITE_OK;
-      if (std::holds_alternative<db::Null>(st.params[i])) rc = sqlite3_bind_null(stmt, idx);
-      else if (auto* n = std::get_if<int64_t>(&st.params[i])) rc = sqlite3_bind_int64(stmt, idx, *n);
-      else if (auto* d = std::get_if<double>(&st.params[i])) rc = sqlite3_bind_double(stmt, idx, *d);
+      if (std::holds_alternative<db::Null>(st.params[i]))
+        rc = sqlite3_bind_null(stmt, idx);
+      else if (auto* n = std::get_if<int64_t>(&st.params[i]))
+        rc = sqlite3_bind_int64(stmt, idx, *n);
+      else if (auto* d = std::get_if<double>(&st.params[i]))
+        rc = sqlite3_bind_double(stmt, idx, *d);
       else {
         const auto& s = std::get<std::string>(st.params[i]);
         rc = sqlite3_bind_text(stmt, idx, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
       }
       if (rc != SQLITE_OK) {
-        out.error = db::Error{db::Status::bad_request, fmt::format("cannot bind parameter ${}: {}", idx, sqlite3_errmsg(db_))};
+        out.error =
+            db::Error{db::Status::bad_request, fmt::format("cannot bind parameter ${}: {}", idx, sqlite3_errmsg(db_))};
         bad_bind = true;
       }
     }
@@ -162,9 +176,15 @@ db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements
       row.reserve(ncols);
       for (int c = 0; c < ncols; ++c) {
         switch (sqlite3_column_type(stmt, c)) {
-          case SQLITE_INTEGER: row.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, c))); break;
-          case SQLITE_FLOAT: row.emplace_back(sqlite3_column_double(stmt, c)); break;
-          case SQLITE_NULL: row.emplace_back(db::Null{}); break;
+          case SQLITE_INTEGER:
+            row.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, c)));
+            break;
+          case SQLITE_FLOAT:
+            row.emplace_back(sqlite3_column_double(stmt, c));
+            break;
+          case SQLITE_NULL:
+            row.emplace_back(db::Null{});
+            break;
           default: {
             const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, c));
             row.emplace_back(std::string(text ? text : "", static_cast<size_t>(sqlite3_column_bytes(stmt, c))));
@@ -182,7 +202,8 @@ db::Outcome SqliteSession::run_once(const std::vector<db::Statement>& statements
     rs.affected = sqlite3_stmt_readonly(stmt) ? 0 : sqlite3_changes64(db_);
     sqlite3_reset(stmt);
     if (st.expect_rows >= 0 && rs.affected != st.expect_rows) {
-      out.error = db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", st.expect_rows, rs.affected)};
+      out.error =
+          db::Error{db::Status::conflict, fmt::format("expected {} changed rows, got {}", st.expect_rows, rs.affected)};
       break;
     }
     out.value.push_back(std::move(rs));

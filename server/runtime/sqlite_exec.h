@@ -29,7 +29,8 @@ class SqliteSession {
   // interrupted (0: none). If `would_wait` is given, the call does not wait for a lock held by another
   // connection, and *would_wait says whether it failed for that reason or by reaching the deadline -
   // in which case nothing it did took effect (only for one statement, or a transaction).
-  db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns, bool* would_wait = nullptr);
+  db::Outcome run(const std::vector<db::Statement>& statements, bool transaction, int64_t deadline_ns,
+                  bool* would_wait = nullptr);
   sqlite3* handle() const { return db_; }
   static constexpr int kBusyTimeoutMs = 5000;
   // Waits for another connection's (or process's) lock for up to kBusyTimeoutMs, polling every 100 µs

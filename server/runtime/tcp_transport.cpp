@@ -1,16 +1,16 @@
 #include "server/runtime/tcp_transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sys/socket.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <netinet/in.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <charconv>
 #include <deque>
 #include <map>
@@ -57,7 +57,6 @@ void tune_socket(tcp::socket& s) {
 
 }  // namespace
 
-
 namespace {
 
 std::string endpoint_text(const tcp::socket& s) {
@@ -81,7 +80,7 @@ struct Inbound {
   uint64_t frames = 0;               // frames completed
   std::string key;                   // this connection's key (from the cluster key and the Hello's nonce)
   bool encrypted = false;
-  std::vector<uint8_t> plain;        // the current frame's payload, authenticated (and decrypted)
+  std::vector<uint8_t> plain;  // the current frame's payload, authenticated (and decrypted)
   bool closed = false;
 };
 
@@ -95,10 +94,10 @@ struct Outbound {
   tcp::resolver resolver;
   asio::steady_timer timer;  // connect timeout, then reconnect delay
   Backoff backoff;
-  uint64_t generation = 0;   // bumps on every (re)connect: stale handlers compare and bail
-  std::deque<Bytes> queue;   // encoded frames (header + payload) waiting to be written
-  uint64_t frames_out = 0;   // frames queued on this connection (numbers them for their tags)
-  std::string key;           // this connection's key, drawn anew on every connect
+  uint64_t generation = 0;  // bumps on every (re)connect: stale handlers compare and bail
+  std::deque<Bytes> queue;  // encoded frames (header + payload) waiting to be written
+  uint64_t frames_out = 0;  // frames queued on this connection (numbers them for their tags)
+  std::string key;          // this connection's key, drawn anew on every connect
   size_t queued_bytes = 0;
   bool writing = false;
   std::array<uint8_t, 512> sink;  // peers never send on our outbound connection; read only to see EOF
@@ -161,7 +160,8 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   void on_accepted(tcp::socket socket) {
     if (inbound.size() >= options.inbound_connections_max) {
       ++stats.connections_refused;
-      log().warn("gossip: refused connection from {}: {} inbound connections already open", endpoint_text(socket), inbound.size());
+      log().warn("gossip: refused connection from {}: {} inbound connections already open", endpoint_text(socket),
+                 inbound.size());
       error_code ignored;
       socket.close(ignored);
       return;
@@ -207,17 +207,18 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   }
 
   void read_inbound(const std::shared_ptr<Inbound>& in) {
-    in->socket.async_read_some(asio::buffer(in->buffer), [self = shared_from_this(), in](const error_code& ec, size_t n) {
-      if (self->stopped || in->closed) return;
-      if (ec) {
-        if (ec != asio::error::eof && ec != asio::error::connection_reset)
-          self->log().debug("gossip: connection from {} failed: {}", in->remote, ec.message());
-        self->close_inbound(in);
-        return;
-      }
-      if (!self->on_inbound_bytes(in, std::span<const uint8_t>(in->buffer.data(), n))) return;
-      self->read_inbound(in);
-    });
+    in->socket.async_read_some(
+        asio::buffer(in->buffer), [self = shared_from_this(), in](const error_code& ec, size_t n) {
+          if (self->stopped || in->closed) return;
+          if (ec) {
+            if (ec != asio::error::eof && ec != asio::error::connection_reset)
+              self->log().debug("gossip: connection from {} failed: {}", in->remote, ec.message());
+            self->close_inbound(in);
+            return;
+          }
+          if (!self->on_inbound_bytes(in, std::span<const uint8_t>(in->buffer.data(), n))) return;
+          self->read_inbound(in);
+        });
   }
 
   // False when the connection was closed.
@@ -234,21 +235,23 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
           return;
         }
         if (hello->wire_version != kWireVersion) {
-          log().warn("gossip: refused connection from {}: wire version {}, this node speaks {}", in->remote, hello->wire_version,
-                     kWireVersion);
+          log().warn("gossip: refused connection from {}: wire version {}, this node speaks {}", in->remote,
+                     hello->wire_version, kWireVersion);
           bad = true;
           return;
         }
         if (hello->cluster_name != options.cluster_name) {
-          log().warn("gossip: refused connection from {} ({}): it belongs to cluster \"{}\", this node to \"{}\"", in->remote,
-                     hello->address, hello->cluster_name, options.cluster_name);
+          log().warn("gossip: refused connection from {} ({}): it belongs to cluster \"{}\", this node to \"{}\"",
+                     in->remote, hello->address, hello->cluster_name, options.cluster_name);
           bad = true;
           return;
         }
         if (!options.cluster_key.empty()) {
           const std::string expected = hello_proof(options.cluster_key, *hello);
-          if (hello->proof.size() != expected.size() || CRYPTO_memcmp(hello->proof.data(), expected.data(), expected.size()) != 0) {
-            log().warn("gossip: refused connection from {} ({}): it does not hold the cluster key", in->remote, hello->address);
+          if (hello->proof.size() != expected.size() ||
+              CRYPTO_memcmp(hello->proof.data(), expected.data(), expected.size()) != 0) {
+            log().warn("gossip: refused connection from {} ({}): it does not hold the cluster key", in->remote,
+                       hello->address);
             bad = true;
             return;
           }
@@ -273,7 +276,8 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
       std::span<const uint8_t> body = frame;
       if (!options.cluster_key.empty()) {
         if (!open_frame(in->key, in->encrypted, in->frames, frame, in->plain)) {
-          log().warn("gossip: closed connection from {} ({}): frame {} failed authentication", in->remote, in->peer, in->frames);
+          log().warn("gossip: closed connection from {} ({}): frame {} failed authentication", in->remote, in->peer,
+                     in->frames);
           bad = true;
           return;
         }
@@ -299,7 +303,8 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
       // Each frame gets partial_frame_timeout from its first byte: a new frame started after one
       // completed restarts the clock; a busy stream never trips it.
       if (in->decoder.partial()) {
-        if (!in->deadline_armed || in->frames != frames_before) arm_deadline(in, options.partial_frame_timeout, "frame not completed");
+        if (!in->deadline_armed || in->frames != frames_before)
+          arm_deadline(in, options.partial_frame_timeout, "frame not completed");
       } else {
         disarm_deadline(in);
       }
@@ -325,22 +330,23 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
       self->log().debug("gossip: connecting to {} timed out", out->address);
       self->connection_lost(out, gen, "connect timeout");
     });
-    out->resolver.async_resolve(host, std::to_string(port),
-      [self = shared_from_this(), out, gen](const error_code& ec, tcp::resolver::results_type results) {
-        if (self->stopped || out->generation != gen) return;
-        if (ec) {
-          self->connection_lost(out, gen, "cannot resolve: " + ec.message());
-          return;
-        }
-        asio::async_connect(out->socket, results, [self, out, gen](const error_code& ec2, const tcp::endpoint&) {
+    out->resolver.async_resolve(
+        host, std::to_string(port),
+        [self = shared_from_this(), out, gen](const error_code& ec, tcp::resolver::results_type results) {
           if (self->stopped || out->generation != gen) return;
-          if (ec2) {
-            self->connection_lost(out, gen, ec2.message());
+          if (ec) {
+            self->connection_lost(out, gen, "cannot resolve: " + ec.message());
             return;
           }
-          self->on_connected(out, gen);
+          asio::async_connect(out->socket, results, [self, out, gen](const error_code& ec2, const tcp::endpoint&) {
+            if (self->stopped || out->generation != gen) return;
+            if (ec2) {
+              self->connection_lost(out, gen, ec2.message());
+              return;
+            }
+            self->on_connected(out, gen);
+          });
         });
-      });
   }
 
   void on_connected(const std::shared_ptr<Outbound>& out, uint64_t gen) {
@@ -355,7 +361,8 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     Hello hello{kWireVersion, options.advertise_address, options.cluster_name};
     if (!options.cluster_key.empty()) {
       std::array<uint8_t, 16> nonce;
-      if (RAND_bytes(nonce.data(), nonce.size()) != 1) throw std::runtime_error("gossip: no randomness for a connection nonce (OpenSSL)");
+      if (RAND_bytes(nonce.data(), nonce.size()) != 1)
+        throw std::runtime_error("gossip: no randomness for a connection nonce (OpenSSL)");
       hello.nonce.assign(nonce.begin(), nonce.end());
       hello.encrypted = options.encrypt;
       hello.proof = hello_proof(options.cluster_key, hello);
@@ -372,14 +379,15 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
   }
 
   void watch(const std::shared_ptr<Outbound>& out, uint64_t gen) {
-    out->socket.async_read_some(asio::buffer(out->sink), [self = shared_from_this(), out, gen](const error_code& ec, size_t) {
-      if (self->stopped || out->generation != gen) return;
-      if (ec) {
-        self->connection_lost(out, gen, ec == asio::error::eof ? "closed by peer" : ec.message());
-        return;
-      }
-      self->watch(out, gen);
-    });
+    out->socket.async_read_some(
+        asio::buffer(out->sink), [self = shared_from_this(), out, gen](const error_code& ec, size_t) {
+          if (self->stopped || out->generation != gen) return;
+          if (ec) {
+            self->connection_lost(out, gen, ec == asio::error::eof ? "closed by peer" : ec.message());
+            return;
+          }
+          self->watch(out, gen);
+        });
   }
 
   void start_write(const std::shared_ptr<Outbound>& out) {
@@ -422,8 +430,10 @@ struct TcpTransport::Impl : std::enable_shared_from_this<TcpTransport::Impl> {
     // us (refusing our Hello, out of slots) must not make us reconnect at full speed forever.
     if (was_up && env.now() - out->up_since >= options.reconnect_cap) out->backoff.reset();
     const Duration delay = out->backoff.next(env.random());
-    if (was_up) log().info("gossip: connection to {} lost ({}); reconnecting in {} ms", out->address, why, to_ms(delay));
-    else log().debug("gossip: cannot connect to {} ({}); retrying in {} ms", out->address, why, to_ms(delay));
+    if (was_up)
+      log().info("gossip: connection to {} lost ({}); reconnecting in {} ms", out->address, why, to_ms(delay));
+    else
+      log().debug("gossip: cannot connect to {} ({}); retrying in {} ms", out->address, why, to_ms(delay));
     const uint64_t wait_gen = out->generation;
     out->timer.expires_after(delay);
     out->timer.async_wait([self = shared_from_this(), out, wait_gen](const error_code& ec) {
@@ -478,7 +488,8 @@ void TcpTransport::stop() { impl_->shutdown(); }
 
 void TcpTransport::add_peer(const std::string& address) {
   if (impl_->stopped || impl_->outbound.contains(address)) return;
-  auto out = std::make_shared<Outbound>(impl_->io, address, Backoff(impl_->options.reconnect_base, impl_->options.reconnect_cap));
+  auto out = std::make_shared<Outbound>(impl_->io, address,
+                                        Backoff(impl_->options.reconnect_base, impl_->options.reconnect_cap));
   impl_->outbound.emplace(address, out);
   impl_->connect(out);
 }
@@ -504,7 +515,8 @@ SendStatus TcpTransport::send(const std::string& peer, std::span<const uint8_t> 
   }
   Outbound& out = *it->second;
   const size_t size = kFrameHeaderSize + payload.size() + (key.empty() ? 0 : kFrameTagSize);
-  if (out.queue.size() >= impl_->options.send_queue_frames_max || out.queued_bytes + size > impl_->options.send_queue_bytes_max) {
+  if (out.queue.size() >= impl_->options.send_queue_frames_max ||
+      out.queued_bytes + size > impl_->options.send_queue_bytes_max) {
     ++s.frames_dropped;
     return SendStatus::queue_full;
   }

@@ -24,8 +24,8 @@ namespace chorus::runtime {
 
 struct TcpTransportOptions {
   std::string bind_host = "0.0.0.0";
-  uint16_t port = 8074;                  // 0: any free port (tests); see TcpTransport::local_port
-  std::string advertise_address;         // "host:port" sent in our Hello
+  uint16_t port = 8074;           // 0: any free port (tests); see TcpTransport::local_port
+  std::string advertise_address;  // "host:port" sent in our Hello
   uint32_t frame_size_max = kDefaultFrameSizeMax;
   uint32_t send_queue_frames_max = kDefaultSendQueueFramesMax;
   size_t send_queue_bytes_max = 64u << 20;

@@ -23,19 +23,19 @@
 namespace chorus::store {
 
 struct MigrationOptions {
-  std::string holder;              // who takes the lock: the node's name
-  std::string binary_version;      // "major.minor.patch" of this binary
+  std::string holder;          // who takes the lock: the node's name
+  std::string binary_version;  // "major.minor.patch" of this binary
   Duration lease{15'000'000};
   Duration refresh{5'000'000};
   Duration retry{1'000'000};
-  Duration give_up{600'000'000};   // waiting longer than this for another node's migration is an error
+  Duration give_up{600'000'000};  // waiting longer than this for another node's migration is an error
 };
 
 struct MigrationResult {
-  db::Error error;                 // set when the node must not start
-  int applied_here = 0;            // migrations this node applied
-  int schema_version = 0;          // highest migration number in the database
-  std::string schema_release;      // release of the newest applied migration ("0.1")
+  db::Error error;             // set when the node must not start
+  int applied_here = 0;        // migrations this node applied
+  int schema_version = 0;      // highest migration number in the database
+  std::string schema_release;  // release of the newest applied migration ("0.1")
 };
 
 // "0.1" and "0.2" are compatible with a 0.1.x binary; "0.3" and "1.0" are not. Exposed for tests.

@@ -62,7 +62,8 @@ void Pool::dispatch(Request request) {
   if (waiters_.size() >= options_.waiters_max) {
     ++counters_.rejected;
     env_.post([done = std::move(request.done), n = waiters_.size()] {
-      done(failure(db::Status::overloaded, "all database connections are busy and " + std::to_string(n) + " requests are already waiting"));
+      done(failure(db::Status::overloaded,
+                   "all database connections are busy and " + std::to_string(n) + " requests are already waiting"));
     });
     return;
   }
@@ -76,19 +77,20 @@ void Pool::open_for(Request request) {
   ++counters_.opened;
   auto alive = alive_;
   env_.database().connect(options_.driver, options_.data_source, options_.application_name, options_.connect_timeout,
-    [this, alive, request = std::move(request)](db::ConnectOutcome outcome) mutable {
-      if (!*alive) return;
-      if (!outcome.value) {
-        --open_;
-        --busy_;
-        ++counters_.connect_failures;
-        request.done(db::Outcome{outcome.error, {}});
-        // Capacity freed: let a waiter try (it opens its own connection and reports its own failure).
-        if (*alive) open_for_waiters();
-        return;
-      }
-      execute(std::move(outcome.value), env_.now(), generation_, std::move(request));
-    });
+                          [this, alive, request = std::move(request)](db::ConnectOutcome outcome) mutable {
+                            if (!*alive) return;
+                            if (!outcome.value) {
+                              --open_;
+                              --busy_;
+                              ++counters_.connect_failures;
+                              request.done(db::Outcome{outcome.error, {}});
+                              // Capacity freed: let a waiter try (it opens its own connection and reports its own
+                              // failure).
+                              if (*alive) open_for_waiters();
+                              return;
+                            }
+                            execute(std::move(outcome.value), env_.now(), generation_, std::move(request));
+                          });
 }
 
 void Pool::execute(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uint64_t generation, Request request) {
@@ -96,12 +98,12 @@ void Pool::execute(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uin
   auto holder = std::make_shared<std::unique_ptr<db::Connection>>(std::move(conn));
   auto alive = alive_;
   raw->run(std::move(request.statements), request.transaction, request.query_timeout,
-    [this, alive, holder, opened_at, generation, done = std::move(request.done)](db::Outcome outcome) {
-      if (!*alive) return;  // the pool is gone (node stopping): the connection closes with holder
-      --busy_;
-      release(std::move(*holder), opened_at, generation);
-      done(std::move(outcome));
-    });
+           [this, alive, holder, opened_at, generation, done = std::move(request.done)](db::Outcome outcome) {
+             if (!*alive) return;  // the pool is gone (node stopping): the connection closes with holder
+             --busy_;
+             release(std::move(*holder), opened_at, generation);
+             done(std::move(outcome));
+           });
 }
 
 void Pool::release(std::unique_ptr<db::Connection> conn, MonoTime opened_at, uint64_t generation) {
@@ -136,18 +138,19 @@ void Pool::drop(std::unique_ptr<db::Connection> conn) {
 void Pool::probe(Duration timeout, db::Done done) {
   auto alive = alive_;
   env_.database().connect(options_.driver, options_.data_source, options_.application_name, timeout,
-    [alive, timeout, done = std::move(done)](db::ConnectOutcome outcome) mutable {
-      if (!*alive) return;
-      if (!outcome.value) {
-        done(db::Outcome{outcome.error, {}});
-        return;
-      }
-      db::Connection* raw = outcome.value.get();
-      auto holder = std::make_shared<std::unique_ptr<db::Connection>>(std::move(outcome.value));
-      raw->run({db::Statement{"SELECT 1", {}}}, false, timeout, [alive, holder, done = std::move(done)](db::Outcome o) {
-        if (*alive) done(std::move(o));
-      });
-    });
+                          [alive, timeout, done = std::move(done)](db::ConnectOutcome outcome) mutable {
+                            if (!*alive) return;
+                            if (!outcome.value) {
+                              done(db::Outcome{outcome.error, {}});
+                              return;
+                            }
+                            db::Connection* raw = outcome.value.get();
+                            auto holder = std::make_shared<std::unique_ptr<db::Connection>>(std::move(outcome.value));
+                            raw->run({db::Statement{"SELECT 1", {}}}, false, timeout,
+                                     [alive, holder, done = std::move(done)](db::Outcome o) {
+                                       if (*alive) done(std::move(o));
+                                     });
+                          });
 }
 
 void Pool::recycle() {
@@ -206,8 +209,10 @@ void Pool::sweep() {
     const bool expired = (options_.max_lifetime.count() > 0 && now - i.opened_at >= options_.max_lifetime) ||
                          (options_.max_idle_time.count() > 0 && now - i.idle_since >= options_.max_idle_time) ||
                          !i.conn->usable();
-    if (expired) drop(std::move(i.conn));
-    else keep.push_back(std::move(i));
+    if (expired)
+      drop(std::move(i.conn));
+    else
+      keep.push_back(std::move(i));
   }
   idle_ = std::move(keep);
   // Waiters past the acquire timeout.

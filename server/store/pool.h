@@ -19,8 +19,8 @@
 namespace chorus::store {
 
 struct PoolOptions {
-  std::string driver;          // SqlSettings.DriverName
-  std::string data_source;     // the server's DataSource string
+  std::string driver;       // SqlSettings.DriverName
+  std::string data_source;  // the server's DataSource string
   std::string application_name;
   int64_t max_open = 300;
   int64_t max_idle = 20;
@@ -32,16 +32,16 @@ struct PoolOptions {
 };
 
 struct PoolStats {
-  int64_t open = 0;        // connections open (idle + busy + being opened)
+  int64_t open = 0;  // connections open (idle + busy + being opened)
   int64_t idle = 0;
   int64_t busy = 0;
-  int64_t waiting = 0;     // requests queued for a connection
-  uint64_t opened = 0;     // connections opened in all
-  uint64_t closed = 0;     // connections closed in all
+  int64_t waiting = 0;  // requests queued for a connection
+  uint64_t opened = 0;  // connections opened in all
+  uint64_t closed = 0;  // connections closed in all
   uint64_t connect_failures = 0;
   uint64_t requests = 0;
-  uint64_t waited = 0;     // requests that had to queue
-  uint64_t rejected = 0;   // requests refused (queue full or acquire timeout)
+  uint64_t waited = 0;    // requests that had to queue
+  uint64_t rejected = 0;  // requests refused (queue full or acquire timeout)
 };
 
 class Pool {
@@ -91,11 +91,11 @@ class Pool {
   Env& env_;
   PoolOptions options_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::vector<Idle> idle_;            // most recently used at the back
+  std::vector<Idle> idle_;  // most recently used at the back
   std::deque<Request> waiters_;
-  int64_t open_ = 0;                  // includes connections being opened
+  int64_t open_ = 0;  // includes connections being opened
   int64_t busy_ = 0;
-  uint64_t generation_ = 0;           // bumped by recycle(): older connections are not reused
+  uint64_t generation_ = 0;  // bumped by recycle(): older connections are not reused
   bool closed_ = false;
   TimerId sweep_timer_ = 0;
   PoolStats counters_;

@@ -8,9 +8,12 @@ namespace chorus::store {
 
 const char* to_string(Role role) {
   switch (role) {
-    case Role::master: return "master";
-    case Role::replica: return "replica";
-    case Role::search: return "search replica";
+    case Role::master:
+      return "master";
+    case Role::replica:
+      return "replica";
+    case Role::search:
+      return "search replica";
   }
   return "?";
 }
@@ -22,7 +25,8 @@ std::vector<std::string> check_data_sources(const config::SqlSettings& sql) {
     if (!parsed.ok()) errors.push_back(fmt::format("{}: {}", setting, parsed.error.message));
   };
   check("SqlSettings.DataSource", sql.DataSource);
-  for (size_t i = 0; i < sql.DataSourceReplicas.size(); ++i) check(fmt::format("SqlSettings.DataSourceReplicas[{}]", i), sql.DataSourceReplicas[i]);
+  for (size_t i = 0; i < sql.DataSourceReplicas.size(); ++i)
+    check(fmt::format("SqlSettings.DataSourceReplicas[{}]", i), sql.DataSourceReplicas[i]);
   for (size_t i = 0; i < sql.DataSourceSearchReplicas.size(); ++i)
     check(fmt::format("SqlSettings.DataSourceSearchReplicas[{}]", i), sql.DataSourceSearchReplicas[i]);
   return errors;
@@ -70,7 +74,8 @@ std::shared_ptr<Router::Server> Router::make_server(Role role, const std::string
   return s;
 }
 
-void Router::rebuild(std::vector<std::shared_ptr<Server>>& servers, Role role, const std::vector<std::string>& sources) {
+void Router::rebuild(std::vector<std::shared_ptr<Server>>& servers, Role role,
+                     const std::vector<std::string>& sources) {
   std::vector<std::shared_ptr<Server>> next;
   for (const auto& ds : sources) {
     auto it = std::find_if(servers.begin(), servers.end(), [&](const auto& s) { return s && s->data_source == ds; });
@@ -93,37 +98,42 @@ void Router::start(std::function<void(db::Error)> done) {
   auto alive = alive_;
   for (auto* list : {&replicas_, &search_})
     for (auto& s : *list) probe(s);
-  master_->pool->probe(Duration{std::min<int64_t>(sql_.QueryTimeout, 10) * 1'000'000},
-    [this, alive, done = std::move(done)](db::Outcome o) {
-      if (!*alive) return;
-      if (!o.ok()) {
-        done(db::Error{o.error.status, fmt::format("cannot reach the master database (SqlSettings.DataSource {}): {}", master_->name, o.error.message)});
-        return;
-      }
-      dialect_ = o.dialect;
-      env_.log().info("store: master database {} is reachable", master_->name);
-      monitor_timer_ = env_.set_timer(Duration{sql_.ReplicaMonitorIntervalSeconds * 1'000'000}, [this] { monitor(); });
-      done(db::Error{});
-    });
+  master_->pool->probe(
+      Duration{std::min<int64_t>(sql_.QueryTimeout, 10) * 1'000'000},
+      [this, alive, done = std::move(done)](db::Outcome o) {
+        if (!*alive) return;
+        if (!o.ok()) {
+          done(db::Error{o.error.status, fmt::format("cannot reach the master database (SqlSettings.DataSource {}): {}",
+                                                     master_->name, o.error.message)});
+          return;
+        }
+        dialect_ = o.dialect;
+        env_.log().info("store: master database {} is reachable", master_->name);
+        monitor_timer_ =
+            env_.set_timer(Duration{sql_.ReplicaMonitorIntervalSeconds * 1'000'000}, [this] { monitor(); });
+        done(db::Error{});
+      });
 }
 
 void Router::probe(const std::shared_ptr<Server>& server) {
   if (server->probing) return;
   server->probing = true;
   auto alive = alive_;
-  server->pool->probe(Duration{std::min<int64_t>(sql_.ReplicaMonitorIntervalSeconds, 5) * 1'000'000}, [this, alive, server](db::Outcome o) {
-    if (!*alive) return;
-    server->probing = false;
-    if (o.ok() && !server->online) {
-      server->online = true;
-      env_.log().info("store: {} {} is back online", to_string(server->role), server->name);
-    } else if (!o.ok() && server->online) {
-      server->online = false;
-      ++server->failures;
-      server->pool->recycle();  // its connections are suspect
-      env_.log().warn("store: {} {} is offline: {}", to_string(server->role), server->name, o.error.message);
-    }
-  });
+  server->pool->probe(Duration{std::min<int64_t>(sql_.ReplicaMonitorIntervalSeconds, 5) * 1'000'000},
+                      [this, alive, server](db::Outcome o) {
+                        if (!*alive) return;
+                        server->probing = false;
+                        if (o.ok() && !server->online) {
+                          server->online = true;
+                          env_.log().info("store: {} {} is back online", to_string(server->role), server->name);
+                        } else if (!o.ok() && server->online) {
+                          server->online = false;
+                          ++server->failures;
+                          server->pool->recycle();  // its connections are suspect
+                          env_.log().warn("store: {} {} is offline: {}", to_string(server->role), server->name,
+                                          o.error.message);
+                        }
+                      });
 }
 
 void Router::monitor() {
@@ -142,7 +152,8 @@ void Router::write(std::vector<db::Statement> statements, bool transaction, db::
   master_->pool->run(std::move(statements), transaction, query_timeout(), std::move(done));
 }
 
-std::vector<std::shared_ptr<Router::Server>> Router::online(std::vector<std::shared_ptr<Server>>& servers, size_t& cursor) {
+std::vector<std::shared_ptr<Router::Server>> Router::online(std::vector<std::shared_ptr<Server>>& servers,
+                                                            size_t& cursor) {
   std::vector<std::shared_ptr<Server>> out;
   if (servers.empty()) return out;
   const size_t start = cursor++ % servers.size();
@@ -166,7 +177,8 @@ void Router::search(std::vector<db::Statement> statements, db::Done done) {
   read_from(std::move(candidates), 0, std::move(statements), std::move(done));
 }
 
-void Router::read_from(std::vector<std::shared_ptr<Server>> candidates, size_t index, std::vector<db::Statement> statements, db::Done done) {
+void Router::read_from(std::vector<std::shared_ptr<Server>> candidates, size_t index,
+                       std::vector<db::Statement> statements, db::Done done) {
   auto server = candidates[index];
   ++server->reads;
   auto alive = alive_;
@@ -174,29 +186,31 @@ void Router::read_from(std::vector<std::shared_ptr<Server>> candidates, size_t i
   std::vector<db::Statement> retry_statements;
   if (index + 1 < candidates.size()) retry_statements = statements;
   server->pool->run(std::move(statements), false, query_timeout(),
-    [this, alive, candidates = std::move(candidates), index, server, retry_statements = std::move(retry_statements),
-     done = std::move(done)](db::Outcome o) mutable {
-      if (!*alive) return;
-      const bool last = index + 1 >= candidates.size();
-      // This node's pool refused (queue full, pool retired by a reload): the server is fine, try the next.
-      if (o.error.status == db::Status::overloaded && !last) {
-        read_from(std::move(candidates), index + 1, std::move(retry_statements), std::move(done));
-        return;
-      }
-      if (o.error.status == db::Status::unavailable && server->role != Role::master) {
-        ++server->failures;
-        if (server->online) {
-          server->online = false;
-          server->pool->recycle();
-          env_.log().warn("store: {} {} is offline: {}", to_string(server->role), server->name, o.error.message);
-        }
-        if (!last) {
-          read_from(std::move(candidates), index + 1, std::move(retry_statements), std::move(done));
-          return;
-        }
-      }
-      done(std::move(o));
-    });
+                    [this, alive, candidates = std::move(candidates), index, server,
+                     retry_statements = std::move(retry_statements), done = std::move(done)](db::Outcome o) mutable {
+                      if (!*alive) return;
+                      const bool last = index + 1 >= candidates.size();
+                      // This node's pool refused (queue full, pool retired by a reload): the server is fine, try the
+                      // next.
+                      if (o.error.status == db::Status::overloaded && !last) {
+                        read_from(std::move(candidates), index + 1, std::move(retry_statements), std::move(done));
+                        return;
+                      }
+                      if (o.error.status == db::Status::unavailable && server->role != Role::master) {
+                        ++server->failures;
+                        if (server->online) {
+                          server->online = false;
+                          server->pool->recycle();
+                          env_.log().warn("store: {} {} is offline: {}", to_string(server->role), server->name,
+                                          o.error.message);
+                        }
+                        if (!last) {
+                          read_from(std::move(candidates), index + 1, std::move(retry_statements), std::move(done));
+                          return;
+                        }
+                      }
+                      done(std::move(o));
+                    });
 }
 
 void Router::reload(const config::SqlSettings& sql) {
@@ -225,7 +239,9 @@ void Router::recycle() {
 
 std::vector<ServerStatus> Router::status() const {
   std::vector<ServerStatus> out;
-  auto add = [&](const Server& s) { out.push_back(ServerStatus{s.role, s.name, s.online, s.reads, s.failures, s.pool->stats()}); };
+  auto add = [&](const Server& s) {
+    out.push_back(ServerStatus{s.role, s.name, s.online, s.reads, s.failures, s.pool->stats()});
+  };
   add(*master_);
   for (const auto& s : replicas_) add(*s);
   for (const auto& s : search_) add(*s);

@@ -29,10 +29,10 @@ const char* to_string(Role role);
 
 struct ServerStatus {
   Role role;
-  std::string name;      // redacted data source
+  std::string name;  // redacted data source
   bool online = true;
-  uint64_t reads = 0;    // statements routed here
-  uint64_t failures = 0; // connection errors seen
+  uint64_t reads = 0;     // statements routed here
+  uint64_t failures = 0;  // connection errors seen
   PoolStats pool;
 };
 
@@ -75,7 +75,8 @@ class Router {
   std::shared_ptr<Server> make_server(Role role, const std::string& data_source);
   void rebuild(std::vector<std::shared_ptr<Server>>& servers, Role role, const std::vector<std::string>& sources);
   // Tries candidates in order; a connection error marks a replica offline and moves to the next.
-  void read_from(std::vector<std::shared_ptr<Server>> candidates, size_t index, std::vector<db::Statement> statements, db::Done done);
+  void read_from(std::vector<std::shared_ptr<Server>> candidates, size_t index, std::vector<db::Statement> statements,
+                 db::Done done);
   // The online servers, rotated so that successive calls start at successive servers.
   std::vector<std::shared_ptr<Server>> online(std::vector<std::shared_ptr<Server>>& servers, size_t& cursor);
   void monitor();

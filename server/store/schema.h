@@ -14,9 +14,9 @@
 namespace chorus::store {
 
 struct Migration {
-  int version;                         // 1, 2, 3, ...: applied in order, each exactly once
+  int version;  // 1, 2, 3, ...: applied in order, each exactly once
   const char* name;
-  const char* introduced_in;           // "major.minor" of the Chorus release that added it
+  const char* introduced_in;  // "major.minor" of the Chorus release that added it
   std::vector<std::string> statements;
   // Where the dialects must differ (full-text search), the statements for each, run after the common ones.
   std::vector<std::string> postgres = {};

@@ -36,8 +36,12 @@ class Store {
   void write(std::vector<db::Statement> statements, bool transaction, db::Done done) {
     router_->write(std::move(statements), transaction, std::move(done));
   }
-  void read(std::vector<db::Statement> statements, db::Done done) { router_->read(std::move(statements), std::move(done)); }
-  void search(std::vector<db::Statement> statements, db::Done done) { router_->search(std::move(statements), std::move(done)); }
+  void read(std::vector<db::Statement> statements, db::Done done) {
+    router_->read(std::move(statements), std::move(done));
+  }
+  void search(std::vector<db::Statement> statements, db::Done done) {
+    router_->search(std::move(statements), std::move(done));
+  }
 
   // Config reload: new data sources and limits. Errors (bad data sources) leave the store unchanged.
   std::vector<std::string> reload(const config::SqlSettings& sql);

@@ -33,7 +33,7 @@ class EventsInOrder : public Checker {
 
  private:
   struct Connection {
-    std::unordered_set<std::string> seen;                          // post ids
+    std::unordered_set<std::string> seen;                           // post ids
     std::map<int, std::pair<int64_t, std::string>> last_create_at;  // channel -> newest (create_at, message)
   };
   Connection& of(const Client& cl);

@@ -91,15 +91,23 @@ void Expectations::finish() {
         result(x, failed_share <= x.value,
                fmt::format("{:.2f}% ({} of {})", failed_share * 100, t.failed, t.ok + t.failed));
         break;
-      case K::max_gap: result(x, t.gap <= x.bound, fmt_s(t.gap)); break;
-      case K::max_downtime: result(x, metrics_.downtime() <= x.bound, fmt_s(metrics_.downtime())); break;
+      case K::max_gap:
+        result(x, t.gap <= x.bound, fmt_s(t.gap));
+        break;
+      case K::max_downtime:
+        result(x, metrics_.downtime() <= x.bound, fmt_s(metrics_.downtime()));
+        break;
       case K::max_p99: {
         const int64_t p99 = metrics_.latency(0.99);
         result(x, Duration{p99} <= x.bound, fmt::format("{:.1f} ms", static_cast<double>(p99) / 1000));
         break;
       }
-      case K::min_jobs: result(x, jobs_.done() >= static_cast<int>(x.value), std::to_string(jobs_.done())); break;
-      case K::max_resyncs: result(x, t.resyncs <= static_cast<int>(x.value), std::to_string(t.resyncs)); break;
+      case K::min_jobs:
+        result(x, jobs_.done() >= static_cast<int>(x.value), std::to_string(jobs_.done()));
+        break;
+      case K::max_resyncs:
+        result(x, t.resyncs <= static_cast<int>(x.value), std::to_string(t.resyncs));
+        break;
       case K::leader:
       case K::status:
         if (!done_.count(&x)) result(x, false, "the scenario ended before this time");

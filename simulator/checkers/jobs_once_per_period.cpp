@@ -45,11 +45,11 @@ void JobsOncePerPeriod::finish() {
       if (!runs_of_job.count(id)) ctx_.violation(kName, fmt::format("job {} ({}) succeeded without its work", id, key));
     }
     if (runs_of_job[id] > attempts)
-      ctx_.violation(kName, fmt::format("job {} ({}) did its work {} times in {} attempts", id, key, runs_of_job[id],
-                                        attempts));
+      ctx_.violation(
+          kName, fmt::format("job {} ({}) did its work {} times in {} attempts", id, key, runs_of_job[id], attempts));
     if ((status == "in_progress" || status == "pending") && activity > 0 && now_ms - activity > 30'000)
-      ctx_.violation(kName, fmt::format("job {} ({}) is stuck {} since {:.1f} s", id, key, status,
-                                        (now_ms - activity) / 1e3));
+      ctx_.violation(kName,
+                     fmt::format("job {} ({}) is stuck {} since {:.1f} s", id, key, status, (now_ms - activity) / 1e3));
   }
   std::sort(periods.begin(), periods.end());
   for (size_t i = 1; i < periods.size(); ++i)

@@ -36,10 +36,9 @@ void OneLeader::check(const std::vector<int>& alive) {
       const std::string& named = ctx_.c.node(x)->membership().leader();
       if (named != lowest && !reported_.count(x)) {
         reported_.insert(x);
-        ctx_.violation(kName,
-                       fmt::format("n{} names {} leader; its group ({} nodes, stable for {}) should follow {}", x,
-                                   named.empty() ? "nobody" : named, members.size(),
-                                   fmt_s(ctx_.k.now() - faults_.last_change()), lowest));
+        ctx_.violation(kName, fmt::format("n{} names {} leader; its group ({} nodes, stable for {}) should follow {}",
+                                          x, named.empty() ? "nobody" : named, members.size(),
+                                          fmt_s(ctx_.k.now() - faults_.last_change()), lowest));
       }
     }
   }
