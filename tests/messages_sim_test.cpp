@@ -77,16 +77,30 @@ TEST(Messages, WaitingForAllEndsWhenAPeerDies) {
   EXPECT_EQ(c.node(0)->messenger->queued(c.address(3)), 0u);
 }
 
-TEST(Messages, QueuesAreBounded) {
+TEST(Messages, QueuesAreBoundedAndARefusalEndsTheStreamSoThePeerIsTold) {
   MemberCluster c(4, 3);
   auto& k = c.kernel();
   k.run_for(Duration{2'000'000});
   k.block(0, 2);
+  std::vector<std::pair<std::string, bool>> told;
+  c.node(2)->messenger->on_new_stream(
+      [&](const std::string& from, bool replaced) { told.emplace_back(from, replaced); });
   int queued = 0;
   for (int i = 0; i < 10'050; ++i)
     queued += c.node(0)->messenger->send_to(c.address(2), msg(i), cluster::Delivery::reliable);
-  EXPECT_EQ(queued, 10'000);
-  EXPECT_EQ(c.node(0)->messenger->stats().refused_full, 50u);
+  // The 10,001st is refused, and the refusal ends the stream (as a death would): the next 49 go on a new
+  // one, behind its opening.
+  EXPECT_EQ(queued, 10'049);
+  EXPECT_EQ(c.node(0)->messenger->stats().refused_full, 1u);
+  EXPECT_EQ(c.node(0)->messenger->queued(c.address(2)), 50u);
+  // Before (issue 13), the refusal was silent: node 2's clients never learnt they had missed anything.
+  k.unblock(0, 2);
+  k.run_for(Duration{1'000'000});
+  EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{c.address(0), true}})) << "node 2 resets its clients";
+  std::vector<int> expected;
+  for (int i = 10'001; i < 10'050; ++i) expected.push_back(i);
+  EXPECT_EQ(numbers_from(c.node(2), c.address(0)), expected) << "what came after the refusal arrives, in order";
+  EXPECT_EQ(c.node(0)->messenger->queued(c.address(2)), 0u);
 }
 
 TEST(Messages, ARestartedPeerGetsAFreshStreamAndNothingStale) {

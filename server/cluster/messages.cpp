@@ -167,9 +167,17 @@ bool Messenger::enqueue(const std::string& peer, const ClusterMessage& message, 
   }
   Out& out = out_[peer];
   if (out.unacked.size() >= options_.queue_max) {
+    // Refused: the peer would miss it without knowing (a post's event lost for every client there). As
+    // for a peer declared dead, its stream ends - what it had not acknowledged is dropped, the waiters are
+    // told - and a new one begins, whose opening says it missed messages: its node resets its clients
+    // when the new stream reaches it, and they re-sync. The queue then holds one message, not queue_max.
     ++stats_.refused_full;
-    env_.log().warn("messages: the queue to {} is full ({} unacknowledged): refused a {} message", peer,
-                    out.unacked.size(), message.event);
+    env_.log().warn(
+        "messages: the queue to {} is full ({} unacknowledged): refused a {} message; a new stream "
+        "begins, so the peer's clients re-sync",
+        peer, out.unacked.size(), message.event);
+    drop_stream(peer);
+    open_stream(peer);
     return false;
   }
   if (out.stream == 0) out.stream = new_stream();
@@ -258,14 +266,18 @@ void Messenger::on_member_change(const Member& member) {
   was->second = alive;
   if (opens) {
     if (restarted) drop_stream(member.address);
-    // Opened now rather than with the next real message, saying whether the peer missed anything: a
-    // reliable message dropped unacknowledged, or one sent to everyone while the peer was held dead.
-    ClusterMessage open = ClusterMessage::of(ClusterEvent::open);
-    if (missed_.erase(member.address)) open.props[kMissed] = "1";
-    enqueue(member.address, open, Delivery::reliable, nullptr);
+    open_stream(member.address);  // now rather than with the next real message
   }
   if (alive) return;
   drop_stream(member.address);
+}
+
+// The opening of a stream says whether the peer missed anything: a reliable message dropped
+// unacknowledged or refused, or one sent to everyone while the peer was held dead or unknown.
+void Messenger::open_stream(const std::string& peer) {
+  ClusterMessage open = ClusterMessage::of(ClusterEvent::open);
+  if (missed_.erase(peer)) open.props[kMissed] = "1";
+  enqueue(peer, open, Delivery::reliable, nullptr);
 }
 
 void Messenger::drop_stream(const std::string& peer) {

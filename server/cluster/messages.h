@@ -158,6 +158,7 @@ class Messenger {
   void on_reply(const std::string& from, const ClusterMessage& message);
   void finish(uint64_t id);
   void drop_stream(const std::string& peer);  // its unacknowledged messages are lost; waiters and requests told
+  void open_stream(const std::string& peer);  // the first message of the peer's next stream: _open
   bool enqueue(const std::string& peer, const ClusterMessage& message, Delivery delivery,
                const std::shared_ptr<Waiter>& waiter);
   void retransmit();
