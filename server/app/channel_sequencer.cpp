@@ -134,7 +134,19 @@ void ChannelSequencer::fill_gap(const std::string& channel) {
            if (!*alive) return;
            Channel& oo = channels_[channel];
            oo.fetching = false;
-           // Unreadable (the master is away): what waited goes out rather than wait on.
+           if (!filled && !oo.held.empty()) {
+             // Unreadable (the master is away): try again after gap_wait, up to fill_attempts in all. Then
+             // what waited goes out rather than wait on, and its recipients' connections reset first, so
+             // their clients re-sync and get the posts of the gap over REST: skipped, never lost.
+             if (++oo.fill_failures < options_.fill_attempts) return arm_gap_timer(channel);
+             ++gaps_reset_;
+             const size_t n = reset_(oo.held.begin()->second);
+             env_.log().warn(
+                 "app: the posts before {} in channel {} could not be read after {} attempts: {} "
+                 "WebSocket connections reset so their clients re-sync",
+                 oo.held.begin()->second.post_id, channel, oo.fill_failures, n);
+           }
+           oo.fill_failures = 0;
            if (filled)
              for (auto& e : *filled)
                if (!oo.recent_set.contains(e.post_id)) {

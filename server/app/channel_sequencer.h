@@ -8,7 +8,8 @@
 //   - a post ahead of a gap waits `gap_wait`; then the missing posts (create_at between the last one
 //     delivered and the waiting one) are fetched from the master and delivered in their place, and what
 //     waited follows; their own events, if they come later, are dropped (the last `recent_max` delivered
-//     post ids are remembered);
+//     post ids are remembered); a read that fails is tried again `gap_wait` later, and after
+//     `fill_attempts` failures what waited goes out and its recipients' connections are reset (below);
 //   - a post that comes after its place was passed (its gap was filled without it, the master being
 //     away, or it is older than what is remembered) cannot be delivered in order and must not be lost:
 //     its recipients' connections are reset, so their clients re-sync.
@@ -43,6 +44,7 @@ struct SequencerOptions {
   Duration first_wait{50'000};       // the first post of a channel seen here waits this long for earlier ones
   size_t recent_max = 64;            // delivered post ids remembered per channel (a late duplicate is dropped)
   Duration idle_evict{600'000'000};  // an idle channel's entry is forgotten after this long
+  int fill_attempts = 3;             // reads of a gap (gap_wait apart) before its recipients are reset
 };
 
 class ChannelSequencer {
@@ -51,7 +53,7 @@ class ChannelSequencer {
   // A post came after its place: reset its recipients' connections; returns how many.
   using Reset = std::function<size_t(const Event&)>;
   // The posts of `channel` with after < create_at < before, oldest first, as events to deliver; nullopt
-  // when they cannot be read (the waiting posts then go out without them).
+  // when they cannot be read (tried again; in the end the waiting posts go out and their recipients reset).
   using Fetched = std::function<void(std::optional<std::vector<Event>>)>;
   using Fetch = std::function<void(const std::string& channel, int64_t after, int64_t before, Fetched done)>;
 
@@ -64,6 +66,7 @@ class ChannelSequencer {
 
   uint64_t posts_filled() const { return posts_filled_; }  // delivered from a fetch
   uint64_t late_resets() const { return late_resets_; }    // posts that came after their place
+  uint64_t gaps_reset() const { return gaps_reset_; }      // gaps unreadable fill_attempts times
   uint64_t evicted() const { return evicted_; }            // idle channels forgotten
   size_t channels() const { return channels_.size(); }
   // The next seq to deliver in `channel` (0: none seen yet), and how many wait: for tests and reports.
@@ -77,6 +80,7 @@ class ChannelSequencer {
     std::map<int64_t, Event> held;  // ahead of a gap, by seq
     TimerId timer = 0;
     bool fetching = false;
+    int fill_failures = 0;           // reads of the current gap that failed
     std::deque<std::string> recent;  // post ids delivered lately (oldest first)
     std::set<std::string> recent_set;
     MonoTime last_post;  // when its last post arrived
@@ -93,7 +97,7 @@ class ChannelSequencer {
   Reset reset_;
   Fetch fetch_;
   std::map<std::string, Channel> channels_;
-  uint64_t posts_filled_ = 0, late_resets_ = 0, evicted_ = 0;
+  uint64_t posts_filled_ = 0, late_resets_ = 0, evicted_ = 0, gaps_reset_ = 0;
   MonoTime last_sweep_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
