@@ -686,3 +686,37 @@ TEST(ApiSim, PostsPastTheChannelWriteQueueBoundGet503AndEveryAcknowledgedOneLand
   EXPECT_EQ(got.size(), created.size());
   EXPECT_EQ(post(c, 0, w, w.a, "after").status, 201);
 }
+
+// Issue 13: the unauthenticated health check answered with the database's error text (hosts, users,
+// databases), and every call wrote to the master, so a loop of pings could load it. Now the check writes
+// at most once a second - callers within it share the answer - and the error stays in the node's log.
+TEST(ApiSim, TheHealthCheckWritesAtMostOnceASecondAndNeverShowsTheDatabasesError) {
+  ChatCluster c({.seed = 1, .nodes = 1});
+  ASSERT_TRUE(c.start_all());
+  auto* db = c.kernel().databases().find("db1");
+  ASSERT_NE(db, nullptr);
+  c.kernel().run_for(Duration{2'000'000});
+  const std::string ping = "/api/v4/system/ping?get_server_status=true";
+  auto healthy_calls = [&](int n) {
+    const uint64_t before = db->statements_run();
+    int ok = 0;
+    for (int i = 0; i < n; ++i) c.call_async(0, "GET", ping, "", "", [&](api::Response r) { ok += r.status == 200; });
+    c.kernel().run_for(Duration{500'000});
+    EXPECT_EQ(ok, n);
+    return db->statements_run() - before;
+  };
+  const uint64_t first = healthy_calls(50);
+  EXPECT_GE(first, 3u) << "one check: delete, insert, delete";
+  EXPECT_LE(first, 3u + 6u) << "fifty calls, one check (and at most the node's own few writes)";
+  EXPECT_LE(healthy_calls(50), 6u) << "within the second: answered from the last check";
+  c.kernel().run_for(Duration{1'000'000});
+  EXPECT_GE(healthy_calls(1), 3u) << "a second later: checked again";
+
+  db->stop();
+  c.kernel().run_for(Duration{1'100'000});
+  auto down = c.call(0, "GET", ping, "", "", Duration{20'000'000});
+  EXPECT_EQ(down.status, 500) << down.body;
+  EXPECT_EQ(field(down, "database_status"), "UNHEALTHY");
+  EXPECT_FALSE(body(down).as_object().contains("database_error")) << down.body;
+  EXPECT_EQ(down.body.find("db1"), std::string::npos) << down.body;
+}

@@ -39,7 +39,8 @@ class NodeControl {
   virtual Failure save_config(const std::string& json) = 0;
   virtual Failure reload_config() = 0;
   virtual void recycle_database() = 0;
-  // The health check: writes and deletes a row in the Systems table (get_server_status).
+  // The health check: writes and deletes a row in the Systems table (get_server_status), at most once a
+  // second (callers within it get that answer); the detail is for the log, never for the caller.
   virtual void check_health(std::function<void(bool database_ok, std::string detail)> done) = 0;
   // Why this node does not serve while a partition lasts (server/cluster/reach.h); empty: it serves.
   virtual std::string cut_off_reason() const { return {}; }

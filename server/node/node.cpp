@@ -347,15 +347,30 @@ void Node::apply(config::LoadedConfig next) {
     env_.log().warn("config: ClusterSettings changes take effect when the node restarts");
 }
 
+// The write goes to the master at most once a second, whatever the callers' rate (the ping is
+// unauthenticated: a loop of them must not load the master); callers within the second share it.
 void Node::check_health(std::function<void(bool, std::string)> done) {
+  constexpr Duration kFresh{1'000'000};
+  if (health_.known && !health_.running && env_.now() - health_.at < kFresh) return done(health_.ok, health_.detail);
+  health_.waiting.push_back(std::move(done));
+  if (health_.running) return;
+  health_.running = true;
   const std::string name = "health_check_" + options_.advertise;
   store_->write(
       {db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}},
        db::Statement{"INSERT INTO Systems (Name, Value) VALUES ($1, $2)", {name, std::to_string(env_.wall_now().us)}},
        db::Statement{"DELETE FROM Systems WHERE Name = $1", {name}}},
-      true, [alive = alive_, done](db::Outcome o) {
+      true, [this, alive = alive_](db::Outcome o) {
         if (!*alive) return;
-        done(o.ok(), o.ok() ? "" : std::string(db::to_string(o.error.status)) + ": " + o.error.message);
+        health_.running = false;
+        health_.known = true;
+        health_.at = env_.now();
+        health_.ok = o.ok();
+        health_.detail = o.ok() ? "" : std::string(db::to_string(o.error.status)) + ": " + o.error.message;
+        if (!o.ok()) env_.log().warn("health check: the database does not answer: {}", health_.detail);
+        auto waiting = std::move(health_.waiting);
+        health_.waiting.clear();
+        for (auto& w : waiting) w(health_.ok, health_.detail);
       });
 }
 

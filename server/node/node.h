@@ -117,6 +117,14 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   std::string cut_off_reason_;  // non-empty while this node is cut off and does not serve
   bool started_ = false;
   bool stopping_ = false;
+  // The last health check (check_health): answered from here for a second; callers meanwhile wait on
+  // the one check under way.
+  struct Health {
+    bool known = false, running = false, ok = false;
+    std::string detail;
+    MonoTime at;
+    std::vector<std::function<void(bool, std::string)>> waiting;
+  } health_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
