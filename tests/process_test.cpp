@@ -251,6 +251,36 @@ TEST_F(ChorusdCluster, PortInUseIsAClearFatalError) {
 }
 
 namespace {
+// Whether a TCP connect to ip:port is accepted (loopback: refused at once when nothing listens there).
+bool accepts(const char* ip, uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+// Issue 13: with no BindAddress the gossip port listened on every interface (0.0.0.0). It now listens on
+// the address the node advertises to its peers, and nowhere else unless BindAddress says so.
+TEST_F(ChorusdCluster, TheGossipPortListensOnlyOnTheAdvertisedAddressUnlessBindAddressSaysOtherwise) {
+  const std::string port = std::to_string(ports_[0]);
+  Child node({CHORUSD_PATH, "--config", config_},
+             {"MM_CLUSTERSETTINGS_GOSSIPPORT=" + port, "MM_CLUSTERSETTINGS_BINDADDRESS="});
+  ASSERT_GE(wait_ms([&] { return node.find("ping: started") >= 0; }, 3000), 0) << node.output();
+  EXPECT_GE(node.find("gossip on 127.0.0.1:" + port + " as 127.0.0.1:" + port), 0) << node.output();
+  EXPECT_TRUE(accepts("127.0.0.1", ports_[0]));
+  EXPECT_FALSE(accepts("127.0.0.2", ports_[0])) << "another loopback address reaches a port bound to 0.0.0.0";
+  Child any({CHORUSD_PATH, "--config", config_},
+            {"MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(ports_[1]), "MM_CLUSTERSETTINGS_BINDADDRESS=0.0.0.0"});
+  ASSERT_GE(wait_ms([&] { return any.find("ping: started") >= 0; }, 3000), 0) << any.output();
+  EXPECT_TRUE(accepts("127.0.0.2", ports_[1])) << "asked for: every interface";
+}
+
+namespace {
 // The leader a node last announced ("membership: ... leader is now X"), or "".
 std::string last_leader(Child& c) {
   std::string leader;

@@ -8,6 +8,7 @@
 // removes its ClusterDiscovery row.
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -63,6 +64,28 @@ std::string first_ipv4() {
   }
   freeifaddrs(list);
   return found;
+}
+
+// Where the gossip port listens: ClusterSettings.BindAddress when set, else the address the node
+// advertises to its peers (resolved when it is a name) - not every interface: the gossip port is for
+// the cluster's network only (issue 13). "0.0.0.0" must be asked for.
+chorus::Result<std::string, chorus::Failure> gossip_bind_host(const chorus::config::ClusterSettings& cs,
+                                                              const std::string& advertise) {
+  if (!cs.BindAddress.empty()) return {{}, cs.BindAddress};
+  std::string host = advertise.substr(0, advertise.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return {{}, host};
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || !found)
+    return {chorus::Failure{"the gossip address " + advertise + " does not resolve: set ClusterSettings.BindAddress"}};
+  char text[INET6_ADDRSTRLEN] = {};
+  getnameinfo(found->ai_addr, found->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST);
+  freeaddrinfo(found);
+  return {{}, text};
 }
 
 // ClusterSettings: OverrideHostname, else (UseIpAddress) the first non-local IPv4, else the OS hostname.
@@ -164,7 +187,12 @@ int main(int argc, char** argv) {
       !cs.AdvertiseAddress.empty() ? cs.AdvertiseAddress : host + ":" + std::to_string(cs.GossipPort);
 
   chorus::runtime::TcpTransportOptions topts;
-  topts.bind_host = cs.BindAddress.empty() ? "0.0.0.0" : cs.BindAddress;
+  const auto bind = gossip_bind_host(cs, advertise);
+  if (!bind.ok()) {
+    std::fprintf(stderr, "chorusd: %s\n", bind.error.message.c_str());
+    return 2;
+  }
+  topts.bind_host = bind.value;
   topts.port = static_cast<uint16_t>(cs.GossipPort);
   topts.advertise_address = advertise;
 
