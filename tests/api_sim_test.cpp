@@ -720,3 +720,46 @@ TEST(ApiSim, TheHealthCheckWritesAtMostOnceASecondAndNeverShowsTheDatabasesError
   EXPECT_FALSE(body(down).as_object().contains("database_error")) << down.body;
   EXPECT_EQ(down.body.find("db1"), std::string::npos) << down.body;
 }
+
+// Issue 13: passwords could be guessed without limit. ServiceSettings.MaximumLoginAttempts (10) wrong
+// passwords in a row lock the account on every node (the count is in the database) - even the right
+// password is refused then - until the password is set anew; a success in between starts the count over.
+TEST(ApiSim, TooManyWrongPasswordsLockTheAccountClusterWideUntilItsPasswordIsSetAnew) {
+  ChatCluster c({.seed = 3, .nodes = 2});
+  ASSERT_TRUE(c.start_all());
+  std::string admin_id, bob_id;
+  const std::string admin = c.signup_and_login(0, "root", &admin_id);
+  auto created = c.call(0, "POST", "/api/v4/users",
+                        obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), admin);
+  ASSERT_EQ(created.status, 201) << created.body;
+  bob_id = field(created, "id");
+  auto login = [&](int node, const char* password) {
+    return c.call(node, "POST", "/api/v4/users/login", obj({{"login_id", "bob"}, {"password", password}}));
+  };
+  for (int i = 0; i < 9; ++i) expect_error(login(i % 2, "wrong-password"), 401, "api.user.login.invalid_credentials");
+  EXPECT_EQ(login(0, "password-bob").status, 200) << "nine wrong, then right: in, and the count starts over";
+  for (int i = 0; i < 10; ++i) expect_error(login(i % 2, "wrong-password"), 401, "api.user.login.invalid_credentials");
+  expect_error(login(0, "password-bob"), 401, "api.user.check_user_login_attempts.too_many");
+  expect_error(login(1, "password-bob"), 401, "api.user.check_user_login_attempts.too_many");
+  // Only an admin can let bob in again (bob cannot log in to change it himself).
+  auto reset = c.call(1, "PUT", "/api/v4/users/" + bob_id + "/password", obj({{"new_password", "password-bob-2"}}),
+                      admin);
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  expect_error(login(0, "password-bob"), 401, "api.user.login.invalid_credentials");
+  auto in = login(0, "password-bob-2");
+  ASSERT_EQ(in.status, 200) << in.body;
+  // One's own password needs the current one.
+  const std::string bob = header(in, "Token");
+  expect_error(c.call(0, "PUT", "/api/v4/users/me/password",
+                      obj({{"current_password", "nope-nope"}, {"new_password", "password-bob-3"}}), bob),
+               400, "api.user.check_user_password.invalid");
+  EXPECT_EQ(c.call(0, "PUT", "/api/v4/users/me/password",
+                   obj({{"current_password", "password-bob-2"}, {"new_password", "password-bob-3"}}), bob)
+                .status,
+            200);
+  expect_error(c.call(0, "PUT", "/api/v4/users/" + admin_id + "/password", obj({{"new_password", "taken-over"}}), bob),
+               403);
+  // An unknown name is refused as a wrong password is (and costs a bcrypt check: not measured here).
+  expect_error(c.call(0, "POST", "/api/v4/users/login", obj({{"login_id", "nobody"}, {"password", "whatever-1"}})), 401,
+               "api.user.login.invalid_credentials");
+}

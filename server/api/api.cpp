@@ -454,6 +454,14 @@ void Api::routes() {
       c->respond(std::move(r));
     }));
   });
+  add("PUT", v4 + "/users/{user_id}/password", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string current = b->str("current_password"), next = b->str("new_password");
+    if (c->bad_type(*b)) return;
+    app.update_password(c->session, c->user_param(), current, next,
+                        c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
   add("GET", v4 + "/users", true, [&app](const C& c) {
     bool bad = false;
     const int page = query_int(c->request, "page", 0, 0, 100000, bad),

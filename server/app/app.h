@@ -114,6 +114,10 @@ class App {
   void login(const std::string& login_id, const std::string& password, const std::string& device_id,
              Callback<std::pair<User, Session>> done);
   void logout(const Session& session, Callback<Unit> done);
+  // PUT /users/{id}/password: the user (with the current password) or a system admin (without) sets a
+  // new one; the account's failed login attempts go back to 0 (the way out of a lock).
+  void update_password(const Session& actor, const std::string& user_id, const std::string& current,
+                       const std::string& next, Callback<Unit> done);
   void get_user(const Session& actor, const std::string& user_id, Callback<User> done);
   void get_user_by_username(const Session& actor, const std::string& username, Callback<User> done);
   void get_users_by_ids(const Session& actor, const std::vector<std::string>& ids, Callback<std::vector<User>> done);
@@ -199,6 +203,8 @@ class App {
   // The multi-step requests as flows (server/core/flow.h): the public method checks its arguments, the
   // flow does the steps. Parameters by value: the caller's objects may be gone while the flow waits.
   Flow create_user_flow(bool admin, NewUser user, Callback<User> done);
+  Flow update_password_flow(Session actor, std::string user_id, std::string current, std::string next,
+                            Callback<Unit> done);
   Flow login_flow(std::string login_id, std::string password, std::string device_id, AppError invalid,
                   Callback<std::pair<User, Session>> done);
   Flow add_team_member_flow(Session actor, std::string team_id, std::string user_id, Callback<TeamMember> done);

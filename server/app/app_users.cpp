@@ -150,22 +150,42 @@ void App::login(const std::string& login_id, const std::string& password, const 
   login_flow(std::move(lower), password, device_id, invalid, std::move(done)).start();
 }
 
-// A login, top to bottom (server/core/flow.h): the user by name or email, the password, then the session.
+// A login, top to bottom (server/core/flow.h): the user by name or email, the account's lock, the password,
+// then the session. As Mattermost: ServiceSettings.MaximumLoginAttempts wrong passwords in a row lock the
+// account (the count is in the database: cluster-wide) until its password is set anew; an unknown name
+// costs the same bcrypt time as a wrong password, so timing does not tell which names exist.
 Flow App::login_flow(std::string login_id, std::string password, std::string device_id, AppError invalid,
                      Callback<std::pair<User, Session>> done) {
   using Logged = std::pair<User, Session>;
   db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
     store_.write({Statement{std::string("SELECT ") + kUserColumns +
-                                " FROM Users WHERE (Username = $1 OR Email = $1) AND DeleteAt = 0",
+                                ", FailedAttempts FROM Users WHERE (Username = $1 OR Email = $1) AND DeleteAt = 0",
                             {login_id}}},
                  false, std::move(resume));
   });
   if (!o.ok()) co_return done(fail<Logged>(from_db(o.error)));
-  if (o.result().rows.empty()) co_return done(fail<Logged>(invalid));
-  const User user = user_from_row(o.result().rows[0]);
+  if (o.result().rows.empty()) {
+    // A bcrypt setting with no digest never matches, and costs what a real check costs.
+    const std::string dummy = fmt::format("$2b${:02}$LTuAMPvpKU3Zs4xR3cz5Gu", options_.bcrypt_cost);
+    co_await awaiting<bool>(alive_, [&](auto resume) { check_password(password, dummy, std::move(resume)); });
+    co_return done(fail<Logged>(invalid));
+  }
+  const auto& row = o.result().rows[0];
+  const User user = user_from_row(row);
+  const int64_t failed = int_at(row, row.size() - 1);
+  if (failed >= config_->ServiceSettings.MaximumLoginAttempts)
+    co_return done(fail<Logged>(error(401, "api.user.check_user_login_attempts.too_many.app_error",
+                                      "Your account is locked because of too many failed password attempts. "
+                                      "Please reset your password.")));
   const bool matches = co_await awaiting<bool>(
       alive_, [&](auto resume) { check_password(password, user.password_hash, std::move(resume)); });
-  if (!matches) co_return done(fail<Logged>(invalid));
+  if (!matches) {
+    co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{"UPDATE Users SET FailedAttempts = FailedAttempts + 1 WHERE Id = $1", {user.id}}}, false,
+                   std::move(resume));
+    });
+    co_return done(fail<Logged>(invalid));
+  }
   Session s;
   s.id = new_id(env_.random());
   s.token = new_id(env_.random());
@@ -174,15 +194,60 @@ Flow App::login_flow(std::string login_id, std::string password, std::string dev
   s.user_id = user.id;
   s.device_id = device_id;
   s.roles = user.roles;
-  db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.write({Statement{"INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId,"
-                            " Roles) VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
-                            {s.id, s.token, s.create_at, s.expires_at, s.user_id, s.device_id, s.roles}}},
-                 false, std::move(resume));
-  });
+  std::vector<Statement> writes{
+      Statement{"INSERT INTO Sessions (Id, Token, CreateAt, ExpiresAt, LastActivityAt, UserId, DeviceId,"
+                " Roles) VALUES ($1, $2, $3, $4, $3, $5, $6, $7)",
+                {s.id, s.token, s.create_at, s.expires_at, s.user_id, s.device_id, s.roles}}};
+  if (failed > 0) writes.push_back(Statement{"UPDATE Users SET FailedAttempts = 0 WHERE Id = $1", {user.id}});
+  db::Outcome o2 = co_await awaiting<db::Outcome>(
+      alive_, [&](auto resume) { store_.write(std::move(writes), true, std::move(resume)); });
   if (!o2.ok()) co_return done(fail<Logged>(from_db(o2.error)));
   sessions_.put(s.token, s, env_.now());
   done(ok(std::make_pair(user, s)));
+}
+
+void App::update_password(const Session& actor, const std::string& user_id, const std::string& current,
+                          const std::string& next, Callback<Unit> done) {
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  if (actor.user_id != user_id && !actor.is_system_admin()) return done(fail<Unit>(forbidden()));
+  if (next.size() < 8 || next.size() > 72)
+    return done(fail<Unit>(
+        error(400, "model.user.is_valid.pwd.app_error", "Your password must contain between 8 and 72 characters.")));
+  update_password_flow(actor, user_id, current, next, std::move(done)).start();
+}
+
+// Someone else's password needs a system admin; one's own needs the current one (as Mattermost).
+Flow App::update_password_flow(Session actor, std::string user_id, std::string current, std::string next,
+                               Callback<Unit> done) {
+  if (actor.user_id == user_id) {
+    db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{"SELECT Password FROM Users WHERE Id = $1 AND DeleteAt = 0", {user_id}}}, false,
+                   std::move(resume));
+    });
+    if (!o.ok()) co_return done(fail<Unit>(from_db(o.error)));
+    if (o.result().rows.empty()) co_return done(fail<Unit>(not_found("user")));
+    const std::string hash = text_at(o.result().rows[0], 0);
+    const bool matches =
+        co_await awaiting<bool>(alive_, [&](auto resume) { check_password(current, hash, std::move(resume)); });
+    if (!matches)
+      co_return done(fail<Unit>(
+          error(400, "api.user.check_user_password.invalid.app_error", "Login failed because of invalid password.")));
+  }
+  const std::string hash =
+      co_await awaiting<std::string>(alive_, [&](auto resume) { hash_password(next, std::move(resume)); });
+  if (hash.empty())
+    co_return done(fail<Unit>(error(500, "app.user.hash_password.app_error", "Could not hash the password.")));
+  db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{"UPDATE Users SET Password = $2, LastPasswordUpdate = $3, FailedAttempts = 0, UpdateAt = $3"
+                            " WHERE Id = $1 AND DeleteAt = 0",
+                            {user_id, hash, now_ms()},
+                            1}},
+                 true, std::move(resume));
+  });
+  if (o2.error.status == db::Status::conflict) co_return done(fail<Unit>(not_found("user")));
+  if (!o2.ok()) co_return done(fail<Unit>(from_db(o2.error)));
+  invalidate(cluster::ClusterEvent::inv_user, user_id);
+  done(ok(Unit{}));
 }
 
 void App::logout(const Session& session, Callback<Unit> done) {

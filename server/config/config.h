@@ -31,7 +31,8 @@ using StringList = std::vector<std::string>;
   X(ServiceSettings, int64_t, MaximumPayloadSizeBytes, 300000, range(1024, 1073741824)) \
   X(ServiceSettings, int64_t, MaximumURLLength, 2048, range(256, 1048576))              \
   X(ServiceSettings, int64_t, SessionLengthWebInHours, 720, range(1, 876000))           \
-  X(ServiceSettings, int64_t, SessionCacheInMinutes, 10, range(0, 525600))
+  X(ServiceSettings, int64_t, SessionCacheInMinutes, 10, range(0, 525600))              \
+  X(ServiceSettings, int64_t, MaximumLoginAttempts, 10, range(1, 1000000))
 
 #define CHORUS_SQL_SETTINGS(X)                                                         \
   X(SqlSettings, std::string, DriverName, "sqlite3", one_of({"sqlite3", "postgres"}))  \
@@ -104,8 +105,9 @@ using StringList = std::vector<std::string>;
 
 #define CHORUS_ALL_SETTINGS(X)                                                                     \
   CHORUS_SERVICE_SETTINGS(X)                                                                       \
-  CHORUS_SQL_SETTINGS(X) CHORUS_CLUSTER_SETTINGS(X) CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) \
-      CHORUS_LOG_SETTINGS(X) CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X)
+  CHORUS_SQL_SETTINGS(X)                                                                           \
+  CHORUS_CLUSTER_SETTINGS(X) CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) CHORUS_LOG_SETTINGS(X) \
+      CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X)
 
 #define CHORUS_CONFIG_FIELD(section, type, name, def, check) type name = def;
 struct ServiceSettings {

@@ -107,6 +107,12 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE ClusterDiscovery ADD COLUMN Reach TEXT NOT NULL DEFAULT ''",
            "ALTER TABLE ClusterDiscovery ADD COLUMN CutOff INTEGER NOT NULL DEFAULT 0",
        }},
+      {6,
+       "users: failed login attempts (ServiceSettings.MaximumLoginAttempts locks the account)",
+       "0.1",
+       {
+           "ALTER TABLE Users ADD COLUMN FailedAttempts BIGINT NOT NULL DEFAULT 0",
+       }},
   };
   return all;
 }
