@@ -742,8 +742,8 @@ TEST(ApiSim, TooManyWrongPasswordsLockTheAccountClusterWideUntilItsPasswordIsSet
   expect_error(login(0, "password-bob"), 401, "api.user.check_user_login_attempts.too_many");
   expect_error(login(1, "password-bob"), 401, "api.user.check_user_login_attempts.too_many");
   // Only an admin can let bob in again (bob cannot log in to change it himself).
-  auto reset = c.call(1, "PUT", "/api/v4/users/" + bob_id + "/password", obj({{"new_password", "password-bob-2"}}),
-                      admin);
+  auto reset =
+      c.call(1, "PUT", "/api/v4/users/" + bob_id + "/password", obj({{"new_password", "password-bob-2"}}), admin);
   ASSERT_EQ(reset.status, 200) << reset.body;
   expect_error(login(0, "password-bob"), 401, "api.user.login.invalid_credentials");
   auto in = login(0, "password-bob-2");
@@ -762,4 +762,67 @@ TEST(ApiSim, TooManyWrongPasswordsLockTheAccountClusterWideUntilItsPasswordIsSet
   // An unknown name is refused as a wrong password is (and costs a bcrypt check: not measured here).
   expect_error(c.call(0, "POST", "/api/v4/users/login", obj({{"login_id", "nobody"}, {"password", "whatever-1"}})), 401,
                "api.user.login.invalid_credentials");
+}
+
+namespace {
+// A request with exactly these headers (ChatCluster::call adds the bearer token and X-Requested-With).
+api::Response raw_call(ChatCluster& c, int i, const std::string& method, const std::string& path,
+                       const std::string& body, std::vector<std::pair<std::string, std::string>> headers) {
+  api::Request r;
+  r.method = method;
+  r.path = path;
+  r.body = body;
+  r.remote = "client";
+  r.headers = std::move(headers);
+  auto out = std::make_shared<std::optional<api::Response>>();
+  auto& k = c.kernel();
+  const auto n = static_cast<NodeIndex>(i);
+  k.call_on_node(n, k.incarnation(n), k.now_us(), [&c, i, r, out]() mutable {
+    c.node(i)->api().handle(std::move(r), [out](api::Response resp) { *out = std::move(resp); });
+  });
+  k.run_until([&] { return out->has_value(); }, k.now() + Duration{10'000'000});
+  return out->value_or(api::Response{0, {}, "no answer"});
+}
+
+std::string cookie_value(const api::Response& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == "Set-Cookie" && v.rfind(name + "=", 0) == 0)
+      return v.substr(name.size() + 1, v.find(';') - name.size() - 1);
+  return "";
+}
+}  // namespace
+
+// Issue 13: with only the session cookie, another site's form could change state (CSRF). As Mattermost, a
+// cookie-authenticated change must carry X-Requested-With: XMLHttpRequest or X-CSRF-Token equal to the
+// MMCSRF cookie; reads need neither, and the bearer header needs neither.
+TEST(ApiSim, ACookieAuthenticatedChangeNeedsTheCsrfTokenOrXRequestedWith) {
+  ChatCluster c({.seed = 4, .nodes = 1});
+  ASSERT_TRUE(c.start_all());
+  c.signup_and_login(0, "root");
+  auto login = c.call(0, "POST", "/api/v4/users/login", obj({{"login_id", "root"}, {"password", "password-root"}}));
+  ASSERT_EQ(login.status, 200);
+  const std::string token = cookie_value(login, "MMAUTHTOKEN"), csrf = cookie_value(login, "MMCSRF");
+  ASSERT_EQ(token, header(login, "Token"));
+  ASSERT_EQ(csrf.size(), 26u);
+  for (const auto& [k, v] : login.headers)
+    if (k == "Set-Cookie" && v.rfind("MMAUTHTOKEN=", 0) == 0) {
+      EXPECT_NE(v.find("HttpOnly"), std::string::npos);
+      EXPECT_EQ(v.find("Secure"), std::string::npos) << "SiteURL is not https";
+    }
+  const std::string cookies = "MMAUTHTOKEN=" + token + "; MMCSRF=" + csrf;
+  const std::string team = obj({{"name", "t1"}, {"display_name", "T1"}, {"type", "O"}});
+  EXPECT_EQ(raw_call(c, 0, "GET", "/api/v4/users/me", "", {{"cookie", cookies}}).status, 200) << "a read";
+  expect_error(raw_call(c, 0, "POST", "/api/v4/teams", team, {{"cookie", cookies}}), 401,
+               "api.context.session_expired");
+  expect_error(raw_call(c, 0, "POST", "/api/v4/teams", team, {{"cookie", cookies}, {"x-csrf-token", "forged"}}), 401);
+  EXPECT_EQ(raw_call(c, 0, "POST", "/api/v4/teams", team, {{"cookie", cookies}, {"x-csrf-token", csrf}}).status, 201);
+  EXPECT_EQ(raw_call(c, 0, "POST", "/api/v4/teams", obj({{"name", "t2"}, {"display_name", "T2"}, {"type", "O"}}),
+                     {{"cookie", cookies}, {"x-requested-with", "XMLHttpRequest"}})
+                .status,
+            201);
+  EXPECT_EQ(raw_call(c, 0, "POST", "/api/v4/teams", obj({{"name", "t3"}, {"display_name", "T3"}, {"type", "O"}}),
+                     {{"authorization", "Bearer " + token}})
+                .status,
+            201)
+      << "the bearer header is not sent by another site's form";
 }

@@ -126,7 +126,26 @@ json::object post_list_json(const app::PostList& list) {
 
 }  // namespace
 
-std::string request_token(const Request& r) {
+namespace {
+
+// The value of cookie `name` ("" when absent).
+std::string cookie(const Request& r, std::string_view name) {
+  const std::string_view cookies = r.header("cookie");
+  for (size_t pos = 0; pos < cookies.size();) {
+    size_t end = cookies.find(';', pos);
+    if (end == std::string_view::npos) end = cookies.size();
+    std::string_view c = cookies.substr(pos, end - pos);
+    while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
+    if (c.size() > name.size() && c.starts_with(name) && c[name.size()] == '=')
+      return std::string(c.substr(name.size() + 1));
+    pos = end + 1;
+  }
+  return "";
+}
+
+// The session token: the Authorization header, else the MMAUTHTOKEN cookie, else access_token.
+std::string find_token(const Request& r, bool* from_cookie) {
+  if (from_cookie) *from_cookie = false;
   const std::string_view auth = r.header("authorization");
   if (!auth.empty()) {
     const auto space = auth.find(' ');
@@ -135,18 +154,31 @@ std::string request_token(const Request& r) {
       if (scheme == "bearer" || scheme == "token") return std::string(auth.substr(space + 1));
     }
   }
-  const std::string_view cookies = r.header("cookie");
-  for (size_t pos = 0; pos < cookies.size();) {
-    size_t end = cookies.find(';', pos);
-    if (end == std::string_view::npos) end = cookies.size();
-    std::string_view c = cookies.substr(pos, end - pos);
-    while (!c.empty() && c.front() == ' ') c.remove_prefix(1);
-    if (c.starts_with("MMAUTHTOKEN=")) return std::string(c.substr(12));
-    pos = end + 1;
+  if (std::string c = cookie(r, "MMAUTHTOKEN"); !c.empty()) {
+    if (from_cookie) *from_cookie = true;
+    return c;
   }
   if (auto it = r.query.find("access_token"); it != r.query.end()) return it->second;
   return "";
 }
+
+}  // namespace
+
+std::string request_token(const Request& r) { return find_token(r, nullptr); }
+
+namespace {
+
+// As Mattermost: a request that changes state with only the session cookie to show must say it comes from
+// the app's own pages - the X-CSRF-Token header equal to the MMCSRF cookie (which another site can neither
+// read nor send as a header), or X-Requested-With: XMLHttpRequest (which a cross-site form cannot set).
+bool csrf_ok(const Request& r) {
+  if (r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS") return true;
+  if (r.header("x-requested-with") == "XMLHttpRequest") return true;
+  const std::string expected = cookie(r, "MMCSRF");
+  return !expected.empty() && r.header("x-csrf-token") == expected;
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------------
 // One request in flight.
@@ -266,10 +298,15 @@ void Api::handle(Request request, Respond respond) {
     if (e.method != call->request.method) continue;
     call->params = std::move(params);
     if (!e.auth) return e.run(call);
-    const std::string token = request_token(call->request);
+    bool from_cookie = false;
+    const std::string token = find_token(call->request, &from_cookie);
     if (token.empty())
       return call->respond(error_response(401, "api.context.session_expired.app_error",
                                           "Invalid or expired session, please login again.", "token not provided"));
+    if (from_cookie && !csrf_ok(call->request))
+      return call->respond(error_response(401, "api.context.session_expired.app_error",
+                                          "Invalid or expired session, please login again.",
+                                          "a cookie-authenticated change without a CSRF token or X-Requested-With"));
     auto run = e.run;
     app_.authenticate(token, [call, run](Result<Session> r) {
       if (!r.ok()) return call->error(r.error);
@@ -423,29 +460,40 @@ void Api::routes() {
     auto create = [c, &app, u](const Session* actor) {
       app.create_user(actor, u, c->then<app::User>([c](const app::User& user) { c->json(201, user.to_json()); }));
     };
-    const std::string token = request_token(c->request);
+    bool from_cookie = false;
+    const std::string token = find_token(c->request, &from_cookie);
     if (token.empty()) return create(nullptr);
+    if (from_cookie && !csrf_ok(c->request))
+      return c->respond(error_response(401, "api.context.session_expired.app_error",
+                                       "Invalid or expired session, please login again.",
+                                       "a cookie-authenticated change without a CSRF token or X-Requested-With"));
     app.authenticate(token, [c, create](Result<Session> r) {
       if (!r.ok()) return c->error(r.error);
       c->session = r.value;
       create(&c->session);
     });
   });
-  add("POST", v4 + "/users/login", false, [&app](const C& c) {
+  add("POST", v4 + "/users/login", false, [this, &app](const C& c) {
     auto b = c->body_object();
     if (!b) return;
     const std::string login_id = b->str("login_id"), password = b->str("password");
     const std::string device =
         b->o.contains("deviceId") ? b->str("deviceId") : b->str("device_id");  // the client sends deviceId
     if (c->bad_type(*b)) return;
-    app.login(
-        login_id, password, device, c->then<std::pair<app::User, Session>>([c](const std::pair<app::User, Session>& r) {
-          Response resp = json_response(200, json::serialize(r.first.to_json()));
-          resp.headers.emplace_back("Token", r.second.token);
-          resp.headers.emplace_back("Set-Cookie", "MMAUTHTOKEN=" + r.second.token + "; Path=/; HttpOnly; SameSite=Lax");
-          resp.headers.emplace_back("Set-Cookie", "MMUSERID=" + r.first.id + "; Path=/; SameSite=Lax");
-          c->respond(std::move(resp));
-        }));
+    app.login(login_id, password, device,
+              c->then<std::pair<app::User, Session>>([this, c](const std::pair<app::User, Session>& r) {
+                Response resp = json_response(200, json::serialize(r.first.to_json()));
+                resp.headers.emplace_back("Token", r.second.token);
+                // Secure when the site is served over https (ServiceSettings.SiteURL); the token's cookie is
+                // HttpOnly; MMCSRF is for the app's script to send back as X-CSRF-Token (csrf_ok).
+                const std::string secure = options_.secure_cookies ? "; Secure" : "";
+                resp.headers.emplace_back(
+                    "Set-Cookie", "MMAUTHTOKEN=" + r.second.token + "; Path=/; HttpOnly; SameSite=Lax" + secure);
+                resp.headers.emplace_back("Set-Cookie", "MMUSERID=" + r.first.id + "; Path=/; SameSite=Lax" + secure);
+                resp.headers.emplace_back("Set-Cookie",
+                                          "MMCSRF=" + new_id(env_.random()) + "; Path=/; SameSite=Lax" + secure);
+                c->respond(std::move(resp));
+              }));
   });
   add("POST", v4 + "/users/logout", true, [&app](const C& c) {
     app.logout(c->session, c->then<app::Unit>([c](const app::Unit&) {

@@ -54,6 +54,7 @@ struct ApiOptions {
   // events; a client that sends and never reads is closed (1008 "send queue full") at this many frames,
   // the hub's own bound for events (HubOptions::send_queue_max), so a socket never holds more.
   size_t websocket_queue_max = 256;
+  bool secure_cookies = false;  // ServiceSettings.SiteURL is https: cookies get Secure
 };
 
 class Api final : public Handler {

@@ -64,8 +64,9 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
     jo.stuck_after = Duration{cfg.JobSettings.WorkerTimeoutSeconds * 1'000'000};
   job_server_ = std::make_unique<jobs::JobServer>(env_, *store_, config_.config, jo);
   jobs::add_standard_kinds(*job_server_);
-  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this,
-                                    api::ApiOptions{options_.version, options_.advertise});
+  api::ApiOptions ao{options_.version, options_.advertise};
+  ao.secure_cookies = cfg.ServiceSettings.SiteURL.rfind("https://", 0) == 0;
+  api_ = std::make_unique<api::Api>(env_, *app_, *hub_, *jobs_, *this, ao);
   const auto& cs = cfg.ClusterSettings;
   if (cs.Enable) {
     cluster::DiscoveryOptions d;
