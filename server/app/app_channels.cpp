@@ -73,8 +73,11 @@ Flow App::can_read_channel_flow(Session actor, std::string channel_id,
   if (!e2.ok()) co_return done(e2, std::nullopt);
   if (ids->contains(actor.user_id)) co_return done({}, c);
   if (c->type != "O") co_return done(forbidden(), std::nullopt);
+  // A plain local for the lambda: clang 14 cannot capture a structured binding, and GCC 12 destroys an
+  // init-capture of a lambda inside co_await twice.
+  const std::string team_id = c->team_id;
   auto [e3, member] = co_await awaiting<AppError, bool>(
-      alive_, [&](auto resume) { is_team_member(c->team_id, actor.user_id, std::move(resume)); });
+      alive_, [&](auto resume) { is_team_member(team_id, actor.user_id, std::move(resume)); });
   if (!e3.ok()) co_return done(e3, std::nullopt);
   if (!member) co_return done(forbidden(), std::nullopt);
   done({}, c);
@@ -192,8 +195,9 @@ Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::st
   const bool member = ids->contains(actor.user_id);
   const bool self_join = actor.user_id == user_id && c->type == "O";
   if (!member && !self_join && !actor.is_system_admin()) co_return done(fail<ChannelMember>(forbidden()));
+  const std::string team_id = c->team_id;  // a plain local for the lambda (see can_read_channel_flow)
   auto [e3, in_team] = co_await awaiting<AppError, bool>(
-      alive_, [&](auto resume) { is_team_member(c->team_id, user_id, std::move(resume)); });
+      alive_, [&](auto resume) { is_team_member(team_id, user_id, std::move(resume)); });
   if (!e3.ok()) co_return done(fail<ChannelMember>(e3));
   if (!in_team)
     co_return done(fail<ChannelMember>(error(400, "api.channel.add_user.to.channel.failed.deleted.app_error",

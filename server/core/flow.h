@@ -63,6 +63,7 @@ struct [[nodiscard]] Flow {
 
   Flow(Handle h, std::shared_ptr<State> s) : handle_(h), state_(std::move(s)) {}
   Flow(const Flow&) = delete;
+  Flow(Flow&& other) noexcept : handle_(std::exchange(other.handle_, {})), state_(std::move(other.state_)) {}  // clang 14
   Flow& operator=(const Flow&) = delete;
   ~Flow() {
     if (handle_) handle_.destroy();  // never started
