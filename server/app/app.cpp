@@ -56,11 +56,13 @@ App::App(Env& env, store::Store& store, const config::Config& config, Hub& hub, 
         fetch_posts_between(channel, after, before, std::move(done));
       });
   revalidate_timer_ = env_.set_timer(options_.cache_ttl, [this] { revalidate_sockets(); });
+  outbox_timer_ = env_.set_timer(options_.outbox_sweep, [this] { sweep_outbox(); });
 }
 
 App::~App() {
   *alive_ = false;
-  if (revalidate_timer_) env_.cancel_timer(revalidate_timer_);
+  for (TimerId t : {revalidate_timer_, outbox_timer_, outbox_flush_timer_})
+    if (t) env_.cancel_timer(t);
 }
 
 int64_t App::now_ms() const { return env_.wall_now().us / 1000; }

@@ -75,6 +75,14 @@ struct AppOptions {
   // Posts to one channel are written one after the other (in_channel_order); past this many waiting on
   // this node, a new post gets 503 (api.post.create_post.too_many_waiting.app_error) and the client retries.
   size_t channel_write_queue_max = 1000;
+  // The post outbox (app_posts.cpp): a post's row in PostOutbox, written in its transaction, goes when every
+  // peer has its event. A row untouched for `outbox_age` is republished by the first node whose sweep (every
+  // `outbox_sweep`) claims it; one older than `outbox_age_max` is dropped unpublished (every client has
+  // re-synced since: the nodes were all away that long) and counted.
+  Duration outbox_sweep{15'000'000};
+  Duration outbox_age{30'000'000};
+  Duration outbox_age_max{300'000'000};
+  Duration outbox_flush{1'000'000};  // published posts' rows are deleted in batches this often
 };
 
 struct NewUser {
@@ -169,7 +177,9 @@ class App {
   void user_typing(const Session& actor, const std::string& channel_id, const std::string& parent_id);
 
   // Publishes an event: this node's hub, then the other nodes (the api's WebSocket code and tests).
+  // With `all_done` (reliable events), called once every peer has it or was declared dead.
   void publish(Event event);
+  void publish(Event event, std::function<void()> all_done);
   // A client resuming a WebSocket connection this node does not hold: asks the other nodes for its
   // queue (ws_queues, at most `timeout`) and takes it over. done(true) when the hub now holds it.
   void find_connection(const std::string& connection_id, const std::string& user_id, Duration timeout,
@@ -190,6 +200,8 @@ class App {
     uint64_t posts_filled = 0;            // posts read from the database to fill a gap in a channel's order
     uint64_t channel_writes_refused = 0;  // posts refused (503): channel_write_queue_max waited already
     uint64_t channels_evicted = 0;        // idle channel-order entries forgotten
+    uint64_t posts_republished = 0;       // committed posts published again (a retry, or the outbox sweep)
+    uint64_t outbox_expired = 0;          // outbox rows older than outbox_age_max, dropped unpublished
   };
   Stats stats() const {
     Stats s = stats_;
@@ -223,6 +235,7 @@ class App {
   void apply_invalidation(cluster::ClusterEvent event, const std::string& id);
   void on_published(const std::string& from, const cluster::ClusterMessage& m);  // a peer's event for our clients
   void on_status_update(const cluster::ClusterMessage& m);
+  void watch_exports();  // handed-over connections: events that came here afterwards are reported
   // Channel membership: the set of user ids (cached), and the caller's membership.
   void channel_member_ids(const std::string& channel_id,
                           std::function<void(AppError, std::shared_ptr<const std::set<std::string>>)> done);
@@ -260,6 +273,14 @@ class App {
   bool in_channel_order(const std::string& channel_id, std::function<void(std::function<void()> next)> write);
   bool channel_queue_full(const std::string& channel_id) const;
   Flow create_post_flow(Session actor, Post post, Callback<Post> done);
+  // The outbox: a committed post is published, then its PostOutbox row deleted (batched); a retry of a
+  // post whose row is still there, and the sweep of rows left behind, publish it again.
+  void publish_post(Event event);
+  void republish_post(const std::string& post_id, int64_t seq);
+  void sweep_outbox();
+  void flush_outbox();
+  TimerId outbox_timer_ = 0, outbox_flush_timer_ = 0;
+  std::vector<std::string> outbox_done_;  // published: their rows go with the next flush
   std::map<std::string, std::deque<std::function<void()>>> channel_writes_;
   // Delivery in channel order, on every node (channel_sequencer.h); fetches gaps from the master.
   void fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done);
@@ -267,7 +288,10 @@ class App {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The posted event of a post in a channel (Mattermost's shape), to the channel's members.
+// The posted event of a post in a channel (Mattermost's shape), to the channel's members. Its id is the
+// post's (posted_event_id): every publication of one post, and its fill from the database, is one event
+// to the hubs' duplicate check.
+std::string posted_event_id(const std::string& post_id);
 Event posted_event(const Channel& c, const Post& post, const std::vector<std::string>& recipients);
 
 AppError bad_param(const std::string& name);

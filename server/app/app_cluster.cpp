@@ -19,6 +19,7 @@ using namespace detail;
 void App::set_messenger(cluster::Messenger* messenger) {
   messenger_ = messenger;
   if (!messenger_) return;
+  watch_exports();
   // A peer gathers the cluster's figures: ours.
   messenger_->serve(cluster::ClusterEvent::cluster_stats,
                     [this](const std::string&, const cluster::ClusterMessage&, cluster::Messenger::Reply reply) {
@@ -32,10 +33,26 @@ void App::set_messenger(cluster::Messenger* messenger) {
   messenger_->serve(cluster::ClusterEvent::ws_queues,
                     [this](const std::string& from, const cluster::ClusterMessage& m, cluster::Messenger::Reply reply) {
                       auto user = m.props.find("user_id");
-                      auto queue = user == m.props.end() ? std::nullopt : hub_.export_queue(m.data, user->second);
+                      auto queue =
+                          user == m.props.end() ? std::nullopt : hub_.export_queue(m.data, user->second, from);
                       if (queue) env_.log().info("app: handed WebSocket connection {} over to {}", m.data, from);
                       reply(cluster::ClusterMessage{"", queue.value_or(""), {}});
                     });
+}
+
+// The race of a handover: an event that reached the new node before its import began, and this node
+// after it exported the connection, is in neither copy. This node tells the new one, which resets the
+// connection unless it has the event (hub.h: missed_after_export).
+void App::watch_exports() {
+  hub_.on_missed_after_export(
+      [this](const std::string& to, const std::string& connection_id, const std::string& user_id,
+             const std::string& event_id) {
+        if (!messenger_) return;
+        messenger_->send_to(to,
+                            cluster::ClusterMessage::of(cluster::ClusterEvent::ws_missed, connection_id,
+                                                        {{"user_id", user_id}, {"event_id", event_id}}),
+                            cluster::Delivery::reliable);
+      });
 }
 
 void App::analytics(const Session& actor, Callback<Analytics> done) {
@@ -163,6 +180,15 @@ void App::on_cluster_message(const std::string& from, const cluster::ClusterMess
     case ClusterEvent::clear_session_user:
       ++stats_.invalidations_received;
       return apply_invalidation(*kind, m.data);
+    case ClusterEvent::ws_missed: {
+      auto user = m.props.find("user_id");
+      auto event = m.props.find("event_id");
+      if (user == m.props.end() || event == m.props.end()) return;
+      if (hub_.missed_after_export(m.data, user->second, event->second))
+        env_.log().info("app: {} got an event for WebSocket connection {} after handing it over here: reset", from,
+                        m.data);
+      return;
+    }
     case ClusterEvent::open:
     case ClusterEvent::config_changed:
     case ClusterEvent::cluster_stats:
@@ -205,13 +231,18 @@ void App::on_membership_change() {
   channel_members_.clear();
 }
 
-void App::publish(Event event) {
+void App::publish(Event event) { publish(std::move(event), nullptr); }
+
+void App::publish(Event event, std::function<void()> all_done) {
   ++stats_.events_published;
   if (event.id.empty()) event.id = new_id(env_.random());
+  const bool reliable = event.reliable;
   if (messenger_)
     messenger_->send_to_all(cluster::ClusterMessage::of(cluster::ClusterEvent::publish, event.to_cluster()),
-                            event.reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort);
+                            reliable ? cluster::Delivery::reliable : cluster::Delivery::best_effort,
+                            reliable ? std::move(all_done) : nullptr);
   sequencer_->on_event(std::move(event));
+  if (all_done && (!messenger_ || !reliable)) all_done();  // (not moved from in that case)
 }
 
 }  // namespace chorus::app

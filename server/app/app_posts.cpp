@@ -43,9 +43,7 @@ void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t
                 const std::vector<std::string> recipients(ids->begin(), ids->end());
                 std::vector<Event> filled;
                 for (const auto& p : posts) {
-                  Event ev = posted_event(*c, p, recipients);
-                  ev.id = new_id(env_.random());
-                  filled.push_back(std::move(ev));
+                  filled.push_back(posted_event(*c, p, recipients));
                 }
                 done(std::move(filled));
               });
@@ -55,6 +53,8 @@ void App::fetch_posts_between(const std::string& channel, int64_t after, int64_t
 
 // ---------------------------------------------------------------------------------------------------
 // Posts.
+
+std::string posted_event_id(const std::string& post_id) { return "posted:" + post_id; }
 
 Event posted_event(const Channel& c, const Post& post, const std::vector<std::string>& recipients) {
   Event ev{"posted", boost::json::object{{"channel_display_name", c.display_name},
@@ -69,6 +69,7 @@ Event posted_event(const Channel& c, const Post& post, const std::vector<std::st
   ev.reliable = true;
   ev.create_at = post.create_at;
   ev.post_id = post.id;
+  ev.id = posted_event_id(post.id);
   return ev;
 }
 
@@ -88,8 +89,9 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
       alive_, [&](auto resume) { load_channel(post.channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<Post>(e));
   if (!c || c->delete_at != 0) co_return done(fail<Post>(not_found("channel")));
+  const std::string channel_id = c->id;  // a plain local for the lambda (see can_read_channel_flow)
   auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
-      alive_, [&](auto resume) { channel_member_ids(c->id, std::move(resume)); });
+      alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<Post>(e2));
   if (!ids->contains(actor.user_id)) co_return done(fail<Post>(forbidden()));
   post.id = new_id(env_.random());
@@ -113,6 +115,11 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
           1},
       Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2",
                 {post.id, post.channel_id}}};
+  // The outbox row: until every peer has the post's event, a committed post is never left unpublished
+  // (its node dying between the commit and the event): a retry or the sweep publishes it again.
+  s.push_back(Statement{"INSERT INTO PostOutbox (PostId, ChannelId, Seq, TouchedAt)"
+                        " SELECT $1, Id, TotalMsgCount, LastPostAt FROM Channels WHERE Id = $2",
+                        {post.id, post.channel_id}});
   // The search index, in the same transaction: search finds a post once its creation is acknowledged.
   if (postgres())
     s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",
@@ -135,21 +142,123 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   if (o.error.status == db::Status::conflict && !post.pending_post_id.empty()) {
     // A retry of a post already made (same pending id, on any node): answer with the first one.
     const db::Error first_error = o.error;
+    // Its outbox row too: still there, the first attempt may have died between its commit and its event,
+    // so the post is published again (a copy its first node did send is dropped as a duplicate).
     db::Outcome o2 = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
       store_.write(
           {Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE UserId = $1 AND PendingPostId = $2",
+                     {post.user_id, post.pending_post_id}},
+           Statement{"SELECT o.Seq FROM PostOutbox o JOIN Posts p ON p.Id = o.PostId"
+                     " WHERE p.UserId = $1 AND p.PendingPostId = $2",
                      {post.user_id, post.pending_post_id}}},
           false, std::move(resume));
     });
-    if (o2.ok() && !o2.result().rows.empty()) co_return done(ok(post_from_row(o2.result().rows[0])));
-    co_return done(fail<Post>(from_db(o2.ok() ? first_error : o2.error)));
+    if (!o2.ok() || o2.value[0].rows.empty()) co_return done(fail<Post>(from_db(o2.ok() ? first_error : o2.error)));
+    Post first = post_from_row(o2.value[0].rows[0]);
+    if (!o2.value[1].rows.empty()) republish_post(first.id, int_at(o2.value[1].rows[0], 0));
+    co_return done(ok(std::move(first)));
   }
   if (!o.ok()) co_return done(fail<Post>(from_db(o.error)));
   post.create_at = post.update_at = int_at(o.value[2].rows.at(0), 0);
   Event ev = posted_event(*c, post, recipients);
   ev.channel_seq = int_at(o.value[2].rows.at(0), 1);
-  publish(std::move(ev));
+  publish_post(std::move(ev));
   done(ok(post));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The outbox: publication driven by what was committed, not by the request that committed it.
+
+void App::publish_post(Event event) {
+  const std::string post_id = event.post_id;
+  publish(std::move(event), [this, alive = alive_, post_id] {
+    if (!*alive) return;
+    outbox_done_.push_back(post_id);
+    if (outbox_flush_timer_ == 0)
+      outbox_flush_timer_ = env_.set_timer(options_.outbox_flush, [this, alive] {
+        if (!*alive) return;
+        outbox_flush_timer_ = 0;
+        flush_outbox();
+      });
+  });
+}
+
+// Rows of published posts, deleted in batches (a row whose delete is lost is published once more by a
+// sweep: a duplicate, which the sequencers and hubs drop).
+void App::flush_outbox() {
+  while (!outbox_done_.empty()) {
+    const size_t n = std::min<size_t>(outbox_done_.size(), 200);
+    std::string sql = "DELETE FROM PostOutbox WHERE PostId IN (";
+    std::vector<Value> params;
+    for (size_t i = 0; i < n; ++i) {
+      sql += (i ? ", $" : "$") + std::to_string(i + 1);
+      params.emplace_back(outbox_done_[i]);
+    }
+    outbox_done_.erase(outbox_done_.begin(), outbox_done_.begin() + static_cast<std::ptrdiff_t>(n));
+    store_.write({Statement{sql + ")", std::move(params)}}, false, [](db::Outcome) {});
+  }
+}
+
+// The post as committed, published again with its channel seq (its event id is the post's, so whoever
+// got it already drops this copy).
+void App::republish_post(const std::string& post_id, int64_t seq) {
+  store_.write(
+      {Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1", {post_id}}}, false,
+      [this, alive = alive_, post_id, seq](db::Outcome o) {
+        if (!*alive || !o.ok()) return;  // the sweep tries again
+        if (o.result().rows.empty()) return;
+        Post p = post_from_row(o.result().rows[0]);
+        load_channel(p.channel_id, [this, alive, p, seq](AppError e, std::optional<Channel> c) {
+          if (!*alive || !e.ok()) return;
+          if (!c) {  // gone with its channel: nothing to publish
+            outbox_done_.push_back(p.id);
+            return flush_outbox();
+          }
+          channel_member_ids(c->id, [this, alive, p, c, seq](AppError e2,
+                                                             std::shared_ptr<const std::set<std::string>> ids) {
+            if (!*alive || !e2.ok()) return;
+            ++stats_.posts_republished;
+            env_.log().info(
+                "app: post {} (seq {}) in channel {} published again (its first publication may not have ended)", p.id,
+                seq, p.channel_id);
+            Event ev = posted_event(*c, p, std::vector<std::string>(ids->begin(), ids->end()));
+            ev.channel_seq = seq;
+            publish_post(std::move(ev));
+          });
+        });
+      });
+}
+
+// Every outbox_sweep: rows untouched for outbox_age are claimed one by one (the claim moves TouchedAt, so
+// one node republishes each per outbox_age) and republished; rows past outbox_age_max are dropped.
+void App::sweep_outbox() {
+  outbox_timer_ = env_.set_timer(options_.outbox_sweep, [this] { sweep_outbox(); });
+  const int64_t now = now_ms();
+  const int64_t cutoff = now - to_ms(options_.outbox_age);
+  store_.write(
+      {Statement{"SELECT PostId, Seq, TouchedAt FROM PostOutbox WHERE TouchedAt < $1 ORDER BY TouchedAt LIMIT 100",
+                 {cutoff}}},
+      false, [this, alive = alive_, now](db::Outcome o) {
+        if (!*alive || !o.ok()) return;
+        for (const auto& row : o.result().rows) {
+          const std::string post_id = std::get<std::string>(row.at(0));
+          const int64_t seq = int_at(row, 1), touched = int_at(row, 2);
+          if (touched < now - to_ms(options_.outbox_age_max)) {
+            ++stats_.outbox_expired;
+            env_.log().warn("app: post {} was not published within {} s; dropped from the outbox", post_id,
+                            to_ms(options_.outbox_age_max) / 1000);
+            outbox_done_.push_back(post_id);
+            continue;
+          }
+          store_.write({Statement{"UPDATE PostOutbox SET TouchedAt = $1 WHERE PostId = $2 AND TouchedAt = $3",
+                                  {now, post_id, touched},
+                                  1}},
+                       true, [this, alive, post_id, seq](db::Outcome claimed) {
+                         if (*alive && claimed.ok()) republish_post(post_id, seq);
+                       });
+        }
+        flush_outbox();
+      });
 }
 
 bool App::channel_queue_full(const std::string& channel_id) const {

@@ -107,6 +107,7 @@ Hub::Hub(Env& env, HubOptions options) : env_(env), options_(std::move(options))
 }
 
 Hub::~Hub() {
+  *alive_ = false;
   if (sweep_timer_) env_.cancel_timer(sweep_timer_);
 }
 
@@ -231,6 +232,13 @@ void Hub::deliver(const Event& e) {
     if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end())
       continue;
     if (auto imp = importing_.find(u); imp != importing_.end() && !e.droppable()) imp->second.tainted = true;
+    if (auto ex = exported_.find(u); ex != exported_.end() && !e.droppable()) {
+      const MonoTime now = env_.now();
+      std::erase_if(ex->second, [&](const Exported& x) { return now - x.at >= options_.export_watch; });
+      for (const auto& x : ex->second)
+        if (on_missed_after_export_) on_missed_after_export_(x.to, x.connection_id, u, e.id);
+      if (ex->second.empty()) exported_.erase(ex);
+    }
     auto it = by_user_.find(u);
     if (it == by_user_.end()) continue;
     for (const auto& id : std::vector<std::string>(it->second.begin(), it->second.end())) {
@@ -307,6 +315,10 @@ void Hub::sweep() {
 
 void Hub::expire() {
   const MonoTime now = env_.now();
+  for (auto it = exported_.begin(); it != exported_.end();) {
+    std::erase_if(it->second, [&](const Exported& x) { return now - x.at >= options_.export_watch; });
+    it = it->second.empty() ? exported_.erase(it) : std::next(it);
+  }
   std::vector<std::string> expired;
   for (const auto& [id, c] : conns_)
     if (!c.sink && now - c.inactive_since >= options_.inactive_keep) expired.push_back(id);
@@ -316,7 +328,8 @@ void Hub::expire() {
   }
 }
 
-std::optional<std::string> Hub::export_queue(const std::string& connection_id, const std::string& user_id) {
+std::optional<std::string> Hub::export_queue(const std::string& connection_id, const std::string& user_id,
+                                             const std::string& to) {
   auto it = conns_.find(connection_id);
   if (it == conns_.end() || it->second.user_id != user_id) return std::nullopt;
   Conn& c = it->second;
@@ -331,7 +344,40 @@ std::optional<std::string> Hub::export_queue(const std::string& connection_id, c
   std::string out =
       json::serialize(json::object{{"id", c.id}, {"user_id", c.user_id}, {"next_seq", c.next_seq}, {"dead", dead}});
   drop(connection_id);
+  if (!to.empty()) exported_[user_id].push_back(Exported{connection_id, to, env_.now()});
   return out;
+}
+
+bool Hub::missed_after_export(const std::string& connection_id, const std::string& user_id,
+                              const std::string& event_id) {
+  if (auto imp = importing_.find(user_id); imp != importing_.end()) {
+    imp->second.tainted = true;  // the import under way is not resumed
+    return true;
+  }
+  auto it = conns_.find(connection_id);
+  if (it == conns_.end() || it->second.user_id != user_id || has_event(connection_id, user_id, event_id))
+    return false;
+  env_.set_timer(options_.missed_grace, [this, alive = alive_, connection_id, user_id, event_id] {
+    if (!*alive) return;
+    auto c = conns_.find(connection_id);
+    if (c == conns_.end() || c->second.user_id != user_id || has_event(connection_id, user_id, event_id)) return;
+    ++stats_.missed_after_export;
+    env_.log().info("hub: connection {} lacks event {} that reached the node it came from after the handover: reset",
+                    connection_id, event_id);
+    ConnectionSink* sink = std::exchange(c->second.sink, nullptr);
+    drop(connection_id);
+    if (sink) sink->close(1012, "events may have been lost: reconnect and re-sync");
+  });
+  return true;
+}
+
+bool Hub::has_event(const std::string& connection_id, const std::string& user_id, const std::string& event_id) const {
+  auto it = conns_.find(connection_id);
+  if (it == conns_.end() || it->second.user_id != user_id) return false;
+  if (event_id.empty()) return true;  // nothing to compare: assume it came
+  for (const auto& sent : it->second.dead)
+    if (sent.event_id == event_id) return true;
+  return false;
 }
 
 bool Hub::import_queue(const std::string& text) {

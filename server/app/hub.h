@@ -74,6 +74,10 @@ struct HubOptions {
   Duration inactive_keep{300'000'000};  // 5 min
   size_t connections_max = 200'000;     // active and inactive
   size_t inactive_per_user_max = 32;    // a client reconnecting in a loop cannot pile them up
+  Duration export_watch{30'000'000};    // events for a handed-over connection's user are reported this long
+  // A reported event may still be on its way here (a sequencer holds posts for their order): the
+  // connection is checked again this long after the report, and reset only if it still lacks the event.
+  Duration missed_grace{1'000'000};
   std::string server_version = "0.0.0";
   std::string hostname;
 };
@@ -117,12 +121,24 @@ class Hub {
   bool end_import(const std::string& user_id);
   void forget(const std::string& connection_id) { drop(connection_id); }
   // An inactive connection of that user, serialized, and forgotten here; nullopt if not held or active.
-  std::optional<std::string> export_queue(const std::string& connection_id, const std::string& user_id);
+  // For `export_watch` afterwards, an event for that user that reaches this hub is reported through
+  // on_missed_after_export (to: the node it went to): it may have reached the new node before its import
+  // began, and then neither copy of the connection has it.
+  std::optional<std::string> export_queue(const std::string& connection_id, const std::string& user_id,
+                                          const std::string& to = "");
+  using MissedAfterExport = std::function<void(const std::string& to, const std::string& connection_id,
+                                               const std::string& user_id, const std::string& event_id)>;
+  void on_missed_after_export(MissedAfterExport callback) { on_missed_after_export_ = std::move(callback); }
+  // The node that exported a connection we imported reports an event it got afterwards: if the
+  // connection still lacks it after missed_grace, it is reset (closed 1012 and forgotten, so the client
+  // re-syncs); if the import is still under way, it is not resumed. True when it is checked or tainted.
+  bool missed_after_export(const std::string& connection_id, const std::string& user_id, const std::string& event_id);
   // Takes over a connection exported by a peer (then open() can resume it). False on bad input.
   bool import_queue(const std::string& text);
 
   struct Stats {
     uint64_t opened = 0, resumed = 0, sent = 0, dropped_slow = 0, closed_slow = 0, expired = 0;
+    uint64_t missed_after_export = 0;  // imported connections reset: an event reached only the exporter
     size_t active = 0, inactive = 0;
   };
   Stats stats() const;
@@ -158,6 +174,14 @@ class Hub {
     bool tainted = false;
   };
   std::map<std::string, Importing> importing_;
+  struct Exported {
+    std::string connection_id, to;
+    MonoTime at;
+  };
+  std::map<std::string, std::vector<Exported>> exported_;  // by user, for export_watch
+  MissedAfterExport on_missed_after_export_;
+  bool has_event(const std::string& connection_id, const std::string& user_id, const std::string& event_id) const;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // One event as a client receives it: {"event","data","broadcast","seq"}.

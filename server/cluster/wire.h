@@ -62,9 +62,10 @@ enum class ClusterEvent {
   config_changed,      // a peer saved config.json: reload (node)
   cluster_stats,       // request: this node's WebSocket figures (analytics)
   ws_queues,           // request: hand a WebSocket connection's queue over (resume on another node)
+  ws_missed,           // an event reached the node that had handed a connection over, after it did (app)
 };
 
-inline constexpr std::array<std::pair<ClusterEvent, std::string_view>, 10> kClusterEvents{{
+inline constexpr std::array<std::pair<ClusterEvent, std::string_view>, 11> kClusterEvents{{
     {ClusterEvent::open, "_open"},
     {ClusterEvent::publish, "publish"},
     {ClusterEvent::update_status, "update_status"},
@@ -75,6 +76,7 @@ inline constexpr std::array<std::pair<ClusterEvent, std::string_view>, 10> kClus
     {ClusterEvent::config_changed, "config_changed"},
     {ClusterEvent::cluster_stats, "cluster_stats"},
     {ClusterEvent::ws_queues, "ws_queues"},
+    {ClusterEvent::ws_missed, "ws_missed"},
 }};
 
 // The event's name on the wire.

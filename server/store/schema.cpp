@@ -113,6 +113,14 @@ const std::vector<Migration>& migrations() {
        {
            "ALTER TABLE Users ADD COLUMN FailedAttempts BIGINT NOT NULL DEFAULT 0",
        }},
+      {7,
+       "posts: the outbox (a committed post is published even when its node dies before its event goes)",
+       "0.1",
+       {
+           "CREATE TABLE PostOutbox (PostId VARCHAR(26) PRIMARY KEY, ChannelId VARCHAR(26) NOT NULL,"
+           " Seq BIGINT NOT NULL, TouchedAt BIGINT NOT NULL)",
+           "CREATE INDEX idx_postoutbox_touched ON PostOutbox (TouchedAt)",
+       }},
   };
   return all;
 }
