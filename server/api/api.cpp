@@ -4,6 +4,7 @@
 #include "server/api/api.h"
 
 #include <boost/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "server/core/ids.h"
@@ -193,6 +194,7 @@ struct Api::Call {
   void respond(Response r) {
     if (answered) return;
     answered = true;
+    if (auto calls = registry.lock()) calls->erase(this);
     auto self = std::move(keep_alive);  // alive until this returns
     respond_fn(std::move(r));
   }
@@ -247,6 +249,7 @@ struct Api::Call {
     };
   }
   std::shared_ptr<Call> keep_alive;  // set while routed; released when answered
+  std::weak_ptr<std::unordered_set<Call*>> registry;  // the Api's calls not answered yet
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -257,7 +260,15 @@ Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& n
   routes();
 }
 
-Api::~Api() { *alive_ = false; }
+// A call never answered (its node is going away under it) would keep itself alive for good.
+Api::~Api() {
+  *alive_ = false;
+  auto pending = std::move(*calls_);
+  calls_->clear();
+  for (Call* c : pending) {
+    auto release = std::move(c->keep_alive);
+  }
+}
 
 void Api::add(std::string method, const std::string& pattern, bool auth, Route run) {
   routes_.push_back(Entry{std::move(method), split_path(pattern), auth, std::move(run)});
@@ -266,12 +277,27 @@ void Api::add(std::string method, const std::string& pattern, bool auth, Route r
 void Api::handle(Request request, Respond respond) {
   auto call = std::make_shared<Call>();
   call->request = std::move(request);
+  // RateLimitSettings (guards.h): a client over its rate gets Mattermost's 429; every answer says where
+  // the client stands.
+  std::optional<RateLimiter::Decision> rate;
+  if (const auto& rl = app_.config().RateLimitSettings; rl.Enable) {
+    rate = limiter_.take(rate_limit_key(call->request, app_.config()), env_.now(), rl.PerSec, rl.MaxBurst,
+                         static_cast<size_t>(rl.MemoryStoreSize));
+    if (rate->limited) {
+      Response r = too_many_requests(*rate);
+      r.headers.emplace_back("X-Version-Id", options_.server_version);
+      return respond(std::move(r));
+    }
+  }
   // The call lives until it is answered.
-  call->respond_fn = [respond = std::move(respond), version = options_.server_version](Response r) {
+  call->respond_fn = [respond = std::move(respond), version = options_.server_version, rate](Response r) {
     r.headers.emplace_back("X-Version-Id", version);  // the client notes the server's version
+    if (rate) add_rate_limit_headers(*rate, r);
     respond(std::move(r));
   };
   call->keep_alive = call;
+  call->registry = calls_;
+  calls_->insert(call.get());
   if (draining_)
     return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
   // Cut off from the larger part of the cluster: only the health check and the cluster status answer
@@ -920,6 +946,13 @@ std::unique_ptr<SocketSession> Api::open_socket(const Request& request, SocketSi
   if (const std::string why = node_.cut_off_reason(); !why.empty()) {
     refusal = error_response(503, "api.server.cut_off.app_error",
                              "This server is cut off from the rest of the cluster.", why);
+    return nullptr;
+  }
+  // Another site's page must not open a socket with this site's cookie (guards.h: Mattermost's check).
+  if (!origin_allowed(request, app_.config())) {
+    refusal = error_response(403, "api.web_socket.connect.origin.app_error",
+                             "The WebSocket's Origin is not this site's and not allowed by AllowCorsFrom.",
+                             "origin " + std::string(request.header("origin")));
     return nullptr;
   }
   return std::make_unique<WebSocket>(env_, app_, hub_, sink, request, options_);

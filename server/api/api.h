@@ -10,8 +10,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
+#include "server/api/guards.h"
 #include "server/api/http.h"
 #include "server/app/app.h"
 #include "server/app/hub.h"
@@ -88,6 +90,9 @@ class Api final : public Handler {
   NodeControl& node_;
   ApiOptions options_;
   std::vector<Entry> routes_;
+  RateLimiter limiter_;
+  // Calls not answered yet (each keeps itself alive until it is): the node going away releases them.
+  std::shared_ptr<std::unordered_set<Call*>> calls_ = std::make_shared<std::unordered_set<Call*>>();
   bool draining_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -32,7 +32,8 @@ using StringList = std::vector<std::string>;
   X(ServiceSettings, int64_t, MaximumURLLength, 2048, range(256, 1048576))              \
   X(ServiceSettings, int64_t, SessionLengthWebInHours, 720, range(1, 876000))           \
   X(ServiceSettings, int64_t, SessionCacheInMinutes, 10, range(0, 525600))              \
-  X(ServiceSettings, int64_t, MaximumLoginAttempts, 10, range(1, 1000000))
+  X(ServiceSettings, int64_t, MaximumLoginAttempts, 10, range(1, 1000000))             \
+  X(ServiceSettings, std::string, AllowCorsFrom, "", any())
 
 #define CHORUS_SQL_SETTINGS(X)                                                         \
   X(SqlSettings, std::string, DriverName, "sqlite3", one_of({"sqlite3", "postgres"}))  \
@@ -103,11 +104,20 @@ using StringList = std::vector<std::string>;
   X(DataRetentionSettings, int64_t, BatchSize, 3000, range(1, 1000000))              \
   X(DataRetentionSettings, int64_t, TimeBetweenBatchesMilliseconds, 100, range(0, 3600000))
 
+// Mattermost's rate limit (server/api/guards.h); VaryByUser is not implemented.
+#define CHORUS_RATE_LIMIT_SETTINGS(X)                                    \
+  X(RateLimitSettings, bool, Enable, false, any())                       \
+  X(RateLimitSettings, int64_t, PerSec, 10, range(1, 1000000))           \
+  X(RateLimitSettings, int64_t, MaxBurst, 100, range(0, 1000000))        \
+  X(RateLimitSettings, int64_t, MemoryStoreSize, 10000, range(1, 10000000)) \
+  X(RateLimitSettings, bool, VaryByRemoteAddr, true, any())              \
+  X(RateLimitSettings, std::string, VaryByHeader, "", any())
+
 #define CHORUS_ALL_SETTINGS(X)                                                                     \
   CHORUS_SERVICE_SETTINGS(X)                                                                       \
   CHORUS_SQL_SETTINGS(X)                                                                           \
   CHORUS_CLUSTER_SETTINGS(X) CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) CHORUS_LOG_SETTINGS(X) \
-      CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X)
+      CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X) CHORUS_RATE_LIMIT_SETTINGS(X)
 
 #define CHORUS_CONFIG_FIELD(section, type, name, def, check) type name = def;
 struct ServiceSettings {
@@ -134,6 +144,9 @@ struct TeamSettings {
 struct DataRetentionSettings {
   CHORUS_DATA_RETENTION_SETTINGS(CHORUS_CONFIG_FIELD)
 };
+struct RateLimitSettings {
+  CHORUS_RATE_LIMIT_SETTINGS(CHORUS_CONFIG_FIELD)
+};
 #undef CHORUS_CONFIG_FIELD
 
 // Members are named as the sections in config.json (qualified types keep the names unambiguous).
@@ -146,6 +159,7 @@ struct Config {
   config::LogSettings LogSettings;
   config::TeamSettings TeamSettings;
   config::DataRetentionSettings DataRetentionSettings;
+  config::RateLimitSettings RateLimitSettings;
 };
 
 struct ConfigError {
