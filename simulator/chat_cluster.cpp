@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include "server/core/codec.h"
+
 namespace chorus::sim {
 
 namespace json = boost::json;
@@ -19,6 +21,9 @@ bool SimSocket::node_alive() const {
 
 void SimSocket::send_text(std::string text) {
   if (close_code) return;
+  if (kernel)  // what clients receive is part of the run's trace
+    kernel->record(TraceKind::client, node, kNoNode,
+                   fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
   received.push_back(std::move(text));
   if (!reading) ++unread;
 }
@@ -151,8 +156,15 @@ void ChatCluster::call_async(int i, const std::string& method, const std::string
   // On the node's loop, as a request arriving from the network: held while the node is paused, never
   // handled if the node dies first (the client then sees no answer).
   const auto index = static_cast<NodeIndex>(i);
+  // The answer is part of the run's trace (status and body).
+  auto traced = [k = k_.get(), index, done = std::move(done)](api::Response resp) {
+    const std::string text = std::to_string(resp.status) + ' ' + resp.body;
+    k->record(TraceKind::client, index, kNoNode,
+              fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+    done(std::move(resp));
+  };
   k_->call_on_node(index, k_->incarnation(index), k_->now_us(),
-                   [this, i, r = std::move(r), done = std::move(done)]() mutable {
+                   [this, i, r = std::move(r), done = std::move(traced)]() mutable {
                      if (auto* live = node(i)) live->api().handle(std::move(r), std::move(done));
                    });
 }

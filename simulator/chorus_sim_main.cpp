@@ -176,10 +176,16 @@ bool parse_bug(const std::string& name, chorus::sim::Bug& bug) {
     bug = Bug::random_stream_ids;
   else if (name == "failed_assertion")
     bug = Bug::failed_assertion;
+  else if (name == "no_acks")
+    bug = Bug::no_acks;
+  else if (name == "duplicate_event")
+    bug = Bug::duplicate_event;
+  else if (name == "unfenced_jobs")
+    bug = Bug::unfenced_jobs;
   else {
     std::fprintf(stderr,
                  "chorus-sim: unknown --bug \"%s\"; expected lose_post, two_leaders, double_job, wrong_status, "
-                 "random_stream_ids or failed_assertion\n",
+                 "random_stream_ids, failed_assertion, no_acks, duplicate_event or unfenced_jobs\n",
                  name.c_str());
     return false;
   }

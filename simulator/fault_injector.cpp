@@ -4,7 +4,10 @@
 
 #include <algorithm>
 
+#include "server/app/app.h"
+#include "server/app/model.h"
 #include "server/core/assert.h"
+#include "server/node/node.h"
 #include "simulator/faults.h"
 #include "simulator/load_balancer.h"
 #include "simulator/sim_client.h"
@@ -272,7 +275,57 @@ void FaultInjector::schedule_bug() {
         ctx_.on_node(0, [](node::Node&) { CHORUS_ASSERT(1 + 1 == 3, "injected by --bug failed_assertion"); });
       });
       break;
+    case Bug::no_acks:
+      break;  // in every node's messenger from the start (scenario_run.cpp)
+    case Bug::duplicate_event:
+      k.at(at, [this] { publish_again(); });
+      break;
+    case Bug::unfenced_jobs:
+      k.at(at, [this] { pause_a_worker(); });
+      break;
   }
+}
+
+// The last acknowledged post's event, published again by a live node under a fresh event id and without
+// its channel seq (so neither the sequencers nor the hubs know it for a copy).
+void FaultInjector::publish_again() {
+  if (ctx_.acked.empty()) return;
+  auto* db = ctx_.k.databases().find(ctx_.master);
+  auto p = db->execute({db::Statement{std::string("SELECT ") + app::kPostColumns + " FROM Posts WHERE Id = $1",
+                                      {ctx_.acked.back().id}}},
+                       false);
+  if (!p.ok() || p.result().rows.empty()) return;
+  const app::Post post = app::post_from_row(p.result().rows[0]);
+  auto c = db->execute({db::Statement{std::string("SELECT ") + app::kChannelColumns + " FROM Channels WHERE Id = $1",
+                                      {post.channel_id}},
+                        db::Statement{"SELECT UserId FROM ChannelMembers WHERE ChannelId = $1", {post.channel_id}}},
+                       false);
+  if (!c.ok() || c.value[0].rows.empty()) return;
+  std::vector<std::string> members;
+  for (const auto& row : c.value[1].rows) members.push_back(std::get<std::string>(row.at(0)));
+  app::Event ev = app::posted_event(app::channel_from_row(c.value[0].rows[0]), post, members);
+  ev.id = "again";
+  ev.channel_seq = 0;
+  for (int n = 0; n < ctx_.sc.nodes; ++n)
+    if (ctx_.live(n)) return ctx_.on_node(n, [ev](node::Node& nd) { nd.app().publish(ev); });
+}
+
+// The first node other than the leader found running a probe job is paused past the job's stuck_after (the
+// leader hands the job on) and resumes: its stale attempt goes on. The checkers are not told of the pause.
+void FaultInjector::pause_a_worker() {
+  auto* db = ctx_.k.databases().find(ctx_.master);
+  auto o = db->execute({db::Statement{"SELECT WorkerId FROM Jobs WHERE Type = 'probe' AND Status = 'in_progress'", {}}},
+                       false);
+  if (o.ok())
+    for (const auto& row : o.result().rows)
+      for (int n = 1; n < ctx_.sc.nodes; ++n)
+        if (ctx_.live(n) && ctx_.c.address(n) == std::get<std::string>(row.at(0))) {
+          ctx_.k.pause(static_cast<NodeIndex>(n));
+          ctx_.k.at(ctx_.k.now() + Duration{14'000'000}, [this, n] { ctx_.k.resume(static_cast<NodeIndex>(n)); });
+          return;
+        }
+  if (ctx_.k.now() < ctx_.t0 + ctx_.sc.duration / 2)
+    ctx_.k.at(ctx_.k.now() + Duration{20'000}, [this] { pause_a_worker(); });
 }
 
 }  // namespace chorus::sim

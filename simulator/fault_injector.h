@@ -25,6 +25,8 @@ class FaultInjector {
   void schedule();
   // The injected bug (RunOptions::bug), at 2/5 of the scenario's duration.
   void schedule_bug();
+  void publish_again();   // duplicate_event
+  void pause_a_worker();  // unfenced_jobs
 
   // What the checkers ask.
   bool reachable(int a, int b) const;                    // no cut either way

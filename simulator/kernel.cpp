@@ -53,6 +53,8 @@ const char* to_string(TraceKind kind) {
       return "action";
     case TraceKind::db:
       return "database";
+    case TraceKind::client:
+      return "client received";
   }
   return "?";
 }

@@ -77,7 +77,8 @@ enum class TraceKind : uint8_t {
   clock_drift,
   link_change,
   action,
-  db,
+  db,      // a statement batch reaching a server (its SQL and parameters), and its outcome (rows, status)
+  client,  // what a simulated client received: a WebSocket frame or an HTTP answer
 };
 const char* to_string(TraceKind kind);
 

@@ -121,6 +121,10 @@ enum class Bug {
   random_stream_ids,  // message streams with random ids, as before seed 3077's fix (a late frame retires the live
                       // stream)
   failed_assertion,   // an always-on assertion fails in a node's code (a broken invariant)
+  no_acks,            // receivers never acknowledge cluster messages: the senders' queues never drain
+  duplicate_event,    // a node publishes an acknowledged post's event a second time (a fresh event id)
+  unfenced_jobs,      // job steps commit without their fence; a worker paused mid-job wakes after its job was
+                      // handed on, and its stale attempt commits its work
 };
 
 struct RunOptions {

@@ -49,8 +49,9 @@ std::vector<store::Migration> simulator_migrations(const std::string& version) {
       {next,
        "simulator: the probe job's record of its runs",
        "0.1",
+       // Latest: the job's Attempts when the run committed (the fence makes it the run's own attempt).
        {"CREATE TABLE ProbeRuns (JobId TEXT NOT NULL, Period TEXT NOT NULL, Node TEXT NOT NULL, "
-        "Attempt BIGINT NOT NULL)"}}};
+        "Attempt BIGINT NOT NULL, Latest BIGINT NOT NULL)"}}};
   int major = 0, minor = 0, patch = 0;
   std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch);
   if (major > 0 || minor >= 2)
@@ -75,7 +76,7 @@ class Run {
         clients_(ctx_, lb_, metrics_, order_),
         workload_(ctx_, clients_),
         faults_(ctx_, lb_, clients_),
-        queues_(ctx_),
+        queues_(ctx_, faults_),
         crashes_(ctx_),
         leader_(ctx_, faults_),
         status_(ctx_, faults_),
@@ -148,6 +149,8 @@ class Run {
     for (const auto& [n, v] : sc.versions) co.versions[static_cast<size_t>(n)] = v;
     co.migrations_for = simulator_migrations;
     co.messenger.random_stream_ids = o.bug == Bug::random_stream_ids;  // the injected bug, in every node from the start
+    co.messenger.no_acks = o.bug == Bug::no_acks;
+    co.jobs.unfenced = o.bug == Bug::unfenced_jobs;
     co.on_fatal = [this](int n, const std::string& why) {
       ctx_.violation(checkers::NoNodeCrashes::kName, fmt::format("n{} exited: {}", n, why));
     };
@@ -166,7 +169,8 @@ class Run {
           run->env().set_timer(Duration{300'000}, [run, &n] {
             if (!run->active()) return;
             const std::string period = run->data().count("period") ? run->data().at("period") : "";
-            run->step({db::Statement{"INSERT INTO ProbeRuns (JobId, Period, Node, Attempt) VALUES ($1, $2, $3, $4)",
+            run->step({db::Statement{"INSERT INTO ProbeRuns (JobId, Period, Node, Attempt, Latest)"
+                                     " VALUES ($1, $2, $3, $4, (SELECT Attempts FROM Jobs WHERE Id = $1))",
                                      {run->id(), period, n.membership().self(), run->attempt()}}},
                       100, [run](bool ok2, db::Outcome) {
                         if (ok2) run->finish(true, {});

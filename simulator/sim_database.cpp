@@ -34,10 +34,27 @@ db::Outcome failure(db::Status status, std::string message) {
   return o;
 }
 
+uint64_t hash_text(const std::string& text, uint64_t h) {
+  return fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()), h);
+}
+
+// The trace covers what a node asked (SQL and parameters) and what it was answered (status and rows).
 uint64_t sql_hash(const std::vector<db::Statement>& statements) {
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (const auto& s : statements)
-    h = fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.sql.data()), s.sql.size()), h);
+  for (const auto& s : statements) {
+    h = hash_text(s.sql, h);
+    for (const auto& v : s.params) h = hash_text(db::to_string(v) + '\x1f', h);
+  }
+  return h;
+}
+
+uint64_t outcome_hash(const db::Outcome& o) {
+  uint64_t h = hash_text(std::string(db::to_string(o.error.status)) + o.error.message, 0xcbf29ce484222325ULL);
+  for (const auto& rs : o.value) {
+    h = hash_text(std::to_string(rs.affected) + '\x1e', h);
+    for (const auto& row : rs.rows)
+      for (const auto& v : row) h = hash_text(db::to_string(v) + '\x1f', h);
+  }
   return h;
 }
 
@@ -233,6 +250,7 @@ class SimDbConnection final : public db::Connection {
         o = server->execute(statements, transaction);
         reply += server->service_time(statements.size()).count();
       }
+      k.record(TraceKind::db, node, kNoNode, outcome_hash(o));
       std::shared_ptr<db::Done> done = std::move(*box);
       if (!done) return;  // the node is gone
       k.call_on_node(node, incarnation, reply, [state, done, o = std::move(o)]() mutable {

@@ -60,6 +60,9 @@ struct MessengerOptions {
   // An injected bug for the simulator's tests (chorus-sim --bug random_stream_ids): stream ids drawn at
   // random, as before random-faults seed 3077, so a late frame of a dropped stream can retire the live one.
   bool random_stream_ids = false;
+  // An injected bug (chorus-sim --bug no_acks): a receiver delivers but never acknowledges, so its senders'
+  // queues only grow and age (the "queues stay bounded" checker must catch it).
+  bool no_acks = false;
 };
 
 // The outcome of a request: a reply per peer that answered in time; the rest are `missing`.
@@ -116,6 +119,8 @@ class Messenger {
 
   const MessengerStats& stats() const { return stats_; }
   size_t queued(const std::string& peer) const;
+  // How long the oldest of those has waited for its acknowledgement (0 when none waits).
+  Duration oldest_unacked_age(const std::string& peer) const;
 
  private:
   struct Waiter {
@@ -124,6 +129,7 @@ class Messenger {
   };
   struct Outgoing {
     uint64_t seq;
+    MonoTime queued_at;
     std::vector<uint8_t> frame;
     std::vector<std::shared_ptr<Waiter>> waiters;
   };

@@ -68,10 +68,11 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
 
   // The fence: this attempt still holds the job and it is still running.
   Statement fence(int progress) const {
+    const std::string held = server_.options_.unfenced ? "$4 = $4 AND $5 = $5"  // the injected bug
+                                                       : "WorkerId = $4 AND Attempts = $5 AND Status = " +
+                                                             jobs::sql(jobs::JobStatus::in_progress);
     return Statement{
-        "UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND WorkerId = $4 AND Attempts = $5 AND "
-        "Status = " +
-            jobs::sql(jobs::JobStatus::in_progress),
+        "UPDATE Jobs SET LastActivityAt = $1, Progress = $2 WHERE Id = $3 AND " + held,
         {server_.env_.wall_now().millis(), static_cast<int64_t>(progress), id_, server_.options_.worker_id, attempt_},
         1};
   }

@@ -61,6 +61,9 @@ struct JobServerOptions {
   int attempts_max = 3;
   int catch_up_max = 1000;           // periods created at once after an outage
   std::vector<Recurring> recurring;  // empty: from the config (see recurring_from_config)
+  // An injected bug for the simulator's tests (chorus-sim --bug unfenced_jobs): a step's fence checks only
+  // that the job exists, so a worker whose attempt was handed on still commits (the jobs checker must see it).
+  bool unfenced = false;
 };
 
 // The recurring jobs the config asks for: data retention daily at DeletionJobStartTime (when

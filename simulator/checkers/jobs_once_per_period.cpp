@@ -14,14 +14,24 @@ void JobsOncePerPeriod::finish() {
   auto jobs = db->execute(
       {db::Statement{"SELECT Id, ScheduleKey, Status, Attempts, LastActivityAt FROM Jobs WHERE Type = 'probe'", {}}},
       false);
-  auto runs = db->execute({db::Statement{"SELECT JobId, Period FROM ProbeRuns", {}}}, false);
+  auto runs = db->execute({db::Statement{"SELECT JobId, Period, Attempt, Latest, Node FROM ProbeRuns", {}}}, false);
   if (!jobs.ok() || !runs.ok())
     return ctx_.violation(kName, "the jobs tables cannot be read: " + jobs.error.message + runs.error.message);
   std::map<std::string, std::set<std::string>> jobs_of_period;
   std::map<std::string, int> runs_of_job;
+  std::set<std::pair<std::string, int64_t>> attempts_run;
   for (const auto& r : runs.result().rows) {
-    jobs_of_period[std::get<std::string>(r.at(1))].insert(std::get<std::string>(r.at(0)));
-    ++runs_of_job[std::get<std::string>(r.at(0))];
+    const auto& job = std::get<std::string>(r.at(0));
+    const int64_t attempt = std::get<int64_t>(r.at(2)), latest = std::get<int64_t>(r.at(3));
+    jobs_of_period[std::get<std::string>(r.at(1))].insert(job);
+    ++runs_of_job[job];
+    // The fence: a run commits only while its attempt holds the job. A later attempt holding it when this
+    // one committed means a worker that had been given up on wrote anyway.
+    if (latest != attempt)
+      ctx_.violation(kName, fmt::format("job {}: attempt {} (on {}) committed its run while attempt {} held the job",
+                                        job, attempt, std::get<std::string>(r.at(4)), latest));
+    if (!attempts_run.insert({job, attempt}).second)
+      ctx_.violation(kName, fmt::format("job {}: attempt {} committed its run twice", job, attempt));
   }
   for (const auto& [period, ids] : jobs_of_period)
     if (ids.size() > 1) ctx_.violation(kName, fmt::format("period {} was run by {} jobs", period, ids.size()));
