@@ -9,6 +9,8 @@
 
 #include <boost/json.hpp>
 
+#include "server/app/app.h"
+#include "server/app/model.h"
 #include "simulator/chat_cluster.h"
 
 using namespace chorus;
@@ -414,15 +416,25 @@ TEST(ApiSim, ASlowConsumerLosesTypingFirstThenIsClosedAndResumesWithoutLoss) {
   c.kernel().run_for(Duration{300'000});
   ASSERT_TRUE(sb->close_code.has_value()) << "closed when full";
   EXPECT_EQ(*sb->close_code, 1008);
-  // The client comes back from the last event it read, and gets the rest.
+  // The client reads every frame that reached it before the close (a browser delivers them before the
+  // close event), so it resumes after the last one it got - the only point the real protocol gives it -
+  // and gets what the node kept for it: the post that found the queue full and those made since. Every
+  // post once, in order, across the close.
   const auto seqs = seqs_of(*sb);
-  const int64_t resume_at = seqs.at(seqs.size() - 100);  // pretend it processed all but the last 100
-  auto again = c.connect(1, w.b, conn, resume_at);
+  auto read = posted_messages(*sb);
+  for (int i = 0; i < 10; ++i, ++posted) ASSERT_EQ(post(c, 0, w, w.a, fmt::format("p{}", posted)).status, 201);
+  auto again = c.connect(1, w.b, conn, seqs.back() + 1);
   c.kernel().run_for(Duration{300'000});
-  ASSERT_TRUE(events_of(*again, "hello").empty());
-  auto got = posted_messages(*again);
-  ASSERT_FALSE(got.empty());
-  EXPECT_EQ(got.back(), fmt::format("p{}", posted - 1)) << "nothing after the close is lost";
+  ASSERT_TRUE(events_of(*again, "hello").empty()) << "resumed, not a new connection";
+  const auto resumed = seqs_of(*again);
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_EQ(resumed.front(), seqs.back() + 1);
+  for (size_t i = 1; i < resumed.size(); ++i) EXPECT_EQ(resumed[i], resumed[i - 1] + 1);
+  const auto got = posted_messages(*again);
+  read.insert(read.end(), got.begin(), got.end());
+  std::vector<std::string> all;
+  for (int i = 0; i < posted; ++i) all.push_back(fmt::format("p{}", i));
+  EXPECT_EQ(read, all);
 }
 
 TEST(ApiSim, JobsCanBeCreatedListedReadAndCanceledByAdminsWithClearErrors) {
@@ -767,12 +779,13 @@ TEST(ApiSim, TooManyWrongPasswordsLockTheAccountClusterWideUntilItsPasswordIsSet
 namespace {
 // A request with exactly these headers (ChatCluster::call adds the bearer token and X-Requested-With).
 api::Response raw_call(ChatCluster& c, int i, const std::string& method, const std::string& path,
-                       const std::string& body, std::vector<std::pair<std::string, std::string>> headers) {
+                       const std::string& body, std::vector<std::pair<std::string, std::string>> headers,
+                       const std::string& remote = "192.0.2.1:50000") {
   api::Request r;
   r.method = method;
   r.path = path;
   r.body = body;
-  r.remote = "client";
+  r.remote = remote;
   r.headers = std::move(headers);
   auto out = std::make_shared<std::optional<api::Response>>();
   auto& k = c.kernel();
@@ -825,4 +838,220 @@ TEST(ApiSim, ACookieAuthenticatedChangeNeedsTheCsrfTokenOrXRequestedWith) {
                 .status,
             201)
       << "the bearer header is not sent by another site's form";
+}
+
+TEST(ApiSim, APostWhoseNodeDiesBetweenItsCommitAndItsEventIsPublishedByTheRetryOrByTheOutboxSweep) {
+  // Before the outbox, the retry answered 201 with the first post and published nothing, and a post
+  // nobody retried was never sent: members connected elsewhere never got it (the channel's last post).
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c, 0, 2);
+    auto sb = c.connect(2, w.b);
+    c.kernel().run_for(Duration{200'000});
+    ASSERT_EQ(post(c, 0, w, w.a, "before").status, 201);
+    auto* db = c.kernel().databases().find("db1");
+    const auto committed = [db](const std::string& pending) {
+      auto o = db->execute({db::Statement{"SELECT COUNT(*) FROM Posts WHERE PendingPostId = $1", {pending}}}, false);
+      return o.ok() && std::get<int64_t>(o.result().rows.at(0).at(0)) == 1;
+    };
+    // Node `n` commits the post and dies before its answer comes back from the master.
+    const auto commit_and_die = [&](int n, const std::string& message, const std::string& pending) {
+      bool answered = false;
+      c.call_async(n, "POST", "/api/v4/posts",
+                   obj({{"channel_id", w.channel}, {"message", message}, {"pending_post_id", pending}}), w.a,
+                   [&answered](api::Response) { answered = true; });
+      ASSERT_TRUE(c.kernel().run_until([&] { return committed(pending); }, c.kernel().now() + Duration{5'000'000}));
+      c.kernel().crash(n);
+      ASSERT_FALSE(answered);
+    };
+
+    // 1. The client retries on another node: the retry publishes it.
+    commit_and_die(0, "retried", "retry:1");
+    auto retry = c.call(1, "POST", "/api/v4/posts",
+                        obj({{"channel_id", w.channel}, {"message", "retried"}, {"pending_post_id", "retry:1"}}), w.a);
+    ASSERT_EQ(retry.status, 201) << retry.body;
+    c.kernel().run_for(Duration{1'000'000});
+    EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "retried"}));
+    EXPECT_EQ(c.node(1)->app().stats().posts_republished, 1u);
+
+    // 2. Nobody retries: a live node's outbox sweep publishes it within outbox_age + outbox_sweep. (Every
+    // node resets its clients when a peer dies, and they re-sync over REST; a new socket after that gets
+    // the post only as the sweep's event.)
+    c.kernel().start(0);
+    c.kernel().run_for(Duration{3'000'000});
+    commit_and_die(1, "swept", "sweep:1");
+    c.kernel().run_for(Duration{6'000'000});  // n1 declared dead; the sockets reset
+    auto sc = c.connect(2, w.b);
+    c.kernel().run_for(Duration{1'000'000});
+    EXPECT_TRUE(posted_messages(*sc).empty()) << "not yet: the row is young";
+    c.kernel().run_for(Duration{50'000'000});
+    ASSERT_FALSE(sc->close_code.has_value());
+    EXPECT_EQ(posted_messages(*sc), (std::vector<std::string>{"swept"}));
+    // Published: the rows go; no later sweep sends it again.
+    c.kernel().run_for(Duration{60'000'000});
+    auto left = db->execute({db::Statement{"SELECT COUNT(*) FROM PostOutbox", {}}}, false);
+    ASSERT_TRUE(left.ok());
+    EXPECT_EQ(std::get<int64_t>(left.result().rows.at(0).at(0)), 0);
+    EXPECT_EQ(posted_messages(*sc), (std::vector<std::string>{"swept"}));
+  }
+}
+
+TEST(ApiSim, OverItsRateAClientGets429WithMattermostsHeadersKeyedByAddressOrByTheProxysHeader) {
+  // Before RateLimitSettings, any number of logins per second were tried (guessing passwords across
+  // accounts). Keyed by the client's address, or behind NGINX by X-Forwarded-For.
+  ChatCluster c({.seed = 5, .nodes = 1, .configure = [](config::Config& cfg, int) {
+                   cfg.RateLimitSettings.Enable = true;
+                   cfg.RateLimitSettings.PerSec = 2;
+                   cfg.RateLimitSettings.MaxBurst = 4;
+                 }});
+  ASSERT_TRUE(c.start_all());
+  const std::string wrong = obj({{"login_id", "nobody"}, {"password", "wrong-password"}});
+  const auto login = [&](const std::string& remote, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    return raw_call(c, 0, "POST", "/api/v4/users/login", wrong, std::move(headers), remote);
+  };
+  for (int i = 0; i < 5; ++i) {  // MaxBurst + 1 at once
+    auto r = login("192.0.2.7:4000");
+    EXPECT_EQ(r.status, 401) << i;
+    EXPECT_EQ(header(r, "X-Ratelimit-Limit"), "5");
+    EXPECT_EQ(header(r, "X-Ratelimit-Remaining"), std::to_string(4 - i));
+  }
+  auto limited = login("192.0.2.7:4001");  // another port of the same address
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(limited.body, "limit exceeded\n");
+  EXPECT_EQ(header(limited, "Retry-After"), "1");
+  EXPECT_EQ(header(limited, "X-Ratelimit-Remaining"), "0");
+  EXPECT_EQ(login("192.0.2.8:4000").status, 401) << "another address has its own budget";
+  c.kernel().run_for(Duration{500'000});  // PerSec 2: one more after half a second
+  EXPECT_EQ(login("192.0.2.7:4000").status, 401);
+  EXPECT_EQ(login("192.0.2.7:4000").status, 429);
+
+  // Behind a proxy every request comes from its address: VaryByHeader tells the clients apart.
+  static config::Config proxied;  // the app holds a pointer: it must outlive the cluster
+  proxied = c.node(0)->app().config();
+  proxied.RateLimitSettings.VaryByRemoteAddr = false;
+  proxied.RateLimitSettings.VaryByHeader = "X-Forwarded-For";
+  c.node(0)->app().set_config(proxied);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(login("10.0.0.1:80", {{"x-forwarded-for", "198.51.100.1"}}).status, 401);
+  EXPECT_EQ(login("10.0.0.1:80", {{"x-forwarded-for", "198.51.100.1"}}).status, 429);
+  EXPECT_EQ(login("10.0.0.1:80", {{"x-forwarded-for", "198.51.100.2"}}).status, 401);
+}
+
+TEST(ApiSim, AWebSocketUpgradeFromAnotherSitesPageIsRefusedUnlessAllowCorsFromNamesIt) {
+  // Before the check, a page on any site could open a socket with the user's cookie and read their events.
+  ChatCluster c({.seed = 6, .nodes = 1, .configure = [](config::Config& cfg, int) {
+                   cfg.ServiceSettings.SiteURL = "https://chat.example.com";
+                 }});
+  ASSERT_TRUE(c.start_all());
+  const auto upgrade = [&](std::vector<std::pair<std::string, std::string>> headers) {
+    api::Request r;
+    r.method = "GET";
+    r.path = "/api/v4/websocket";
+    r.headers = std::move(headers);
+    SimSocket sink;
+    api::Response refusal;
+    auto session = c.node(0)->api().open_socket(r, sink, refusal);
+    const int status = session ? 101 : refusal.status;
+    if (session) session->on_closed();  // the client goes, as the runtime tells it
+    session.reset();
+    return status;
+  };
+  EXPECT_EQ(upgrade({{"host", "chat.example.com"}}), 101) << "no Origin: the mobile app";
+  EXPECT_EQ(upgrade({{"host", "chat.example.com"}, {"origin", "https://chat.example.com"}}), 101);
+  EXPECT_EQ(upgrade({{"host", "chat.example.com"}, {"origin", "https://evil.example.net"}}), 403);
+  EXPECT_EQ(upgrade({{"host", "chat.example.com"}, {"origin", "null"}}), 403);
+  static config::Config cfg;  // the app holds a pointer: it must outlive the cluster
+  cfg = c.node(0)->app().config();
+  cfg.ServiceSettings.AllowCorsFrom = "https://tools.example.org";
+  c.node(0)->app().set_config(cfg);
+  EXPECT_EQ(upgrade({{"host", "internal:8065"}, {"origin", "https://tools.example.org"}}), 101);
+  EXPECT_EQ(upgrade({{"host", "internal:8065"}, {"origin", "https://chat.example.com"}}), 101) << "SiteURL's own";
+  EXPECT_EQ(upgrade({{"host", "internal:8065"}, {"origin", "https://evil.example.net"}}), 403);
+  cfg.ServiceSettings.AllowCorsFrom = "*";
+  EXPECT_EQ(upgrade({{"host", "internal:8065"}, {"origin", "https://evil.example.net"}}), 101);
+}
+
+namespace {
+std::string connection_id_of(const SimSocket& s) {
+  return std::string(
+      json::parse(events_of(s, "hello").at(0)).as_object().at("data").as_object().at("connection_id").as_string());
+}
+}  // namespace
+
+TEST(ApiSim, AnEventThatReachesTheNewNodeBeforeAHandoverAndTheOldOneAfterItIsNotLost) {
+  // n0 posts; its frames to n1 (where b's connection was) are held up. The post reaches n2 before b
+  // resumes there (n2 holds no connection of b yet: nothing to deliver to), and n1 after it handed the
+  // connection to n2. Before the fix neither copy had it and the client never heard of it; now n1 tells
+  // n2 (ws_missed), which resets the connection, so the client re-syncs and finds it.
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c, 0, 1);
+    auto sb = c.connect(1, w.b);
+    c.kernel().run_for(Duration{100'000});
+    const std::string conn = connection_id_of(*sb);
+    ASSERT_EQ(post(c, 0, w, w.a, "before").status, 201);
+    c.kernel().run_for(Duration{200'000});
+    const int64_t next = seqs_of(*sb).back() + 1;
+    c.disconnect(*sb);
+    c.kernel().block(0, 1);
+    ASSERT_EQ(post(c, 0, w, w.a, "raced").status, 201);
+    c.kernel().run_for(Duration{100'000});  // at n2 now; not at n1
+    auto moved = c.connect(2, w.b, conn, next);
+    c.kernel().run_for(Duration{1'000'000});
+    ASSERT_TRUE(events_of(*moved, "hello").empty()) << "resumed on n2";
+    EXPECT_FALSE(c.node(1)->hub().holds(conn));
+    c.kernel().heal();  // n1 gets the post now, after the export
+    c.kernel().run_for(Duration{2'000'000});
+    const auto got = posted_messages(*moved);
+    const bool delivered = std::find(got.begin(), got.end(), "raced") != got.end();
+    EXPECT_TRUE(delivered || (moved->close_code && *moved->close_code == 1012))
+        << "the post is neither on the resumed connection nor was the client told to re-sync";
+    EXPECT_EQ(c.node(2)->hub().stats().missed_after_export, delivered ? 0u : 1u);
+    if (!delivered) {  // the client comes back: a new connection (hello), and the re-sync has the post
+      auto back = c.connect(2, w.b, conn, next);
+      c.kernel().run_for(Duration{1'000'000});
+      EXPECT_EQ(events_of(*back, "hello").size(), 1u);
+      auto resync = c.call(2, "GET", "/api/v4/channels/" + w.channel + "/posts", "", w.b);
+      EXPECT_NE(resync.body.find("raced"), std::string::npos);
+    }
+  }
+}
+
+TEST(ApiSim, APostFilledFromTheDatabaseCarriesItsOwnEventIdSoALateOriginalIsNotDeliveredTwice) {
+  // b's connection on n2 gets "held" from a gap fill (n0's frames to n2 are lost). Its original event can
+  // still reach a hub past the sequencer that would drop it: a connection handed over to a node whose
+  // sequencer never saw the post, or one that forgot an idle channel. Before, a fill had a fresh event id
+  // and the hub's duplicate check let the original through: twice on one connection. Now every
+  // publication of a post carries the post's event id (posted:<id>).
+  ChatCluster c({.seed = 21, .nodes = 3});
+  ASSERT_TRUE(c.start_all());
+  World w = make_world(c, 0, 2);
+  auto sb = c.connect(2, w.b);
+  c.kernel().run_for(Duration{200'000});
+  ASSERT_EQ(post(c, 0, w, w.a, "before").status, 201);
+  c.kernel().run_for(Duration{200'000});
+  c.kernel().block(0, 2);
+  auto held = c.call(0, "POST", "/api/v4/posts", obj({{"channel_id", w.channel}, {"message", "held"}}), w.a);
+  ASSERT_EQ(held.status, 201);
+  ASSERT_EQ(post(c, 1, w, w.a, "after").status, 201);
+  c.kernel().run_for(Duration{1'000'000});
+  ASSERT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held", "after"}));
+  EXPECT_GE(c.node(2)->app().stats().posts_filled, 1u) << "held came from the database";
+  // The original, straight to n2's hub (channel seq 0: no sequencer in the way), as n0 published it.
+  auto* db = c.kernel().databases().find("db1");
+  auto rows = db->execute(
+      {db::Statement{std::string("SELECT ") + app::kPostColumns + " FROM Posts WHERE Id = $1", {field(held, "id")}},
+       db::Statement{std::string("SELECT ") + app::kChannelColumns + " FROM Channels WHERE Id = $1", {w.channel}}},
+      false);
+  ASSERT_TRUE(rows.ok());
+  app::Event original = app::posted_event(app::channel_from_row(rows.value[1].rows.at(0)),
+                                          app::post_from_row(rows.value[0].rows.at(0)), {w.a_id, w.b_id});
+  EXPECT_EQ(original.id, app::posted_event_id(field(held, "id")));
+  original.channel_seq = 0;
+  c.node(2)->hub().deliver(original);
+  c.kernel().run_for(Duration{200'000});
+  EXPECT_EQ(posted_messages(*sb), (std::vector<std::string>{"before", "held", "after"})) << "not twice";
 }
