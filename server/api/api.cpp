@@ -40,6 +40,32 @@ namespace {
 
 Response ok_status() { return json_response(200, R"({"status":"OK"})"); }
 
+// Client bytes quoted in a message (a percent-decoded path may hold any): what is not UTF-8 becomes U+FFFD, as
+// Go's encoding/json makes it, so the JSON stays valid (and a WebSocket text frame too).
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80                 ? 0
+                     : c >= 0xC2 && c <= 0xDF ? 1
+                     : c >= 0xE0 && c <= 0xEF ? 2
+                     : c >= 0xF0 && c <= 0xF4 ? 3
+                                              : 4;
+    bool ok = n < 4 && s.size() - i > n;
+    uint32_t cp = c & (0x7F >> n);
+    for (size_t k = 1; ok && k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      ok = (cc & 0xC0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    ok = ok && !(n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
+         !(n == 3 && (cp < 0x10000 || cp > 0x10FFFF));
+    out.append(ok ? s.substr(i, n + 1) : std::string_view("\xEF\xBF\xBD"));
+    i += ok ? n + 1 : 1;
+  }
+  return out;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -344,8 +370,9 @@ void Api::handle(Request request, Respond respond) {
   if (path_matched)
     return call->respond(
         error_response(405, "api.context.method_not_allowed.app_error", "Method not allowed for this route."));
-  call->respond(error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.",
-                               "There doesn't appear to be an api call for the url='" + call->request.path + "'."));
+  call->respond(
+      error_response(404, "api.context.404.app_error", "Sorry, we could not find the page.",
+                     "There doesn't appear to be an api call for the url='" + valid_utf8(call->request.path) + "'."));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -848,7 +875,8 @@ class WebSocket final : public SocketSession, public app::ConnectionSink {
       app_.user_typing(*session_, str("channel_id"), str("parent_id"));
       return reply(seq, true);
     }
-    fail(seq, "api.web_socket_router.bad_action.app_error", "Unknown action \"" + action.substr(0, 64) + "\".");
+    fail(seq, "api.web_socket_router.bad_action.app_error",
+         "Unknown action \"" + valid_utf8(action.substr(0, 64)) + "\".");
   }
 
   void authenticate(const std::string& token, int64_t seq) {

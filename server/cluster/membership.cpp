@@ -74,6 +74,10 @@ void Membership::leave() {
 
 void Membership::add_seed(const std::string& address) {
   if (address == self_ || members_.contains(address)) return;
+  if (address.size() > 255) {  // every frame carries addresses as str(255): peers would drop ours as malformed
+    env_.log().warn("membership: ignoring a member address of {} bytes (at most 255)", address.size());
+    return;
+  }
   Member m;
   m.address = address;
   m.since = env_.now();
@@ -123,8 +127,10 @@ bool Membership::handle_frame(const std::string& from, std::span<const uint8_t> 
   Update sender{r.str(255), r.varint(), r.varint(), static_cast<MemberState>(r.u8())};
   std::vector<Update> updates(std::min<uint64_t>(r.varint(), 64));
   for (auto& u : updates) u = Update{r.str(255), r.varint(), r.varint(), static_cast<MemberState>(r.u8())};
-  bool states_ok = sender.state == MemberState::alive;
-  for (const auto& u : updates) states_ok &= static_cast<uint8_t>(u.state) <= 2;
+  // A record at the top of a counter could never be superseded (a refutation or a restart needs one more).
+  auto supersedable = [](const Update& u) { return u.generation < UINT64_MAX && u.incarnation < UINT64_MAX; };
+  bool states_ok = sender.state == MemberState::alive && supersedable(sender);
+  for (const auto& u : updates) states_ok &= static_cast<uint8_t>(u.state) <= 2 && supersedable(u);
   if (!r.done() || !states_ok || sender.address.empty()) {
     env_.log().warn("membership: dropped a malformed message of {} bytes from {}", payload.size(), from);
     return true;

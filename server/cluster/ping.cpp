@@ -85,11 +85,14 @@ void PingNode::on_frame(const std::string& from, std::span<const uint8_t> payloa
     return;
   }
   PeerRtt& p = it->second;
-  const int64_t rtt = env_.now().us - sent_us;
-  if (rtt < 0 || rtt > 60'000'000) {
+  // A send time of ours is within the last minute: anything else is refused before the subtraction, which
+  // could overflow (a pong is the peer's bytes).
+  const int64_t now = env_.now().us;
+  if (sent_us > now || sent_us < now - 60'000'000) {
     ++malformed_;
     return;  // not a send time of ours
   }
+  const int64_t rtt = now - sent_us;
   ++p.pongs_received;
   p.last_rtt_us = rtt;
   if (p.srtt_us < 0) {
