@@ -2,8 +2,9 @@
 # (scripts/install-deps.sh: idempotent, silent when nothing is missing), then builds what it runs.
 JOBS ?= $(shell nproc)
 SEEDS ?= 1..20
+FUZZ_SECONDS ?= 600
 
-.PHONY: all deps js-deps debug release sim-release run sim scenarios report soak ci-seeds test bench load clean
+.PHONY: all deps js-deps debug release sim-release run sim scenarios report soak ci-seeds test bench load fuzz fuzz-smoke clean
 
 all: release
 
@@ -59,6 +60,7 @@ js-deps: deps
 test: debug js-deps
 	@ctest --preset debug -j 2
 	@$(MAKE) --no-print-directory ci-seeds
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 bench: deps
 	@test -f build/release/build.ninja || cmake --preset release >/dev/null
@@ -77,6 +79,16 @@ load: deps
 	@cmake --build --preset release -j $(JOBS) --target chorusd chorus_load
 	@mkdir -p reports
 	@./build/release/bench/chorus_load --report reports/load.md
+
+# The libFuzzer targets (fuzz/README.md: clang-14, ASan and UBSan, build/fuzz): each for FUZZ_SECONDS
+# (600), one after the other; writes reports/fuzz.md (executions, coverage and crashes per target).
+fuzz: deps
+	@JOBS=$(JOBS) bash fuzz/run.sh run $(FUZZ_SECONDS)
+
+# The same, short: the kept crash inputs once each, then every target for a few seconds (under a minute in
+# all); fails on any crash.
+fuzz-smoke: deps
+	@JOBS=$(JOBS) bash fuzz/run.sh smoke
 
 clean:
 	rm -rf build
