@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The trace hash of every scenario over seeds 1..N (default 3): a refactoring that changes no behaviour
 # leaves every line the same. Usage: scripts/trace-hashes.sh [N] [chorus-sim binary] > hashes.txt
-# reports/trace-hashes.txt holds N=3 for commit 89cd33b (before issue 12's reshape); every reshape commit
-# since (0df3474..f6dca87) gave the same 66 lines: `scripts/trace-hashes.sh 3 | diff reports/trace-hashes.txt -`.
+# reports/trace-hashes.txt holds N=3 for commit 65da005 (issue 13: the trace also hashes SQL parameters and
+# results and what clients receive, so every hash changed then); a refactoring since should give the same 66
+# lines: `scripts/trace-hashes.sh 3 | diff reports/trace-hashes.txt -`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3}
