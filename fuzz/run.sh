@@ -67,16 +67,16 @@ run_one() {
   local execs eps cov ft corp found
   if [ "$mode" = fork ]; then  # the parent's progress lines: "#N: cov: C ft: F corp: K exec/s E oom/timeout/crash: a/b/c ..."
     local last
-    last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
+    last=$(grep -a -E '^#[0-9]+: cov:' "$log" | tail -1)
     execs=$(sed -nE 's/^#([0-9]+):.*/\1/p' <<<"$last")
     eps=$(sed -nE 's/.*exec\/s ([0-9]+).*/\1/p' <<<"$last")
   else
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   fi
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
-  ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
-  corp=$(grep -oE 'corp: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$(grep -a -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  ft=$(grep -a -oE 'ft: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  corp=$(grep -a -oE 'corp: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
   found=$(( $(find "$BUILD/artifacts/$t" -type f 2>/dev/null | wc -l) - before ))
   [ "$status" -ne 0 ] && [ "$found" -eq 0 ] && found=1
   if [ "$found" -ne 0 ]; then
