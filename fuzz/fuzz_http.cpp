@@ -9,7 +9,7 @@
 //     X-Requested-With: XMLHttpRequest
 //
 //     {"channel_id":"$CH","message":"hi"}
-// The target is split and percent-decoded as the runtime does (server/runtime/http_server.cpp: a path
+// The target is split and percent-decoded by the runtime's own decoder (server/core/url.h; a path
 // that does not decode is answered 400 there and never reaches the API); header names are lower-cased.
 // The placeholders of sim_world.h ($A, $B, $UA, $UB, $T, $CH, $CP, $P) are replaced everywhere.
 //
@@ -18,6 +18,7 @@
 // request is valid UTF-8, a JSON answer is valid JSON (UTF-8) and an error is Mattermost's error object
 // with its status code.
 #include "fuzz_input.h"
+#include "server/core/url.h"
 #include "sim_world.h"
 
 using namespace chorus;
@@ -25,33 +26,6 @@ using namespace chorus::fuzz;
 namespace json = boost::json;
 
 namespace {
-
-int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// As the runtime's percent_decode.
-bool decode(std::string_view in, bool plus_is_space, bool lenient, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      const int hi = i + 2 < in.size() ? hex(in[i + 1]) : -1, lo = i + 2 < in.size() ? hex(in[i + 2]) : -1;
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-      if (!lenient) return false;
-      out.push_back('%');
-    } else {
-      out.push_back(in[i] == '+' && plus_is_space ? ' ' : in[i]);
-    }
-  }
-  return true;
-}
 
 // A request as text, or nullopt when the runtime would not hand it to the API.
 std::optional<api::Request> parse_request(const std::string& text) {
@@ -74,21 +48,9 @@ std::optional<api::Request> parse_request(const std::string& text) {
   if (const size_t sp2 = target.find(' '); sp2 != std::string::npos) target.resize(sp2);  // " HTTP/1.1"
   const size_t q = target.find('?');
   const std::string raw_path = target.substr(0, q);
-  if (raw_path.empty() || raw_path[0] != '/' || !decode(raw_path, false, false, r.path)) return std::nullopt;
+  if (raw_path.empty() || raw_path[0] != '/' || !percent_decode(raw_path, false, false, r.path)) return std::nullopt;
   if (q != std::string::npos) {
-    std::string_view query(target);
-    query.remove_prefix(q + 1);
-    while (!query.empty()) {
-      const size_t amp = query.find('&');
-      const std::string_view part = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-      if (part.empty()) continue;
-      const size_t eq = part.find('=');
-      std::string k, v;
-      decode(part.substr(0, eq), true, true, k);
-      if (eq != std::string_view::npos) decode(part.substr(eq + 1), true, true, v);
-      r.query.insert_or_assign(std::move(k), std::move(v));
-    }
+    parse_query(std::string_view(target).substr(q + 1), r.query);  // the runtime's own decoder
   }
   while (next_line(line) && !line.empty()) {
     const size_t colon = line.find(':');
