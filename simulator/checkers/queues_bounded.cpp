@@ -1,15 +1,17 @@
 // Checker "queues stay bounded" (simulator/checkers/queues_bounded.h).
 #include "simulator/checkers/queues_bounded.h"
 
+#include "server/cluster/messages.h"
+
 namespace chorus::sim::checkers {
 
 namespace {
-constexpr size_t kQueueMax = 10'000;            // Messenger's per-peer queue bound
-constexpr Duration kQueueSettle{10'000'000};    // after the last change of the network or the nodes
+constexpr Duration kQueueSettle{10'000'000};  // after the last change of the network or the nodes
 constexpr Duration kAckAgeMax{5'000'000};       // the oldest unacknowledged message, once settled
 }  // namespace
 
 void QueuesBounded::on_sample(const Sample& s) {
+  const size_t queue_max = cluster::MessengerOptions{}.queue_max;  // the bound every node's queue enforces
   const bool settled = faults_.quiet() && s.now - faults_.last_change() >= kQueueSettle;
   for (int n : s.alive) {
     auto* nd = ctx_.c.node(n);
@@ -17,7 +19,7 @@ void QueuesBounded::on_sample(const Sample& s) {
       if (p == n || reported_.count({n, p})) continue;
       const std::string& peer = ctx_.c.address(p);
       const size_t q = nd->messenger().queued(peer);
-      if (q > kQueueMax) {
+      if (q > queue_max) {
         reported_.insert({n, p});
         ctx_.violation(kName, fmt::format("n{} holds {} messages for n{}", n, q, p));
         continue;
