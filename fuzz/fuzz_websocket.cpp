@@ -1,4 +1,4 @@
-// WebSocket connections through the API (server/api/api.cpp: Api::open_socket and its session): the
+// WebSocket connections through the API (server/api/api.cpp: Api::open_socket; api_websocket.cpp: its session): the
 // upgrade's query (connection_id, sequence_number) and bearer header, the client's messages
 // (authentication_challenge, ping, user_typing, anything else, malformed JSON, messages sent while the
 // authentication is checked), and the resume: on this node from the hub's dead queue, and after a handover

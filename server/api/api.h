@@ -81,7 +81,12 @@ class Api final : public Handler {
     Route run;
   };
   void add(std::string method, const std::string& pattern, bool auth, Route run);
-  void routes();
+  // The routes, in files by domain (api_internal.h).
+  void routes_system();
+  void routes_users();
+  void routes_teams();
+  void routes_channels();
+  void routes_posts();
 
   Env& env_;
   app::App& app_;
