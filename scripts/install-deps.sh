@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   libcrypt-dev curl python3 nginx-light
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev libstb-dev
   postgresql-15 postgresql-client-15
 )
 

@@ -97,7 +97,37 @@ struct PostQuery {
 
 struct PostList {
   std::vector<Post> posts;  // newest first
+  // The posts just after the newest and just before the oldest in the list ("" at the channel's ends):
+  // the apps page with these and stop when they are empty.
   std::string next_post_id, prev_post_id;
+};
+
+// GET /users: who to list (ids empty: no filter) and the page.
+struct UserQuery {
+  int page = 0, per_page = 60;
+  std::string in_team, not_in_team, in_channel, not_in_channel;
+  bool without_team = false;
+};
+
+// POST /users/search and GET /users/autocomplete: a term matched as a prefix of the username, first
+// name, last name, nickname or email, case-insensitively, within the given team or channel.
+struct UserSearch {
+  std::string term, in_team, not_in_team, in_channel, not_in_channel;
+  int limit = 100;
+};
+struct Autocomplete {
+  std::vector<User> users, out_of_channel;
+};
+
+// PUT /users/{id}/patch: only the fields sent change.
+struct UserPatch {
+  std::optional<std::string> nickname, first_name, last_name, position, locale;
+  std::optional<std::string> props, notify_props, timezone;  // JSON objects of strings
+};
+
+struct SidebarCategories {
+  std::vector<SidebarCategory> categories;
+  std::vector<std::string> order;
 };
 
 class App {
@@ -129,7 +159,44 @@ class App {
   void get_user(const Session& actor, const std::string& user_id, Callback<User> done);
   void get_user_by_username(const Session& actor, const std::string& username, Callback<User> done);
   void get_users_by_ids(const Session& actor, const std::vector<std::string>& ids, Callback<std::vector<User>> done);
-  void list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done);
+  void list_users(const Session& actor, UserQuery query, Callback<std::vector<User>> done);
+  void get_users_by_usernames(const Session& actor, const std::vector<std::string>& usernames,
+                              Callback<std::vector<User>> done);
+  void search_users(const Session& actor, UserSearch search, Callback<std::vector<User>> done);
+  void autocomplete_users(const Session& actor, UserSearch search, Callback<Autocomplete> done);
+  // The user (or a system admin) changes profile fields; every node drops its cached copy, every client
+  // gets user_updated.
+  void patch_user(const Session& actor, const std::string& user_id, UserPatch patch, Callback<User> done);
+  // PUT /users/sessions/device: the session's push device id.
+  void attach_device(const Session& actor, const std::string& device_id, Callback<Unit> done);
+  // A per-installation id, the same on every node (the Systems table), made on first use: the apps refuse
+  // a server whose client config has none.
+  void diagnostic_id(std::function<void(std::string)> done);
+
+  // Preferences (app_preferences.cpp): category "" gets all, name "" all of the category. Saving and
+  // deleting tell every client of the user (preferences_changed, preferences_deleted).
+  void get_preferences(const Session& actor, const std::string& user_id, const std::string& category,
+                       const std::string& name, Callback<std::vector<Preference>> done);
+  void save_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
+                        Callback<Unit> done);
+  void delete_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
+                          Callback<Unit> done);
+
+  // Sidebar categories of a user in a team (app_preferences.cpp). The three defaults (Favorites,
+  // Channels, Direct Messages) are made on first read; a channel the user placed nowhere shows in
+  // Channels (public and private) or Direct Messages (DMs and group messages, in every team's sidebar).
+  void get_categories(const Session& actor, const std::string& user_id, const std::string& team_id,
+                      Callback<SidebarCategories> done);
+  void create_category(const Session& actor, const std::string& user_id, const std::string& team_id,
+                       SidebarCategory category, Callback<SidebarCategory> done);
+  // Sets each category's channels (a channel moves out of the category it was in), sorting, collapsed
+  // and muted, and a custom category's name; sidebar_category_updated to the user's clients.
+  void update_categories(const Session& actor, const std::string& user_id, const std::string& team_id,
+                         std::vector<SidebarCategory> categories, Callback<std::vector<SidebarCategory>> done);
+  void update_category_order(const Session& actor, const std::string& user_id, const std::string& team_id,
+                             std::vector<std::string> order, Callback<std::vector<std::string>> done);
+  void delete_category(const Session& actor, const std::string& user_id, const std::string& team_id,
+                       const std::string& category_id, Callback<Unit> done);
 
   // Teams.
   void create_team(const Session& actor, Team team, Callback<Team> done);
@@ -137,6 +204,9 @@ class App {
   void get_team_by_name(const Session& actor, const std::string& name, Callback<Team> done);
   void teams_for_user(const Session& actor, const std::string& user_id, Callback<std::vector<Team>> done);
   void list_teams(const Session& actor, Callback<std::vector<Team>> done);
+  // Unread messages and mentions per team of the user's (team_id "": all its teams but exclude_team).
+  void teams_unread(const Session& actor, const std::string& user_id, const std::string& team_id,
+                    const std::string& exclude_team, Callback<std::vector<TeamUnread>> done);
   void add_team_member(const Session& actor, const std::string& team_id, const std::string& user_id,
                        Callback<TeamMember> done);
   void remove_team_member(const Session& actor, const std::string& team_id, const std::string& user_id,
@@ -152,21 +222,43 @@ class App {
                            Callback<Channel> done);
   void public_channels(const Session& actor, const std::string& team_id, int page, int per_page,
                        Callback<std::vector<Channel>> done);
+  // The user's channels in a team, with its direct and group channels (which belong to no team); team ""
+  // gives them in every team.
   void channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
                          Callback<std::vector<Channel>> done);
+  // A direct channel between two users (the same channel on every call; one of them may be the actor
+  // twice, a note to oneself), or a group channel of 3 to 8 users with the actor among them.
+  // direct_added / group_added to its members.
+  void create_direct_channel(const Session& actor, const std::string& user_a, const std::string& user_b,
+                             Callback<Channel> done);
+  void create_group_channel(const Session& actor, std::vector<std::string> user_ids, Callback<Channel> done);
+  // The members of the actor's group channels among channel_ids (POST /users/group_channels).
+  void group_channel_profiles(const Session& actor, const std::vector<std::string>& channel_ids,
+                              Callback<std::vector<std::pair<std::string, std::vector<User>>>> done);
+  // The actor read these channels (prev may be ""): msg_count catches up with the channel's, mentions
+  // go to 0; channel_viewed to the actor's clients. Answers each channel's new last_viewed_at.
+  void view_channels(const Session& actor, const std::string& channel_id, const std::string& prev_channel_id,
+                     Callback<std::vector<std::pair<std::string, int64_t>>> done);
+  void channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                      Callback<ChannelMember> done);
+  void channel_member_count(const Session& actor, const std::string& channel_id, Callback<int64_t> done);
   void add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
                           Callback<ChannelMember> done);
   void remove_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
                              Callback<Unit> done);
   void channel_members(const Session& actor, const std::string& channel_id, int page, int per_page,
                        Callback<std::vector<ChannelMember>> done);
+  // team "": the user's memberships in every team and its direct and group channels (paged).
   void channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
-                                Callback<std::vector<ChannelMember>> done);
+                                Callback<std::vector<ChannelMember>> done, int page = 0, int per_page = 0);
 
   // Posts.
   void create_post(const Session& actor, Post post, Callback<Post> done);
   void get_post(const Session& actor, const std::string& post_id, Callback<Post> done);
   void get_posts(const Session& actor, const std::string& channel_id, PostQuery query, Callback<PostList> done);
+  // The posts around the user's last read (up to `before` read ones and `after` unread ones).
+  void posts_around_last_read(const Session& actor, const std::string& user_id, const std::string& channel_id,
+                              int before, int after, Callback<PostList> done);
   void search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page,
                     int per_page, Callback<PostList> done);
 
@@ -228,6 +320,19 @@ class App {
                                Callback<ChannelMember> done);
   Flow remove_channel_member_flow(Session actor, std::string channel_id, std::string user_id, Callback<Unit> done);
   Flow analytics_flow(Callback<Analytics> done);
+  Flow create_dm_flow(Session actor, std::vector<std::string> user_ids, Callback<Channel> done);
+  Flow get_categories_flow(Session actor, std::string user_id, std::string team_id, Callback<SidebarCategories> done);
+  Flow update_categories_flow(Session actor, std::string user_id, std::string team_id,
+                              std::vector<SidebarCategory> categories, Callback<std::vector<SidebarCategory>> done);
+  Flow patch_user_flow(Session actor, std::string user_id, UserPatch patch, Callback<User> done);
+  // The user's own data, or a system admin's business: checks, calls done(error) when neither.
+  bool self_or_admin(const Session& actor, const std::string& user_id, const std::function<void(AppError)>& fail);
+  // An event to every client of one user, on every node.
+  // With user_seq (the user's EventSeq after the change: user_seq_statements in its transaction), the
+  // hubs keep the user's events in the order of the changes.
+  void publish_to_user(const std::string& user_id, std::string event, boost::json::object data, int64_t user_seq = 0);
+  static std::vector<db::Statement> user_seq_statements(const std::string& user_id);
+  std::optional<std::string> diagnostic_id_;
   // Every cache_ttl: the sessions behind this node's WebSockets are checked against the database, and
   // sockets of revoked or expired sessions are closed (the bound holds for sockets too).
   void revalidate_sockets();

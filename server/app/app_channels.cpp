@@ -165,14 +165,97 @@ void App::public_channels(const Session& actor, const std::string& team_id, int 
 void App::channels_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
                             Callback<std::vector<Channel>> done) {
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<Channel>>(forbidden()));
-  if (!is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
+  if (!team_id.empty() && !is_valid_id(team_id)) return done(fail<std::vector<Channel>>(bad_param("team_id")));
   const std::string cols = prefixed(kChannelColumns, "c.");
+  // A team's list carries the user's direct and group channels too (they are in no team): the apps'
+  // sidebar shows them in every team.
+  const std::string where = team_id.empty() ? "" : " AND (c.TeamId = $2 OR c.TeamId = '')";
+  std::vector<Value> params{user_id};
+  if (!team_id.empty()) params.emplace_back(team_id);
   store_.read({Statement{"SELECT " + cols +
                              " FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id WHERE m.UserId = $1 AND "
-                             "c.TeamId = $2 AND c.DeleteAt = 0"
-                             " ORDER BY c.DisplayName",
-                         {user_id, team_id}}},
+                             "c.DeleteAt = 0" +
+                             where + " ORDER BY c.DisplayName, c.Name",
+                         params}},
               rows_as<Channel>(alive_, channel_from_row, done));
+}
+
+void App::view_channels(const Session& actor, const std::string& channel_id, const std::string& prev_channel_id,
+                        Callback<std::vector<std::pair<std::string, int64_t>>> done) {
+  using R = std::vector<std::pair<std::string, int64_t>>;
+  if (!is_valid_id(channel_id)) return done(fail<R>(bad_param("channel_id")));
+  if (!prev_channel_id.empty() && !is_valid_id(prev_channel_id)) return done(fail<R>(bad_param("prev_channel_id")));
+  std::vector<std::string> ids{channel_id};
+  if (!prev_channel_id.empty() && prev_channel_id != channel_id) ids.push_back(prev_channel_id);
+  const int64_t now = now_ms();
+  std::vector<Statement> s;
+  // The member catches up with the channel: its message count, no mentions, and a last view at or after
+  // the channel's last post (a post's create_at may run a little ahead of the clock).
+  for (const auto& id : ids)
+    s.push_back(Statement{
+        "UPDATE ChannelMembers SET MsgCount = (SELECT TotalMsgCount FROM Channels WHERE Channels.Id = $2),"
+        " MentionCount = 0, LastViewedAt = CASE WHEN (SELECT LastPostAt FROM Channels WHERE Channels.Id = $2) > $3"
+        " THEN (SELECT LastPostAt FROM Channels WHERE Channels.Id = $2) ELSE $3 END, LastUpdateAt = $3"
+        " WHERE UserId = $1 AND ChannelId = $2",
+        {actor.user_id, id, now}});
+  for (const auto& id : ids)
+    s.push_back(Statement{"SELECT ChannelId, LastViewedAt FROM ChannelMembers WHERE UserId = $1 AND ChannelId = $2",
+                          {actor.user_id, id}});
+  for (auto& st : user_seq_statements(actor.user_id)) s.push_back(std::move(st));
+  store_.write(std::move(s), true, [this, alive = alive_, user = actor.user_id, n = ids.size(), done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<R>(from_db(o.error)));
+    R times;
+    for (size_t i = n; i < n + n; ++i)
+      for (const auto& r : o.value[i].rows) times.emplace_back(text_at(r, 0), int_at(r, 1));
+    const auto& seq_rows = o.value.back().rows;
+    const int64_t seq = seq_rows.empty() ? 0 : int_at(seq_rows[0], 0);
+    // Not a member of a channel: nothing changed there, and nothing is said (as Mattermost). The web app
+    // reads multiple_channels_viewed, the mobile app either; both are sent.
+    boost::json::object channel_times;
+    for (const auto& [channel, at] : times) {
+      publish_to_user(user, "channel_viewed", {{"channel_id", channel}}, seq);
+      channel_times[channel] = at;
+    }
+    if (!times.empty()) publish_to_user(user, "multiple_channels_viewed", {{"channel_times", channel_times}}, seq);
+    done(ok(std::move(times)));
+  });
+}
+
+void App::channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
+                         Callback<ChannelMember> done) {
+  if (!is_valid_id(user_id)) return done(fail<ChannelMember>(bad_param("user_id")));
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, user_id, done](AppError e,
+                                                                                        std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<ChannelMember>(e));
+    store_.read({Statement{std::string("SELECT ") + kChannelMemberColumns +
+                               " FROM ChannelMembers WHERE ChannelId = $1 AND UserId = $2",
+                           {channel_id, user_id}}},
+                [alive, done](db::Outcome o) {
+                  if (!*alive) return;
+                  if (!o.ok()) return done(fail<ChannelMember>(from_db(o.error)));
+                  if (o.result().rows.empty())
+                    return done(fail<ChannelMember>(error(404, "app.channel.get_member.missing.app_error",
+                                                          "No channel member found for that user ID and channel ID.")));
+                  done(ok(channel_member_from_row(o.result().rows[0])));
+                });
+  });
+}
+
+void App::channel_member_count(const Session& actor, const std::string& channel_id, Callback<int64_t> done) {
+  can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, done](AppError e, std::optional<Channel>) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<int64_t>(e));
+    store_.read({Statement{"SELECT COUNT(*) FROM ChannelMembers m JOIN Users u ON u.Id = m.UserId WHERE m.ChannelId ="
+                           " $1 AND u.DeleteAt = 0",
+                           {channel_id}}},
+                [alive, done](db::Outcome o) {
+                  if (!*alive) return;
+                  if (!o.ok()) return done(fail<int64_t>(from_db(o.error)));
+                  done(ok(int_at(o.result().rows.at(0), 0)));
+                });
+  });
 }
 
 void App::add_channel_member(const Session& actor, const std::string& channel_id, const std::string& user_id,
@@ -188,6 +271,9 @@ Flow App::add_channel_member_flow(Session actor, std::string channel_id, std::st
   auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
       alive_, [&](auto resume) { can_read_channel(actor, channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<ChannelMember>(e));
+  if (c->type == "D" || c->type == "G")
+    co_return done(fail<ChannelMember>(error(400, "api.channel.add_user_to_channel.type.app_error",
+                                             "Can not add user to this channel type.")));
   // Members add others; anyone who can read a public channel may join it.
   auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
       alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
@@ -236,6 +322,9 @@ Flow App::remove_channel_member_flow(Session actor, std::string channel_id, std:
   auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
       alive_, [&](auto resume) { can_read_channel(actor, channel_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<Unit>(e));
+  if (c->type == "D" || c->type == "G")
+    co_return done(fail<Unit>(error(400, "api.channel.remove_user_from_channel.type.app_error",
+                                    "Can not remove user from this channel type.")));
   if (c->name == "town-square")
     co_return done(fail<Unit>(error(400, "api.channel.remove.default.app_error", "Cannot leave Town Square.")));
   auto [e2, ids] = co_await awaiting<AppError, std::shared_ptr<const std::set<std::string>>>(
@@ -276,16 +365,24 @@ void App::channel_members(const Session& actor, const std::string& channel_id, i
 }
 
 void App::channel_members_for_user(const Session& actor, const std::string& user_id, const std::string& team_id,
-                                   Callback<std::vector<ChannelMember>> done) {
+                                   Callback<std::vector<ChannelMember>> done, int page, int per_page) {
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<std::vector<ChannelMember>>(forbidden()));
-  if (!is_valid_id(team_id)) return done(fail<std::vector<ChannelMember>>(bad_param("team_id")));
+  if (!team_id.empty() && !is_valid_id(team_id)) return done(fail<std::vector<ChannelMember>>(bad_param("team_id")));
   const std::string cols = prefixed(kChannelMemberColumns, "m.");
-  store_.read(
-      {Statement{
-          "SELECT " + cols +
-              " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.TeamId = $2",
-          {user_id, team_id}}},
-      rows_as<ChannelMember>(alive_, channel_member_from_row, done));
+  std::vector<Value> params{user_id};
+  std::string sql = "SELECT " + cols +
+                    " FROM ChannelMembers m JOIN Channels c ON c.Id = m.ChannelId WHERE m.UserId = $1 AND c.DeleteAt = 0";
+  if (!team_id.empty()) {
+    params.emplace_back(team_id);
+    sql += " AND (c.TeamId = $2 OR c.TeamId = '')";  // with the user's direct and group channels
+  }
+  sql += " ORDER BY m.ChannelId";
+  if (per_page > 0) {
+    params.emplace_back(static_cast<int64_t>(clamp_per_page(per_page, 1000)));
+    params.emplace_back(static_cast<int64_t>(std::max(page, 0)) * clamp_per_page(per_page, 1000));
+    sql += " LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" + std::to_string(params.size());
+  }
+  store_.read({Statement{sql, params}}, rows_as<ChannelMember>(alive_, channel_member_from_row, done));
 }
 
 }  // namespace chorus::app

@@ -316,42 +316,106 @@ void App::get_posts(const Session& actor, const std::string& channel_id, PostQue
     if (!e.ok()) return done(fail<PostList>(e));
     const std::string cols = std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND ";
     const int64_t limit = q.per_page, offset = static_cast<int64_t>(q.page) * q.per_page;
-    auto finish = [alive, done, q](db::Outcome o, bool ascending) {
+    // A page is read with its neighbours: one row more at the far end (the next page's first post) and,
+    // past the first page, one at the near end, so that the list says where the apps go on from
+    // (next_post_id, prev_post_id; "" at the channel's ends). `ascending`: read oldest first (after a post).
+    const int64_t skip = offset > 0 ? offset - 1 : 0, take = limit + 1 + (offset > 0 ? 1 : 0);
+    auto finish = [alive, done, limit, offset](db::Outcome o, bool ascending, std::string pivot) {
       if (!*alive) return;
       if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+      std::vector<Post> rows;
+      for (const auto& r : o.value.back().rows) rows.push_back(post_from_row(r));
+      std::string near = pivot, far;
+      if (offset > 0) {
+        near = rows.empty() ? "" : rows.front().id;
+        if (!rows.empty()) rows.erase(rows.begin());
+      }
+      if (static_cast<int64_t>(rows.size()) > limit) {
+        far = rows[limit].id;
+        rows.resize(limit);
+      }
       PostList list;
-      for (const auto& r : o.value.back().rows) list.posts.push_back(post_from_row(r));
+      list.posts = std::move(rows);
       if (ascending) std::reverse(list.posts.begin(), list.posts.end());
+      list.next_post_id = ascending ? far : near;
+      list.prev_post_id = ascending ? near : far;
       done(ok(std::move(list)));
     };
     if (q.since > 0) {
       // The re-sync after a reconnect: every post changed since, from the master (no replica lag).
       store_.write(
           {Statement{cols + "UpdateAt >= $2 ORDER BY CreateAt DESC, Id DESC LIMIT 1000", {channel_id, q.since}}}, false,
-          [finish](db::Outcome o) { finish(std::move(o), false); });
+          [alive, done](db::Outcome o) {
+            if (!*alive) return;
+            if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+            PostList list;
+            for (const auto& r : o.value.back().rows) list.posts.push_back(post_from_row(r));
+            done(ok(std::move(list)));
+          });
     } else if (!q.before.empty() || !q.after.empty()) {
       const bool before = !q.before.empty();
       const std::string pivot = before ? q.before : q.after;
       const std::string cmp =
           before ? "(CreateAt < $2 OR (CreateAt = $2 AND Id < $3))" : "(CreateAt > $2 OR (CreateAt = $2 AND Id > $3))";
       store_.read({Statement{"SELECT CreateAt FROM Posts WHERE Id = $1", {pivot}}}, [this, alive, cols, cmp, before,
-                                                                                     pivot, channel_id, limit, offset,
+                                                                                     pivot, channel_id, take, skip,
                                                                                      finish, done](db::Outcome o) {
         if (!*alive) return;
         if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
         if (o.result().rows.empty()) return done(ok(PostList{}));
         const int64_t at = int_at(o.result().rows[0], 0);
         store_.read(
-            {Statement{cols + cmp + (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
+            {Statement{cols + cmp + " AND DeleteAt = 0" +
+                           (before ? " ORDER BY CreateAt DESC, Id DESC" : " ORDER BY CreateAt ASC, Id ASC") +
                            " LIMIT $4 OFFSET $5",
-                       {channel_id, at, pivot, limit, offset}}},
-            [finish, before](db::Outcome o2) { finish(std::move(o2), !before); });
+                       {channel_id, at, pivot, take, skip}}},
+            [finish, before, pivot](db::Outcome o2) { finish(std::move(o2), !before, pivot); });
       });
     } else {
       store_.read({Statement{cols + "DeleteAt = 0 ORDER BY CreateAt DESC, Id DESC LIMIT $2 OFFSET $3",
-                             {channel_id, limit, offset}}},
-                  [finish](db::Outcome o) { finish(std::move(o), false); });
+                             {channel_id, take, skip}}},
+                  [finish](db::Outcome o) { finish(std::move(o), false, ""); });
     }
+  });
+}
+
+void App::posts_around_last_read(const Session& actor, const std::string& user_id, const std::string& channel_id,
+                                 int before, int after, Callback<PostList> done) {
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<PostList>(forbidden()));
+  if (before < 0 || before > options_.per_page_max || after < 0 || after > options_.per_page_max)
+    return done(fail<PostList>(bad_param("limit_before or limit_after")));
+  channel_member(actor, channel_id, user_id, [this, alive = alive_, channel_id, before, after,
+                                              done](Result<ChannelMember> m) {
+    if (!*alive) return;
+    if (!m.ok()) return done(fail<PostList>(m.error));
+    const int64_t seen = m.value.last_viewed_at;
+    const std::string cols = std::string("SELECT ") + kPostColumns + " FROM Posts WHERE ChannelId = $1 AND DeleteAt = 0";
+    // Read up to `before` posts at or before the last view and `after` after it, each with one more to
+    // tell whether the list goes on.
+    store_.read(
+        {Statement{cols + " AND CreateAt <= $2 ORDER BY CreateAt DESC, Id DESC LIMIT $3",
+                   {channel_id, seen, static_cast<int64_t>(before) + 1}},
+         Statement{cols + " AND CreateAt > $2 ORDER BY CreateAt ASC, Id ASC LIMIT $3",
+                   {channel_id, seen, static_cast<int64_t>(after) + 1}}},
+        [alive, before, after, done](db::Outcome o) {
+          if (!*alive) return;
+          if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+          std::vector<Post> older, newer;
+          for (const auto& r : o.value[0].rows) older.push_back(post_from_row(r));
+          for (const auto& r : o.value[1].rows) newer.push_back(post_from_row(r));
+          PostList list;
+          if (static_cast<int>(older.size()) > before) {
+            list.prev_post_id = older[before].id;
+            older.resize(before);
+          }
+          if (static_cast<int>(newer.size()) > after) {
+            list.next_post_id = newer[after].id;
+            newer.resize(after);
+          }
+          list.posts.assign(newer.rbegin(), newer.rend());
+          list.posts.insert(list.posts.end(), older.begin(), older.end());
+          done(ok(std::move(list)));
+        });
   });
 }
 

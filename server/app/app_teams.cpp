@@ -106,6 +106,38 @@ void App::teams_for_user(const Session& actor, const std::string& user_id, Callb
               rows_as<Team>(alive_, team_from_row, done));
 }
 
+void App::teams_unread(const Session& actor, const std::string& user_id, const std::string& team_id,
+                       const std::string& exclude_team, Callback<std::vector<TeamUnread>> done) {
+  using R = std::vector<TeamUnread>;
+  if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<R>(forbidden()));
+  if (!is_valid_id(user_id)) return done(fail<R>(bad_param("user_id")));
+  if ((!team_id.empty() && !is_valid_id(team_id)) || (!exclude_team.empty() && !is_valid_id(exclude_team)))
+    return done(fail<R>(bad_param("team_id")));
+  // Every team of the user's (0 where nothing is unread), summed over its channels: a channel's unread
+  // messages are its count less the count the user had seen.
+  std::string sql =
+      "SELECT t.TeamId, CAST(COALESCE(SUM(CASE WHEN c.TotalMsgCount > m.MsgCount THEN c.TotalMsgCount - m.MsgCount"
+      " ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(m.MentionCount), 0) AS BIGINT) FROM TeamMembers t LEFT JOIN Channels c ON c.TeamId = t.TeamId AND"
+      " c.DeleteAt = 0 LEFT JOIN ChannelMembers m ON m.ChannelId = c.Id AND m.UserId = t.UserId"
+      " WHERE t.UserId = $1 AND t.DeleteAt = 0";
+  std::vector<Value> params{user_id};
+  if (!team_id.empty()) {
+    params.emplace_back(team_id);
+    sql += " AND t.TeamId = $2";
+  } else if (!exclude_team.empty()) {
+    params.emplace_back(exclude_team);
+    sql += " AND t.TeamId <> $2";
+  }
+  sql += " GROUP BY t.TeamId ORDER BY t.TeamId";
+  store_.read({Statement{sql, params}}, [alive = alive_, done](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<R>(from_db(o.error)));
+    R out;
+    for (const auto& r : o.result().rows) out.push_back(TeamUnread{text_at(r, 0), int_at(r, 1), int_at(r, 2)});
+    done(ok(std::move(out)));
+  });
+}
+
 void App::list_teams(const Session& actor, Callback<std::vector<Team>> done) {
   // A system admin sees every team; others the open ones.
   const std::string where =

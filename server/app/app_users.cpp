@@ -308,12 +308,230 @@ void App::get_users_by_ids(const Session& actor, const std::vector<std::string>&
       rows_as<User>(alive_, user_from_row, done));
 }
 
-void App::list_users(const Session& actor, int page, int per_page, Callback<std::vector<User>> done) {
-  per_page = clamp_per_page(per_page, options_.per_page_max);
-  store_.read({Statement{std::string("SELECT ") + kUserColumns +
-                             " FROM Users WHERE DeleteAt = 0 ORDER BY Username LIMIT $1 OFFSET $2",
-                         {static_cast<int64_t>(per_page), static_cast<int64_t>(std::max(page, 0)) * per_page}}},
+namespace {
+
+// A search term as a LIKE prefix pattern ('\' escapes % and _), lower case.
+std::string like_prefix(std::string term) {
+  std::string out;
+  for (char c : term) {
+    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (l == '%' || l == '_' || l == '\\') out += '\\';
+    out += l;
+  }
+  return out + "%";
+}
+
+// The filters of UserQuery and UserSearch as SQL conditions on Users (each adds its parameter).
+void add_membership_filters(std::string& sql, std::vector<Value>& params, const std::string& in_team,
+                            const std::string& not_in_team, const std::string& in_channel,
+                            const std::string& not_in_channel, bool without_team) {
+  auto param = [&](const std::string& v) {
+    params.emplace_back(v);
+    return "$" + std::to_string(params.size());
+  };
+  if (!in_team.empty())
+    sql += " AND Id IN (SELECT UserId FROM TeamMembers WHERE TeamId = " + param(in_team) + " AND DeleteAt = 0)";
+  if (!not_in_team.empty())
+    sql += " AND Id NOT IN (SELECT UserId FROM TeamMembers WHERE TeamId = " + param(not_in_team) + " AND DeleteAt = 0)";
+  if (!in_channel.empty())
+    sql += " AND Id IN (SELECT UserId FROM ChannelMembers WHERE ChannelId = " + param(in_channel) + ")";
+  if (!not_in_channel.empty())
+    sql += " AND Id NOT IN (SELECT UserId FROM ChannelMembers WHERE ChannelId = " + param(not_in_channel) + ")";
+  if (without_team) sql += " AND Id NOT IN (SELECT UserId FROM TeamMembers WHERE DeleteAt = 0)";
+}
+
+bool ids_ok(std::initializer_list<const std::string*> ids) {
+  for (const auto* id : ids)
+    if (!id->empty() && !is_valid_id(*id)) return false;
+  return true;
+}
+
+}  // namespace
+
+void App::list_users(const Session& actor, UserQuery q, Callback<std::vector<User>> done) {
+  using R = std::vector<User>;
+  if (!ids_ok({&q.in_team, &q.not_in_team, &q.in_channel, &q.not_in_channel}))
+    return done(fail<R>(bad_param("in_team, not_in_team, in_channel or not_in_channel")));
+  if (q.page < 0 || q.page > 100000) return done(fail<R>(bad_param("page")));
+  q.per_page = clamp_per_page(q.per_page, options_.per_page_max);
+  auto run = [this, alive = alive_, q, done] {
+    std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
+    std::vector<Value> params;
+    add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, q.without_team);
+    params.emplace_back(static_cast<int64_t>(q.per_page));
+    params.emplace_back(static_cast<int64_t>(q.page) * q.per_page);
+    sql += " ORDER BY Username LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" +
+           std::to_string(params.size());
+    store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
+  };
+  // Who is in a channel is for those who may read it; who is in a team, for its members.
+  const std::string channel = !q.in_channel.empty() ? q.in_channel : q.not_in_channel;
+  const std::string team = !q.in_team.empty() ? q.in_team : q.not_in_team;
+  if (!channel.empty())
+    return can_read_channel(actor, channel, [alive = alive_, run, done](AppError e, std::optional<Channel>) {
+      if (!*alive) return;
+      if (!e.ok()) return done(fail<R>(e));
+      run();
+    });
+  if (!team.empty() && !actor.is_system_admin())
+    return is_team_member(team, actor.user_id, [alive = alive_, run, done](AppError e, bool member) {
+      if (!*alive) return;
+      if (!e.ok()) return done(fail<R>(e));
+      if (!member) return done(fail<R>(forbidden()));
+      run();
+    });
+  run();
+}
+
+void App::get_users_by_usernames(const Session& actor, const std::vector<std::string>& usernames,
+                                 Callback<std::vector<User>> done) {
+  using R = std::vector<User>;
+  if (usernames.empty()) return done(ok(R{}));
+  if (usernames.size() > 1000) return done(fail<R>(bad_param("usernames")));
+  std::string in;
+  std::vector<Value> params;
+  for (const auto& name : usernames) {
+    if (name.empty() || name.size() > 64) return done(fail<R>(bad_param("usernames")));
+    params.emplace_back(name);
+    in += (in.empty() ? "$" : ", $") + std::to_string(params.size());
+  }
+  store_.read({Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Username IN (" + in +
+                             ") ORDER BY Username",
+                         params}},
               rows_as<User>(alive_, user_from_row, done));
+}
+
+void App::search_users(const Session& actor, UserSearch q, Callback<std::vector<User>> done) {
+  using R = std::vector<User>;
+  if (!q.term.empty() && q.term.front() == '@') q.term.erase(0, 1);
+  if (q.term.size() > 64) return done(fail<R>(bad_param("term")));
+  if (!ids_ok({&q.in_team, &q.not_in_team, &q.in_channel, &q.not_in_channel}))
+    return done(fail<R>(bad_param("team_id or channel_id")));
+  q.limit = std::clamp(q.limit <= 0 ? 100 : q.limit, 1, 100);
+  auto run = [this, alive = alive_, q, done] {
+    std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
+    std::vector<Value> params;
+    if (!q.term.empty()) {
+      params.emplace_back(like_prefix(q.term));
+      const std::string t = "$" + std::to_string(params.size());
+      sql += " AND (LOWER(Username) LIKE " + t + " ESCAPE '\\' OR LOWER(FirstName) LIKE " + t +
+             " ESCAPE '\\' OR LOWER(LastName) LIKE " + t + " ESCAPE '\\' OR LOWER(Nickname) LIKE " + t +
+             " ESCAPE '\\' OR LOWER(Email) LIKE " + t + " ESCAPE '\\')";
+    }
+    add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, false);
+    params.emplace_back(static_cast<int64_t>(q.limit));
+    sql += " ORDER BY Username LIMIT $" + std::to_string(params.size());
+    store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
+  };
+  const std::string channel = !q.in_channel.empty() ? q.in_channel : q.not_in_channel;
+  const std::string team = !q.in_team.empty() ? q.in_team : q.not_in_team;
+  if (!channel.empty())
+    return can_read_channel(actor, channel, [alive = alive_, run, done](AppError e, std::optional<Channel>) {
+      if (!*alive) return;
+      if (!e.ok()) return done(fail<R>(e));
+      run();
+    });
+  if (!team.empty() && !actor.is_system_admin())
+    return is_team_member(team, actor.user_id, [alive = alive_, run, done](AppError e, bool member) {
+      if (!*alive) return;
+      if (!e.ok()) return done(fail<R>(e));
+      if (!member) return done(fail<R>(forbidden()));
+      run();
+    });
+  run();
+}
+
+// In a channel: its members who match, and the team's other members who match (out_of_channel).
+void App::autocomplete_users(const Session& actor, UserSearch q, Callback<Autocomplete> done) {
+  if (q.in_channel.empty()) {
+    return search_users(actor, q, [done](Result<std::vector<User>> r) {
+      if (!r.ok()) return done(fail<Autocomplete>(r.error));
+      done(ok(Autocomplete{std::move(r.value), {}}));
+    });
+  }
+  UserSearch in = q;
+  in.in_team.clear();
+  search_users(actor, in, [this, alive = alive_, actor, q, done](Result<std::vector<User>> r) {
+    if (!*alive) return;
+    if (!r.ok()) return done(fail<Autocomplete>(r.error));
+    if (q.in_team.empty()) return done(ok(Autocomplete{std::move(r.value), {}}));
+    UserSearch out = q;
+    out.not_in_channel = q.in_channel;
+    out.in_channel.clear();
+    search_users(actor, out, [users = std::move(r.value), done](Result<std::vector<User>> r2) mutable {
+      if (!r2.ok()) return done(fail<Autocomplete>(r2.error));
+      done(ok(Autocomplete{std::move(users), std::move(r2.value)}));
+    });
+  });
+}
+
+void App::patch_user(const Session& actor, const std::string& user_id, UserPatch patch, Callback<User> done) {
+  if (!self_or_admin(actor, user_id, [&](AppError e) { done(fail<User>(e)); })) return;
+  auto too_long = [](const std::optional<std::string>& v, size_t max) { return v && v->size() > max; };
+  if (too_long(patch.nickname, 64)) return done(fail<User>(bad_param("nickname")));
+  if (too_long(patch.first_name, 64)) return done(fail<User>(bad_param("first_name")));
+  if (too_long(patch.last_name, 64)) return done(fail<User>(bad_param("last_name")));
+  if (too_long(patch.position, 128)) return done(fail<User>(bad_param("position")));
+  if (too_long(patch.locale, 5)) return done(fail<User>(bad_param("locale")));
+  if (too_long(patch.props, 8192) || too_long(patch.notify_props, 8192) || too_long(patch.timezone, 1024))
+    return done(fail<User>(bad_param("props, notify_props or timezone")));
+  patch_user_flow(actor, user_id, std::move(patch), std::move(done)).start();
+}
+
+// Top to bottom: the update and the row as it now is (one transaction), the invalidation on every node,
+// then user_updated to the user's clients.
+Flow App::patch_user_flow(Session actor, std::string user_id, UserPatch patch, Callback<User> done) {
+  std::string set = "UpdateAt = $2";
+  std::vector<Value> params{user_id, now_ms()};
+  auto field = [&](const char* column, const std::optional<std::string>& v) {
+    if (!v) return;
+    params.emplace_back(*v);
+    set += std::string(", ") + column + " = $" + std::to_string(params.size());
+  };
+  field("Nickname", patch.nickname);
+  field("FirstName", patch.first_name);
+  field("LastName", patch.last_name);
+  field("Position", patch.position);
+  field("Locale", patch.locale);
+  field("Props", patch.props);
+  field("NotifyProps", patch.notify_props);
+  field("Timezone", patch.timezone);
+  db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+    store_.write({Statement{"UPDATE Users SET " + set + " WHERE Id = $1 AND DeleteAt = 0", params},
+                  Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}},
+                 true, std::move(resume));
+  });
+  if (!o.ok()) co_return done(fail<User>(from_db(o.error)));
+  if (o.value[0].affected == 0 || o.value[1].rows.empty()) co_return done(fail<User>(not_found("user")));
+  User user = user_from_row(o.value[1].rows[0]);
+  invalidate(cluster::ClusterEvent::inv_user, user_id);
+  publish_to_user(user_id, "user_updated", {{"user", user.to_json()}});
+  done(ok(std::move(user)));
+}
+
+void App::attach_device(const Session& actor, const std::string& device_id, Callback<Unit> done) {
+  // An empty id is allowed: the mobile app sends one when it has no push token yet.
+  if (device_id.size() > 512) return done(fail<Unit>(bad_param("device_id")));
+  store_.write({Statement{"UPDATE Sessions SET DeviceId = $2 WHERE Id = $1", {actor.id, device_id}}}, false,
+               [alive = alive_, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                 done(ok(Unit{}));
+               });
+}
+
+void App::diagnostic_id(std::function<void(std::string)> done) {
+  if (diagnostic_id_) return done(*diagnostic_id_);
+  // The first node to ask makes it; every node reads the one that won.
+  store_.write({Statement{"INSERT INTO Systems (Name, Value) VALUES ('DiagnosticId', $1) ON CONFLICT (Name) DO NOTHING",
+                          {new_id(env_.random())}},
+                Statement{"SELECT Value FROM Systems WHERE Name = 'DiagnosticId'"}},
+               true, [this, alive = alive_, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (!o.ok() || o.value[1].rows.empty()) return done("");
+                 diagnostic_id_ = text_at(o.value[1].rows[0], 0);
+                 done(*diagnostic_id_);
+               });
 }
 
 }  // namespace chorus::app

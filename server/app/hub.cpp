@@ -67,7 +67,8 @@ std::string Event::to_cluster() const {
                                       {"omit_users", omit},
                                       {"recipients", r},
                                       {"reliable", reliable},
-                                      {"order", json::array{channel_seq, create_at, post_id}}});
+                                      {"order", json::array{channel_seq, create_at, post_id}},
+                                      {"user_seq", user_seq}});
 }
 
 std::optional<Event> Event::from_cluster(const std::string& text) {
@@ -91,6 +92,8 @@ std::optional<Event> Event::from_cluster(const std::string& text) {
         (std::string(key) == "recipients" ? e.recipients : e.broadcast.omit_users).emplace_back(u.as_string());
   }
   if (auto it = o.find("reliable"); it != o.end() && it->value().is_bool()) e.reliable = it->value().as_bool();
+  if (auto it = o.find("user_seq"); it != o.end() && it->value().is_int64() && it->value().as_int64() > 0)
+    e.user_seq = it->value().as_int64();
   if (auto it = o.find("order"); it != o.end() && it->value().is_array()) {
     const auto& a = it->value().as_array();
     if (a.size() == 3 && a[0].is_int64() && a[1].is_int64() && a[2].is_string()) {
@@ -228,6 +231,24 @@ void Hub::send(Conn& c, const Event& e, bool first) {
 void Hub::deliver(const Event& e) {
   std::vector<std::string> users = e.recipients;
   if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
+  if (e.user_seq > 0) {
+    // A user's own events in the order of their changes: one that comes after a later one resets the
+    // user's connections here (the clients re-read) rather than undo the later change on screen.
+    std::vector<std::string> late;
+    const MonoTime now = env_.now();
+    for (const auto& u : users) {
+      auto& last = user_seqs_[u];
+      if (e.user_seq < last.first) late.push_back(u);
+      last = {std::max(last.first, e.user_seq), now};
+    }
+    if (user_seqs_.size() > options_.user_seqs_max)
+      std::erase_if(user_seqs_, [&](const auto& kv) { return now - kv.second.second > options_.inactive_keep; });
+    if (!late.empty()) {
+      stats_.late_user_events += late.size();
+      reset_users(late);
+      std::erase_if(users, [&](const std::string& u) { return std::find(late.begin(), late.end(), u) != late.end(); });
+    }
+  }
   for (const auto& u : users) {
     if (std::find(e.broadcast.omit_users.begin(), e.broadcast.omit_users.end(), u) != e.broadcast.omit_users.end())
       continue;

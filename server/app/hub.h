@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/json/object.hpp>
@@ -48,6 +49,11 @@ struct Event {
   int64_t channel_seq = 0;
   int64_t create_at = 0;
   std::string post_id;
+  // An event about one user's own state (preferences, views): the user's event count after this change,
+  // from the change's transaction (Users.EventSeq). Events of one user published by different nodes can
+  // cross on the way (a partition holds one back); a hub that delivered a later one resets the user's
+  // connections instead of delivering an earlier one late, so the apps re-read and never keep an old value.
+  int64_t user_seq = 0;
   bool droppable() const { return event == "typing" || event == "status_change"; }
 
   std::string to_cluster() const;
@@ -72,6 +78,7 @@ struct HubOptions {
   size_t send_queue_max = 256;
   size_t dead_queue_max = 128;
   Duration inactive_keep{300'000'000};  // 5 min
+  size_t user_seqs_max = 10'000;        // users whose last user_seq is kept before old ones are pruned
   size_t connections_max = 200'000;     // active and inactive
   size_t inactive_per_user_max = 32;    // a client reconnecting in a loop cannot pile them up
   Duration export_watch{30'000'000};    // events for a handed-over connection's user are reported this long
@@ -138,6 +145,7 @@ class Hub {
 
   struct Stats {
     uint64_t opened = 0, resumed = 0, sent = 0, dropped_slow = 0, closed_slow = 0, expired = 0;
+    uint64_t late_user_events = 0;  // a user's event that came after a later one: the user's connections reset
     uint64_t missed_after_export = 0;  // imported connections reset: an event reached only the exporter
     size_t active = 0, inactive = 0;
   };
@@ -167,6 +175,8 @@ class Hub {
   HubOptions options_;
   std::map<std::string, Conn> conns_;
   std::map<std::string, std::set<std::string>> by_user_;
+  // Per user: the highest user_seq seen here and when (kept inactive_keep, past user_seqs_max users).
+  std::unordered_map<std::string, std::pair<int64_t, MonoTime>> user_seqs_;
   TimerId sweep_timer_ = 0;
   Stats stats_;
   struct Importing {

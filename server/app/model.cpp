@@ -16,6 +16,13 @@ bool has_role(const std::string& roles, const std::string& role) {
   }
   return false;
 }
+// A stored JSON object ({} when the text is not one).
+json::object object_or_empty(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return {};
+  return std::move(v.as_object());
+}
 }  // namespace
 
 bool User::is_system_admin() const { return has_role(roles, "system_admin"); }
@@ -38,9 +45,9 @@ json::object User::to_json() const {
       {"position", position},
       {"roles", roles},
       {"locale", locale},
-      {"timezone", json::object{{"automaticTimezone", ""}, {"manualTimezone", ""}, {"useAutomaticTimezone", "true"}}},
-      {"notify_props", json::object{}},
-      {"props", json::object{}},
+      {"timezone", object_or_empty(timezone)},
+      {"notify_props", object_or_empty(notify_props)},
+      {"props", object_or_empty(props)},
       {"last_password_update", last_password_update},
       {"is_bot", false},
       {"mfa_active", false}};
@@ -63,6 +70,9 @@ User user_from_row(const std::vector<db::Value>& r) {
   u.roles = text_at(r, 12);
   u.locale = text_at(r, 13);
   u.last_password_update = int_at(r, 14);
+  u.props = text_at(r, 15);
+  u.notify_props = text_at(r, 16);
+  u.timezone = text_at(r, 17);
   return u;
 }
 
@@ -210,10 +220,6 @@ ChannelMember channel_member_from_row(const std::vector<db::Value>& r) {
 }
 
 json::object Post::to_json() const {
-  json::value parsed_props;
-  boost::system::error_code ec;
-  parsed_props = json::parse(props, ec);
-  if (ec || !parsed_props.is_object()) parsed_props = json::object{};
   return {{"id", id},
           {"create_at", create_at},
           {"update_at", update_at},
@@ -226,7 +232,7 @@ json::object Post::to_json() const {
           {"original_id", ""},
           {"message", message},
           {"type", type},
-          {"props", parsed_props},
+          {"props", object_or_empty(props)},
           {"hashtags", ""},
           {"pending_post_id", pending_post_id},
           {"reply_count", 0},
@@ -258,6 +264,64 @@ json::object Status::to_json() const {
           {"manual", manual},
           {"last_activity_at", last_activity_at},
           {"active_channel", ""}};
+}
+
+json::object Preference::to_json() const {
+  return {{"user_id", user_id}, {"category", category}, {"name", name}, {"value", value}};
+}
+
+Preference preference_from_row(const std::vector<db::Value>& r) {
+  return Preference{text_at(r, 0), text_at(r, 1), text_at(r, 2), text_at(r, 3)};
+}
+
+json::object SidebarCategory::to_json() const {
+  json::array ids;
+  for (const auto& c : channel_ids) ids.emplace_back(c);
+  return {{"id", id},
+          {"user_id", user_id},
+          {"team_id", team_id},
+          {"type", type},
+          {"display_name", display_name},
+          {"sorting", sorting},
+          {"sort_order", sort_order},
+          {"muted", muted},
+          {"collapsed", collapsed},
+          {"channel_ids", ids}};
+}
+
+SidebarCategory sidebar_category_from_row(const std::vector<db::Value>& r) {
+  SidebarCategory c;
+  c.id = text_at(r, 0);
+  c.user_id = text_at(r, 1);
+  c.team_id = text_at(r, 2);
+  c.type = text_at(r, 3);
+  c.display_name = text_at(r, 4);
+  c.sorting = text_at(r, 5);
+  c.sort_order = int_at(r, 6);
+  c.muted = int_at(r, 7) != 0;
+  c.collapsed = int_at(r, 8) != 0;
+  return c;
+}
+
+json::object Role::to_json() const {
+  json::array perms;
+  for (const auto& p : permissions) perms.emplace_back(p);
+  return {{"id", id},
+          {"name", name},
+          {"display_name", display_name},
+          {"description", description},
+          {"create_at", 0},
+          {"update_at", 0},
+          {"delete_at", 0},
+          {"permissions", perms},
+          {"scheme_managed", scheme_managed},
+          {"built_in", built_in}};
+}
+
+json::object TeamUnread::to_json() const {
+  return {{"team_id", team_id},         {"msg_count", msg_count},       {"mention_count", mention_count},
+          {"msg_count_root", msg_count}, {"mention_count_root", mention_count}, {"thread_count", 0},
+          {"thread_mention_count", 0},    {"thread_urgent_mention_count", 0}};
 }
 
 }  // namespace chorus::app

@@ -21,6 +21,9 @@ struct User {
   bool email_verified = false;
   std::string nickname, first_name, last_name, position, roles, locale = "en";
   int64_t last_password_update = 0;
+  // JSON objects, as Mattermost stores them (string values): the user's props, notification settings
+  // and time zone (the apps read notify_props and timezone from /users/me).
+  std::string props = "{}", notify_props = "{}", timezone = "{}";
   bool is_system_admin() const;
   // What others may see (never the password hash).
   json::object to_json() const;
@@ -29,7 +32,7 @@ struct User {
 inline constexpr const char* kUserColumns =
     "Id, CreateAt, UpdateAt, DeleteAt, Username, Password, Email, EmailVerified, Nickname, FirstName, LastName, "
     "Position, Roles,"
-    " Locale, LastPasswordUpdate";
+    " Locale, LastPasswordUpdate, Props, NotifyProps, Timezone";
 User user_from_row(const std::vector<db::Value>& row);
 
 struct Session {
@@ -98,6 +101,41 @@ struct Status {
   std::string user_id, status = "offline";
   bool manual = false;
   int64_t last_activity_at = 0;
+  json::object to_json() const;
+};
+
+// A user's preference (Preferences table): the apps keep their settings, DM visibility and favourites here.
+struct Preference {
+  std::string user_id, category, name, value;
+  json::object to_json() const;
+};
+Preference preference_from_row(const std::vector<db::Value>& row);
+
+// A sidebar category of a user in a team (Favorites, Channels, Direct Messages, or the user's own): the
+// apps build the channel sidebar from these and nothing else.
+struct SidebarCategory {
+  std::string id, user_id, team_id, type, display_name, sorting;
+  int64_t sort_order = 0;
+  bool muted = false, collapsed = false;
+  std::vector<std::string> channel_ids;
+  json::object to_json() const;
+};
+inline constexpr const char* kSidebarCategoryColumns =
+    "Id, UserId, TeamId, Type, DisplayName, Sorting, SortOrder, Muted, Collapsed";
+SidebarCategory sidebar_category_from_row(const std::vector<db::Value>& row);
+
+// A role and what it grants (server/app/roles.cpp): the apps hide what a user's roles do not permit.
+struct Role {
+  std::string id, name, display_name, description;
+  std::vector<std::string> permissions;
+  bool scheme_managed = true, built_in = true;
+  json::object to_json() const;
+};
+
+// Unread messages and mentions of a user in a team (the sum over the team's channels).
+struct TeamUnread {
+  std::string team_id;
+  int64_t msg_count = 0, mention_count = 0;
   json::object to_json() const;
 };
 

@@ -121,6 +121,31 @@ const std::vector<Migration>& migrations() {
            " Seq BIGINT NOT NULL, TouchedAt BIGINT NOT NULL)",
            "CREATE INDEX idx_postoutbox_touched ON PostOutbox (TouchedAt)",
        }},
+      {8,
+       "what the official apps read: user settings, sidebar categories, direct and group channels",
+       "0.1",
+       {
+           // Mattermost's defaults, so that every user has the notify_props and timezone the apps read.
+           "ALTER TABLE Users ADD COLUMN Props TEXT NOT NULL DEFAULT '{}'",
+           "ALTER TABLE Users ADD COLUMN NotifyProps TEXT NOT NULL DEFAULT '{\"channel\":\"true\",\"comments\":"
+           "\"never\",\"desktop\":\"mention\",\"desktop_sound\":\"true\",\"email\":\"true\",\"first_name\":"
+           "\"false\",\"mention_keys\":\"\",\"push\":\"mention\",\"push_status\":\"away\"}'",
+           "ALTER TABLE Users ADD COLUMN Timezone TEXT NOT NULL DEFAULT '{\"automaticTimezone\":\"\",\"manualTimezone\":"
+           "\"\",\"useAutomaticTimezone\":\"true\"}'",
+           "CREATE TABLE SidebarCategories (Id VARCHAR(128) PRIMARY KEY, UserId VARCHAR(26) NOT NULL,"
+           " TeamId VARCHAR(26) NOT NULL, Type VARCHAR(32) NOT NULL, DisplayName VARCHAR(64) NOT NULL,"
+           " Sorting VARCHAR(64) NOT NULL DEFAULT '', SortOrder BIGINT NOT NULL DEFAULT 0,"
+           " Muted INTEGER NOT NULL DEFAULT 0, Collapsed INTEGER NOT NULL DEFAULT 0)",
+           "CREATE INDEX idx_sidebarcategories_user_team ON SidebarCategories (UserId, TeamId)",
+           // A channel the user placed in a category; a channel in none shows in its default category.
+           "CREATE TABLE SidebarChannels (CategoryId VARCHAR(128) NOT NULL, ChannelId VARCHAR(26) NOT NULL,"
+           " UserId VARCHAR(26) NOT NULL, SortOrder BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (CategoryId, ChannelId))",
+           "CREATE INDEX idx_sidebarchannels_user ON SidebarChannels (UserId)",
+           "CREATE INDEX idx_channels_type ON Channels (Type)",
+           // Each change to a user's own state counts here, in its transaction: its event carries the
+           // count, so that the user's events are delivered in the order of the changes (hub.h: user_seq).
+           "ALTER TABLE Users ADD COLUMN EventSeq BIGINT NOT NULL DEFAULT 0",
+       }},
   };
   return all;
 }
