@@ -6,6 +6,12 @@
 
 namespace chorus::api {
 
+std::string version_id_header(const std::string& chorus_version) {
+  std::string build = "chorus-" + chorus_version;
+  std::replace(build.begin(), build.end(), '.', '-');
+  return std::string(kMattermostApiVersion) + "." + build + ".false";
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Responses.
 
@@ -150,7 +156,13 @@ bool csrf_ok(const Request& r) {
 // Routing.
 
 Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& node, ApiOptions options)
-    : env_(env), app_(app), hub_(hub), jobs_(jobs), node_(node), options_(std::move(options)) {
+    : env_(env),
+      app_(app),
+      hub_(hub),
+      jobs_(jobs),
+      node_(node),
+      options_(std::move(options)),
+      version_id_(version_id_header(options_.server_version)) {
   routes_system();
   routes_users();
   routes_teams();
@@ -183,12 +195,12 @@ void Api::handle(Request request, Respond respond) {
                          static_cast<size_t>(rl.MemoryStoreSize));
     if (rate->limited) {
       Response r = too_many_requests(*rate);
-      r.headers.emplace_back("X-Version-Id", options_.server_version);
+      r.headers.emplace_back("X-Version-Id", version_id_header(options_.server_version));
       return respond(std::move(r));
     }
   }
   // The call lives until it is answered.
-  call->respond_fn = [respond = std::move(respond), version = options_.server_version, rate](Response r) {
+  call->respond_fn = [respond = std::move(respond), version = version_id_, rate](Response r) {
     r.headers.emplace_back("X-Version-Id", version);  // the client notes the server's version
     if (rate) add_rate_limit_headers(*rate, r);
     respond(std::move(r));

@@ -48,8 +48,18 @@ class NodeControl {
   virtual std::string cut_off_reason() const { return {}; }
 };
 
+// The Mattermost server version whose API v4 Chorus implements. The apps read it (the X-Version-Id header,
+// config's Version) and refuse servers older than their minimum (the mobile app: 9.11.0); Chorus's own
+// version (ApiOptions::server_version) is the build number there, and what cluster status shows and
+// compares between nodes. docs/api.md: "Versions".
+inline constexpr const char* kMattermostApiVersion = "10.11.0";
+
+// X-Version-Id as Mattermost sends it (<version>.<build number>.<config hash>.<licensed>), with Chorus's
+// version as the build number ("10.11.0.chorus-0-1-0.false": its dots would split the header's parts).
+std::string version_id_header(const std::string& chorus_version);
+
 struct ApiOptions {
-  std::string server_version = "0.0.0";
+  std::string server_version = "0.0.0";  // Chorus's
   std::string hostname;
   size_t websocket_message_max = 64 * 1024;
   // Replies to a client's own messages (pings, typing) wait in the socket's send queue with the hub's
@@ -94,6 +104,7 @@ class Api final : public Handler {
   app::Jobs& jobs_;
   NodeControl& node_;
   ApiOptions options_;
+  std::string version_id_;  // the X-Version-Id header
   std::vector<Entry> routes_;
   RateLimiter limiter_;
   // Calls not answered yet (each keeps itself alive until it is): the node going away releases them.

@@ -5,6 +5,7 @@
 // routes a request to them.
 #pragma once
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <map>
 #include <memory>

@@ -1,5 +1,6 @@
 // Routes: the health check, the cluster's status, the config, jobs and analytics.
 #include "server/api/api_internal.h"
+#include "server/app/roles.h"
 
 namespace chorus::api {
 
@@ -37,6 +38,144 @@ void Api::routes_system() {
              {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
     });
   });
+  // What the apps read before anyone logs in (all values strings, as Mattermost's "old" format). Chorus is
+  // not licensed (IsLicensed "false": high availability needs no license here), has no files, threads,
+  // custom emoji or plugins yet, and says so, so the apps hide those features.
+  add("GET", v4 + "/config/client", false, [this, &app](const C& c) {
+    if (auto f = c->request.query.find("format"); f == c->request.query.end() || f->second != "old")
+      return c->error(AppError{501, "api.config.client.old_format.app_error",
+                               "New format for the client configuration is not supported yet. Please specify "
+                               "format=old in the query string."});
+    app.diagnostic_id([this, c, &app](std::string id) {
+      if (id.empty())
+        return c->error(AppError{503, "api.config.client.diagnostic_id.app_error",
+                                 "The database did not answer; the client configuration is not available."});
+      const auto& cfg = app.config();
+      const auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+      json::object o{{"Version", kMattermostApiVersion},
+                     {"BuildNumber", "chorus-" + options_.server_version},
+                     {"BuildDate", ""},
+                     {"BuildHash", "chorus"},
+                     {"BuildHashEnterprise", "none"},
+                     {"BuildEnterpriseReady", "false"},
+                     {"ChorusVersion", options_.server_version},
+                     {"DiagnosticId", id},
+                     {"TelemetryId", id},
+                     {"DiagnosticsEnabled", "false"},
+                     {"ServiceEnvironment", "production"},
+                     {"SiteURL", cfg.ServiceSettings.SiteURL},
+                     {"SiteName", cfg.TeamSettings.SiteName},
+                     {"WebsocketURL", ""},
+                     {"WebsocketPort", "80"},
+                     {"WebsocketSecurePort", "443"},
+                     {"EnableReliableWebSockets", "true"},
+                     {"EnableSignInWithEmail", "true"},
+                     {"EnableSignInWithUsername", "true"},
+                     {"EnableSignUpWithEmail", b(cfg.TeamSettings.EnableUserCreation)},
+                     {"EnableUserCreation", b(cfg.TeamSettings.EnableUserCreation)},
+                     {"EnableOpenServer", b(cfg.TeamSettings.EnableOpenServer)},
+                     {"EnableGuestAccounts", "false"},
+                     {"EnableLdap", "false"},
+                     {"EnableSaml", "false"},
+                     {"EnableSignUpWithGitLab", "false"},
+                     {"EnableSignUpWithGoogle", "false"},
+                     {"EnableSignUpWithOffice365", "false"},
+                     {"EnableSignUpWithOpenId", "false"},
+                     {"EnableGuestMagicLink", "false"},
+                     {"EnableMultifactorAuthentication", "false"},
+                     {"EnforceMultifactorAuthentication", "false"},
+                     {"PasswordMinimumLength", "8"},
+                     {"ExtendSessionLengthWithActivity", "true"},
+                     {"CollapsedThreads", "disabled"},
+                     {"EnableFileAttachments", "false"},
+                     {"EnableMobileFileUpload", "false"},
+                     {"EnableMobileFileDownload", "false"},
+                     {"EnablePublicLink", "false"},
+                     {"MaxFileSize", std::to_string(cfg.FileSettings.MaxFileSize)},
+                     {"MaxPostSize", "16383"},
+                     {"TeammateNameDisplay", "username"},
+                     {"LockTeammateNameDisplay", "false"},
+                     {"ShowEmailAddress", "true"},
+                     {"ShowFullName", "true"},
+                     {"RestrictDirectMessage", "any"},
+                     {"EnableCustomEmoji", "false"},
+                     {"EnableEmojiPicker", "true"},
+                     {"EnableGifPicker", "false"},
+                     {"EnableLinkPreviews", "false"},
+                     {"EnableSVGs", "false"},
+                     {"EnableLatex", "false"},
+                     {"EnableInlineLatex", "false"},
+                     {"EnableCommands", "false"},
+                     {"EnableCustomBrand", "false"},
+                     {"EnableDeveloper", "false"},
+                     {"EnableTesting", "false"},
+                     {"PluginsEnabled", "false"},
+                     {"AppsPluginEnabled", "false"},
+                     {"EnableMarketplace", "false"},
+                     {"EnableUserTypingMessages", "true"},
+                     {"TimeBetweenUserTypingUpdatesMilliseconds", "5000"},
+                     {"EnableChannelViewedMessages", "true"},
+                     {"EnableUserStatuses", "true"},
+                     {"EnableConfirmNotificationsToChannel", "true"},
+                     {"SendEmailNotifications", "false"},
+                     {"SendPushNotifications", "false"},
+                     {"EnablePreviewFeatures", "true"},
+                     {"ExperimentalPrimaryTeam", ""},
+                     {"ExperimentalViewArchivedChannels", "false"},
+                     {"ExperimentalGroupUnreadChannels", "disabled"},
+                     {"PostEditTimeLimit", "-1"},
+                     {"DefaultClientLocale", "en"},
+                     {"AvailableLocales", ""},
+                     {"AllowDownloadLogs", "false"},
+                     {"IsLicensed", "false"}};
+      c->json(200, o);
+    });
+  });
+  add("GET", v4 + "/license/client", false, [](const C& c) {
+    if (auto f = c->request.query.find("format"); f == c->request.query.end() || f->second != "old")
+      return c->error(AppError{501, "api.license.client.old_format.app_error",
+                               "New format for the client license is not supported yet. Please specify format=old "
+                               "in the query string."});
+    c->json(200, json::object{{"IsLicensed", "false"}});
+  });
+
+  // Roles: the built-in ones (server/app/roles.h).
+  add("GET", v4 + "/roles", true, [](const C& c) {
+    json::array a;
+    for (const auto& r : app::builtin_roles()) a.push_back(r.to_json());
+    c->json(200, a);
+  });
+  add("POST", v4 + "/roles/names", true, [](const C& c) {
+    auto names = c->body_strings();
+    if (!names) return;
+    if (names->size() > 100) return c->error(app::bad_param("role names: 100 at most"));
+    json::array a;  // unknown names are left out, as Mattermost does
+    for (const auto& n : *names)
+      if (const app::Role* r = app::role_by_name(n)) a.push_back(r->to_json());
+    c->json(200, a);
+  });
+  add("GET", v4 + "/roles/name/{role_name}", true, [](const C& c) {
+    const app::Role* r = app::role_by_name(c->params["role_name"]);
+    if (!r) return c->error(app::not_found("role"));
+    c->json(200, r->to_json());
+  });
+  add("GET", v4 + "/roles/{role_id}", true, [](const C& c) {
+    const app::Role* r = app::role_by_id(c->params["role_id"]);
+    if (!r) return c->error(app::not_found("role"));
+    c->json(200, r->to_json());
+  });
+
+  // Custom emoji are off (EnableCustomEmoji "false"): the list is empty and no name is one.
+  add("GET", v4 + "/emoji", true, [](const C& c) { c->json(200, json::array{}); });
+  add("POST", v4 + "/emoji/names", true, [](const C& c) {
+    if (auto names = c->body_strings()) c->json(200, json::array{});
+  });
+  add("GET", v4 + "/emoji/name/{emoji_name}", true, [](const C& c) { c->error(app::not_found("emoji")); });
+  add("GET", v4 + "/emoji/autocomplete", true, [](const C& c) { c->json(200, json::array{}); });
+  // No plugins (PluginsEnabled "false"): the web app asks for their bundles and gets none.
+  add("GET", v4 + "/plugins/webapp", false, [](const C& c) { c->json(200, json::array{}); });
+  add("GET", v4 + "/plugins/statuses", true, [](const C& c) { c->json(200, json::array{}); });
+
   auto admin_only = [](const C& c) {
     if (c->session.is_system_admin()) return true;
     c->error(app::forbidden());

@@ -65,6 +65,13 @@ void Api::routes_teams() {
         c->session, c->params["team_id"], page, per_page,
         c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
   });
+  add("GET", v4 + "/teams/name/{team_name}/channels/name/{channel_name}", true, [&app](const C& c) {
+    const std::string channel = c->params["channel_name"];
+    app.get_team_by_name(c->session, c->params["team_name"], c->then<app::Team>([c, &app, channel](const app::Team& t) {
+      app.get_channel_by_name(c->session, t.id, channel,
+                              c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));
+    }));
+  });
   add("GET", v4 + "/teams/{team_id}/channels/name/{channel_name}", true, [&app](const C& c) {
     app.get_channel_by_name(c->session, c->params["team_id"], c->params["channel_name"],
                             c->then<app::Channel>([c](const app::Channel& ch) { c->json(200, ch.to_json()); }));

@@ -1,6 +1,7 @@
 // Routes: users, login and logout, statuses.
 #include "server/api/api_internal.h"
 
+#include "server/app/avatar.h"
 #include "server/core/ids.h"
 
 namespace chorus::api {
@@ -71,12 +72,86 @@ void Api::routes_users() {
   });
   add("GET", v4 + "/users", true, [&app](const C& c) {
     bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    app::UserQuery q;
+    q.page = query_int(c->request, "page", 0, 0, 100000, bad);
+    q.per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
     if (bad) return c->error(app::bad_param("page or per_page"));
-    app.list_users(c->session, page, per_page, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
+    auto text = [&](const char* key) {
+      auto it = c->request.query.find(key);
+      return it == c->request.query.end() ? std::string() : it->second;
+    };
+    q.in_team = text("in_team");
+    q.not_in_team = text("not_in_team");
+    q.in_channel = text("in_channel");
+    q.not_in_channel = text("not_in_channel");
+    q.without_team = text("without_team") == "true";
+    app.list_users(c->session, q, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
       c->json(200, to_array(u));
     }));
+  });
+  add("POST", v4 + "/users/usernames", true, [&app](const C& c) {
+    auto names = c->body_strings();
+    if (!names) return;
+    app.get_users_by_usernames(c->session, *names,
+                               c->then<std::vector<app::User>>(
+                                   [c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+  });
+  add("POST", v4 + "/users/search", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::UserSearch q;
+    q.term = b->str("term");
+    q.in_team = b->str("team_id");
+    q.not_in_team = b->str("not_in_team_id");
+    q.in_channel = b->str("in_channel_id");
+    q.not_in_channel = b->str("not_in_channel_id");
+    q.limit = static_cast<int>(std::clamp<int64_t>(b->integer("limit", 100), 0, 100));
+    if (c->bad_type(*b)) return;
+    app.search_users(c->session, q, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
+      c->json(200, to_array(u));
+    }));
+  });
+  add("GET", v4 + "/users/autocomplete", true, [&app](const C& c) {
+    bool bad = false;
+    app::UserSearch q;
+    auto text = [&](const char* key) {
+      auto it = c->request.query.find(key);
+      return it == c->request.query.end() ? std::string() : it->second;
+    };
+    q.term = text("name");
+    q.in_team = text("in_team");
+    q.in_channel = text("in_channel");
+    q.limit = query_int(c->request, "limit", 100, 1, 100, bad);
+    if (bad) return c->error(app::bad_param("limit"));
+    const bool in_channel = !q.in_channel.empty();
+    app.autocomplete_users(c->session, q, c->then<app::Autocomplete>([c, in_channel](const app::Autocomplete& a) {
+      json::object o{{"users", to_array(a.users)}};
+      if (in_channel) o["out_of_channel"] = to_array(a.out_of_channel);
+      c->json(200, o);
+    }));
+  });
+  add("PUT", v4 + "/users/sessions/device", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string device = b->str("device_id"), version = b->str("mobile_version"),
+                      disabled = b->str("device_notification_disabled");
+    if (c->bad_type(*b)) return;
+    if (!disabled.empty() && disabled != "true" && disabled != "false")
+      return c->error(app::bad_param("device_notification_disabled"));
+    if (version.size() > 64) return c->error(app::bad_param("mobile_version"));
+    app.attach_device(c->session, device, c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("POST", v4 + "/users/group_channels", true, [&app](const C& c) {
+    auto ids = c->body_strings();
+    if (!ids) return;
+    app.group_channel_profiles(
+        c->session, *ids,
+        c->then<std::vector<std::pair<std::string, std::vector<app::User>>>>(
+            [c](const std::vector<std::pair<std::string, std::vector<app::User>>>& groups) {
+              json::object o;
+              for (const auto& [channel, users] : groups) o[channel] = to_array(users);
+              c->json(200, o);
+            }));
   });
   add("POST", v4 + "/users/ids", true, [&app](const C& c) {
     auto ids = c->body_strings();
@@ -93,6 +168,116 @@ void Api::routes_users() {
     app.get_user(c->session, c->user_param(),
                  c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
   });
+  add("PUT", v4 + "/users/{user_id}/patch", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    app::UserPatch p;
+    auto text = [&](const char* key, std::optional<std::string>& out) {
+      if (b->o.contains(key)) out = b->str(key);
+    };
+    text("nickname", p.nickname);
+    text("first_name", p.first_name);
+    text("last_name", p.last_name);
+    text("position", p.position);
+    text("locale", p.locale);
+    // Objects of strings, stored as Mattermost stores them.
+    auto object = [&](const char* key, std::optional<std::string>& out) {
+      auto it = b->o.find(key);
+      if (it == b->o.end() || it->value().is_null()) return true;
+      if (!it->value().is_object()) return false;
+      for (const auto& kv : it->value().as_object())
+        if (!kv.value().is_string()) return false;
+      out = json::serialize(it->value());
+      return true;
+    };
+    if (!object("props", p.props)) return c->error(app::bad_param("props"));
+    if (!object("notify_props", p.notify_props)) return c->error(app::bad_param("notify_props"));
+    if (!object("timezone", p.timezone)) return c->error(app::bad_param("timezone"));
+    if (c->bad_type(*b)) return;
+    app.patch_user(c->session, c->user_param(), p,
+                   c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+  });
+  // The profile image: Chorus has no uploads yet, so every user has the default one (initials on a colour).
+  auto image = [&app](const C& c) {
+    app.get_user(c->session, c->user_param(), c->then<app::User>([c](const app::User& u) {
+      Response r;
+      r.status = 200;
+      r.headers.emplace_back("Content-Type", "image/png");
+      r.headers.emplace_back("Cache-Control", "max-age=300, private");
+      r.body = app::default_avatar_png(u);
+      c->respond(std::move(r));
+    }));
+  };
+  add("GET", v4 + "/users/{user_id}/image", true, image);
+  add("GET", v4 + "/users/{user_id}/image/default", true, image);
+
+  // Preferences.
+  auto prefs_body = [](const C& c, const std::string& user_id) -> std::optional<std::vector<app::Preference>> {
+    boost::system::error_code ec;
+    auto v = json::parse(c->request.body, ec);
+    if (ec || !v.is_array()) {
+      c->error(AppError{400, "api.context.invalid_body_param.app_error",
+                        "Invalid or missing preferences in request body: a JSON array was expected.",
+                        ec ? ec.message() : "not an array"});
+      return std::nullopt;
+    }
+    std::vector<app::Preference> out;
+    for (const auto& e : v.as_array()) {
+      if (!e.is_object()) {
+        c->error(app::bad_param("preferences"));
+        return std::nullopt;
+      }
+      Body b{e.as_object(), ""};
+      app::Preference p{b.str("user_id"), b.str("category"), b.str("name"), b.str("value")};
+      if (c->bad_type(b)) return std::nullopt;
+      if (p.user_id.empty()) p.user_id = user_id;
+      out.push_back(std::move(p));
+    }
+    return out;
+  };
+  auto list_prefs = [&app](const C& c, const std::string& category, const std::string& name) {
+    const bool single = !name.empty();
+    app.get_preferences(c->session, c->user_param(), category, name,
+                        c->then<std::vector<app::Preference>>([c, single](const std::vector<app::Preference>& p) {
+                          if (single) return c->json(200, p.at(0).to_json());
+                          c->json(200, to_array(p));
+                        }));
+  };
+  add("GET", v4 + "/users/{user_id}/preferences", true, [list_prefs](const C& c) { list_prefs(c, "", ""); });
+  add("GET", v4 + "/users/{user_id}/preferences/{category}", true,
+      [list_prefs](const C& c) { list_prefs(c, c->params["category"], ""); });
+  add("GET", v4 + "/users/{user_id}/preferences/{category}/name/{preference_name}", true, [list_prefs](const C& c) {
+    if (c->params["preference_name"].empty()) return c->error(app::bad_param("preference_name"));
+    list_prefs(c, c->params["category"], c->params["preference_name"]);
+  });
+  add("PUT", v4 + "/users/{user_id}/preferences", true, [&app, prefs_body](const C& c) {
+    auto prefs = prefs_body(c, c->user_param());
+    if (!prefs) return;
+    app.save_preferences(c->session, c->user_param(), std::move(*prefs),
+                         c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("POST", v4 + "/users/{user_id}/preferences/delete", true, [&app, prefs_body](const C& c) {
+    auto prefs = prefs_body(c, c->user_param());
+    if (!prefs) return;
+    app.delete_preferences(c->session, c->user_param(), std::move(*prefs),
+                           c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+
+  // Unread counts.
+  add("GET", v4 + "/users/{user_id}/teams/unread", true, [&app](const C& c) {
+    auto ex = c->request.query.find("exclude_team");
+    app.teams_unread(c->session, c->user_param(), "", ex == c->request.query.end() ? "" : ex->second,
+                     c->then<std::vector<app::TeamUnread>>(
+                         [c](const std::vector<app::TeamUnread>& u) { c->json(200, to_array(u)); }));
+  });
+  add("GET", v4 + "/users/{user_id}/teams/{team_id}/unread", true, [&app](const C& c) {
+    app.teams_unread(c->session, c->user_param(), c->params["team_id"], "",
+                     c->then<std::vector<app::TeamUnread>>([c](const std::vector<app::TeamUnread>& u) {
+                       if (u.empty()) return c->error(app::not_found("team member"));
+                       c->json(200, u[0].to_json());
+                     }));
+  });
+
   add("GET", v4 + "/users/{user_id}/teams", true, [&app](const C& c) {
     app.teams_for_user(
         c->session, c->user_param(),
