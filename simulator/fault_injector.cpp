@@ -310,15 +310,16 @@ void FaultInjector::publish_again() {
     if (ctx_.live(n)) return ctx_.on_node(n, [ev](node::Node& nd) { nd.app().publish(ev); });
 }
 
-// The first node other than the leader found running a probe job is paused past the job's stuck_after (the
-// leader hands the job on) and resumes: its stale attempt goes on. The checkers are not told of the pause.
+// The first node found running a probe job (any node: which one a seed's jobs land on is chance, and a
+// paused leader is replaced and its job handed on too) is paused past the job's stuck_after and resumes:
+// its stale attempt goes on. The checkers are not told of the pause.
 void FaultInjector::pause_a_worker() {
   auto* db = ctx_.k.databases().find(ctx_.master);
   auto o = db->execute({db::Statement{"SELECT WorkerId FROM Jobs WHERE Type = 'probe' AND Status = 'in_progress'", {}}},
                        false);
   if (o.ok())
     for (const auto& row : o.result().rows)
-      for (int n = 1; n < ctx_.sc.nodes; ++n)
+      for (int n = 0; n < ctx_.sc.nodes; ++n)
         if (ctx_.live(n) && ctx_.c.address(n) == std::get<std::string>(row.at(0))) {
           ctx_.k.pause(static_cast<NodeIndex>(n));
           ctx_.k.at(ctx_.k.now() + Duration{14'000'000}, [this, n] { ctx_.k.resume(static_cast<NodeIndex>(n)); });

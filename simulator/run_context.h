@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -51,6 +52,7 @@ struct RunContext {
   std::vector<std::vector<int>> members;               // channel index -> its members (client indices)
   std::vector<Acked> acked;                            // in acknowledgement order
   std::unordered_map<std::string, Duration> ack_time;  // post id -> when its author got the 201
+  std::map<int, Duration> preferences_acked_at;        // client -> when its last preference save was acknowledged
   std::unordered_map<std::string, int> origin;         // post message -> the node that handled its request
 
   // The truth about the nodes, which the checkers hold the nodes' views against.

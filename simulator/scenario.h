@@ -83,6 +83,12 @@ struct Scenario {
   double post_rate = 4;    // posts per second, all clients together
   double typing_rate = 2;  // typing events per second
   double search_rate = 0;  // post searches per second (they go to the search replicas)
+  // What the official apps do besides posting: each user has a direct channel with the next user
+  // (posts go there too), reads a channel (POST /channels/members/me/view) and saves a preference,
+  // each a Poisson process at its rate.
+  bool dms = true;
+  double view_rate = 1;        // channel views per second
+  double preference_rate = 0.5;  // preference saves per second
   Duration request_timeout{10'000'000};
   Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
   Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle

@@ -264,7 +264,7 @@ class Parser {
   void workload(const YAML::Node& w, Scenario& sc) {
     keys(w,
          {"users", "channels", "members", "post_rate", "typing_rate", "search_rate", "request_timeout", "job_period",
-          "until"},
+          "until", "dms", "view_rate", "preference_rate"},
          "workload");
     if (w["search_rate"]) sc.search_rate = number(w["search_rate"], "search_rate", 0, 100000);
     if (w["users"]) sc.users = integer(w["users"], "users", 1, 100000);
@@ -274,6 +274,14 @@ class Parser {
       fail(w["members"] ? w["members"] : w, fmt::format("members ({}) cannot exceed users ({})", sc.members, sc.users));
     if (w["post_rate"]) sc.post_rate = number(w["post_rate"], "post_rate", 0, 100000);
     if (w["typing_rate"]) sc.typing_rate = number(w["typing_rate"], "typing_rate", 0, 100000);
+    if (w["view_rate"]) sc.view_rate = number(w["view_rate"], "view_rate", 0, 100000);
+    if (w["preference_rate"]) sc.preference_rate = number(w["preference_rate"], "preference_rate", 0, 100000);
+    if (w["dms"]) {
+      if (!w["dms"].IsScalar() || (w["dms"].as<std::string>() != "true" && w["dms"].as<std::string>() != "false"))
+        fail(w["dms"], "dms must be true or false");
+      else
+        sc.dms = w["dms"].as<std::string>() == "true";
+    }
     if (w["request_timeout"]) sc.request_timeout = duration(w["request_timeout"], "request_timeout");
     if (w["job_period"]) sc.job_period = duration(w["job_period"], "job_period");
     if (w["until"]) {

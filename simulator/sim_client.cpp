@@ -177,12 +177,30 @@ void SimClients::on_frame(Client& cl, const std::string& text) {
     } else if (!cl.connection_id.empty()) {
       ++cl.resumes;
     }
-    if (id != cl.connection_id) order_.on_new_connection(cl);
+    if (id != cl.connection_id) {
+      order_.on_new_connection(cl);
+      cl.preference_event_last = 0;
+    }
     cl.connection_id = id;
     cl.next_seq = seq + 1;
     return;
   }
   check_seq(cl, seq);
+  if (event == "preferences_changed") {
+    const auto* data = o.at("data").as_object().if_contains("preferences");
+    if (!data || !data->is_string()) return;
+    boost::system::error_code ec2;
+    auto prefs = json::parse(data->as_string(), ec2);
+    if (ec2 || !prefs.is_array()) return;
+    for (const auto& p : prefs.as_array()) {
+      const auto& po = p.as_object();
+      if (po.at("category").as_string() != "sim" || po.at("name").as_string() != "counter") continue;
+      const int64_t value = std::strtoll(std::string(po.at("value").as_string()).c_str(), nullptr, 10);
+      order_.on_preference(cl, value);
+      cl.preference_seen = std::max<int64_t>(cl.preference_seen, value);
+    }
+    return;
+  }
   if (event != "posted") return;
   const auto post = json::parse(o.at("data").as_object().at("post").as_string()).as_object();
   const std::string id(post.at("id").as_string());
@@ -209,6 +227,18 @@ void SimClients::resync(Client& cl) {
   const int64_t since = cl.synced_at_ms;
   cl.synced_at_ms = ctx_.wall_ms() - kResyncMarginMs;  // the margin: another node's clock may lag
   const int i = cl.index;
+  // The apps read the user's preferences again too (a category's list: [] before the first save).
+  request(i, "GET", "/api/v4/users/me/preferences/sim", "", [this, i](int status, const std::string& body) {
+    if (status != 200) return;
+    boost::system::error_code ec;
+    auto v = json::parse(body, ec);
+    if (ec || !v.is_array()) return;
+    auto& c = clients_[static_cast<size_t>(i)];
+    for (const auto& p : v.as_array())
+      if (p.is_object() && p.as_object().contains("name") && p.as_object().at("name") == "counter")
+        c.preference_seen = std::max<int64_t>(
+            c.preference_seen, std::strtoll(std::string(p.as_object().at("value").as_string()).c_str(), nullptr, 10));
+  });
   for (int ch : cl.channels) {
     request(i, "GET",
             fmt::format("/api/v4/channels/{}/posts?since={}&per_page=200", ctx_.channel_ids[static_cast<size_t>(ch)],

@@ -47,6 +47,11 @@ struct Client {
   int64_t synced_at_ms = 0;              // a re-sync asks for the posts since this (wall ms)
   bool post_in_flight = false;
   int64_t posts_made = 0;
+  // Preferences: the client saves "sim"/"counter" with 1, 2, 3, ... (one save in flight); it holds a value
+  // once a preferences_changed event or a re-sync's GET of its preferences showed it (or a later one).
+  bool preference_in_flight = false;
+  int64_t preferences_made = 0, preference_acked = 0, preference_seen = 0;
+  int64_t preference_event_last = 0;  // the newest value a preferences_changed on this connection showed
   // Availability
   int ok = 0, failed = 0;
   Duration last_ok{0};         // the last successful answer

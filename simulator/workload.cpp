@@ -79,6 +79,27 @@ bool Workload::setup(int admin_node) {
       in.push_back(u);
       clients_.at(static_cast<size_t>(u)).channels.push_back(ch);
     }
+  // Direct channels: user u and user u+1, made by u as the apps make them ([other, self]); their posts are
+  // checked as every channel's are.
+  if (sc.dms && sc.users >= 2)
+    for (int u = 0; u < sc.users; ++u) {
+      const int v = (u + 1) % sc.users;
+      if (sc.users == 2 && u == 1) break;  // one pair
+      auto& cu = clients_.at(static_cast<size_t>(u));
+      auto& cv = clients_.at(static_cast<size_t>(v));
+      auto r = c.call(admin_node, "POST", "/api/v4/channels/direct",
+                      fmt::format(R"(["{}","{}"])", cv.user_id, cu.user_id), cu.token);
+      if (r.status != 201) {
+        ctx_.violation("setup", "creating a direct channel failed: " + r.body);
+        return false;
+      }
+      const int ch = static_cast<int>(ctx_.channel_ids.size());
+      ctx_.channel_ids.push_back(json_field(r.body, "id"));
+      ctx_.channel_index[ctx_.channel_ids.back()] = ch;
+      members.push_back({u, v});
+      cu.channels.push_back(ch);
+      cv.channels.push_back(ch);
+    }
   return true;
 }
 
@@ -87,6 +108,52 @@ void Workload::start() {
   if (ctx_.sc.post_rate > 0) next_post(first);
   if (ctx_.sc.typing_rate > 0) next_typing(first);
   if (ctx_.sc.search_rate > 0) next_search(first);
+  if (ctx_.sc.view_rate > 0) next_view(first);
+  if (ctx_.sc.preference_rate > 0) next_preference(first);
+}
+
+// A client reads one of its channels, as the apps do on opening it.
+void Workload::next_view(Duration at) {
+  if (at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this] {
+    auto& k = ctx_.k;
+    auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
+    if (!cl.channels.empty()) {
+      const int ch = cl.channels[k.random().uniform(cl.channels.size())];
+      clients_.request(cl.index, "POST", "/api/v4/channels/members/me/view",
+                       fmt::format(R"({{"channel_id":"{}","prev_channel_id":""}})",
+                                   ctx_.channel_ids[static_cast<size_t>(ch)]),
+                       [](int, const std::string&) {});
+    }
+    next_view(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.view_rate))});
+  });
+}
+
+// A client saves its next preference value; the acknowledged ones are checked (no_acked_post_lost.h).
+void Workload::next_preference(Duration at) {
+  if (at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this] {
+    auto& k = ctx_.k;
+    auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
+    if (!cl.preference_in_flight) {
+      cl.preference_in_flight = true;
+      const int64_t value = ++cl.preferences_made;
+      const int i = cl.index;
+      clients_.request(i, "PUT", "/api/v4/users/me/preferences",
+                       fmt::format(R"([{{"user_id":"{}","category":"sim","name":"counter","value":"{}"}}])",
+                                   cl.user_id, value),
+                       [this, i, value](int status, const std::string&) {
+                         auto& c = clients_.at(static_cast<size_t>(i));
+                         c.preference_in_flight = false;
+                         if (status == 200) {
+                           c.preference_acked = std::max(c.preference_acked, value);
+                           ctx_.preferences_acked_at[i] = ctx_.k.now() - ctx_.t0;
+                         }
+                       });
+    }
+    next_preference(k.now() +
+                    Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.preference_rate))});
+  });
 }
 
 void Workload::next_post(Duration at) {

@@ -23,6 +23,8 @@ class Workload {
   void post(Client& cl);
   void next_search(Duration at);
   void next_typing(Duration at);
+  void next_view(Duration at);
+  void next_preference(Duration at);
 
   RunContext& ctx_;
   SimClients& clients_;

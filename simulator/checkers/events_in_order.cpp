@@ -40,4 +40,11 @@ void EventsInOrder::on_posted(const Client& cl, const std::string& id, const std
   if (create_at > last.first) last = {create_at, message};
 }
 
+void EventsInOrder::on_preference(Client& cl, int64_t value) {
+  if (value <= cl.preference_event_last)
+    ctx_.violation(kName, fmt::format("client {} on connection {}: preferences_changed with counter {} after {}",
+                                      cl.index, cl.connection_id, value, cl.preference_event_last));
+  cl.preference_event_last = std::max(cl.preference_event_last, value);
+}
+
 }  // namespace chorus::sim::checkers

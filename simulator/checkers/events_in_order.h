@@ -29,6 +29,10 @@ class EventsInOrder : public Checker {
   // A posted event arrived on cl's connection (channel: its index, -1 when unknown).
   void on_posted(const Client& cl, const std::string& id, const std::string& message, int channel, int64_t create_at);
 
+  // A preferences_changed event showed client cl's counter at `value` (its saves are one at a time, so
+  // on one connection the values only grow: a repeat is an event twice, a smaller one out of order).
+  void on_preference(Client& cl, int64_t value);
+
   int64_t crossed() const { return crossed_; }  // posts out of channel order on a connection
 
  private:

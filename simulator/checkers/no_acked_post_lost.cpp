@@ -45,6 +45,30 @@ void NoAckedPostLost::finish() {
   const auto kind = [&](bool after_repair) {
     return after_repair ? std::string("acknowledged after the last repair") : std::string("acknowledged during faults");
   };
+  // Acknowledged preference saves: stored, and seen by the user's client (event or re-sync).
+  for (const auto& cl : clients) {
+    if (cl.preference_acked == 0) continue;
+    const Duration at = ctx_.preferences_acked_at.count(cl.index) ? ctx_.preferences_acked_at.at(cl.index) : Duration{0};
+    int64_t stored_value = 0;
+    if (auto* db = ctx_.k.databases().find(ctx_.master)) {
+      auto o = db->execute({db::Statement{"SELECT Value FROM Preferences WHERE UserId = $1 AND Category = 'sim' AND"
+                                          " Name = 'counter'",
+                                          {cl.user_id}}},
+                           false);
+      if (o.ok() && !o.result().rows.empty())
+        stored_value = std::strtoll(std::get<std::string>(o.result().rows[0].at(0)).c_str(), nullptr, 10);
+    }
+    if (stored_value < cl.preference_acked)
+      ctx_.violation(kName,
+                     fmt::format("client {}'s preference save {} was acknowledged but the database holds {}", cl.index,
+                                 cl.preference_acked, stored_value),
+                     at, kind(at > repaired_at));
+    else if (cl.preference_seen < cl.preference_acked)
+      ctx_.violation(kName,
+                     fmt::format("client {} never saw its acknowledged preference save {} (newest seen: {})", cl.index,
+                                 cl.preference_acked, cl.preference_seen),
+                     at, kind(at > repaired_at));
+  }
   if (lost)
     ctx_.violation(kName, fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost),
                    first_at, kind(lost_after_repair));
