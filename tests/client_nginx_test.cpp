@@ -1,22 +1,31 @@
 // The production side end to end: a real NGINX in front of two real chorusd nodes on real PostgreSQL (a
-// primary and a streaming read replica), driven by Mattermost's official JavaScript client
-// (tests/js/ha_client.mjs: Client4 and WebSocketClient, unchanged). Posts and typing cross nodes; the
-// node the posting user is on is SIGKILLed; the client reconnects through NGINX, resumes or re-syncs,
-// and posts again. Every wait is bounded; everything started here is stopped here.
+// primary and a streaming read replica), driven from Node.js. The fixture (ClientThroughNginx) starts that
+// cluster for each test and stops it; the tests run a script of tests/js against it:
+//  - ha_client.mjs, Mattermost's official JavaScript client (Client4 and WebSocketClient, unchanged): posts
+//    and typing cross nodes; the node the posting user is on is SIGKILLed; the client reconnects through
+//    NGINX, resumes or re-syncs, and posts again;
+//  - app_entry.mjs, the entry sequences of the official mobile and web apps, call for call as their source
+//    makes them (the mobile app's own client through one node, the web app's Client4 on session cookies
+//    through the other): config, login, entry, unread counts, views, preferences, direct and group
+//    messages, bad input.
+// Every wait is bounded; everything started here is stopped here.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "tests/child_process.h"
 #include "tests/free_port.h"
 #include "tests/pg_fixture.h"
 
 using chorus::testing::Child;
+using chorus::testing::ChildOptions;
 using chorus::testing::free_port;
 using chorus::testing::PgCluster;
 using chorus::testing::wait_ms;
@@ -33,6 +42,11 @@ std::string find_program(const std::vector<std::string>& candidates) {
   for (const auto& c : candidates)
     if (::access(c.c_str(), X_OK) == 0) return c;
   return "";
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // The HA guide's NGINX locations, twice: A prefers node 1 (node 2 as backup), B prefers node 2.
@@ -68,73 +82,141 @@ std::string nginx_conf(const std::string& prefix, uint16_t a, uint16_t b, uint16
 
 }  // namespace
 
-TEST(ClientThroughNginx, OfficialClientPostsTypesAndSurvivesTheDeathOfItsNode) {
-  const std::string nginx = find_program({"/usr/sbin/nginx", "/usr/bin/nginx"});
-  ASSERT_FALSE(nginx.empty()) << "nginx is not installed (scripts/install-deps.sh installs nginx-light)";
-  const std::string node = find_program({"/usr/bin/node", "/usr/local/bin/node"});
-  ASSERT_FALSE(node.empty()) << "Node.js is not installed (scripts/install-deps.sh installs it)";
-  const std::filesystem::path js = std::filesystem::path(CHORUS_SOURCE_DIR) / "tests" / "js";
-  ASSERT_TRUE(std::filesystem::exists(js / "node_modules" / "@mattermost" / "client"))
-      << "the official client is not installed: run `npm ci --prefix tests/js` (make test does)";
+// Two chorusd nodes (HA on) on a PostgreSQL primary with one streaming read replica, each sure the other is
+// green, behind an NGINX that listens twice: url_a() prefers node 1, url_b() node 2. The processes write
+// their output to files in the test's directory (a pipe nobody reads while a script runs could fill and
+// block them); their logs are shown when a check fails.
+class ClientThroughNginx : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    nginx_ = find_program({"/usr/sbin/nginx", "/usr/bin/nginx"});
+    ASSERT_FALSE(nginx_.empty()) << "nginx is not installed (scripts/install-deps.sh installs nginx-light)";
+    node_ = find_program({"/usr/bin/node", "/usr/local/bin/node"});
+    ASSERT_FALSE(node_.empty()) << "Node.js is not installed (scripts/install-deps.sh installs it)";
+    js_ = std::filesystem::path(CHORUS_SOURCE_DIR) / "tests" / "js";
+    ASSERT_TRUE(std::filesystem::exists(js_ / "node_modules" / "@mattermost" / "client"))
+        << "the official client is not installed: run `npm ci --prefix tests/js` (make test does)";
+    static std::atomic<int> count{0};
+    dir_ = std::filesystem::temp_directory_path() /
+           ("chorus-client-test-" + std::to_string(::getpid()) + "-" + std::to_string(count++));
+    try {
+      start_cluster();
+    } catch (const std::exception& e) {
+      FAIL() << "the cluster did not start: " << e.what() << "\n" << logs();
+    }
+  }
 
-  PgCluster pg;
-  pg.start(1);
-  const std::string db = pg.create_database("client_nginx");
-  const auto dir = std::filesystem::temp_directory_path() / ("chorus-client-test-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir / "nginx");
-  for (const char* sub : {"body", "proxy", "fastcgi", "uwsgi", "scgi"})
-    std::filesystem::create_directories(dir / "nginx" / sub);
-  const std::string config = (dir / "config.json").string();
-  std::ofstream(config) << R"({
+  void TearDown() override {
+    if (proxy_) {
+      proxy_->signal(SIGQUIT);
+      proxy_->wait_exit(3000);
+    }
+    proxy_.reset();  // SIGKILL to whatever is still running
+    n2_.reset();
+    n1_.reset();
+    pg_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::string url_a() const { return "http://127.0.0.1:" + std::to_string(na_); }
+  std::string url_b() const { return "http://127.0.0.1:" + std::to_string(nb_); }
+
+  // Runs `node tests/js/<script> <url-A> <url-B> [extra...]` for at most timeout_ms, prints its timeline, and
+  // expects exit code 0 and PASS; on failure, with the nodes' and NGINX's logs.
+  void expect_client_passes(const std::string& script, const std::vector<std::string>& extra, int timeout_ms) {
+    std::vector<std::string> args{node_, (js_ / script).string(), url_a(), url_b()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Child client(args, {}, ChildOptions{.output_file = (dir_ / (script + ".log")).string()});
+    const int code = client.wait_exit(timeout_ms);
+    std::cout << client.output();  // the client's timeline, for the record
+    EXPECT_EQ(code, 0) << (code < 0 ? "the client did not finish within " + std::to_string(timeout_ms) + " ms\n" : "")
+                       << "client:\n"
+                       << client.output() << "\n"
+                       << logs();
+    EXPECT_NE(client.output().find("PASS"), std::string::npos) << client.output();
+  }
+
+  // The node is still running and stops cleanly on SIGTERM (the drain), within 5 s.
+  void expect_stops_cleanly(Child& n, const char* name) {
+    if (n.running()) n.signal(SIGTERM);
+    EXPECT_EQ(n.wait_exit(5000), 0) << name << " did not stop cleanly:\n" << n.output();
+  }
+
+  std::string logs() {
+    return "node 1:\n" + (n1_ ? n1_->output() : std::string("(not started)\n")) + "\nnode 2:\n" +
+           (n2_ ? n2_->output() : std::string("(not started)\n")) + "\nnginx:\n" +
+           read_file(dir_ / "nginx" / "error.log");
+  }
+
+  std::unique_ptr<Child> n1_, n2_;
+
+ private:
+  void start_cluster() {
+    pg_ = std::make_unique<PgCluster>();
+    pg_->start(1);
+    const std::string db = pg_->create_database("client_nginx");
+    std::filesystem::create_directories(dir_ / "nginx");
+    for (const char* sub : {"body", "proxy", "fastcgi", "uwsgi", "scgi"})
+      std::filesystem::create_directories(dir_ / "nginx" / sub);
+    const std::string config = (dir_ / "config.json").string();
+    std::ofstream(config) << R"({
     "SqlSettings": {"DriverName": "postgres", "DataSource": ")"
-                        << pg.data_source(0, db) << R"(",
+                          << pg_->data_source(0, db) << R"(",
                     "DataSourceReplicas": [")"
-                        << pg.data_source(1, db) << R"("], "ReplicaMonitorIntervalSeconds": 1},
+                          << pg_->data_source(1, db) << R"("], "ReplicaMonitorIntervalSeconds": 1},
     "ClusterSettings": {"Enable": true, "ClusterName": "client-test", "OverrideHostname": "127.0.0.1", "BindAddress": "127.0.0.1"},
     "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
   })";
-  const uint16_t api1 = free_port(), api2 = free_port(), g1 = free_port(), g2 = free_port(), na = free_port(),
-                 nb = free_port();
-  auto spawn = [&](uint16_t api, uint16_t gossip) {
-    return std::make_unique<Child>(
-        std::vector<std::string>{CHORUSD_PATH, "--config", config},
-        std::vector<std::string>{"MM_SERVICESETTINGS_LISTENADDRESS=127.0.0.1:" + std::to_string(api),
-                                 "MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(gossip)});
-  };
-  auto n1 = spawn(api1, g1);
-  auto n2 = spawn(api2, g2);
-  const std::string a1 = "127.0.0.1:" + std::to_string(g1), a2 = "127.0.0.1:" + std::to_string(g2);
-  ASSERT_GE(
-      wait_ms(
-          [&] { return n1->find("status: " + a2 + " is green") >= 0 && n2->find("status: " + a1 + " is green") >= 0; },
-          20000),
-      0)
-      << n1->output() << n2->output();
+    const uint16_t api1 = free_port(), api2 = free_port(), g1 = free_port(), g2 = free_port();
+    na_ = free_port();
+    nb_ = free_port();
+    auto spawn = [&](uint16_t api, uint16_t gossip, const char* log) {
+      return std::make_unique<Child>(
+          std::vector<std::string>{CHORUSD_PATH, "--config", config},
+          std::vector<std::string>{"MM_SERVICESETTINGS_LISTENADDRESS=127.0.0.1:" + std::to_string(api),
+                                   "MM_CLUSTERSETTINGS_GOSSIPPORT=" + std::to_string(gossip)},
+          ChildOptions{.output_file = (dir_ / log).string()});
+    };
+    n1_ = spawn(api1, g1, "node1.log");
+    n2_ = spawn(api2, g2, "node2.log");
+    const std::string a1 = "127.0.0.1:" + std::to_string(g1), a2 = "127.0.0.1:" + std::to_string(g2);
+    ASSERT_GE(wait_ms(
+                  [&] {
+                    return n1_->find("status: " + a2 + " is green") >= 0 &&
+                           n2_->find("status: " + a1 + " is green") >= 0;
+                  },
+                  20000),
+              0)
+        << "the two nodes did not see each other green within 20 s\n"
+        << logs();
 
-  std::ofstream(dir / "nginx" / "nginx.conf") << nginx_conf((dir / "nginx").string(), na, nb, api1, api2);
-  Child proxy({nginx, "-p", (dir / "nginx").string(), "-c", (dir / "nginx" / "nginx.conf").string()}, {});
-  ASSERT_GE(wait_ms([&] { return accepts(na) && accepts(nb); }, 5000), 0) << proxy.output();
-
-  Child client({node, (js / "ha_client.mjs").string(), "http://127.0.0.1:" + std::to_string(na),
-                "http://127.0.0.1:" + std::to_string(nb), std::to_string(n1->pid())},
-               {});
-  const int code = client.wait_exit(90'000);
-  std::cout << client.output();  // the client's timeline, for the record
-  std::string nginx_log;
-  {
-    std::ifstream in(dir / "nginx" / "error.log");
-    nginx_log.assign(std::istreambuf_iterator<char>(in), {});
+    std::ofstream(dir_ / "nginx" / "nginx.conf") << nginx_conf((dir_ / "nginx").string(), na_, nb_, api1, api2);
+    proxy_ =
+        std::make_unique<Child>(std::vector<std::string>{nginx_, "-p", (dir_ / "nginx").string(), "-c",
+                                                         (dir_ / "nginx" / "nginx.conf").string()},
+                                std::vector<std::string>{}, ChildOptions{.output_file = (dir_ / "nginx.out").string()});
+    ASSERT_GE(wait_ms([&] { return accepts(na_) && accepts(nb_); }, 5000), 0) << "NGINX did not listen within 5 s:\n"
+                                                                              << proxy_->output();
   }
-  EXPECT_EQ(code, 0) << "client:\n"
-                     << client.output() << "\nnode 1:\n"
-                     << n1->output() << "\nnode 2:\n"
-                     << n2->output() << "\nnginx:\n"
-                     << nginx_log;
-  EXPECT_NE(client.output().find("PASS"), std::string::npos) << client.output();
+
+  std::string nginx_, node_;
+  std::filesystem::path js_, dir_;
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<Child> proxy_;
+  uint16_t na_ = 0, nb_ = 0;
+};
+
+TEST_F(ClientThroughNginx, OfficialClientPostsTypesAndSurvivesTheDeathOfItsNode) {
+  // The script SIGKILLs node 1 (its pid is the third argument) half way.
+  expect_client_passes("ha_client.mjs", {std::to_string(n1_->pid())}, 90'000);
   // Node 2 carried on and stops cleanly.
-  n2->signal(SIGTERM);
-  EXPECT_EQ(n2->wait_exit(5000), 0) << n2->output();
-  proxy.signal(SIGQUIT);
-  proxy.wait_exit(3000);
-  std::filesystem::remove_all(dir);
+  expect_stops_cleanly(*n2_, "node 2");
+}
+
+TEST_F(ClientThroughNginx, OfficialAppsEntrySequencesAcrossTwoNodes) {
+  // The script has its own 90 s deadline; this bound only catches a script that hangs past it.
+  expect_client_passes("app_entry.mjs", {}, 100'000);
+  expect_stops_cleanly(*n1_, "node 1");
+  expect_stops_cleanly(*n2_, "node 2");
 }
