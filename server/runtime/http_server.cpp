@@ -41,9 +41,11 @@ using boost::system::error_code;
 namespace {
 
 // After an error answer the connection is half-closed and what the client still sends is read and
-// dropped for a while, so the answer is not lost to a reset.
-constexpr auto kLingerTime = std::chrono::seconds(1);
-constexpr size_t kLingerBytesMax = 1u << 20;
+// dropped for a while, so the answer is not lost to a reset. The byte bound is well above any body a
+// proxy would forward (NGINX sends the whole body it buffered, 100 MB in the guide's config, and turns
+// a reset into 502 instead of our 413); the time bound is what stops a slow client.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytesMax = 128u << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
