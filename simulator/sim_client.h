@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <set>
 #include <unordered_set>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct Client {
   bool preference_in_flight = false;
   int64_t preferences_made = 0, preference_acked = 0, preference_seen = 0;
   int64_t preference_event_last = 0;  // the newest value a preferences_changed on this connection showed
+  // Saves whose outcome the client never learned (a timeout, a 5xx): they may commit later, after a
+  // newer save, so their events may come after the newer one's, and the database may end with them.
+  std::set<int64_t> preference_unsure;
   // Availability
   int ok = 0, failed = 0;
   Duration last_ok{0};         // the last successful answer

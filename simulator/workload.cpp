@@ -148,6 +148,8 @@ void Workload::next_preference(Duration at) {
                          if (status == 200) {
                            c.preference_acked = std::max(c.preference_acked, value);
                            ctx_.preferences_acked_at[i] = ctx_.k.now() - ctx_.t0;
+                         } else if (status == 0 || status >= 500) {
+                           c.preference_unsure.insert(value);
                          }
                        });
     }

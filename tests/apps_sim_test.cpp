@@ -323,3 +323,35 @@ TEST(AppsSim, SidebarCategoriesStartWithTheDefaultsAndAMoveOnOneNodeShowsOnTheOt
   auto still = body(c.call(0, "GET", path, "", w.a)).as_object().at("categories").as_array();
   EXPECT_EQ(still, before_bad) << "a refused change changed nothing";
 }
+
+// A preference event held back between two nodes reaches the user's node after the next change's event:
+// delivered, it would leave the app showing the older value. The hub resets the user's connection there
+// instead (1012), and the client re-reads.
+TEST(AppsSim, AUsersPreferenceEventThatComesAfterALaterOneResetsTheConnectionInsteadOfUndoingIt) {
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SCOPED_TRACE(fmt::format("seed {}", seed));
+    ChatCluster c({.seed = seed, .nodes = 3});
+    ASSERT_TRUE(c.start_all());
+    World w = make_world(c);
+    auto sock = c.connect(2, w.a);
+    c.kernel().run_for(Duration{200'000});
+    auto save = [&](int node, const std::string& value) {
+      return c.call(node, "PUT", "/api/v4/users/me/preferences",
+                    obj(json::array{{{"user_id", w.a_id}, {"category", "sim"}, {"name", "n"}, {"value", value}}}), w.a);
+    };
+    c.kernel().block(0, 2);  // node 0's messages to node 2 wait (reliable: retried until the link heals)
+    ASSERT_EQ(save(0, "old").status, 200);
+    ASSERT_EQ(save(1, "new").status, 200);
+    c.kernel().run_for(Duration{1'000'000});
+    auto changed = events_of(*sock, "preferences_changed");
+    ASSERT_EQ(changed.size(), 1u);
+    EXPECT_NE(data_of(changed[0]).at("preferences").as_string().find("new"), std::string::npos);
+    c.kernel().heal();
+    c.kernel().run_for(Duration{5'000'000});
+    EXPECT_EQ(events_of(*sock, "preferences_changed").size(), 1u) << "the older value is never delivered after";
+    EXPECT_EQ(sock->close_code, std::optional<uint16_t>(1012)) << "the connection is reset: the client re-reads";
+    EXPECT_GE(c.node(2)->hub().stats().late_user_events, 1u);
+    auto now = c.call(2, "GET", "/api/v4/users/me/preferences/sim/name/n", "", w.a);
+    EXPECT_EQ(str(body(now), "value"), "new");
+  }
+}

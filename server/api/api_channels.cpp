@@ -241,7 +241,10 @@ void Api::routes_channels() {
     k.id = c->params["category_id"];
     app.update_categories(c->session, c->user_param(), c->params["team_id"], {k},
                           c->then<std::vector<app::SidebarCategory>>(
-                              [c](const std::vector<app::SidebarCategory>& u) { c->json(200, u.at(0).to_json()); }));
+                              [c](const std::vector<app::SidebarCategory>& u) {
+                                if (u.empty()) return c->error(app::not_found("category"));  // deleted meanwhile
+                                c->json(200, u.front().to_json());
+                              }));
   });
   add("DELETE", categories + "/{category_id}", true, [&app](const C& c) {
     app.delete_category(c->session, c->user_param(), c->params["team_id"], c->params["category_id"],

@@ -151,6 +151,15 @@ struct Api::Call {
 };
 
 
+// Users as the session's user sees them (app::User::to_json_for).
+inline json::object user_json(const app::User& u, const Session& s) { return u.to_json_for(s.user_id, s.is_system_admin()); }
+inline json::array users_json(const std::vector<app::User>& users, const Session& s) {
+  json::array a;
+  a.reserve(users.size());
+  for (const auto& u : users) a.push_back(user_json(u, s));
+  return a;
+}
+
 // The WebSocket session of one upgraded connection (api_websocket.cpp).
 std::unique_ptr<SocketSession> make_websocket(Env& env, app::App& app, app::Hub& hub, SocketSink& sink,
                                               const Request& request, const ApiOptions& options);

@@ -86,7 +86,7 @@ void Api::routes_users() {
     q.not_in_channel = text("not_in_channel");
     q.without_team = text("without_team") == "true";
     app.list_users(c->session, q, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
-      c->json(200, to_array(u));
+      c->json(200, users_json(u, c->session));
     }));
   });
   add("POST", v4 + "/users/usernames", true, [&app](const C& c) {
@@ -94,7 +94,7 @@ void Api::routes_users() {
     if (!names) return;
     app.get_users_by_usernames(c->session, *names,
                                c->then<std::vector<app::User>>(
-                                   [c](const std::vector<app::User>& u) { c->json(200, to_array(u)); }));
+                                   [c](const std::vector<app::User>& u) { c->json(200, users_json(u, c->session)); }));
   });
   add("POST", v4 + "/users/search", true, [&app](const C& c) {
     auto b = c->body_object();
@@ -108,7 +108,7 @@ void Api::routes_users() {
     q.limit = static_cast<int>(std::clamp<int64_t>(b->integer("limit", 100), 0, 100));
     if (c->bad_type(*b)) return;
     app.search_users(c->session, q, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
-      c->json(200, to_array(u));
+      c->json(200, users_json(u, c->session));
     }));
   });
   add("GET", v4 + "/users/autocomplete", true, [&app](const C& c) {
@@ -125,8 +125,8 @@ void Api::routes_users() {
     if (bad) return c->error(app::bad_param("limit"));
     const bool in_channel = !q.in_channel.empty();
     app.autocomplete_users(c->session, q, c->then<app::Autocomplete>([c, in_channel](const app::Autocomplete& a) {
-      json::object o{{"users", to_array(a.users)}};
-      if (in_channel) o["out_of_channel"] = to_array(a.out_of_channel);
+      json::object o{{"users", users_json(a.users, c->session)}};
+      if (in_channel) o["out_of_channel"] = users_json(a.out_of_channel, c->session);
       c->json(200, o);
     }));
   });
@@ -149,7 +149,7 @@ void Api::routes_users() {
         c->then<std::vector<std::pair<std::string, std::vector<app::User>>>>(
             [c](const std::vector<std::pair<std::string, std::vector<app::User>>>& groups) {
               json::object o;
-              for (const auto& [channel, users] : groups) o[channel] = to_array(users);
+              for (const auto& [channel, users] : groups) o[channel] = users_json(users, c->session);
               c->json(200, o);
             }));
   });
@@ -157,16 +157,16 @@ void Api::routes_users() {
     auto ids = c->body_strings();
     if (!ids) return;
     app.get_users_by_ids(c->session, *ids, c->then<std::vector<app::User>>([c](const std::vector<app::User>& u) {
-      c->json(200, to_array(u));
+      c->json(200, users_json(u, c->session));
     }));
   });
   add("GET", v4 + "/users/username/{username}", true, [&app](const C& c) {
     app.get_user_by_username(c->session, c->params["username"],
-                             c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+                             c->then<app::User>([c](const app::User& u) { c->json(200, user_json(u, c->session)); }));
   });
   add("GET", v4 + "/users/{user_id}", true, [&app](const C& c) {
     app.get_user(c->session, c->user_param(),
-                 c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+                 c->then<app::User>([c](const app::User& u) { c->json(200, user_json(u, c->session)); }));
   });
   add("PUT", v4 + "/users/{user_id}/patch", true, [&app](const C& c) {
     auto b = c->body_object();
@@ -195,7 +195,7 @@ void Api::routes_users() {
     if (!object("timezone", p.timezone)) return c->error(app::bad_param("timezone"));
     if (c->bad_type(*b)) return;
     app.patch_user(c->session, c->user_param(), p,
-                   c->then<app::User>([c](const app::User& u) { c->json(200, u.to_json()); }));
+                   c->then<app::User>([c](const app::User& u) { c->json(200, user_json(u, c->session)); }));
   });
   // The profile image: Chorus has no uploads yet, so every user has the default one (initials on a colour).
   auto image = [&app](const C& c) {

@@ -325,6 +325,12 @@ class App {
   Flow update_categories_flow(Session actor, std::string user_id, std::string team_id,
                               std::vector<SidebarCategory> categories, Callback<std::vector<SidebarCategory>> done);
   Flow patch_user_flow(Session actor, std::string user_id, UserPatch patch, Callback<User> done);
+  void insert_category(const Session& actor, const std::string& user_id, const std::string& team_id,
+                       SidebarCategory category, Callback<SidebarCategory> done);
+  // Who may filter users by these channels and teams: read access to each channel, membership of each
+  // team (or a system admin).
+  Flow check_user_filters_flow(Session actor, std::vector<std::string> channels, std::vector<std::string> teams,
+                               std::function<void(AppError)> done);
   // The user's own data, or a system admin's business: checks, calls done(error) when neither.
   bool self_or_admin(const Session& actor, const std::string& user_id, const std::function<void(AppError)>& fail);
   // An event to every client of one user, on every node.

@@ -201,23 +201,20 @@ void App::view_channels(const Session& actor, const std::string& channel_id, con
   for (const auto& id : ids)
     s.push_back(Statement{"SELECT ChannelId, LastViewedAt FROM ChannelMembers WHERE UserId = $1 AND ChannelId = $2",
                           {actor.user_id, id}});
-  for (auto& st : user_seq_statements(actor.user_id)) s.push_back(std::move(st));
   store_.write(std::move(s), true, [this, alive = alive_, user = actor.user_id, n = ids.size(), done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<R>(from_db(o.error)));
     R times;
-    for (size_t i = n; i < n + n; ++i)
+    for (size_t i = n; i < o.value.size(); ++i)
       for (const auto& r : o.value[i].rows) times.emplace_back(text_at(r, 0), int_at(r, 1));
-    const auto& seq_rows = o.value.back().rows;
-    const int64_t seq = seq_rows.empty() ? 0 : int_at(seq_rows[0], 0);
     // Not a member of a channel: nothing changed there, and nothing is said (as Mattermost). The web app
     // reads multiple_channels_viewed, the mobile app either; both are sent.
     boost::json::object channel_times;
     for (const auto& [channel, at] : times) {
-      publish_to_user(user, "channel_viewed", {{"channel_id", channel}}, seq);
+      publish_to_user(user, "channel_viewed", {{"channel_id", channel}});
       channel_times[channel] = at;
     }
-    if (!times.empty()) publish_to_user(user, "multiple_channels_viewed", {{"channel_times", channel_times}}, seq);
+    if (!times.empty()) publish_to_user(user, "multiple_channels_viewed", {{"channel_times", channel_times}});
     done(ok(std::move(times)));
   });
 }

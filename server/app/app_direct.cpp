@@ -88,6 +88,7 @@ Flow App::create_dm_flow(Session actor, std::vector<std::string> ids, Callback<C
   std::string display;  // a group's names, as Mattermost shows them
   if (group)
     for (const auto& r : users.result().rows) display += (display.empty() ? "" : ", ") + text_at(r, 1);
+  if (display.size() > 64) display.resize(64);  // as Mattermost (usernames are ASCII: no character is cut)
   Channel ch;
   ch.id = new_id(env_.random());
   ch.create_at = ch.update_at = now_ms();
@@ -109,7 +110,10 @@ Flow App::create_dm_flow(Session actor, std::vector<std::string> ids, Callback<C
   db::Outcome o =
       co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   if (!o.ok()) co_return done(fail<Channel>(from_db(o.error)));
-  const Channel stored = channel_from_row(o.value.back().rows.at(0));
+  if (o.value.back().rows.empty())
+    co_return done(fail<Channel>(error(500, "app.channel.create_direct_channel.internal_error",
+                                       "The channel was not found after it was made.")));
+  const Channel stored = channel_from_row(o.value.back().rows[0]);
   if (o.value[0].affected > 0) {
     invalidate(cluster::ClusterEvent::inv_channel_members, stored.id);
     boost::json::object data;

@@ -127,6 +127,16 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   else
     s.push_back(Statement{"INSERT INTO PostsFts (Message, PostId, ChannelId) VALUES ($1, $2, $3)",
                           {post.message, post.id, post.channel_id}});
+  // As Mattermost: the author has read the channel up to their own post, and in a direct or group
+  // channel every other member is mentioned (the apps' badge counts).
+  s.push_back(Statement{"UPDATE ChannelMembers SET MsgCount = (SELECT TotalMsgCount FROM Channels WHERE Id = $1),"
+                        " LastViewedAt = (SELECT LastPostAt FROM Channels WHERE Id = $1), MentionCount = 0,"
+                        " LastUpdateAt = (SELECT LastPostAt FROM Channels WHERE Id = $1)"
+                        " WHERE ChannelId = $1 AND UserId = $2",
+                        {post.channel_id, post.user_id}});
+  if (c->type == "D" || c->type == "G")
+    s.push_back(Statement{"UPDATE ChannelMembers SET MentionCount = MentionCount + 1 WHERE ChannelId = $1 AND UserId <> $2",
+                          {post.channel_id, post.user_id}});
   if (channel_queue_full(post.channel_id)) {
     ++stats_.channel_writes_refused;
     co_return done(

@@ -196,8 +196,9 @@ Flow App::get_categories_flow(Session actor, std::string user_id, std::string te
   std::set<std::string> placed;
   for (const auto& r : o.value[n - 2].rows) {
     const std::string cat = text_at(r, 0), channel = text_at(r, 1);
-    if (!type_of.contains(channel) || placed.contains(channel)) continue;  // left since, or placed twice
-    out.categories[index.at(cat)].channel_ids.push_back(channel);
+    auto at = index.find(cat);  // (a category deleted between the two reads: its channels fall back)
+    if (at == index.end() || !type_of.contains(channel) || placed.contains(channel)) continue;
+    out.categories[at->second].channel_ids.push_back(channel);
     placed.insert(channel);
   }
   const std::string channels_id = category_id("channels", user_id, team_id),
@@ -221,7 +222,17 @@ void App::create_category(const Session& actor, const std::string& user_id, cons
   category.user_id = user_id;
   category.team_id = team_id;
   category.type = "custom";
-  auto channels = category.channel_ids;
+  is_team_member(team_id, user_id, [this, alive = alive_, actor, user_id, team_id, category, done](AppError e,
+                                                                                                  bool member) {
+    if (!*alive) return;
+    if (!e.ok()) return done(fail<SidebarCategory>(e));
+    if (!member) return done(fail<SidebarCategory>(forbidden()));
+    insert_category(actor, user_id, team_id, category, done);
+  });
+}
+
+void App::insert_category(const Session& actor, const std::string& user_id, const std::string& team_id,
+                          SidebarCategory category, Callback<SidebarCategory> done) {
   std::vector<Statement> s{Statement{
       "INSERT INTO SidebarCategories (Id, UserId, TeamId, Type, DisplayName, Sorting, SortOrder, Muted, Collapsed)"
       " VALUES ($1, $2, $3, 'custom', $4, $5, -10, $6, $7)",
@@ -238,7 +249,9 @@ void App::create_category(const Session& actor, const std::string& user_id, cons
                  update_categories(actor, user_id, team_id, {category},
                                    [done](Result<std::vector<SidebarCategory>> r) {
                                      if (!r.ok()) return done(fail<SidebarCategory>(r.error));
-                                     done(ok(r.value.at(0)));
+                                     if (r.value.empty())  // deleted meanwhile
+                                       return done(fail<SidebarCategory>(not_found("category")));
+                                     done(ok(r.value.front()));
                                    });
                });
 }
@@ -256,6 +269,7 @@ void App::update_categories(const Session& actor, const std::string& user_id, co
       if (!is_valid_id(ch)) return done(fail<R>(bad_param("channel_ids")));
     if (c.sorting != "" && c.sorting != "alpha" && c.sorting != "recent" && c.sorting != "manual")
       return done(fail<R>(bad_param("sorting")));
+    if (c.display_name.size() > 64) return done(fail<R>(bad_param("display_name")));
   }
   update_categories_flow(actor, user_id, team_id, std::move(categories), std::move(done)).start();
 }
@@ -304,9 +318,11 @@ Flow App::update_categories_flow(Session actor, std::string user_id, std::string
       s.push_back(Statement{"INSERT INTO SidebarChannels (CategoryId, ChannelId, UserId, SortOrder) VALUES ($1, $2, "
                             "$3, $4)",
                             {c.id, c.channel_ids[i], user_id, static_cast<int64_t>(i)}});
+  for (auto& st : user_seq_statements(user_id)) s.push_back(std::move(st));
   db::Outcome o =
       co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   if (!o.ok()) co_return done(fail<R>(from_db(o.error)));
+  const int64_t seq = o.value.back().rows.empty() ? 0 : int_at(o.value.back().rows[0], 0);
   auto [e2, after] = co_await awaiting<Result<SidebarCategories>>(
       alive_, [&](auto resume) { get_categories(actor, user_id, team_id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<R>(e2));
@@ -319,7 +335,7 @@ Flow App::update_categories_flow(Session actor, std::string user_id, std::string
         updated_json.push_back(c.to_json());
       }
   publish_to_user(user_id, "sidebar_category_updated",
-                  {{"updatedCategories", boost::json::serialize(updated_json)}, {"team_id", team_id}});
+                  {{"updatedCategories", boost::json::serialize(updated_json)}, {"team_id", team_id}}, seq);
   done(ok(std::move(updated)));
 }
 

@@ -364,23 +364,33 @@ void App::list_users(const Session& actor, UserQuery q, Callback<std::vector<Use
            std::to_string(params.size());
     store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
   };
-  // Who is in a channel is for those who may read it; who is in a team, for its members.
-  const std::string channel = !q.in_channel.empty() ? q.in_channel : q.not_in_channel;
-  const std::string team = !q.in_team.empty() ? q.in_team : q.not_in_team;
-  if (!channel.empty())
-    return can_read_channel(actor, channel, [alive = alive_, run, done](AppError e, std::optional<Channel>) {
-      if (!*alive) return;
-      if (!e.ok()) return done(fail<R>(e));
-      run();
-    });
-  if (!team.empty() && !actor.is_system_admin())
-    return is_team_member(team, actor.user_id, [alive = alive_, run, done](AppError e, bool member) {
-      if (!*alive) return;
-      if (!e.ok()) return done(fail<R>(e));
-      if (!member) return done(fail<R>(forbidden()));
-      run();
-    });
-  run();
+  // Who is in a channel is for those who may read it; who is in a team, for its members: each filter.
+  check_user_filters_flow(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team},
+                          [alive = alive_, run, done](AppError e) {
+                            if (!*alive) return;
+                            if (!e.ok()) return done(fail<R>(e));
+                            run();
+                          })
+      .start();
+}
+
+Flow App::check_user_filters_flow(Session actor, std::vector<std::string> channels, std::vector<std::string> teams,
+                                  std::function<void(AppError)> done) {
+  for (const auto& channel : channels) {
+    if (channel.empty()) continue;
+    auto [e, c] = co_await awaiting<AppError, std::optional<Channel>>(
+        alive_, [&](auto resume) { can_read_channel(actor, channel, std::move(resume)); });
+    if (!e.ok()) co_return done(e);
+  }
+  if (actor.is_system_admin()) co_return done({});
+  for (const auto& team : teams) {
+    if (team.empty()) continue;
+    auto [e, member] = co_await awaiting<AppError, bool>(
+        alive_, [&](auto resume) { is_team_member(team, actor.user_id, std::move(resume)); });
+    if (!e.ok()) co_return done(e);
+    if (!member) co_return done(forbidden());
+  }
+  done({});
 }
 
 void App::get_users_by_usernames(const Session& actor, const std::vector<std::string>& usernames,
@@ -423,22 +433,14 @@ void App::search_users(const Session& actor, UserSearch q, Callback<std::vector<
     sql += " ORDER BY Username LIMIT $" + std::to_string(params.size());
     store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
   };
-  const std::string channel = !q.in_channel.empty() ? q.in_channel : q.not_in_channel;
-  const std::string team = !q.in_team.empty() ? q.in_team : q.not_in_team;
-  if (!channel.empty())
-    return can_read_channel(actor, channel, [alive = alive_, run, done](AppError e, std::optional<Channel>) {
-      if (!*alive) return;
-      if (!e.ok()) return done(fail<R>(e));
-      run();
-    });
-  if (!team.empty() && !actor.is_system_admin())
-    return is_team_member(team, actor.user_id, [alive = alive_, run, done](AppError e, bool member) {
-      if (!*alive) return;
-      if (!e.ok()) return done(fail<R>(e));
-      if (!member) return done(fail<R>(forbidden()));
-      run();
-    });
-  run();
+  // Who is in a channel is for those who may read it; who is in a team, for its members: each filter.
+  check_user_filters_flow(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team},
+                          [alive = alive_, run, done](AppError e) {
+                            if (!*alive) return;
+                            if (!e.ok()) return done(fail<R>(e));
+                            run();
+                          })
+      .start();
 }
 
 // In a channel: its members who match, and the team's other members who match (out_of_channel).
@@ -497,15 +499,17 @@ Flow App::patch_user_flow(Session actor, std::string user_id, UserPatch patch, C
   field("NotifyProps", patch.notify_props);
   field("Timezone", patch.timezone);
   db::Outcome o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
-    store_.write({Statement{"UPDATE Users SET " + set + " WHERE Id = $1 AND DeleteAt = 0", params},
-                  Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}},
-                 true, std::move(resume));
+    std::vector<Statement> s{Statement{"UPDATE Users SET " + set + " WHERE Id = $1 AND DeleteAt = 0", params},
+                             Statement{std::string("SELECT ") + kUserColumns + " FROM Users WHERE Id = $1", {user_id}}};
+    for (auto& st : user_seq_statements(user_id)) s.push_back(std::move(st));
+    store_.write(std::move(s), true, std::move(resume));
   });
   if (!o.ok()) co_return done(fail<User>(from_db(o.error)));
   if (o.value[0].affected == 0 || o.value[1].rows.empty()) co_return done(fail<User>(not_found("user")));
   User user = user_from_row(o.value[1].rows[0]);
   invalidate(cluster::ClusterEvent::inv_user, user_id);
-  publish_to_user(user_id, "user_updated", {{"user", user.to_json()}});
+  const int64_t seq = o.value.back().rows.empty() ? 0 : int_at(o.value.back().rows[0], 0);
+  publish_to_user(user_id, "user_updated", {{"user", user.to_json()}}, seq);
   done(ok(std::move(user)));
 }
 

@@ -232,17 +232,20 @@ void Hub::deliver(const Event& e) {
   std::vector<std::string> users = e.recipients;
   if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
   if (e.user_seq > 0) {
-    // A user's own events in the order of their changes: one that comes after a later one resets the
-    // user's connections here (the clients re-read) rather than undo the later change on screen.
+    // A user's own events in the order of their changes, per kind of state (preferences, sidebar,
+    // profile: a late event of one kind undoes nothing of another): one that comes after a later one
+    // resets the user's connections here (the clients re-read) rather than undo the later change on
+    // screen. After a reset the late seq is the mark (a failover that lost commits moves it back).
     std::vector<std::string> late;
     const MonoTime now = env_.now();
+    const std::string family = e.event.starts_with("preferences_")      ? "preferences"
+                               : e.event.starts_with("sidebar_category_") ? "sidebar"
+                                                                          : e.event;
     for (const auto& u : users) {
-      auto& last = user_seqs_[u];
+      auto& last = user_seqs_[u + '\n' + family];
       if (e.user_seq < last.first) late.push_back(u);
-      last = {std::max(last.first, e.user_seq), now};
+      last = {e.user_seq, now};
     }
-    if (user_seqs_.size() > options_.user_seqs_max)
-      std::erase_if(user_seqs_, [&](const auto& kv) { return now - kv.second.second > options_.inactive_keep; });
     if (!late.empty()) {
       stats_.late_user_events += late.size();
       reset_users(late);
@@ -336,6 +339,7 @@ void Hub::sweep() {
 
 void Hub::expire() {
   const MonoTime now = env_.now();
+  std::erase_if(user_seqs_, [&](const auto& kv) { return now - kv.second.second > options_.inactive_keep; });
   for (auto it = exported_.begin(); it != exported_.end();) {
     std::erase_if(it->second, [&](const Exported& x) { return now - x.at >= options_.export_watch; });
     it = it->second.empty() ? exported_.erase(it) : std::next(it);

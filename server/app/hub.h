@@ -78,7 +78,6 @@ struct HubOptions {
   size_t send_queue_max = 256;
   size_t dead_queue_max = 128;
   Duration inactive_keep{300'000'000};  // 5 min
-  size_t user_seqs_max = 10'000;        // users whose last user_seq is kept before old ones are pruned
   size_t connections_max = 200'000;     // active and inactive
   size_t inactive_per_user_max = 32;    // a client reconnecting in a loop cannot pile them up
   Duration export_watch{30'000'000};    // events for a handed-over connection's user are reported this long
@@ -175,7 +174,8 @@ class Hub {
   HubOptions options_;
   std::map<std::string, Conn> conns_;
   std::map<std::string, std::set<std::string>> by_user_;
-  // Per user: the highest user_seq seen here and when (kept inactive_keep, past user_seqs_max users).
+  // Per user and kind of event: the last user_seq delivered here and when (the sweep forgets it after
+  // inactive_keep).
   std::unordered_map<std::string, std::pair<int64_t, MonoTime>> user_seqs_;
   TimerId sweep_timer_ = 0;
   Stats stats_;

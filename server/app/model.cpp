@@ -53,6 +53,15 @@ json::object User::to_json() const {
       {"mfa_active", false}};
 }
 
+json::object User::to_json_for(const std::string& viewer_id, bool viewer_admin) const {
+  json::object o = to_json();
+  if (viewer_id != id && !viewer_admin) {
+    o["notify_props"] = json::object{};
+    o["last_password_update"] = 0;
+  }
+  return o;
+}
+
 User user_from_row(const std::vector<db::Value>& r) {
   User u;
   u.id = text_at(r, 0);

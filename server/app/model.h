@@ -25,8 +25,11 @@ struct User {
   // and time zone (the apps read notify_props and timezone from /users/me).
   std::string props = "{}", notify_props = "{}", timezone = "{}";
   bool is_system_admin() const;
-  // What others may see (never the password hash).
+  // The user as the user (or an admin) sees it, never with the password hash.
   json::object to_json() const;
+  // As `viewer` sees it: another user's notification settings and password date stay private, as in
+  // Mattermost's SanitizeProfile.
+  json::object to_json_for(const std::string& viewer_id, bool viewer_admin) const;
 };
 // Columns in the order from_row expects.
 inline constexpr const char* kUserColumns =

@@ -34,27 +34,23 @@ std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std:
 
 const std::vector<Role>& builtin_roles() {
   static const std::vector<Role> roles = [] {
-    const std::vector<std::string> channel_user = {
-        "read_channel",          "read_channel_content",        "create_post",
-        "edit_post",             "delete_post",                 "add_reaction",
-        "remove_reaction",       "use_channel_mentions",        "manage_public_channel_members",
-        "manage_private_channel_members", "manage_public_channel_properties", "manage_private_channel_properties",
-        "read_public_channel_groups", "read_private_channel_groups", "get_public_link"};
-    const std::vector<std::string> team_user = {"view_team",          "list_team_channels",     "join_public_channels",
-                                                "read_public_channel", "create_public_channel", "create_private_channel",
-                                                "add_user_to_team",    "invite_user"};
+    // Only what Chorus does: editing, deleting and reacting come with their routes (not yet here), so
+    // the apps do not offer them.
+    const std::vector<std::string> channel_user = {"read_channel", "read_channel_content", "create_post",
+                                                   "use_channel_mentions", "manage_public_channel_members",
+                                                   "manage_private_channel_members"};
+    const std::vector<std::string> team_user = {"view_team", "list_team_channels", "join_public_channels",
+                                                "read_public_channel", "create_public_channel",
+                                                "create_private_channel"};
     const std::vector<std::string> system_user = {"create_direct_channel", "create_group_channel", "create_team",
                                                   "list_public_teams",     "join_public_teams",    "view_members",
                                                   "edit_own_profile"};
-    const std::vector<std::string> channel_admin = {"manage_channel_roles", "use_group_mentions"};
-    const std::vector<std::string> team_admin = {"remove_user_from_team", "manage_team",         "manage_team_roles",
-                                                 "manage_channel_roles",  "delete_others_posts", "edit_others_posts",
-                                                 "remove_others_reactions"};
-    std::vector<std::string> system_admin = plus(plus(plus(plus(system_user, team_user), channel_user), team_admin),
-                                                 {"manage_system", "edit_other_users", "manage_jobs",
-                                                  "read_other_users_teams", "list_private_teams", "join_private_teams",
-                                                  "sysconsole_read_environment_high_availability",
-                                                  "sysconsole_write_environment_high_availability"});
+    const std::vector<std::string> channel_admin = {};
+    const std::vector<std::string> team_admin = {"add_user_to_team", "remove_user_from_team"};
+    std::vector<std::string> system_admin =
+        plus(plus(plus(plus(system_user, team_user), channel_user), team_admin),
+             {"manage_system", "edit_other_users", "manage_jobs", "read_other_users_teams", "list_private_teams",
+              "join_private_teams"});
     return std::vector<Role>{
         make("system_user", "authentication.roles.global_user.name", system_user),
         make("system_admin", "authentication.roles.global_admin.name", system_admin),
@@ -65,8 +61,7 @@ const std::vector<Role>& builtin_roles() {
         make("channel_user", "authentication.roles.channel_user.name", channel_user),
         make("channel_admin", "authentication.roles.channel_admin.name", channel_admin),
         make("channel_guest", "authentication.roles.channel_guest.name",
-             {"read_channel", "read_channel_content", "add_reaction", "remove_reaction", "create_post", "edit_post",
-              "delete_post", "use_channel_mentions"}),
+             {"read_channel", "read_channel_content", "create_post", "use_channel_mentions"}),
     };
   }();
   return roles;

@@ -1,7 +1,8 @@
-// The built-in roles and their permissions, as Mattermost's default permission scheme grants them (the
-// part of it Chorus has): system_user, system_admin, team_user, team_admin, channel_user, channel_admin
-// and the guest roles. The apps read them (POST /roles/names) to decide which actions to show; the
-// server's own checks (app_*.cpp) grant the same. Fixed: Chorus has no permission schemes to edit.
+// The built-in roles and their permissions: Mattermost's default permission scheme, cut down to what
+// Chorus does (system_user, system_admin, team_user, team_admin, channel_user, channel_admin and the
+// guest roles). The apps read them (POST /roles/names) to decide which actions to show, so a permission
+// is granted here only when its route exists and the server's checks (app_*.cpp) allow it. Fixed:
+// Chorus has no permission schemes to edit.
 #pragma once
 
 #include <string>

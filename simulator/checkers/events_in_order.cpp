@@ -41,7 +41,9 @@ void EventsInOrder::on_posted(const Client& cl, const std::string& id, const std
 }
 
 void EventsInOrder::on_preference(Client& cl, int64_t value) {
-  if (value <= cl.preference_event_last)
+  // A save whose outcome the client never learned may commit after a newer one: its event comes later,
+  // in commit order. Anything else that goes back is an event twice or out of order.
+  if (value <= cl.preference_event_last && !(value < cl.preference_event_last && cl.preference_unsure.contains(value)))
     ctx_.violation(kName, fmt::format("client {} on connection {}: preferences_changed with counter {} after {}",
                                       cl.index, cl.connection_id, value, cl.preference_event_last));
   cl.preference_event_last = std::max(cl.preference_event_last, value);

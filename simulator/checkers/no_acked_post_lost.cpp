@@ -58,7 +58,7 @@ void NoAckedPostLost::finish() {
       if (o.ok() && !o.result().rows.empty())
         stored_value = std::strtoll(std::get<std::string>(o.result().rows[0].at(0)).c_str(), nullptr, 10);
     }
-    if (stored_value < cl.preference_acked)
+    if (stored_value < cl.preference_acked && !cl.preference_unsure.contains(stored_value))
       ctx_.violation(kName,
                      fmt::format("client {}'s preference save {} was acknowledged but the database holds {}", cl.index,
                                  cl.preference_acked, stored_value),
