@@ -186,6 +186,13 @@ void SimClients::on_frame(Client& cl, const std::string& text) {
     return;
   }
   check_seq(cl, seq);
+  if (event == "channel_viewed") {
+    const auto* id = o.at("data").as_object().if_contains("channel_id");
+    if (id && id->is_string())
+      if (auto ch = ctx_.channel_index.find(std::string(id->as_string())); ch != ctx_.channel_index.end())
+        cl.viewed_event_at[ch->second] = ctx_.k.now();
+    return;
+  }
   if (event == "preferences_changed") {
     const auto* data = o.at("data").as_object().if_contains("preferences");
     if (!data || !data->is_string()) return;
@@ -239,6 +246,25 @@ void SimClients::resync(Client& cl) {
         c.preference_seen = std::max<int64_t>(
             c.preference_seen, std::strtoll(std::string(p.as_object().at("value").as_string()).c_str(), nullptr, 10));
   });
+  // And the memberships (the apps' entry reads them: last_viewed_at, the read state).
+  request(i, "GET", "/api/v4/users/me/teams/" + ctx_.team + "/channels/members", "",
+          [this, i, sent = ctx_.k.now()](int status, const std::string& body) {
+            auto& c = clients_[static_cast<size_t>(i)];
+            if (status != 200) {  // read again with the next try (the posts' retry below)
+              if (!c.resync_retry) {
+                c.resync_retry = true;
+                ctx_.k.at(ctx_.k.now() + Duration{2'000'000}, [this, i] {
+                  auto& cc = clients_[static_cast<size_t>(i)];
+                  cc.resync_retry = false;
+                  resync(cc);
+                });
+              }
+              return;
+            }
+            boost::system::error_code ec;
+            auto v = json::parse(body, ec);
+            if (!ec && v.is_array()) c.members_read_at = std::max(c.members_read_at, sent);
+          });
   for (int ch : cl.channels) {
     request(i, "GET",
             fmt::format("/api/v4/channels/{}/posts?since={}&per_page=200", ctx_.channel_ids[static_cast<size_t>(ch)],

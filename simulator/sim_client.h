@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <map>
 #include <set>
 #include <unordered_set>
 #include <vector>
@@ -56,6 +57,16 @@ struct Client {
   // Saves whose outcome the client never learned (a timeout, a 5xx): they may commit later, after a
   // newer save, so their events may come after the newer one's, and the database may end with them.
   std::set<int64_t> preference_unsure;
+  // Views: each acknowledged one (channel index, when it was sent and acknowledged) must reach the
+  // client: a channel_viewed for that channel after it was sent, or a re-sync's read of the memberships
+  // sent after it was acknowledged.
+  struct View {
+    int channel = 0;
+    Duration sent{0}, acked{0};
+  };
+  std::vector<View> views_acked;
+  std::map<int, Duration> viewed_event_at;  // channel -> the last channel_viewed received
+  Duration members_read_at{-1};             // when the last re-sync read of the memberships that worked was sent
   // Availability
   int ok = 0, failed = 0;
   Duration last_ok{0};         // the last successful answer

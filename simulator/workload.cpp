@@ -120,10 +120,15 @@ void Workload::next_view(Duration at) {
     auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
     if (!cl.channels.empty()) {
       const int ch = cl.channels[k.random().uniform(cl.channels.size())];
-      clients_.request(cl.index, "POST", "/api/v4/channels/members/me/view",
+      const int i = cl.index;
+      const Duration sent = k.now();
+      clients_.request(i, "POST", "/api/v4/channels/members/me/view",
                        fmt::format(R"({{"channel_id":"{}","prev_channel_id":""}})",
                                    ctx_.channel_ids[static_cast<size_t>(ch)]),
-                       [](int, const std::string&) {});
+                       [this, i, ch, sent](int status, const std::string&) {
+                         if (status == 200)
+                           clients_.at(static_cast<size_t>(i)).views_acked.push_back(Client::View{ch, sent, ctx_.k.now()});
+                       });
     }
     next_view(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.view_rate))});
   });

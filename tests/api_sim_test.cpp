@@ -12,48 +12,14 @@
 #include "server/app/app.h"
 #include "server/app/model.h"
 #include "simulator/chat_cluster.h"
+#include "tests/api_test_helpers.h"
 
 using namespace chorus;
 using namespace chorus::sim;
 namespace json = boost::json;
+using namespace chorus::testing;
 
 namespace {
-
-json::value body(const api::Response& r) {
-  boost::system::error_code ec;
-  auto v = json::parse(r.body, ec);
-  EXPECT_FALSE(ec) << r.body;
-  return v;
-}
-
-std::string field(const api::Response& r, const char* key) {
-  auto v = body(r);
-  if (!v.is_object() || !v.as_object().contains(key) || !v.as_object().at(key).is_string()) return "";
-  return std::string(v.as_object().at(key).as_string());
-}
-
-std::string header(const api::Response& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers)
-    if (k == name) return v;
-  return "";
-}
-
-std::string obj(json::object o) { return json::serialize(o); }
-
-// The Mattermost error shape, with its status code in the body.
-void expect_error(const api::Response& r, int status, const std::string& id_prefix = "") {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(header(r, "Content-Type"), "application/json");
-  auto v = body(r);
-  ASSERT_TRUE(v.is_object()) << r.body;
-  auto& o = v.as_object();
-  EXPECT_TRUE(o.contains("id") && o.contains("message") && o.contains("detailed_error") && o.contains("request_id"))
-      << r.body;
-  EXPECT_EQ(o.at("status_code").as_int64(), status);
-  if (!id_prefix.empty()) {
-    EXPECT_EQ(std::string(o.at("id").as_string()).rfind(id_prefix, 0), 0u) << r.body;
-  }
-}
 
 // A team with a channel, user a (admin, creator) and user b in both; b's socket on node `b_node`.
 struct World {

@@ -11,42 +11,14 @@
 #include <set>
 
 #include "simulator/chat_cluster.h"
+#include "tests/api_test_helpers.h"
 
 using namespace chorus;
 using namespace chorus::sim;
 namespace json = boost::json;
+using namespace chorus::testing;
 
 namespace {
-
-json::value body(const api::Response& r) {
-  boost::system::error_code ec;
-  auto v = json::parse(r.body, ec);
-  EXPECT_FALSE(ec) << r.body;
-  return v;
-}
-
-std::string str(const json::value& v, const char* key) {
-  if (!v.is_object() || !v.as_object().contains(key) || !v.as_object().at(key).is_string()) return "";
-  return std::string(v.as_object().at(key).as_string());
-}
-
-std::string header(const api::Response& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers)
-    if (k == name) return v;
-  return "";
-}
-
-std::string obj(json::value o) { return json::serialize(o); }
-
-void expect_error(const api::Response& r, int status, const std::string& id_prefix = "") {
-  EXPECT_EQ(r.status, status) << r.body;
-  auto v = body(r);
-  ASSERT_TRUE(v.is_object()) << r.body;
-  EXPECT_EQ(v.as_object().at("status_code").as_int64(), status);
-  if (!id_prefix.empty()) {
-    EXPECT_EQ(str(v, "id").rfind(id_prefix, 0), 0u) << r.body;
-  }
-}
 
 // Alice (admin) on node 0, Bob on node 1, both in a team and a channel.
 struct World {

@@ -11,7 +11,7 @@ void Api::routes_users() {
   auto& app = app_;
   const std::string v4 = "/api/v4";
 
-  add("POST", v4 + "/users", false, [this, &app](const C& c) {
+  add("POST", v4 + "/users", false, [&app](const C& c) {
     auto b = c->body_object();
     if (!b) return;
     app::NewUser u{b->str("username"),  b->str("email"),    b->str("password"), b->str("first_name"),

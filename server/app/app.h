@@ -325,6 +325,8 @@ class App {
   Flow update_categories_flow(Session actor, std::string user_id, std::string team_id,
                               std::vector<SidebarCategory> categories, Callback<std::vector<SidebarCategory>> done);
   Flow patch_user_flow(Session actor, std::string user_id, UserPatch patch, Callback<User> done);
+  void change_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
+                          bool remove, Callback<Unit> done);
   void insert_category(const Session& actor, const std::string& user_id, const std::string& team_id,
                        SidebarCategory category, Callback<SidebarCategory> done);
   // Who may filter users by these channels and teams: read access to each channel, membership of each

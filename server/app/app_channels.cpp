@@ -190,12 +190,15 @@ void App::view_channels(const Session& actor, const std::string& channel_id, con
   const int64_t now = now_ms();
   std::vector<Statement> s;
   // The member catches up with the channel: its message count, no mentions, and a last view at or after
-  // the channel's last post (a post's create_at may run a little ahead of the clock).
+  // the channel's last post (a post's create_at may run a little ahead of the clock) and never earlier
+  // than before (a node whose clock is behind must not move the read state back).
   for (const auto& id : ids)
     s.push_back(Statement{
         "UPDATE ChannelMembers SET MsgCount = (SELECT TotalMsgCount FROM Channels WHERE Channels.Id = $2),"
-        " MentionCount = 0, LastViewedAt = CASE WHEN (SELECT LastPostAt FROM Channels WHERE Channels.Id = $2) > $3"
-        " THEN (SELECT LastPostAt FROM Channels WHERE Channels.Id = $2) ELSE $3 END, LastUpdateAt = $3"
+        " MentionCount = 0, LastViewedAt = CASE WHEN LastViewedAt > $3 AND LastViewedAt >= (SELECT LastPostAt FROM"
+        " Channels WHERE Channels.Id = $2) THEN LastViewedAt WHEN (SELECT LastPostAt FROM Channels WHERE"
+        " Channels.Id = $2) > $3 THEN (SELECT LastPostAt FROM Channels WHERE Channels.Id = $2) ELSE $3 END,"
+        " LastUpdateAt = $3"
         " WHERE UserId = $1 AND ChannelId = $2",
         {actor.user_id, id, now}});
   for (const auto& id : ids)
@@ -379,7 +382,9 @@ void App::channel_members_for_user(const Session& actor, const std::string& user
     params.emplace_back(static_cast<int64_t>(std::max(page, 0)) * clamp_per_page(per_page, 1000));
     sql += " LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" + std::to_string(params.size());
   }
-  store_.read({Statement{sql, params}}, rows_as<ChannelMember>(alive_, channel_member_from_row, done));
+  // From the master: this is the apps' re-sync of read state after a reconnect (like posts' `since`), and
+  // a replica behind would hand back a view the client has already missed the event of.
+  store_.write({Statement{sql, params}}, false, rows_as<ChannelMember>(alive_, channel_member_from_row, done));
 }
 
 }  // namespace chorus::app

@@ -100,42 +100,35 @@ void App::get_preferences(const Session& actor, const std::string& user_id, cons
 
 void App::save_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
                            Callback<Unit> done) {
-  if (!self_or_admin(actor, user_id, [&](AppError e) { done(fail<Unit>(e)); })) return;
-  if (prefs.empty() || prefs.size() > 100) return done(fail<Unit>(bad_param("preferences: 1 to 100")));
-  for (const auto& p : prefs)
-    if (AppError e = check_preference(p, user_id); !e.ok()) return done(fail<Unit>(e));
-  std::vector<Statement> s;
-  for (const auto& p : prefs)
-    s.push_back(Statement{"INSERT INTO Preferences (UserId, Category, Name, Value) VALUES ($1, $2, $3, $4)"
-                          " ON CONFLICT (UserId, Category, Name) DO UPDATE SET Value = excluded.Value",
-                          {p.user_id, p.category, p.name, p.value}});
-  for (auto& st : user_seq_statements(user_id)) s.push_back(std::move(st));
-  store_.write(std::move(s), true, [this, alive = alive_, user_id, prefs, done](db::Outcome o) {
-    if (!*alive) return;
-    if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
-    const auto& seq = o.value.back().rows;
-    publish_to_user(user_id, "preferences_changed", {{"preferences", boost::json::serialize(preferences_json(prefs))}},
-                    seq.empty() ? 0 : int_at(seq[0], 0));
-    done(ok(Unit{}));
-  });
+  change_preferences(actor, user_id, std::move(prefs), false, std::move(done));
 }
 
 void App::delete_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
                              Callback<Unit> done) {
+  change_preferences(actor, user_id, std::move(prefs), true, std::move(done));
+}
+
+// Saves (upserts) or deletes, with the user's event count in the same transaction, then the event.
+void App::change_preferences(const Session& actor, const std::string& user_id, std::vector<Preference> prefs,
+                             bool remove, Callback<Unit> done) {
   if (!self_or_admin(actor, user_id, [&](AppError e) { done(fail<Unit>(e)); })) return;
   if (prefs.empty() || prefs.size() > 100) return done(fail<Unit>(bad_param("preferences: 1 to 100")));
   for (const auto& p : prefs)
     if (AppError e = check_preference(p, user_id); !e.ok()) return done(fail<Unit>(e));
   std::vector<Statement> s;
   for (const auto& p : prefs)
-    s.push_back(Statement{"DELETE FROM Preferences WHERE UserId = $1 AND Category = $2 AND Name = $3",
-                          {p.user_id, p.category, p.name}});
+    s.push_back(remove ? Statement{"DELETE FROM Preferences WHERE UserId = $1 AND Category = $2 AND Name = $3",
+                                   {p.user_id, p.category, p.name}}
+                       : Statement{"INSERT INTO Preferences (UserId, Category, Name, Value) VALUES ($1, $2, $3, $4)"
+                                   " ON CONFLICT (UserId, Category, Name) DO UPDATE SET Value = excluded.Value",
+                                   {p.user_id, p.category, p.name, p.value}});
   for (auto& st : user_seq_statements(user_id)) s.push_back(std::move(st));
-  store_.write(std::move(s), true, [this, alive = alive_, user_id, prefs, done](db::Outcome o) {
+  store_.write(std::move(s), true, [this, alive = alive_, user_id, prefs, remove, done](db::Outcome o) {
     if (!*alive) return;
     if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
     const auto& seq = o.value.back().rows;
-    publish_to_user(user_id, "preferences_deleted", {{"preferences", boost::json::serialize(preferences_json(prefs))}},
+    publish_to_user(user_id, remove ? "preferences_deleted" : "preferences_changed",
+                    {{"preferences", boost::json::serialize(preferences_json(prefs))}},
                     seq.empty() ? 0 : int_at(seq[0], 0));
     done(ok(Unit{}));
   });

@@ -69,6 +69,22 @@ void NoAckedPostLost::finish() {
                                  cl.preference_acked, cl.preference_seen),
                      at, kind(at > repaired_at));
   }
+  // Acknowledged views: the client heard of each (its channel_viewed after the view was sent) or read
+  // its memberships again after the view was acknowledged (a re-sync).
+  for (const auto& cl : clients) {
+    int missed = 0;
+    const Client::View* first = nullptr;
+    for (const auto& v : cl.views_acked) {
+      const auto ev = cl.viewed_event_at.find(v.channel);
+      const bool heard = ev != cl.viewed_event_at.end() && ev->second >= v.sent;
+      if (!heard && cl.members_read_at < v.acked && missed++ == 0) first = &v;
+    }
+    if (first)
+      ctx_.violation(kName,
+                     fmt::format("client {} never heard of {} acknowledged channel views; first: channel {} viewed at {}",
+                                 cl.index, missed, first->channel, fmt_s(first->sent - ctx_.t0)),
+                     first->sent - ctx_.t0, kind(first->sent - ctx_.t0 > repaired_at));
+  }
   if (lost)
     ctx_.violation(kName, fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost),
                    first_at, kind(lost_after_repair));
