@@ -226,7 +226,20 @@ void SimClients::check_seq(Client& cl, int64_t seq) {
   cl.next_seq = seq + 1;
 }
 
-// What the webapp does on a new connection: fetch each channel's posts since the last sync.
+// A re-sync's read failed: the whole re-sync again in 2 s (once, however many of its reads failed).
+void SimClients::resync_later(Client& cl) {
+  if (cl.resync_retry) return;
+  cl.resync_retry = true;
+  const int i = cl.index;
+  ctx_.k.at(ctx_.k.now() + Duration{2'000'000}, [this, i] {
+    auto& c = clients_[static_cast<size_t>(i)];
+    c.resync_retry = false;
+    resync(c);
+  });
+}
+
+// What the apps do on a new connection: read their preferences and channel memberships again, and each
+// channel's posts since the last sync.
 void SimClients::resync(Client& cl) {
   // Since the previous re-sync, not since the last disconnect: events can be lost while a socket still
   // looks healthy (a peer declared its node dead; the reset comes when the peer's new stream arrives),
@@ -250,17 +263,7 @@ void SimClients::resync(Client& cl) {
   request(i, "GET", "/api/v4/users/me/teams/" + ctx_.team + "/channels/members", "",
           [this, i, sent = ctx_.k.now()](int status, const std::string& body) {
             auto& c = clients_[static_cast<size_t>(i)];
-            if (status != 200) {  // read again with the next try (the posts' retry below)
-              if (!c.resync_retry) {
-                c.resync_retry = true;
-                ctx_.k.at(ctx_.k.now() + Duration{2'000'000}, [this, i] {
-                  auto& cc = clients_[static_cast<size_t>(i)];
-                  cc.resync_retry = false;
-                  resync(cc);
-                });
-              }
-              return;
-            }
+            if (status != 200) return resync_later(c);
             boost::system::error_code ec;
             auto v = json::parse(body, ec);
             if (!ec && v.is_array()) c.members_read_at = std::max(c.members_read_at, sent);
@@ -273,15 +276,7 @@ void SimClients::resync(Client& cl) {
               auto& c = clients_[static_cast<size_t>(i)];
               if (status != 200) {
                 c.synced_at_ms = std::min(c.synced_at_ms, since);  // the next re-sync covers it
-                if (!c.resync_retry) {
-                  c.resync_retry = true;
-                  ctx_.k.at(ctx_.k.now() + Duration{2'000'000}, [this, i] {
-                    auto& cc = clients_[static_cast<size_t>(i)];
-                    cc.resync_retry = false;
-                    resync(cc);
-                  });
-                }
-                return;
+                return resync_later(c);
               }
               boost::system::error_code ec;
               auto v = json::parse(body, ec);

@@ -115,6 +115,7 @@ class SimClients {
   void on_frame(Client& cl, const std::string& text);
   void check_seq(Client& cl, int64_t seq);
   void resync(Client& cl);
+  void resync_later(Client& cl);
 
   RunContext& ctx_;
   LoadBalancer& lb_;
