@@ -331,6 +331,8 @@ class App {
                        SidebarCategory category, Callback<SidebarCategory> done);
   // Who may filter users by these channels and teams: read access to each channel, membership of each
   // team (or a system admin).
+  void read_users(const Session& actor, std::vector<std::string> channels, std::vector<std::string> teams,
+                  db::Statement query, Callback<std::vector<User>> done);
   Flow check_user_filters_flow(Session actor, std::vector<std::string> channels, std::vector<std::string> teams,
                                std::function<void(AppError)> done);
   // The user's own data, or a system admin's business: checks, calls done(error) when neither.

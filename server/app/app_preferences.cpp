@@ -145,37 +145,51 @@ void App::get_categories(const Session& actor, const std::string& user_id, const
 }
 
 // Top to bottom (server/core/flow.h): the team membership; then, in one transaction on the master, the
-// default categories (made once), the categories, the channels placed in them and the user's channels.
+// categories, the channels placed in them and the user's channels (with the default categories made
+// first, in a second transaction, when they are not there yet).
 Flow App::get_categories_flow(Session actor, std::string user_id, std::string team_id,
                               Callback<SidebarCategories> done) {
   auto [e, member] = co_await awaiting<AppError, bool>(
       alive_, [&](auto resume) { is_team_member(team_id, user_id, std::move(resume)); });
   if (!e.ok()) co_return done(fail<SidebarCategories>(e));
   if (!member) co_return done(fail<SidebarCategories>(forbidden()));
-  std::vector<Statement> s;
+  auto reads = [&] {
+    return std::vector<Statement>{
+        Statement{std::string("SELECT ") + kSidebarCategoryColumns +
+                      " FROM SidebarCategories WHERE UserId = $1 AND TeamId = $2 ORDER BY SortOrder, Id",
+                  {user_id, team_id}},
+        Statement{"SELECT sc.CategoryId, sc.ChannelId FROM SidebarChannels sc JOIN SidebarCategories k ON k.Id ="
+                  " sc.CategoryId WHERE k.UserId = $1 AND k.TeamId = $2 ORDER BY sc.SortOrder, sc.ChannelId",
+                  {user_id, team_id}},
+        Statement{"SELECT c.Id, c.Type FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id"
+                  " WHERE m.UserId = $1 AND (c.TeamId = $2 OR c.TeamId = '') AND c.DeleteAt = 0"
+                  " ORDER BY c.DisplayName, c.Name",
+                  {user_id, team_id}}};
+  };
+  db::Outcome o =
+      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(reads(), true, std::move(resume)); });
+  if (!o.ok()) co_return done(fail<SidebarCategories>(from_db(o.error)));
+  // The defaults are made by the first read that lacks them; later reads write nothing.
   const std::pair<const char*, const char*> defaults[] = {
       {"favorites", "Favorites"}, {"channels", "Channels"}, {"direct_messages", "Direct Messages"}};
-  int64_t order = 0;
-  for (const auto& [type, name] : defaults) {
-    s.push_back(Statement{"INSERT INTO SidebarCategories (Id, UserId, TeamId, Type, DisplayName, Sorting, SortOrder)"
-                          " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (Id) DO NOTHING",
-                          {category_id(type, user_id, team_id), user_id, team_id, std::string(type), std::string(name),
-                           std::string(std::string(type) == "direct_messages" ? "recent" : ""), order}});
-    order += 10;
+  size_t present = 0;
+  for (const auto& r : o.value[0].rows)
+    for (const auto& d : defaults) present += text_at(r, 0) == category_id(d.first, user_id, team_id);
+  if (present < std::size(defaults)) {
+    std::vector<Statement> s;
+    int64_t order = 0;
+    for (const auto& [type, name] : defaults) {
+      s.push_back(Statement{"INSERT INTO SidebarCategories (Id, UserId, TeamId, Type, DisplayName, Sorting, SortOrder)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (Id) DO NOTHING",
+                            {category_id(type, user_id, team_id), user_id, team_id, std::string(type),
+                             std::string(name), std::string(std::string(type) == "direct_messages" ? "recent" : ""),
+                             order}});
+      order += 10;
+    }
+    for (auto& r : reads()) s.push_back(std::move(r));
+    o = co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
+    if (!o.ok()) co_return done(fail<SidebarCategories>(from_db(o.error)));
   }
-  s.push_back(Statement{std::string("SELECT ") + kSidebarCategoryColumns +
-                            " FROM SidebarCategories WHERE UserId = $1 AND TeamId = $2 ORDER BY SortOrder, Id",
-                        {user_id, team_id}});
-  s.push_back(Statement{"SELECT sc.CategoryId, sc.ChannelId FROM SidebarChannels sc JOIN SidebarCategories k ON k.Id ="
-                        " sc.CategoryId WHERE k.UserId = $1 AND k.TeamId = $2 ORDER BY sc.SortOrder, sc.ChannelId",
-                        {user_id, team_id}});
-  s.push_back(Statement{"SELECT c.Id, c.Type FROM Channels c JOIN ChannelMembers m ON m.ChannelId = c.Id"
-                        " WHERE m.UserId = $1 AND (c.TeamId = $2 OR c.TeamId = '') AND c.DeleteAt = 0"
-                        " ORDER BY c.DisplayName, c.Name",
-                        {user_id, team_id}});
-  db::Outcome o =
-      co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
-  if (!o.ok()) co_return done(fail<SidebarCategories>(from_db(o.error)));
   const size_t n = o.value.size();
   SidebarCategories out;
   std::map<std::string, size_t> index;

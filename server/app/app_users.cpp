@@ -354,24 +354,14 @@ void App::list_users(const Session& actor, UserQuery q, Callback<std::vector<Use
     return done(fail<R>(bad_param("in_team, not_in_team, in_channel or not_in_channel")));
   if (q.page < 0 || q.page > 100000) return done(fail<R>(bad_param("page")));
   q.per_page = clamp_per_page(q.per_page, options_.per_page_max);
-  auto run = [this, alive = alive_, q, done] {
-    std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
-    std::vector<Value> params;
-    add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, q.without_team);
-    params.emplace_back(static_cast<int64_t>(q.per_page));
-    params.emplace_back(static_cast<int64_t>(q.page) * q.per_page);
-    sql += " ORDER BY Username LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" +
-           std::to_string(params.size());
-    store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
-  };
-  // Who is in a channel is for those who may read it; who is in a team, for its members: each filter.
-  check_user_filters_flow(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team},
-                          [alive = alive_, run, done](AppError e) {
-                            if (!*alive) return;
-                            if (!e.ok()) return done(fail<R>(e));
-                            run();
-                          })
-      .start();
+  std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
+  std::vector<Value> params;
+  add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, q.without_team);
+  params.emplace_back(static_cast<int64_t>(q.per_page));
+  params.emplace_back(static_cast<int64_t>(q.page) * q.per_page);
+  sql += " ORDER BY Username LIMIT $" + std::to_string(params.size() - 1) + " OFFSET $" + std::to_string(params.size());
+  read_users(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team}, Statement{sql, params},
+             std::move(done));
 }
 
 Flow App::check_user_filters_flow(Session actor, std::vector<std::string> channels, std::vector<std::string> teams,
@@ -418,27 +408,31 @@ void App::search_users(const Session& actor, UserSearch q, Callback<std::vector<
   if (!ids_ok({&q.in_team, &q.not_in_team, &q.in_channel, &q.not_in_channel}))
     return done(fail<R>(bad_param("team_id or channel_id")));
   q.limit = std::clamp(q.limit <= 0 ? 100 : q.limit, 1, 100);
-  auto run = [this, alive = alive_, q, done] {
-    std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
-    std::vector<Value> params;
-    if (!q.term.empty()) {
-      params.emplace_back(like_prefix(q.term));
-      const std::string t = "$" + std::to_string(params.size());
-      sql += " AND (LOWER(Username) LIKE " + t + " ESCAPE '\\' OR LOWER(FirstName) LIKE " + t +
-             " ESCAPE '\\' OR LOWER(LastName) LIKE " + t + " ESCAPE '\\' OR LOWER(Nickname) LIKE " + t +
-             " ESCAPE '\\' OR LOWER(Email) LIKE " + t + " ESCAPE '\\')";
-    }
-    add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, false);
-    params.emplace_back(static_cast<int64_t>(q.limit));
-    sql += " ORDER BY Username LIMIT $" + std::to_string(params.size());
-    store_.read({Statement{sql, params}}, rows_as<User>(alive, user_from_row, done));
-  };
-  // Who is in a channel is for those who may read it; who is in a team, for its members: each filter.
-  check_user_filters_flow(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team},
-                          [alive = alive_, run, done](AppError e) {
+  std::string sql = std::string("SELECT ") + kUserColumns + " FROM Users WHERE DeleteAt = 0";
+  std::vector<Value> params;
+  if (!q.term.empty()) {
+    params.emplace_back(like_prefix(q.term));
+    const std::string t = "$" + std::to_string(params.size());
+    sql += " AND (LOWER(Username) LIKE " + t + " ESCAPE '\\' OR LOWER(FirstName) LIKE " + t +
+           " ESCAPE '\\' OR LOWER(LastName) LIKE " + t + " ESCAPE '\\' OR LOWER(Nickname) LIKE " + t +
+           " ESCAPE '\\' OR LOWER(Email) LIKE " + t + " ESCAPE '\\')";
+  }
+  add_membership_filters(sql, params, q.in_team, q.not_in_team, q.in_channel, q.not_in_channel, false);
+  params.emplace_back(static_cast<int64_t>(q.limit));
+  sql += " ORDER BY Username LIMIT $" + std::to_string(params.size());
+  read_users(actor, {q.in_channel, q.not_in_channel}, {q.in_team, q.not_in_team}, Statement{sql, params},
+             std::move(done));
+}
+
+// Who is in a channel is for those who may read it; who is in a team, for its members: each filter is
+// checked, then the users are read.
+void App::read_users(const Session& actor, std::vector<std::string> channels, std::vector<std::string> teams,
+                     db::Statement query, Callback<std::vector<User>> done) {
+  check_user_filters_flow(actor, std::move(channels), std::move(teams),
+                          [this, alive = alive_, query = std::move(query), done](AppError e) {
                             if (!*alive) return;
-                            if (!e.ok()) return done(fail<R>(e));
-                            run();
+                            if (!e.ok()) return done(fail<std::vector<User>>(e));
+                            store_.read({query}, rows_as<User>(alive, user_from_row, done));
                           })
       .start();
 }

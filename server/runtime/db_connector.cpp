@@ -1,4 +1,4 @@
-// The production database drivers (db_connector.h). Over 600 lines on purpose: SQLite and PostgreSQL share
+// The production database drivers (db_connector.h). Over 700 lines on purpose: SQLite and PostgreSQL share
 // the worker pool, the completion bookkeeping and the error mapping, and libpq's connect and query state
 // machines read best next to each other; split, they would need a private header of their internals.
 #include "server/runtime/db_connector.h"

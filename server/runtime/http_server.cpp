@@ -1,4 +1,4 @@
-// The production HTTP and WebSocket server (Beast) behind api::Handler. Over 600 lines on purpose: it is
+// The production HTTP and WebSocket server (Beast) behind api::Handler. Over 700 lines on purpose: it is
 // the one translation unit that compiles Beast (build time on 2 cores: no header drags Beast elsewhere),
 // and a connection's HTTP and WebSocket states are one state machine that reads best in one place.
 #include "server/runtime/http_server.h"
