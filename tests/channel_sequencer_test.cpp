@@ -116,6 +116,38 @@ TEST(ChannelSequencer, APostAheadOfAGapWaitsThenTheGapIsFilledFromTheMasterInPla
   EXPECT_TRUE(f.host().resets.empty());
 }
 
+// A change of a post (a reaction a moment after the post) that arrives while the channel's posts are
+// held waits behind them; with nothing held it goes straight through.
+TEST(ChannelSequencer, APostsChangeWaitsBehindHeldPostsAndGoesStraightThroughOtherwise) {
+  Fixture f;
+  auto change = [](int64_t seq, const std::string& channel = "c") {
+    app::Event e;
+    e.event = "reaction_added";
+    e.broadcast.channel_id = channel;
+    e.post_id = "p" + std::to_string(seq);
+    e.post_seq = 5000 + seq;
+    e.recipients = {"u1"};
+    return e;
+  };
+  f.feed({1});
+  f.host().seq->on_event(change(1));  // p1 is still gathered (first_wait)
+  EXPECT_TRUE(f.host().delivered.empty());
+  f.wait_ms(60);
+  EXPECT_EQ(f.host().delivered, (std::vector<std::string>{"p1", "p1"})) << "the post, then its change";
+  f.feed({3});  // ahead of a gap: held, then filled from the master
+  f.host().seq->on_event(change(3));
+  f.host().seq->on_event(change(1));
+  EXPECT_EQ(f.host().delivered.size(), 2u);
+  f.wait_ms(400);
+  EXPECT_EQ(f.host().delivered, (std::vector<std::string>{"p1", "p1", "p2", "p3", "p3", "p1"}))
+      << "the filled and held posts, then the changes in their arrival order";
+  f.host().seq->on_event(change(2));
+  EXPECT_EQ(f.host().delivered.back(), "p2") << "nothing held: straight through";
+  f.host().seq->on_event(change(7, "other"));
+  EXPECT_EQ(f.host().delivered.back(), "p7") << "a channel the sequencer has not seen: straight through";
+  EXPECT_TRUE(f.host().resets.empty());
+}
+
 TEST(ChannelSequencer, AGapClosedByTheMissingPostInTimeNeedsNoFetch) {
   Fixture f;
   f.feed({1});

@@ -221,6 +221,20 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   auto found = c.call(1, "POST", "/api/v4/teams/" + team_id + "/posts/search", R"({"terms":"ZEBRAS note"})", admin);
   ASSERT_EQ(found.status, 200) << found.body;
   EXPECT_EQ(json::parse(found.body).as_object().at("order").as_array().size(), 40u);
+  // A reaction and an edit on the first post (retention takes them with it) and on one that stays (the
+  // export shows them).
+  const auto before = rows(c, "SELECT Id FROM Posts ORDER BY CreateAt, Id");
+  const std::string aged_id = std::get<std::string>(before.front()[0]), kept_id = std::get<std::string>(before[30][0]);
+  for (const auto& id : {aged_id, kept_id}) {
+    ASSERT_EQ(c.call(0, "POST", "/api/v4/reactions",
+                     fmt::format(R"({{"user_id":"{}","post_id":"{}","emoji_name":"tada"}})",
+                                 json::parse(c.call(0, "GET", "/api/v4/users/me", "", admin).body).as_object().at("id").as_string(),
+                                 id),
+                     admin)
+                  .status,
+              200);
+    ASSERT_EQ(c.call(1, "PUT", "/api/v4/posts/" + id + "/patch", R"({"message":"edited note"})", admin).status, 200);
+  }
   // Age 25 of them past the limit (1 h), then retention runs while posts keep coming.
   auto* db = c.kernel().databases().find("db1");
   const int64_t old = c.kernel().options().wall_epoch_us / 1000 - 2 * 3'600'000;
@@ -247,6 +261,8 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts"), 40 - 25 + 10) << "exactly the posts past the limit are gone";
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Posts WHERE CreateAt = " + std::to_string(old)), 0);
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM PostsFts"), 25) << "their index entries too";
+  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Reactions"), 1) << "and their reactions";
+  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM PostEdits"), 1) << "and their edit history";
   auto data =
       json::parse(c.call(0, "GET", "/api/v4/jobs/" + job_id, "", admin).body).as_object().at("data").as_object();
   EXPECT_EQ(data.at("deleted_posts").as_string(), "25");
@@ -269,6 +285,15 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
     EXPECT_EQ(exported[i].as_object().at("post_id").as_string(), std::get<std::string>(db_rows[i][0]));
     EXPECT_EQ(exported[i].as_object().at("message").as_string(), std::get<std::string>(db_rows[i][1]));
     EXPECT_EQ(exported[i].as_object().at("username").as_string(), "admin");
+  }
+  for (const auto& e : exported) {
+    if (e.as_object().at("post_id").as_string() != kept_id) continue;
+    EXPECT_EQ(e.as_object().at("message").as_string(), "edited note");
+    EXPECT_GT(e.as_object().at("edit_at").as_int64(), 0);
+    ASSERT_EQ(e.as_object().at("reactions").as_array().size(), 1u);
+    ASSERT_EQ(e.as_object().at("edits").as_array().size(), 1u);
+    EXPECT_EQ(std::string(e.as_object().at("edits").as_array()[0].as_object().at("previous_message").as_string()).substr(0, 7),
+              "note 30");
   }
   const std::string& csv = files.at("export/" + ex_id + ".csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(db_rows.size() + 1));

@@ -109,12 +109,14 @@ void Api::routes_channels() {
   });
   add("GET", v4 + "/channels/{channel_id}/stats", true, [&app](const C& c) {
     const std::string id = c->params["channel_id"];
-    app.channel_member_count(c->session, id, c->then<int64_t>([c, id](const int64_t& n) {
-      c->json(200, json::object{{"channel_id", id},
-                                {"member_count", n},
-                                {"guest_count", 0},
-                                {"pinnedpost_count", 0},
-                                {"files_count", 0}});
+    app.channel_member_count(c->session, id, c->then<int64_t>([&app, c, id](const int64_t& n) {
+      app.pinned_posts(c->session, id, c->then<app::PostList>([c, id, n](const app::PostList& pinned) {
+        c->json(200, json::object{{"channel_id", id},
+                                  {"member_count", n},
+                                  {"guest_count", 0},
+                                  {"pinnedpost_count", pinned.posts.size()},
+                                  {"files_count", 0}});
+      }));
     }));
   });
   add("GET", v4 + "/users/{user_id}/channels", true, [&app](const C& c) {

@@ -261,6 +261,28 @@ class App {
                               int before, int after, Callback<PostList> done);
   void search_posts(const Session& actor, const std::string& team_id, const std::string& terms, bool is_or, int page,
                     int per_page, Callback<PostList> done);
+  // A post's thread: its root and every reply, oldest last (as the other lists).
+  void get_thread(const Session& actor, const std::string& post_id, Callback<PostList> done);
+  void pinned_posts(const Session& actor, const std::string& channel_id, Callback<PostList> done);
+
+  // Changes to a post (app_post_changes.cpp): edit, pin, delete, react. Each moves the post's update_at
+  // forward in its transaction (strictly: the hubs order a post's changes by it, hub.h post_seq), keeps
+  // its latest change in PostChangeOutbox until every peer has the event, and sends the channel's members
+  // post_edited, post_deleted, reaction_added or reaction_removed. Only a member of the post's channel
+  // (or a system admin) changes a post; only its author (or a system admin) edits or deletes it.
+  struct PostPatch {
+    std::optional<std::string> message, props;  // props: a JSON object
+    std::optional<bool> is_pinned;
+  };
+  void patch_post(const Session& actor, const std::string& post_id, PostPatch patch, Callback<Post> done);
+  // Deletes the post and, for a thread's root, its replies (one post_deleted, as Mattermost).
+  void delete_post(const Session& actor, const std::string& post_id, Callback<Post> done);
+  void save_reaction(const Session& actor, Reaction reaction, Callback<Reaction> done);
+  // Removing a reaction that is not there changes nothing and is no error.
+  void delete_reaction(const Session& actor, Reaction reaction, Callback<Unit> done);
+  void get_reactions(const Session& actor, const std::string& post_id, Callback<std::vector<Reaction>> done);
+  void reactions_for_posts(const Session& actor, const std::vector<std::string>& post_ids,
+                           Callback<std::map<std::string, std::vector<Reaction>>> done);
 
   // Statuses and typing.
   void get_status(const Session& actor, const std::string& user_id, Callback<Status> done);
@@ -294,6 +316,7 @@ class App {
     uint64_t channels_evicted = 0;        // idle channel-order entries forgotten
     uint64_t posts_republished = 0;       // committed posts published again (a retry, or the outbox sweep)
     uint64_t outbox_expired = 0;          // outbox rows older than outbox_age_max, dropped unpublished
+    uint64_t post_changes_republished = 0;  // committed post changes published again by the outbox sweep
   };
   Stats stats() const {
     Stats s = stats_;
@@ -400,6 +423,26 @@ class App {
   // Delivery in channel order, on every node (channel_sequencer.h); fetches gaps from the master.
   void fetch_posts_between(const std::string& channel, int64_t after, int64_t before, ChannelSequencer::Fetched done);
   std::unique_ptr<ChannelSequencer> sequencer_;
+  // Post changes (app_post_changes.cpp).
+  struct PostChange {
+    std::string event;  // post_edited, post_deleted, reaction_added, reaction_removed
+    bool author_only = false;  // edits and deletes: the author or a system admin
+    // Checks of the post as the master has it, before the transaction ({} when fine).
+    std::function<AppError(const Post& current)> check;
+    // The change, after the statement that moves UpdateAt forward ($1 is the post id in each).
+    std::vector<db::Statement> statements;
+    std::optional<Reaction> reaction;  // reaction events: the reaction read back
+    bool nothing_to_change_is_ok = false;  // a statement's expect_rows failing means "nothing to do"
+  };
+  Flow change_post_flow(Session actor, std::string post_id, PostChange change, Callback<Post> done);
+  // The post's change event, published; its PostChangeOutbox row goes once every peer has it.
+  void publish_post_change(const std::string& event, const Post& post, std::vector<std::string> recipients,
+                           boost::json::object data);
+  void republish_post_change(const std::string& post_id);
+  void sweep_change_outbox();
+  // Lists as the apps read them: reactions and reply counts filled in (from the master or a replica).
+  Callback<PostList> with_metadata(Callback<PostList> done, bool from_master);
+  void add_metadata(PostList list, bool from_master, Callback<PostList> done);
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

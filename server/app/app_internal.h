@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,42 @@ inline bool same_secret(const char* a, const std::string& b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+// "$first, $first+1, ..." (count of them), for IN lists.
+inline std::string placeholders(size_t first, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i) out += (i ? ", $" : "$") + std::to_string(first + i);
+  return out;
+}
+
+// Who a message mentions, as Mattermost reads it: @name (lowercased; letters, digits, '.', '-', '_', a
+// trailing '.', '-' or '_' is punctuation), and @channel, @all or @here for the whole channel. At most
+// 32 names are looked up.
+struct Mentions {
+  std::set<std::string> usernames;
+  bool channel_wide = false;
+};
+inline Mentions mentions_in(const std::string& message) {
+  Mentions m;
+  const auto name_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  };
+  for (size_t i = 0; i < message.size(); ++i) {
+    if (message[i] != '@' || (i > 0 && name_char(message[i - 1]))) continue;
+    size_t j = i + 1;
+    std::string name;
+    while (j < message.size() && name_char(message[j]))
+      name += static_cast<char>(std::tolower(static_cast<unsigned char>(message[j++])));
+    while (!name.empty() && (name.back() == '.' || name.back() == '-' || name.back() == '_')) name.pop_back();
+    i = j - 1;
+    if (name.empty() || name.size() > 64) continue;
+    if (name == "channel" || name == "all" || name == "here")
+      m.channel_wide = true;
+    else if (m.usernames.size() < 32)
+      m.usernames.insert(name);
+  }
+  return m;
 }
 
 inline int clamp_per_page(int per_page, int max) { return std::clamp(per_page <= 0 ? 60 : per_page, 1, max); }

@@ -94,6 +94,35 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
       alive_, [&](auto resume) { channel_member_ids(channel_id, std::move(resume)); });
   if (!e2.ok()) co_return done(fail<Post>(e2));
   if (!ids->contains(actor.user_id)) co_return done(fail<Post>(forbidden()));
+  if (!post.root_id.empty()) {
+    // A reply goes to a thread's root, in the same channel, not deleted (from the master: the root may
+    // be seconds old).
+    db::Outcome r = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{"SELECT ChannelId, RootId, DeleteAt FROM Posts WHERE Id = $1", {post.root_id}}}, false,
+                   std::move(resume));
+    });
+    if (!r.ok()) co_return done(fail<Post>(from_db(r.error)));
+    if (r.result().rows.empty() || text_at(r.result().rows[0], 0) != channel_id ||
+        !text_at(r.result().rows[0], 1).empty() || int_at(r.result().rows[0], 2) != 0)
+      co_return done(fail<Post>(error(400, "api.post.create_post.root_id.app_error", "Invalid RootId parameter.")));
+  }
+  // Mentions: @channel, @all and @here mention every other member; @name a member by username.
+  const Mentions said = mentions_in(post.message);
+  std::set<std::string> mentioned;
+  if (said.channel_wide) mentioned.insert(ids->begin(), ids->end());
+  if (!said.usernames.empty()) {
+    std::vector<Value> names(said.usernames.begin(), said.usernames.end());
+    db::Outcome u = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.read({Statement{"SELECT Id FROM Users WHERE Username IN (" + placeholders(1, names.size()) + ")", names}},
+                  std::move(resume));
+    });
+    if (!u.ok()) co_return done(fail<Post>(from_db(u.error)));
+    for (const auto& row : u.result().rows)
+      if (ids->contains(text_at(row, 0))) mentioned.insert(text_at(row, 0));
+  }
+  mentioned.erase(actor.user_id);
+  // The author's name for the event (the apps' notifications show it); cached, so seldom a read.
+  auto author = co_await awaiting<Result<User>>(alive_, [&](auto resume) { get_user(actor, actor.user_id, std::move(resume)); });
   post.id = new_id(env_.random());
   post.user_id = actor.user_id;
   const std::vector<std::string> recipients(ids->begin(), ids->end());
@@ -134,9 +163,16 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
                         " LastUpdateAt = (SELECT LastPostAt FROM Channels WHERE Id = $1)"
                         " WHERE ChannelId = $1 AND UserId = $2",
                         {post.channel_id, post.user_id}});
-  if (c->type == "D" || c->type == "G")
+  if (c->type == "D" || c->type == "G") {
     s.push_back(Statement{"UPDATE ChannelMembers SET MentionCount = MentionCount + 1 WHERE ChannelId = $1 AND UserId <> $2",
                           {post.channel_id, post.user_id}});
+  } else if (!mentioned.empty()) {
+    std::vector<Value> params{post.channel_id};
+    params.insert(params.end(), mentioned.begin(), mentioned.end());
+    s.push_back(Statement{"UPDATE ChannelMembers SET MentionCount = MentionCount + 1 WHERE ChannelId = $1 AND UserId IN (" +
+                              placeholders(2, mentioned.size()) + ")",
+                          std::move(params)});
+  }
   if (channel_queue_full(post.channel_id)) {
     ++stats_.channel_writes_refused;
     co_return done(
@@ -172,6 +208,12 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   post.create_at = post.update_at = int_at(o.value[2].rows.at(0), 0);
   Event ev = posted_event(*c, post, recipients);
   ev.channel_seq = int_at(o.value[2].rows.at(0), 1);
+  if (author.ok()) ev.data["sender_name"] = "@" + author.value.username;
+  if (!mentioned.empty()) {
+    boost::json::array m;
+    for (const auto& id : mentioned) m.emplace_back(id);
+    ev.data["mentions"] = boost::json::serialize(m);
+  }
   publish_post(std::move(ev));
   done(ok(post));
 }
@@ -243,6 +285,7 @@ void App::republish_post(const std::string& post_id, int64_t seq) {
 // one node republishes each per outbox_age) and republished; rows past outbox_age_max are dropped.
 void App::sweep_outbox() {
   outbox_timer_ = env_.set_timer(options_.outbox_sweep, [this] { sweep_outbox(); });
+  sweep_change_outbox();
   const int64_t now = now_ms();
   const int64_t cutoff = now - to_ms(options_.outbox_age);
   store_.write(
@@ -309,14 +352,21 @@ void App::get_post(const Session& actor, const std::string& post_id, Callback<Po
         if (!o.ok()) return done(fail<Post>(from_db(o.error)));
         if (o.result().rows.empty()) return done(fail<Post>(not_found("post")));
         Post p = post_from_row(o.result().rows[0]);
-        can_read_channel(actor, p.channel_id, [p, done](AppError e, std::optional<Channel>) {
+        can_read_channel(actor, p.channel_id, [this, alive, p, done](AppError e, std::optional<Channel>) {
+          if (!*alive) return;
           if (!e.ok()) return done(fail<Post>(e));
-          done(ok(p));
+          PostList one;
+          one.posts.push_back(p);
+          add_metadata(std::move(one), false, [done](Result<PostList> l) {
+            if (!l.ok()) return done(fail<Post>(l.error));
+            done(ok(std::move(l.value.posts.at(0))));
+          });
         });
       });
 }
 
 void App::get_posts(const Session& actor, const std::string& channel_id, PostQuery q, Callback<PostList> done) {
+  done = with_metadata(std::move(done), q.since > 0);  // a re-sync reads the master throughout
   q.per_page = clamp_per_page(q.per_page, options_.per_page_max);
   if (q.page < 0 || q.page > 100000) return done(fail<PostList>(bad_param("page")));
   if ((!q.before.empty() && !is_valid_id(q.before)) || (!q.after.empty() && !is_valid_id(q.after)))
@@ -394,6 +444,7 @@ void App::posts_around_last_read(const Session& actor, const std::string& user_i
   if (user_id != actor.user_id && !actor.is_system_admin()) return done(fail<PostList>(forbidden()));
   if (before < 0 || before > options_.per_page_max || after < 0 || after > options_.per_page_max)
     return done(fail<PostList>(bad_param("limit_before or limit_after")));
+  done = with_metadata(std::move(done), false);
   channel_member(actor, channel_id, user_id, [this, alive = alive_, channel_id, before, after,
                                               done](Result<ChannelMember> m) {
     if (!*alive) return;
@@ -435,6 +486,7 @@ void App::search_posts(const Session& actor, const std::string& team_id, const s
   const auto words = words_of(terms);
   if (words.empty()) return done(fail<PostList>(bad_param("terms")));
   per_page = clamp_per_page(per_page, options_.per_page_max);
+  done = with_metadata(std::move(done), false);
   // The full-text index (server/jobs/job_kinds.h): PostgreSQL's tsvector, SQLite's FTS5. Words are
   // matched whole (case-folded), all of them or, with is_or_search, any.
   std::string query;

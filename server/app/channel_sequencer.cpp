@@ -21,6 +21,12 @@ size_t ChannelSequencer::held(const std::string& channel) const {
 }
 
 void ChannelSequencer::on_event(Event event) {
+  if (event.post_seq > 0 && !event.broadcast.channel_id.empty()) {
+    auto it = channels_.find(event.broadcast.channel_id);
+    if (it != channels_.end() && (!it->second.held.empty() || it->second.fetching))
+      return it->second.changes.push_back(std::move(event));
+    return deliver_(event);
+  }
   if (event.event != "posted" || event.channel_seq <= 0 || event.broadcast.channel_id.empty()) return deliver_(event);
   evict_idle();
   const std::string channel = event.broadcast.channel_id;
@@ -116,9 +122,19 @@ void ChannelSequencer::release_held(const std::string& channel) {
     env_.cancel_timer(o.timer);
     o.timer = 0;
   }
+  release_changes(o);
   CHORUS_ASSERT(o.timer == 0 || !o.held.empty(), "channel {}: a timer armed with nothing held", channel);
   CHORUS_ASSERT(o.held.empty() || o.held.begin()->first > o.next, "channel {}: seq {} held at or below next {}",
                 channel, o.held.begin()->first, o.next);
+}
+
+void ChannelSequencer::release_changes(Channel& o) {
+  if (!o.held.empty() || o.fetching) return;
+  while (!o.changes.empty()) {
+    Event e = std::move(o.changes.front());
+    o.changes.pop_front();
+    deliver_(e);
+  }
 }
 
 // The posts between the last delivered and the first waiting one, from the master, delivered in their

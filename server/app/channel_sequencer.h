@@ -13,7 +13,11 @@
 //   - a post that comes after its place was passed (its gap was filled without it, the master being
 //     away, or it is older than what is remembered) cannot be delivered in order and must not be lost:
 //     its recipients' connections are reset, so their clients re-sync.
-// Events that are not posts (or carry no seq) go straight through.
+// A change of a post (post_seq set: an edit, delete or reaction) that comes while the channel has posts
+// held or a gap being read waits behind them, in arrival order, and goes out once nothing is held: a
+// change made a moment after its post (a reaction to a post seconds old) then never reaches a socket
+// before the post (which the hub would have to answer with a reset). Other events that are not posts
+// (or carry no seq) go straight through.
 //
 // Bounded: a channel with nothing held, no timer and no fetch under way, and no post for `idle_evict`, is
 // forgotten (swept at most once per `idle_evict / 4`, on a post's arrival: no timer of its own). Its next
@@ -82,12 +86,14 @@ class ChannelSequencer {
     bool fetching = false;
     int fill_failures = 0;           // reads of the current gap that failed
     std::deque<std::string> recent;  // post ids delivered lately (oldest first)
+    std::deque<Event> changes;       // post changes waiting for what is held (arrival order)
     std::set<std::string> recent_set;
     MonoTime last_post;  // when its last post arrived
   };
   void evict_idle();
   void deliver_post(Channel& c, const Event& event);
   void release_held(const std::string& channel);
+  void release_changes(Channel& c);
   void arm_gap_timer(const std::string& channel);
   void fill_gap(const std::string& channel);
 

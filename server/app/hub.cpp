@@ -68,7 +68,8 @@ std::string Event::to_cluster() const {
                                       {"recipients", r},
                                       {"reliable", reliable},
                                       {"order", json::array{channel_seq, create_at, post_id}},
-                                      {"user_seq", user_seq}});
+                                      {"user_seq", user_seq},
+                                      {"post_seq", post_seq}});
 }
 
 std::optional<Event> Event::from_cluster(const std::string& text) {
@@ -94,6 +95,8 @@ std::optional<Event> Event::from_cluster(const std::string& text) {
   if (auto it = o.find("reliable"); it != o.end() && it->value().is_bool()) e.reliable = it->value().as_bool();
   if (auto it = o.find("user_seq"); it != o.end() && it->value().is_int64() && it->value().as_int64() > 0)
     e.user_seq = it->value().as_int64();
+  if (auto it = o.find("post_seq"); it != o.end() && it->value().is_int64() && it->value().as_int64() > 0)
+    e.post_seq = it->value().as_int64();
   if (auto it = o.find("order"); it != o.end() && it->value().is_array()) {
     const auto& a = it->value().as_array();
     if (a.size() == 3 && a[0].is_int64() && a[1].is_int64() && a[2].is_string()) {
@@ -228,9 +231,30 @@ void Hub::send(Conn& c, const Event& e, bool first) {
   CHORUS_ASSERT(c.dead.size() <= options_.dead_queue_max);
 }
 
+bool Hub::in_post_order(const Event& e, const std::vector<std::string>& users) {
+  const bool change = e.post_seq > 0;
+  if (e.post_id.empty() || (!change && e.event != "posted")) return true;
+  auto it = post_seqs_.find(e.post_id);
+  if (!change && it == post_seqs_.end()) return true;  // a post whose changes this hub has not seen (most)
+  const int64_t seq = change ? e.post_seq : e.create_at;
+  if (it != post_seqs_.end() && change && seq == it->second.first) {
+    ++stats_.duplicate_post_changes;
+    return false;
+  }
+  if (it != post_seqs_.end() && seq < it->second.first) {
+    // The clients have a later state of this post: this one would undo it on their screens.
+    stats_.late_post_changes += users.size();
+    reset_users(users);
+    return false;
+  }
+  if (change) post_seqs_[e.post_id] = {seq, env_.now()};
+  return true;
+}
+
 void Hub::deliver(const Event& e) {
   std::vector<std::string> users = e.recipients;
   if (users.empty() && !e.broadcast.user_id.empty()) users.push_back(e.broadcast.user_id);
+  if (!in_post_order(e, users)) return;
   if (e.user_seq > 0) {
     // A user's own events in the order of their changes, per kind of state (preferences, sidebar,
     // profile: a late event of one kind undoes nothing of another): one that comes after a later one
@@ -340,6 +364,7 @@ void Hub::sweep() {
 void Hub::expire() {
   const MonoTime now = env_.now();
   std::erase_if(user_seqs_, [&](const auto& kv) { return now - kv.second.second > options_.inactive_keep; });
+  std::erase_if(post_seqs_, [&](const auto& kv) { return now - kv.second.second > options_.inactive_keep; });
   for (auto it = exported_.begin(); it != exported_.end();) {
     std::erase_if(it->second, [&](const Exported& x) { return now - x.at >= options_.export_watch; });
     it = it->second.empty() ? exported_.erase(it) : std::next(it);

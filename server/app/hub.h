@@ -54,6 +54,12 @@ struct Event {
   // cross on the way (a partition holds one back); a hub that delivered a later one resets the user's
   // connections instead of delivering an earlier one late, so the apps re-read and never keep an old value.
   int64_t user_seq = 0;
+  // A change to a post (post_edited, post_deleted, reaction_added, reaction_removed; post_id set): the
+  // post's update_at after it, strictly increasing per post (the change's transaction moves it). Changes
+  // of one post made on different nodes can cross on the way: a hub delivers a post's changes in this
+  // order, drops a second copy of one it delivered, and resets the recipients' connections instead of
+  // delivering one that comes after a later one (or a posted event that comes after a change of its post).
+  int64_t post_seq = 0;
   bool droppable() const { return event == "typing" || event == "status_change"; }
 
   std::string to_cluster() const;
@@ -146,6 +152,8 @@ class Hub {
     uint64_t opened = 0, resumed = 0, sent = 0, dropped_slow = 0, closed_slow = 0, expired = 0;
     uint64_t late_user_events = 0;  // a user's event that came after a later one: the user's connections reset
     uint64_t missed_after_export = 0;  // imported connections reset: an event reached only the exporter
+    uint64_t late_post_changes = 0;    // a post's change (or post) that came after a later change: recipients reset
+    uint64_t duplicate_post_changes = 0;  // a change delivered here already (a republication): dropped
     size_t active = 0, inactive = 0;
   };
   Stats stats() const;
@@ -177,6 +185,10 @@ class Hub {
   // Per user and kind of event: the last user_seq delivered here and when (the sweep forgets it after
   // inactive_keep).
   std::unordered_map<std::string, std::pair<int64_t, MonoTime>> user_seqs_;
+  // Per post that changed: the last post_seq delivered here and when (forgotten as user_seqs_ are).
+  std::unordered_map<std::string, std::pair<int64_t, MonoTime>> post_seqs_;
+  // False when the event must not be delivered (a duplicate, or late: its recipients are reset).
+  bool in_post_order(const Event& e, const std::vector<std::string>& users);
   TimerId sweep_timer_ = 0;
   Stats stats_;
   struct Importing {

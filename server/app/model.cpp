@@ -228,13 +228,36 @@ ChannelMember channel_member_from_row(const std::vector<db::Value>& r) {
   return m;
 }
 
+json::object Reaction::to_json() const {
+  return {{"user_id", user_id},     {"post_id", post_id},     {"emoji_name", emoji_name}, {"create_at", create_at},
+          {"update_at", update_at}, {"delete_at", delete_at}, {"channel_id", channel_id},  {"remote_id", ""}};
+}
+
+Reaction reaction_from_row(const std::vector<db::Value>& r) {
+  Reaction x;
+  x.user_id = text_at(r, 0);
+  x.post_id = text_at(r, 1);
+  x.emoji_name = text_at(r, 2);
+  x.create_at = int_at(r, 3);
+  x.update_at = int_at(r, 4);
+  x.delete_at = int_at(r, 5);
+  x.channel_id = text_at(r, 6);
+  return x;
+}
+
 json::object Post::to_json() const {
+  json::object metadata;
+  if (!reactions.empty()) {
+    json::array a;
+    for (const auto& x : reactions) a.push_back(x.to_json());
+    metadata["reactions"] = std::move(a);
+  }
   return {{"id", id},
           {"create_at", create_at},
           {"update_at", update_at},
           {"edit_at", edit_at},
           {"delete_at", delete_at},
-          {"is_pinned", false},
+          {"is_pinned", is_pinned},
           {"user_id", user_id},
           {"channel_id", channel_id},
           {"root_id", root_id},
@@ -244,10 +267,11 @@ json::object Post::to_json() const {
           {"props", object_or_empty(props)},
           {"hashtags", ""},
           {"pending_post_id", pending_post_id},
-          {"reply_count", 0},
-          {"last_reply_at", 0},
+          {"reply_count", reply_count},
+          {"last_reply_at", last_reply_at},
           {"participants", nullptr},
-          {"metadata", json::object{}}};
+          {"has_reactions", !reactions.empty()},
+          {"metadata", metadata}};
 }
 
 Post post_from_row(const std::vector<db::Value>& r) {
@@ -264,6 +288,7 @@ Post post_from_row(const std::vector<db::Value>& r) {
   p.type = text_at(r, 9);
   p.props = text_at(r, 10);
   p.pending_post_id = text_at(r, 11);
+  p.is_pinned = r.size() > 12 && int_at(r, 12) != 0;
   return p;
 }
 

@@ -90,14 +90,31 @@ inline constexpr const char* kChannelMemberColumns =
     "ChannelId, UserId, Roles, LastViewedAt, MsgCount, MentionCount, LastUpdateAt";
 ChannelMember channel_member_from_row(const std::vector<db::Value>& row);
 
+// A user's emoji reaction to a post (Reactions table). A removed one stays as a row with DeleteAt set (the
+// re-sync and the export see it go); adding it again revives the row. Its update_at is the post's
+// update_at of the change that made or removed it.
+struct Reaction {
+  std::string user_id, post_id, emoji_name, channel_id;
+  int64_t create_at = 0, update_at = 0, delete_at = 0;
+  json::object to_json() const;
+};
+inline constexpr const char* kReactionColumns = "UserId, PostId, EmojiName, CreateAt, UpdateAt, DeleteAt, ChannelId";
+Reaction reaction_from_row(const std::vector<db::Value>& row);
+
 struct Post {
   std::string id;
   int64_t create_at = 0, update_at = 0, edit_at = 0, delete_at = 0;
   std::string user_id, channel_id, root_id, message, type, props = "{}", pending_post_id;
+  bool is_pinned = false;
+  // Filled by reads that give the apps metadata (App::add_metadata): the thread's reply count and last
+  // reply, and the post's reactions (metadata.reactions).
+  int64_t reply_count = 0, last_reply_at = 0;
+  std::vector<Reaction> reactions;
   json::object to_json() const;
 };
 inline constexpr const char* kPostColumns =
-    "Id, CreateAt, UpdateAt, EditAt, DeleteAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId";
+    "Id, CreateAt, UpdateAt, EditAt, DeleteAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId, "
+    "IsPinned";
 Post post_from_row(const std::vector<db::Value>& row);
 
 struct Status {

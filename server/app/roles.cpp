@@ -34,11 +34,12 @@ std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std:
 
 const std::vector<Role>& builtin_roles() {
   static const std::vector<Role> roles = [] {
-    // Only what Chorus does: editing, deleting and reacting come with their routes (not yet here), so
-    // the apps do not offer them.
-    const std::vector<std::string> channel_user = {"read_channel", "read_channel_content", "create_post",
-                                                   "use_channel_mentions", "manage_public_channel_members",
-                                                   "manage_private_channel_members"};
+    // Only what Chorus does (the apps offer what the roles grant): files are not here yet.
+    const std::vector<std::string> channel_user = {"read_channel",         "read_channel_content",
+                                                   "create_post",          "use_channel_mentions",
+                                                   "edit_post",            "delete_post",
+                                                   "add_reaction",         "remove_reaction",
+                                                   "manage_public_channel_members", "manage_private_channel_members"};
     const std::vector<std::string> team_user = {"view_team", "list_team_channels", "join_public_channels",
                                                 "read_public_channel", "create_public_channel",
                                                 "create_private_channel"};
@@ -50,7 +51,7 @@ const std::vector<Role>& builtin_roles() {
     std::vector<std::string> system_admin =
         plus(plus(plus(plus(system_user, team_user), channel_user), team_admin),
              {"manage_system", "edit_other_users", "manage_jobs", "read_other_users_teams", "list_private_teams",
-              "join_private_teams"});
+              "join_private_teams", "edit_others_posts", "delete_others_posts", "remove_others_reactions"});
     return std::vector<Role>{
         make("system_user", "authentication.roles.global_user.name", system_user),
         make("system_admin", "authentication.roles.global_admin.name", system_admin),

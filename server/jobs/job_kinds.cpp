@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include <boost/json.hpp>
 
 #include "server/store/store.h"
@@ -50,13 +52,18 @@ void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t delete
   const auto& dr = run->config().DataRetentionSettings;
   // One batch, chosen and deleted in the same transaction (no id list: BatchSize may be large).
   const std::string batch = "SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2";
-  std::vector<Statement> s{Statement{"DELETE FROM PostsFts WHERE PostId IN (" + batch + ")", {cutoff, dr.BatchSize}},
-                           Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}}};
+  // What hangs off a post goes with it, in the same transaction: its index entry, reactions, edit
+  // history and unpublished change. The posts go last (each statement reads the same batch).
+  std::vector<Statement> s;
+  for (const char* table : {"PostsFts", "Reactions", "PostEdits", "PostChangeOutbox"})
+    s.push_back(Statement{std::string("DELETE FROM ") + table + " WHERE PostId IN (" + batch + ")", {cutoff, dr.BatchSize}});
+  s.push_back(Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}});
+  const size_t posts_at = s.size();  // the outcome's [0] is the fence
   run->step(
       std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)),
-      [run, cutoff, deleted, batches](bool ok, db::Outcome o) {
+      [run, cutoff, deleted, batches, posts_at](bool ok, db::Outcome o) {
         if (!ok) return;
-        const int64_t n = o.value.at(2).affected;  // [0] is the fence
+        const int64_t n = o.value.at(posts_at).affected;
         if (n == 0)
           return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
         const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
@@ -81,33 +88,68 @@ struct Export {
   int64_t start = 0, end = 0;
   int64_t last_at = -1;
   std::string last_id;
-  std::string csv = "post_id,create_at,user_id,username,channel_id,channel_name,team_id,message\n";
+  std::string csv =
+      "post_id,create_at,update_at,edit_at,delete_at,user_id,username,channel_id,channel_name,team_id,root_id,message,"
+      "reactions\n";
   json::array rows;
 };
 
+// A page of the export: posts made or changed in [start, end) (an edit, delete or reaction moves a post's
+// UpdateAt), after the cursor, with their reactions (removed ones too, with when) and edit history.
 void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
   if (!run->active()) return;
+  const std::string page =
+      " FROM Posts p WHERE ((p.CreateAt >= $1 AND p.CreateAt < $2) OR (p.UpdateAt >= $1 AND p.UpdateAt < $2))"
+      " AND (p.CreateAt > $3 OR (p.CreateAt = $3 AND p.Id > $4)) ORDER BY p.CreateAt, p.Id LIMIT 1000";
+  const std::vector<db::Value> params{x->start, x->end, x->last_at, x->last_id};
   run->store().write(
-      {Statement{"SELECT p.Id, p.CreateAt, p.UserId, u.Username, p.ChannelId, c.Name, c.TeamId, p.Message FROM Posts p"
-                 " LEFT JOIN Users u ON u.Id = p.UserId LEFT JOIN Channels c ON c.Id = p.ChannelId"
-                 " WHERE p.CreateAt >= $1 AND p.CreateAt < $2 AND (p.CreateAt > $3 OR (p.CreateAt = $3 AND p.Id > $4))"
-                 " ORDER BY p.CreateAt, p.Id LIMIT 1000",
-                 {x->start, x->end, x->last_at, x->last_id}}},
+      {Statement{"SELECT p.Id, p.CreateAt, p.UserId, u.Username, p.ChannelId, c.Name, c.TeamId, p.Message, p.UpdateAt,"
+                 " p.EditAt, p.DeleteAt, p.RootId FROM Posts p LEFT JOIN Users u ON u.Id = p.UserId"
+                 " LEFT JOIN Channels c ON c.Id = p.ChannelId WHERE p.Id IN (SELECT p.Id" + page + ")"
+                 " ORDER BY p.CreateAt, p.Id",
+                 params},
+       Statement{"SELECT PostId, UserId, EmojiName, CreateAt, DeleteAt FROM Reactions WHERE PostId IN (SELECT p.Id" +
+                     page + ") ORDER BY CreateAt, UserId, EmojiName",
+                 params},
+       Statement{"SELECT PostId, EditAt, UserId, Message FROM PostEdits WHERE PostId IN (SELECT p.Id" + page +
+                     ") ORDER BY EditAt",
+                 params}},
       false, [run, x](db::Outcome o) {
         if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
-        const auto& rows = o.result().rows;
+        const auto& rows = o.value[0].rows;
+        std::map<std::string, json::array> reactions, edits;
+        std::map<std::string, std::string> reactions_csv;
+        for (const auto& r : o.value[1].rows) {
+          reactions[text_at(r, 0)].push_back(json::object{
+              {"user_id", text_at(r, 1)}, {"emoji_name", text_at(r, 2)}, {"create_at", int_at(r, 3)}, {"delete_at", int_at(r, 4)}});
+          if (int_at(r, 4) == 0) {
+            auto& c = reactions_csv[text_at(r, 0)];
+            c += (c.empty() ? "" : " ") + text_at(r, 1) + ":" + text_at(r, 2);
+          }
+        }
+        for (const auto& r : o.value[2].rows)
+          edits[text_at(r, 0)].push_back(
+              json::object{{"edit_at", int_at(r, 1)}, {"user_id", text_at(r, 2)}, {"previous_message", text_at(r, 3)}});
         for (const auto& r : rows) {
-          x->csv += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(text_at(r, 0)), int_at(r, 1),
-                                csv_field(text_at(r, 2)), csv_field(text_at(r, 3)), csv_field(text_at(r, 4)),
-                                csv_field(text_at(r, 5)), csv_field(text_at(r, 6)), csv_field(text_at(r, 7)));
-          x->rows.push_back(json::object{{"post_id", text_at(r, 0)},
+          const std::string id = text_at(r, 0);
+          x->csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(id), int_at(r, 1), int_at(r, 8),
+                                int_at(r, 9), int_at(r, 10), csv_field(text_at(r, 2)), csv_field(text_at(r, 3)),
+                                csv_field(text_at(r, 4)), csv_field(text_at(r, 5)), csv_field(text_at(r, 6)),
+                                csv_field(text_at(r, 11)), csv_field(text_at(r, 7)), csv_field(reactions_csv[id]));
+          x->rows.push_back(json::object{{"post_id", id},
                                          {"create_at", int_at(r, 1)},
+                                         {"update_at", int_at(r, 8)},
+                                         {"edit_at", int_at(r, 9)},
+                                         {"delete_at", int_at(r, 10)},
                                          {"user_id", text_at(r, 2)},
                                          {"username", text_at(r, 3)},
                                          {"channel_id", text_at(r, 4)},
                                          {"channel_name", text_at(r, 5)},
                                          {"team_id", text_at(r, 6)},
-                                         {"message", text_at(r, 7)}});
+                                         {"root_id", text_at(r, 11)},
+                                         {"message", text_at(r, 7)},
+                                         {"reactions", reactions[id]},
+                                         {"edits", edits[id]}});
         }
         if (rows.size() == 1000) {
           x->last_at = int_at(rows.back(), 1);

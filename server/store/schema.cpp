@@ -146,6 +146,24 @@ const std::vector<Migration>& migrations() {
            // count, so that the user's events are delivered in the order of the changes (hub.h: user_seq).
            "ALTER TABLE Users ADD COLUMN EventSeq BIGINT NOT NULL DEFAULT 0",
        }},
+      {9,
+       "conversations: pins, reactions, edit history, replies by thread, the outbox of post changes",
+       "0.1",
+       {
+           "ALTER TABLE Posts ADD COLUMN IsPinned INTEGER NOT NULL DEFAULT 0",
+           "CREATE INDEX idx_posts_root_id ON Posts (RootId)",
+           "CREATE TABLE Reactions (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL,"
+           " EmojiName VARCHAR(64) NOT NULL, CreateAt BIGINT NOT NULL, UpdateAt BIGINT NOT NULL,"
+           " DeleteAt BIGINT NOT NULL DEFAULT 0, ChannelId VARCHAR(26) NOT NULL, PRIMARY KEY (PostId, UserId, EmojiName))",
+           // Each edit keeps the message it replaced (the compliance export shows a post's history).
+           "CREATE TABLE PostEdits (PostId VARCHAR(26) NOT NULL, EditAt BIGINT NOT NULL, UserId VARCHAR(26) NOT NULL,"
+           " Message TEXT NOT NULL, PRIMARY KEY (PostId, EditAt))",
+           // A post's latest change until every peer has its event (as PostOutbox for new posts): a change
+           // committed by a node that dies before publishing it is published by the sweep.
+           "CREATE TABLE PostChangeOutbox (PostId VARCHAR(26) PRIMARY KEY, UpdateAt BIGINT NOT NULL,"
+           " TouchedAt BIGINT NOT NULL)",
+           "CREATE INDEX idx_postchangeoutbox_touched ON PostChangeOutbox (TouchedAt)",
+       }},
   };
   return all;
 }

@@ -457,12 +457,12 @@ function checkRoles(who, roles, asked) {
   const granted = new Set();
   for (const n of ['system_user', 'team_user', 'channel_user']) for (const p of byName.get(n)?.permissions || []) granted.add(p);
   const wanted = asked.includes('channel_user')
-    ? ['create_post', 'create_direct_channel', 'create_group_channel']
+    ? ['create_post', 'create_direct_channel', 'create_group_channel', 'edit_post', 'delete_post', 'add_reaction', 'remove_reaction']
     : ['create_direct_channel', 'create_group_channel'];
   for (const p of wanted) need(granted.has(p), `${who}: no role among ${asked} grants "${p}" (the app hides the action): ${[...granted].sort()}`);
-  // What Chorus does not do yet (editing, deleting, reactions: issue 15) must not be granted, or the apps
-  // offer actions that fail.
-  for (const p of ['edit_post', 'delete_post', 'add_reaction', 'remove_reaction'])
+  // What Chorus does not do yet (file attachments: issue 15) must not be granted, or the apps offer
+  // actions that fail.
+  for (const p of ['upload_file'])
     need(!granted.has(p), `${who}: "${p}" is granted but Chorus has no such route yet: the app would offer it`);
   if (byName.has('system_user')) need(byName.get('system_user').permissions.includes('create_direct_channel'), `${who}: system_user should grant create_direct_channel (a system-scope permission)`);
 }
@@ -1086,12 +1086,76 @@ const prefsOf = async (m) => JSON.stringify((await m.get('/api/v4/users/me/prefe
   log('unknown route: 404, with or without a session');
 }
 
+// ======================================================================================================
+// 8. A conversation: a mention, a reply, an edit, reactions, a pin and a delete, each made by one app
+// through one node and seen by the other app's socket through the other node.
+step(8, 'a conversation: mention, reply, edit, reactions, pin, delete');
+{
+  // Alice (mobile, node 1) asks Bob a question (app/actions/remote/post.ts createPost).
+  const fromA = aliceSock.events.length, fromB = bobSock.events.length;
+  const question = await alice.post('/api/v4/posts', { channel_id: channel.id, message: 'a question for @bob', pending_post_id: `${aliceUser.id}:conv1`, root_id: '' });
+  const posted = await waitEvent(bobSock, 'posted (the question)', (e) => e.event === 'posted' && JSON.parse(e.data.post).id === question.id, fromB);
+  need(posted.data.sender_name === '@alice', `posted.sender_name should be "@alice", got ${show(posted.data.sender_name)}`);
+  need(isStr(posted.data.mentions) && JSON.parse(posted.data.mentions).includes(bobUser.id), `posted.mentions should name bob, got ${show(posted.data.mentions)}`);
+  await eventually('bob\'s mention_count in the channel', async () => {
+    const m = await web('getMyChannelMember', bob.getMyChannelMember(channel.id));
+    return m.mention_count >= 1 ? '' : `mention_count ${m.mention_count}`;
+  });
+  // Bob (web) replies in the thread (mattermost-redux actions/posts.ts createPost with root_id).
+  const reply = await web('createPost', bob.createPost({ channel_id: channel.id, message: 'an answer', root_id: question.id, pending_post_id: `${bobUser.id}:conv2` }));
+  await waitEvent(aliceSock, 'posted (the reply)', (e) => e.event === 'posted' && JSON.parse(e.data.post).root_id === question.id, fromA);
+  await eventually('the thread with its reply (a read replica may lag)', async () => {
+    const thread = await alice.get(`/api/v4/posts/${question.id}/thread?skipFetchThreads=false&collapsedThreads=false&collapsedThreadsExtended=false&direction=down&perPage=60`);
+    return thread.order.length === 2 && thread.posts[question.id]?.reply_count === 1 ? '' : `thread ${show(thread)}`;
+  });
+  // Alice edits her question (mobile editPost -> PATCH-like PUT /posts/{id}/patch).
+  const edited = await alice.put(`/api/v4/posts/${question.id}/patch`, { message: 'a better question for @bob' });
+  need(edited.message === 'a better question for @bob' && edited.edit_at > 0, `the edit should answer the new message with edit_at, got ${show(edited)}`);
+  const pe = await waitEvent(bobSock, 'post_edited', (e) => e.event === 'post_edited' && JSON.parse(e.data.post).id === question.id, fromB);
+  need(JSON.parse(pe.data.post).message === 'a better question for @bob', `post_edited should carry the new message, got ${show(pe.data.post)}`);
+  // Bob reacts, Alice sees it; Bob takes it back (Client4 addReaction / removeReaction, with his real id).
+  await web('addReaction', bob.addReaction(bobUser.id, question.id, 'thumbsup'));
+  const ra = await waitEvent(aliceSock, 'reaction_added', (e) => e.event === 'reaction_added', fromA);
+  const reaction = JSON.parse(ra.data.reaction);
+  need(reaction.user_id === bobUser.id && reaction.post_id === question.id && reaction.emoji_name === 'thumbsup', `reaction_added should carry bob's thumbsup, got ${show(reaction)}`);
+  await eventually('the post\'s metadata.reactions (a read replica may lag)', async () => {
+    const p = await alice.get(`/api/v4/posts/${question.id}`);
+    return p.metadata?.reactions?.length === 1 && p.has_reactions === true ? '' : `metadata ${show(p.metadata)}`;
+  });
+  await web('removeReaction', bob.removeReaction(bobUser.id, question.id, 'thumbsup'));
+  await waitEvent(aliceSock, 'reaction_removed', (e) => e.event === 'reaction_removed', fromA);
+  // Pinned by Bob, seen by Alice; then Alice deletes her reply-bearing question: one post_deleted.
+  await web('pinPost', bob.pinPost(question.id));
+  await waitEvent(aliceSock, 'post_edited (pinned)', (e) => e.event === 'post_edited' && JSON.parse(e.data.post).is_pinned === true, fromA);
+  const del = await alice.raw('DELETE', `/api/v4/posts/${question.id}`);
+  need(del.status === 200 && del.data?.status === 'OK', `DELETE /posts/{id} should answer {status:"OK"}, got ${del.status} ${show(del.data)}`);
+  const pd = await waitEvent(bobSock, 'post_deleted', (e) => e.event === 'post_deleted' && JSON.parse(e.data.post).id === question.id, fromB);
+  need(JSON.parse(pd.data.post).delete_at > 0, `post_deleted's post should have delete_at, got ${show(pd.data.post)}`);
+  for (const [what, id] of [['the deleted question', question.id], ['the reply of the deleted question', reply.id]]) {
+    await eventually(`${what} gone (a read replica may lag)`, async () => ((await alice.raw('GET', `/api/v4/posts/${id}`)).status === 404 ? '' : 'still readable'));
+    errorShape(what, await alice.raw('GET', `/api/v4/posts/${id}`), [404]);
+  }
+  // Bad input: Bob edits Alice's post, a reaction with a bad emoji name, another's reaction removed.
+  const other = await alice.post('/api/v4/posts', { channel_id: channel.id, message: 'mine', pending_post_id: `${aliceUser.id}:conv3`, root_id: '' });
+  let refused = null;
+  try {
+    await bob.patchPost({ id: other.id, message: 'his' });
+  } catch (e) {
+    refused = e;
+  }
+  need(refused?.status_code === 403, `bob editing alice's post (Client4 patchPost) should be refused with 403, got ${show(refused?.status_code ?? 'success')}`);
+  errorShape('an emoji name with a space', await alice.raw('POST', '/api/v4/reactions', { user_id: aliceUser.id, post_id: other.id, emoji_name: 'two words' }), [400]);
+  errorShape('a reaction as someone else', await alice.raw('POST', '/api/v4/reactions', { user_id: bobUser.id, post_id: other.id, emoji_name: 'smile' }), [403]);
+  await eventually('alice\'s post, unchanged', async () => ((await alice.raw('GET', `/api/v4/posts/${other.id}`)).data?.message === 'mine' ? '' : 'not readable as "mine"'));
+  log('mention counted, reply in the thread, edit, reaction added and removed, pin, delete with its thread, bad input refused');
+}
+
 // Every event on every socket came in sequence (the mobile socket checks as they come; WebSocketClient too).
 for (const s of [bobSock]) {
   for (let i = 1; i < s.events.length; i++) need(s.events[i].seq === s.events[i - 1].seq + 1, `${s.name}: a gap in event seq: ${s.events[i - 1].seq} -> ${s.events[i].seq}`);
 }
 log(`events: alice ${aliceSock.events.length}, alice's 2nd device ${alice2Sock.events.length}, bob ${bobSock.events.length}, each in sequence from hello`);
-log('PASS: both apps\' entry sequences, unread and views, preferences, DMs, GMs and bad input held across two nodes');
+log('PASS: both apps\' entry sequences, unread and views, preferences, DMs, GMs, a conversation and bad input held across two nodes');
 finishing = true;
 aliceSock.close();
 alice2Sock.close();
