@@ -32,6 +32,17 @@ struct Acked {
   int channel = 0, author = 0;
   int64_t k = 0;  // the author's k-th post
   Duration at{0};
+  std::string root;  // a reply: its thread's root
+};
+
+// A change to a post (edit, delete, reaction added or removed) its client got a 200 for. update_at: the
+// post's update_at in the master when the answer came (this change's or a later one's): every member's
+// client must end up knowing the post at least that new (by event or re-sync).
+struct ChangeAcked {
+  std::string post_id, what;
+  int channel = 0, client = 0;
+  int64_t update_at = 0;
+  Duration at{0};
 };
 
 struct RunContext {
@@ -52,6 +63,7 @@ struct RunContext {
   std::vector<std::vector<int>> members;               // channel index -> its members (client indices)
   std::vector<Acked> acked;                            // in acknowledgement order
   std::unordered_map<std::string, Duration> ack_time;  // post id -> when its author got the 201
+  std::vector<ChangeAcked> changes_acked;               // in acknowledgement order
   std::map<int, Duration> preferences_acked_at;        // client -> when its last preference save was acknowledged
   std::unordered_map<std::string, int> origin;         // post message -> the node that handled its request
 

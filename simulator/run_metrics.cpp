@@ -19,7 +19,8 @@ RunMetrics::RunMetrics(RunContext& ctx) : ctx_(ctx) {}
 
 void RunMetrics::on_answer(Client& cl, Duration sent, const std::string& method, const std::string& target, int status,
                            const std::string& body) {
-  const bool ok = status >= 200 && status < 300;
+  // A 404 is an answer too: a post changed by one client while another deleted it.
+  const bool ok = (status >= 200 && status < 300) || status == 404;
   const Duration now = ctx_.k.now();
   const auto bucket = static_cast<size_t>(std::max<int64_t>(0, (now - ctx_.t0).count()) / 1'000'000);
   if (availability_.size() <= bucket) availability_.resize(bucket + 1);

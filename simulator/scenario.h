@@ -89,6 +89,11 @@ struct Scenario {
   bool dms = true;
   double view_rate = 1;        // channel views per second
   double preference_rate = 0.5;  // preference saves per second
+  // Conversations: replies to a recent post, reactions toggled on one, edits and deletes of one's own.
+  double reply_rate = 0.5;
+  double reaction_rate = 1;
+  double edit_rate = 0.5;
+  double delete_rate = 0.1;
   Duration request_timeout{10'000'000};
   Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
   Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle

@@ -56,11 +56,10 @@ std::vector<store::Migration> simulator_migrations(const std::string& version) {
   std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch);
   if (major > 0 || minor >= 2)
     out.push_back({next + 1,
-                   "simulator: release 0.2's schema change (reactions)",
+                   "simulator: release 0.2's schema change (bookmarks)",
                    "0.2",
-                   {"CREATE TABLE Reactions (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL, "
-                    "EmojiName VARCHAR(64) NOT NULL, CreateAt BIGINT NOT NULL, "
-                    "PRIMARY KEY (PostId, UserId, EmojiName))"}});
+                   {"CREATE TABLE SimBookmarks (UserId VARCHAR(26) NOT NULL, PostId VARCHAR(26) NOT NULL, "
+                    "CreateAt BIGINT NOT NULL, PRIMARY KEY (PostId, UserId))"}});
   return out;
 }
 

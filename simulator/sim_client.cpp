@@ -208,6 +208,20 @@ void SimClients::on_frame(Client& cl, const std::string& text) {
     }
     return;
   }
+  if (event == "post_edited" || event == "post_deleted" || event == "reaction_added" || event == "reaction_removed") {
+    const auto& data = o.at("data").as_object();
+    const bool reaction = event.starts_with("reaction_");
+    const auto* field = data.if_contains(reaction ? "reaction" : "post");
+    boost::system::error_code ec2;
+    auto v2 = field && field->is_string() ? json::parse(field->as_string(), ec2) : json::value();
+    if (ec2 || !v2.is_object())
+      return ctx_.violation("WebSocket protocol",
+                            fmt::format("client {} got {} without a {} object", cl.index, event, reaction ? "reaction" : "post"));
+    const auto& x = v2.as_object();
+    const std::string post_id(x.at(reaction ? "post_id" : "id").as_string());
+    order_.on_post_change(cl, post_id, event, x.at("update_at").to_number<int64_t>());
+    return reaction ? on_reaction(cl, event, x) : learn_post(cl, x);
+  }
   if (event != "posted") return;
   const auto post = json::parse(o.at("data").as_object().at("post").as_string()).as_object();
   const std::string id(post.at("id").as_string());
@@ -218,6 +232,48 @@ void SimClients::on_frame(Client& cl, const std::string& text) {
   order_.on_posted(cl, id, message, ch == ctx_.channel_index.end() ? -1 : ch->second, create_at);
   cl.have.insert(id);
   metrics_.on_delivered(id);
+}
+
+void SimClients::learn_post(Client& cl, const json::object& post) {
+  const auto num = [&](const char* key) {
+    const auto* v = post.if_contains(key);
+    return v && v->is_number() ? v->to_number<int64_t>() : int64_t{0};
+  };
+  const int64_t update_at = num("update_at");
+  const auto* id = post.if_contains("id");
+  if (!id || !id->is_string()) return;
+  const auto* meta = post.if_contains("metadata");
+  const auto* reactions = meta && meta->is_object() ? meta->as_object().if_contains("reactions") : nullptr;
+  const bool changed = update_at > num("create_at") || num("delete_at") != 0 || (reactions && reactions->is_array());
+  auto it = cl.known.find(std::string(id->as_string()));
+  if (!changed && it == cl.known.end()) return;  // as posted: nothing to remember
+  auto& k = cl.known[std::string(id->as_string())];
+  // An older state is ignored (a re-sync's read raced a newer event); the same one replaces what the
+  // events built (a whole post is complete; an entry begun by a reaction event may lack earlier ones).
+  if (update_at < k.update_at) return;
+  k.update_at = update_at;
+  k.delete_at = num("delete_at");
+  const auto* message = post.if_contains("message");
+  k.message = message && message->is_string() ? std::string(message->as_string()) : "";
+  k.message_known = true;
+  k.reactions.clear();
+  if (reactions && reactions->is_array())
+    for (const auto& r : reactions->as_array())
+      if (r.is_object() && r.as_object().contains("user_id") && r.as_object().contains("emoji_name"))
+        k.reactions.insert(std::string(r.as_object().at("user_id").as_string()) + " " +
+                           std::string(r.as_object().at("emoji_name").as_string()));
+}
+
+void SimClients::on_reaction(Client& cl, const std::string& event, const json::object& r) {
+  auto& k = cl.known[std::string(r.at("post_id").as_string())];
+  const int64_t update_at = r.at("update_at").to_number<int64_t>();
+  if (update_at <= k.update_at) return;
+  k.update_at = update_at;
+  const std::string key = std::string(r.at("user_id").as_string()) + " " + std::string(r.at("emoji_name").as_string());
+  if (event == "reaction_added")
+    k.reactions.insert(key);
+  else
+    k.reactions.erase(key);
 }
 
 // Each event's seq is the next one on its connection (the checker says so when it is not).
@@ -281,7 +337,10 @@ void SimClients::resync(Client& cl) {
               boost::system::error_code ec;
               auto v = json::parse(body, ec);
               if (ec || !v.is_object() || !v.as_object().contains("posts")) return;
-              for (const auto& [id, p] : v.as_object().at("posts").as_object()) c.have.insert(std::string(id));
+              for (const auto& [id, p] : v.as_object().at("posts").as_object()) {
+                c.have.insert(std::string(id));
+                if (p.is_object()) learn_post(c, p.as_object());
+              }
             });
   }
 }

@@ -14,6 +14,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 #include "simulator/run_context.h"
 
 namespace chorus::sim {
@@ -67,6 +69,17 @@ struct Client {
   std::vector<View> views_acked;
   std::map<int, Duration> viewed_event_at;  // channel -> the last channel_viewed received
   Duration members_read_at{-1};             // when the last re-sync read of the memberships that worked was sent
+  // Posts that changed: the newest state of each this client knows (from change events and re-syncs; a
+  // post never changed is not here). reactions: "user_id emoji_name".
+  struct Known {
+    int64_t update_at = 0, delete_at = 0;
+    std::string message;
+    bool message_known = false;  // learnt from a whole post (an entry made by a reaction event has none)
+    std::set<std::string> reactions;
+  };
+  std::unordered_map<std::string, Known> known;
+  bool change_in_flight = false;
+  int64_t edits_made = 0;
   // Availability
   int ok = 0, failed = 0;
   Duration last_ok{0};         // the last successful answer
@@ -116,6 +129,9 @@ class SimClients {
   void check_seq(Client& cl, int64_t seq);
   void resync(Client& cl);
   void resync_later(Client& cl);
+  // A post as an event or a re-sync shows it (a JSON object): kept when it changed and is newer than known.
+  void learn_post(Client& cl, const boost::json::object& post);
+  void on_reaction(Client& cl, const std::string& event, const boost::json::object& reaction);
 
   RunContext& ctx_;
   LoadBalancer& lb_;

@@ -110,6 +110,97 @@ void Workload::start() {
   if (ctx_.sc.search_rate > 0) next_search(first);
   if (ctx_.sc.view_rate > 0) next_view(first);
   if (ctx_.sc.preference_rate > 0) next_preference(first);
+  every(first, ctx_.sc.reply_rate, [this] { reply(); });
+  every(first, ctx_.sc.reaction_rate, [this] { react(); });
+  every(first, ctx_.sc.edit_rate, [this] { edit_or_delete(false); });
+  every(first, ctx_.sc.delete_rate, [this] { edit_or_delete(true); });
+}
+
+void Workload::every(Duration at, double rate, std::function<void()> fn) {
+  if (rate <= 0 || at >= ctx_.t0 + ctx_.sc.workload_until) return;
+  ctx_.k.at(at, [this, rate, fn] {
+    fn();
+    every(ctx_.k.now() + Duration{static_cast<int64_t>(ctx_.k.random().exponential(1e6 / rate))}, rate, fn);
+  });
+}
+
+const Acked* Workload::pick_post(const Client& cl, bool own, bool roots) {
+  const auto& acked = ctx_.acked;
+  if (acked.empty()) return nullptr;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // Among the last 200 acknowledged: the apps change what is on screen.
+    const size_t recent = std::min<size_t>(acked.size(), 200);
+    const Acked& a = acked[acked.size() - 1 - ctx_.k.random().uniform(recent)];
+    if (own && a.author != cl.index) continue;
+    if (roots && !a.root.empty()) continue;
+    if (std::find(cl.channels.begin(), cl.channels.end(), a.channel) == cl.channels.end()) continue;
+    if (auto k = cl.known.find(a.id); k != cl.known.end() && k->second.delete_at != 0) continue;
+    return &a;
+  }
+  return nullptr;
+}
+
+void Workload::change_acked(int client, const std::string& post_id, int channel, std::string what) {
+  int64_t update_at = 0;
+  if (auto* db = ctx_.k.databases().find(ctx_.master)) {
+    auto o = db->execute({db::Statement{"SELECT UpdateAt FROM Posts WHERE Id = $1", {post_id}}}, false);
+    if (o.ok() && !o.result().rows.empty()) update_at = db::int_at(o.result().rows[0], 0);
+  }
+  ctx_.changes_acked.push_back(ChangeAcked{post_id, std::move(what), channel, client, update_at, ctx_.k.now() - ctx_.t0});
+}
+
+// A random client replies to a recent post (the reply is checked as every post is).
+void Workload::reply() {
+  auto& cl = clients_.at(ctx_.k.random().uniform(clients_.all().size()));
+  if (cl.post_in_flight) return;
+  if (const Acked* a = pick_post(cl, false, true)) post(cl, a->channel, a->id);
+}
+
+// A random client toggles one of a few emoji on a recent post: removes it if it knows its reaction is
+// there, adds it otherwise.
+void Workload::react() {
+  auto& cl = clients_.at(ctx_.k.random().uniform(clients_.all().size()));
+  if (cl.change_in_flight) return;
+  const Acked* a = pick_post(cl, false, false);
+  if (!a) return;
+  static constexpr const char* kEmoji[] = {"+1", "smile", "tada"};
+  const std::string emoji = kEmoji[ctx_.k.random().uniform(3)];
+  const auto k = cl.known.find(a->id);
+  const bool remove = k != cl.known.end() && k->second.reactions.contains(cl.user_id + " " + emoji);
+  cl.change_in_flight = true;
+  const int i = cl.index, ch = a->channel;
+  const std::string post_id = a->id;
+  auto done = [this, i, ch, post_id, remove](int status, const std::string&) {
+    clients_.at(static_cast<size_t>(i)).change_in_flight = false;
+    if (status == 200) change_acked(i, post_id, ch, remove ? "reaction removed" : "reaction added");
+  };
+  if (remove)
+    clients_.request(i, "DELETE", fmt::format("/api/v4/users/{}/posts/{}/reactions/{}", cl.user_id, post_id, emoji), "",
+                     std::move(done));
+  else
+    clients_.request(i, "POST", "/api/v4/reactions",
+                     fmt::format(R"({{"user_id":"{}","post_id":"{}","emoji_name":"{}"}})", cl.user_id, post_id, emoji),
+                     std::move(done));
+}
+
+// A random client edits or deletes one of its recent posts.
+void Workload::edit_or_delete(bool remove) {
+  auto& cl = clients_.at(ctx_.k.random().uniform(clients_.all().size()));
+  if (cl.change_in_flight) return;
+  const Acked* a = pick_post(cl, true, false);
+  if (!a) return;
+  cl.change_in_flight = true;
+  const int i = cl.index, ch = a->channel;
+  const std::string post_id = a->id;
+  auto done = [this, i, ch, post_id, remove](int status, const std::string&) {
+    clients_.at(static_cast<size_t>(i)).change_in_flight = false;
+    if (status == 200) change_acked(i, post_id, ch, remove ? "delete" : "edit");
+  };
+  if (remove)
+    clients_.request(i, "DELETE", "/api/v4/posts/" + post_id, "", std::move(done));
+  else
+    clients_.request(i, "PUT", "/api/v4/posts/" + post_id + "/patch",
+                     fmt::format(R"({{"message":"c{}#{} edit {}"}})", i, a->k, ++cl.edits_made), std::move(done));
 }
 
 // A client reads one of its channels, as the apps do on opening it.
@@ -168,25 +259,23 @@ void Workload::next_post(Duration at) {
   ctx_.k.at(at, [this] {
     auto& k = ctx_.k;
     auto& cl = clients_.at(k.random().uniform(clients_.all().size()));
-    if (!cl.post_in_flight && !cl.channels.empty()) post(cl);
+    if (!cl.post_in_flight && !cl.channels.empty()) post(cl, cl.channels[k.random().uniform(cl.channels.size())]);
     next_post(k.now() + Duration{static_cast<int64_t>(k.random().exponential(1e6 / ctx_.sc.post_rate))});
   });
 }
 
-void Workload::post(Client& cl) {
-  auto& k = ctx_.k;
-  const int ch = cl.channels[k.random().uniform(cl.channels.size())];
+void Workload::post(Client& cl, int ch, const std::string& root) {
   const int64_t n = ++cl.posts_made;
   cl.post_in_flight = true;
   const int i = cl.index;
   clients_.request(i, "POST", "/api/v4/posts",
-                   fmt::format(R"({{"channel_id":"{}","message":"c{}#{}","pending_post_id":"{}:{}"}})",
-                               ctx_.channel_ids[static_cast<size_t>(ch)], i, n, cl.user_id, n),
-                   [this, i, ch, n](int status, const std::string& body) {
+                   fmt::format(R"({{"channel_id":"{}","message":"c{}#{}","pending_post_id":"{}:{}","root_id":"{}"}})",
+                               ctx_.channel_ids[static_cast<size_t>(ch)], i, n, cl.user_id, n, root),
+                   [this, i, ch, n, root](int status, const std::string& body) {
                      auto& c = clients_.at(static_cast<size_t>(i));
                      c.post_in_flight = false;
                      if (status != 201) return;
-                     ctx_.acked.push_back(Acked{json_field(body, "id"), ch, i, n, ctx_.k.now() - ctx_.t0});
+                     ctx_.acked.push_back(Acked{json_field(body, "id"), ch, i, n, ctx_.k.now() - ctx_.t0, root});
                      ctx_.ack_time[ctx_.acked.back().id] = ctx_.k.now();
                    });
 }

@@ -3,6 +3,8 @@
 // typing and searches, each a Poisson process at the scenario's rate, by random clients.
 #pragma once
 
+#include <functional>
+
 #include "simulator/run_context.h"
 #include "simulator/sim_client.h"
 
@@ -20,7 +22,17 @@ class Workload {
 
  private:
   void next_post(Duration at);
-  void post(Client& cl);
+  void post(Client& cl, int channel, const std::string& root = "");
+  // fn at a Poisson rate (per second) from `at` until workload_until.
+  void every(Duration at, double rate, std::function<void()> fn);
+  void reply();
+  void react();
+  void edit_or_delete(bool remove);
+  // A recent acknowledged post in one of cl's channels that cl does not know deleted (own: cl's own;
+  // roots: not a reply); nullptr when a few tries find none.
+  const Acked* pick_post(const Client& cl, bool own, bool roots);
+  // A change the client got a 200 for: recorded with the post's update_at in the master now.
+  void change_acked(int client, const std::string& post_id, int channel, std::string what);
   void next_search(Duration at);
   void next_typing(Duration at);
   void next_view(Duration at);

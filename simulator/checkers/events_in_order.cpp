@@ -13,6 +13,7 @@ void EventsInOrder::on_new_connection(const Client& cl) {
   auto& conn = of(cl);
   conn.seen.clear();
   conn.last_create_at.clear();
+  conn.post_changes.clear();
 }
 
 void EventsInOrder::on_event(const Client& cl, int64_t seq) {
@@ -47,6 +48,19 @@ void EventsInOrder::on_preference(Client& cl, int64_t value) {
     ctx_.violation(kName, fmt::format("client {} on connection {}: preferences_changed with counter {} after {}",
                                       cl.index, cl.connection_id, value, cl.preference_event_last));
   cl.preference_event_last = std::max(cl.preference_event_last, value);
+}
+
+}  // namespace chorus::sim::checkers
+
+namespace chorus::sim::checkers {
+
+void EventsInOrder::on_post_change(const Client& cl, const std::string& post_id, const std::string& event,
+                                   int64_t update_at) {
+  auto& last = of(cl).post_changes[post_id];
+  if (update_at <= last)
+    ctx_.violation(kName, fmt::format("client {} on connection {}: {} of post {} at {} after its change at {}", cl.index,
+                                      cl.connection_id, event, post_id, update_at, last));
+  last = std::max(last, update_at);
 }
 
 }  // namespace chorus::sim::checkers

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -32,6 +33,9 @@ class EventsInOrder : public Checker {
   // A preferences_changed event showed client cl's counter at `value` (its saves are one at a time, so
   // on one connection the values only grow: a repeat is an event twice, a smaller one out of order).
   void on_preference(Client& cl, int64_t value);
+  // A change of a post (post_edited, post_deleted, reaction_added, reaction_removed) with the post's
+  // update_at after it: on one connection a post's changes come once each, in the order they were made.
+  void on_post_change(const Client& cl, const std::string& post_id, const std::string& event, int64_t update_at);
 
   int64_t crossed() const { return crossed_; }  // posts out of channel order on a connection
 
@@ -39,6 +43,7 @@ class EventsInOrder : public Checker {
   struct Connection {
     std::unordered_set<std::string> seen;                           // post ids
     std::map<int, std::pair<int64_t, std::string>> last_create_at;  // channel -> newest (create_at, message)
+    std::unordered_map<std::string, int64_t> post_changes;           // post id -> newest update_at
   };
   Connection& of(const Client& cl);
 

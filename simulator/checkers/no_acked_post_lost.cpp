@@ -2,6 +2,7 @@
 #include "simulator/checkers/no_acked_post_lost.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace chorus::sim::checkers {
@@ -85,12 +86,88 @@ void NoAckedPostLost::finish() {
                                  cl.index, missed, first->channel, fmt_s(first->sent - ctx_.t0)),
                      first->sent - ctx_.t0, kind(first->sent - ctx_.t0 > repaired_at));
   }
+  check_changes(repaired_at);
   if (lost)
     ctx_.violation(kName, fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost),
                    first_at, kind(lost_after_repair));
   if (undelivered)
     ctx_.violation(kName, fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at,
                    kind(undelivered_after_repair));
+}
+
+// Acknowledged changes of posts (edits, deletes, reactions): every member's client knows the post at least
+// as new as the master had it when the change was acknowledged, by event or re-sync; and a client that
+// knows a changed post as new as the master has it now knows the same message, deletion and reactions.
+void NoAckedPostLost::check_changes(Duration repaired_at) {
+  const auto& clients = clients_.all();
+  auto* db = ctx_.k.databases().find(ctx_.master);
+  if (!db) return;
+  int missing = 0;
+  std::string first;
+  Duration first_at{0};
+  for (const auto& ch : ctx_.changes_acked) {
+    for (int u : ctx_.members[static_cast<size_t>(ch.channel)]) {
+      const auto& cl = clients[static_cast<size_t>(u)];
+      const auto k = cl.known.find(ch.post_id);
+      const int64_t known = k == cl.known.end() ? 0 : k->second.update_at;
+      if (known >= ch.update_at) continue;
+      if (missing++ == 0) {
+        first = fmt::format("client {} never got the {} of post {} by client {} (acknowledged at {}, update_at {}; "
+                            "it knows {})",
+                            u, ch.what, ch.post_id, ch.client, fmt_s(ch.at), ch.update_at, known);
+        first_at = ch.at;
+      }
+    }
+  }
+  if (missing)
+    ctx_.violation(kName, fmt::format("{} deliveries of acknowledged post changes missing; first: {}", missing, first),
+                   first_at, first_at > repaired_at ? "acknowledged after the last repair" : "acknowledged during faults");
+  // The master's state of every changed post.
+  struct State {
+    int64_t update_at = 0, delete_at = 0;
+    std::string message;
+    int channel = -1;
+    std::set<std::string> reactions;
+  };
+  std::map<std::string, State> truth;
+  auto o = db->execute({db::Statement{"SELECT Id, UpdateAt, DeleteAt, Message, ChannelId FROM Posts WHERE UpdateAt > "
+                                      "CreateAt",
+                                      {}},
+                        db::Statement{"SELECT PostId, UserId, EmojiName FROM Reactions WHERE DeleteAt = 0", {}}},
+                       false);
+  if (!o.ok()) return;
+  for (const auto& r : o.value[0].rows) {
+    auto& t = truth[std::get<std::string>(r.at(0))];
+    t.update_at = db::int_at(r, 1);
+    t.delete_at = db::int_at(r, 2);
+    t.message = std::get<std::string>(r.at(3));
+    const auto c = ctx_.channel_index.find(std::get<std::string>(r.at(4)));
+    t.channel = c == ctx_.channel_index.end() ? -1 : c->second;
+  }
+  for (const auto& r : o.value[1].rows)
+    if (auto t = truth.find(std::get<std::string>(r.at(0))); t != truth.end())
+      t->second.reactions.insert(std::get<std::string>(r.at(1)) + " " + std::get<std::string>(r.at(2)));
+  int differ = 0;
+  std::string first_differ;
+  for (const auto& [id, t] : truth) {
+    if (t.channel < 0) continue;
+    for (int u : ctx_.members[static_cast<size_t>(t.channel)]) {
+      const auto& cl = clients[static_cast<size_t>(u)];
+      const auto k = cl.known.find(id);
+      if (k == cl.known.end() || k->second.update_at != t.update_at) continue;
+      const auto& kn = k->second;
+      if ((kn.delete_at != 0) == (t.delete_at != 0) && (t.delete_at != 0 || ((!kn.message_known || kn.message == t.message) && kn.reactions == t.reactions)))
+        continue;
+      if (differ++ == 0)
+        first_differ = fmt::format("client {} holds post {} at update_at {} as \"{}\" ({} reactions{}) but the master "
+                                   "has \"{}\" ({} reactions{})",
+                                   u, id, t.update_at, kn.message, kn.reactions.size(), kn.delete_at ? ", deleted" : "",
+                                   t.message, t.reactions.size(), t.delete_at ? ", deleted" : "");
+    }
+  }
+  if (differ)
+    ctx_.violation(kName, fmt::format("{} clients hold a changed post unlike the master at the same update_at; first: {}",
+                                      differ, first_differ));
 }
 
 }  // namespace chorus::sim::checkers

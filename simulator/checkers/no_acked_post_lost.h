@@ -1,7 +1,10 @@
 // Checker "no acknowledged post lost": at the end, every post whose author got a 201 is in the master
 // database (durable) and held by every member of its channel (delivered, by event or re-sync). Each
 // violation's kind says whether the first post concerned was acknowledged during the faults or after the
-// last repair (shrink keeps a candidate schedule only when it fails the same way).
+// last repair (shrink keeps a candidate schedule only when it fails the same way). The same for
+// acknowledged preference saves and channel views, and for changes of posts (edits, deletes, reactions):
+// each reaches every member's client, and a client that holds a changed post as new as the master holds
+// what the master holds.
 #pragma once
 
 #include "simulator/checkers/checker.h"
@@ -17,6 +20,7 @@ class NoAckedPostLost : public Checker {
   void finish() override;
 
  private:
+  void check_changes(Duration repaired_at);
   RunContext& ctx_;
   const SimClients& clients_;
 };
