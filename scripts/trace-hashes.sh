@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The trace hash of every scenario over seeds 1..N (default 3): a refactoring that changes no behaviour
 # leaves every line the same. Usage: scripts/trace-hashes.sh [N] [chorus-sim binary] > hashes.txt
-# reports/trace-hashes.txt holds N=3 for commit ef59827 (issue 14: the workload gained direct channels, views
-# and preference saves, and the schema migration 8, so every hash changed then); a refactoring since should
+# reports/trace-hashes.txt holds N=3 for commit d28afb0 (issue 15: the workload gained replies, reactions,
+# edits and deletes, and the schema migration 9, so every hash changed then); a refactoring since should
 # give the same 66 lines: `scripts/trace-hashes.sh 3 | diff reports/trace-hashes.txt -`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
