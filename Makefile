@@ -55,7 +55,7 @@ ci-seeds: sim-release
 
 # The official Mattermost client (npm, pinned by tests/js/package-lock.json) for the NGINX test.
 js-deps: deps
-	@test -d tests/js/node_modules/@mattermost/client || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+	@test -d tests/js/node_modules/@mattermost/client -a -d tests/js/node_modules/s3rver || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 test: debug js-deps
 	@ctest --preset debug -j 2

@@ -59,6 +59,12 @@ const char* to_string(FaultKind kind) {
       return "lb_start";
     case FaultKind::drop_clients:
       return "drop_clients";
+    case FaultKind::files_down:
+      return "files_down";
+    case FaultKind::files_up:
+      return "files_up";
+    case FaultKind::files_slow:
+      return "files_slow";
   }
   return "?";
 }
@@ -103,6 +109,8 @@ std::vector<std::string> check_schedule(const FaultSchedule& schedule, uint32_t 
         problem(fmt::format("peer {} does not exist (the cluster has nodes 0 to {})", n, node_count - 1));
     const bool needs_node = f.kind != FaultKind::heal && f.kind != FaultKind::loss && f.kind != FaultKind::lb_only &&
                             f.kind != FaultKind::lb_stop && f.kind != FaultKind::lb_start &&
+                            f.kind != FaultKind::files_down && f.kind != FaultKind::files_up &&
+                            f.kind != FaultKind::files_slow &&
                             !(f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote);
     const bool needs_text =
         (f.kind >= FaultKind::db_stop && f.kind <= FaultKind::db_promote) || f.kind == FaultKind::set_config;

@@ -44,6 +44,9 @@ enum class FaultKind {
   lb_stop,       // the load balancer stops: every client request fails
   lb_start,      // the load balancer starts again
   drop_clients,  // every client WebSocket on nodes[0] drops (the clients' network blips; the node is fine)
+  files_down,    // the shared file store (NAS or S3) fails every call
+  files_up,      // the shared file store answers again
+  files_slow,    // the shared file store takes `amount` longer per call (0 repairs)
 };
 const char* to_string(FaultKind kind);
 

@@ -148,8 +148,20 @@ void ChatCluster::call_async(int i, const std::string& method, const std::string
     }
   }
   r.body = body;
-  r.remote = "client";
   if (!token.empty()) r.headers.emplace_back("authorization", "BEARER " + token);
+  request_async(i, std::move(r), std::move(done));
+}
+
+api::Response ChatCluster::request(int i, api::Request r, Duration limit) {
+  auto out = std::make_shared<std::optional<api::Response>>();
+  request_async(i, std::move(r), [out](api::Response resp) { *out = std::move(resp); });
+  k_->run_until([&] { return out->has_value(); }, k_->now() + limit);
+  if (!*out) return api::Response{0, {}, "no answer"};
+  return **out;
+}
+
+void ChatCluster::request_async(int i, api::Request r, std::function<void(api::Response)> done) {
+  if (r.remote.empty()) r.remote = "client";
   r.headers.emplace_back("x-requested-with", "XMLHttpRequest");
   auto* n = node(i);
   if (!n) return done(api::Response{0, {}, "node down"});

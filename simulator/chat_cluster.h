@@ -90,6 +90,10 @@ class ChatCluster {
   // is handled on the node's loop, so a paused node answers when it resumes.
   void call_async(int i, const std::string& method, const std::string& target, const std::string& body,
                   const std::string& token, std::function<void(api::Response)> done);
+  // A request as built by the caller (headers, query), as call_async sends it; its answer, run until
+  // answered (or `limit`: status 0).
+  void request_async(int i, api::Request r, std::function<void(api::Response)> done);
+  api::Response request(int i, api::Request r, Duration limit = Duration{30'000'000});
   // Creates a user (through the API) and logs in on node i: returns the token and fills user_id.
   std::string signup_and_login(int i, const std::string& username, std::string* user_id = nullptr);
   // Opens a WebSocket on node i (query: connection_id and sequence_number) and authenticates with the

@@ -81,6 +81,8 @@ std::optional<FaultKind> FaultInjector::repair_of(FaultKind kind) {
       return FaultKind::db_start;
     case FaultKind::lb_stop:
       return FaultKind::lb_start;
+    case FaultKind::files_down:
+      return FaultKind::files_up;
     default:
       return std::nullopt;
   }
@@ -190,6 +192,15 @@ void FaultInjector::apply(const fault::Fault& f, bool retry) {
       break;
     case FaultKind::drop_clients:
       clients_.drop_on(f.nodes[0]);
+      break;
+    case FaultKind::files_down:
+      k.file_store_faults().down = true;
+      break;
+    case FaultKind::files_up:
+      k.file_store_faults().down = false;
+      break;
+    case FaultKind::files_slow:
+      k.file_store_faults().delay = f.amount;
       break;
   }
 }

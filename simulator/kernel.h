@@ -174,6 +174,13 @@ class Kernel {
   SimDatabases& databases() { return *databases_; }
   // The shared file storage (a NAS every node mounts): path -> contents. Survives node crashes.
   std::map<std::string, std::string>& shared_files() { return shared_files_; }
+  // Faults of the shared file storage: unavailable (every call fails), or slow (every call takes this
+  // much longer). Scenario operations files_down / files_up / files_slow.
+  struct FileStoreFaults {
+    bool down = false;
+    Duration delay{0};
+  };
+  FileStoreFaults& file_store_faults() { return file_faults_; }
   bool step();                 // runs one event; false when the queue is empty
   void run_until(Duration t);  // runs every event up to and including t, then sets now to t
   void run_for(Duration d) { run_until(now() + d); }
@@ -267,6 +274,7 @@ class Kernel {
   NullLogSink null_sink_;
   std::unique_ptr<SimDatabases> databases_;
   std::map<std::string, std::string> shared_files_;
+  FileStoreFaults file_faults_;
   size_t releases_kept_ = 0;
 };
 

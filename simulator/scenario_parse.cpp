@@ -417,11 +417,14 @@ class Parser {
     if (op == "lb_stop") return add(FaultKind::lb_stop);
     if (op == "lb_start") return add(FaultKind::lb_start);
     if (op == "drop_clients") return add(FaultKind::drop_clients, {node(v, "drop_clients")});
+    if (op == "files_down") return add(FaultKind::files_down);
+    if (op == "files_up") return add(FaultKind::files_up);
+    if (op == "files_slow") return add(FaultKind::files_slow, {}, {}, 0, duration(v, "files_slow"));
     fail(key, fmt::format("unknown operation \"{}\"; expected one of: kill, restart, stop, start, upgrade, pause, "
                           "resume, partition, isolate, cut, "
                           "heal, loss, skew, drift, set_config, reload, recycle, switch_datasource, db_stop, db_start, "
                           "db_promote, db_lag, db_slow, "
-                          "lb_only, lb_all, lb_stop, lb_start, drop_clients",
+                          "lb_only, lb_all, lb_stop, lb_start, drop_clients, files_down, files_up, files_slow",
                           op));
   }
 
@@ -663,6 +666,15 @@ std::string schedule_yaml(const std::vector<fault::Fault>& schedule) {
         break;
       case FaultKind::lb_stop:
         op = "lb_stop: true";
+        break;
+      case FaultKind::files_down:
+        op = "files_down: true";
+        break;
+      case FaultKind::files_up:
+        op = "files_up: true";
+        break;
+      case FaultKind::files_slow:
+        op = fmt::format("files_slow: {}ms", to_ms(f.amount));
         break;
       case FaultKind::lb_start:
         op = "lb_start: true";

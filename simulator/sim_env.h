@@ -19,25 +19,45 @@ namespace chorus::sim {
 // The shared file storage as one node reaches it: the kernel's map, answers posted to the node's loop.
 class SimFiles final : public FileStore {
  public:
-  SimFiles(Env& env, std::map<std::string, std::string>& files) : env_(env), files_(files) {}
+  SimFiles(Env& env, std::map<std::string, std::string>& files, Kernel::FileStoreFaults& faults)
+      : env_(env), files_(files), faults_(faults) {}
   void write(const std::string& path, std::string data, std::function<void(std::string)> done) override {
-    if (path.empty() || path.front() == '/' || path.find("..") != std::string::npos) {
-      env_.post([done, path] { done("refused file path \"" + path + "\""); });
-      return;
-    }
-    files_[path] = std::move(data);
-    env_.post([done] { done(""); });
+    if (path.empty() || path.front() == '/' || path.find("..") != std::string::npos)
+      return later([done, path] { done("refused file path \"" + path + "\""); });
+    if (faults_.down) return later([done] { done("the file store is unavailable"); });
+    // Written when the call completes (a node that dies before never wrote it).
+    later([this, done, path, data = std::move(data)]() mutable {
+      files_[path] = std::move(data);
+      done("");
+    });
   }
   void read(const std::string& path, std::function<void(std::optional<std::string>, std::string)> done) override {
-    auto it = files_.find(path);
-    std::optional<std::string> data;
-    if (it != files_.end()) data = it->second;
-    env_.post([done, data, path] { done(data, data ? "" : "no file " + path); });
+    if (faults_.down) return later([done] { done(std::nullopt, "the file store is unavailable"); });
+    later([this, done, path] {
+      auto it = files_.find(path);
+      std::optional<std::string> data;
+      if (it != files_.end()) data = it->second;
+      done(data, data ? "" : "no file " + path);
+    });
+  }
+  void remove(const std::string& path, std::function<void(std::string)> done) override {
+    if (faults_.down) return later([done] { done("the file store is unavailable"); });
+    later([this, done, path] {
+      files_.erase(path);
+      done("");
+    });
   }
 
  private:
+  void later(Task fn) {
+    if (faults_.delay > Duration{0})
+      env_.set_timer(faults_.delay, std::move(fn));
+    else
+      env_.post(std::move(fn));
+  }
   Env& env_;
   std::map<std::string, std::string>& files_;
+  Kernel::FileStoreFaults& faults_;
 };
 
 class SimEnv final : public Env, public Transport {
@@ -124,7 +144,7 @@ class SimEnv final : public Env, public Transport {
   uint64_t next_token_ = 1;
   TransportStats stats_;
   std::unique_ptr<db::Connector> database_;
-  SimFiles files_{*this, kernel_.shared_files()};
+  SimFiles files_{*this, kernel_.shared_files(), kernel_.file_store_faults()};
 };
 
 }  // namespace chorus::sim

@@ -19,7 +19,10 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <sstream>
 
+#include "server/runtime/s3_files.h"
 #include "tests/child_process.h"
 #include "tests/free_port.h"
 #include "tests/pg_fixture.h"
@@ -114,6 +117,7 @@ class ClientThroughNginx : public ::testing::Test {
     proxy_.reset();  // SIGKILL to whatever is still running
     n2_.reset();
     n1_.reset();
+    s3_.reset();
     pg_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -150,17 +154,74 @@ class ClientThroughNginx : public ::testing::Test {
   }
 
   std::unique_ptr<Child> n1_, n2_;
+  bool use_s3_ = false;  // set before SetUp: the nodes keep their files in s3rver instead of a shared directory
+
+  // Every file the database lists (FileInfo) is whole in the store: its bytes, of its recorded size, and an
+  // image's thumbnail and preview. What a node killed mid-upload wrote must never be listed half-written.
+  void expect_every_listed_file_whole() {
+    const std::string rows =
+        pg_->psql(0, "SELECT Path || '|' || Size || '|' || ThumbnailPath || '|' || PreviewPath FROM FileInfo", db_);
+    int checked = 0;
+    std::istringstream in(rows);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      std::vector<std::string> f;
+      std::stringstream ls(line);
+      for (std::string part; std::getline(ls, part, '|');) f.push_back(part);
+      f.resize(4);
+      const auto bytes = [&](const std::string& path) -> std::optional<std::string> {
+        if (!use_s3_) {
+          if (!std::filesystem::exists(dir_ / "files" / path)) return std::nullopt;
+          return read_file(dir_ / "files" / path);
+        }
+        chorus::runtime::S3Settings s;
+        s.bucket = "chorus";
+        s.endpoint = "127.0.0.1:" + std::to_string(s3_port_);
+        s.access_key = s.secret_key = "S3RVER";
+        s.ssl = false;
+        auto a = chorus::runtime::S3Files::request(s, "GET", "chorus-test/" + path, "", ::time(nullptr));
+        if (a.status != 200) return std::nullopt;
+        return a.body;
+      };
+      const auto data = bytes(f[0]);
+      ASSERT_TRUE(data) << "listed but not in the store: " << f[0];
+      EXPECT_EQ(std::to_string(data->size()), f[1]) << "listed with another size than stored: " << f[0];
+      for (size_t i = 2; i < 4; ++i)
+        if (!f[i].empty()) {
+          EXPECT_TRUE(bytes(f[i])) << "listed but not in the store: " << f[i];
+        }
+      ++checked;
+    }
+    EXPECT_GE(checked, 2) << "the script's files should be listed";
+    std::cout << "every one of the " << checked << " listed files is whole in the store\n";
+  }
 
  private:
   void start_cluster() {
     pg_ = std::make_unique<PgCluster>();
     pg_->start(1);
     const std::string db = pg_->create_database("client_nginx");
+    db_ = db;
     std::filesystem::create_directories(dir_ / "nginx");
     for (const char* sub : {"body", "proxy", "fastcgi", "uwsgi", "scgi"})
       std::filesystem::create_directories(dir_ / "nginx" / sub);
+    // The shared file store: a directory both nodes use, or an S3 bucket on s3rver (started here).
+    std::string files = R"("FileSettings": {"Directory": ")" + (dir_ / "files").string() + R"(/"},)";
+    if (use_s3_) {
+      s3_port_ = free_port();
+      s3_ = std::make_unique<Child>(
+          std::vector<std::string>{node_, (js_ / "node_modules" / "s3rver" / "bin" / "s3rver.js").string(), "-d",
+                                   (dir_ / "s3").string(), "-a", "127.0.0.1", "-p", std::to_string(s3_port_),
+                                   "--configure-bucket", "chorus", "--silent"},
+          std::vector<std::string>{}, ChildOptions{.output_file = (dir_ / "s3rver.log").string(), .null_stdin = true});
+      ASSERT_GE(wait_ms([&] { return accepts(s3_port_); }, 10'000), 0) << "s3rver did not listen:\n" << s3_->output();
+      files = R"("FileSettings": {"DriverName": "amazons3", "AmazonS3Bucket": "chorus", "AmazonS3Endpoint": "127.0.0.1:)" +
+              std::to_string(s3_port_) +
+              R"(", "AmazonS3SSL": false, "AmazonS3AccessKeyId": "S3RVER", "AmazonS3SecretAccessKey": "S3RVER", "AmazonS3PathPrefix": "chorus-test"},)";
+    }
     const std::string config = (dir_ / "config.json").string();
-    std::ofstream(config) << R"({
+    std::ofstream(config) << "{" << files << R"(
+
     "SqlSettings": {"DriverName": "postgres", "DataSource": ")"
                           << pg_->data_source(0, db) << R"(",
                     "DataSourceReplicas": [")"
@@ -203,14 +264,37 @@ class ClientThroughNginx : public ::testing::Test {
   std::string nginx_, node_;
   std::filesystem::path js_, dir_;
   std::unique_ptr<PgCluster> pg_;
-  std::unique_ptr<Child> proxy_;
-  uint16_t na_ = 0, nb_ = 0;
+  std::unique_ptr<Child> proxy_, s3_;
+  std::string db_;
+  uint16_t na_ = 0, nb_ = 0, s3_port_ = 0;
 };
 
 TEST_F(ClientThroughNginx, OfficialClientPostsTypesAndSurvivesTheDeathOfItsNode) {
   // The script SIGKILLs node 1 (its pid is the third argument) half way.
   expect_client_passes("ha_client.mjs", {std::to_string(n1_->pid())}, 90'000);
   // Node 2 carried on and stops cleanly.
+  expect_stops_cleanly(*n2_, "node 2");
+}
+
+// Files on a directory both nodes share (the HA guide's NAS), then on S3 (s3rver): upload on node 1, post,
+// download on node 2, thumbnails and previews, the post's changes, and node 1 SIGKILLed mid-upload.
+TEST_F(ClientThroughNginx, FilesOnASharedDirectoryCrossNodesAndSurviveADeathMidUpload) {
+  expect_client_passes("files.mjs", {std::to_string(n1_->pid())}, 90'000);
+  expect_every_listed_file_whole();
+  expect_stops_cleanly(*n2_, "node 2");
+}
+
+class ClientThroughNginxOnS3 : public ClientThroughNginx {
+ protected:
+  void SetUp() override {
+    use_s3_ = true;  // before the cluster starts
+    ClientThroughNginx::SetUp();
+  }
+};
+
+TEST_F(ClientThroughNginxOnS3, FilesOnS3CrossNodesAndSurviveADeathMidUpload) {
+  expect_client_passes("files.mjs", {std::to_string(n1_->pid())}, 90'000);
+  expect_every_listed_file_whole();
   expect_stops_cleanly(*n2_, "node 2");
 }
 

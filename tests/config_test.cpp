@@ -93,11 +93,19 @@ TEST(Config, OutOfRangeNamesTheSettingAndTheRange) {
 }
 
 TEST(Config, UnknownDriverIsNamed) {
-  auto r = load(R"({"SqlSettings": {"DriverName": "mysql"}, "FileSettings": {"DriverName": "amazons3"}})");
+  auto r = load(R"({"SqlSettings": {"DriverName": "mysql"}, "FileSettings": {"DriverName": "azure"}})");
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(
       has_error(r, "SqlSettings.DriverName", "\"mysql\" is not supported: expected one of \"sqlite3\", \"postgres\""));
-  EXPECT_TRUE(has_error(r, "FileSettings.DriverName", "\"amazons3\" is not supported"));
+  EXPECT_TRUE(has_error(r, "FileSettings.DriverName", "\"azure\" is not supported: expected one of \"local\", \"amazons3\""));
+}
+
+TEST(Config, TheS3DriverNeedsABucketAndAnEndpoint) {
+  auto r = load(R"({"FileSettings": {"DriverName": "amazons3", "AmazonS3Endpoint": ""}})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "FileSettings.AmazonS3Bucket", "must name a bucket"));
+  EXPECT_TRUE(has_error(r, "FileSettings.AmazonS3Endpoint", "must name the S3 host"));
+  EXPECT_TRUE(load(R"({"FileSettings": {"DriverName": "amazons3", "AmazonS3Bucket": "b"}})").ok());
 }
 
 TEST(Config, SyntaxErrorsGiveLineAndColumn) {

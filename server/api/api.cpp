@@ -168,6 +168,7 @@ Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& n
   routes_teams();
   routes_channels();
   routes_posts();
+  routes_files();
 }
 
 // A call never answered (its node is going away under it) would keep itself alive for good.

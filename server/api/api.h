@@ -97,6 +97,7 @@ class Api final : public Handler {
   void routes_teams();
   void routes_channels();
   void routes_posts();
+  void routes_files();
 
   Env& env_;
   app::App& app_;

@@ -18,6 +18,13 @@ void Api::routes_posts() {
     p.pending_post_id = b->str("pending_post_id");
     if (auto it = b->o.find("props"); it != b->o.end() && it->value().is_object())
       p.props = json::serialize(it->value());
+    if (auto it = b->o.find("file_ids"); it != b->o.end() && !it->value().is_null()) {
+      if (!it->value().is_array()) return c->error(app::bad_param("file_ids"));
+      for (const auto& id : it->value().as_array()) {
+        if (!id.is_string()) return c->error(app::bad_param("file_ids"));
+        p.file_ids.emplace_back(id.as_string());
+      }
+    }
     if (c->bad_type(*b)) return;
     app.create_post(c->session, p, c->then<app::Post>([c](const app::Post& post) { c->json(201, post.to_json()); }));
   });

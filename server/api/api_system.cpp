@@ -30,16 +30,21 @@ void Api::routes_system() {
     if (!full) return answer(cut.empty(), base, {});
     // The database's error stays in the node's log: this call needs no session, and the text can name
     // hosts, users and databases.
-    node_.check_health([answer, base, cut](bool db_ok, std::string) {
-      json::object extra = base;
-      extra["database_status"] = db_ok ? "OK" : "UNHEALTHY";
-      extra["filestore_status"] = "OK";
-      answer(db_ok && cut.empty(), extra,
-             {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", "OK"}});
+    node_.check_health([this, answer, base, cut](bool db_ok, std::string) {
+      // The file store too: a marker written and read back (its error, like the database's, goes to the log).
+      app_.check_file_store([this, answer, base, cut, db_ok](std::string files_error) {
+        if (!files_error.empty()) env_.log().warn("api: the file store check failed: {}", files_error);
+        const char* files = files_error.empty() ? "OK" : "UNHEALTHY";
+        json::object extra = base;
+        extra["database_status"] = db_ok ? "OK" : "UNHEALTHY";
+        extra["filestore_status"] = files;
+        answer(db_ok && files_error.empty() && cut.empty(), extra,
+               {{"database_status", db_ok ? "OK" : "UNHEALTHY"}, {"filestore_status", files}});
+      });
     });
   });
   // What the apps read before anyone logs in (all values strings, as Mattermost's "old" format). Chorus is
-  // not licensed (IsLicensed "false": high availability needs no license here), has no files, threads,
+  // not licensed (IsLicensed "false": high availability needs no license here), has no collapsed threads,
   // custom emoji or plugins yet, and says so, so the apps hide those features.
   add("GET", v4 + "/config/client", false, [this, &app](const C& c) {
     if (auto f = c->request.query.find("format"); f == c->request.query.end() || f->second != "old")
@@ -87,9 +92,9 @@ void Api::routes_system() {
                      {"PasswordMinimumLength", "8"},
                      {"ExtendSessionLengthWithActivity", "true"},
                      {"CollapsedThreads", "disabled"},
-                     {"EnableFileAttachments", "false"},
-                     {"EnableMobileFileUpload", "false"},
-                     {"EnableMobileFileDownload", "false"},
+                     {"EnableFileAttachments", cfg.FileSettings.EnableFileAttachments ? "true" : "false"},
+                     {"EnableMobileFileUpload", cfg.FileSettings.EnableFileAttachments ? "true" : "false"},
+                     {"EnableMobileFileDownload", "true"},
                      {"EnablePublicLink", "false"},
                      {"MaxFileSize", std::to_string(cfg.FileSettings.MaxFileSize)},
                      {"MaxPostSize", "16383"},

@@ -284,6 +284,23 @@ class App {
   void reactions_for_posts(const Session& actor, const std::vector<std::string>& post_ids,
                            Callback<std::map<std::string, std::vector<Reaction>>> done);
 
+  // Files (app_files.cpp). An upload writes each file, and an image's thumbnail and preview, to the shared
+  // file store (Env::files: a shared directory or S3), then records them all in one transaction: a file
+  // is visible only once all its bytes are stored. A post attaches the uploader's unattached files of its
+  // channel (file_ids); reading a file needs read access to its post's channel (the uploader alone
+  // before it is attached).
+  struct Upload {
+    std::string name, data, client_id;
+  };
+  void upload_files(const Session& actor, const std::string& channel_id, std::vector<Upload> files,
+                    Callback<std::vector<FileInfo>> done);
+  void get_file_info(const Session& actor, const std::string& file_id, Callback<FileInfo> done);
+  enum class FileVariant { original, thumbnail, preview };
+  void get_file(const Session& actor, const std::string& file_id, FileVariant variant,
+                Callback<std::pair<FileInfo, std::string>> done);
+  // The store answers: a marker written and read back within 5 s (the ping's filestore_status).
+  void check_file_store(std::function<void(std::string error)> done);
+
   // Statuses and typing.
   void get_status(const Session& actor, const std::string& user_id, Callback<Status> done);
   void get_statuses(const Session& actor, const std::vector<std::string>& user_ids, Callback<std::vector<Status>> done);
@@ -435,6 +452,10 @@ class App {
     bool nothing_to_change_is_ok = false;  // a statement's expect_rows failing means "nothing to do"
   };
   Flow change_post_flow(Session actor, std::string post_id, PostChange change, Callback<Post> done);
+  Flow upload_files_flow(Session actor, std::string channel_id, std::vector<Upload> files,
+                         Callback<std::vector<FileInfo>> done);
+  // The file's row, readable by the actor; not found for a deleted one.
+  void readable_file(const Session& actor, const std::string& file_id, Callback<FileInfo> done);
   // The post's change event, published; its PostChangeOutbox row goes once every peer has it.
   void publish_post_change(const std::string& event, const Post& post, std::vector<std::string> recipients,
                            boost::json::object data);

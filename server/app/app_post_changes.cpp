@@ -1,5 +1,6 @@
 // Changes to posts: edits, pins, deletes and reactions (app.h, "Changes to a post"), their events and
 // their outbox; threads, pinned lists, and the metadata (reactions, reply counts) the apps read with posts.
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "server/app/app.h"
@@ -28,18 +29,32 @@ std::string change_event_id(const std::string& post_id, int64_t update_at) {
   return "change:" + post_id + ":" + std::to_string(update_at);
 }
 
+// The post with its reactions and files (three statements; post_read puts them together).
 std::vector<Statement> post_and_reactions(const std::string& post_id) {
   return {Statement{std::string("SELECT ") + kPostColumns + " FROM Posts WHERE Id = $1", {post_id}},
           Statement{std::string("SELECT ") + kReactionColumns +
                         " FROM Reactions WHERE PostId = $1 AND DeleteAt = 0 ORDER BY CreateAt, UserId, EmojiName",
+                    {post_id}},
+          Statement{std::string("SELECT ") + kFileInfoColumns +
+                        " FROM FileInfo WHERE PostId = $1 AND DeleteAt = 0 ORDER BY CreateAt, Id",
                     {post_id}}};
+}
+
+// A post's files in the order of its file_ids (as it attached them).
+void order_files(Post& p) {
+  auto rank = [&p](const FileInfo& f) {
+    return std::find(p.file_ids.begin(), p.file_ids.end(), f.id) - p.file_ids.begin();
+  };
+  std::stable_sort(p.files.begin(), p.files.end(), [&](const FileInfo& a, const FileInfo& b) { return rank(a) < rank(b); });
 }
 
 // The post of a post_and_reactions read (at `at` in the outcome); nullopt when there is none.
 std::optional<Post> post_read(const db::Outcome& o, size_t at) {
-  if (o.value.size() < at + 2 || o.value[at].rows.empty()) return std::nullopt;
+  if (o.value.size() < at + 3 || o.value[at].rows.empty()) return std::nullopt;
   Post p = post_from_row(o.value[at].rows[0]);
   for (const auto& r : o.value[at + 1].rows) p.reactions.push_back(reaction_from_row(r));
+  for (const auto& r : o.value[at + 2].rows) p.files.push_back(file_info_from_row(r));
+  order_files(p);
   return p;
 }
 
@@ -224,7 +239,11 @@ void App::delete_post(const Session& actor, const std::string& post_id, Callback
                 " WHERE RootId = $1 AND DeleteAt = 0",
                 {post_id, now}},
       Statement{"DELETE FROM PostsFts WHERE PostId = $1 OR PostId IN (SELECT Id FROM Posts WHERE RootId = $1)",
-                {post_id}}};
+                {post_id}},
+      // Their files too (the bytes stay until data retention: the compliance export may need them).
+      Statement{"UPDATE FileInfo SET DeleteAt = $2, UpdateAt = $2"
+                " WHERE DeleteAt = 0 AND (PostId = $1 OR PostId IN (SELECT Id FROM Posts WHERE RootId = $1))",
+                {post_id, now}}};
   change_post_flow(actor, post_id, std::move(change), std::move(done)).start();
 }
 
@@ -384,7 +403,7 @@ Callback<PostList> App::with_metadata(Callback<PostList> done, bool from_master)
   };
 }
 
-// One read for the whole list: the posts' reactions, and the reply count and last reply of each thread
+// One read for the whole list: the posts' reactions and files, and the reply count and last reply of each thread
 // in it (a reply shows its thread's, as Mattermost).
 void App::add_metadata(PostList list, bool from_master, Callback<PostList> done) {
   std::vector<Value> ids, roots;
@@ -400,7 +419,10 @@ void App::add_metadata(PostList list, bool from_master, Callback<PostList> done)
                 ids},
       Statement{"SELECT RootId, COUNT(*), MAX(CreateAt) FROM Posts WHERE RootId IN (" + placeholders(1, roots.size()) +
                     ") AND DeleteAt = 0 GROUP BY RootId",
-                roots}};
+                roots},
+      Statement{std::string("SELECT ") + kFileInfoColumns + " FROM FileInfo WHERE PostId IN (" +
+                    placeholders(1, ids.size()) + ") AND DeleteAt = 0 ORDER BY CreateAt, Id",
+                ids}};
   auto finish = [alive = alive_, list = std::move(list), done](db::Outcome o) mutable {
     if (!*alive) return;
     if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
@@ -411,8 +433,17 @@ void App::add_metadata(PostList list, bool from_master, Callback<PostList> done)
     }
     std::map<std::string, std::pair<int64_t, int64_t>> threads;
     for (const auto& r : o.value[1].rows) threads[text_at(r, 0)] = {int_at(r, 1), int_at(r, 2)};
+    std::map<std::string, std::vector<FileInfo>> files;
+    for (const auto& r : o.value[2].rows) {
+      FileInfo f = file_info_from_row(r);
+      files[f.post_id].push_back(std::move(f));
+    }
     for (auto& p : list.posts) {
       if (auto it = reactions.find(p.id); it != reactions.end()) p.reactions = std::move(it->second);
+      if (auto it = files.find(p.id); it != files.end()) {
+        p.files = std::move(it->second);
+        order_files(p);
+      }
       if (auto it = threads.find(p.root_id.empty() ? p.id : p.root_id); it != threads.end()) {
         p.reply_count = it->second.first;
         p.last_reply_at = it->second.second;

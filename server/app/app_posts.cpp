@@ -75,7 +75,10 @@ Event posted_event(const Channel& c, const Post& post, const std::vector<std::st
 
 void App::create_post(const Session& actor, Post post, Callback<Post> done) {
   if (!is_valid_id(post.channel_id)) return done(fail<Post>(bad_param("channel_id")));
-  if (post.message.empty() || post.message.size() > 16383)
+  if (post.file_ids.size() > 10) return done(fail<Post>(bad_param("file_ids")));
+  for (const auto& f : post.file_ids)
+    if (!is_valid_id(f)) return done(fail<Post>(bad_param("file_ids")));
+  if ((post.message.empty() && post.file_ids.empty()) || post.message.size() > 16383)
     return done(fail<Post>(error(400, "model.post.is_valid.msg.app_error", "Message must be 1 to 16383 characters.")));
   if (!post.root_id.empty() && !is_valid_id(post.root_id)) return done(fail<Post>(bad_param("root_id")));
   if (post.pending_post_id.size() > 64) return done(fail<Post>(bad_param("pending_post_id")));
@@ -121,6 +124,28 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
       if (ids->contains(text_at(row, 0))) mentioned.insert(text_at(row, 0));
   }
   mentioned.erase(actor.user_id);
+  // Attached files: the author's own uploads to this channel, not deleted (and not attached to another
+  // post, unless this is a retry of the post that has them).
+  if (!post.file_ids.empty()) {
+    std::vector<Value> fids(post.file_ids.begin(), post.file_ids.end());
+    db::Outcome f = co_await awaiting<db::Outcome>(alive_, [&](auto resume) {
+      store_.write({Statement{"SELECT Id, CreatorId, ChannelId, PostId, DeleteAt FROM FileInfo WHERE Id IN (" +
+                                  placeholders(1, fids.size()) + ")",
+                              fids}},
+                   false, std::move(resume));
+    });
+    if (!f.ok()) co_return done(fail<Post>(from_db(f.error)));
+    std::set<std::string> usable;
+    for (const auto& row : f.result().rows)
+      if (text_at(row, 1) == actor.user_id && text_at(row, 2) == channel_id && int_at(row, 4) == 0 &&
+          (text_at(row, 3).empty() || !post.pending_post_id.empty()))
+        usable.insert(text_at(row, 0));
+    for (const auto& id : post.file_ids)
+      if (!usable.contains(id))
+        co_return done(fail<Post>(error(400, "api.post.create_post.file_ids.app_error",
+                                        "A file of file_ids is not yours to attach in this channel (or does not exist): " +
+                                            id)));
+  }
   // The author's name for the event (the apps' notifications show it); cached, so seldom a read.
   auto author = co_await awaiting<Result<User>>(alive_, [&](auto resume) { get_user(actor, actor.user_id, std::move(resume)); });
   post.id = new_id(env_.random());
@@ -131,16 +156,19 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   // channel row moves LastPostAt forward (locking it on PostgreSQL; SQLite serialises writers), and
   // the post takes that time. No read first, so concurrent posters queue instead of retrying.
   const int64_t now = now_ms();
+  boost::json::array fid_array;
+  for (const auto& f : post.file_ids) fid_array.emplace_back(f);
+  const std::string file_ids_json = boost::json::serialize(fid_array);
   std::vector<Statement> s{
       Statement{"UPDATE Channels SET LastPostAt = CASE WHEN LastPostAt < $2 THEN $2 ELSE LastPostAt + 1 END,"
                 " TotalMsgCount = TotalMsgCount + 1 WHERE Id = $1",
                 {post.channel_id, now},
                 1},
       Statement{
-          "INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId)"
-          " SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7 FROM Channels WHERE Id = $8",
+          "INSERT INTO Posts (Id, CreateAt, UpdateAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId,"
+          " FileIds) SELECT $1, LastPostAt, LastPostAt, $2, Id, $3, $4, $5, $6, $7, $9 FROM Channels WHERE Id = $8",
           {post.id, post.user_id, post.root_id, post.message, post.type, post.props, post.pending_post_id,
-           post.channel_id},
+           post.channel_id, file_ids_json},
           1},
       Statement{"SELECT p.CreateAt, c.TotalMsgCount FROM Posts p, Channels c WHERE p.Id = $1 AND c.Id = $2",
                 {post.id, post.channel_id}}};
@@ -149,6 +177,13 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   s.push_back(Statement{"INSERT INTO PostOutbox (PostId, ChannelId, Seq, TouchedAt)"
                         " SELECT $1, Id, TotalMsgCount, LastPostAt FROM Channels WHERE Id = $2",
                         {post.id, post.channel_id}});
+  if (!post.file_ids.empty()) {
+    std::vector<Value> params{post.id, post.user_id, now};
+    params.insert(params.end(), post.file_ids.begin(), post.file_ids.end());
+    s.push_back(Statement{"UPDATE FileInfo SET PostId = $1, UpdateAt = $3 WHERE CreatorId = $2 AND PostId = '' AND Id IN (" +
+                              placeholders(4, post.file_ids.size()) + ")",
+                          std::move(params)});
+  }
   // The search index, in the same transaction: search finds a post once its creation is acknowledged.
   if (postgres())
     s.push_back(Statement{"INSERT INTO PostsFts (PostId, ChannelId, Body) VALUES ($1, $2, to_tsvector('simple', $3))",

@@ -228,6 +228,47 @@ ChannelMember channel_member_from_row(const std::vector<db::Value>& r) {
   return m;
 }
 
+json::object FileInfo::to_json() const {
+  return {{"id", id},
+          {"user_id", creator_id},
+          {"post_id", post_id},
+          {"channel_id", channel_id},
+          {"create_at", create_at},
+          {"update_at", update_at},
+          {"delete_at", delete_at},
+          {"name", name},
+          {"extension", extension},
+          {"size", size},
+          {"mime_type", mime_type},
+          {"width", width},
+          {"height", height},
+          {"has_preview_image", has_preview_image},
+          {"archived", false},
+          {"remote_id", ""}};
+}
+
+FileInfo file_info_from_row(const std::vector<db::Value>& r) {
+  FileInfo f;
+  f.id = text_at(r, 0);
+  f.creator_id = text_at(r, 1);
+  f.post_id = text_at(r, 2);
+  f.channel_id = text_at(r, 3);
+  f.create_at = int_at(r, 4);
+  f.update_at = int_at(r, 5);
+  f.delete_at = int_at(r, 6);
+  f.path = text_at(r, 7);
+  f.thumbnail_path = text_at(r, 8);
+  f.preview_path = text_at(r, 9);
+  f.name = text_at(r, 10);
+  f.extension = text_at(r, 11);
+  f.mime_type = text_at(r, 12);
+  f.size = int_at(r, 13);
+  f.width = int_at(r, 14);
+  f.height = int_at(r, 15);
+  f.has_preview_image = int_at(r, 16) != 0;
+  return f;
+}
+
 json::object Reaction::to_json() const {
   return {{"user_id", user_id},     {"post_id", post_id},     {"emoji_name", emoji_name}, {"create_at", create_at},
           {"update_at", update_at}, {"delete_at", delete_at}, {"channel_id", channel_id},  {"remote_id", ""}};
@@ -246,11 +287,18 @@ Reaction reaction_from_row(const std::vector<db::Value>& r) {
 }
 
 json::object Post::to_json() const {
+  json::array file_ids_json;
+  for (const auto& f : file_ids) file_ids_json.emplace_back(f);
   json::object metadata;
   if (!reactions.empty()) {
     json::array a;
     for (const auto& x : reactions) a.push_back(x.to_json());
     metadata["reactions"] = std::move(a);
+  }
+  if (!files.empty()) {
+    json::array a;
+    for (const auto& f : files) a.push_back(f.to_json());
+    metadata["files"] = std::move(a);
   }
   return {{"id", id},
           {"create_at", create_at},
@@ -271,6 +319,7 @@ json::object Post::to_json() const {
           {"last_reply_at", last_reply_at},
           {"participants", nullptr},
           {"has_reactions", !reactions.empty()},
+          {"file_ids", file_ids_json},
           {"metadata", metadata}};
 }
 
@@ -289,6 +338,13 @@ Post post_from_row(const std::vector<db::Value>& r) {
   p.props = text_at(r, 10);
   p.pending_post_id = text_at(r, 11);
   p.is_pinned = r.size() > 12 && int_at(r, 12) != 0;
+  if (r.size() > 13 && text_at(r, 13) != "[]") {
+    boost::system::error_code ec;
+    auto ids = json::parse(text_at(r, 13), ec);
+    if (!ec && ids.is_array())
+      for (const auto& id : ids.as_array())
+        if (id.is_string()) p.file_ids.emplace_back(id.as_string());
+  }
   return p;
 }
 

@@ -101,6 +101,21 @@ struct Reaction {
 inline constexpr const char* kReactionColumns = "UserId, PostId, EmojiName, CreateAt, UpdateAt, DeleteAt, ChannelId";
 Reaction reaction_from_row(const std::vector<db::Value>& row);
 
+// An uploaded file (FileInfo table): its bytes, thumbnail and preview are in the shared file store under
+// Path, ThumbnailPath and PreviewPath; a row exists only once they are all written.
+struct FileInfo {
+  std::string id, creator_id, post_id, channel_id;
+  int64_t create_at = 0, update_at = 0, delete_at = 0;
+  std::string path, thumbnail_path, preview_path, name, extension, mime_type;
+  int64_t size = 0, width = 0, height = 0;
+  bool has_preview_image = false;
+  json::object to_json() const;
+};
+inline constexpr const char* kFileInfoColumns =
+    "Id, CreatorId, PostId, ChannelId, CreateAt, UpdateAt, DeleteAt, Path, ThumbnailPath, PreviewPath, Name, "
+    "Extension, MimeType, Size, Width, Height, HasPreviewImage";
+FileInfo file_info_from_row(const std::vector<db::Value>& row);
+
 struct Post {
   std::string id;
   int64_t create_at = 0, update_at = 0, edit_at = 0, delete_at = 0;
@@ -110,11 +125,13 @@ struct Post {
   // reply, and the post's reactions (metadata.reactions).
   int64_t reply_count = 0, last_reply_at = 0;
   std::vector<Reaction> reactions;
+  std::vector<std::string> file_ids;  // attached at creation (the FileIds column, a JSON array)
+  std::vector<FileInfo> files;        // filled with the metadata: metadata.files
   json::object to_json() const;
 };
 inline constexpr const char* kPostColumns =
     "Id, CreateAt, UpdateAt, EditAt, DeleteAt, UserId, ChannelId, RootId, Message, Type, Props, PendingPostId, "
-    "IsPinned";
+    "IsPinned, FileIds";
 Post post_from_row(const std::vector<db::Value>& row);
 
 struct Status {

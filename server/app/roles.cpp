@@ -34,11 +34,12 @@ std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std:
 
 const std::vector<Role>& builtin_roles() {
   static const std::vector<Role> roles = [] {
-    // Only what Chorus does (the apps offer what the roles grant): files are not here yet.
+    // Only what Chorus does (the apps offer what the roles grant).
     const std::vector<std::string> channel_user = {"read_channel",         "read_channel_content",
                                                    "create_post",          "use_channel_mentions",
                                                    "edit_post",            "delete_post",
                                                    "add_reaction",         "remove_reaction",
+                                                   "upload_file",
                                                    "manage_public_channel_members", "manage_private_channel_members"};
     const std::vector<std::string> team_user = {"view_team", "list_team_channels", "join_public_channels",
                                                 "read_public_channel", "create_public_channel",

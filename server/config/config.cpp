@@ -370,6 +370,15 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     }
   }
 
+  // Settings that only make sense together.
+  if (const auto& fs = loaded.config.FileSettings; fs.DriverName == "amazons3") {
+    if (fs.AmazonS3Bucket.empty())
+      result.error.list.push_back(ConfigError{"FileSettings.AmazonS3Bucket", source_name,
+                                              "must name a bucket when FileSettings.DriverName is \"amazons3\""});
+    if (fs.AmazonS3Endpoint.empty())
+      result.error.list.push_back(ConfigError{"FileSettings.AmazonS3Endpoint", source_name,
+                                              "must name the S3 host (host or host:port) when DriverName is \"amazons3\""});
+  }
   if (!result.error.list.empty()) return result;
   loaded.hash = config_hash(loaded.file_config);
   result.value = std::move(loaded);

@@ -65,9 +65,18 @@ using StringList = std::vector<std::string>;
   X(ClusterSettings, int64_t, GossipPort, 8074, range(1, 65535))
 
 #define CHORUS_FILE_SETTINGS(X)                                        \
-  X(FileSettings, std::string, DriverName, "local", one_of({"local"})) \
-  X(FileSettings, std::string, Directory, "./data/", nonempty())       \
-  X(FileSettings, int64_t, MaxFileSize, 104857600, range(1, 1099511627776))
+  X(FileSettings, bool, EnableFileAttachments, true, any())                                \
+  X(FileSettings, std::string, DriverName, "local", one_of({"local", "amazons3"}))        \
+  X(FileSettings, std::string, Directory, "./data/", nonempty())                          \
+  X(FileSettings, int64_t, MaxFileSize, 104857600, range(1, 1099511627776))               \
+  X(FileSettings, std::string, AmazonS3Bucket, "", any())                                 \
+  X(FileSettings, std::string, AmazonS3Endpoint, "s3.amazonaws.com", any())               \
+  X(FileSettings, std::string, AmazonS3Region, "us-east-1", any())                        \
+  X(FileSettings, std::string, AmazonS3AccessKeyId, "", any())                            \
+  X(FileSettings, std::string, AmazonS3SecretAccessKey, "", any())                        \
+  X(FileSettings, bool, AmazonS3SSL, true, any())                                         \
+  X(FileSettings, std::string, AmazonS3PathPrefix, "", any())                             \
+  X(FileSettings, int64_t, AmazonS3RequestTimeoutMilliseconds, 30000, range(100, 3600000))
 
 #define CHORUS_JOB_SETTINGS(X)                                              \
   X(JobSettings, bool, RunJobs, true, any())                                \

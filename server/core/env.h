@@ -23,8 +23,8 @@ namespace chorus {
 
 class Transport;
 
-// Shared file storage (FileSettings.Directory: a directory, a NAS mount; memory in the simulator, shared
-// by every node and surviving their crashes). Paths are relative, "/"-separated, without "..". Calls
+// Shared file storage (FileSettings.DriverName "local": FileSettings.Directory, a directory or a NAS mount;
+// "amazons3": an S3 bucket; memory in the simulator, shared by every node and surviving their crashes). Paths are relative, "/"-separated, without "..". Calls
 // come back on the node's loop.
 class FileStore {
  public:
@@ -34,6 +34,8 @@ class FileStore {
   // The file's contents, or nullopt and the error.
   virtual void read(const std::string& path,
                     std::function<void(std::optional<std::string> data, std::string error)> done) = 0;
+  // Removes the file (a file that is not there is no error). done("") or the error.
+  virtual void remove(const std::string& path, std::function<void(std::string error)> done) = 0;
 };
 
 class Clock {

@@ -54,16 +54,25 @@ void retention_batch(std::shared_ptr<JobRun> run, int64_t cutoff, int64_t delete
   const std::string batch = "SELECT Id FROM Posts WHERE CreateAt < $1 ORDER BY CreateAt, Id LIMIT $2";
   // What hangs off a post goes with it, in the same transaction: its index entry, reactions, edit
   // history and unpublished change. The posts go last (each statement reads the same batch).
-  std::vector<Statement> s;
-  for (const char* table : {"PostsFts", "Reactions", "PostEdits", "PostChangeOutbox"})
+  // The files' paths are read in the transaction that deletes their rows; the bytes go after the commit
+  // (a node dying between leaves them in the store, unreferenced and never shown).
+  std::vector<Statement> s{Statement{"SELECT Path, ThumbnailPath, PreviewPath FROM FileInfo WHERE PostId IN (" + batch + ")",
+                                     {cutoff, dr.BatchSize}}};
+  for (const char* table : {"PostsFts", "Reactions", "PostEdits", "PostChangeOutbox", "FileInfo"})
     s.push_back(Statement{std::string("DELETE FROM ") + table + " WHERE PostId IN (" + batch + ")", {cutoff, dr.BatchSize}});
   s.push_back(Statement{"DELETE FROM Posts WHERE Id IN (" + batch + ")", {cutoff, dr.BatchSize}});
-  const size_t posts_at = s.size();  // the outcome's [0] is the fence
+  const size_t posts_at = s.size();  // the outcome's [0] is the fence, so the last statement is at size()
   run->step(
       std::move(s), static_cast<int>(std::min<int64_t>(batches, 99)),
       [run, cutoff, deleted, batches, posts_at](bool ok, db::Outcome o) {
         if (!ok) return;
         const int64_t n = o.value.at(posts_at).affected;
+        for (const auto& row : o.value.at(1).rows)  // [0] is the fence, [1] the files' paths
+          for (size_t i = 0; i < 3; ++i)
+            if (const std::string path = text_at(row, i); !path.empty())
+              run->env().files().remove(path, [run, path](std::string error) {
+                if (!error.empty()) run->env().log().warn("data retention: cannot remove {}: {}", path, error);
+              });
         if (n == 0)
           return run->finish(true, {{"deleted_posts", std::to_string(deleted)}, {"cutoff", std::to_string(cutoff)}});
         const auto pause = Duration{run->config().DataRetentionSettings.TimeBetweenBatchesMilliseconds * 1000};
@@ -95,7 +104,8 @@ struct Export {
 };
 
 // A page of the export: posts made or changed in [start, end) (an edit, delete or reaction moves a post's
-// UpdateAt), after the cursor, with their reactions (removed ones too, with when) and edit history.
+// UpdateAt), after the cursor, with their reactions (removed ones too, with when), edit history and files
+// (where the store keeps them).
 void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
   if (!run->active()) return;
   const std::string page =
@@ -113,6 +123,9 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
                  params},
        Statement{"SELECT PostId, EditAt, UserId, Message FROM PostEdits WHERE PostId IN (SELECT p.Id" + page +
                      ") ORDER BY EditAt",
+                 params},
+       Statement{"SELECT PostId, Id, Name, Size, MimeType, Path, DeleteAt FROM FileInfo WHERE PostId IN (SELECT p.Id" +
+                     page + ") ORDER BY CreateAt, Id",
                  params}},
       false, [run, x](db::Outcome o) {
         if (!o.ok()) return run->finish(false, {{"error", "cannot read posts: " + o.error.message}});
@@ -127,6 +140,14 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
             c += (c.empty() ? "" : " ") + text_at(r, 1) + ":" + text_at(r, 2);
           }
         }
+        std::map<std::string, json::array> files;
+        for (const auto& r : o.value[3].rows)
+          files[text_at(r, 0)].push_back(json::object{{"file_id", text_at(r, 1)},
+                                                      {"name", text_at(r, 2)},
+                                                      {"size", int_at(r, 3)},
+                                                      {"mime_type", text_at(r, 4)},
+                                                      {"path", text_at(r, 5)},
+                                                      {"delete_at", int_at(r, 6)}});
         for (const auto& r : o.value[2].rows)
           edits[text_at(r, 0)].push_back(
               json::object{{"edit_at", int_at(r, 1)}, {"user_id", text_at(r, 2)}, {"previous_message", text_at(r, 3)}});
@@ -149,7 +170,8 @@ void export_page(std::shared_ptr<JobRun> run, std::shared_ptr<Export> x) {
                                          {"root_id", text_at(r, 11)},
                                          {"message", text_at(r, 7)},
                                          {"reactions", reactions[id]},
-                                         {"edits", edits[id]}});
+                                         {"edits", edits[id]},
+                                         {"files", files[id]}});
         }
         if (rows.size() == 1000) {
           x->last_at = int_at(rows.back(), 1);

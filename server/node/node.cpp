@@ -276,6 +276,8 @@ std::string Node::config_json() const {
   for (size_t i = 0; i < config_.config.SqlSettings.DataSourceSearchReplicas.size(); ++i) masked.emplace_back(kMasked);
   sql["DataSourceSearchReplicas"] = masked;
   if (!config_.config.SqlSettings.AtRestEncryptKey.empty()) sql["AtRestEncryptKey"] = kMasked;
+  if (!config_.config.FileSettings.AmazonS3SecretAccessKey.empty())
+    v.as_object()["FileSettings"].as_object()["AmazonS3SecretAccessKey"] = kMasked;
   return json::serialize(v);
 }
 

@@ -48,8 +48,10 @@ class AsioEnv final : public Env {
   Logger& log() override { return logger_; }
   Transport& transport() override { return *transport_; }
   db::Connector& database() override { return *database_; }
-  FileStore& files() override { return *files_; }
+  FileStore& files() override { return s3_ ? static_cast<FileStore&>(*s3_) : *files_; }
   LocalFiles& local_files() { return *files_; }
+  // FileSettings.DriverName "amazons3": the shared files are the bucket's from now on.
+  void use_s3(std::unique_ptr<FileStore> s3) { s3_ = std::move(s3); }
   const std::string& node_name() const override { return name_; }
 
   TcpTransport& tcp() { return *transport_; }
@@ -64,6 +66,7 @@ class AsioEnv final : public Env {
   std::unique_ptr<TcpTransport> transport_;
   std::unique_ptr<DbConnector> database_;
   std::unique_ptr<LocalFiles> files_;
+  std::unique_ptr<FileStore> s3_;
   std::unique_ptr<boost::asio::thread_pool> cpu_;  // run_blocking's workers
 };
 

@@ -25,6 +25,7 @@
 #include "server/config/config.h"
 #include "server/node/node.h"
 #include "server/runtime/asio_env.h"
+#include "server/runtime/s3_files.h"
 #include "server/runtime/http_server.h"
 #include "server/runtime/spdlog_sink.h"
 
@@ -226,7 +227,13 @@ int main(int argc, char** argv) {
     exit_code = 1;
     io.stop();
   };
-  env->local_files().set_root(cfg.FileSettings.Directory);  // compliance exports, shared by the nodes
+  // Uploads and compliance exports, shared by the nodes: a directory (a NAS mount) or an S3 bucket.
+  env->local_files().set_root(cfg.FileSettings.Directory);
+  if (cfg.FileSettings.DriverName == "amazons3") {
+    env->use_s3(std::make_unique<chorus::runtime::S3Files>(*env, chorus::runtime::S3Settings::from(cfg.FileSettings)));
+    log.info("chorusd: files in S3 bucket {} at {} ({})", cfg.FileSettings.AmazonS3Bucket,
+             cfg.FileSettings.AmazonS3Endpoint, cfg.FileSettings.AmazonS3SSL ? "https" : "http");
+  }
   chorus::node::Node node(*env, loaded.value, no);
 
   const auto& ss = cfg.ServiceSettings;
@@ -236,6 +243,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   hopts.body_size_max = static_cast<size_t>(ss.MaximumPayloadSizeBytes);
+  // An upload carries up to 10 files of MaxFileSize each in one multipart body (the app refuses a file
+  // over MaxFileSize with Mattermost's 413; this only bounds what is read at all).
+  hopts.upload_size_max = static_cast<size_t>(std::min<int64_t>(cfg.FileSettings.MaxFileSize, int64_t{1} << 34) + (1 << 20));
   hopts.header_size_max = static_cast<size_t>(std::max<int64_t>(ss.MaximumURLLength + 8192, 16384));
   hopts.read_timeout = chorus::Duration{ss.ReadTimeout * 1'000'000};
   hopts.write_timeout = chorus::Duration{ss.WriteTimeout * 1'000'000};

@@ -252,7 +252,8 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
     state_ = State::reading;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(options().header_size_max, UINT32_MAX)));
-    parser_->body_limit(options().body_size_max);
+    body_limit_ = std::max(options().body_size_max, options().upload_size_max);
+    parser_->body_limit(body_limit_);
     if (after_response && buffer_.size() == 0) {
       // Keep-alive: the next request may take idle_timeout to start; once started, read_timeout applies.
       stream_.expires_after(options().idle_timeout);
@@ -280,6 +281,15 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
       if (self->closed()) return;
       if (ec) return self->on_read_error(ec);
       if (self->parser_->is_done()) return self->on_request();
+      // Uploads may be larger than other bodies: the header was read with the larger limit (Beast checks a
+      // Content-Length against it as the header arrives); any other request gets the smaller one now.
+      if (!(self->parser_->get().method() == http::verb::post &&
+            self->parser_->get().target().starts_with("/api/v4/files"))) {
+        self->body_limit_ = self->options().body_size_max;
+        if (const auto length = self->parser_->content_length(); length && *length > self->body_limit_)
+          return self->on_read_error(http::error::body_limit);
+        self->parser_->body_limit(self->body_limit_);
+      }
       const auto expect = self->parser_->get()[http::field::expect];
       if (iequals(expect, "100-continue")) {
         asio::async_write(self->stream_, asio::buffer(kContinue.data(), kContinue.size()),
@@ -319,7 +329,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
           "Request header fields too large (limit " + std::to_string(options().header_size_max) + " bytes).", ec);
     if (ec == http::error::body_limit)
       return bad_request(413, "api.context.request_body_too_large.app_error",
-                         "Request body too large (limit " + std::to_string(options().body_size_max) + " bytes).", ec);
+                         "Request body too large (limit " + std::to_string(body_limit_) + " bytes).", ec);
     if (is_http_error(ec) && !is_quiet_error(ec)) {
       const bool body = parser_ && parser_->is_header_done();
       return bad_request(400,
@@ -609,6 +619,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
   std::string remote_;
   State state_ = State::reading;
   std::optional<Parser> parser_;
+  size_t body_limit_ = 0;  // of the request being read (uploads may be larger)
   uint64_t generation_ = 0;  // numbers requests: a late or second Respond call compares and bails
   bool keep_alive_ = false;
   bool close_after_response_ = false;

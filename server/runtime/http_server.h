@@ -36,6 +36,7 @@ struct HttpServerOptions {
   uint16_t port = 8065;                    // 0: any free port (tests); see HttpServer::local_port
   size_t header_size_max = 16 * 1024;      // request line and headers; beyond it: 431
   size_t body_size_max = 8u << 20;         // beyond it: 413
+  size_t upload_size_max = 101u << 20;     // the same for POST /api/v4/files (uploads)
   Duration read_timeout{30'000'000};       // a request (headers and body) must arrive within this of its first byte
   Duration idle_timeout{120'000'000};      // a keep-alive connection may wait this long for its next request
   Duration write_timeout{300'000'000};     // a response must be taken by the client within this

@@ -55,4 +55,17 @@ void LocalFiles::read(const std::string& path, std::function<void(std::optional<
       [out, target, done = std::move(done)] { done(*out, out->has_value() ? "" : "cannot read " + target.string()); });
 }
 
+void LocalFiles::remove(const std::string& path, std::function<void(std::string)> done) {
+  if (!safe_relative_path(path)) return done("refused file path \"" + path + "\"");
+  auto error = std::make_shared<std::string>();
+  const fs::path target = fs::path(root_) / path;
+  env_.run_blocking(
+      [target, error] {
+        std::error_code ec;
+        fs::remove(target, ec);
+        if (ec) *error = "cannot remove " + target.string() + ": " + ec.message();
+      },
+      [error, done = std::move(done)] { done(*error); });
+}
+
 }  // namespace chorus::runtime

@@ -16,6 +16,7 @@ class LocalFiles final : public FileStore {
   void set_root(std::string root) { root_ = std::move(root); }
   void write(const std::string& path, std::string data, std::function<void(std::string)> done) override;
   void read(const std::string& path, std::function<void(std::optional<std::string>, std::string)> done) override;
+  void remove(const std::string& path, std::function<void(std::string)> done) override;
 
  private:
   Env& env_;

@@ -164,6 +164,19 @@ const std::vector<Migration>& migrations() {
            " TouchedAt BIGINT NOT NULL)",
            "CREATE INDEX idx_postchangeoutbox_touched ON PostChangeOutbox (TouchedAt)",
        }},
+      {10,
+       "files: uploads in the shared file store, attached to posts",
+       "0.1",
+       {
+           "CREATE TABLE FileInfo (Id VARCHAR(26) PRIMARY KEY, CreatorId VARCHAR(26) NOT NULL,"
+           " PostId VARCHAR(26) NOT NULL DEFAULT '', ChannelId VARCHAR(26) NOT NULL, CreateAt BIGINT NOT NULL,"
+           " UpdateAt BIGINT NOT NULL, DeleteAt BIGINT NOT NULL DEFAULT 0, Path TEXT NOT NULL,"
+           " ThumbnailPath TEXT NOT NULL DEFAULT '', PreviewPath TEXT NOT NULL DEFAULT '', Name TEXT NOT NULL,"
+           " Extension VARCHAR(64) NOT NULL DEFAULT '', MimeType VARCHAR(128) NOT NULL, Size BIGINT NOT NULL,"
+           " Width BIGINT NOT NULL DEFAULT 0, Height BIGINT NOT NULL DEFAULT 0, HasPreviewImage INTEGER NOT NULL DEFAULT 0)",
+           "CREATE INDEX idx_fileinfo_post_id ON FileInfo (PostId)",
+           "ALTER TABLE Posts ADD COLUMN FileIds TEXT NOT NULL DEFAULT '[]'",
+       }},
   };
   return all;
 }

@@ -457,13 +457,10 @@ function checkRoles(who, roles, asked) {
   const granted = new Set();
   for (const n of ['system_user', 'team_user', 'channel_user']) for (const p of byName.get(n)?.permissions || []) granted.add(p);
   const wanted = asked.includes('channel_user')
-    ? ['create_post', 'create_direct_channel', 'create_group_channel', 'edit_post', 'delete_post', 'add_reaction', 'remove_reaction']
+    ? ['create_post', 'create_direct_channel', 'create_group_channel', 'edit_post', 'delete_post', 'add_reaction', 'remove_reaction', 'upload_file']
     : ['create_direct_channel', 'create_group_channel'];
   for (const p of wanted) need(granted.has(p), `${who}: no role among ${asked} grants "${p}" (the app hides the action): ${[...granted].sort()}`);
-  // What Chorus does not do yet (file attachments: issue 15) must not be granted, or the apps offer
-  // actions that fail.
-  for (const p of ['upload_file'])
-    need(!granted.has(p), `${who}: "${p}" is granted but Chorus has no such route yet: the app would offer it`);
+
   if (byName.has('system_user')) need(byName.get('system_user').permissions.includes('create_direct_channel'), `${who}: system_user should grant create_direct_channel (a system-scope permission)`);
 }
 const rolesToAsk = (user, teamMembers = [], channelMembers = []) => {
