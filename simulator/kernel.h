@@ -181,6 +181,13 @@ class Kernel {
     Duration delay{0};
   };
   FileStoreFaults& file_store_faults() { return file_faults_; }
+  // The files node n sees: the shared ones, or its own (a node set apart with unshare_files, as a node
+  // whose FileSettings.Directory is a local disk instead of the NAS), from its next start on.
+  void unshare_files(NodeIndex n) { private_files_[n]; }
+  std::map<std::string, std::string>& files_of(NodeIndex n) {
+    auto it = private_files_.find(n);
+    return it == private_files_.end() ? shared_files_ : it->second;
+  }
   bool step();                 // runs one event; false when the queue is empty
   void run_until(Duration t);  // runs every event up to and including t, then sets now to t
   void run_for(Duration d) { run_until(now() + d); }
@@ -275,6 +282,7 @@ class Kernel {
   std::unique_ptr<SimDatabases> databases_;
   std::map<std::string, std::string> shared_files_;
   FileStoreFaults file_faults_;
+  std::map<NodeIndex, std::map<std::string, std::string>> private_files_;
   size_t releases_kept_ = 0;
 };
 

@@ -33,6 +33,7 @@ struct Acked {
   int64_t k = 0;  // the author's k-th post
   Duration at{0};
   std::string root;  // a reply: its thread's root
+  std::string file_id, file_data;  // a post with a file: the file and what was uploaded
 };
 
 // A change to a post (edit, delete, reaction added or removed) its client got a 200 for. update_at: the

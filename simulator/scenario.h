@@ -94,6 +94,7 @@ struct Scenario {
   double reaction_rate = 1;
   double edit_rate = 0.5;
   double delete_rate = 0.1;
+  double file_rate = 0.2;  // posts with a file (uploaded first), per second
   Duration request_timeout{10'000'000};
   Duration job_period{5'000'000};  // the probe job recurs this often (0: no probe job)
   Duration workload_until{0};      // posting stops here (default: duration - 10 s), so delivery can settle

@@ -264,7 +264,7 @@ class Parser {
   void workload(const YAML::Node& w, Scenario& sc) {
     keys(w,
          {"users", "channels", "members", "post_rate", "typing_rate", "search_rate", "request_timeout", "job_period",
-          "until", "dms", "view_rate", "preference_rate", "reply_rate", "reaction_rate", "edit_rate", "delete_rate"},
+          "until", "dms", "view_rate", "preference_rate", "reply_rate", "reaction_rate", "edit_rate", "delete_rate", "file_rate"},
          "workload");
     if (w["search_rate"]) sc.search_rate = number(w["search_rate"], "search_rate", 0, 100000);
     if (w["users"]) sc.users = integer(w["users"], "users", 1, 100000);
@@ -277,7 +277,8 @@ class Parser {
     if (w["view_rate"]) sc.view_rate = number(w["view_rate"], "view_rate", 0, 100000);
     if (w["preference_rate"]) sc.preference_rate = number(w["preference_rate"], "preference_rate", 0, 100000);
     for (auto [key, rate] : {std::pair{"reply_rate", &sc.reply_rate}, std::pair{"reaction_rate", &sc.reaction_rate},
-                             std::pair{"edit_rate", &sc.edit_rate}, std::pair{"delete_rate", &sc.delete_rate}})
+                             std::pair{"edit_rate", &sc.edit_rate}, std::pair{"delete_rate", &sc.delete_rate},
+                             std::pair{"file_rate", &sc.file_rate}})
       if (w[key]) *rate = number(w[key], key, 0, 100000);
     if (w["dms"]) {
       if (!w["dms"].IsScalar() || (w["dms"].as<std::string>() != "true" && w["dms"].as<std::string>() != "false"))

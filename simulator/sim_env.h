@@ -144,7 +144,7 @@ class SimEnv final : public Env, public Transport {
   uint64_t next_token_ = 1;
   TransportStats stats_;
   std::unique_ptr<db::Connector> database_;
-  SimFiles files_{*this, kernel_.shared_files(), kernel_.file_store_faults()};
+  SimFiles files_{*this, kernel_.files_of(self_), kernel_.file_store_faults()};
 };
 
 }  // namespace chorus::sim

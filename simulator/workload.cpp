@@ -3,6 +3,7 @@
 #include "simulator/workload.h"
 
 #include <algorithm>
+#include <boost/json.hpp>
 
 namespace chorus::sim {
 
@@ -114,6 +115,30 @@ void Workload::start() {
   every(first, ctx_.sc.reaction_rate, [this] { react(); });
   every(first, ctx_.sc.edit_rate, [this] { edit_or_delete(false); });
   every(first, ctx_.sc.delete_rate, [this] { edit_or_delete(true); });
+  every(first, ctx_.sc.file_rate, [this] { post_file(); });
+}
+
+void Workload::post_file() {
+  auto& cl = clients_.at(ctx_.k.random().uniform(clients_.all().size()));
+  if (cl.post_in_flight || cl.channels.empty()) return;
+  const int ch = cl.channels[ctx_.k.random().uniform(cl.channels.size())];
+  cl.post_in_flight = true;  // the upload and its post, one at a time like posts
+  const int i = cl.index;
+  const int64_t n = cl.posts_made + 1;
+  const std::string data = fmt::format("file of client {} for post {}: {}", i, n, std::string(64 + n % 64, 'x'));
+  clients_.request(i, "POST",
+                   fmt::format("/api/v4/files?channel_id={}&filename=c{}-{}.txt", ctx_.channel_ids[static_cast<size_t>(ch)], i, n),
+                   data, [this, i, ch, data](int status, const std::string& body) {
+                     auto& c = clients_.at(static_cast<size_t>(i));
+                     c.post_in_flight = false;
+                     if (status != 201) return;
+                     boost::system::error_code ec;
+                     auto v = boost::json::parse(body, ec);
+                     if (ec || !v.is_object() || !v.as_object().contains("file_infos")) return;
+                     const auto& infos = v.as_object().at("file_infos").as_array();
+                     if (infos.empty()) return;
+                     post(c, ch, "", std::string(infos[0].as_object().at("id").as_string()), data);
+                   });
 }
 
 void Workload::every(Duration at, double rate, std::function<void()> fn) {
@@ -264,18 +289,21 @@ void Workload::next_post(Duration at) {
   });
 }
 
-void Workload::post(Client& cl, int ch, const std::string& root) {
+void Workload::post(Client& cl, int ch, const std::string& root, const std::string& file_id,
+                    const std::string& file_data) {
   const int64_t n = ++cl.posts_made;
   cl.post_in_flight = true;
   const int i = cl.index;
   clients_.request(i, "POST", "/api/v4/posts",
-                   fmt::format(R"({{"channel_id":"{}","message":"c{}#{}","pending_post_id":"{}:{}","root_id":"{}"}})",
-                               ctx_.channel_ids[static_cast<size_t>(ch)], i, n, cl.user_id, n, root),
-                   [this, i, ch, n, root](int status, const std::string& body) {
+                   fmt::format(R"({{"channel_id":"{}","message":"c{}#{}","pending_post_id":"{}:{}","root_id":"{}","file_ids":[{}]}})",
+                               ctx_.channel_ids[static_cast<size_t>(ch)], i, n, cl.user_id, n, root,
+                               file_id.empty() ? "" : "\"" + file_id + "\""),
+                   [this, i, ch, n, root, file_id, file_data](int status, const std::string& body) {
                      auto& c = clients_.at(static_cast<size_t>(i));
                      c.post_in_flight = false;
                      if (status != 201) return;
-                     ctx_.acked.push_back(Acked{json_field(body, "id"), ch, i, n, ctx_.k.now() - ctx_.t0, root});
+                     ctx_.acked.push_back(
+                         Acked{json_field(body, "id"), ch, i, n, ctx_.k.now() - ctx_.t0, root, file_id, file_data});
                      ctx_.ack_time[ctx_.acked.back().id] = ctx_.k.now();
                    });
 }

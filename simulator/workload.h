@@ -22,7 +22,10 @@ class Workload {
 
  private:
   void next_post(Duration at);
-  void post(Client& cl, int channel, const std::string& root = "");
+  void post(Client& cl, int channel, const std::string& root = "", const std::string& file_id = "",
+            const std::string& file_data = "");
+  // A random client uploads a small file to one of its channels, then posts it.
+  void post_file();
   // fn at a Poisson rate (per second) from `at` until workload_until.
   void every(Duration at, double rate, std::function<void()> fn);
   void reply();

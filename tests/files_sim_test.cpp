@@ -218,3 +218,22 @@ TEST(FilesSim, AFileStoreThatFailsLeavesNoHalfWrittenFileAndThePingSaysSo) {
   EXPECT_EQ(slow.status, 201) << "a slow store is only slow";
   EXPECT_EQ(file_count(c), before + 3) << "the image, its thumbnail and preview (the ping's marker is in before)";
 }
+
+// HA on and a node whose files are its own (a local disk instead of the shared directory): the others warn
+// that the store is not shared, naming it, once; nodes that do share it warn about nobody.
+TEST(FilesSim, ANodeThatDoesNotShareTheFileStoreIsNamedInTheOthersLogs) {
+  ChatCluster c({.seed = 10, .nodes = 3});
+  c.kernel().unshare_files(2);
+  ASSERT_TRUE(c.start_all());
+  c.kernel().run_for(Duration{30'000'000});
+  EXPECT_EQ(c.node(0)->shared_files_warnings(), 1u) << "node 0 cannot see node 2's marker";
+  EXPECT_EQ(c.node(1)->shared_files_warnings(), 1u);
+  EXPECT_EQ(c.node(2)->shared_files_warnings(), 2u) << "node 2 sees neither of the others'";
+  c.kernel().run_for(Duration{120'000'000});
+  EXPECT_EQ(c.node(0)->shared_files_warnings(), 1u) << "once per peer, not at every check";
+
+  ChatCluster shared({.seed = 10, .nodes = 3});
+  ASSERT_TRUE(shared.start_all());
+  shared.kernel().run_for(Duration{90'000'000});
+  for (int n = 0; n < 3; ++n) EXPECT_EQ(shared.node(n)->shared_files_warnings(), 0u);
+}

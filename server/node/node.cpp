@@ -117,6 +117,10 @@ void Node::start() {
       job_server_->set_leader(membership_->leader() == options_.advertise);
       job_server_->start();
       started_ = true;
+      if (cluster_enabled())
+        env_.set_timer(options_.shared_files_first, [this, alive] {
+          if (*alive) check_shared_files();
+        });
       if (discovery_)
         discovery_->start([this, alive, fatal](db::Error e2) {
           if (*alive && e2.status != db::Status::ok) fatal(e2.message);
@@ -239,6 +243,61 @@ void Node::on_heartbeats(const std::vector<cluster::Heartbeat>& beats) {
           verdict.stopped_serving.front(), n);
   }
   discovery_->set_reach(options_.advertise, group, !cut_off_reason_.empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Is the file store shared? Each node writes its marker; a live peer's marker that stays missing means
+// the nodes do not see the same files (each its own local directory, or different buckets): uploads made
+// through one node would be missing through another.
+
+std::string Node::marker_path(const std::string& node) {
+  std::string safe;
+  for (char c : node) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
+  return "cluster/" + safe + ".marker";
+}
+
+void Node::check_shared_files() {
+  if (stopping_) return;
+  env_.set_timer(options_.shared_files_every, [this, alive = alive_] {
+    if (*alive) check_shared_files();
+  });
+  env_.files().write(marker_path(options_.advertise), options_.advertise, [this, alive = alive_](std::string error) {
+    if (!*alive) return;
+    if (!error.empty()) return env_.log().warn("files: cannot write this node's marker to the file store: {}", error);
+    auto missing = std::make_shared<std::vector<std::string>>();
+    auto pending = std::make_shared<size_t>(0);
+    std::vector<std::string> peers;
+    for (const auto& p : status_->peers())
+      if (p.state != cluster::MemberState::dead) peers.push_back(p.info.address);
+    *pending = peers.size();
+    for (const auto& peer : peers)
+      env_.files().read(marker_path(peer), [this, alive, peer, missing, pending](std::optional<std::string> data,
+                                                                                std::string) {
+        if (!*alive) return;
+        if (!data) missing->push_back(peer);
+        if (--*pending == 0 && !missing->empty()) recheck_shared_files(*missing);
+      });
+  });
+}
+
+// A marker missing once may be a peer that has just started: read again a little later, then warn.
+void Node::recheck_shared_files(std::vector<std::string> missing) {
+  env_.set_timer(options_.shared_files_recheck, [this, alive = alive_, missing] {
+    if (!*alive) return;
+    for (const auto& peer : missing)
+      env_.files().read(marker_path(peer), [this, alive, peer](std::optional<std::string> data, std::string) {
+        if (!*alive || data || shared_files_warned_.contains(peer)) return;
+        shared_files_warned_.insert(peer);
+        ++shared_files_warnings_;
+        const auto& fs = config_.config.FileSettings;
+        env_.log().warn(
+            "files: the file store is not shared with {}: its marker ({}) is missing here. Files uploaded through "
+            "one node would be missing through the other: point every node's FileSettings at the same {}",
+            peer, marker_path(peer),
+            fs.DriverName == "amazons3" ? "bucket (AmazonS3Bucket, AmazonS3Endpoint, AmazonS3PathPrefix)"
+                                        : "shared directory (FileSettings.Directory on a NAS every node mounts)");
+      });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------

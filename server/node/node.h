@@ -51,6 +51,12 @@ struct NodeOptions {
   cluster::MessengerOptions messenger;
   jobs::JobServerOptions jobs;  // worker_id is set to `advertise`
   Duration leave_drain{200'000};
+  // With HA on: every node writes a marker into the shared file store this long after it starts, then every
+  // shared_files_every; each reads its live peers' markers and warns when one is missing twice in a row,
+  // shared_files_recheck apart (the directory is not shared, or the nodes point at different buckets).
+  Duration shared_files_first{10'000'000};
+  Duration shared_files_every{60'000'000};
+  Duration shared_files_recheck{15'000'000};
   std::vector<store::Migration> extra_migrations;  // see StoreOptions
 };
 
@@ -116,6 +122,17 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   cluster::ReachRule reach_;
   std::string cut_off_reason_;  // non-empty while this node is cut off and does not serve
   bool started_ = false;
+  // The shared-files check (NodeOptions::shared_files_first): peers missing once, and those warned about.
+  void check_shared_files();
+  void recheck_shared_files(std::vector<std::string> missing);
+  static std::string marker_path(const std::string& node);
+  std::set<std::string> shared_files_warned_;
+  uint64_t shared_files_warnings_ = 0;
+
+ public:
+  uint64_t shared_files_warnings() const { return shared_files_warnings_; }
+
+ private:
   bool stopping_ = false;
   // The last health check (check_health): answered from here for a second; callers meanwhile wait on
   // the one check under way.

@@ -87,12 +87,47 @@ void NoAckedPostLost::finish() {
                      first->sent - ctx_.t0, kind(first->sent - ctx_.t0 > repaired_at));
   }
   check_changes(repaired_at);
+  check_files(repaired_at);
   if (lost)
     ctx_.violation(kName, fmt::format("{} acknowledged posts are not in the database; first: {}", lost, first_lost),
                    first_at, kind(lost_after_repair));
   if (undelivered)
     ctx_.violation(kName, fmt::format("{} deliveries missing; first: {}", undelivered, first_undelivered), first_at,
                    kind(undelivered_after_repair));
+}
+
+// Acknowledged posts with a file: the master lists the file as the post's, and the shared store holds what
+// was uploaded, byte for byte.
+void NoAckedPostLost::check_files(Duration repaired_at) {
+  auto* db = ctx_.k.databases().find(ctx_.master);
+  if (!db) return;
+  int lost = 0;
+  std::string first;
+  Duration first_at{0};
+  for (const auto& a : ctx_.acked) {
+    if (a.file_id.empty()) continue;
+    auto o = db->execute({db::Statement{"SELECT PostId, Path FROM FileInfo WHERE Id = $1", {a.file_id}}}, false);
+    std::string why;
+    if (!o.ok() || o.result().rows.empty()) {
+      why = "is not in FileInfo";
+    } else if (std::get<std::string>(o.result().rows[0].at(0)) != a.id) {
+      why = "is not attached to its post";
+    } else {
+      const auto& files = ctx_.k.shared_files();
+      const auto it = files.find(std::get<std::string>(o.result().rows[0].at(1)));
+      if (it == files.end()) why = "is not in the file store";
+      else if (it->second != a.file_data) why = "is not what was uploaded";
+    }
+    if (why.empty()) continue;
+    if (lost++ == 0) {
+      first = fmt::format("file {} of post {} (client {}'s #{}, acknowledged at {}) {}", a.file_id, a.id, a.author, a.k,
+                          fmt_s(a.at), why);
+      first_at = a.at;
+    }
+  }
+  if (lost)
+    ctx_.violation(kName, fmt::format("{} files of acknowledged posts lost; first: {}", lost, first), first_at,
+                   first_at > repaired_at ? "acknowledged after the last repair" : "acknowledged during faults");
 }
 
 // Acknowledged changes of posts (edits, deletes, reactions): every member's client knows the post at least

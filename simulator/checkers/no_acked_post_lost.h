@@ -21,6 +21,7 @@ class NoAckedPostLost : public Checker {
 
  private:
   void check_changes(Duration repaired_at);
+  void check_files(Duration repaired_at);
   RunContext& ctx_;
   const SimClients& clients_;
 };
