@@ -175,6 +175,35 @@ void write_seeds(SeedWriter& w) {
                     .step(req("POST /api/v4/teams/$T/posts/search",
                               R"({"terms":"hello world","is_or_search":true,"page":0,"per_page":20})", "$B"))
                     .str()},
+      {"conversations", InputBuilder()
+                            .step(req("PUT /api/v4/posts/$P/patch", R"({"message":"edited","is_pinned":true,"props":{}})"))
+                            .step(req("PUT /api/v4/posts/$P", R"({"id":"$P","message":"whole"})"))
+                            .step(req("POST /api/v4/posts/$P/pin"))
+                            .step(req("POST /api/v4/reactions", R"({"user_id":"$UB","post_id":"$P","emoji_name":"+1"})", "$B"))
+                            .step(req("GET /api/v4/posts/$P/reactions"))
+                            .step(req("POST /api/v4/posts/ids/reactions", R"(["$P"])"))
+                            .step(req("DELETE /api/v4/users/$UB/posts/$P/reactions/+1", "", "$B"))
+                            .step(req("POST /api/v4/posts", R"({"channel_id":"$CH","message":"@bob @channel","root_id":"$P"})"))
+                            .step(req("GET /api/v4/posts/$P/thread"))
+                            .step(req("GET /api/v4/channels/$CH/pinned"))
+                            .step(req("DELETE /api/v4/posts/$P"))
+                            .str()},
+      {"files", InputBuilder()
+                    .step("POST /api/v4/files\nAuthorization: Bearer $A\n"
+                          "Content-Type: multipart/form-data; boundary=XyZ\n\n"
+                          "--XyZ\r\nContent-Disposition: form-data; name=\"channel_id\"\r\n\r\n$CH\r\n"
+                          "--XyZ\r\nContent-Disposition: form-data; name=\"client_ids\"\r\n\r\nc1\r\n"
+                          "--XyZ\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.txt\"\r\n"
+                          "Content-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n")
+                    .step("POST /api/v4/files?channel_id=$CH&filename=b.png\nAuthorization: Bearer $A\n\n"
+                          "\x89PNG\r\n\x1a\nnot really a png")
+                    .step(req("POST /api/v4/posts", R"({"channel_id":"$CH","message":"","file_ids":["$P"]})"))
+                    .step(req("GET /api/v4/files/$P"))
+                    .step(req("GET /api/v4/files/$P/thumbnail"))
+                    .step(req("GET /api/v4/files/$P/preview?download=1"))
+                    .step(req("GET /api/v4/files/$P/info"))
+                    .step(req("GET /api/v4/posts/$P/files/info"))
+                    .str()},
       {"auth-forms", InputBuilder()
                          .step("GET /api/v4/users/me\nAuthorization: Token $B\n\n")
                          .step("GET /api/v4/users/me?access_token=$A\n\n")
