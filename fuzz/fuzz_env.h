@@ -73,6 +73,10 @@ class MemoryFiles final : public FileStore {
     if (auto it = files_.find(path); it != files_.end()) data = it->second;
     env_.post([done = std::move(done), data] { done(data, data ? "" : "no file"); });
   }
+  void remove(const std::string& path, std::function<void(std::string)> done) override {
+    files_.erase(path);
+    env_.post([done = std::move(done)] { done(""); });
+  }
 
  private:
   Env& env_;

@@ -12,6 +12,7 @@
 
 #include "simulator/chat_cluster.h"
 #include "tests/api_test_helpers.h"
+#include "tests/chat_world.h"
 
 using namespace chorus;
 using namespace chorus::sim;
@@ -20,35 +21,6 @@ using namespace chorus::testing;
 
 namespace {
 
-// Alice (admin) on node 0, Bob on node 1, both in a team and a channel.
-struct World {
-  std::string a, b, a_id, b_id, team, channel;
-};
-
-World make_world(ChatCluster& c) {
-  World w;
-  w.a = c.signup_and_login(0, "alice", &w.a_id);
-  auto created = c.call(0, "POST", "/api/v4/users",
-                        obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), w.a);
-  EXPECT_EQ(created.status, 201) << created.body;
-  auto login = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "bob"}, {"password", "password-bob"}}));
-  w.b = header(login, "Token");
-  w.b_id = str(body(login), "id");
-  auto team = c.call(0, "POST", "/api/v4/teams", obj({{"name", "eng"}, {"display_name", "Eng"}, {"type", "O"}}), w.a);
-  w.team = str(body(team), "id");
-  EXPECT_EQ(c.call(0, "POST", "/api/v4/teams/" + w.team + "/members",
-                   obj({{"team_id", w.team}, {"user_id", w.b_id}}), w.a)
-                .status,
-            201);
-  auto ch = c.call(0, "POST", "/api/v4/channels",
-                   obj({{"team_id", w.team}, {"name", "general"}, {"display_name", "General"}, {"type", "O"}}), w.a);
-  w.channel = str(body(ch), "id");
-  EXPECT_EQ(c.call(0, "POST", "/api/v4/channels/" + w.channel + "/members", obj({{"user_id", w.b_id}}), w.a).status,
-            201);
-  return w;
-}
-
-json::object data_of(const std::string& frame) { return json::parse(frame).as_object().at("data").as_object(); }
 
 int64_t team_unread(ChatCluster& c, int node, const std::string& token, const std::string& team) {
   auto r = c.call(node, "GET", "/api/v4/users/me/teams/unread", "", token);

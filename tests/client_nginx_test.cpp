@@ -31,15 +31,10 @@ using chorus::testing::Child;
 using chorus::testing::ChildOptions;
 using chorus::testing::free_port;
 using chorus::testing::PgCluster;
+using chorus::testing::accepts;
 using chorus::testing::wait_ms;
 
 namespace {
-
-bool accepts(uint16_t port) {
-  const int fd = chorus::testing::connect_loopback(port);
-  if (fd >= 0) ::close(fd);
-  return fd >= 0;
-}
 
 std::string find_program(const std::vector<std::string>& candidates) {
   for (const auto& c : candidates)

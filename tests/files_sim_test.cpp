@@ -13,6 +13,7 @@
 #include "server/app/images.h"
 #include "simulator/chat_cluster.h"
 #include "tests/api_test_helpers.h"
+#include "tests/chat_world.h"
 
 using namespace chorus;
 using namespace chorus::sim;
@@ -20,33 +21,6 @@ namespace json = boost::json;
 using namespace chorus::testing;
 
 namespace {
-
-struct World {
-  std::string a, b, a_id, b_id, team, channel;
-};
-
-World make_world(ChatCluster& c) {
-  World w;
-  w.a = c.signup_and_login(0, "alice", &w.a_id);
-  EXPECT_EQ(c.call(0, "POST", "/api/v4/users",
-                   obj({{"username", "bob"}, {"email", "bob@example.com"}, {"password", "password-bob"}}), w.a)
-                .status,
-            201);
-  auto login = c.call(1, "POST", "/api/v4/users/login", obj({{"login_id", "bob"}, {"password", "password-bob"}}));
-  w.b = header(login, "Token");
-  w.b_id = str(body(login), "id");
-  w.team = str(body(c.call(0, "POST", "/api/v4/teams", obj({{"name", "eng"}, {"display_name", "Eng"}, {"type", "O"}}), w.a)),
-               "id");
-  EXPECT_EQ(c.call(0, "POST", "/api/v4/teams/" + w.team + "/members", obj({{"team_id", w.team}, {"user_id", w.b_id}}), w.a)
-                .status,
-            201);
-  w.channel = str(body(c.call(0, "POST", "/api/v4/channels",
-                              obj({{"team_id", w.team}, {"name", "general"}, {"display_name", "General"}, {"type", "O"}}),
-                              w.a)),
-                  "id");
-  EXPECT_EQ(c.call(0, "POST", "/api/v4/channels/" + w.channel + "/members", obj({{"user_id", w.b_id}}), w.a).status, 201);
-  return w;
-}
 
 const std::string kBoundary = "----chorus-test-boundary";
 

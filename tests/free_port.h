@@ -61,4 +61,11 @@ inline int connect_loopback(uint16_t port) {
   return fd;
 }
 
+// Something listens on 127.0.0.1:port (a process the test started is ready).
+inline bool accepts(uint16_t port) {
+  const int fd = connect_loopback(port);
+  if (fd >= 0) ::close(fd);
+  return fd >= 0;
+}
+
 }  // namespace chorus::testing

@@ -235,7 +235,19 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
               200);
     ASSERT_EQ(c.call(1, "PUT", "/api/v4/posts/" + id + "/patch", R"({"message":"edited note"})", admin).status, 200);
   }
-  // Age 25 of them past the limit (1 h), then retention runs while posts keep coming.
+  // And a post with a file (uploaded as the body, Mattermost's simple upload), aged below with the others:
+  // retention takes the file's bytes out of the store too.
+  auto up = c.call(0, "POST", "/api/v4/files?channel_id=" + channel + "&filename=old.txt", "old bytes", admin);
+  ASSERT_EQ(up.status, 201) << up.body;
+  const std::string file_id(
+      json::parse(up.body).as_object().at("file_infos").as_array()[0].as_object().at("id").as_string());
+  auto filed = c.call(0, "POST", "/api/v4/posts",
+                      fmt::format(R"({{"channel_id":"{}","message":"filed","file_ids":["{}"]}})", channel, file_id), admin);
+  ASSERT_EQ(filed.status, 201) << filed.body;
+  const std::string file_path = std::get<std::string>(rows(c, "SELECT Path FROM FileInfo WHERE Id = '" + file_id + "'").at(0)[0]);
+  ASSERT_TRUE(c.kernel().shared_files().contains(file_path));
+  // Age 25 of them past the limit (1 h), and the post with the file; then retention runs while posts keep
+  // coming.
   auto* db = c.kernel().databases().find("db1");
   const int64_t old = c.kernel().options().wall_epoch_us / 1000 - 2 * 3'600'000;
   ASSERT_TRUE(
@@ -244,6 +256,10 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
                 "UPDATE Posts SET CreateAt = $1 WHERE Id IN (SELECT Id FROM Posts ORDER BY CreateAt LIMIT 25)", {old}}},
             false)
           .ok());
+  ASSERT_TRUE(db->execute({db::Statement{"UPDATE Posts SET CreateAt = $1 WHERE Id = $2",
+                                         {old, std::string(json::parse(filed.body).as_object().at("id").as_string())}}},
+                          false)
+                  .ok());
   auto job = c.call(0, "POST", "/api/v4/jobs", R"({"type":"data_retention"})", admin);
   ASSERT_EQ(job.status, 201);
   const std::string job_id(json::parse(job.body).as_object().at("id").as_string());
@@ -263,9 +279,11 @@ TEST(JobsSim, RetentionExportAndSearchIndexingWorkOnTheData) {
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM PostsFts"), 25) << "their index entries too";
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM Reactions"), 1) << "and their reactions";
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM PostEdits"), 1) << "and their edit history";
+  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM FileInfo"), 0) << "and their files";
+  EXPECT_FALSE(c.kernel().shared_files().contains(file_path)) << "the file's bytes too";
   auto data =
       json::parse(c.call(0, "GET", "/api/v4/jobs/" + job_id, "", admin).body).as_object().at("data").as_object();
-  EXPECT_EQ(data.at("deleted_posts").as_string(), "25");
+  EXPECT_EQ(data.at("deleted_posts").as_string(), "26");
 
   // Compliance export of everything left: the files match the database.
   auto ex = c.call(

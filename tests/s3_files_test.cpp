@@ -18,15 +18,10 @@ using chorus::runtime::S3Files;
 using chorus::runtime::S3Settings;
 using chorus::testing::Child;
 using chorus::testing::ChildOptions;
+using chorus::testing::accepts;
 using chorus::testing::wait_ms;
 
 namespace {
-
-bool accepts(uint16_t port) {
-  const int fd = chorus::testing::connect_loopback(port);
-  if (fd >= 0) ::close(fd);
-  return fd >= 0;
-}
 
 class S3 : public ::testing::Test {
  protected:

@@ -80,10 +80,11 @@ void Api::routes_files() {
                       c->then<app::FileInfo>([c](const app::FileInfo& f) { c->json(200, f.to_json()); }));
   });
   using V = app::App::FileVariant;
-  for (const auto& [suffix, variant] :
+  for (const auto& route :
        {std::pair{std::string(""), V::original}, std::pair{std::string("/thumbnail"), V::thumbnail},
-        std::pair{std::string("/preview"), V::preview}})
-    add("GET", v4 + "/files/{file_id}" + suffix, true, [&app, variant](const C& c) {
+        std::pair{std::string("/preview"), V::preview}}) {
+    const V variant = route.second;  // (a structured binding cannot be captured before C++20 in clang 14)
+    add("GET", v4 + "/files/{file_id}" + route.first, true, [&app, variant](const C& c) {
       const bool download = c->request.query.count("download") && c->request.query.at("download") == "1";
       app.get_file(c->session, c->params["file_id"], variant,
                    c->then<std::pair<app::FileInfo, std::string>>(
@@ -105,6 +106,7 @@ void Api::routes_files() {
                          c->respond(std::move(r));
                        }));
     });
+  }
 }
 
 }  // namespace chorus::api

@@ -463,6 +463,7 @@ class App {
   void sweep_change_outbox();
   // Lists as the apps read them: reactions and reply counts filled in (from the master or a replica).
   Callback<PostList> with_metadata(Callback<PostList> done, bool from_master);
+  void read_post_list(db::Statement query, Callback<PostList> done);
   void add_metadata(PostList list, bool from_master, Callback<PostList> done);
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -121,14 +121,14 @@ Flow App::upload_files_flow(Session actor, std::string channel_id, std::vector<U
       info.height = size->height;
     }
     blobs.emplace(blobs.begin(), info.path, std::move(*bytes));
-    for (auto& [path, bytes] : blobs) {
+    for (auto& blob : blobs) {
       std::string err = co_await awaiting<std::string>(
-          alive_, [&](auto resume) { env_.files().write(path, std::move(bytes), std::move(resume)); });
+          alive_, [&](auto resume) { env_.files().write(blob.first, std::move(blob.second), std::move(resume)); });
       if (!err.empty()) {
         failed = err;
         break;
       }
-      written.push_back(path);
+      written.push_back(blob.first);
     }
     if (!failed.empty()) break;
     infos.push_back(std::move(info));

@@ -358,22 +358,27 @@ void App::reactions_for_posts(const Session& actor, const std::vector<std::strin
 // ---------------------------------------------------------------------------------------------------
 // Threads, pins, and the metadata of lists.
 
+// The posts a query reads (a replica's view), as a list with their metadata.
+void App::read_post_list(Statement query, Callback<PostList> done) {
+  store_.read({std::move(query)}, [alive = alive_, done = with_metadata(std::move(done), false)](db::Outcome o) {
+    if (!*alive) return;
+    if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
+    PostList list;
+    for (const auto& r : o.result().rows) list.posts.push_back(post_from_row(r));
+    done(ok(std::move(list)));
+  });
+}
+
 void App::get_thread(const Session& actor, const std::string& post_id, Callback<PostList> done) {
   get_post(actor, post_id, [this, alive = alive_, done](Result<Post> p) {
     if (!*alive) return;
     if (!p.ok()) return done(fail<PostList>(p.error));
     const std::string root = p.value.root_id.empty() ? p.value.id : p.value.root_id;
-    store_.read({Statement{std::string("SELECT ") + kPostColumns +
-                               " FROM Posts WHERE (Id = $1 OR RootId = $1) AND DeleteAt = 0"
-                               " ORDER BY CreateAt DESC, Id DESC LIMIT 1000",
-                           {root}}},
-                [alive, done = with_metadata(done, false)](db::Outcome o) {
-                  if (!*alive) return;
-                  if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
-                  PostList list;
-                  for (const auto& r : o.result().rows) list.posts.push_back(post_from_row(r));
-                  done(ok(std::move(list)));
-                });
+    read_post_list(Statement{std::string("SELECT ") + kPostColumns +
+                                 " FROM Posts WHERE (Id = $1 OR RootId = $1) AND DeleteAt = 0"
+                                 " ORDER BY CreateAt DESC, Id DESC LIMIT 1000",
+                             {root}},
+                   done);
   });
 }
 
@@ -381,17 +386,11 @@ void App::pinned_posts(const Session& actor, const std::string& channel_id, Call
   can_read_channel(actor, channel_id, [this, alive = alive_, channel_id, done](AppError e, std::optional<Channel>) {
     if (!*alive) return;
     if (!e.ok()) return done(fail<PostList>(e));
-    store_.read({Statement{std::string("SELECT ") + kPostColumns +
-                               " FROM Posts WHERE ChannelId = $1 AND IsPinned = 1 AND DeleteAt = 0"
-                               " ORDER BY CreateAt DESC, Id DESC LIMIT 1000",
-                           {channel_id}}},
-                [alive, done = with_metadata(done, false)](db::Outcome o) {
-                  if (!*alive) return;
-                  if (!o.ok()) return done(fail<PostList>(from_db(o.error)));
-                  PostList list;
-                  for (const auto& r : o.result().rows) list.posts.push_back(post_from_row(r));
-                  done(ok(std::move(list)));
-                });
+    read_post_list(Statement{std::string("SELECT ") + kPostColumns +
+                                 " FROM Posts WHERE ChannelId = $1 AND IsPinned = 1 AND DeleteAt = 0"
+                                 " ORDER BY CreateAt DESC, Id DESC LIMIT 1000",
+                             {channel_id}},
+                   done);
   });
 }
 

@@ -12,44 +12,17 @@
 // upload either succeeded (and the file is whole through node 2) or failed; tests/client_nginx_test.cpp then
 // checks that every file the database lists is whole in the store. Exit code 0 when everything held; each
 // step is printed; every wait is bounded.
-import WebSocket from 'ws';
-import client from '@mattermost/client';
-
-globalThis.WebSocket = WebSocket;
-const { Client4, WebSocketClient } = client;
+import { Client4, WebSocketClient, log, fail, until, makeClient } from './harness.mjs';
 
 const [urlA, urlB, node1Pid] = process.argv.slice(2);
 if (!urlA || !urlB || !node1Pid) {
   console.error('usage: node files.mjs <url-A> <url-B> <pid of node 1>');
   process.exit(2);
 }
-
-const t0 = Date.now();
-const log = (...args) => console.log(`[${((Date.now() - t0) / 1000).toFixed(3)}s]`, ...args);
-const fail = (why) => {
-  console.error(`FAIL: ${why}`);
-  process.exit(1);
-};
-process.on('unhandledRejection', (e) => fail(`unhandled: ${e?.stack || e}`));
 const deadline = setTimeout(() => fail('the whole scenario took more than 80 s'), 80_000);
 const need = (cond, why) => {
   if (!cond) fail(why);
 };
-
-async function until(what, pred, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await pred()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  fail(`timed out after ${ms} ms waiting for: ${what}`);
-}
-
-function makeClient(url) {
-  const c = new Client4();
-  c.setUrl(url);
-  return c;
-}
 
 function makeSocket(url, c) {
   const ws = new WebSocketClient({ minWebSocketRetryTime: 300, reconnectJitterRange: 200, maxWebSocketRetryTime: 2000 });

@@ -9,42 +9,14 @@
 // killed with SIGKILL; Bob posts while Alice is cut off; Alice's WebSocketClient reconnects through NGINX
 // to node 2, resumes or re-syncs (the client's missed-message path: getPostsSince), has every post, and
 // posts again. Exit code 0 when everything held; each step is printed. Every wait is bounded.
-import WebSocket from 'ws';
-import client from '@mattermost/client';
-
-globalThis.WebSocket = WebSocket;  // Node 20 has no global WebSocket: the client needs one
-const { Client4, WebSocketClient } = client;
+import { WebSocketClient, log, fail, until, makeClient } from './harness.mjs';
 
 const [urlA, urlB, node1Pid] = process.argv.slice(2);
 if (!urlA || !urlB || !node1Pid) {
   console.error('usage: node ha_client.mjs <url-A> <url-B> <pid of node 1>');
   process.exit(2);
 }
-
-const t0 = Date.now();
-const log = (...args) => console.log(`[${((Date.now() - t0) / 1000).toFixed(3)}s]`, ...args);
-const fail = (why) => {
-  console.error(`FAIL: ${why}`);
-  process.exit(1);
-};
-process.on('unhandledRejection', (e) => fail(`unhandled: ${e?.stack || e}`));
 const deadline = setTimeout(() => fail('the whole scenario took more than 60 s'), 60_000);
-
-// Resolves when pred() holds (checked every 20 ms), fails after ms.
-async function until(what, pred, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await pred()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  fail(`timed out after ${ms} ms waiting for: ${what}`);
-}
-
-function makeClient(url) {
-  const c = new Client4();
-  c.setUrl(url);
-  return c;
-}
 
 // A WebSocketClient with the official reconnect logic; only its timings are shortened for the test.
 // On the missed-message signal (the server issued a new connection) it re-syncs over REST, as the webapp
