@@ -522,9 +522,50 @@ int scenario_shrink(const ScenarioCli& cli) {
 
 }  // namespace
 
+// `chorus-sim list [DIR]`: the scenario files of a folder (default scenarios/) with their descriptions; a
+// file that does not parse is listed with its first error. 0 when every file parses, 2 otherwise.
+int scenario_list(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".yaml") files.push_back(e.path().string());
+  if (ec) {
+    std::fprintf(stderr, "chorus-sim: cannot list %s: %s\n", dir.c_str(), ec.message().c_str());
+    return 2;
+  }
+  std::sort(files.begin(), files.end());
+  int bad = 0;
+  for (const auto& f : files) {
+    auto parsed = chorus::sim::parse_scenario_file(f);
+    if (!parsed.scenario) {
+      ++bad;
+      std::printf("%s\n    does not parse: %s\n", f.c_str(), parsed.errors.empty() ? "?" : parsed.errors[0].c_str());
+      continue;
+    }
+    std::string description = parsed.scenario->description;
+    while (!description.empty() && (description.back() == '\n' || description.back() == ' ')) description.pop_back();
+    std::printf("%s (%d seeds)\n    %s\n", f.c_str(), parsed.scenario->seeds, description.c_str());
+  }
+  if (files.empty()) std::printf("no scenario files (*.yaml) in %s\n", dir.c_str());
+  return bad ? 2 : 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"chorus-sim: deterministic simulation of Chorus clusters"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("chorus-sim ") + CHORUS_VERSION);
+  app.footer(
+      "Exit codes: 0 every seed passed (or the listed files parse); 1 a seed failed; 2 bad usage, a file that does\n"
+      "not parse, an unknown --bug or bad --seeds (docs/scenarios.md).");
+  const std::vector<std::string> subcommands = {"run", "replay", "shrink", "list", "swarm", "membership"};
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::find(subcommands.begin(), subcommands.end(), std::string(argv[1])) == subcommands.end()) {
+    std::string names;
+    for (const auto& n : subcommands) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "chorus-sim: unknown subcommand \"%s\"; expected one of: %s (chorus-sim --help)\n", argv[1],
+                 names.c_str());
+    return 2;
+  }
   auto* run = app.add_subcommand("swarm", "run the ping cluster under random faults for one or more seeds");
   uint64_t seed = 1;
   std::string seeds;
@@ -580,8 +621,12 @@ int main(int argc, char** argv) {
   shrink->add_option("--out", sc_cli.out,
                      "write the shrunk scenario here (default: NAME.shrunk-SEED.yaml in the working directory)");
   shrink->add_option("--bug", sc_cli.bug, "the injected bug, if the failing run had one");
+  std::string list_dir = "scenarios";
+  auto* list = app.add_subcommand("list", "the scenario files of a folder with their descriptions");
+  list->add_option("dir", list_dir, "the folder (default: scenarios)");
   CLI11_PARSE(app, argc, argv);
 
+  if (list->parsed()) return scenario_list(list_dir);
   if (srun->parsed()) return scenario_run(sc_cli);
   if (replay->parsed()) return scenario_replay(sc_cli);
   if (shrink->parsed()) return scenario_shrink(sc_cli);

@@ -296,8 +296,22 @@ TEST(ApiSim, BadInputGetsMattermostsErrorShapeAndLosesNothing) {
   expect_error(c.call(0, "GET", "/api/v4/users/me", ""), 401);
   expect_error(c.call(0, "GET", "/api/v4/users/me", "", "bogus-token-bogus-token-00"), 401,
                "api.context.session_expired");
-  expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?page=-1", "", w.a), 400);
-  expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?per_page=abc", "", w.a), 400);
+  // Every answer names its request (X-Request-Id); an error's body carries the same id, so a client's error
+  // can be found in the node's log (issue 20: request_id was always "").
+  {
+    auto a = c.call(0, "GET", "/api/v4/users/me", "", w.a);
+    auto e = c.call(0, "GET", "/api/v4/nothing/here", "", w.a);
+    EXPECT_EQ(header(a, "X-Request-Id").size(), 26u) << a.body;
+    EXPECT_NE(header(a, "X-Request-Id"), header(e, "X-Request-Id"));
+    EXPECT_EQ(field(e, "request_id"), header(e, "X-Request-Id")) << e.body;
+  }
+  // Paging as Mattermost reads it (web/params.go): a negative page or a per_page that is not a number is the
+  // default, one over 200 is 200; never an error (issue 20: these answered 400).
+  for (const char* q : {"page=-1", "per_page=abc", "per_page=-5", "per_page=1000", "page=x&per_page=2.5"}) {
+    auto r = c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?" + q, "", w.a);
+    EXPECT_EQ(r.status, 200) << q << ": " << r.body;
+  }
+  expect_error(c.call(0, "GET", "/api/v4/channels/" + w.channel + "/posts?since=-3", "", w.a), 400);
   expect_error(c.call(0, "GET", "/api/v4/channels/" + std::string(26, 'z') + "/posts", "", w.a), 404);
   // Not a member: no reading a private channel, no posting.
   auto carol =

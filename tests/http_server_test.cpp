@@ -442,7 +442,8 @@ TEST_F(HttpServerTest, MalformedRequestsGetJsonErrorsAndAreClosed) {
     EXPECT_EQ(r.body.rfind("{\"id\":\"api.", 0), 0u) << r.body;
     EXPECT_NE(r.body.find("\"message\":\""), std::string::npos) << r.body;
     EXPECT_NE(
-        r.body.find("\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(c.status) + "}"),
+        r.body.find("\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(c.status) +
+                    ",\"is_oauth\":false}"),
         std::string::npos)
         << r.body;
     ::shutdown(fd, SHUT_WR);  // as a client does on "Connection: close"; the server stops lingering

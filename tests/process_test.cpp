@@ -342,3 +342,30 @@ TEST_F(ChorusdCluster, KillingTheLeaderMovesLeadershipWithinThreeSecondsAndAStop
   nodes[third]->signal(SIGTERM);
   EXPECT_EQ(nodes[third]->wait_exit(3000), 0);
 }
+
+// SIGHUP reloads config.json (systemctl reload, deploy/chorusd.service): a good change is applied, a file
+// that does not load is logged with the reason and the running config stays; the node keeps running.
+TEST_F(ChorusdCluster, SighupReloadsTheConfigAndABadFileIsLoggedAndChangesNothing) {
+  auto node = spawn(0);
+  ASSERT_GE(wait_ms([&] { return node->find("ping: started") >= 0; }, 3000), 0) << node->output();
+  std::string text;
+  {
+    std::ifstream in(config_);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::string changed = text;
+  changed.insert(changed.rfind('}'), R"(, "TeamSettings": {"SiteName": "Reloaded"})");
+  std::ofstream(config_) << changed;
+  node->signal(SIGHUP);
+  ASSERT_GE(wait_ms([&] { return node->find("config: reloaded; hash") >= 0; }, 3000), 0) << node->output();
+  EXPECT_GE(node->find("config: reloading config.json (SIGHUP)"), 0) << node->output();
+
+  std::ofstream(config_) << R"({"SqlSettings": {"MaxOpenConns": "many"}})";
+  node->signal(SIGHUP);
+  ASSERT_GE(wait_ms([&] { return node->find("config: reload refused, the running config") >= 0; }, 3000), 0)
+      << node->output();
+  EXPECT_GE(node->find("SqlSettings.MaxOpenConns: expected an integer"), 0) << node->output();
+  EXPECT_TRUE(node->running()) << "a bad file does not stop the node";
+  node->signal(SIGTERM);
+  EXPECT_EQ(node->wait_exit(3000), 0) << node->output();
+}

@@ -91,6 +91,25 @@ int query_int(const Request& r, const char* key, int def, int lo, int hi, bool& 
   }
 }
 
+Paging query_paging(const Request& r, int def_per_page, int max_per_page) {
+  auto read = [&r](const char* key) -> long long {
+    auto it = r.query.find(key);
+    if (it == r.query.end() || it->second.empty()) return -1;
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(it->second, &used);
+      return used == it->second.size() ? v : -1;
+    } catch (const std::exception&) {
+      return -1;
+    }
+  };
+  Paging p;
+  const long long page = read("page"), per_page = read("per_page");
+  p.page = page < 0 ? 0 : static_cast<int>(std::min<long long>(page, 100000));  // past it every page is empty
+  p.per_page = per_page <= 0 ? def_per_page : static_cast<int>(std::min<long long>(per_page, max_per_page));
+  return p;
+}
+
 json::object post_list_json(const app::PostList& list) {
   json::array order;
   json::object posts;
@@ -163,6 +182,9 @@ Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& n
       node_(node),
       options_(std::move(options)),
       version_id_(version_id_header(options_.server_version)) {
+  uint32_t h = 2166136261u;  // FNV-1a of the node's name
+  for (char ch : env_.node_name()) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
+  request_id_prefix_ = fmt::format("{:08x}{:08x}", h, static_cast<uint32_t>(env_.wall_now().millis() / 1000));
   routes_system();
   routes_users();
   routes_teams();
@@ -181,6 +203,8 @@ Api::~Api() {
   }
 }
 
+std::string Api::next_request_id() { return fmt::format("{}{:010x}", request_id_prefix_, ++requests_); }
+
 void Api::add(std::string method, const std::string& pattern, bool auth, Route run) {
   routes_.push_back(Entry{std::move(method), split_path(pattern), auth, std::move(run)});
 }
@@ -188,6 +212,7 @@ void Api::add(std::string method, const std::string& pattern, bool auth, Route r
 void Api::handle(Request request, Respond respond) {
   auto call = std::make_shared<Call>();
   call->request = std::move(request);
+  const std::string request_id = next_request_id();
   // RateLimitSettings (guards.h): a client over its rate gets Mattermost's 429; every answer says where
   // the client stands.
   std::optional<RateLimiter::Decision> rate;
@@ -197,13 +222,31 @@ void Api::handle(Request request, Respond respond) {
     if (rate->limited) {
       Response r = too_many_requests(*rate);
       r.headers.emplace_back("X-Version-Id", version_id_header(options_.server_version));
+      r.headers.emplace_back("X-Request-Id", request_id);
       return respond(std::move(r));
     }
   }
-  // The call lives until it is answered.
-  call->respond_fn = [respond = std::move(respond), version = version_id_, rate](Response r) {
+  // The call lives until it is answered. Every answer names the request (X-Request-Id, and request_id in
+  // an error's body), and an error is logged with it, so that what a client saw can be found in the log.
+  // (The call outlives its respond_fn: Call::respond keeps it alive while this runs.)
+  call->respond_fn = [this, alive = alive_, respond = std::move(respond), version = version_id_, rate, request_id,
+                      c = call.get()](Response r) {
     r.headers.emplace_back("X-Version-Id", version);  // the client notes the server's version
+    r.headers.emplace_back("X-Request-Id", request_id);
     if (rate) add_rate_limit_headers(*rate, r);
+    if (r.status >= 400) {
+      if (const auto at = r.body.find("\"request_id\":\"\""); at != std::string::npos)
+        r.body.insert(at + 14, request_id);
+      // (The arguments are made only when the line is wanted: this runs for every error answer.)
+      const bool server_side = r.status >= 500;
+      if (*alive && env_.log().enabled(server_side ? LogLevel::warn : LogLevel::debug)) {
+        const std::string path = valid_utf8(c->request.path), what = r.body.substr(0, 200);
+        if (server_side)
+          env_.log().warn("api: request {} {} {} answered {}: {}", request_id, c->request.method, path, r.status, what);
+        else
+          env_.log().debug("api: request {} {} {} answered {}: {}", request_id, c->request.method, path, r.status, what);
+      }
+    }
     respond(std::move(r));
   };
   call->keep_alive = call;

@@ -106,6 +106,11 @@ class Api final : public Handler {
   NodeControl& node_;
   ApiOptions options_;
   std::string version_id_;  // the X-Version-Id header
+  // Request ids (X-Request-Id, request_id in errors): this node and start, then a count; no randomness,
+  // so the simulator's runs stay as they were.
+  std::string request_id_prefix_;
+  uint64_t requests_ = 0;
+  std::string next_request_id();
   std::vector<Entry> routes_;
   RateLimiter limiter_;
   // Calls not answered yet (each keeps itself alive until it is): the node going away releases them.

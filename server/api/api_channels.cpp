@@ -38,10 +38,7 @@ void Api::routes_channels() {
         c->then<app::ChannelMember>([c](const app::ChannelMember& m) { c->json(201, m.to_json()); }));
   });
   add("GET", v4 + "/channels/{channel_id}/members", true, [&app](const C& c) {
-    bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const auto [page, per_page] = query_paging(c->request);
     app.channel_members(c->session, c->params["channel_id"], page, per_page,
                         c->then<std::vector<app::ChannelMember>>(
                             [c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }));
@@ -53,8 +50,9 @@ void Api::routes_channels() {
   add("GET", v4 + "/channels/{channel_id}/posts", true, [&app](const C& c) {
     bool bad = false;
     app::PostQuery q;
-    q.page = query_int(c->request, "page", 0, 0, 100000, bad);
-    q.per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
+    const Paging paging = query_paging(c->request);
+    q.page = paging.page;
+    q.per_page = paging.per_page;
     if (auto it = c->request.query.find("since"); it != c->request.query.end() && !it->second.empty()) {
       try {
         size_t used = 0;
@@ -66,7 +64,7 @@ void Api::routes_channels() {
     }
     if (auto it = c->request.query.find("before"); it != c->request.query.end()) q.before = it->second;
     if (auto it = c->request.query.find("after"); it != c->request.query.end()) q.after = it->second;
-    if (bad) return c->error(app::bad_param("page, per_page or since"));
+    if (bad) return c->error(app::bad_param("since"));
     app.get_posts(c->session, c->params["channel_id"], q,
                   c->then<app::PostList>([c](const app::PostList& l) { c->json(200, post_list_json(l)); }));
   });
@@ -125,10 +123,7 @@ void Api::routes_channels() {
         c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));
   });
   add("GET", v4 + "/users/{user_id}/channel_members", true, [&app](const C& c) {
-    bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 200, 1, 1000, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const auto [page, per_page] = query_paging(c->request, 200, 1000);
     app.channel_members_for_user(c->session, c->user_param(), "",
                                  c->then<std::vector<app::ChannelMember>>(
                                      [c](const std::vector<app::ChannelMember>& m) { c->json(200, to_array(m)); }),

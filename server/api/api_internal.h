@@ -33,6 +33,12 @@ std::vector<std::string> split_path(const std::string& path);
 // An integer query parameter in [lo, hi] (def when absent); sets bad otherwise.
 int query_int(const Request& r, const char* key, int def, int lo, int hi, bool& bad);
 json::object post_list_json(const app::PostList& list);
+// page and per_page as Mattermost reads them (web/params.go): absent, not a number or negative gives the
+// default (page 0, per_page def); per_page above max is max; never an error.
+struct Paging {
+  int page = 0, per_page = 60;
+};
+Paging query_paging(const Request& r, int def_per_page = 60, int max_per_page = 200);
 // The value of cookie `name` ("" when absent).
 std::string cookie(const Request& r, std::string_view name);
 // The session token: the Authorization header, else the MMAUTHTOKEN cookie, else access_token.

@@ -243,10 +243,7 @@ void Api::routes_system() {
   // --- jobs
   auto& jobs = jobs_;
   auto list_jobs = [&jobs](const C& c, const std::string& type) {
-    bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const auto [page, per_page] = query_paging(c->request);
     jobs.list(c->session, type, page, per_page,
               c->then<std::vector<app::Job>>([c](const std::vector<app::Job>& j) { c->json(200, to_array(j)); }));
   };

@@ -44,10 +44,7 @@ void Api::routes_teams() {
                         c->then<app::TeamMember>([c](const app::TeamMember& m) { c->json(201, m.to_json()); }));
   });
   add("GET", v4 + "/teams/{team_id}/members", true, [&app](const C& c) {
-    bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const auto [page, per_page] = query_paging(c->request);
     app.team_members(c->session, c->params["team_id"], page, per_page,
                      c->then<std::vector<app::TeamMember>>(
                          [c](const std::vector<app::TeamMember>& m) { c->json(200, to_array(m)); }));
@@ -57,10 +54,7 @@ void Api::routes_teams() {
                            c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
   });
   add("GET", v4 + "/teams/{team_id}/channels", true, [&app](const C& c) {
-    bool bad = false;
-    const int page = query_int(c->request, "page", 0, 0, 100000, bad),
-              per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const auto [page, per_page] = query_paging(c->request);
     app.public_channels(
         c->session, c->params["team_id"], page, per_page,
         c->then<std::vector<app::Channel>>([c](const std::vector<app::Channel>& ch) { c->json(200, to_array(ch)); }));

@@ -71,11 +71,10 @@ void Api::routes_users() {
                         c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
   });
   add("GET", v4 + "/users", true, [&app](const C& c) {
-    bool bad = false;
     app::UserQuery q;
-    q.page = query_int(c->request, "page", 0, 0, 100000, bad);
-    q.per_page = query_int(c->request, "per_page", 60, 1, 200, bad);
-    if (bad) return c->error(app::bad_param("page or per_page"));
+    const Paging paging = query_paging(c->request);
+    q.page = paging.page;
+    q.per_page = paging.per_page;
     auto text = [&](const char* key) {
       auto it = c->request.query.find(key);
       return it == c->request.query.end() ? std::string() : it->second;

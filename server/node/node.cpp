@@ -49,9 +49,7 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
   messenger_->subscribe("", [this](const std::string& from, const cluster::ClusterMessage& m) {
     if (m.kind() == cluster::ClusterEvent::config_changed) {
       // A peer saved config.json through the API (ReadOnlyConfig off): read it again.
-      const Failure reloaded = reload_config();
-      if (!reloaded.ok())
-        env_.log().error("config: {} changed the config, but it does not load here: {}", from, reloaded.message);
+      reload_config_for(from + " changed the config");
       return;
     }
     app_->on_cluster_message(from, m);
@@ -379,14 +377,23 @@ Failure Node::save_config(const std::string& text) {
   return {};
 }
 
-Failure Node::reload_config() {
-  if (!options_.read_config) return Failure{"this node has no config file"};
+Failure Node::reload_config() { return reload_config_for("POST /api/v4/config/reload"); }
+
+// Every attempt is logged with what asked for it and how it ended: a refused file leaves the running
+// config as it was, and says why.
+Failure Node::reload_config_for(const std::string& why) {
+  env_.log().info("config: reloading config.json ({})", why);
+  auto refused = [this](Failure f) {
+    env_.log().error("config: reload refused, the running config (hash {}) stays: {}", config_.hash, f.message);
+    return f;
+  };
+  if (!options_.read_config) return refused(Failure{"this node has no config file"});
   auto text = options_.read_config();
-  if (!text.ok()) return text.error;
+  if (!text.ok()) return refused(text.error);
   auto loaded = config::load_config_text(text.value, "config.json", options_.environment);
-  if (!loaded.ok()) return Failure{loaded.error.text()};
+  if (!loaded.ok()) return refused(Failure{loaded.error.text()});
   if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty())
-    return Failure{errors.front()};
+    return refused(Failure{errors.front()});
   apply(std::move(loaded.value));
   env_.log().info("config: reloaded; hash {}", config_.hash);
   return {};

@@ -81,6 +81,8 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   bool config_read_only() const override;
   Failure save_config(const std::string& json) override;
   Failure reload_config() override;
+  // The same, logged as asked for by `why` (the API, a peer's save, SIGHUP).
+  Failure reload_config_for(const std::string& why);
   void recycle_database() override { store_->recycle(); }
   void check_health(std::function<void(bool, std::string)> done) override;
   std::string cut_off_reason() const override { return cut_off_reason_; }

@@ -5,7 +5,8 @@
 // Asio for the loop, TCP on ClusterSettings.GossipPort, and the Beast HTTP/WebSocket server on
 // ServiceSettings.ListenAddress. SIGTERM or SIGINT stops it gracefully: new requests are refused,
 // requests in flight finish, WebSockets close with 1001, the node announces its leave to the cluster and
-// removes its ClusterDiscovery row.
+// removes its ClusterDiscovery row. SIGHUP reloads config.json (a file that does not load is logged and
+// leaves the running config).
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netdb.h>
@@ -18,6 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -273,6 +275,16 @@ int main(int argc, char** argv) {
     node.stop(one_done);
     http->stop(chorus::Duration{5'000'000}, one_done);
   });
+  // SIGHUP reloads config.json, as POST /api/v4/config/reload does (systemctl reload: deploy/chorusd.service).
+  boost::asio::signal_set hangups(io, SIGHUP);
+  std::function<void()> on_hangup = [&] {
+    hangups.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      node.reload_config_for("SIGHUP");
+      on_hangup();
+    });
+  };
+  on_hangup();
   io.run();
   http.reset();
   log.info("chorusd: stopped");

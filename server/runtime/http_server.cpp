@@ -76,13 +76,15 @@ bool valid_header(const std::string& name, const std::string& value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos;
 }
 
-// Mattermost's error shape (model.AppError as JSON).
+// Mattermost's error shape (model.AppError as JSON), the same as the api's (api::error_response) for what
+// never reaches the api: 400, 413 and 431 from the parser, 500 from a handler that threw.
 api::Response error_response(int status, std::string_view id, std::string_view message) {
   api::Response r;
   r.status = status;
   r.headers.emplace_back("Content-Type", "application/json");
   r.body = "{\"id\":\"" + json_escape(id) + "\",\"message\":\"" + json_escape(message) +
-           "\",\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(status) + "}";
+           "\",\"detailed_error\":\"\",\"request_id\":\"\",\"status_code\":" + std::to_string(status) +
+           ",\"is_oauth\":false}";
   return r;
 }
 
