@@ -200,10 +200,13 @@ class ClientThroughNginx : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "nginx");
     for (const char* sub : {"body", "proxy", "fastcgi", "uwsgi", "scgi"})
       std::filesystem::create_directories(dir_ / "nginx" / sub);
+    // Every port at once: ports asked for one by one can repeat (none is held until its process binds it),
+    // and a node then finds its API port taken by another's gossip port.
+    const auto ports = chorus::testing::free_ports(7);
     // The shared file store: a directory both nodes use, or an S3 bucket on s3rver (started here).
     std::string files = R"("FileSettings": {"Directory": ")" + (dir_ / "files").string() + R"(/"},)";
     if (use_s3_) {
-      s3_port_ = free_port();
+      s3_port_ = ports[6];
       s3_ = std::make_unique<Child>(
           std::vector<std::string>{node_, (js_ / "node_modules" / "s3rver" / "bin" / "s3rver.js").string(), "-d",
                                    (dir_ / "s3").string(), "-a", "127.0.0.1", "-p", std::to_string(s3_port_),
@@ -224,9 +227,9 @@ class ClientThroughNginx : public ::testing::Test {
     "ClusterSettings": {"Enable": true, "ClusterName": "client-test", "OverrideHostname": "127.0.0.1", "BindAddress": "127.0.0.1"},
     "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
   })";
-    const uint16_t api1 = free_port(), api2 = free_port(), g1 = free_port(), g2 = free_port();
-    na_ = free_port();
-    nb_ = free_port();
+    const uint16_t api1 = ports[0], api2 = ports[1], g1 = ports[2], g2 = ports[3];
+    na_ = ports[4];
+    nb_ = ports[5];
     auto spawn = [&](uint16_t api, uint16_t gossip, const char* log) {
       return std::make_unique<Child>(
           std::vector<std::string>{CHORUSD_PATH, "--config", config},

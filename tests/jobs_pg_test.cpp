@@ -45,7 +45,8 @@ TEST(JobsPg, RetentionExportSearchAndAWorkerKilledMidJob) {
     "TeamSettings": {"EnableOpenServer": true},
     "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
   })";
-  const uint16_t api[2] = {free_port(), free_port()}, gossip[2] = {free_port(), free_port()};
+  const auto ports = chorus::testing::free_ports(4);  // at once: one by one can repeat
+  const uint16_t api[2] = {ports[0], ports[1]}, gossip[2] = {ports[2], ports[3]};
   std::unique_ptr<Child> nodes[2];
   for (int i = 0; i < 2; ++i)
     nodes[i] = std::make_unique<Child>(

@@ -112,9 +112,9 @@ class SimHarness final : public Harness {
 class TcpHarness final : public Harness {
  public:
   explicit TcpHarness(size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      ports_.push_back(chorus::testing::free_port());
-      addresses_.push_back("127.0.0.1:" + std::to_string(ports_.back()));
+    for (uint16_t port : chorus::testing::free_ports(n)) {  // at once: one by one can repeat
+      ports_.push_back(port);
+      addresses_.push_back("127.0.0.1:" + std::to_string(port));
     }
     envs_.resize(n);
     nodes_.resize(n);

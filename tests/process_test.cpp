@@ -45,7 +45,7 @@ class ChorusdCluster : public ::testing::Test {
                            << (dir_ / "data" / "chorus.db").string() << R"("},
       "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO"}
     })";
-    for (int i = 0; i < 3; ++i) ports_.push_back(free_port());
+    for (uint16_t p : chorus::testing::free_ports(3)) ports_.push_back(p);  // at once: one by one can repeat
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
