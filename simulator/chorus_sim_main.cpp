@@ -1,5 +1,6 @@
 // chorus-sim: runs simulated Chorus clusters from seeds, checks them, and says how to replay a failure.
-// (Just over 600 lines: the command line of every subcommand, its help and its output formats, in one place.)
+// (Over 700 lines on purpose: the command line of every subcommand, its help and its output formats, in
+// one place, so that what a user types and reads is in one file; the work itself is in simulator/.)
 //
 //   chorus-sim run FILE... [--seed N | --seeds A..B] [--jobs N] [--report DIR] [--soak-report FILE]
 //   [--check-determinism]
@@ -9,6 +10,7 @@
 //   chorus-sim shrink FILE --seed N     the fewest faults of that run's schedule that still fail
 //   chorus-sim swarm                    the foundation's ping cluster under random faults
 //   chorus-sim membership               detection and election times per cluster size
+//   chorus-sim list [DIR]               the scenario files of a folder with their descriptions
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
