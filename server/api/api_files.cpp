@@ -50,7 +50,7 @@ void Api::routes_files() {
       for (auto& p : m.parts) {
         if (p.name == "channel_id" && !p.is_file) channel_id = p.data;
         else if (p.name == "client_ids" && !p.is_file) client_ids.push_back(p.data);
-        else if (p.name == "files" && p.is_file) files.push_back(app::App::Upload{p.filename, std::move(p.data), ""});
+        else if (p.name == "files" && p.is_file) files.push_back(app::App::Upload{p.filename, std::move(p.data)});
       }
     } else {
       // The simple upload: the body is the file.
@@ -58,12 +58,11 @@ void Api::routes_files() {
       if (name.empty())
         return c->error(AppError{400, "api.file.upload_file.incorrect_content_type.app_error",
                                  "Send multipart/form-data, or the file as the body with ?channel_id=&filename=."});
-      files.push_back(app::App::Upload{name, std::move(c->request.body), ""});
+      files.push_back(app::App::Upload{name, std::move(c->request.body)});
       if (c->request.query.count("client_id")) client_ids.push_back(c->request.query.at("client_id"));
     }
     if (!client_ids.empty() && client_ids.size() != files.size())
       return c->error(app::bad_param("client_ids"));
-    for (size_t i = 0; i < client_ids.size(); ++i) files[i].client_id = client_ids[i];
     app.upload_files(c->session, channel_id, std::move(files),
                      c->then<std::vector<app::FileInfo>>([c, client_ids](const std::vector<app::FileInfo>& infos) {
                        json::array ids;

@@ -290,7 +290,7 @@ class App {
   // channel (file_ids); reading a file needs read access to its post's channel (the uploader alone
   // before it is attached).
   struct Upload {
-    std::string name, data, client_id;
+    std::string name, data;  // (the apps' client_ids only go back in the answer: the api keeps them)
   };
   void upload_files(const Session& actor, const std::string& channel_id, std::vector<Upload> files,
                     Callback<std::vector<FileInfo>> done);

@@ -120,8 +120,14 @@ void Router::probe(const std::shared_ptr<Server>& server) {
   server->probing = true;
   auto alive = alive_;
   server->pool->probe(Duration{std::min<int64_t>(sql_.ReplicaMonitorIntervalSeconds, 5) * 1'000'000},
-                      [this, alive, server](db::Outcome o) {
+                      // Weak: the probe's callback lives in the server's own pool (its connection's
+                      // operation); owning the server from there made a cycle whose end, at shutdown,
+                      // destroyed the pool from inside its own connection's teardown (ASan: a use after
+                      // free in Pool::~Pool when a node stopped during a probe).
+                      [this, alive, weak = std::weak_ptr<Server>(server)](db::Outcome o) {
                         if (!*alive) return;
+                        const auto server = weak.lock();
+                        if (!server) return;
                         server->probing = false;
                         if (o.ok() && !server->online) {
                           server->online = true;
