@@ -12,6 +12,7 @@ packages=(
   libcrypt-dev curl python3 nginx-light
   clang-14 libclang-rt-14-dev libstb-dev
   postgresql-15 postgresql-client-15
+  prometheus-cpp-dev prometheus chromium chromium-driver fonts-dejavu-core
 )
 
 missing=()

@@ -3,7 +3,8 @@
 # the three processes), each node green in the cluster status. Prints each node's URL, an admin login
 # and how to reach the cluster; Ctrl-C stops all three (gracefully: SIGTERM).
 #
-#   PORT_BASE=8065  API ports PORT_BASE..PORT_BASE+2; gossip ports PORT_BASE+9..PORT_BASE+11.
+#   PORT_BASE=8065  API ports PORT_BASE..PORT_BASE+2; gossip ports PORT_BASE+9..PORT_BASE+11;
+#                   Prometheus metrics on PORT_BASE+20..PORT_BASE+22; local-mode sockets build/run/node*.socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/release/chorusd
@@ -20,7 +21,8 @@ cat > "$DIR/config.json" <<JSON
   "ClusterSettings": {"Enable": true, "ClusterName": "local", "ReadOnlyConfig": true},
   "TeamSettings": {"EnableOpenServer": true},
   "FileSettings": {"Directory": "$PWD/$DIR/files/"},
-  "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO", "EnableFile": false}
+  "LogSettings": {"ConsoleJson": false, "ConsoleLevel": "INFO", "EnableFile": false},
+  "MetricsSettings": {"Enable": true}
 }
 JSON
 
@@ -42,6 +44,9 @@ for i in 0 1 2; do
   MM_CLUSTERSETTINGS_GOSSIPPORT="$((PORT_BASE + 9 + i))" \
   MM_CLUSTERSETTINGS_OVERRIDEHOSTNAME="127.0.0.1" \
   MM_CLUSTERSETTINGS_BINDADDRESS="127.0.0.1" \
+  MM_METRICSSETTINGS_LISTENADDRESS="127.0.0.1:$((PORT_BASE + 20 + i))" \
+  MM_SERVICESETTINGS_ENABLELOCALMODE=true \
+  MM_SERVICESETTINGS_LOCALMODESOCKETLOCATION="$PWD/$DIR/node$i.socket" \
     "$BIN" --config "$DIR/config.json" >"$DIR/node$i.log" 2>&1 &
   pids+=($!)
 done
@@ -72,7 +77,7 @@ for _ in $(seq 1 100); do
     if python3 - "$DIR/status$i.json" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
-ok = isinstance(rows, list) and len(rows) == 3 and len({(r["version"], r["config_hash"]) for r in rows}) == 1
+ok = isinstance(rows, list) and len(rows) == 3 and all(r.get("status") == "green" for r in rows)
 sys.exit(0 if ok else 1)
 PY
     then green=$((green + 1)); fi
@@ -86,14 +91,19 @@ echo "Chorus: a three-node cluster on loopback (SQLite: $DIR/chorus.db)"
 python3 - "$DIR/status0.json" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
-same = len({(r["version"], r["config_hash"]) for r in rows}) == 1 and len(rows) == 3
 for r in sorted(rows, key=lambda r: r["id"]):
-    print(f"  node {r['id']:<16} version {r['version']}  schema {r['schema_version']:<16} config {r['config_hash'][:12]}  {'green' if same else 'RED'}")
+    colour = "green" if r.get("status") == "green" else "RED (" + r.get("reason", "") + ")"
+    lead = "  leader" if r.get("leader") else ""
+    print(f"  node {r['id']:<16} version {r['version']}  schema {r['schema_version']:<16} config {r['config_hash'][:12]}  {colour}{lead}")
 PY
-for i in 0 1 2; do echo "  node $((i + 1)) API: http://127.0.0.1:$((PORT_BASE + i))  (log: $DIR/node$i.log)"; done
+for i in 0 1 2; do
+  echo "  node $((i + 1)) API: http://127.0.0.1:$((PORT_BASE + i))  metrics: http://127.0.0.1:$((PORT_BASE + 20 + i))/metrics  (log: $DIR/node$i.log)"
+done
 echo
+echo "  HA console: $URL/admin/ha  (log in as the system admin below)"
 echo "  System admin: admin / $PASSWORD"
 echo "  Try: curl -H 'Authorization: Bearer $TOKEN' $URL/api/v4/cluster/status"
+echo "       build/release/chorusctl --local --local-socket-path $DIR/node0.socket cluster status"
 echo "  Put NGINX in front of the three: deploy/nginx.conf (upstream of the nodes, WebSockets, health check)."
 echo "  Ctrl-C stops the cluster."
 [ "$green" -eq 3 ] || echo "  WARNING: the nodes did not all report each other green within 10 s; see the logs."

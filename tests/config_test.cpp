@@ -194,3 +194,53 @@ TEST(ConfigJson, RoundTripsThroughTheLoader) {
   EXPECT_EQ(to_json(again.value.config), json);
   EXPECT_EQ(again.value.hash, r.value.hash);
 }
+
+TEST(ConfigDocument, KeepsWhatChorusDoesNotKnowAndTheHashCoversIt) {
+  const std::string known = R"({"TeamSettings": {"SiteName": "A"}})";
+  const std::string with = R"({"TeamSettings": {"SiteName": "A", "CustomBrandText": "x"},
+                              "PluginSettings": {"Enable": true, "Plugins": {"p": {"b": 2, "a": [1, {"z": null}]}}}})";
+  const std::string other = R"({"TeamSettings": {"SiteName": "A", "CustomBrandText": "y"},
+                               "PluginSettings": {"Enable": true, "Plugins": {"p": {"b": 2, "a": [1, {"z": null}]}}}})";
+  auto k = load(known), w = load(with), o = load(other);
+  ASSERT_TRUE(k.ok() && w.ok() && o.ok());
+  // A file of known settings alone hashes as before the document existed.
+  EXPECT_EQ(k.value.hash, config_hash(k.value.file_config));
+  EXPECT_NE(w.value.hash, k.value.hash) << "unknown settings count";
+  EXPECT_NE(w.value.hash, o.value.hash) << "a difference in an unknown setting shows";
+  EXPECT_EQ(load(w.value.document).value.hash, w.value.hash) << "the document loads to the same hash";
+  // The document holds every setting: the known ones at their values, the unknown ones as written.
+  const std::string doc = w.value.document;
+  EXPECT_NE(doc.find(R"("CustomBrandText":"x")"), std::string::npos) << doc;
+  EXPECT_NE(doc.find(R"("Plugins":{"p":{"a":[1,{"z":null}],"b":2}})"), std::string::npos) << doc;
+  EXPECT_NE(doc.find(R"("MaxOpenConns":300)"), std::string::npos) << doc;
+  // ClusterSettings (what differs per node) stays out of the hash, unknown settings there too.
+  auto c1 = load(R"({"ClusterSettings": {"GossipPort": 8074, "Whatever": 1}})");
+  auto c2 = load(R"({"ClusterSettings": {"GossipPort": 8075, "Whatever": 2}})");
+  ASSERT_TRUE(c1.ok() && c2.ok());
+  EXPECT_EQ(c1.value.hash, c2.value.hash);
+}
+
+TEST(ConfigDocument, TheEffectiveDocumentCarriesEnvironmentValuesAndPrettyJsonParsesBack) {
+  auto r = load(R"({"SqlSettings": {"MaxOpenConns": 10, "Unknown": "u"}})", {{"MM_SQLSETTINGS_MAXOPENCONNS", "20"}});
+  ASSERT_TRUE(r.ok());
+  const std::string effective = document_with(r.value.document, r.value.config);
+  EXPECT_NE(effective.find(R"("MaxOpenConns":20)"), std::string::npos);
+  EXPECT_NE(effective.find(R"("Unknown":"u")"), std::string::npos);
+  EXPECT_NE(r.value.document.find(R"("MaxOpenConns":10)"), std::string::npos) << "the file's value stays the file's";
+  const std::string pretty = pretty_json(r.value.document);
+  EXPECT_NE(pretty.find("\n  \"SqlSettings\": {\n"), std::string::npos) << pretty.substr(0, 400);
+  auto again = load(pretty);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value.document, r.value.document);
+}
+
+TEST(ConfigDocument, RestartOnlySettingsAreNamedWhenTheyDiffer) {
+  Config a, b;
+  EXPECT_TRUE(restart_settings_changed(a, b).empty());
+  b.ServiceSettings.ListenAddress = ":9000";
+  b.ClusterSettings.GossipPort = 9001;
+  b.TeamSettings.SiteName = "live";  // applied at once: not named
+  b.LogSettings.ConsoleLevel = "ERROR";
+  EXPECT_EQ(restart_settings_changed(a, b),
+            (std::vector<std::string>{"ServiceSettings.ListenAddress", "ClusterSettings.GossipPort"}));
+}

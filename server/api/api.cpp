@@ -191,6 +191,7 @@ Api::Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& n
   routes_channels();
   routes_posts();
   routes_files();
+  routes_console();
 }
 
 // A call never answered (its node is going away under it) would keep itself alive for good.
@@ -206,7 +207,22 @@ Api::~Api() {
 std::string Api::next_request_id() { return fmt::format("{}{:010x}", request_id_prefix_, ++requests_); }
 
 void Api::add(std::string method, const std::string& pattern, bool auth, Route run) {
-  routes_.push_back(Entry{std::move(method), split_path(pattern), auth, std::move(run)});
+  routes_.push_back(Entry{std::move(method), split_path(pattern), auth, std::move(run), pattern});
+}
+
+void Api::count(const std::string& method, const std::string& route, int status, Duration took) {
+  // Methods outside HTTP's own set would make a label per client whim: one bucket for them.
+  static const char* const kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+  const bool known = std::any_of(std::begin(kMethods), std::end(kMethods), [&](const char* m) { return method == m; });
+  RouteStat& s = request_stats_[RouteKey{known ? method : "OTHER", route, status}];
+  const double seconds = static_cast<double>(took.count()) / 1e6;
+  ++s.count;
+  s.seconds += seconds;
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i)
+    if (seconds <= kLatencyBuckets[i]) {
+      ++s.buckets[i];
+      break;
+    }
 }
 
 void Api::handle(Request request, Respond respond) {
@@ -230,7 +246,11 @@ void Api::handle(Request request, Respond respond) {
   // an error's body), and an error is logged with it, so that what a client saw can be found in the log.
   // (The call outlives its respond_fn: Call::respond keeps it alive while this runs.)
   call->respond_fn = [this, alive = alive_, respond = std::move(respond), version = version_id_, rate, request_id,
-                      c = call.get()](Response r) {
+                      c = call.get(), arrived = env_.now()](Response r) {
+    if (*alive) {
+      static const std::string kUnmatched = "unmatched";
+      count(c->request.method, c->route ? *c->route : kUnmatched, r.status, env_.now() - arrived);
+    }
     r.headers.emplace_back("X-Version-Id", version);  // the client notes the server's version
     r.headers.emplace_back("X-Request-Id", request_id);
     if (rate) add_rate_limit_headers(*rate, r);
@@ -254,10 +274,12 @@ void Api::handle(Request request, Respond respond) {
   calls_->insert(call.get());
   if (draining_)
     return call->respond(error_response(503, "api.server.shutting_down.app_error", "The server is shutting down."));
-  // Cut off from the larger part of the cluster: only the health check and the cluster status answer
-  // (an operator asks this node why); whatever it acknowledged, other nodes' clients would not hear of.
+  // Cut off from the larger part of the cluster: only the health check, the cluster status and what the
+  // HA console needs to show it (its page, login, users/me) answer (an operator asks this node why); whatever it acknowledged, other nodes' clients would not hear of.
   if (const std::string why = node_.cut_off_reason();
-      !why.empty() && call->request.path != "/api/v4/system/ping" && call->request.path != "/api/v4/cluster/status")
+      !why.empty() && call->request.path != "/api/v4/system/ping" && call->request.path != "/api/v4/cluster/status" &&
+      !call->request.path.starts_with("/admin/ha") && call->request.path != "/api/v4/users/login" &&
+      call->request.path != "/api/v4/users/me")
     return call->respond(error_response(503, "api.server.cut_off.app_error",
                                         "This server is cut off from the rest of the cluster.", why));
   const auto segments = split_path(call->request.path);
@@ -277,9 +299,16 @@ void Api::handle(Request request, Respond respond) {
     path_matched = true;
     if (e.method != call->request.method) continue;
     call->params = std::move(params);
+    call->route = &e.pattern;
     if (!e.auth) return e.run(call);
     bool from_cookie = false;
     const std::string token = find_token(call->request, &from_cookie);
+    // Local mode (mmctl --local): whoever can open the node's unix socket is this machine's operator.
+    // No user behind it: what it creates has no creator (as Mattermost's local mode).
+    if (token.empty() && call->request.local) {
+      call->session = local_session();
+      return e.run(call);
+    }
     if (token.empty())
       return call->respond(error_response(401, "api.context.session_expired.app_error",
                                           "Invalid or expired session, please login again.", "token not provided"));

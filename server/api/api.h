@@ -7,6 +7,8 @@
 // cookie or the access_token query parameter. Admin routes need the system_admin role.
 #pragma once
 
+#include <array>
+#include <map>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,9 +23,28 @@
 
 namespace chorus::api {
 
-// One row of GET /api/v4/cluster/status (all strings, as Mattermost's ClusterInfo).
+// One row of GET /api/v4/cluster/status: Mattermost's ClusterInfo (all strings), then Chorus's view of
+// the node: green or red and why, its membership state ("self", "alive", "suspect", "dead"), whether it
+// leads, when it was last seen (wall ms; for a dead node, when it was declared dead) and, for this node,
+// the settings changed in the file that wait for a restart.
 struct ClusterNodeRow {
   std::string id, version, schema_version, config_hash, ipaddress, hostname;
+  bool green = true;
+  std::string reason;
+  std::string state = "self";
+  bool leader = false;
+  int64_t last_seen = 0;
+  std::vector<std::string> restart_required;
+};
+
+// One database server as the node routes to it (GET /api/v4/cluster/database).
+struct DatabaseServerRow {
+  std::string role;  // "master", "replica", "search"
+  std::string name;  // the data source without credentials
+  bool online = true;
+  uint64_t reads = 0, failures = 0;
+  int64_t open = 0, idle = 0, busy = 0, waiting = 0;
+  uint64_t opened = 0, closed = 0, connect_failures = 0, requests = 0, waited = 0, rejected = 0;
 };
 
 // What the API needs from the node around the app: cluster status, config, database and health.
@@ -32,6 +53,8 @@ class NodeControl {
   virtual ~NodeControl() = default;
   virtual bool cluster_enabled() const = 0;
   virtual std::vector<ClusterNodeRow> cluster_status() const = 0;
+  virtual std::vector<DatabaseServerRow> database_status() const = 0;
+  virtual std::string database_driver() const = 0;
   // The effective config as JSON (secrets masked).
   virtual std::string config_json() const = 0;
   // Merges `json` (sections of settings) over the file's config, saves and applies it (or says why
@@ -41,6 +64,8 @@ class NodeControl {
   virtual Failure save_config(const std::string& json) = 0;
   virtual Failure reload_config() = 0;
   virtual void recycle_database() = 0;
+  // What the runtime adds to the support packet (name, content): log tail, metrics snapshot.
+  virtual std::vector<std::pair<std::string, std::string>> support_files() const { return {}; }
   // The health check: writes and deletes a row in the Systems table (get_server_status), at most once a
   // second (callers within it get that answer); the detail is for the log, never for the caller.
   virtual void check_health(std::function<void(bool database_ok, std::string detail)> done) = 0;
@@ -69,6 +94,21 @@ struct ApiOptions {
   bool secure_cookies = false;  // ServiceSettings.SiteURL is https: cookies get Secure
 };
 
+// Requests answered, by method, route (the pattern that matched: "/api/v4/users/{user_id}"; "unmatched"
+// for none) and status, with their time from arrival to answer: what the metrics export.
+inline constexpr std::array<double, 12> kLatencyBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                           0.25,  0.5,   1,    2.5,   5,    10};
+struct RouteKey {
+  std::string method, route;
+  int status = 0;
+  auto operator<=>(const RouteKey&) const = default;
+};
+struct RouteStat {
+  uint64_t count = 0;
+  double seconds = 0;
+  std::array<uint64_t, kLatencyBuckets.size()> buckets{};  // answered within each bound (not cumulative)
+};
+
 class Api final : public Handler {
  public:
   Api(Env& env, app::App& app, app::Hub& hub, app::Jobs& jobs, NodeControl& node, ApiOptions options);
@@ -79,6 +119,7 @@ class Api final : public Handler {
 
   // Stop taking new work: requests get 503, upgrades are refused (the graceful stop).
   void drain() { draining_ = true; }
+  const std::map<RouteKey, RouteStat>& request_stats() const { return request_stats_; }
 
   struct Call;
   using Route = std::function<void(const std::shared_ptr<Call>&)>;
@@ -89,6 +130,7 @@ class Api final : public Handler {
     std::vector<std::string> segments;  // "{name}" matches one segment
     bool auth = true;
     Route run;
+    std::string pattern;
   };
   void add(std::string method, const std::string& pattern, bool auth, Route run);
   // The routes, in files by domain (api_internal.h).
@@ -98,6 +140,8 @@ class Api final : public Handler {
   void routes_channels();
   void routes_posts();
   void routes_files();
+  void routes_console();
+  void count(const std::string& method, const std::string& route, int status, Duration took);
 
   Env& env_;
   app::App& app_;
@@ -112,6 +156,7 @@ class Api final : public Handler {
   uint64_t requests_ = 0;
   std::string next_request_id();
   std::vector<Entry> routes_;
+  std::map<RouteKey, RouteStat> request_stats_;
   RateLimiter limiter_;
   // Calls not answered yet (each keeps itself alive until it is): the node going away releases them.
   std::shared_ptr<std::unordered_set<Call*>> calls_ = std::make_shared<std::unordered_set<Call*>>();

@@ -88,9 +88,19 @@ json::array to_array(const std::vector<T>& items) {
 
 
 // One request in flight.
+// The session of a local-mode request (http.h: Request::local): this machine's operator, a system admin
+// with no user behind it, as Mattermost's local mode.
+inline Session local_session() {
+  Session s;
+  s.id = "local";
+  s.roles = "system_user system_admin";
+  return s;
+}
+
 struct Api::Call {
   Request request;
   Respond respond_fn;
+  const std::string* route = nullptr;  // the pattern that matched (metrics)
   std::map<std::string, std::string> params;
   Session session;
   bool answered = false;

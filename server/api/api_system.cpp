@@ -2,7 +2,85 @@
 #include "server/api/api_internal.h"
 #include "server/app/roles.h"
 
+#include <cstdio>
+#include <cstring>
+
 namespace chorus::api {
+
+namespace {
+
+json::array cluster_status_json(const NodeControl& node) {
+  json::array rows;
+  for (const auto& n : node.cluster_status()) {
+    json::array restart;
+    for (const auto& s : n.restart_required) restart.emplace_back(s);
+    rows.push_back(json::object{{"id", n.id},
+                                {"version", n.version},
+                                {"schema_version", n.schema_version},
+                                {"config_hash", n.config_hash},
+                                {"ipaddress", n.ipaddress},
+                                {"hostname", n.hostname},
+                                {"status", n.green ? "green" : "red"},
+                                {"reason", n.reason},
+                                {"state", n.state},
+                                {"leader", n.leader},
+                                {"last_seen", n.last_seen},
+                                {"restart_required", std::move(restart)}});
+  }
+  return rows;
+}
+
+json::object database_json(const NodeControl& node) {
+  json::array servers;
+  for (const auto& s : node.database_status())
+    servers.push_back(json::object{
+        {"role", s.role},
+        {"name", s.name},
+        {"online", s.online},
+        {"reads", s.reads},
+        {"failures", s.failures},
+        {"pool", json::object{{"open", s.open},
+                              {"idle", s.idle},
+                              {"busy", s.busy},
+                              {"waiting", s.waiting},
+                              {"opened", s.opened},
+                              {"closed", s.closed},
+                              {"connect_failures", s.connect_failures},
+                              {"requests", s.requests},
+                              {"waited", s.waited},
+                              {"rejected", s.rejected}}}});
+  return json::object{{"driver", node.database_driver()}, {"servers", std::move(servers)}};
+}
+
+// A tar archive (POSIX ustar) of the files, for the support packet: no compression library needed, and
+// `tar xf` opens it anywhere.
+std::string tar_archive(const std::vector<std::pair<std::string, std::string>>& files, int64_t mtime_seconds) {
+  std::string out;
+  for (const auto& [name, content] : files) {
+    char h[512] = {};
+    std::snprintf(h, 100, "%s", name.substr(0, 99).c_str());
+    std::snprintf(h + 100, 8, "%07o", 0644);
+    std::snprintf(h + 108, 8, "%07o", 0);
+    std::snprintf(h + 116, 8, "%07o", 0);
+    std::snprintf(h + 124, 12, "%011llo", static_cast<unsigned long long>(content.size()));
+    std::snprintf(h + 136, 12, "%011llo", static_cast<unsigned long long>(mtime_seconds));
+    h[156] = '0';
+    std::memcpy(h + 257, "ustar", 6);
+    std::memcpy(h + 263, "00", 2);
+    std::memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (unsigned char ch : h) sum += ch;
+    std::snprintf(h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    out.append(h, sizeof h);
+    out += content;
+    out.append((512 - content.size() % 512) % 512, '\0');
+  }
+  out.append(1024, '\0');
+  return out;
+}
+
+}  // namespace
 
 void Api::routes_system() {
   using C = std::shared_ptr<Call>;
@@ -188,15 +266,32 @@ void Api::routes_system() {
   };
   add("GET", v4 + "/cluster/status", true, [&node, admin_only](const C& c) {
     if (!admin_only(c)) return;
-    json::array rows;
-    for (const auto& n : node.cluster_status())
-      rows.push_back(json::object{{"id", n.id},
-                                  {"version", n.version},
-                                  {"schema_version", n.schema_version},
-                                  {"config_hash", n.config_hash},
-                                  {"ipaddress", n.ipaddress},
-                                  {"hostname", n.hostname}});
-    c->json(200, rows);
+    c->json(200, cluster_status_json(node));
+  });
+  // Chorus's: the database servers this node routes to, as the HA console shows them.
+  add("GET", v4 + "/cluster/database", true, [&node, admin_only](const C& c) {
+    if (!admin_only(c)) return;
+    c->json(200, database_json(node));
+  });
+  // The support packet (Mattermost's route; a tar here, not a zip): what an operator attaches to a bug
+  // report - the config with its secrets masked, the cluster and database status, and the runtime's
+  // files (the log file's tail, a metrics snapshot).
+  add("GET", v4 + "/system/support_packet", true, [this, &node, admin_only](const C& c) {
+    if (!admin_only(c)) return;
+    std::vector<std::pair<std::string, std::string>> files{
+        {"config.json", node.config_json()},
+        {"cluster_status.json", json::serialize(cluster_status_json(node))},
+        {"database.json", json::serialize(database_json(node))},
+        {"version.txt", options_.server_version + "\n"}};
+    for (auto& f : node.support_files()) files.push_back(std::move(f));
+    const int64_t now = env_.wall_now().millis();
+    Response r;
+    r.status = 200;
+    r.body = tar_archive(files, now / 1000);
+    r.headers.emplace_back("Content-Type", "application/x-tar");
+    r.headers.emplace_back("Content-Disposition",
+                           "attachment; filename=\"chorus-support-" + std::to_string(now) + ".tar\"");
+    c->respond(std::move(r));
   });
   add("GET", v4 + "/config", true, [&node, admin_only](const C& c) {
     if (admin_only(c)) c->respond(json_response(200, node.config_json()));

@@ -22,6 +22,10 @@ void Api::routes_users() {
     };
     bool from_cookie = false;
     const std::string token = find_token(c->request, &from_cookie);
+    if (token.empty() && c->request.local) {  // local mode: the machine's operator, a system admin
+      c->session = local_session();
+      return create(&c->session);
+    }
     if (token.empty()) return create(nullptr);
     if (from_cookie && !csrf_ok(c->request))
       return c->respond(error_response(401, "api.context.session_expired.app_error",
@@ -68,6 +72,22 @@ void Api::routes_users() {
     const std::string current = b->str("current_password"), next = b->str("new_password");
     if (c->bad_type(*b)) return;
     app.update_password(c->session, c->user_param(), current, next,
+                        c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("PUT", v4 + "/users/{user_id}/roles", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    const std::string roles = b->str("roles");
+    if (c->bad_type(*b)) return;
+    app.update_user_roles(c->session, c->user_param(), roles,
+                          c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
+  });
+  add("PUT", v4 + "/users/{user_id}/active", true, [&app](const C& c) {
+    auto b = c->body_object();
+    if (!b) return;
+    auto it = b->o.find("active");
+    if (it == b->o.end() || !it->value().is_bool()) return c->error(app::bad_param("active"));
+    app.set_user_active(c->session, c->user_param(), it->value().as_bool(),
                         c->then<app::Unit>([c](const app::Unit&) { c->respond(ok_status()); }));
   });
   add("GET", v4 + "/users", true, [&app](const C& c) {

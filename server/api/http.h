@@ -22,7 +22,8 @@ struct Request {
   std::map<std::string, std::string> query;                  // decoded; a repeated key keeps its last value
   std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
   std::string body;
-  std::string remote;  // "ip:port" of the peer (NGINX's, behind a proxy)
+  std::string remote;  // "ip:port" of the peer (NGINX's, behind a proxy), "local" on the local-mode socket
+  bool local = false;  // came over the local-mode unix socket: this machine's operator, as a system admin
 
   // The first header of that (lower-case) name, or "".
   std::string_view header(std::string_view name) const {

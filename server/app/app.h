@@ -167,6 +167,13 @@ class App {
   // The user (or a system admin) changes profile fields; every node drops its cached copy, every client
   // gets user_updated.
   void patch_user(const Session& actor, const std::string& user_id, UserPatch patch, Callback<User> done);
+  // PUT /users/{id}/roles (system admin): "system_user" or "system_user system_admin"; the user's sessions
+  // take the new roles at once, on every node.
+  void update_user_roles(const Session& actor, const std::string& user_id, const std::string& roles,
+                         Callback<Unit> done);
+  // PUT /users/{id}/active (system admin): deactivating sets DeleteAt and ends every session of the user
+  // (its sockets close within the session staleness bound); activating clears DeleteAt.
+  void set_user_active(const Session& actor, const std::string& user_id, bool active, Callback<Unit> done);
   // PUT /users/sessions/device: the session's push device id.
   void attach_device(const Session& actor, const std::string& device_id, Callback<Unit> done);
   // A per-installation id, the same on every node (the Systems table), made on first use: the apps refuse
@@ -334,6 +341,7 @@ class App {
     uint64_t posts_republished = 0;       // committed posts published again (a retry, or the outbox sweep)
     uint64_t outbox_expired = 0;          // outbox rows older than outbox_age_max, dropped unpublished
     uint64_t post_changes_republished = 0;  // committed post changes published again by the outbox sweep
+    uint64_t posts_created = 0;           // posts committed by this node
   };
   Stats stats() const {
     Stats s = stats_;

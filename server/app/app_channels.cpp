@@ -108,10 +108,11 @@ Flow App::create_channel_flow(Session actor, Channel ch, Callback<Channel> done)
       Statement{
           "INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, Header, Purpose,"
           " CreatorId) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)",
-          {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}},
-      Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
-                " VALUES ($1, $2, 'channel_user channel_admin', $3)",
-                {ch.id, actor.user_id, ch.create_at}}};
+          {ch.id, ch.create_at, ch.team_id, ch.type, ch.display_name, ch.name, ch.header, ch.purpose, ch.creator_id}}};
+  if (!actor.user_id.empty())  // (local mode: no creator to make a member)
+    s.push_back(Statement{"INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt)"
+                          " VALUES ($1, $2, 'channel_user channel_admin', $3)",
+                          {ch.id, actor.user_id, ch.create_at}});
   db::Outcome o =
       co_await awaiting<db::Outcome>(alive_, [&](auto resume) { store_.write(std::move(s), true, std::move(resume)); });
   if (o.error.status == db::Status::conflict)

@@ -241,6 +241,7 @@ Flow App::create_post_flow(Session actor, Post post, Callback<Post> done) {
   }
   if (!o.ok()) co_return done(fail<Post>(from_db(o.error)));
   post.create_at = post.update_at = int_at(o.value[2].rows.at(0), 0);
+  ++stats_.posts_created;
   Event ev = posted_event(*c, post, recipients);
   ev.channel_seq = int_at(o.value[2].rows.at(0), 1);
   if (author.ok()) ev.data["sender_name"] = "@" + author.value.username;

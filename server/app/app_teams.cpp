@@ -47,17 +47,20 @@ void App::create_team(const Session& actor, Team team, Callback<Team> done) {
           " VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)",
           {team.id, now, team.display_name, team.name, team.description, team.email, team.type,
            int64_t{team.allow_open_invite}}},
-      Statement{"INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user team_admin', $3)",
-                {team.id, actor.user_id, now}},
       // Every team starts with Town Square and Off-Topic, its creator in both (as Mattermost).
       Statement{"INSERT INTO Channels (Id, CreateAt, UpdateAt, TeamId, Type, DisplayName, Name, CreatorId) VALUES"
                 " ($1, $3, $3, $4, 'O', 'Town Square', 'town-square', $5), ($2, $3, $3, $4, 'O', 'Off-Topic', "
                 "'off-topic', $5)",
-                {town, off, now, team.id, actor.user_id}},
-      Statement{
-          "INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $3, 'channel_user', $4),"
-          " ($2, $3, 'channel_user', $4)",
-          {town, off, actor.user_id, now}}};
+                {town, off, now, team.id, actor.user_id}}};
+  if (!actor.user_id.empty()) {  // local mode (api.cpp) creates a team with no creator to make a member
+    s.push_back(Statement{
+        "INSERT INTO TeamMembers (TeamId, UserId, Roles, CreateAt) VALUES ($1, $2, 'team_user team_admin', $3)",
+        {team.id, actor.user_id, now}});
+    s.push_back(Statement{
+        "INSERT INTO ChannelMembers (ChannelId, UserId, Roles, LastUpdateAt) VALUES ($1, $3, 'channel_user', $4),"
+        " ($2, $3, 'channel_user', $4)",
+        {town, off, actor.user_id, now}});
+  }
   store_.write(std::move(s), true, [this, alive = alive_, team, done](db::Outcome o) {
     if (!*alive) return;
     if (o.error.status == db::Status::conflict)

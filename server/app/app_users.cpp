@@ -2,6 +2,8 @@
 // revalidation of the sessions behind this node's WebSockets.
 #include "server/app/app.h"
 
+#include <sstream>
+
 #include <boost/json.hpp>
 
 #include "server/app/app_internal.h"
@@ -248,6 +250,57 @@ Flow App::update_password_flow(Session actor, std::string user_id, std::string c
   if (!o2.ok()) co_return done(fail<Unit>(from_db(o2.error)));
   invalidate(cluster::ClusterEvent::inv_user, user_id);
   done(ok(Unit{}));
+}
+
+void App::update_user_roles(const Session& actor, const std::string& user_id, const std::string& roles,
+                            Callback<Unit> done) {
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  if (!actor.is_system_admin()) return done(fail<Unit>(forbidden()));
+  // Only the system roles Chorus has; system_user always (as Mattermost).
+  std::string normalized;
+  bool user = false, admin = false;
+  std::istringstream words(roles);
+  for (std::string w; words >> w;) {
+    if (w == "system_user")
+      user = true;
+    else if (w == "system_admin")
+      admin = true;
+    else
+      return done(fail<Unit>(bad_param("roles")));
+  }
+  if (!user) return done(fail<Unit>(bad_param("roles")));
+  normalized = admin ? "system_user system_admin" : "system_user";
+  const int64_t now = now_ms();
+  store_.write({Statement{"UPDATE Users SET Roles = $2, UpdateAt = $3 WHERE Id = $1 AND DeleteAt = 0",
+                          {user_id, normalized, now}, 1},
+                Statement{"UPDATE Sessions SET Roles = $2 WHERE UserId = $1", {user_id, normalized}}},
+               true, [this, alive = alive_, user_id, done](db::Outcome o) {
+                 if (!*alive) return;
+                 if (o.error.status == db::Status::conflict) return done(fail<Unit>(not_found("user")));
+                 if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+                 invalidate(cluster::ClusterEvent::inv_user, user_id);
+                 invalidate(cluster::ClusterEvent::clear_session_user, user_id);
+                 done(ok(Unit{}));
+               });
+}
+
+void App::set_user_active(const Session& actor, const std::string& user_id, bool active, Callback<Unit> done) {
+  if (!is_valid_id(user_id)) return done(fail<Unit>(bad_param("user_id")));
+  if (!actor.is_system_admin()) return done(fail<Unit>(forbidden()));
+  const int64_t now = now_ms();
+  std::vector<Statement> s{Statement{active ? "UPDATE Users SET DeleteAt = 0, UpdateAt = $2 WHERE Id = $1"
+                                            : "UPDATE Users SET DeleteAt = $2, UpdateAt = $2 WHERE Id = $1",
+                                     {user_id, now},
+                                     1}};
+  if (!active) s.push_back(Statement{"DELETE FROM Sessions WHERE UserId = $1", {user_id}});
+  store_.write(std::move(s), true, [this, alive = alive_, user_id, done](db::Outcome o) {
+    if (!*alive) return;
+    if (o.error.status == db::Status::conflict) return done(fail<Unit>(not_found("user")));
+    if (!o.ok()) return done(fail<Unit>(from_db(o.error)));
+    invalidate(cluster::ClusterEvent::inv_user, user_id);
+    invalidate(cluster::ClusterEvent::clear_session_user, user_id);
+    done(ok(Unit{}));
+  });
 }
 
 void App::logout(const Session& session, Callback<Unit> done) {

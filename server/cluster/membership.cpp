@@ -237,6 +237,9 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
       case MemberState::dead:
         accept = (m.state != MemberState::dead && u.incarnation >= m.incarnation) ||
                  (m.state == MemberState::dead && u.incarnation > m.incarnation);
+        // Its own word that it left, after a peer's report that it died: the same death, now known clean.
+        if (!accept && m.state == MemberState::dead && reporter == u.address && u.incarnation == m.incarnation)
+          m.left = true;
         break;
     }
   }
@@ -248,6 +251,7 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   m.incarnation = u.incarnation;
   m.state = u.state;
   m.heard = true;
+  m.left = u.state == MemberState::dead && reporter == u.address;
   if (u.state == MemberState::suspect) {
     auto s = suspicions_.find(u.address);
     if (s != suspicions_.end() && s->second.timer) env_.cancel_timer(s->second.timer);
@@ -261,8 +265,8 @@ bool Membership::apply(const Update& u, const std::string& reporter) {
   if (before != m.state || !was_heard || generation_before != m.generation) {
     m.since = env_.now();
     if (before != m.state)
-      env_.log().info("membership: {} is {} (generation {}, incarnation {})", m.address, to_string(m.state),
-                      m.generation, m.incarnation);
+      env_.log().info("membership: {} is {} (generation {}, incarnation {}){}", m.address, to_string(m.state),
+                      m.generation, m.incarnation, m.left ? ": it left the cluster" : "");
     if (on_change_) on_change_(m);  // a state change, a member first heard from, or a restart
     recompute_leader();
   }

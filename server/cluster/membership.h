@@ -39,6 +39,7 @@ struct Member {
   MemberState state = MemberState::alive;
   MonoTime since;      // when the state last changed, on this node's clock
   bool heard = false;  // a message from it has arrived (a seed address until then)
+  bool left = false;   // dead by its own word: it announced a clean leave (Membership::leave)
 };
 
 struct MembershipOptions {

@@ -130,6 +130,7 @@ PeerStatus ClusterStatus::evaluate(const std::string& address) const {
   p.info.address = address;
   auto m = membership_.members().find(address);
   p.state = m == membership_.members().end() ? MemberState::dead : m->second.state;
+  if (m != membership_.members().end()) p.state_since = m->second.since;
   if (p.state == MemberState::dead)
     p.reason = "down";
   else if (!p.heard)
@@ -147,7 +148,11 @@ PeerStatus ClusterStatus::evaluate(const std::string& address) const {
 
 std::vector<PeerStatus> ClusterStatus::peers() const {
   std::vector<PeerStatus> out;
-  for (const auto& [addr, m] : membership_.members()) out.push_back(evaluate(addr));
+  const MonoTime now = env_.now();
+  for (const auto& [addr, m] : membership_.members()) {
+    if (m.state == MemberState::dead && (m.left || now - m.since >= remove_dead_after_)) continue;
+    out.push_back(evaluate(addr));
+  }
   return out;
 }
 

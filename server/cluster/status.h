@@ -34,6 +34,7 @@ struct PeerStatus {
   MemberState state = MemberState::alive;
   bool heard = false;     // a status announcement has arrived
   MonoTime last_contact;  // when it last arrived
+  MonoTime state_since;   // when membership last changed its state (for a dead peer: when it was declared dead)
   bool green = false;
   std::string reason;  // why red ("" when green)
 };
@@ -56,8 +57,9 @@ class ClusterStatus {
   // Forward membership changes here.
   void on_member_change(const Member& member);
 
-  // Every member, with green or red computed now, ordered by address.
+  // Every member still listed (see above), with green or red computed now, ordered by address.
   std::vector<PeerStatus> peers() const;
+  void set_remove_dead_after(Duration d) { remove_dead_after_ = d; }
 
  private:
   bool announce_to(const std::string& address);  // false: not sent now, retried shortly
@@ -68,6 +70,7 @@ class ClusterStatus {
   NodeInfo self_;
   Membership& membership_;
   Duration interval_;
+  Duration remove_dead_after_{3'600'000'000};
   std::map<std::string, PeerStatus> known_;  // by address: what they announced
   std::map<std::string, std::string> logged_reason_;
   TimerId timer_ = 0;

@@ -255,6 +255,60 @@ json::value to_json_value(const Value& v) {
       v);
 }
 
+// Objects with their keys sorted, at every depth: equal documents serialise to equal bytes.
+json::value sorted_value(const json::value& v) {
+  if (v.is_array()) {
+    json::array a;
+    for (const auto& x : v.get_array()) a.push_back(sorted_value(x));
+    return a;
+  }
+  if (!v.is_object()) return v;
+  std::vector<std::pair<std::string, const json::value*>> keys;
+  for (const auto& [k, x] : v.get_object()) keys.emplace_back(std::string(k), &x);
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  json::object o;
+  for (const auto& [k, x] : keys) o[k] = sorted_value(*x);
+  return o;
+}
+
+std::string canonical(const json::value& v) { return json::serialize(sorted_value(v)); }
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+void pretty(const json::value& v, int depth, std::string& out) {
+  const std::string pad(static_cast<size_t>(depth + 1) * 2, ' '), close(static_cast<size_t>(depth) * 2, ' ');
+  if (v.is_object() && !v.get_object().empty()) {
+    out += "{\n";
+    bool first = true;
+    for (const auto& [k, x] : v.get_object()) {
+      if (!first) out += ",\n";
+      first = false;
+      out += pad + json::serialize(json::value(k)) + ": ";
+      pretty(x, depth + 1, out);
+    }
+    out += "\n" + close + "}";
+  } else if (v.is_array() && !v.get_array().empty()) {
+    out += "[\n";
+    bool first = true;
+    for (const auto& x : v.get_array()) {
+      if (!first) out += ",\n";
+      first = false;
+      out += pad;
+      pretty(x, depth + 1, out);
+    }
+    out += "\n" + close + "]";
+  } else {
+    out += json::serialize(v);
+  }
+}
+
 std::pair<int, int> line_col(const std::string& text, size_t offset) {
   int line = 1, col = 1;
   for (size_t i = 0; i < offset && i < text.size(); ++i) {
@@ -307,13 +361,15 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
     return result;
   }
 
-  // 2. File values over defaults.
+  // 2. File values over defaults. What Chorus does not know is kept for the document.
   const auto& all = specs();
+  json::object unknown;  // section -> whole section (unknown sections) or the unknown settings of a known one
   for (const auto& [section_key, section_value] : root.get_object()) {
     const std::string section(section_key);
     const bool known_section = std::any_of(all.begin(), all.end(), [&](const Spec& s) { return section == s.section; });
     if (!known_section) {
-      loaded.warnings.push_back(fmt::format("{}: section {} is not used by Chorus (ignored)", source_name, section));
+      loaded.warnings.push_back(fmt::format("{}: section {} is not used by Chorus (kept as it is)", source_name, section));
+      unknown[section] = section_value;
       continue;
     }
     if (section_value.is_null()) continue;
@@ -328,7 +384,10 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
           std::find_if(all.begin(), all.end(), [&](const Spec& s) { return section == s.section && name == s.name; });
       if (spec == all.end()) {
         loaded.warnings.push_back(
-            fmt::format("{}: setting {}.{} is not used by Chorus (ignored)", source_name, section, name));
+            fmt::format("{}: setting {}.{} is not used by Chorus (kept as it is)", source_name, section, name));
+        auto& kept = unknown[section];
+        if (!kept.is_object()) kept = json::object{};
+        kept.as_object()[name] = value;
         continue;
       }
       if (value.is_null()) continue;  // as in Go: null keeps the default
@@ -380,7 +439,18 @@ LoadResult load_config_text(const std::string& text, const std::string& source_n
                                               "must name the S3 host (host or host:port) when DriverName is \"amazons3\""});
   }
   if (!result.error.list.empty()) return result;
-  loaded.hash = config_hash(loaded.file_config);
+  {
+    json::value doc = json::parse(to_json(loaded.file_config));
+    for (auto& [section, value] : unknown) {
+      json::value& target = doc.as_object()[section];
+      if (target.is_object() && value.is_object())
+        for (auto& [name, v] : value.as_object()) target.as_object()[name] = v;
+      else
+        target = value;
+    }
+    loaded.document = canonical(doc);
+  }
+  loaded.hash = document_hash(loaded.document);
   result.value = std::move(loaded);
   return result;
 }
@@ -413,14 +483,61 @@ std::string to_json(const Config& config, bool include_cluster_settings) {
   return json::serialize(root);
 }
 
-std::string config_hash(const Config& config) {
-  const std::string canonical = to_json(config, /*include_cluster_settings=*/false);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(canonical.data(), canonical.size(), digest, &size, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
+std::string config_hash(const Config& config) { return sha256_hex(to_json(config, /*include_cluster_settings=*/false)); }
+
+std::string document_hash(const std::string& document) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(document, ec);
+  if (ec || !doc.is_object()) return sha256_hex(document);
+  doc.as_object().erase("ClusterSettings");
+  return sha256_hex(canonical(doc));
+}
+
+std::string document_with(const std::string& document, const Config& config) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(document, ec);
+  if (ec || !doc.is_object()) doc = json::object{};
+  for (const auto& s : specs()) {
+    json::value& section = doc.as_object()[s.section];
+    if (!section.is_object()) section = json::object{};
+    section.as_object()[s.name] = to_json_value(s.get(config));
+  }
+  return canonical(doc);
+}
+
+std::string pretty_json(const std::string& json_text) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(json_text, ec);
+  if (ec) return json_text;
+  std::string out;
+  pretty(v, 0, out);
+  return out + "\n";
+}
+
+std::vector<std::string> restart_settings_changed(const Config& a, const Config& b) {
+  static const char* const kRestart[] = {
+      "ServiceSettings.ListenAddress",        "ServiceSettings.ReadTimeout",
+      "ServiceSettings.WriteTimeout",         "ServiceSettings.IdleTimeout",
+      "ServiceSettings.MaximumPayloadSizeBytes", "ServiceSettings.MaximumURLLength",
+      "ServiceSettings.EnableLocalMode",      "ServiceSettings.LocalModeSocketLocation",
+      "SqlSettings.DriverName",               "ClusterSettings.Enable",
+      "ClusterSettings.ClusterName",          "ClusterSettings.OverrideHostname",
+      "ClusterSettings.NetworkInterface",     "ClusterSettings.BindAddress",
+      "ClusterSettings.AdvertiseAddress",     "ClusterSettings.UseIpAddress",
+      "ClusterSettings.GossipPort",           "ClusterSettings.EnableExperimentalGossipEncryption",
+      "FileSettings.DriverName",              "FileSettings.Directory",
+      "FileSettings.AmazonS3Bucket",          "FileSettings.AmazonS3Endpoint",
+      "FileSettings.AmazonS3Region",          "FileSettings.AmazonS3AccessKeyId",
+      "FileSettings.AmazonS3SecretAccessKey", "FileSettings.AmazonS3SSL",
+      "FileSettings.AmazonS3PathPrefix",      "FileSettings.AmazonS3RequestTimeoutMilliseconds",
+      "MetricsSettings.Enable",               "MetricsSettings.ListenAddress",
+      "LogSettings.EnableFile",               "LogSettings.FileLocation",
+  };
+  std::vector<std::string> changed;
+  for (const char* path : kRestart)
+    for (const auto& s : specs())
+      if (s.path() == path && s.get(a) != s.get(b)) changed.push_back(path);
+  return changed;
 }
 
 }  // namespace chorus::config

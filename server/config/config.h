@@ -4,8 +4,10 @@
 //
 // Every setting is declared once, in the lists below; the typed structs, the JSON reader, the
 // environment overrides, the validation and the hash are all generated from them. Unknown sections and
-// settings are kept out and reported as warnings (a Mattermost config.json has many settings Chorus does
-// not implement; copying one over must work). The environment is passed in, never read here: the
+// settings are reported as warnings and otherwise left alone: they stay in the document (LoadedConfig::
+// document), so a save through the API writes them back unchanged, GET /config shows them, and the
+// config hash covers them (a Mattermost config.json has many settings Chorus does not implement; copying
+// one over must work, and two nodes whose files differ only there are still told apart). The environment is passed in, never read here: the
 // runtime reads it at the seam. Layers above may read a Config; only this component builds one.
 #pragma once
 
@@ -33,7 +35,9 @@ using StringList = std::vector<std::string>;
   X(ServiceSettings, int64_t, SessionLengthWebInHours, 720, range(1, 876000))           \
   X(ServiceSettings, int64_t, SessionCacheInMinutes, 10, range(0, 525600))              \
   X(ServiceSettings, int64_t, MaximumLoginAttempts, 10, range(1, 1000000))             \
-  X(ServiceSettings, std::string, AllowCorsFrom, "", any())
+  X(ServiceSettings, std::string, AllowCorsFrom, "", any())                             \
+  X(ServiceSettings, bool, EnableLocalMode, false, any())                               \
+  X(ServiceSettings, std::string, LocalModeSocketLocation, "/var/tmp/mattermost_local.socket", nonempty())
 
 #define CHORUS_SQL_SETTINGS(X)                                                         \
   X(SqlSettings, std::string, DriverName, "sqlite3", one_of({"sqlite3", "postgres"}))  \
@@ -62,7 +66,8 @@ using StringList = std::vector<std::string>;
   X(ClusterSettings, bool, EnableGossipCompression, true, any())             \
   X(ClusterSettings, bool, EnableExperimentalGossipEncryption, false, any()) \
   X(ClusterSettings, bool, ReadOnlyConfig, true, any())                      \
-  X(ClusterSettings, int64_t, GossipPort, 8074, range(1, 65535))
+  X(ClusterSettings, int64_t, GossipPort, 8074, range(1, 65535))             \
+  X(ClusterSettings, int64_t, RemoveDeadNodesAfterSeconds, 3600, range(0, 31536000))
 
 #define CHORUS_FILE_SETTINGS(X)                                        \
   X(FileSettings, bool, EnableFileAttachments, true, any())                                \
@@ -93,7 +98,14 @@ using StringList = std::vector<std::string>;
   X(LogSettings, bool, EnableFile, true, any())                   \
   X(LogSettings, std::string, FileLevel, "INFO", log_level())     \
   X(LogSettings, bool, FileJson, true, any())                     \
-  X(LogSettings, std::string, FileLocation, "", any())
+  X(LogSettings, std::string, FileLocation, "", any())            \
+  X(LogSettings, int64_t, FileMaxSizeMB, 100, range(1, 1048576))  \
+  X(LogSettings, int64_t, FileMaxBackups, 10, range(0, 10000))
+
+// MetricsSettings: Prometheus's /metrics on a port of its own (Mattermost's :8067).
+#define CHORUS_METRICS_SETTINGS(X)                                      \
+  X(MetricsSettings, bool, Enable, false, any())                        \
+  X(MetricsSettings, std::string, ListenAddress, ":8067", listen_address())
 
 #define CHORUS_TEAM_SETTINGS(X)                                      \
   X(TeamSettings, std::string, SiteName, "Chorus", nonempty())       \
@@ -126,7 +138,8 @@ using StringList = std::vector<std::string>;
   CHORUS_SERVICE_SETTINGS(X)                                                                       \
   CHORUS_SQL_SETTINGS(X)                                                                           \
   CHORUS_CLUSTER_SETTINGS(X) CHORUS_FILE_SETTINGS(X) CHORUS_JOB_SETTINGS(X) CHORUS_LOG_SETTINGS(X) \
-      CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X) CHORUS_RATE_LIMIT_SETTINGS(X)
+      CHORUS_TEAM_SETTINGS(X) CHORUS_DATA_RETENTION_SETTINGS(X) CHORUS_RATE_LIMIT_SETTINGS(X)      \
+          CHORUS_METRICS_SETTINGS(X)
 
 #define CHORUS_CONFIG_FIELD(section, type, name, def, check) type name = def;
 struct ServiceSettings {
@@ -156,6 +169,9 @@ struct DataRetentionSettings {
 struct RateLimitSettings {
   CHORUS_RATE_LIMIT_SETTINGS(CHORUS_CONFIG_FIELD)
 };
+struct MetricsSettings {
+  CHORUS_METRICS_SETTINGS(CHORUS_CONFIG_FIELD)
+};
 #undef CHORUS_CONFIG_FIELD
 
 // Members are named as the sections in config.json (qualified types keep the names unambiguous).
@@ -169,6 +185,7 @@ struct Config {
   config::TeamSettings TeamSettings;
   config::DataRetentionSettings DataRetentionSettings;
   config::RateLimitSettings RateLimitSettings;
+  config::MetricsSettings MetricsSettings;
 };
 
 struct ConfigError {
@@ -180,8 +197,11 @@ struct ConfigError {
 
 struct LoadedConfig {
   Config config;                        // what the node runs with: defaults < file < environment
-  Config file_config;                   // defaults < file: what the hash covers
-  std::string hash;                     // config_hash(file_config)
+  Config file_config;                   // defaults < file
+  // The whole file as canonical JSON (keys sorted): every known setting at its file_config value, and
+  // every section and setting Chorus does not know exactly as the file has it.
+  std::string document;
+  std::string hash;                     // document_hash(document)
   std::vector<std::string> warnings;    // unknown sections or settings, ignored
   std::vector<std::string> overridden;  // settings taken from the environment ("SqlSettings.DataSource")
 };
@@ -204,6 +224,18 @@ LoadResult load_config_file(const std::string& path, const Environment& environm
 
 // SHA-256 (hex) of the canonical JSON of every setting but ClusterSettings.
 std::string config_hash(const Config& config);
+// The same over a whole document (LoadedConfig::document): unknown settings count, ClusterSettings
+// (what differs per node) does not. Equal to config_hash(c) for a document of c's settings alone.
+std::string document_hash(const std::string& document);
+// The document with every known setting replaced by `config`'s value (the effective config, with the
+// environment's values, for GET /config); unknown settings as they are.
+std::string document_with(const std::string& document, const Config& config);
+// A JSON text indented for people (config.json as written by a save); keys keep their order.
+std::string pretty_json(const std::string& json_text);
+
+// The settings a running node applies only when it restarts (listening sockets, the cluster's identity,
+// the database driver and file store). Of these, the ones whose values differ between a and b.
+std::vector<std::string> restart_settings_changed(const Config& a, const Config& b);
 // The config as JSON, sections and settings in sorted order (no environment values mixed in unless the
 // caller passes the effective config).
 std::string to_json(const Config& config, bool include_cluster_settings = true);

@@ -146,6 +146,7 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
           if (!*self->alive_) return;
           if (o.ok()) {
             ++(success ? self->server_.stats_.succeeded : self->server_.stats_.failed);
+            ++self->server_.stats_.ended[{self->type_, success ? "success" : "error"}];
             self->server_.env_.log().info("jobs: {} {} ({}) {}", self->type_, self->id_, self->attempt_,
                                           success ? "succeeded" : "failed");
           } else {
@@ -170,6 +171,7 @@ class JobServer::Run final : public JobRun, public std::enable_shared_from_this<
                            if (!*self->alive_) return;
                            if (o.ok() && o.result().affected == 1) {
                              ++self->server_.stats_.canceled;
+                             ++self->server_.stats_.ended[{self->type_, "canceled"}];
                              self->server_.env_.log().info("jobs: {} {} canceled", self->type_, self->id_);
                            } else {
                              ++self->server_.stats_.fenced;

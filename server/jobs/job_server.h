@@ -114,6 +114,7 @@ class JobServer {
 
   struct Stats {
     uint64_t scheduled = 0, claimed = 0, succeeded = 0, failed = 0, canceled = 0, fenced = 0, recovered = 0;
+    std::map<std::pair<std::string, std::string>, uint64_t> ended;  // (type, status): jobs this node ended so
   };
   const Stats& stats() const { return stats_; }
   bool leader() const { return leader_; }

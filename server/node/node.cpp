@@ -10,7 +10,7 @@ namespace chorus::node {
 namespace json = boost::json;
 
 Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
-    : env_(env), config_(std::move(config)), options_(std::move(options)) {
+    : env_(env), config_(std::move(config)), options_(std::move(options)), started_with_(config_.config) {
   const auto& cfg = config_.config;
   store_ = std::make_unique<store::Store>(
       env_, cfg.SqlSettings, store::StoreOptions{options_.advertise, options_.version, {}, options_.extra_migrations});
@@ -23,6 +23,7 @@ Node::Node(Env& env, config::LoadedConfig config, NodeOptions options)
       });
   status_ = std::make_unique<cluster::ClusterStatus>(
       env_, cluster::NodeInfo{options_.advertise, options_.version, "", config_.hash, options_.hostname}, *membership_);
+  status_->set_remove_dead_after(Duration{cfg.ClusterSettings.RemoveDeadNodesAfterSeconds * 1'000'000});
   messenger_ = std::make_unique<cluster::Messenger>(env_, *membership_, options_.messenger);
   PingNode::Options ping;
   ping.start_transport = false;
@@ -305,14 +306,39 @@ std::vector<api::ClusterNodeRow> Node::cluster_status() const {
   std::vector<api::ClusterNodeRow> rows;
   if (!cluster_enabled()) return rows;
   auto host_of = [](const std::string& address) { return address.substr(0, address.rfind(':')); };
+  const MonoTime now = env_.now();
+  const WallTime wall = env_.wall_now();
+  const std::string& leader = membership_->leader();
   const auto& self = status_->self();
-  rows.push_back(
-      {self.address, self.version, self.schema_version, self.config_hash, host_of(self.address), self.hostname});
-  for (const auto& p : status_->peers()) {
-    if (p.state == cluster::MemberState::dead) continue;  // Mattermost lists the nodes that answer
-    rows.push_back({p.info.address, p.info.version, p.info.schema_version, p.info.config_hash, host_of(p.info.address),
-                    p.info.hostname});
+  api::ClusterNodeRow me{self.address, self.version, self.schema_version, self.config_hash, host_of(self.address),
+                         self.hostname};
+  me.leader = leader == self.address;
+  me.last_seen = wall.millis();
+  me.restart_required = restart_required_;
+  if (!restart_required_.empty()) {
+    me.green = false;
+    me.reason = "settings changed that take effect at a restart: " + fmt::format("{}", fmt::join(restart_required_, ", "));
   }
+  rows.push_back(std::move(me));
+  for (const auto& p : status_->peers()) {
+    api::ClusterNodeRow row{p.info.address, p.info.version, p.info.schema_version, p.info.config_hash,
+                            host_of(p.info.address), p.info.hostname};
+    row.green = p.green;
+    row.reason = p.reason;
+    row.state = cluster::to_string(p.state);
+    row.leader = leader == p.info.address && p.state != cluster::MemberState::dead;
+    row.last_seen = p.state == cluster::MemberState::alive ? wall.millis() : WallTime{wall.us - (now - p.state_since).count()}.millis();
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::vector<api::DatabaseServerRow> Node::database_status() const {
+  std::vector<api::DatabaseServerRow> rows;
+  for (const auto& s : store_->router().status())
+    rows.push_back(api::DatabaseServerRow{store::to_string(s.role), s.name, s.online, s.reads, s.failures, s.pool.open,
+                                          s.pool.idle, s.pool.busy, s.pool.waiting, s.pool.opened, s.pool.closed,
+                                          s.pool.connect_failures, s.pool.requests, s.pool.waited, s.pool.rejected});
   return rows;
 }
 
@@ -322,7 +348,7 @@ constexpr const char* kMasked = "********************************";
 
 std::string Node::config_json() const {
   boost::system::error_code ec;
-  auto v = json::parse(config::to_json(config_.config), ec);
+  auto v = json::parse(config::document_with(config_.document, config_.config), ec);
   if (ec || !v.is_object()) return "{}";
   auto& sql = v.as_object()["SqlSettings"].as_object();
   sql["DataSource"] = kMasked;
@@ -348,8 +374,9 @@ Failure Node::save_config(const std::string& text) {
   boost::system::error_code ec;
   auto incoming = json::parse(text, ec);
   if (ec || !incoming.is_object()) return Failure{"the body is not a JSON object"};
-  // Start from the file's settings (never the environment's), merge the change over them.
-  auto merged = json::parse(config::to_json(config_.file_config), ec);
+  // Start from the file's settings (never the environment's; the settings Chorus does not know kept as
+  // they are), merge the change over them.
+  auto merged = json::parse(config_.document, ec);
   if (ec) return Failure{"internal: the current config does not serialize"};
   for (auto& [section, settings] : incoming.as_object()) {
     if (!settings.is_object()) return Failure{"section " + std::string(section) + " is not an object"};
@@ -364,7 +391,7 @@ Failure Node::save_config(const std::string& text) {
       target.as_object()[name] = value;
     }
   }
-  const std::string out = json::serialize(merged);
+  const std::string out = config::pretty_json(json::serialize(merged));
   auto loaded = config::load_config_text(out, "config (API)", options_.environment);
   if (!loaded.ok()) return Failure{loaded.error.text()};
   if (auto errors = store::check_data_sources(loaded.value.config.SqlSettings); !errors.empty())
@@ -400,7 +427,6 @@ Failure Node::reload_config_for(const std::string& why) {
 }
 
 void Node::apply(config::LoadedConfig next) {
-  const auto old_cluster = config_.config.ClusterSettings;
   config_ = std::move(next);
   app_->set_config(config_.config);
   job_server_->set_config(config_.config);
@@ -409,11 +435,16 @@ void Node::apply(config::LoadedConfig next) {
   auto info = status_->self();
   info.config_hash = config_.hash;
   status_->set_self(info);  // peers see the new hash: green again when all agree
-  const auto& cs = config_.config.ClusterSettings;
-  if (cs.Enable != old_cluster.Enable || cs.ClusterName != old_cluster.ClusterName ||
-      cs.GossipPort != old_cluster.GossipPort ||
-      cs.EnableExperimentalGossipEncryption != old_cluster.EnableExperimentalGossipEncryption)
-    env_.log().warn("config: ClusterSettings changes take effect when the node restarts");
+  status_->set_remove_dead_after(Duration{config_.config.ClusterSettings.RemoveDeadNodesAfterSeconds * 1'000'000});
+  // Settings read only at start: say which ones now differ from what the node runs with (the log, and
+  // this node's row of the cluster status, red until a restart).
+  auto pending = config::restart_settings_changed(started_with_, config_.config);
+  if (pending != restart_required_ && !pending.empty())
+    env_.log().warn("config: these settings take effect when the node restarts: {}", fmt::join(pending, ", "));
+  else if (pending != restart_required_)
+    env_.log().info("config: no setting waits for a restart any more");
+  restart_required_ = std::move(pending);
+  if (options_.on_config_applied) options_.on_config_applied(config_.config);
 }
 
 // The write goes to the master at most once a second, whatever the callers' rate (the ping is

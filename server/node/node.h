@@ -44,6 +44,10 @@ struct NodeOptions {
   std::function<Failure(const std::string& text)> write_config;
   // The runtime's part in the cluster key: the transport must authenticate (and maybe encrypt) with it.
   std::function<void(const std::string& cluster_name, const std::string& key, bool encrypt)> use_cluster_key;
+  // The runtime's part of a config taking effect (start and every reload or save): log levels and forms.
+  std::function<void(const config::Config&)> on_config_applied;
+  // Files for the support packet that only the runtime has (the log file's tail, a metrics snapshot).
+  std::function<std::vector<std::pair<std::string, std::string>>()> support_files;
   // Called once if the node cannot start (the reason), so the process can exit.
   std::function<void(const std::string& why)> on_fatal;
   app::AppOptions app;
@@ -77,6 +81,10 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   // NodeControl (the API's view of the node)
   bool cluster_enabled() const override { return config_.config.ClusterSettings.Enable; }
   std::vector<api::ClusterNodeRow> cluster_status() const override;
+  std::vector<api::DatabaseServerRow> database_status() const override;
+  std::string database_driver() const override { return config_.config.SqlSettings.DriverName; }
+  // Settings changed in the file since the node started that take effect only at a restart.
+  const std::vector<std::string>& restart_required() const { return restart_required_; }
   std::string config_json() const override;
   bool config_read_only() const override;
   Failure save_config(const std::string& json) override;
@@ -84,6 +92,9 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   // The same, logged as asked for by `why` (the API, a peer's save, SIGHUP).
   Failure reload_config_for(const std::string& why);
   void recycle_database() override { store_->recycle(); }
+  std::vector<std::pair<std::string, std::string>> support_files() const override {
+    return options_.support_files ? options_.support_files() : std::vector<std::pair<std::string, std::string>>{};
+  }
   void check_health(std::function<void(bool, std::string)> done) override;
   std::string cut_off_reason() const override { return cut_off_reason_; }
 
@@ -108,6 +119,8 @@ class Node final : public Process, public TransportHandler, public api::NodeCont
   Env& env_;
   config::LoadedConfig config_;
   NodeOptions options_;
+  config::Config started_with_;                 // the config the node started with
+  std::vector<std::string> restart_required_;  // of its restart settings, those the file has changed since
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<cluster::Membership> membership_;
   std::unique_ptr<cluster::ClusterStatus> status_;

@@ -29,6 +29,7 @@
 #include "server/runtime/asio_env.h"
 #include "server/runtime/s3_files.h"
 #include "server/runtime/http_server.h"
+#include "server/runtime/metrics.h"
 #include "server/runtime/spdlog_sink.h"
 
 extern char** environ;
@@ -141,6 +142,36 @@ bool listen_address(const std::string& text, std::string& host, uint16_t& port) 
   return true;
 }
 
+chorus::runtime::LogOutputs log_outputs(const chorus::config::LogSettings& ls) {
+  chorus::runtime::LogOutputs o;
+  o.console = ls.EnableConsole;
+  chorus::parse_log_level(ls.ConsoleLevel, o.console_level);
+  o.console_json = ls.ConsoleJson;
+  o.file = ls.EnableFile;
+  chorus::parse_log_level(ls.FileLevel, o.file_level);
+  o.file_json = ls.FileJson;
+  o.file_path = chorus::runtime::log_file_path(ls.FileLocation);
+  o.file_max_bytes = static_cast<size_t>(ls.FileMaxSizeMB) << 20;
+  o.file_backups = static_cast<size_t>(ls.FileMaxBackups);
+  return o;
+}
+
+// The last `max` bytes of a file, from the start of a line.
+std::string file_tail(const std::string& path, size_t max) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const auto size = static_cast<size_t>(in.tellg());
+  const size_t from = size > max ? size - max : 0;
+  in.seekg(static_cast<std::streamoff>(from));
+  std::string text(size - from, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (from > 0) {
+    const auto nl = text.find('\n');
+    if (nl != std::string::npos) text.erase(0, nl + 1);
+  }
+  return text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,11 +209,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  chorus::LogLevel level = chorus::LogLevel::info;
-  chorus::parse_log_level(cfg.LogSettings.ConsoleLevel, level);
-  chorus::runtime::SpdlogSink sink(cfg.LogSettings.ConsoleJson);
-  chorus::NullLogSink null_sink;
-  chorus::LogSink& log_sink = cfg.LogSettings.EnableConsole ? static_cast<chorus::LogSink&>(sink) : null_sink;
+  std::unique_ptr<chorus::runtime::SpdlogSink> sink;
+  try {
+    sink = std::make_unique<chorus::runtime::SpdlogSink>(log_outputs(cfg.LogSettings));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chorusd: %s\n", e.what());
+    return 2;
+  }
+  const chorus::LogLevel level = sink->outputs().min_level();
+  chorus::LogSink& log_sink = *sink;
 
   const auto& cs = cfg.ClusterSettings;
   const std::string host = cluster_hostname(cs);
@@ -222,6 +257,25 @@ int main(int argc, char** argv) {
   no.environment = environment;
   no.read_config = [config_path] { return read_file(config_path); };
   no.write_config = [config_path](const std::string& text) { return write_file(config_path, text); };
+  // LogSettings take effect on a reload: levels and forms at once (the file's place at a restart).
+  no.on_config_applied = [&](const chorus::config::Config& c) {
+    const auto before = sink->outputs();
+    sink->configure(log_outputs(c.LogSettings));
+    env->log().set_level(sink->outputs().min_level());
+    const auto& after = sink->outputs();
+    if (before.console_level != after.console_level || before.file_level != after.file_level ||
+        before.console != after.console || before.file != after.file)
+      env->log().info("config: logging now: console {} at {}, file {} at {}", after.console ? "on" : "off",
+                      chorus::to_string(after.console_level), after.file ? "on" : "off",
+                      chorus::to_string(after.file_level));
+  };
+  std::unique_ptr<chorus::runtime::MetricsServer> metrics;
+  no.support_files = [&] {
+    std::vector<std::pair<std::string, std::string>> files;
+    if (sink->outputs().file) files.emplace_back("chorus.log", file_tail(sink->outputs().file_path, 10u << 20));
+    if (metrics) files.emplace_back("metrics.txt", metrics->snapshot_text());
+    return files;
+  };
   no.use_cluster_key = [&](const std::string& name, const std::string& key, bool encrypt) {
     env->tcp().set_cluster(name, key, encrypt);
   };
@@ -259,8 +313,32 @@ int main(int argc, char** argv) {
     log.error("chorusd: {}", e.what());
     return 1;
   }
+  // Local mode (mmctl --local, chorusctl --local): the API on a unix socket of this machine.
+  std::unique_ptr<chorus::runtime::HttpServer> local_http;
+  if (ss.EnableLocalMode) {
+    auto lopts = hopts;
+    lopts.unix_path = ss.LocalModeSocketLocation;
+    try {
+      local_http = std::make_unique<chorus::runtime::HttpServer>(io, *env, lopts, node.api());
+    } catch (const std::exception& e) {
+      log.error("chorusd: {} (ServiceSettings.LocalModeSocketLocation)", e.what());
+      return 1;
+    }
+  }
+  if (cfg.MetricsSettings.Enable) {
+    try {
+      metrics = std::make_unique<chorus::runtime::MetricsServer>(
+          io, cfg.MetricsSettings.ListenAddress,
+          chorus::runtime::MetricsSources{&node, http.get(), &env->tcp(), CHORUS_VERSION});
+    } catch (const std::exception& e) {
+      log.error("chorusd: {}", e.what());
+      return 1;
+    }
+    log.info("chorusd: metrics on http://{}/metrics", cfg.MetricsSettings.ListenAddress);
+  }
   node.start();
   http->start();
+  if (local_http) local_http->start();
   log.info("chorusd: API on http://{}:{}", hopts.bind_host, http->local_port());
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -268,12 +346,13 @@ int main(int argc, char** argv) {
     if (ec) return;
     log.info("chorusd: signal {} received, stopping", signo);
     // The HTTP side and the node drain side by side; the process ends when both are done.
-    auto remaining = std::make_shared<int>(2);
+    auto remaining = std::make_shared<int>(local_http ? 3 : 2);
     auto one_done = [&io, remaining] {
       if (--*remaining == 0) io.stop();
     };
     node.stop(one_done);
     http->stop(chorus::Duration{5'000'000}, one_done);
+    if (local_http) local_http->stop(chorus::Duration{5'000'000}, one_done);
   });
   // SIGHUP reloads config.json, as POST /api/v4/config/reload does (systemctl reload: deploy/chorusd.service).
   boost::asio::signal_set hangups(io, SIGHUP);
@@ -286,6 +365,8 @@ int main(int argc, char** argv) {
   };
   on_hangup();
   io.run();
+  metrics.reset();
+  local_http.reset();
   http.reset();
   log.info("chorusd: stopped");
   return exit_code;

@@ -5,14 +5,21 @@
 #include "server/core/url.h"  // percent_decode, parse_query
 #include "server/runtime/spdlog_sink.h"  // json_escape
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
@@ -36,6 +43,10 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
+// TCP and the local-mode unix socket alike (HttpServerOptions::unix_path): one connection type for both.
+using Protocol = asio::generic::stream_protocol;
+using Socket = Protocol::socket;
+using Stream = beast::basic_stream<Protocol>;
 using boost::system::error_code;
 
 namespace {
@@ -88,12 +99,16 @@ api::Response error_response(int status, std::string_view id, std::string_view m
   return r;
 }
 
-std::string endpoint_text(const tcp::socket& s) {
+std::string endpoint_text(const Socket& s) {
   error_code ec;
   const auto ep = s.remote_endpoint(ec);
   if (ec) return "(unknown)";
-  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (ep.protocol().family() == AF_UNIX) return "local";
+  tcp::endpoint t;
+  if (ep.size() > t.capacity()) return "(unknown)";
+  std::memcpy(t.data(), ep.data(), ep.size());
+  if (t.address().is_v6()) return "[" + t.address().to_string() + "]:" + std::to_string(t.port());
+  return t.address().to_string() + ":" + std::to_string(t.port());
 }
 
 bool is_http_error(const error_code& ec) {
@@ -119,7 +134,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Env& env;
   HttpServerOptions options;
   api::Handler& handler;
-  tcp::acceptor acceptor;
+  asio::basic_socket_acceptor<Protocol> acceptor;
   uint16_t port = 0;
   bool started = false;
   bool stopping = false;
@@ -133,8 +148,11 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Logger& log() { return env.log(); }
 
   void listen();
+  void listen_unix();
+  void unlink_unix();
+  bool unix_bound = false;
   void accept();
-  void on_accepted(tcp::socket socket);
+  void on_accepted(Socket socket);
   void remove(const std::shared_ptr<Connection>& c);
   void stop(Duration grace, std::function<void()> done_fn);
   void finish_stop();
@@ -147,7 +165,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
   using Server = HttpServer::Impl;
   enum class State { reading, handling, writing, lingering, upgrading, websocket, closed };
 
-  Connection(std::shared_ptr<Server> server, tcp::socket socket)
+  Connection(std::shared_ptr<Server> server, Socket socket)
       : server_(std::move(server)),
         stream_(std::move(socket)),
         buffer_(server_->options.header_size_max + 64 * 1024),
@@ -231,11 +249,11 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
 
  private:
   using Parser = http::request_parser<http::string_body>;
-  using WebSocket = websocket::stream<beast::tcp_stream>;
+  using WebSocket = websocket::stream<Stream>;
 
   Logger& log() { return server_->log(); }
   const HttpServerOptions& options() const { return server_->options; }
-  beast::tcp_stream& stream() { return ws_ ? ws_->next_layer() : stream_; }
+  Stream& stream() { return ws_ ? ws_->next_layer() : stream_; }
 
   // The queued frames and the close handshake must be done within ws_close_timeout.
   void arm_close_timer() {
@@ -381,6 +399,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
                                std::string(field.value().data(), field.value().size()));
     out.body = std::move(req.body());
     out.remote = remote_;
+    out.local = !server_->options.unix_path.empty();
     return true;
   }
 
@@ -467,7 +486,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
       if (linger) return self->linger();
       if (close || self->close_after_response_ || self->server_->stopping) {
         error_code ignored;
-        self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        self->stream_.socket().shutdown(asio::socket_base::shutdown_both, ignored);
         self->log().debug("http: closed connection from {} after the answer", self->remote_);
         return self->finish();
       }
@@ -479,7 +498,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
   void linger() {
     state_ = State::lingering;
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
     stream_.expires_after(kLingerTime);
     drain();
   }
@@ -616,7 +635,7 @@ class Connection final : public api::SocketSink, public std::enable_shared_from_
   }
 
   std::shared_ptr<Server> server_;
-  beast::tcp_stream stream_;  // moved into ws_ on an accepted upgrade: use stream() where either may hold it
+  Stream stream_;  // moved into ws_ on an accepted upgrade: use stream() where either may hold it
   beast::flat_buffer buffer_;
   std::string remote_;
   State state_ = State::reading;
@@ -648,20 +667,45 @@ void HttpServer::Impl::listen() {
   error_code ec;
   const auto address = asio::ip::make_address(options.bind_host, ec);
   if (ec) throw std::runtime_error("HTTP bind address \"" + options.bind_host + "\" is not an IP address");
-  tcp::endpoint ep(address, options.port);
-  acceptor.open(ep.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(ep, ec);
+  const tcp::endpoint ep(address, options.port);
+  acceptor.open(Protocol::endpoint(ep).protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(Protocol::endpoint(ep), ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     throw std::runtime_error("cannot listen on HTTP address " + options.bind_host + ":" + std::to_string(options.port) +
                              ": " + ec.message());
-  port = acceptor.local_endpoint(ec).port();
+  const auto bound = acceptor.local_endpoint(ec);
+  tcp::endpoint t;
+  if (!ec && bound.size() <= t.capacity()) {
+    std::memcpy(t.data(), bound.data(), bound.size());
+    port = t.port();
+  }
+}
+
+// Local mode: a unix socket only this machine's users with access to the file reach (mode 0600). A stale
+// socket file of an earlier run is replaced; anything else at the path is left alone and is an error.
+void HttpServer::Impl::listen_unix() {
+  const std::string& path = options.unix_path;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      throw std::runtime_error("cannot listen on the local-mode socket " + path + ": a file that is not a socket is there");
+    ::unlink(path.c_str());
+  }
+  error_code ec;
+  const asio::local::stream_protocol::endpoint ep(path);
+  acceptor.open(Protocol::endpoint(ep).protocol(), ec);
+  if (!ec) acceptor.bind(Protocol::endpoint(ep), ec);
+  if (!ec && ::chmod(path.c_str(), 0600) != 0) ec = error_code(errno, boost::system::system_category());
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on the local-mode socket " + path + ": " + ec.message());
+  unix_bound = true;
 }
 
 void HttpServer::Impl::accept() {
   if (stopping || destroyed) return;
-  acceptor.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket socket) {
+  acceptor.async_accept([self = shared_from_this()](const error_code& ec, Socket socket) {
     if (self->stopping || self->destroyed) return;
     if (!ec) {
       self->on_accepted(std::move(socket));
@@ -679,7 +723,7 @@ void HttpServer::Impl::accept() {
   });
 }
 
-void HttpServer::Impl::on_accepted(tcp::socket socket) {
+void HttpServer::Impl::on_accepted(Socket socket) {
   if (connections.size() >= options.connections_max) {
     log().warn("http: refused connection from {}: {} connections already open", endpoint_text(socket),
                connections.size());
@@ -688,7 +732,7 @@ void HttpServer::Impl::on_accepted(tcp::socket socket) {
     return;
   }
   error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
+  if (options.unix_path.empty()) socket.set_option(tcp::no_delay(true), ignored);
   auto c = std::make_shared<Connection>(shared_from_this(), std::move(socket));
   connections.insert(c);
   c->start();
@@ -709,6 +753,7 @@ void HttpServer::Impl::stop(Duration grace, std::function<void()> done_fn) {
   stopping = true;
   error_code ignored;
   acceptor.close(ignored);
+  unlink_unix();
   if (accept_retry) accept_retry->cancel();
   log().info("http: stopping; {} connections open, {} ms of grace", connections.size(), to_ms(grace));
   const auto open = connections;  // a copy: connections leave the set as they close
@@ -735,6 +780,7 @@ void HttpServer::Impl::shutdown() {
   stopping = true;
   error_code ignored;
   acceptor.close(ignored);
+  unlink_unix();
   if (accept_retry) accept_retry->cancel();
   grace_timer.cancel();
   done.clear();
@@ -746,15 +792,26 @@ void HttpServer::Impl::shutdown() {
 
 HttpServer::HttpServer(boost::asio::io_context& io, Env& env, HttpServerOptions options, api::Handler& handler)
     : impl_(std::make_shared<Impl>(io, env, std::move(options), handler)) {
-  impl_->listen();
+  if (impl_->options.unix_path.empty())
+    impl_->listen();
+  else
+    impl_->listen_unix();
 }
 
 HttpServer::~HttpServer() { impl_->shutdown(); }
 
+void HttpServer::Impl::unlink_unix() {
+  if (unix_bound) ::unlink(options.unix_path.c_str());
+  unix_bound = false;
+}
+
 void HttpServer::start() {
   if (impl_->started || impl_->stopping) return;
   impl_->started = true;
-  impl_->log().info("http: listening on {}:{}", impl_->options.bind_host, impl_->port);
+  if (impl_->options.unix_path.empty())
+    impl_->log().info("http: listening on {}:{}", impl_->options.bind_host, impl_->port);
+  else
+    impl_->log().info("http: local mode listening on {}", impl_->options.unix_path);
   impl_->accept();
 }
 

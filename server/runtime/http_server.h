@@ -43,6 +43,9 @@ struct HttpServerOptions {
   size_t connections_max = 20'000;         // HTTP and WebSocket together; beyond it new ones are closed at once
   size_t ws_message_size_max = 64 * 1024;  // a larger WebSocket message closes the connection (1009)
   Duration ws_close_timeout{5'000'000};    // after SocketSink::close, the close handshake must end within this
+  // Local mode (ServiceSettings.EnableLocalMode): listen on this unix socket (mode 0600) instead of TCP;
+  // its requests are marked local (api::Request::local) and need no token, as with mmctl --local.
+  std::string unix_path;
 };
 
 class HttpServer {

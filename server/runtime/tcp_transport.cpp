@@ -540,6 +540,12 @@ bool TcpTransport::connected(const std::string& peer) const {
 
 TransportStats TcpTransport::stats() const { return impl_->stats; }
 
+std::map<std::string, TcpTransport::QueueDepth> TcpTransport::queue_depths() const {
+  std::map<std::string, QueueDepth> out;
+  for (const auto& [addr, o] : impl_->outbound) out[addr] = QueueDepth{o->queue.size(), o->queued_bytes, o->state == Outbound::State::up};
+  return out;
+}
+
 uint16_t TcpTransport::local_port() const {
   error_code ec;
   auto ep = impl_->acceptor.local_endpoint(ec);

@@ -9,6 +9,7 @@
 // io_context (the node's loop). Only server/runtime and its tests include this header.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,12 @@ class TcpTransport final : public Transport {
   SendStatus send(const std::string& peer, std::span<const uint8_t> payload) override;
   bool connected(const std::string& peer) const override;
   TransportStats stats() const override;
+  // Per peer: frames and bytes waiting in its send queue, and whether its connection is up (metrics).
+  struct QueueDepth {
+    size_t frames = 0, bytes = 0;
+    bool up = false;
+  };
+  std::map<std::string, QueueDepth> queue_depths() const;
 
   uint16_t local_port() const;
 
