@@ -145,8 +145,14 @@ if ((await alice.getStatus(bobUser.id)).status !== 'dnd') fail('getStatus after 
 if ((await alice.getStatusesByIds([bobUser.id])).length !== 1) fail('getStatusesByIds');
 const health = await bob.ping(true);
 if (health.status !== 'OK' || health.database_status !== 'OK') fail(`ping: ${JSON.stringify(health)}`);
-// Node 1 leaves the list once node 2 declares it dead (about 1-2 s after the kill).
-await until('getClusterStatus lists node 2 alone', async () => (await alice.getClusterStatus()).length === 1, 5000);
+// Node 1 stays listed, red ("down", state "dead"), once node 2 declares it dead (about 1-2 s after the
+// kill); node 2 is green (issue 16: a dead node is shown red, not dropped).
+await until('getClusterStatus lists node 1 red and down, node 2 green', async () => {
+  const rows = await alice.getClusterStatus();
+  const dead = rows.filter((r) => r.status === 'red' && r.state === 'dead' && r.reason === 'down');
+  const green = rows.filter((r) => r.status === 'green' && r.state === 'self');
+  return rows.length === 2 && dead.length === 1 && green.length === 1;
+}, 5000);
 const cfg = await alice.getConfig();
 if (!cfg.ClusterSettings || !cfg.ClusterSettings.ReadOnlyConfig) fail('getConfig');
 await expectStatus('patchConfig under ReadOnlyConfig', alice.patchConfig({ TeamSettings: { SiteName: 'x' } }), 403);
