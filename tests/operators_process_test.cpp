@@ -343,3 +343,52 @@ TEST_F(Operators, LocalModeServesTheApiOnAPrivateUnixSocketWithoutALogin) {
   EXPECT_EQ(nodes_[0]->wait_exit(10000), 0);
   EXPECT_FALSE(fs::exists(socket_path));
 }
+
+// The guide's "Remove a server" walked with chorusctl, then a node's death as chorusctl shows it.
+TEST_F(Operators, TheGuidesRemoveAServerWalkedWithChorusctlAndADeadNodeIsRedThereWithinTwoSeconds) {
+  write_config("");
+  ASSERT_NO_FATAL_FAILURE(start(3));
+  admin();
+  const std::string creds = (dir_ / "chorusctl.json").string();
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {CHORUSCTL_PATH, "--config", creds});
+    return run(args, "", 20000);
+  };
+  auto [login, login_out] = ctl({"auth", "login", "http://127.0.0.1:" + std::to_string(api(0)), "--name", "ops",
+                                 "--username", "admin", "--password", "Admin-password-1"});
+  ASSERT_EQ(login, 0) << login_out;
+  // 1. Every node green (exit 0).
+  std::string out;
+  ASSERT_GE(wait_ms(
+                [&] {
+                  auto [code, text] = ctl({"cluster", "status"});
+                  out = text;
+                  return code == 0;
+                },
+                15000),
+            0)
+      << out;
+  // 2. Remove a server: stop it cleanly; the others list the remaining two, green, at once.
+  nodes_[2]->signal(SIGTERM);
+  ASSERT_EQ(nodes_[2]->wait_exit(10000), 0);
+  ASSERT_GE(wait_ms(
+                [&] {
+                  auto [code, text] = ctl({"cluster", "status", "--json"});
+                  out = text;
+                  return code == 0 && text.find(std::to_string(gossip(2))) == std::string::npos;
+                },
+                2000),
+            0)
+      << out;
+  // 3. A node dies: red in chorusctl (exit 4, "dead") within 2 s.
+  nodes_[1]->signal(SIGKILL);
+  const int64_t took = wait_ms(
+      [&] {
+        auto [code, text] = ctl({"cluster", "status", "--json"});
+        out = text;
+        return code == 4 && text.find("\"dead\"") != std::string::npos;
+      },
+      2000);
+  EXPECT_GE(took, 0) << "not red within 2 s:\n" << out;
+  std::printf("chorusctl showed the killed node red after %lld ms\n", static_cast<long long>(took));
+}
